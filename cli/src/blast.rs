@@ -1,0 +1,142 @@
+//! `engine blast`: flags → plan → run → summary.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::Context as _;
+use clap::Args;
+use engine_core::{Control, PlanInput, RunError};
+
+use crate::exit;
+use crate::output::{self, Progress};
+
+#[derive(Args, Debug, Clone)]
+#[command(
+    about = "Generate HTTP/1.1 load against URL and measure it",
+    long_about = "Generate HTTP/1.1 load against URL from many keep-alive connections and measure it.\n\n\
+        Closed model: each connection sends its next request as soon as the previous response \
+        completes. Connections are spread over shards, one per CPU of the process's affinity mask \
+        (so `taskset -c 1 engine blast ...` runs one shard on CPU 1).",
+    after_help = "Examples:\n  \
+        engine blast http://127.0.0.1:8080/ -c 1000 -d 30s\n  \
+        engine blast http://127.0.0.1:8080/api -m POST -H 'Content-Type: application/json' -b @body.json\n  \
+        engine blast http://127.0.0.1:8080/ --json - > summary.json\n\n\
+        Exit codes: 0 success, 2 usage or configuration error, 3 target unreachable before the start, \
+        130 interrupted (the summary is still printed and written)."
+)]
+pub struct BlastArgs {
+    /// Target URL (http:// only for now)
+    pub url: String,
+    /// Concurrent connections
+    #[arg(short, long, default_value_t = 64, value_name = "N")]
+    pub conns: u64,
+    /// How long to send requests: 500ms, 10s, 5m, 1h
+    #[arg(short, long, default_value = "10s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub duration: std::time::Duration,
+    /// Request method
+    #[arg(short, long, default_value = "GET", value_name = "M")]
+    pub method: String,
+    /// Request header 'Name: value' (repeatable)
+    #[arg(short = 'H', long = "header", value_name = "K: V")]
+    pub headers: Vec<String>,
+    /// Request body: TEXT, or @FILE to read it from a file
+    #[arg(short, long, value_name = "TEXT|@FILE")]
+    pub body: Option<String>,
+    /// Per-request timeout, from write to complete response
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub timeout: std::time::Duration,
+    /// Timeout of each TCP connect
+    #[arg(long, default_value = "5s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub connect_timeout: std::time::Duration,
+    /// Executors (default: one per CPU the process may run on)
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// CPUs to pin shards to, e.g. 0,2-3 (default: the process's affinity mask)
+    #[arg(long, value_name = "LIST", value_parser = engine_core::affinity::parse_cpu_list)]
+    pub cores: Option<Vec<usize>>,
+    /// Write the summary JSON to PATH, or to stdout with '-' (the text summary then goes to stderr)
+    #[arg(long, value_name = "PATH|-")]
+    pub json: Option<PathBuf>,
+    /// No progress lines while running
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+pub fn main(args: BlastArgs) -> u8 {
+    let plan = match plan(&args) {
+        Ok(p) => p,
+        Err(e) => return crate::fail(exit::USAGE, &e),
+    };
+    let control = Control::new();
+    let handler = control.clone();
+    // A second Ctrl-C leaves at once, for a run whose drain the user will not wait for.
+    let _ = ctrlc::set_handler(move || {
+        if handler.is_stopped() {
+            std::process::exit(exit::INTERRUPTED as i32);
+        }
+        handler.stop();
+    });
+
+    let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
+    let mut progress = Progress::new(args.quiet);
+    eprintln!("{}", output::banner(&plan));
+    let summary = match engine_core::run(&plan, &control, |i| progress.update(i)) {
+        Ok(s) => s,
+        Err(e @ RunError::Unreachable { .. }) => return crate::fail(exit::UNREACHABLE, &e.into()),
+        Err(e) => return crate::fail(exit::FAILURE, &e.into()),
+    };
+    progress.finish();
+
+    let text = output::summary_text(&summary);
+    if json_to_stdout {
+        eprint!("{text}");
+    } else {
+        print!("{text}");
+    }
+    if let Some(path) = &args.json {
+        if let Err(e) = write_json(path, &summary) {
+            return crate::fail(exit::FAILURE, &e);
+        }
+    }
+    if summary.interrupted {
+        exit::INTERRUPTED
+    } else {
+        exit::OK
+    }
+}
+
+fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
+    let body = match args.body.as_deref() {
+        None => Vec::new(),
+        Some(b) => match b.strip_prefix('@') {
+            Some(file) => {
+                std::fs::read(file).with_context(|| format!("cannot read body file '{file}'"))?
+            }
+            None => b.as_bytes().to_vec(),
+        },
+    };
+    let mut input = PlanInput::new(&args.url);
+    input.conns = args.conns;
+    input.duration = args.duration;
+    input.method = args.method.clone();
+    input.headers = args.headers.clone();
+    input.body = body;
+    input.timeout = args.timeout;
+    input.connect_timeout = args.connect_timeout;
+    input.shards = args.shards;
+    input.cores = args.cores.clone();
+    Ok(input.build()?)
+}
+
+fn write_json(path: &std::path::Path, summary: &engine_core::Summary) -> anyhow::Result<()> {
+    let text = serde_json::to_string_pretty(summary)? + "\n";
+    if path.as_os_str() == "-" {
+        std::io::stdout()
+            .write_all(text.as_bytes())
+            .context("cannot write the summary JSON to stdout")?;
+    } else {
+        std::fs::write(path, text)
+            .with_context(|| format!("cannot write the summary JSON to '{}'", path.display()))?;
+    }
+    Ok(())
+}

@@ -1,0 +1,50 @@
+//! `engine`: the HTTP load generator and sidecar proxy. This binary parses flags, prints and
+//! exits; the work happens in the `engine-core` library.
+
+mod blast;
+mod demo;
+mod output;
+mod target;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Exit codes of the contract in DESIGN.md.
+pub mod exit {
+    pub const OK: u8 = 0;
+    pub const FAILURE: u8 = 1;
+    pub const USAGE: u8 = 2;
+    pub const UNREACHABLE: u8 = 3;
+    pub const INTERRUPTED: u8 = 130;
+}
+
+#[derive(Parser)]
+#[command(name = "engine", version, about = "HTTP/1.1 load generator and sidecar proxy for capacity engineers", long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Blast(blast::BlastArgs),
+    Target(target::TargetArgs),
+    Demo(demo::DemoArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let code = match cli.command {
+        Command::Blast(args) => blast::main(args),
+        Command::Target(args) => target::main(args),
+        Command::Demo(args) => demo::main(args),
+    };
+    ExitCode::from(code)
+}
+
+/// Prints one error line (with its causes) and returns the exit code.
+pub fn fail(code: u8, err: &anyhow::Error) -> u8 {
+    eprintln!("engine: {err:#}");
+    code
+}

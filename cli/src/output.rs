@@ -1,0 +1,179 @@
+//! Terminal output: the banner, the per-interval progress line and the summary.
+
+use std::fmt::Write as _;
+use std::io::{IsTerminal, Write};
+
+use engine_core::summary::Latency;
+use engine_core::{IntervalReport, Plan, Summary};
+
+pub fn banner(plan: &Plan) -> String {
+    let shards = plan.shard_cpus.len();
+    format!(
+        "engine blast {} {} — closed model, {} connections on {} shard{} (CPU {}), {}",
+        plan.method,
+        plan.target.url,
+        plan.conns,
+        shards,
+        if shards == 1 { "" } else { "s" },
+        plan.shard_cpus
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        human_duration(plan.duration.as_secs_f64()),
+    )
+}
+
+/// One line per interval on stderr: rewritten in place on a terminal, plain lines otherwise.
+pub struct Progress {
+    quiet: bool,
+    tty: bool,
+    drawn: bool,
+}
+
+impl Progress {
+    pub fn new(quiet: bool) -> Self {
+        Self {
+            quiet,
+            tty: std::io::stderr().is_terminal(),
+            drawn: false,
+        }
+    }
+
+    pub fn update(&mut self, i: &IntervalReport) {
+        if self.quiet {
+            return;
+        }
+        let p = i.point;
+        let line = format!(
+            "[{:>5.1}s/{:.0}s] {:>10.0} req/s  p50 {}  p99 {}  errors {}  open {}",
+            i.elapsed_s,
+            i.planned_s,
+            p.rps,
+            ms(p.p50_ms),
+            ms(p.p99_ms),
+            p.errors,
+            p.open
+        );
+        let mut err = std::io::stderr().lock();
+        if self.tty {
+            let _ = write!(err, "\r\x1b[2K{line}");
+            self.drawn = true;
+        } else {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    pub fn finish(&mut self) {
+        if self.drawn {
+            eprintln!();
+            self.drawn = false;
+        }
+    }
+}
+
+pub fn summary_text(s: &Summary) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "\n{} requests in {}, {:.1} req/s{}",
+        s.requests,
+        human_duration(s.duration_s),
+        s.rps,
+        if s.interrupted { " (interrupted)" } else { "" }
+    );
+    latency_line(&mut o, "latency", &s.latency_ms);
+    if s.latency_uncorrected_ms != s.latency_ms {
+        latency_line(&mut o, "uncorrected", &s.latency_uncorrected_ms);
+    }
+    let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
+    let _ = writeln!(
+        o,
+        "  {:<12}{}",
+        "status",
+        if status.is_empty() {
+            "none".into()
+        } else {
+            status.join("  ")
+        }
+    );
+    let e = &s.errors;
+    let _ = writeln!(
+        o,
+        "  {:<12}{} (connect {}, timeout {}, reset {}, closed {}, parse {})",
+        "errors", e.total, e.connect, e.timeout, e.reset, e.closed, e.parse
+    );
+    let _ = writeln!(
+        o,
+        "  {:<12}sent {}, received {}",
+        "transfer",
+        bytes(s.bytes.sent),
+        bytes(s.bytes.received)
+    );
+    let _ = writeln!(
+        o,
+        "  {:<12}opened {}, peak open {}{}",
+        "connections",
+        s.connections.opened,
+        s.connections.peak_open,
+        if s.abandoned > 0 {
+            format!(", {} requests abandoned in flight at the end", s.abandoned)
+        } else {
+            String::new()
+        }
+    );
+    for w in &s.warnings {
+        let _ = writeln!(o, "  warning: {w}");
+    }
+    o
+}
+
+fn latency_line(o: &mut String, label: &str, l: &Latency) {
+    let _ = writeln!(
+        o,
+        "  {:<12}mean {}  p50 {}  p90 {}  p95 {}  p99 {}  p99.9 {}  max {}",
+        label,
+        ms(l.mean),
+        ms(l.p50),
+        ms(l.p90),
+        ms(l.p95),
+        ms(l.p99),
+        ms(l.p999),
+        ms(l.max)
+    );
+}
+
+/// Milliseconds with a unit that keeps three significant figures readable.
+pub fn ms(v: f64) -> String {
+    if v >= 1000.0 {
+        format!("{:.2}s", v / 1000.0)
+    } else if v >= 1.0 {
+        format!("{v:.2}ms")
+    } else {
+        format!("{:.0}µs", v * 1000.0)
+    }
+}
+
+fn bytes(b: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = b as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{b} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+fn human_duration(s: f64) -> String {
+    if s >= 60.0 {
+        format!("{}m{:02.0}s", (s / 60.0).floor(), s % 60.0)
+    } else {
+        format!("{s:.2}s")
+    }
+}

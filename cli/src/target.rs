@@ -1,0 +1,79 @@
+//! `engine target`: serve the built-in HTTP/1.1 server until Ctrl-C.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use clap::Args;
+use engine_core::target::{Target, TargetConfig};
+
+use crate::exit;
+
+#[derive(Args, Debug)]
+#[command(
+    about = "Serve a fast built-in HTTP/1.1 server to aim at",
+    long_about = "Serve a fast built-in HTTP/1.1 server (keep-alive, pipelining, one fixed 200 response) \
+        until Ctrl-C: a calibration target for `engine blast`. With --delay every response waits that long, \
+        so a closed-model blast with C connections can do at most C / delay requests per second.",
+    after_help = "Example:\n  engine target --listen 127.0.0.1:8080 --delay 5ms &\n  engine blast http://127.0.0.1:8080/ -c 100 -d 10s"
+)]
+pub struct TargetArgs {
+    /// Address to listen on (port 0 picks a free port, printed at start)
+    #[arg(short, long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// Wait this long before each response
+    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub delay: Duration,
+    /// Response body size in bytes
+    #[arg(long, default_value_t = 2, value_name = "BYTES")]
+    pub body_size: usize,
+    /// Executors (default: one per CPU the process may run on)
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+}
+
+pub fn main(args: TargetArgs) -> u8 {
+    let cpus = match engine_core::affinity::allowed_cpus() {
+        Ok(c) => c,
+        Err(e) => {
+            return crate::fail(
+                exit::FAILURE,
+                &anyhow::anyhow!("cannot read CPU affinity: {e}"),
+            )
+        }
+    };
+    let shards = match args.shards {
+        Some(0) => {
+            return crate::fail(exit::USAGE, &anyhow::anyhow!("--shards must be at least 1"))
+        }
+        Some(n) => n,
+        None => cpus.len(),
+    };
+    let _ = engine_core::limits::raise_nofile();
+    let cfg = TargetConfig {
+        listen: args.listen,
+        body_size: args.body_size,
+        delay: args.delay,
+        shard_cpus: (0..shards).map(|i| cpus[i % cpus.len()]).collect(),
+    };
+    let target = match Target::start(cfg) {
+        Ok(t) => t,
+        Err(e) => return crate::fail(exit::USAGE, &e.into()),
+    };
+    let stop = target.stop_flag();
+    let flag = stop.clone();
+    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+    println!(
+        "engine target listening on http://{}/ ({} shard{}); Ctrl-C stops",
+        target.local_addr(),
+        shards,
+        if shards == 1 { "" } else { "s" }
+    );
+    while !stop.load(Ordering::Relaxed) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let served = target.served();
+    target.stop();
+    println!("engine target stopped after {served} responses");
+    exit::OK
+}

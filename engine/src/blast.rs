@@ -1,0 +1,187 @@
+//! Running a blast: pre-flight, shards, and the collector that merges their snapshots.
+
+use std::collections::BTreeMap;
+use std::io;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::Instant;
+
+use glommio::{LocalExecutorBuilder, Placement};
+
+use crate::plan::Plan;
+use crate::shard::{self, ShardConfig};
+use crate::stats::Totals;
+use crate::summary::{Point, Summary};
+
+/// io_uring submission depth per shard: room to batch the polls of many connections into
+/// one `io_uring_enter`.
+const RING_DEPTH: usize = 1024;
+/// Registered I/O memory per shard. glommio reserves it for file I/O, which a blast does not
+/// do; the minimum keeps 10,000-connection runs small.
+const IO_MEMORY: usize = 64 * 1024;
+
+/// Stops a run from another thread (a Ctrl-C handler, say). Cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct Control {
+    stop: Arc<AtomicBool>,
+}
+
+impl Control {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Asks the run to stop: no new requests, a short drain, then the summary.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::Relaxed);
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("target {addr} is unreachable: {source}")]
+    Unreachable {
+        addr: std::net::SocketAddr,
+        source: io::Error,
+    },
+    #[error("cannot start shard {shard} on CPU {cpu}: {reason}")]
+    Spawn {
+        shard: usize,
+        cpu: usize,
+        reason: String,
+    },
+}
+
+/// One interval of a running blast, merged across shards.
+pub struct IntervalReport<'a> {
+    pub seq: u64,
+    /// Seconds since the start at the end of this interval.
+    pub elapsed_s: f64,
+    pub planned_s: f64,
+    pub interval: &'a Totals,
+    pub point: &'a Point,
+}
+
+/// Tries one connection to the target, as the run will.
+pub fn preflight(plan: &Plan) -> Result<(), RunError> {
+    std::net::TcpStream::connect_timeout(&plan.target.addr, plan.connect_timeout)
+        .map(drop)
+        .map_err(|source| RunError::Unreachable {
+            addr: plan.target.addr,
+            source,
+        })
+}
+
+/// Runs the plan to its end (or until `control` stops it) and returns the exact summary.
+/// `on_interval` is called on this thread once per interval with the merged figures.
+pub fn run(
+    plan: &Plan,
+    control: &Control,
+    mut on_interval: impl FnMut(&IntervalReport),
+) -> Result<Summary, RunError> {
+    // Best effort: if it fails, the fd budget was already checked against the soft limit's
+    // ceiling, and connects will report EMFILE as connect errors.
+    let _ = crate::limits::raise_nofile();
+    preflight(plan)?;
+
+    let plan_arc = Arc::new(plan.clone());
+    let (tx, rx) = mpsc::channel();
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for (index, &cpu) in plan.shard_cpus.iter().enumerate() {
+        let cfg = ShardConfig {
+            index,
+            plan: plan_arc.clone(),
+            start,
+            tx: tx.clone(),
+            stop: control.stop.clone(),
+        };
+        let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+            .name(&format!("blast-{index}"))
+            .ring_depth(RING_DEPTH)
+            .io_memory(IO_MEMORY)
+            .spawn(move || shard::run(cfg));
+        match spawned {
+            Ok(h) => handles.push(h),
+            Err(e) => {
+                control.stop();
+                for h in handles {
+                    let _ = h.join();
+                }
+                return Err(RunError::Spawn {
+                    shard: index,
+                    cpu,
+                    reason: e.to_string(),
+                });
+            }
+        }
+    }
+    drop(tx);
+
+    let shards = plan.shard_cpus.len();
+    let interval_s = plan.interval.as_secs_f64();
+    let mut totals = Totals::default();
+    let mut timeseries = Vec::new();
+    // Snapshots of one interval arrive from each shard in any order; an interval is complete
+    // when every shard has reported it or has already sent its last snapshot.
+    let mut pending: BTreeMap<u64, (usize, Totals)> = BTreeMap::new();
+    let mut last_seq: Vec<Option<u64>> = vec![None; shards];
+    let mut emit =
+        |seq: u64, interval: Totals, totals: &mut Totals, timeseries: &mut Vec<Point>| {
+            let elapsed = (seq as f64 * interval_s).min(start.elapsed().as_secs_f64());
+            let point = Point::new(elapsed, interval_s, &interval);
+            totals.add_interval(&interval);
+            on_interval(&IntervalReport {
+                seq,
+                elapsed_s: elapsed,
+                planned_s: plan.duration.as_secs_f64(),
+                interval: &interval,
+                point: &point,
+            });
+            timeseries.push(point);
+        };
+    for snap in rx {
+        if snap.last {
+            last_seq[snap.shard] = Some(snap.seq);
+        }
+        let entry = pending
+            .entry(snap.seq)
+            .or_insert_with(|| (0, Totals::default()));
+        entry.0 += 1;
+        entry.1.add(&snap);
+        while let Some((&seq, (count, _))) = pending.first_key_value() {
+            let finished_before = last_seq
+                .iter()
+                .filter(|l| l.is_some_and(|l| l < seq))
+                .count();
+            if count + finished_before < shards {
+                break;
+            }
+            let (_, interval) = pending.pop_first().expect("first key exists").1;
+            emit(seq, interval, &mut totals, &mut timeseries);
+        }
+    }
+    // Shards that died leave intervals incomplete; their figures still count.
+    while let Some((seq, (_, interval))) = pending.pop_first() {
+        emit(seq, interval, &mut totals, &mut timeseries);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+
+    let mut warnings = Vec::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        if let Err(e) = h.join() {
+            warnings.push(format!(
+                "shard {i} failed: {e}; its last interval may be missing"
+            ));
+        }
+    }
+    let mut summary = Summary::new(&plan.target.url, plan.conns, shards, &totals, elapsed);
+    summary.interrupted = control.is_stopped();
+    summary.timeseries = timeseries;
+    summary.warnings = warnings;
+    Ok(summary)
+}

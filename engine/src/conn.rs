@@ -1,0 +1,293 @@
+//! One connection's loop: connect → write → read and frame → record → repeat.
+//!
+//! Reads land in the shard's one read buffer and are framed on the spot, so an idle
+//! connection holds no buffer at all. Only a response head split across reads is kept, in
+//! the connection's `carry`, which is empty (and unallocated) in the steady state.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use futures_lite::future::poll_fn;
+use futures_lite::io::{AsyncRead, AsyncWriteExt};
+use glommio::net::TcpStream;
+
+use crate::http::{FrameError, Progress, Response, ResponseFramer};
+use crate::shard::Shard;
+use crate::stats::ErrorKind;
+
+/// Bytes added to `carry` per read while a head is incomplete.
+const CARRY_STEP: usize = 4096;
+/// A carry that grew past this is freed after use rather than kept for the next head.
+const CARRY_KEEP: usize = 16 * 1024;
+/// First and longest pause between failed connects: a dead target must not turn every
+/// connection into a busy loop, and a target that comes back must be noticed quickly.
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// How one request ended.
+enum Step {
+    More,
+    Done {
+        response: Response,
+        reuse: bool,
+        unsolicited: bool,
+    },
+    Fail(ErrorKind),
+}
+
+/// Keeps the shard's gauges right however the task ends, cancellation included.
+struct Guard {
+    shard: Rc<Shard>,
+    slot: usize,
+    open: bool,
+    in_flight: bool,
+}
+
+impl Guard {
+    fn set_open(&mut self, stream: Option<&TcpStream>) {
+        let mut st = self.shard.stats.borrow_mut();
+        match (stream, self.open) {
+            (Some(s), false) => {
+                st.opened();
+                self.shard.slots[self.slot].fd.set(s.as_raw_fd());
+            }
+            (None, true) => {
+                st.closed();
+                self.shard.slots[self.slot].fd.set(-1);
+            }
+            _ => {}
+        }
+        self.open = stream.is_some();
+    }
+
+    fn set_in_flight(&mut self, started: Option<Instant>) {
+        let slot = &self.shard.slots[self.slot];
+        slot.started.set(started);
+        slot.timed_out.set(false);
+        let mut st = self.shard.stats.borrow_mut();
+        if started.is_some() {
+            st.in_flight += 1;
+        } else {
+            st.in_flight -= 1;
+        }
+        self.in_flight = started.is_some();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.in_flight {
+            self.set_in_flight(None);
+            self.shard.stats.borrow_mut().counters.abandoned += 1;
+        }
+        self.set_open(None);
+    }
+}
+
+/// Drives connection `slot` of the shard until the shard stops.
+pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
+    let mut guard = Guard {
+        shard: shard.clone(),
+        slot,
+        open: false,
+        in_flight: false,
+    };
+    let mut stream: Option<TcpStream> = None;
+    let mut framer = ResponseFramer::new();
+    let mut carry: Vec<u8> = Vec::new();
+    let mut failures = 0u32;
+    let bytes = shard.plan.request.bytes();
+
+    while shard.running.get() {
+        let s = match stream.as_mut() {
+            Some(s) => s,
+            None => match connect(&shard).await {
+                Ok(s) => {
+                    failures = 0;
+                    guard.set_open(Some(&s));
+                    stream.insert(s)
+                }
+                Err(_) => {
+                    shard.stats.borrow_mut().counters.error(ErrorKind::Connect);
+                    failures += 1;
+                    let pause = BACKOFF_MIN
+                        .saturating_mul(1 << failures.min(7))
+                        .min(BACKOFF_MAX);
+                    glommio::timer::sleep(pause).await;
+                    continue;
+                }
+            },
+        };
+
+        let start = Instant::now();
+        guard.set_in_flight(Some(start));
+        let step = exchange(&shard, slot, s, bytes, &mut framer, &mut carry).await;
+        let done = Instant::now();
+        guard.set_in_flight(None);
+
+        let keep = {
+            let mut st = shard.stats.borrow_mut();
+            match step {
+                Step::Done {
+                    response,
+                    reuse,
+                    unsolicited,
+                } => {
+                    st.record(response.status, done - start, done - start);
+                    if unsolicited {
+                        st.counters.error(ErrorKind::Parse);
+                    }
+                    reuse
+                }
+                Step::Fail(kind) => {
+                    st.counters.error(kind);
+                    false
+                }
+                Step::More => unreachable!("exchange returns only when the request ended"),
+            }
+        };
+        if !keep {
+            stream = None;
+            guard.set_open(None);
+            carry = Vec::new();
+        }
+    }
+}
+
+async fn connect(shard: &Shard) -> io::Result<TcpStream> {
+    // Pacing: a bounded number of handshakes in progress per shard keeps 10,000 connects
+    // from overflowing the target's SYN and accept queues.
+    let _permit = shard.connect_gate.acquire_permit(1).await?;
+    let s = TcpStream::connect_timeout(shard.plan.target.addr, shard.plan.connect_timeout).await?;
+    s.set_nodelay(true)?;
+    Ok(s)
+}
+
+async fn exchange(
+    shard: &Shard,
+    slot: usize,
+    stream: &mut TcpStream,
+    request: &[u8],
+    framer: &mut ResponseFramer,
+    carry: &mut Vec<u8>,
+) -> Step {
+    let timed_out = || shard.slots[slot].timed_out.get();
+    if let Err(e) = stream.write_all(request).await {
+        return Step::Fail(if timed_out() {
+            ErrorKind::Timeout
+        } else {
+            ErrorKind::from_io(&e)
+        });
+    }
+    shard.stats.borrow_mut().counters.bytes_sent += request.len() as u64;
+    framer.start(shard.plan.request.is_head());
+    loop {
+        let step = poll_fn(|cx| read_step(cx, shard, stream, framer, carry)).await;
+        match step {
+            Step::More => continue,
+            // The sweeper shuts a timed-out socket down, which ends the read in some error.
+            Step::Fail(_) if timed_out() => return Step::Fail(ErrorKind::Timeout),
+            other => return other,
+        }
+    }
+}
+
+/// One read: into the shard buffer when no partial head is pending, else onto `carry`.
+fn read_step(
+    cx: &mut Context<'_>,
+    shard: &Shard,
+    stream: &mut TcpStream,
+    framer: &mut ResponseFramer,
+    carry: &mut Vec<u8>,
+) -> Poll<Step> {
+    if carry.is_empty() {
+        let mut buf = shard.read_buf.borrow_mut();
+        let n = match Pin::new(&mut *stream).poll_read(cx, &mut buf[..]) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Step::Fail(ErrorKind::from_io(&e))),
+        };
+        if n == 0 {
+            return Poll::Ready(eof(framer));
+        }
+        shard.stats.borrow_mut().counters.bytes_received += n as u64;
+        let data = &buf[..n];
+        let (step, consumed) = frame(framer, data);
+        if matches!(step, Step::More) && consumed < n {
+            carry.extend_from_slice(&data[consumed..]);
+        }
+        Poll::Ready(step)
+    } else {
+        let old = carry.len();
+        // The framer fails a head of MAX_HEAD bytes, so `carry` stays below MAX_HEAD + CARRY_STEP.
+        carry.resize(old + CARRY_STEP, 0);
+        let result = Pin::new(&mut *stream).poll_read(cx, &mut carry[old..]);
+        let n = match result {
+            Poll::Pending => {
+                carry.truncate(old);
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => {
+                carry.truncate(old);
+                return Poll::Ready(Step::Fail(ErrorKind::from_io(&e)));
+            }
+        };
+        carry.truncate(old + n);
+        if n == 0 {
+            return Poll::Ready(eof(framer));
+        }
+        shard.stats.borrow_mut().counters.bytes_received += n as u64;
+        let (step, consumed) = frame(framer, carry);
+        if matches!(step, Step::More) {
+            carry.drain(..consumed);
+        } else if carry.capacity() > CARRY_KEEP {
+            *carry = Vec::new();
+        } else {
+            carry.clear();
+        }
+        Poll::Ready(step)
+    }
+}
+
+fn frame(framer: &mut ResponseFramer, data: &[u8]) -> (Step, usize) {
+    match framer.feed(data) {
+        Ok(Progress::Incomplete { consumed }) => (Step::More, consumed),
+        Ok(Progress::Complete { consumed, response }) => {
+            // Bytes past the response were never asked for: the connection is out of step.
+            let unsolicited = consumed < data.len();
+            (
+                Step::Done {
+                    response,
+                    reuse: response.keep_alive && !unsolicited,
+                    unsolicited,
+                },
+                consumed,
+            )
+        }
+        Err(e) => (Step::Fail(error_kind(e)), 0),
+    }
+}
+
+fn eof(framer: &mut ResponseFramer) -> Step {
+    match framer.feed_eof() {
+        Ok(response) => Step::Done {
+            response,
+            reuse: false,
+            unsolicited: false,
+        },
+        Err(e) => Step::Fail(error_kind(e)),
+    }
+}
+
+fn error_kind(e: FrameError) -> ErrorKind {
+    if e.is_close() {
+        ErrorKind::Closed
+    } else {
+        ErrorKind::Parse
+    }
+}

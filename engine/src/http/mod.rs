@@ -1,0 +1,59 @@
+//! The HTTP/1.1 client codec: requests rendered once ([`request`]), responses framed
+//! incrementally ([`response`]).
+
+pub mod request;
+pub mod response;
+
+pub use request::RenderedRequest;
+pub use response::{Progress, Response, ResponseFramer};
+
+/// Largest response head (status line and headers) accepted. Heads are the one part of a
+/// response that must sit in memory whole; 64 KiB is well above what real servers send
+/// (nginx's default `large_client_header_buffers` is 32 KiB) and bounds a hostile one.
+pub const MAX_HEAD: usize = 64 * 1024;
+/// Header slots parsed per head (httparse needs them up front, on the stack).
+pub const MAX_HEADERS: usize = 100;
+/// Longest chunk-size line, extensions included: a server that never sends the CRLF
+/// cannot make us scan forever.
+pub const MAX_CHUNK_LINE: usize = 4096;
+/// Total bytes of a chunked trailer section.
+pub const MAX_TRAILERS: usize = 16 * 1024;
+
+/// Why a response could not be framed. Each variant is a server's fault, never ours.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("invalid response head: {0}")]
+    InvalidHead(httparse::Error),
+    #[error("response head larger than {MAX_HEAD} bytes")]
+    HeadTooLarge,
+    #[error("more than {MAX_HEADERS} response headers")]
+    TooManyHeaders,
+    #[error("invalid or conflicting Content-Length")]
+    InvalidContentLength,
+    #[error("invalid chunk size line")]
+    InvalidChunkSize,
+    #[error("chunk size line longer than {MAX_CHUNK_LINE} bytes")]
+    ChunkLineTooLong,
+    #[error("chunk data not followed by CRLF")]
+    InvalidChunkData,
+    #[error("invalid chunked trailer")]
+    InvalidTrailer,
+    #[error("chunked trailers larger than {MAX_TRAILERS} bytes")]
+    TrailersTooLarge,
+    #[error("101 Switching Protocols is not supported")]
+    Upgrade,
+    #[error("server closed the connection in the middle of a response")]
+    Truncated,
+    #[error("server closed the connection before responding")]
+    ClosedBeforeResponse,
+}
+
+impl FrameError {
+    /// Truncation is the server closing early (`closed`); everything else is `parse`.
+    pub fn is_close(self) -> bool {
+        matches!(
+            self,
+            FrameError::Truncated | FrameError::ClosedBeforeResponse
+        )
+    }
+}

@@ -1,0 +1,731 @@
+//! Incremental HTTP/1.1 response framing (RFC 9112 §6).
+//!
+//! The framer is fed whatever bytes the socket produced and says how many it consumed and
+//! whether a response completed. Only the status line and headers must be contiguous (the
+//! caller keeps a partial head and feeds it again with more bytes); bodies are counted and
+//! skipped, never stored, so a 4 MiB body costs no 4 MiB buffer.
+//!
+//! Like httparse, needing more bytes is not an error: [`Progress::Incomplete`].
+
+use super::{FrameError, MAX_CHUNK_LINE, MAX_HEAD, MAX_HEADERS, MAX_TRAILERS};
+
+/// What one [`ResponseFramer::feed`] call achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Progress {
+    /// All `consumed` bytes belonged to the current response, which is not finished yet.
+    /// When nothing was consumed the framer is waiting for the rest of a head: the caller
+    /// must keep the unconsumed bytes and feed them again with more appended.
+    Incomplete { consumed: usize },
+    /// The response ended after `consumed` bytes; any bytes past that are not part of it.
+    Complete { consumed: usize, response: Response },
+}
+
+/// The facts about a framed response that a load generator records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Response {
+    pub status: u16,
+    /// The connection may carry another request (HTTP/1.1 without `Connection: close`,
+    /// or HTTP/1.0 with `Connection: keep-alive`, and the body was not close-delimited).
+    pub keep_alive: bool,
+    /// Head bytes of the final response and of any skipped 1xx responses.
+    pub head_bytes: u64,
+    /// Body bytes on the wire (chunk framing included).
+    pub body_bytes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Body {
+    /// `Content-Length`: this many bytes are still to come.
+    Length(u64),
+    Chunked(Chunk),
+    /// No length and no chunking: the body runs until the server closes (RFC 9112 §6.3 p8).
+    Eof,
+}
+
+/// Where the chunked decoder stands. Each state is one position in the grammar
+/// `chunk-size [ chunk-ext ] CRLF chunk-data CRLF ... last-chunk trailer-section CRLF`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Chunk {
+    /// Reading hex digits; `line` counts the bytes of the size line so far.
+    Size {
+        size: u64,
+        digits: u8,
+        line: usize,
+    },
+    /// After the size: optional whitespace and `;ext` until CR.
+    Ext {
+        size: u64,
+        line: usize,
+    },
+    /// Saw CR after the size line; LF must follow.
+    SizeLf {
+        size: u64,
+    },
+    Data(u64),
+    DataCr,
+    DataLf,
+    /// After the last chunk: trailer fields, each ending in CRLF, then an empty line.
+    /// `line` is the length of the current trailer line, `total` of all trailers.
+    Trailer {
+        line: usize,
+        total: usize,
+        cr: bool,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    Head,
+    Body(Body),
+}
+
+/// Frames one response after another on a connection. Reset it (or make a new one) for each
+/// request with [`ResponseFramer::start`], which says whether the request was `HEAD`.
+#[derive(Debug, Clone)]
+pub struct ResponseFramer {
+    state: State,
+    head_request: bool,
+    status: u16,
+    keep_alive: bool,
+    head_bytes: u64,
+    body_bytes: u64,
+}
+
+impl Default for ResponseFramer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl ResponseFramer {
+    pub fn new() -> Self {
+        Self {
+            state: State::Head,
+            head_request: false,
+            status: 0,
+            keep_alive: false,
+            head_bytes: 0,
+            body_bytes: 0,
+        }
+    }
+
+    /// Prepares for the response to a new request. A `HEAD` request's response has no body
+    /// whatever its headers say (RFC 9112 §6.3 p1).
+    pub fn start(&mut self, head_request: bool) {
+        *self = Self::new();
+        self.head_request = head_request;
+    }
+
+    /// True while nothing of the current response has been consumed.
+    pub fn is_idle(&self) -> bool {
+        self.state == State::Head && self.head_bytes == 0
+    }
+
+    /// Feeds bytes that arrived; see [`Progress`].
+    pub fn feed(&mut self, input: &[u8]) -> Result<Progress, FrameError> {
+        let mut pos = 0;
+        loop {
+            match self.state {
+                State::Head => match self.parse_head(&input[pos..])? {
+                    None => return Ok(Progress::Incomplete { consumed: pos }),
+                    Some(n) => {
+                        pos += n;
+                        if let Some(response) = self.finished() {
+                            return Ok(Progress::Complete {
+                                consumed: pos,
+                                response,
+                            });
+                        }
+                    }
+                },
+                State::Body(body) => {
+                    let (n, done) = self.body(body, &input[pos..])?;
+                    pos += n;
+                    self.body_bytes += n as u64;
+                    if done {
+                        let response = self.response();
+                        return Ok(Progress::Complete {
+                            consumed: pos,
+                            response,
+                        });
+                    }
+                    return Ok(Progress::Incomplete { consumed: pos });
+                }
+            }
+        }
+    }
+
+    /// The server closed the connection: completes a close-delimited body; anything else
+    /// still open is a truncated response.
+    pub fn feed_eof(&mut self) -> Result<Response, FrameError> {
+        match self.state {
+            State::Body(Body::Eof) => Ok(self.response()),
+            State::Head if self.head_bytes == 0 => Err(FrameError::ClosedBeforeResponse),
+            _ => Err(FrameError::Truncated),
+        }
+    }
+
+    fn response(&self) -> Response {
+        Response {
+            status: self.status,
+            keep_alive: self.keep_alive,
+            head_bytes: self.head_bytes,
+            body_bytes: self.body_bytes,
+        }
+    }
+
+    /// A response whose head says it has no body is complete right after the head.
+    fn finished(&mut self) -> Option<Response> {
+        match self.state {
+            State::Body(Body::Length(0)) => Some(self.response()),
+            _ => None,
+        }
+    }
+
+    /// Parses a head at the start of `input`. Returns the bytes consumed, or `None` when the
+    /// head is not complete yet. A 1xx interim response is consumed and the state stays `Head`.
+    fn parse_head(&mut self, input: &[u8]) -> Result<Option<usize>, FrameError> {
+        if input.is_empty() {
+            return Ok(None);
+        }
+        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+        let mut parsed = httparse::Response::new(&mut headers);
+        let n = match parsed.parse(input) {
+            Ok(httparse::Status::Complete(n)) => n,
+            Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD => {
+                return Err(FrameError::HeadTooLarge)
+            }
+            Ok(httparse::Status::Partial) => return Ok(None),
+            Err(httparse::Error::TooManyHeaders) => return Err(FrameError::TooManyHeaders),
+            Err(e) => return Err(FrameError::InvalidHead(e)),
+        };
+        if n > MAX_HEAD {
+            return Err(FrameError::HeadTooLarge);
+        }
+        self.head_bytes += n as u64;
+        let status = parsed.code.unwrap_or(0);
+        let version = parsed.version.unwrap_or(1);
+        if status == 101 {
+            return Err(FrameError::Upgrade);
+        }
+        if (100..200).contains(&status) {
+            // Interim responses (100 Continue, 103 Early Hints) precede the real one.
+            return Ok(Some(n));
+        }
+        self.status = status;
+
+        let mut length: Option<u64> = None;
+        let mut chunked = false;
+        let mut transfer_encoding = false;
+        let mut close = false;
+        let mut keep_alive_token = false;
+        for h in parsed.headers.iter() {
+            if h.name.eq_ignore_ascii_case("content-length") {
+                let v = parse_content_length(h.value)?;
+                // Repeated identical values are tolerated (RFC 9110 §8.6), different ones not.
+                if length.is_some_and(|l| l != v) {
+                    return Err(FrameError::InvalidContentLength);
+                }
+                length = Some(v);
+            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+                transfer_encoding = true;
+                // Only a final `chunked` coding frames the body (RFC 9112 §6.3 p4).
+                chunked = last_token(h.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+            } else if h.name.eq_ignore_ascii_case("connection") {
+                for t in tokens(h.value) {
+                    close |= t.eq_ignore_ascii_case(b"close");
+                    keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
+                }
+            }
+        }
+        self.keep_alive = !close && (version == 1 || keep_alive_token);
+
+        let bodiless = self.head_request || status == 204 || status == 304;
+        let body = if bodiless {
+            Body::Length(0)
+        } else if transfer_encoding {
+            // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 p3).
+            if chunked {
+                Body::Chunked(Chunk::Size {
+                    size: 0,
+                    digits: 0,
+                    line: 0,
+                })
+            } else {
+                Body::Eof
+            }
+        } else if let Some(l) = length {
+            Body::Length(l)
+        } else {
+            Body::Eof
+        };
+        if body == Body::Eof {
+            self.keep_alive = false;
+        }
+        self.state = State::Body(body);
+        Ok(Some(n))
+    }
+
+    /// Advances through body bytes. Returns the bytes consumed and whether the body ended.
+    fn body(&mut self, body: Body, input: &[u8]) -> Result<(usize, bool), FrameError> {
+        match body {
+            Body::Length(remaining) => {
+                let take = remaining.min(input.len() as u64);
+                let left = remaining - take;
+                self.state = State::Body(Body::Length(left));
+                Ok((take as usize, left == 0))
+            }
+            Body::Eof => Ok((input.len(), false)),
+            Body::Chunked(chunk) => self.chunked(chunk, input),
+        }
+    }
+
+    fn chunked(&mut self, mut chunk: Chunk, input: &[u8]) -> Result<(usize, bool), FrameError> {
+        let mut pos = 0;
+        while pos < input.len() {
+            let b = input[pos];
+            chunk = match chunk {
+                Chunk::Data(remaining) => {
+                    let take = remaining.min((input.len() - pos) as u64);
+                    pos += take as usize;
+                    chunk = if take == remaining {
+                        Chunk::DataCr
+                    } else {
+                        Chunk::Data(remaining - take)
+                    };
+                    continue;
+                }
+                Chunk::Size { size, digits, line } => {
+                    check_line(line)?;
+                    match hex_value(b) {
+                        Some(d) => {
+                            if digits >= 16 {
+                                return Err(FrameError::InvalidChunkSize);
+                            }
+                            Chunk::Size {
+                                size: size << 4 | d as u64,
+                                digits: digits + 1,
+                                line: line + 1,
+                            }
+                        }
+                        None if digits == 0 => return Err(FrameError::InvalidChunkSize),
+                        None => ext_byte(b, size, line)?,
+                    }
+                }
+                Chunk::Ext { size, line } => {
+                    check_line(line)?;
+                    ext_byte(b, size, line)?
+                }
+                Chunk::SizeLf { size } => {
+                    if b != b'\n' {
+                        return Err(FrameError::InvalidChunkSize);
+                    }
+                    if size == 0 {
+                        Chunk::Trailer {
+                            line: 0,
+                            total: 0,
+                            cr: false,
+                        }
+                    } else {
+                        Chunk::Data(size)
+                    }
+                }
+                Chunk::DataCr => {
+                    if b != b'\r' {
+                        return Err(FrameError::InvalidChunkData);
+                    }
+                    Chunk::DataLf
+                }
+                Chunk::DataLf => {
+                    if b != b'\n' {
+                        return Err(FrameError::InvalidChunkData);
+                    }
+                    Chunk::Size {
+                        size: 0,
+                        digits: 0,
+                        line: 0,
+                    }
+                }
+                Chunk::Trailer { line, total, cr } => {
+                    if total >= MAX_TRAILERS {
+                        return Err(FrameError::TrailersTooLarge);
+                    }
+                    match (b, cr) {
+                        (b'\n', true) if line == 0 => {
+                            // The empty line that ends the trailer section ends the message.
+                            pos += 1;
+                            self.state = State::Body(Body::Chunked(chunk));
+                            return Ok((pos, true));
+                        }
+                        (b'\n', true) => Chunk::Trailer {
+                            line: 0,
+                            total: total + 1,
+                            cr: false,
+                        },
+                        (_, true) => return Err(FrameError::InvalidTrailer),
+                        (b'\r', false) => Chunk::Trailer {
+                            line,
+                            total: total + 1,
+                            cr: true,
+                        },
+                        (b'\n', false) => return Err(FrameError::InvalidTrailer),
+                        _ => Chunk::Trailer {
+                            line: line + 1,
+                            total: total + 1,
+                            cr: false,
+                        },
+                    }
+                }
+            };
+            pos += 1;
+        }
+        self.state = State::Body(Body::Chunked(chunk));
+        Ok((pos, false))
+    }
+}
+
+fn check_line(line: usize) -> Result<(), FrameError> {
+    if line >= MAX_CHUNK_LINE {
+        Err(FrameError::ChunkLineTooLong)
+    } else {
+        Ok(())
+    }
+}
+
+/// A byte after the chunk size: extensions are skipped, CR ends the line.
+fn ext_byte(b: u8, size: u64, line: usize) -> Result<Chunk, FrameError> {
+    match b {
+        b'\r' => Ok(Chunk::SizeLf { size }),
+        b'\n' => Err(FrameError::InvalidChunkSize),
+        // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ), any visible text.
+        b'\t' | b' '..=b'~' | 0x80..=0xff => Ok(Chunk::Ext {
+            size,
+            line: line + 1,
+        }),
+        _ => Err(FrameError::InvalidChunkSize),
+    }
+}
+
+fn hex_value(b: u8) -> Option<u8> {
+    match b {
+        b'0'..=b'9' => Some(b - b'0'),
+        b'a'..=b'f' => Some(b - b'a' + 10),
+        b'A'..=b'F' => Some(b - b'A' + 10),
+        _ => None,
+    }
+}
+
+/// `Content-Length = 1*DIGIT`; a comma-separated list of equal values is accepted as one.
+fn parse_content_length(value: &[u8]) -> Result<u64, FrameError> {
+    let mut result: Option<u64> = None;
+    for part in value.split(|&b| b == b',') {
+        let part = trim(part);
+        if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            return Err(FrameError::InvalidContentLength);
+        }
+        let v = part
+            .iter()
+            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+        if result.is_some_and(|r| r != v) {
+            return Err(FrameError::InvalidContentLength);
+        }
+        result = Some(v);
+    }
+    result.ok_or(FrameError::InvalidContentLength)
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [b' ' | b'\t', rest @ ..] = s {
+        s = rest;
+    }
+    while let [rest @ .., b' ' | b'\t'] = s {
+        s = rest;
+    }
+    s
+}
+
+fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
+    value
+        .split(|&b| b == b',')
+        .map(trim)
+        .filter(|t| !t.is_empty())
+}
+
+fn last_token(value: &[u8]) -> Option<&[u8]> {
+    tokens(value).last()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames `input` fed in pieces of `step` bytes, keeping unconsumed bytes as a caller
+    /// would, and returns every completed response and the final error, if any.
+    fn frame(input: &[u8], step: usize, head_request: bool) -> (Vec<Response>, Option<FrameError>) {
+        let mut f = ResponseFramer::new();
+        f.start(head_request);
+        let mut pending: Vec<u8> = Vec::new();
+        let mut out = Vec::new();
+        for piece in input.chunks(step.max(1)) {
+            pending.extend_from_slice(piece);
+            loop {
+                match f.feed(&pending) {
+                    Ok(Progress::Incomplete { consumed }) => {
+                        pending.drain(..consumed);
+                        break;
+                    }
+                    Ok(Progress::Complete { consumed, response }) => {
+                        pending.drain(..consumed);
+                        out.push(response);
+                        f.start(head_request);
+                        if pending.is_empty() {
+                            break;
+                        }
+                    }
+                    Err(e) => return (out, Some(e)),
+                }
+            }
+        }
+        if !f.is_idle() || !pending.is_empty() {
+            match f.feed_eof() {
+                Ok(r) => out.push(r),
+                Err(e) => return (out, Some(e)),
+            }
+        }
+        (out, None)
+    }
+
+    /// Every split of the input must frame the same as the whole.
+    fn frame_all_splits(input: &[u8], head_request: bool) -> (Vec<Response>, Option<FrameError>) {
+        let whole = frame(input, input.len(), head_request);
+        for step in 1..input.len().min(64) {
+            assert_eq!(frame(input, step, head_request), whole, "step {step}");
+        }
+        whole
+    }
+
+    fn ok(status: u16, keep_alive: bool, head: u64, body: u64) -> Response {
+        Response {
+            status,
+            keep_alive,
+            head_bytes: head,
+            body_bytes: body,
+        }
+    }
+
+    #[test]
+    fn content_length() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
+        assert_eq!(
+            frame_all_splits(r, false),
+            (vec![ok(200, true, 38, 5)], None)
+        );
+    }
+
+    #[test]
+    fn two_responses_back_to_back() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
+        let (out, err) = frame_all_splits(r, false);
+        assert_eq!(err, None);
+        assert_eq!(
+            out.iter().map(|r| r.status).collect::<Vec<_>>(),
+            vec![200, 404]
+        );
+    }
+
+    #[test]
+    fn chunked_with_extensions_and_trailers() {
+        let r = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;name=val\r\nhello\r\nA\r\n0123456789\r\n0\r\nX-Trailer: yes\r\nX-Other: 1\r\n\r\n";
+        let (out, err) = frame_all_splits(r, false);
+        assert_eq!(err, None);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].status, 200);
+        assert!(out[0].keep_alive);
+        assert_eq!(out[0].head_bytes + out[0].body_bytes, r.len() as u64);
+    }
+
+    #[test]
+    fn chunked_overrides_content_length() {
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n";
+        let (out, err) = frame_all_splits(r, false);
+        assert_eq!((out.len(), err), (1, None));
+    }
+
+    #[test]
+    fn close_delimited() {
+        let r = b"HTTP/1.0 200 OK\r\n\r\nthe body runs to the end";
+        let (out, err) = frame_all_splits(r, false);
+        assert_eq!(err, None);
+        assert_eq!(out, vec![ok(200, false, 19, 24)]);
+    }
+
+    #[test]
+    fn http10_keep_alive_and_connection_close() {
+        let r = b"HTTP/1.0 200 OK\r\nConnection: keep-alive\r\nContent-Length: 0\r\n\r\n";
+        assert!(frame_all_splits(r, false).0[0].keep_alive);
+        let r = b"HTTP/1.1 200 OK\r\nConnection: foo, close\r\nContent-Length: 0\r\n\r\n";
+        assert!(!frame_all_splits(r, false).0[0].keep_alive);
+    }
+
+    #[test]
+    fn interim_responses_are_skipped() {
+        let r = b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 1\r\n\r\nx";
+        let (out, err) = frame_all_splits(r, false);
+        assert_eq!(err, None);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].status, 201);
+        assert_eq!(out[0].head_bytes + out[0].body_bytes, r.len() as u64);
+    }
+
+    #[test]
+    fn bodiless_responses() {
+        for r in [
+            &b"HTTP/1.1 204 No Content\r\nContent-Length: 10\r\n\r\n"[..],
+            b"HTTP/1.1 304 Not Modified\r\nTransfer-Encoding: chunked\r\n\r\n",
+        ] {
+            let (out, err) = frame_all_splits(r, false);
+            assert_eq!((out.len(), err, out[0].body_bytes), (1, None, 0));
+        }
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n";
+        let (out, err) = frame_all_splits(r, true);
+        assert_eq!((out.len(), err), (1, None));
+    }
+
+    #[test]
+    fn large_body_is_counted_not_stored() {
+        let mut r = b"HTTP/1.1 200 OK\r\nContent-Length: 4194304\r\n\r\n".to_vec();
+        r.resize(r.len() + 4 * 1024 * 1024, b'x');
+        let (out, err) = frame(&r, 65536, false);
+        assert_eq!(err, None);
+        assert_eq!(out[0].body_bytes, 4 * 1024 * 1024);
+    }
+
+    #[test]
+    fn malformed_responses_are_errors() {
+        let cases: &[(&[u8], FrameError)] = &[
+            (
+                b"garbage\r\n\r\n",
+                FrameError::InvalidHead(httparse::Error::Version),
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
+                FrameError::InvalidContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+                FrameError::InvalidContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
+                FrameError::InvalidContentLength,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+                FrameError::InvalidChunkSize,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n",
+                FrameError::InvalidChunkSize,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
+                FrameError::InvalidChunkData,
+            ),
+            (
+                b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
+                FrameError::Upgrade,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
+                FrameError::Truncated,
+            ),
+        ];
+        for (input, want) in cases {
+            assert_eq!(
+                frame_all_splits(input, false).1,
+                Some(*want),
+                "{:?}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn limits_bound_memory() {
+        let mut head = b"HTTP/1.1 200 OK\r\nX: ".to_vec();
+        head.resize(MAX_HEAD + 10, b'a');
+        assert_eq!(frame(&head, 4096, false).1, Some(FrameError::HeadTooLarge));
+
+        let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
+        chunked.resize(chunked.len() + MAX_CHUNK_LINE + 10, b'a');
+        assert_eq!(
+            frame(&chunked, 100, false).1,
+            Some(FrameError::ChunkLineTooLong)
+        );
+
+        let mut trailers = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
+        for _ in 0..MAX_TRAILERS {
+            trailers.extend_from_slice(b"X: 1\r\n");
+        }
+        assert_eq!(
+            frame(&trailers, 100, false).1,
+            Some(FrameError::TrailersTooLarge)
+        );
+
+        let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
+        for _ in 0..=MAX_HEADERS {
+            many.extend_from_slice(b"X: 1\r\n");
+        }
+        many.extend_from_slice(b"\r\n");
+        assert_eq!(
+            frame(&many, many.len(), false).1,
+            Some(FrameError::TooManyHeaders)
+        );
+    }
+
+    #[test]
+    fn eof_before_anything_is_distinct_from_truncation() {
+        assert_eq!(
+            ResponseFramer::new().feed_eof(),
+            Err(FrameError::ClosedBeforeResponse)
+        );
+    }
+
+    /// Random bytes never panic and never make the framer claim more than it was given.
+    #[test]
+    fn random_input_never_panics() {
+        let mut seed = 0x9e3779b97f4a7c15u64;
+        let mut next = || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let alphabet =
+            b"HTTP/1.0 2\r\n:;chunked Content-Length Transfer-Encoding 0123456789abcdefxyz";
+        for _ in 0..20_000 {
+            let len = (next() % 200) as usize;
+            let mut input: Vec<u8> = (0..len)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect();
+            if next() % 2 == 0 {
+                let prefix = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+                input.splice(0..0, prefix.iter().copied());
+            }
+            let mut f = ResponseFramer::new();
+            let mut pos = 0;
+            while pos < input.len() {
+                match f.feed(&input[pos..]) {
+                    Ok(Progress::Incomplete { consumed: 0 }) | Err(_) => break,
+                    Ok(Progress::Incomplete { consumed }) => pos += consumed,
+                    Ok(Progress::Complete { consumed, .. }) => {
+                        pos += consumed;
+                        f.start(false);
+                    }
+                }
+                assert!(pos <= input.len());
+            }
+            let _ = f.feed_eof();
+        }
+    }
+}

@@ -1,0 +1,31 @@
+//! The load engine behind `engine blast`.
+//!
+//! # Layout
+//! - [`plan`]: the validated description of a run; every user error is caught there.
+//! - [`http`]: the HTTP/1.1 client codec (requests rendered once, responses framed
+//!   incrementally, bodies counted and never stored).
+//! - `shard`: one glommio executor per CPU owning its connections, buffer and statistics.
+//! - `conn`: one connection's loop: connect, write, read and frame, record, repeat.
+//! - [`stats`]: per-shard histograms and counters and their exact merge.
+//! - [`blast`]: pre-flight, shard start-up and the collector that merges snapshots.
+//! - [`summary`]: the figures of the summary JSON.
+//! - [`limits`], [`affinity`]: open-file and port budgets, CPU placement.
+//! - [`target`]: a small, fast HTTP/1.1 server to aim at.
+//!
+//! The library neither prints nor exits; the `engine` binary does both.
+
+pub mod affinity;
+pub mod blast;
+mod conn;
+pub mod http;
+pub mod limits;
+pub mod plan;
+mod shard;
+pub mod stats;
+pub mod summary;
+pub mod target;
+pub mod units;
+
+pub use blast::{preflight, run, Control, IntervalReport, RunError};
+pub use plan::{Plan, PlanError, PlanInput};
+pub use summary::Summary;

@@ -1,0 +1,123 @@
+//! Operating-system budgets a run must fit in: open files and ephemeral ports.
+//! They are checked before the start so a run never dies half-way with EMFILE.
+
+use std::io;
+
+/// File descriptors a shard needs besides its connections: io_uring rings, eventfds,
+/// timers and the listener-free bookkeeping glommio keeps (measured: 9 per executor).
+const FDS_PER_SHARD: u64 = 16;
+/// Descriptors the process needs whatever the load: stdio, output files, the pre-flight
+/// socket, a metrics listener.
+const FDS_RESERVED: u64 = 64;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum LimitError {
+    #[error(
+        "--conns {conns} needs about {needed} open files, but this process may open at most {hard} \
+         (hard RLIMIT_NOFILE, see `ulimit -Hn`); raise the hard limit (limits.conf, systemd LimitNOFILE=) \
+         or split the load over several engine processes"
+    )]
+    Files { conns: u64, needed: u64, hard: u64 },
+    #[error(
+        "--conns {conns} is more than the {ports} ephemeral ports one source address has towards one \
+         target (net.ipv4.ip_local_port_range = {lo} {hi}); widen the range with sysctl or split the \
+         load over several source addresses or hosts"
+    )]
+    Ports {
+        conns: u64,
+        ports: u64,
+        lo: u64,
+        hi: u64,
+    },
+}
+
+/// The soft and hard open-files limits.
+pub fn nofile() -> io::Result<(u64, u64)> {
+    let mut rl = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit writes into the struct we own.
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((rl.rlim_cur, rl.rlim_max))
+}
+
+/// Raises the soft open-files limit to the hard one; returns the new soft limit.
+pub fn raise_nofile() -> io::Result<u64> {
+    let (soft, hard) = nofile()?;
+    if soft < hard {
+        let rl = libc::rlimit {
+            rlim_cur: hard,
+            rlim_max: hard,
+        };
+        // SAFETY: setrlimit reads the struct we own.
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } != 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(hard)
+}
+
+/// The local port range connects draw from, inclusive.
+pub fn ephemeral_port_range() -> Option<(u64, u64)> {
+    let text = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range").ok()?;
+    let mut it = text.split_whitespace().map(|t| t.parse::<u64>().ok());
+    Some((it.next()??, it.next()??))
+}
+
+/// Checks that `conns` connections over `shards` shards fit the hard file limit and the
+/// ephemeral ports of one source address.
+pub fn check(
+    conns: u64,
+    shards: u64,
+    hard_nofile: u64,
+    ports: Option<(u64, u64)>,
+) -> Result<(), LimitError> {
+    let needed = conns + shards * FDS_PER_SHARD + FDS_RESERVED;
+    if needed > hard_nofile {
+        return Err(LimitError::Files {
+            conns,
+            needed,
+            hard: hard_nofile,
+        });
+    }
+    if let Some((lo, hi)) = ports {
+        let count = hi.saturating_sub(lo) + 1;
+        if conns > count {
+            return Err(LimitError::Ports {
+                conns,
+                ports: count,
+                lo,
+                hi,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn budgets() {
+        assert_eq!(check(10_000, 2, 20_000, Some((32768, 60999))), Ok(()));
+        assert!(matches!(
+            check(19_990, 2, 20_000, None),
+            Err(LimitError::Files { .. })
+        ));
+        assert!(matches!(
+            check(30_000, 1, 100_000, Some((32768, 60999))),
+            Err(LimitError::Ports { ports: 28232, .. })
+        ));
+    }
+
+    #[test]
+    fn reads_this_machine() {
+        let (soft, hard) = nofile().unwrap();
+        assert!(soft <= hard);
+        assert!(ephemeral_port_range().is_some());
+    }
+}

@@ -1,0 +1,335 @@
+//! The validated, immutable description of a run. Everything a user can get wrong is
+//! checked here, once, with an error that says what to do; nothing downstream re-validates.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::http::RenderedRequest;
+use crate::limits::{self, LimitError};
+
+/// Default per-request timeout: long enough for any sane server, short enough that a
+/// wedged one shows up as errors within a run.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request body accepted on the command line; a load test re-sends it on every
+/// request, so anything bigger is almost certainly a mistake.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// What a user asked for, before validation (the "low" arguments).
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    pub url: String,
+    pub conns: u64,
+    pub duration: Duration,
+    pub method: String,
+    /// `Name: value` strings as typed.
+    pub headers: Vec<String>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Executors to run; `None` = one per allowed CPU.
+    pub shards: Option<usize>,
+    /// CPUs to pin shards to; `None` = the process's affinity mask.
+    pub cores: Option<Vec<usize>>,
+    /// How often shards report (the live line, time series, safety stops).
+    pub interval: Duration,
+}
+
+impl PlanInput {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            conns: 64,
+            duration: Duration::from_secs(10),
+            method: "GET".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: Duration::from_secs(5),
+            shards: None,
+            cores: None,
+            interval: Duration::from_secs(1),
+        }
+    }
+}
+
+/// The target, resolved once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The URL as given, for reports.
+    pub url: String,
+    pub addr: SocketAddr,
+    /// `host[:port]` as sent in the Host header.
+    pub authority: String,
+    /// Path and query as sent on the request line.
+    pub path: String,
+}
+
+/// A validated run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: Target,
+    pub method: String,
+    pub request: RenderedRequest,
+    pub conns: u64,
+    pub duration: Duration,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// One CPU per shard (a CPU may repeat when there are more shards than CPUs).
+    pub shard_cpus: Vec<usize>,
+    pub interval: Duration,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("invalid URL '{url}': {reason}")]
+    Url { url: String, reason: String },
+    #[error("https is not supported yet: use an http:// URL (TLS is on the roadmap)")]
+    Https,
+    #[error("cannot resolve '{host}': {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("--conns must be at least 1")]
+    NoConns,
+    #[error("--duration must be more than 0")]
+    NoDuration,
+    #[error("--timeout must be more than 0")]
+    NoTimeout,
+    #[error("invalid method '{0}': a method is an HTTP token such as GET or POST")]
+    Method(String),
+    #[error("invalid header '{0}': expected 'Name: value' with a token name and no line breaks")]
+    Header(String),
+    #[error("request body of {0} bytes is larger than the {MAX_BODY}-byte limit")]
+    BodyTooLarge(usize),
+    #[error("--shards must be at least 1")]
+    NoShards,
+    #[error("CPU {0} is not in this process's affinity mask (see `taskset -p $$`)")]
+    Cpu(usize),
+    #[error("cannot read this process's CPU affinity: {0}")]
+    Affinity(std::io::Error),
+    #[error("cannot read the open-files limit: {0}")]
+    Nofile(std::io::Error),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+}
+
+impl PlanInput {
+    /// Validates everything and resolves the target.
+    pub fn build(self) -> Result<Plan, PlanError> {
+        let target = parse_target(&self.url)?;
+        if self.conns == 0 {
+            return Err(PlanError::NoConns);
+        }
+        if self.duration.is_zero() {
+            return Err(PlanError::NoDuration);
+        }
+        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+            return Err(PlanError::NoTimeout);
+        }
+        let method = self.method.to_ascii_uppercase();
+        if method.is_empty() || !method.bytes().all(is_token) {
+            return Err(PlanError::Method(self.method));
+        }
+        let headers = self
+            .headers
+            .iter()
+            .map(|h| parse_header(h))
+            .collect::<Result<Vec<_>, _>>()?;
+        if self.body.len() > MAX_BODY {
+            return Err(PlanError::BodyTooLarge(self.body.len()));
+        }
+        let allowed = crate::affinity::allowed_cpus().map_err(PlanError::Affinity)?;
+        let cpus = match self.cores {
+            Some(list) => {
+                if let Some(&c) = list.iter().find(|c| !allowed.contains(c)) {
+                    return Err(PlanError::Cpu(c));
+                }
+                list
+            }
+            None => allowed,
+        };
+        let shards = match self.shards {
+            Some(0) => return Err(PlanError::NoShards),
+            Some(n) => n,
+            None => cpus.len(),
+        };
+        // No shard without a connection to drive.
+        let shards = shards.min(self.conns as usize).max(1);
+        let shard_cpus = (0..shards)
+            .map(|i| cpus[i % cpus.len()])
+            .collect::<Vec<_>>();
+
+        let (_, hard) = limits::nofile().map_err(PlanError::Nofile)?;
+        limits::check(
+            self.conns,
+            shards as u64,
+            hard,
+            limits::ephemeral_port_range(),
+        )?;
+
+        let request = RenderedRequest::render(
+            &method,
+            &target.path,
+            &target.authority,
+            &headers,
+            &self.body,
+        );
+        Ok(Plan {
+            target,
+            method,
+            request,
+            conns: self.conns,
+            duration: self.duration,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            shard_cpus,
+            interval: self.interval,
+        })
+    }
+}
+
+impl Plan {
+    /// Connections of shard `i`: an even split, the remainder to the first shards.
+    pub fn shard_conns(&self, i: usize) -> u64 {
+        let n = self.shard_cpus.len() as u64;
+        self.conns / n + u64::from((i as u64) < self.conns % n)
+    }
+}
+
+/// Parses and resolves an `http://` URL.
+pub fn parse_target(text: &str) -> Result<Target, PlanError> {
+    let bad = |reason: &str| PlanError::Url {
+        url: text.to_string(),
+        reason: reason.to_string(),
+    };
+    let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => return Err(PlanError::Https),
+        other => {
+            return Err(bad(&format!(
+                "scheme '{other}' is not supported; use http://"
+            )))
+        }
+    }
+    let host = url.host_str().ok_or_else(|| bad("no host"))?.to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    // url keeps IPv6 hosts in brackets, which is also how Host and to_socket_addrs want them.
+    let authority = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    let lookup = format!("{host}:{port}");
+    let addr = lookup
+        .to_socket_addrs()
+        .map_err(|e| PlanError::Resolve {
+            host: host.clone(),
+            reason: e.to_string(),
+        })?
+        .next()
+        .ok_or_else(|| PlanError::Resolve {
+            host: host.clone(),
+            reason: "no address".into(),
+        })?;
+    let mut path = url.path().to_string();
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    Ok(Target {
+        url: text.to_string(),
+        addr,
+        authority,
+        path,
+    })
+}
+
+fn parse_header(text: &str) -> Result<(String, String), PlanError> {
+    let bad = || PlanError::Header(text.to_string());
+    let (name, value) = text.split_once(':').ok_or_else(bad)?;
+    let name = name.trim();
+    let value = value.trim();
+    if name.is_empty()
+        || !name.bytes().all(is_token)
+        || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
+    {
+        return Err(bad());
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// `tchar` of RFC 9110 §5.6.2.
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = parse_target("http://127.0.0.1:8080/a/b?x=1").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(
+            (t.authority.as_str(), t.path.as_str()),
+            ("127.0.0.1:8080", "/a/b?x=1")
+        );
+        let t = parse_target("http://[::1]:9/").unwrap();
+        assert_eq!(t.addr, "[::1]:9".parse().unwrap());
+        assert_eq!(parse_target("http://localhost").unwrap().addr.port(), 80);
+        assert!(matches!(
+            parse_target("https://127.0.0.1/"),
+            Err(PlanError::Https)
+        ));
+        assert!(matches!(
+            parse_target("ftp://127.0.0.1/"),
+            Err(PlanError::Url { .. })
+        ));
+        assert!(matches!(
+            parse_target("127.0.0.1:80"),
+            Err(PlanError::Url { .. })
+        ));
+    }
+
+    #[test]
+    fn validation() {
+        let ok = PlanInput::new("http://127.0.0.1:1/");
+        let plan = ok.clone().build().unwrap();
+        assert!(!plan.shard_cpus.is_empty());
+        let total: u64 = (0..plan.shard_cpus.len())
+            .map(|i| plan.shard_conns(i))
+            .sum();
+        assert_eq!(total, 64);
+
+        let with = |f: &dyn Fn(&mut PlanInput)| {
+            let mut p = ok.clone();
+            f(&mut p);
+            p.build()
+        };
+        assert!(matches!(with(&|p| p.conns = 0), Err(PlanError::NoConns)));
+        assert!(matches!(
+            with(&|p| p.method = "G T".into()),
+            Err(PlanError::Method(_))
+        ));
+        assert!(matches!(
+            with(&|p| p.headers = vec!["NoColon".into()]),
+            Err(PlanError::Header(_))
+        ));
+        assert!(matches!(
+            with(&|p| p.headers = vec!["Bad Name: x".into()]),
+            Err(PlanError::Header(_))
+        ));
+        assert!(matches!(
+            with(&|p| p.shards = Some(0)),
+            Err(PlanError::NoShards)
+        ));
+        assert!(matches!(
+            with(&|p| p.cores = Some(vec![100_000])),
+            Err(PlanError::Cpu(_))
+        ));
+        assert!(matches!(
+            with(&|p| p.conns = 10_000_000),
+            Err(PlanError::Limit(_))
+        ));
+        assert_eq!(with(&|p| p.conns = 1).unwrap().shard_cpus.len(), 1);
+    }
+}

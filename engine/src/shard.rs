@@ -1,0 +1,151 @@
+//! One shard: a glommio executor pinned to one CPU that owns its connections, its read
+//! buffer and its statistics. Nothing here is shared with another shard; once per
+//! interval the shard sends a [`Snapshot`] to the collector.
+
+use std::cell::{Cell, RefCell};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::time::{Duration, Instant};
+
+use glommio::sync::Semaphore;
+
+use crate::plan::Plan;
+use crate::stats::{ShardStats, Snapshot};
+
+/// One read buffer per shard, shared by its connections in turn: large enough for a whole
+/// response head ([`crate::http::MAX_HEAD`]) and for bulk body reads.
+const READ_BUF: usize = 64 * 1024;
+/// Handshakes in progress at once per shard (see `conn::connect`).
+const CONNECTS_IN_PROGRESS: u64 = 256;
+/// How long in-flight requests may still complete after the run's end (capped by
+/// `--timeout`); after that they are abandoned and counted as such.
+const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// After an interrupt (Ctrl-C) the user wants the report now.
+const DRAIN_INTERRUPTED: Duration = Duration::from_millis(300);
+/// How often the control loop looks at the stop flag: the only cross-thread read a shard
+/// makes while running.
+const CONTROL_TICK: Duration = Duration::from_millis(25);
+
+/// Per-connection state the sweeper reads: the socket and when its request started.
+pub(crate) struct Slot {
+    pub fd: Cell<i32>,
+    pub started: Cell<Option<Instant>>,
+    pub timed_out: Cell<bool>,
+}
+
+pub(crate) struct Shard {
+    pub plan: Arc<Plan>,
+    pub stats: RefCell<ShardStats>,
+    pub read_buf: RefCell<Box<[u8]>>,
+    /// Connections start new requests only while this is true.
+    pub running: Cell<bool>,
+    pub connect_gate: Semaphore,
+    pub slots: Box<[Slot]>,
+}
+
+/// What a shard thread needs; all of it `Send`.
+pub(crate) struct ShardConfig {
+    pub index: usize,
+    pub plan: Arc<Plan>,
+    pub start: Instant,
+    pub tx: mpsc::Sender<Snapshot>,
+    pub stop: Arc<AtomicBool>,
+}
+
+pub(crate) async fn run(cfg: ShardConfig) {
+    let conns = cfg.plan.shard_conns(cfg.index) as usize;
+    let shard = Rc::new(Shard {
+        plan: cfg.plan.clone(),
+        stats: RefCell::new(ShardStats::default()),
+        read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
+        running: Cell::new(true),
+        connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),
+        slots: (0..conns)
+            .map(|_| Slot {
+                fd: Cell::new(-1),
+                started: Cell::new(None),
+                timed_out: Cell::new(false),
+            })
+            .collect(),
+    });
+    let tasks: Vec<_> = (0..conns)
+        .map(|i| glommio::spawn_local(crate::conn::run(shard.clone(), i)))
+        .collect();
+    let sweeper = glommio::spawn_local(sweep(shard.clone()));
+
+    let plan = &cfg.plan;
+    let end = cfg.start + plan.duration;
+    let mut seq = 1u64;
+    let mut report_at = cfg.start + plan.interval;
+    let report = |shard: &Shard, seq: &mut u64, report_at: &mut Instant, now: Instant| {
+        while now >= *report_at {
+            let snap = shard.stats.borrow_mut().take(cfg.index, *seq, false);
+            let _ = cfg.tx.send(snap);
+            *seq += 1;
+            *report_at += plan.interval;
+        }
+    };
+
+    // Run until the end or an interrupt.
+    let interrupted = loop {
+        let now = Instant::now();
+        report(&shard, &mut seq, &mut report_at, now);
+        if cfg.stop.load(Ordering::Relaxed) {
+            break true;
+        }
+        if now >= end {
+            break false;
+        }
+        let wake = report_at.min(end).min(now + CONTROL_TICK);
+        glommio::timer::sleep(wake.saturating_duration_since(now)).await;
+    };
+
+    // Drain: no new requests; in-flight ones may finish for a short while.
+    shard.running.set(false);
+    let grace = if interrupted {
+        DRAIN_INTERRUPTED
+    } else {
+        DRAIN_MAX.min(plan.timeout)
+    };
+    let drain_end = Instant::now() + grace;
+    loop {
+        let now = Instant::now();
+        report(&shard, &mut seq, &mut report_at, now);
+        if shard.stats.borrow().in_flight == 0 || now >= drain_end {
+            break;
+        }
+        if !interrupted && cfg.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+    // Dropping a glommio task cancels it; each connection's guard settles its gauges.
+    drop(tasks);
+    drop(sweeper);
+    let last = shard.stats.borrow_mut().take(cfg.index, seq, true);
+    let _ = cfg.tx.send(last);
+}
+
+/// Times requests out without a timer per request: a scan of the slots every tenth of the
+/// timeout, which shuts a late socket down so its pending read or write ends at once.
+async fn sweep(shard: Rc<Shard>) {
+    let timeout = shard.plan.timeout;
+    let tick = (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    loop {
+        glommio::timer::sleep(tick).await;
+        let now = Instant::now();
+        for slot in shard.slots.iter() {
+            let late = slot
+                .started
+                .get()
+                .is_some_and(|s| now.duration_since(s) >= timeout);
+            if late && !slot.timed_out.get() && slot.fd.get() >= 0 {
+                slot.timed_out.set(true);
+                // SAFETY: the fd belongs to a live connection of this shard (its guard resets
+                // the slot before the stream is dropped); shutdown does not close it.
+                unsafe { libc::shutdown(slot.fd.get(), libc::SHUT_RDWR) };
+            }
+        }
+    }
+}

@@ -1,0 +1,183 @@
+//! The summary of a run: the figures of the JSON contract in DESIGN.md, computed from the
+//! exact merge of every shard's measurements.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::stats::{ErrorKind, Totals};
+
+/// Latency figures in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        // Quantiles report the highest value equivalent to the bucket, like wrk and HdrHistogram.
+        let q = |p: f64| ms(h.value_at_quantile(p));
+        Self {
+            mean: (h.mean() / 1000.0 * 1000.0).round() / 1000.0,
+            p50: q(0.50),
+            p90: q(0.90),
+            p95: q(0.95),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: ms(h.max()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Errors {
+    pub total: u64,
+    pub connect: u64,
+    pub timeout: u64,
+    pub reset: u64,
+    pub closed: u64,
+    pub parse: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Connections {
+    /// TCP connections established during the run (reconnects included).
+    pub opened: u64,
+    /// Most connections open at once (per interval, summed over shards).
+    pub peak_open: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Bytes {
+    pub sent: u64,
+    pub received: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Threshold {
+    pub expr: String,
+    pub pass: bool,
+}
+
+/// One interval of the run, merged across shards.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Point {
+    /// Seconds since the start at the end of the interval.
+    pub t_s: f64,
+    pub requests: u64,
+    pub rps: f64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p99_uncorrected_ms: f64,
+    pub open: u64,
+}
+
+/// The run's summary; serialises to the summary JSON of the contract.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub target: String,
+    /// `closed` (as fast as responses return) or `open` (fixed arrival rate).
+    pub model: &'static str,
+    pub conns: u64,
+    pub shards: usize,
+    /// Completed responses, whatever their status.
+    pub requests: u64,
+    pub duration_s: f64,
+    pub rps: f64,
+    pub status: BTreeMap<String, u64>,
+    pub errors: Errors,
+    pub latency_ms: Latency,
+    pub latency_uncorrected_ms: Latency,
+    pub connections: Connections,
+    pub bytes: Bytes,
+    pub thresholds: Vec<Threshold>,
+    /// Requests still in flight when the run ended (neither completed nor errors).
+    pub abandoned: u64,
+    /// The run was stopped by an interrupt before its planned end.
+    pub interrupted: bool,
+    pub timeseries: Vec<Point>,
+    /// Anything that makes the figures less than complete (a failed shard, say).
+    pub warnings: Vec<String>,
+}
+
+impl Summary {
+    pub fn new(target: &str, conns: u64, shards: usize, totals: &Totals, duration_s: f64) -> Self {
+        let c = &totals.counters;
+        let e = |k: ErrorKind| c.errors_of(k);
+        Summary {
+            target: target.to_string(),
+            model: "closed",
+            conns,
+            shards,
+            requests: c.requests,
+            duration_s: round3(duration_s),
+            rps: if duration_s > 0.0 {
+                round3(c.requests as f64 / duration_s)
+            } else {
+                0.0
+            },
+            status: c.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
+            errors: Errors {
+                total: c.errors_total(),
+                connect: e(ErrorKind::Connect),
+                timeout: e(ErrorKind::Timeout),
+                reset: e(ErrorKind::Reset),
+                closed: e(ErrorKind::Closed),
+                parse: e(ErrorKind::Parse),
+            },
+            latency_ms: Latency::from_histogram(&totals.latency),
+            latency_uncorrected_ms: Latency::from_histogram(&totals.latency_uncorrected),
+            connections: Connections {
+                opened: c.conns_opened,
+                peak_open: totals.peak_open,
+            },
+            bytes: Bytes {
+                sent: c.bytes_sent,
+                received: c.bytes_received,
+            },
+            thresholds: Vec::new(),
+            abandoned: c.abandoned,
+            interrupted: false,
+            timeseries: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Point {
+    pub fn new(t_s: f64, interval_s: f64, i: &Totals) -> Self {
+        let ms = |h: &Histogram<u64>, q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1000.0
+            }
+        };
+        Point {
+            t_s: round3(t_s),
+            requests: i.counters.requests,
+            rps: round3(i.counters.requests as f64 / interval_s),
+            errors: i.counters.errors_total(),
+            p50_ms: ms(&i.latency, 0.5),
+            p99_ms: ms(&i.latency, 0.99),
+            p99_uncorrected_ms: ms(&i.latency_uncorrected, 0.99),
+            open: i.open,
+        }
+    }
+}
+
+fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}
