@@ -109,9 +109,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     let body = match args.body.as_deref() {
         None => Vec::new(),
         Some(b) => match b.strip_prefix('@') {
-            Some(file) => {
-                std::fs::read(file).with_context(|| format!("cannot read body file '{file}'"))?
-            }
+            Some(file) => std::fs::read(file).with_context(|| format!("cannot read body file '{file}'"))?,
             None => b.as_bytes().to_vec(),
         },
     };
@@ -131,12 +129,9 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
 fn write_json(path: &std::path::Path, summary: &engine_core::Summary) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(summary)? + "\n";
     if path.as_os_str() == "-" {
-        std::io::stdout()
-            .write_all(text.as_bytes())
-            .context("cannot write the summary JSON to stdout")?;
+        std::io::stdout().write_all(text.as_bytes()).context("cannot write the summary JSON to stdout")?;
     } else {
-        std::fs::write(path, text)
-            .with_context(|| format!("cannot write the summary JSON to '{}'", path.display()))?;
+        std::fs::write(path, text).with_context(|| format!("cannot write the summary JSON to '{}'", path.display()))?;
     }
     Ok(())
 }

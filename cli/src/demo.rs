@@ -28,20 +28,11 @@ pub struct DemoArgs {
 pub fn main(args: DemoArgs) -> u8 {
     let cpus = match engine_core::affinity::allowed_cpus() {
         Ok(c) => c,
-        Err(e) => {
-            return crate::fail(
-                exit::FAILURE,
-                &anyhow::anyhow!("cannot read CPU affinity: {e}"),
-            )
-        }
+        Err(e) => return crate::fail(exit::FAILURE, &anyhow::anyhow!("cannot read CPU affinity: {e}")),
     };
     // Target on the first CPU, blast on the others (or the same one on a single-CPU box).
     let target_cpu = cpus[0];
-    let blast_cpus: Vec<usize> = if cpus.len() > 1 {
-        cpus[1..].to_vec()
-    } else {
-        cpus.clone()
-    };
+    let blast_cpus: Vec<usize> = if cpus.len() > 1 { cpus[1..].to_vec() } else { cpus.clone() };
     let cfg = TargetConfig {
         listen: "127.0.0.1:0".parse().expect("literal address"),
         body_size: 2,
@@ -52,10 +43,7 @@ pub fn main(args: DemoArgs) -> u8 {
         Ok(t) => t,
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };
-    println!(
-        "engine demo: target on http://{}/ (CPU {target_cpu})",
-        target.local_addr()
-    );
+    println!("engine demo: target on http://{}/ (CPU {target_cpu})", target.local_addr());
 
     let mut input = PlanInput::new(format!("http://{}/", target.local_addr()));
     input.conns = args.conns;

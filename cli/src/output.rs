@@ -15,11 +15,7 @@ pub fn banner(plan: &Plan) -> String {
         plan.conns,
         shards,
         if shards == 1 { "" } else { "s" },
-        plan.shard_cpus
-            .iter()
-            .map(|c| c.to_string())
-            .collect::<Vec<_>>()
-            .join(","),
+        plan.shard_cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
         human_duration(plan.duration.as_secs_f64()),
     )
 }
@@ -33,11 +29,7 @@ pub struct Progress {
 
 impl Progress {
     pub fn new(quiet: bool) -> Self {
-        Self {
-            quiet,
-            tty: std::io::stderr().is_terminal(),
-            drawn: false,
-        }
+        Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false }
     }
 
     pub fn update(&mut self, i: &IntervalReport) {
@@ -88,29 +80,14 @@ pub fn summary_text(s: &Summary) -> String {
         latency_line(&mut o, "uncorrected", &s.latency_uncorrected_ms);
     }
     let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    let _ = writeln!(
-        o,
-        "  {:<12}{}",
-        "status",
-        if status.is_empty() {
-            "none".into()
-        } else {
-            status.join("  ")
-        }
-    );
+    let _ = writeln!(o, "  {:<12}{}", "status", if status.is_empty() { "none".into() } else { status.join("  ") });
     let e = &s.errors;
     let _ = writeln!(
         o,
         "  {:<12}{} (connect {}, timeout {}, reset {}, closed {}, parse {})",
         "errors", e.total, e.connect, e.timeout, e.reset, e.closed, e.parse
     );
-    let _ = writeln!(
-        o,
-        "  {:<12}sent {}, received {}",
-        "transfer",
-        bytes(s.bytes.sent),
-        bytes(s.bytes.received)
-    );
+    let _ = writeln!(o, "  {:<12}sent {}, received {}", "transfer", bytes(s.bytes.sent), bytes(s.bytes.received));
     let _ = writeln!(
         o,
         "  {:<12}opened {}, peak open {}{}",

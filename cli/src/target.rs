@@ -35,17 +35,10 @@ pub struct TargetArgs {
 pub fn main(args: TargetArgs) -> u8 {
     let cpus = match engine_core::affinity::allowed_cpus() {
         Ok(c) => c,
-        Err(e) => {
-            return crate::fail(
-                exit::FAILURE,
-                &anyhow::anyhow!("cannot read CPU affinity: {e}"),
-            )
-        }
+        Err(e) => return crate::fail(exit::FAILURE, &anyhow::anyhow!("cannot read CPU affinity: {e}")),
     };
     let shards = match args.shards {
-        Some(0) => {
-            return crate::fail(exit::USAGE, &anyhow::anyhow!("--shards must be at least 1"))
-        }
+        Some(0) => return crate::fail(exit::USAGE, &anyhow::anyhow!("--shards must be at least 1")),
         Some(n) => n,
         None => cpus.len(),
     };

@@ -12,9 +12,7 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
         if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set) != 0 {
             return Err(io::Error::last_os_error());
         }
-        Ok((0..libc::CPU_SETSIZE as usize)
-            .filter(|&c| libc::CPU_ISSET(c, &set))
-            .collect())
+        Ok((0..libc::CPU_SETSIZE as usize).filter(|&c| libc::CPU_ISSET(c, &set)).collect())
     }
 }
 
@@ -24,10 +22,9 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
     for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
         let bad = || format!("invalid CPU list '{text}' (example: 0,2-3)");
         let (lo, hi) = match part.split_once('-') {
-            Some((a, b)) => (
-                a.trim().parse::<usize>().map_err(|_| bad())?,
-                b.trim().parse::<usize>().map_err(|_| bad())?,
-            ),
+            Some((a, b)) => {
+                (a.trim().parse::<usize>().map_err(|_| bad())?, b.trim().parse::<usize>().map_err(|_| bad())?)
+            }
             None => {
                 let c = part.parse::<usize>().map_err(|_| bad())?;
                 (c, c)

@@ -9,7 +9,7 @@ use std::time::Instant;
 use glommio::{LocalExecutorBuilder, Placement};
 
 use crate::plan::Plan;
-use crate::shard::{self, ShardConfig};
+use crate::shard::{self, Message, ShardConfig};
 use crate::stats::Totals;
 use crate::summary::{Point, Summary};
 
@@ -44,16 +44,9 @@ impl Control {
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
     #[error("target {addr} is unreachable: {source}")]
-    Unreachable {
-        addr: std::net::SocketAddr,
-        source: io::Error,
-    },
+    Unreachable { addr: std::net::SocketAddr, source: io::Error },
     #[error("cannot start shard {shard} on CPU {cpu}: {reason}")]
-    Spawn {
-        shard: usize,
-        cpu: usize,
-        reason: String,
-    },
+    Spawn { shard: usize, cpu: usize, reason: String },
 }
 
 /// One interval of a running blast, merged across shards.
@@ -70,19 +63,12 @@ pub struct IntervalReport<'a> {
 pub fn preflight(plan: &Plan) -> Result<(), RunError> {
     std::net::TcpStream::connect_timeout(&plan.target.addr, plan.connect_timeout)
         .map(drop)
-        .map_err(|source| RunError::Unreachable {
-            addr: plan.target.addr,
-            source,
-        })
+        .map_err(|source| RunError::Unreachable { addr: plan.target.addr, source })
 }
 
 /// Runs the plan to its end (or until `control` stops it) and returns the exact summary.
 /// `on_interval` is called on this thread once per interval with the merged figures.
-pub fn run(
-    plan: &Plan,
-    control: &Control,
-    mut on_interval: impl FnMut(&IntervalReport),
-) -> Result<Summary, RunError> {
+pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&IntervalReport)) -> Result<Summary, RunError> {
     // Best effort: if it fails, the fd budget was already checked against the soft limit's
     // ceiling, and connects will report EMFILE as connect errors.
     let _ = crate::limits::raise_nofile();
@@ -90,16 +76,13 @@ pub fn run(
 
     let plan_arc = Arc::new(plan.clone());
     let (tx, rx) = mpsc::channel();
-    let start = Instant::now();
+    let connect_start = Instant::now();
     let mut handles = Vec::new();
+    let mut start_txs = Vec::new();
     for (index, &cpu) in plan.shard_cpus.iter().enumerate() {
-        let cfg = ShardConfig {
-            index,
-            plan: plan_arc.clone(),
-            start,
-            tx: tx.clone(),
-            stop: control.stop.clone(),
-        };
+        let (start_tx, start_rx) = mpsc::channel();
+        start_txs.push(start_tx);
+        let cfg = ShardConfig { index, plan: plan_arc.clone(), tx: tx.clone(), start_rx, stop: control.stop.clone() };
         let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
             .name(&format!("blast-{index}"))
             .ring_depth(RING_DEPTH)
@@ -112,17 +95,28 @@ pub fn run(
                 for h in handles {
                     let _ = h.join();
                 }
-                return Err(RunError::Spawn {
-                    shard: index,
-                    cpu,
-                    reason: e.to_string(),
-                });
+                return Err(RunError::Spawn { shard: index, cpu, reason: e.to_string() });
             }
         }
     }
     drop(tx);
 
+    // Every shard connects first; the clock starts for all of them at once.
     let shards = plan.shard_cpus.len();
+    let mut ready = 0;
+    while ready < shards {
+        match rx.recv() {
+            Ok((_, Message::Ready)) => ready += 1,
+            Ok((_, Message::Snapshot(_))) => {}
+            Err(_) => break,
+        }
+    }
+    let start = Instant::now();
+    let connect_s = (start - connect_start).as_secs_f64();
+    for t in start_txs {
+        let _ = t.send(start);
+    }
+
     let interval_s = plan.interval.as_secs_f64();
     let mut totals = Totals::default();
     let mut timeseries = Vec::new();
@@ -130,34 +124,32 @@ pub fn run(
     // when every shard has reported it or has already sent its last snapshot.
     let mut pending: BTreeMap<u64, (usize, Totals)> = BTreeMap::new();
     let mut last_seq: Vec<Option<u64>> = vec![None; shards];
-    let mut emit =
-        |seq: u64, interval: Totals, totals: &mut Totals, timeseries: &mut Vec<Point>| {
-            let elapsed = (seq as f64 * interval_s).min(start.elapsed().as_secs_f64());
-            let point = Point::new(elapsed, interval_s, &interval);
-            totals.add_interval(&interval);
-            on_interval(&IntervalReport {
-                seq,
-                elapsed_s: elapsed,
-                planned_s: plan.duration.as_secs_f64(),
-                interval: &interval,
-                point: &point,
-            });
-            timeseries.push(point);
-        };
-    for snap in rx {
+    let mut prev_elapsed = 0.0;
+    let mut emit = |seq: u64, interval: Totals, totals: &mut Totals, timeseries: &mut Vec<Point>| {
+        // The last interval is cut short by the end of the run.
+        let elapsed = (seq as f64 * interval_s).min(start.elapsed().as_secs_f64());
+        let point = Point::new(elapsed, (elapsed - prev_elapsed).max(1e-3), &interval);
+        prev_elapsed = elapsed;
+        totals.add_interval(&interval);
+        on_interval(&IntervalReport {
+            seq,
+            elapsed_s: elapsed,
+            planned_s: plan.duration.as_secs_f64(),
+            interval: &interval,
+            point: &point,
+        });
+        timeseries.push(point);
+    };
+    for (_, message) in rx {
+        let Message::Snapshot(snap) = message else { continue };
         if snap.last {
             last_seq[snap.shard] = Some(snap.seq);
         }
-        let entry = pending
-            .entry(snap.seq)
-            .or_insert_with(|| (0, Totals::default()));
+        let entry = pending.entry(snap.seq).or_insert_with(|| (0, Totals::default()));
         entry.0 += 1;
         entry.1.add(&snap);
         while let Some((&seq, (count, _))) = pending.first_key_value() {
-            let finished_before = last_seq
-                .iter()
-                .filter(|l| l.is_some_and(|l| l < seq))
-                .count();
+            let finished_before = last_seq.iter().filter(|l| l.is_some_and(|l| l < seq)).count();
             if count + finished_before < shards {
                 break;
             }
@@ -174,13 +166,12 @@ pub fn run(
     let mut warnings = Vec::new();
     for (i, h) in handles.into_iter().enumerate() {
         if let Err(e) = h.join() {
-            warnings.push(format!(
-                "shard {i} failed: {e}; its last interval may be missing"
-            ));
+            warnings.push(format!("shard {i} failed: {e}; its last interval may be missing"));
         }
     }
     let mut summary = Summary::new(&plan.target.url, plan.conns, shards, &totals, elapsed);
     summary.interrupted = control.is_stopped();
+    summary.connect_s = (connect_s * 1000.0).round() / 1000.0;
     summary.timeseries = timeseries;
     summary.warnings = warnings;
     Ok(summary)

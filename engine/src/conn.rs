@@ -31,11 +31,7 @@ const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// How one request ended.
 enum Step {
     More,
-    Done {
-        response: Response,
-        reuse: bool,
-        unsolicited: bool,
-    },
+    Done { response: Response, reuse: bool, unsolicited: bool },
     Fail(ErrorKind),
 }
 
@@ -90,17 +86,14 @@ impl Drop for Guard {
 
 /// Drives connection `slot` of the shard until the shard stops.
 pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
-    let mut guard = Guard {
-        shard: shard.clone(),
-        slot,
-        open: false,
-        in_flight: false,
-    };
+    let mut guard = Guard { shard: shard.clone(), slot, open: false, in_flight: false };
     let mut stream: Option<TcpStream> = None;
     let mut framer = ResponseFramer::new();
     let mut carry: Vec<u8> = Vec::new();
     let mut failures = 0u32;
     let bytes = shard.plan.request.bytes();
+    // Until the shard's start, a connection only connects (see `shard::run`).
+    let mut before_start = true;
 
     while shard.running.get() {
         let s = match stream.as_mut() {
@@ -112,16 +105,24 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
                     stream.insert(s)
                 }
                 Err(_) => {
+                    if std::mem::take(&mut before_start) {
+                        shard.attempted.set(shard.attempted.get() + 1);
+                    }
                     shard.stats.borrow_mut().counters.error(ErrorKind::Connect);
                     failures += 1;
-                    let pause = BACKOFF_MIN
-                        .saturating_mul(1 << failures.min(7))
-                        .min(BACKOFF_MAX);
+                    let pause = BACKOFF_MIN.saturating_mul(1 << failures.min(7)).min(BACKOFF_MAX);
                     glommio::timer::sleep(pause).await;
                     continue;
                 }
             },
         };
+
+        if std::mem::take(&mut before_start) {
+            shard.attempted.set(shard.attempted.get() + 1);
+            // Each connection takes one of the permits the shard releases at its start.
+            let _ = shard.go.acquire(1).await;
+            continue;
+        }
 
         let start = Instant::now();
         guard.set_in_flight(Some(start));
@@ -132,11 +133,7 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
         let keep = {
             let mut st = shard.stats.borrow_mut();
             match step {
-                Step::Done {
-                    response,
-                    reuse,
-                    unsolicited,
-                } => {
+                Step::Done { response, reuse, unsolicited } => {
                     st.record(response.status, done - start, done - start);
                     if unsolicited {
                         st.counters.error(ErrorKind::Parse);
@@ -177,11 +174,7 @@ async fn exchange(
 ) -> Step {
     let timed_out = || shard.slots[slot].timed_out.get();
     if let Err(e) = stream.write_all(request).await {
-        return Step::Fail(if timed_out() {
-            ErrorKind::Timeout
-        } else {
-            ErrorKind::from_io(&e)
-        });
+        return Step::Fail(if timed_out() { ErrorKind::Timeout } else { ErrorKind::from_io(&e) });
     }
     shard.stats.borrow_mut().counters.bytes_sent += request.len() as u64;
     framer.start(shard.plan.request.is_head());
@@ -260,14 +253,7 @@ fn frame(framer: &mut ResponseFramer, data: &[u8]) -> (Step, usize) {
         Ok(Progress::Complete { consumed, response }) => {
             // Bytes past the response were never asked for: the connection is out of step.
             let unsolicited = consumed < data.len();
-            (
-                Step::Done {
-                    response,
-                    reuse: response.keep_alive && !unsolicited,
-                    unsolicited,
-                },
-                consumed,
-            )
+            (Step::Done { response, reuse: response.keep_alive && !unsolicited, unsolicited }, consumed)
         }
         Err(e) => (Step::Fail(error_kind(e)), 0),
     }
@@ -275,11 +261,7 @@ fn frame(framer: &mut ResponseFramer, data: &[u8]) -> (Step, usize) {
 
 fn eof(framer: &mut ResponseFramer) -> Step {
     match framer.feed_eof() {
-        Ok(response) => Step::Done {
-            response,
-            reuse: false,
-            unsolicited: false,
-        },
+        Ok(response) => Step::Done { response, reuse: false, unsolicited: false },
         Err(e) => Step::Fail(error_kind(e)),
     }
 }

@@ -23,20 +23,12 @@ pub enum LimitError {
          target (net.ipv4.ip_local_port_range = {lo} {hi}); widen the range with sysctl or split the \
          load over several source addresses or hosts"
     )]
-    Ports {
-        conns: u64,
-        ports: u64,
-        lo: u64,
-        hi: u64,
-    },
+    Ports { conns: u64, ports: u64, lo: u64, hi: u64 },
 }
 
 /// The soft and hard open-files limits.
 pub fn nofile() -> io::Result<(u64, u64)> {
-    let mut rl = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut rl = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit writes into the struct we own.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } != 0 {
         return Err(io::Error::last_os_error());
@@ -48,10 +40,7 @@ pub fn nofile() -> io::Result<(u64, u64)> {
 pub fn raise_nofile() -> io::Result<u64> {
     let (soft, hard) = nofile()?;
     if soft < hard {
-        let rl = libc::rlimit {
-            rlim_cur: hard,
-            rlim_max: hard,
-        };
+        let rl = libc::rlimit { rlim_cur: hard, rlim_max: hard };
         // SAFETY: setrlimit reads the struct we own.
         if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) } != 0 {
             return Err(io::Error::last_os_error());
@@ -69,29 +58,15 @@ pub fn ephemeral_port_range() -> Option<(u64, u64)> {
 
 /// Checks that `conns` connections over `shards` shards fit the hard file limit and the
 /// ephemeral ports of one source address.
-pub fn check(
-    conns: u64,
-    shards: u64,
-    hard_nofile: u64,
-    ports: Option<(u64, u64)>,
-) -> Result<(), LimitError> {
+pub fn check(conns: u64, shards: u64, hard_nofile: u64, ports: Option<(u64, u64)>) -> Result<(), LimitError> {
     let needed = conns + shards * FDS_PER_SHARD + FDS_RESERVED;
     if needed > hard_nofile {
-        return Err(LimitError::Files {
-            conns,
-            needed,
-            hard: hard_nofile,
-        });
+        return Err(LimitError::Files { conns, needed, hard: hard_nofile });
     }
     if let Some((lo, hi)) = ports {
         let count = hi.saturating_sub(lo) + 1;
         if conns > count {
-            return Err(LimitError::Ports {
-                conns,
-                ports: count,
-                lo,
-                hi,
-            });
+            return Err(LimitError::Ports { conns, ports: count, lo, hi });
         }
     }
     Ok(())
@@ -104,14 +79,8 @@ mod tests {
     #[test]
     fn budgets() {
         assert_eq!(check(10_000, 2, 20_000, Some((32768, 60999))), Ok(()));
-        assert!(matches!(
-            check(19_990, 2, 20_000, None),
-            Err(LimitError::Files { .. })
-        ));
-        assert!(matches!(
-            check(30_000, 1, 100_000, Some((32768, 60999))),
-            Err(LimitError::Ports { ports: 28232, .. })
-        ));
+        assert!(matches!(check(19_990, 2, 20_000, None), Err(LimitError::Files { .. })));
+        assert!(matches!(check(30_000, 1, 100_000, Some((32768, 60999))), Err(LimitError::Ports { ports: 28232, .. })));
     }
 
     #[test]

@@ -128,11 +128,7 @@ impl PlanInput {
         if method.is_empty() || !method.bytes().all(is_token) {
             return Err(PlanError::Method(self.method));
         }
-        let headers = self
-            .headers
-            .iter()
-            .map(|h| parse_header(h))
-            .collect::<Result<Vec<_>, _>>()?;
+        let headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
         if self.body.len() > MAX_BODY {
             return Err(PlanError::BodyTooLarge(self.body.len()));
         }
@@ -153,25 +149,12 @@ impl PlanInput {
         };
         // No shard without a connection to drive.
         let shards = shards.min(self.conns as usize).max(1);
-        let shard_cpus = (0..shards)
-            .map(|i| cpus[i % cpus.len()])
-            .collect::<Vec<_>>();
+        let shard_cpus = (0..shards).map(|i| cpus[i % cpus.len()]).collect::<Vec<_>>();
 
         let (_, hard) = limits::nofile().map_err(PlanError::Nofile)?;
-        limits::check(
-            self.conns,
-            shards as u64,
-            hard,
-            limits::ephemeral_port_range(),
-        )?;
+        limits::check(self.conns, shards as u64, hard, limits::ephemeral_port_range())?;
 
-        let request = RenderedRequest::render(
-            &method,
-            &target.path,
-            &target.authority,
-            &headers,
-            &self.body,
-        );
+        let request = RenderedRequest::render(&method, &target.path, &target.authority, &headers, &self.body);
         Ok(Plan {
             target,
             method,
@@ -196,19 +179,12 @@ impl Plan {
 
 /// Parses and resolves an `http://` URL.
 pub fn parse_target(text: &str) -> Result<Target, PlanError> {
-    let bad = |reason: &str| PlanError::Url {
-        url: text.to_string(),
-        reason: reason.to_string(),
-    };
+    let bad = |reason: &str| PlanError::Url { url: text.to_string(), reason: reason.to_string() };
     let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
     match url.scheme() {
         "http" => {}
         "https" => return Err(PlanError::Https),
-        other => {
-            return Err(bad(&format!(
-                "scheme '{other}' is not supported; use http://"
-            )))
-        }
+        other => return Err(bad(&format!("scheme '{other}' is not supported; use http://"))),
     }
     let host = url.host_str().ok_or_else(|| bad("no host"))?.to_string();
     let port = url.port_or_known_default().unwrap_or(80);
@@ -220,26 +196,15 @@ pub fn parse_target(text: &str) -> Result<Target, PlanError> {
     let lookup = format!("{host}:{port}");
     let addr = lookup
         .to_socket_addrs()
-        .map_err(|e| PlanError::Resolve {
-            host: host.clone(),
-            reason: e.to_string(),
-        })?
+        .map_err(|e| PlanError::Resolve { host: host.clone(), reason: e.to_string() })?
         .next()
-        .ok_or_else(|| PlanError::Resolve {
-            host: host.clone(),
-            reason: "no address".into(),
-        })?;
+        .ok_or_else(|| PlanError::Resolve { host: host.clone(), reason: "no address".into() })?;
     let mut path = url.path().to_string();
     if let Some(q) = url.query() {
         path.push('?');
         path.push_str(q);
     }
-    Ok(Target {
-        url: text.to_string(),
-        addr,
-        authority,
-        path,
-    })
+    Ok(Target { url: text.to_string(), addr, authority, path })
 }
 
 fn parse_header(text: &str) -> Result<(String, String), PlanError> {
@@ -247,10 +212,7 @@ fn parse_header(text: &str) -> Result<(String, String), PlanError> {
     let (name, value) = text.split_once(':').ok_or_else(bad)?;
     let name = name.trim();
     let value = value.trim();
-    if name.is_empty()
-        || !name.bytes().all(is_token)
-        || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0)
-    {
+    if name.is_empty() || !name.bytes().all(is_token) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
         return Err(bad());
     }
     Ok((name.to_string(), value.to_string()))
@@ -269,25 +231,13 @@ mod tests {
     fn targets() {
         let t = parse_target("http://127.0.0.1:8080/a/b?x=1").unwrap();
         assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
-        assert_eq!(
-            (t.authority.as_str(), t.path.as_str()),
-            ("127.0.0.1:8080", "/a/b?x=1")
-        );
+        assert_eq!((t.authority.as_str(), t.path.as_str()), ("127.0.0.1:8080", "/a/b?x=1"));
         let t = parse_target("http://[::1]:9/").unwrap();
         assert_eq!(t.addr, "[::1]:9".parse().unwrap());
         assert_eq!(parse_target("http://localhost").unwrap().addr.port(), 80);
-        assert!(matches!(
-            parse_target("https://127.0.0.1/"),
-            Err(PlanError::Https)
-        ));
-        assert!(matches!(
-            parse_target("ftp://127.0.0.1/"),
-            Err(PlanError::Url { .. })
-        ));
-        assert!(matches!(
-            parse_target("127.0.0.1:80"),
-            Err(PlanError::Url { .. })
-        ));
+        assert!(matches!(parse_target("https://127.0.0.1/"), Err(PlanError::Https)));
+        assert!(matches!(parse_target("ftp://127.0.0.1/"), Err(PlanError::Url { .. })));
+        assert!(matches!(parse_target("127.0.0.1:80"), Err(PlanError::Url { .. })));
     }
 
     #[test]
@@ -295,9 +245,7 @@ mod tests {
         let ok = PlanInput::new("http://127.0.0.1:1/");
         let plan = ok.clone().build().unwrap();
         assert!(!plan.shard_cpus.is_empty());
-        let total: u64 = (0..plan.shard_cpus.len())
-            .map(|i| plan.shard_conns(i))
-            .sum();
+        let total: u64 = (0..plan.shard_cpus.len()).map(|i| plan.shard_conns(i)).sum();
         assert_eq!(total, 64);
 
         let with = |f: &dyn Fn(&mut PlanInput)| {
@@ -306,30 +254,12 @@ mod tests {
             p.build()
         };
         assert!(matches!(with(&|p| p.conns = 0), Err(PlanError::NoConns)));
-        assert!(matches!(
-            with(&|p| p.method = "G T".into()),
-            Err(PlanError::Method(_))
-        ));
-        assert!(matches!(
-            with(&|p| p.headers = vec!["NoColon".into()]),
-            Err(PlanError::Header(_))
-        ));
-        assert!(matches!(
-            with(&|p| p.headers = vec!["Bad Name: x".into()]),
-            Err(PlanError::Header(_))
-        ));
-        assert!(matches!(
-            with(&|p| p.shards = Some(0)),
-            Err(PlanError::NoShards)
-        ));
-        assert!(matches!(
-            with(&|p| p.cores = Some(vec![100_000])),
-            Err(PlanError::Cpu(_))
-        ));
-        assert!(matches!(
-            with(&|p| p.conns = 10_000_000),
-            Err(PlanError::Limit(_))
-        ));
+        assert!(matches!(with(&|p| p.method = "G T".into()), Err(PlanError::Method(_))));
+        assert!(matches!(with(&|p| p.headers = vec!["NoColon".into()]), Err(PlanError::Header(_))));
+        assert!(matches!(with(&|p| p.headers = vec!["Bad Name: x".into()]), Err(PlanError::Header(_))));
+        assert!(matches!(with(&|p| p.shards = Some(0)), Err(PlanError::NoShards)));
+        assert!(matches!(with(&|p| p.cores = Some(vec![100_000])), Err(PlanError::Cpu(_))));
+        assert!(matches!(with(&|p| p.conns = 10_000_000), Err(PlanError::Limit(_))));
         assert_eq!(with(&|p| p.conns = 1).unwrap().shard_cpus.len(), 1);
     }
 }

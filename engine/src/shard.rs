@@ -27,6 +27,17 @@ const DRAIN_INTERRUPTED: Duration = Duration::from_millis(300);
 /// makes while running.
 const CONTROL_TICK: Duration = Duration::from_millis(25);
 
+/// The longest the connect phase may last before the load starts anyway; connections not
+/// open by then keep connecting during the run.
+const CONNECT_PHASE_MAX: Duration = Duration::from_secs(10);
+
+/// What a shard tells the collector.
+pub(crate) enum Message {
+    /// Every connection of the shard has tried to connect once: the shard is ready to start.
+    Ready,
+    Snapshot(Snapshot),
+}
+
 /// Per-connection state the sweeper reads: the socket and when its request started.
 pub(crate) struct Slot {
     pub fd: Cell<i32>,
@@ -42,14 +53,19 @@ pub(crate) struct Shard {
     pub running: Cell<bool>,
     pub connect_gate: Semaphore,
     pub slots: Box<[Slot]>,
+    /// Connections that have tried to connect once (the connect phase ends at all of them).
+    pub attempted: Cell<u64>,
+    /// Holds connections back until the shard starts; one permit per connection then.
+    pub go: Semaphore,
 }
 
 /// What a shard thread needs; all of it `Send`.
 pub(crate) struct ShardConfig {
     pub index: usize,
     pub plan: Arc<Plan>,
-    pub start: Instant,
-    pub tx: mpsc::Sender<Snapshot>,
+    pub tx: mpsc::Sender<(usize, Message)>,
+    /// The run's common start, sent by the collector once every shard is ready.
+    pub start_rx: mpsc::Receiver<Instant>,
     pub stop: Arc<AtomicBool>,
 }
 
@@ -62,26 +78,39 @@ pub(crate) async fn run(cfg: ShardConfig) {
         running: Cell::new(true),
         connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),
         slots: (0..conns)
-            .map(|_| Slot {
-                fd: Cell::new(-1),
-                started: Cell::new(None),
-                timed_out: Cell::new(false),
-            })
+            .map(|_| Slot { fd: Cell::new(-1), started: Cell::new(None), timed_out: Cell::new(false) })
             .collect(),
+        attempted: Cell::new(0),
+        go: Semaphore::new(0),
     });
-    let tasks: Vec<_> = (0..conns)
-        .map(|i| glommio::spawn_local(crate::conn::run(shard.clone(), i)))
-        .collect();
+    let tasks: Vec<_> = (0..conns).map(|i| glommio::spawn_local(crate::conn::run(shard.clone(), i))).collect();
     let sweeper = glommio::spawn_local(sweep(shard.clone()));
 
+    // Connect phase: all connections open before the clock starts, so a run at 10,000
+    // connections measures load, not the target's accept queue.
+    let phase_end = Instant::now() + CONNECT_PHASE_MAX;
+    while shard.attempted.get() < conns as u64 && Instant::now() < phase_end && !cfg.stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    let _ = cfg.tx.send((cfg.index, Message::Ready));
+    let start = loop {
+        match cfg.start_rx.try_recv() {
+            Ok(start) => break start,
+            Err(mpsc::TryRecvError::Empty) => glommio::timer::sleep(Duration::from_millis(1)).await,
+            // The collector is gone: nobody wants the results.
+            Err(mpsc::TryRecvError::Disconnected) => return,
+        }
+    };
+    shard.go.signal(conns as u64);
+
     let plan = &cfg.plan;
-    let end = cfg.start + plan.duration;
+    let end = start + plan.duration;
     let mut seq = 1u64;
-    let mut report_at = cfg.start + plan.interval;
+    let mut report_at = start + plan.interval;
     let report = |shard: &Shard, seq: &mut u64, report_at: &mut Instant, now: Instant| {
         while now >= *report_at {
             let snap = shard.stats.borrow_mut().take(cfg.index, *seq, false);
-            let _ = cfg.tx.send(snap);
+            let _ = cfg.tx.send((cfg.index, Message::Snapshot(snap)));
             *seq += 1;
             *report_at += plan.interval;
         }
@@ -103,11 +132,7 @@ pub(crate) async fn run(cfg: ShardConfig) {
 
     // Drain: no new requests; in-flight ones may finish for a short while.
     shard.running.set(false);
-    let grace = if interrupted {
-        DRAIN_INTERRUPTED
-    } else {
-        DRAIN_MAX.min(plan.timeout)
-    };
+    let grace = if interrupted { DRAIN_INTERRUPTED } else { DRAIN_MAX.min(plan.timeout) };
     let drain_end = Instant::now() + grace;
     loop {
         let now = Instant::now();
@@ -124,7 +149,7 @@ pub(crate) async fn run(cfg: ShardConfig) {
     drop(tasks);
     drop(sweeper);
     let last = shard.stats.borrow_mut().take(cfg.index, seq, true);
-    let _ = cfg.tx.send(last);
+    let _ = cfg.tx.send((cfg.index, Message::Snapshot(last)));
 }
 
 /// Times requests out without a timer per request: a scan of the slots every tenth of the
@@ -136,10 +161,7 @@ async fn sweep(shard: Rc<Shard>) {
         glommio::timer::sleep(tick).await;
         let now = Instant::now();
         for slot in shard.slots.iter() {
-            let late = slot
-                .started
-                .get()
-                .is_some_and(|s| now.duration_since(s) >= timeout);
+            let late = slot.started.get().is_some_and(|s| now.duration_since(s) >= timeout);
             if late && !slot.timed_out.get() && slot.fd.get() >= 0 {
                 slot.timed_out.set(true);
                 // SAFETY: the fd belongs to a live connection of this shard (its guard resets

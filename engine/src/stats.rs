@@ -30,13 +30,7 @@ pub enum ErrorKind {
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [
-        Self::Connect,
-        Self::Timeout,
-        Self::Reset,
-        Self::Closed,
-        Self::Parse,
-    ];
+    pub const ALL: [ErrorKind; 5] = [Self::Connect, Self::Timeout, Self::Reset, Self::Closed, Self::Parse];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -109,11 +103,7 @@ impl Counters {
 
     /// `(status, count)` for every status seen, ascending.
     pub fn statuses(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
-        self.status
-            .iter()
-            .enumerate()
-            .filter(|(_, &n)| n > 0)
-            .map(|(c, &n)| (c as u16, n))
+        self.status.iter().enumerate().filter(|(_, &n)| n > 0).map(|(c, &n)| (c as u16, n))
     }
 
     pub fn add(&mut self, other: &Counters) {
@@ -133,8 +123,7 @@ impl Counters {
 
 pub fn new_histogram() -> Histogram<u64> {
     // The bounds are constants within hdrhistogram's valid range, so this cannot fail.
-    Histogram::new_with_bounds(LATENCY_LOW_US, LATENCY_HIGH_US, LATENCY_DIGITS)
-        .expect("valid histogram bounds")
+    Histogram::new_with_bounds(LATENCY_LOW_US, LATENCY_HIGH_US, LATENCY_DIGITS).expect("valid histogram bounds")
 }
 
 /// Microseconds of a duration, clamped into the histogram's range.
@@ -175,8 +164,7 @@ impl ShardStats {
         self.counters.requests += 1;
         self.counters.status(status);
         self.latency.saturating_record(micros(corrected));
-        self.latency_uncorrected
-            .saturating_record(micros(uncorrected));
+        self.latency_uncorrected.saturating_record(micros(uncorrected));
     }
 
     pub fn opened(&mut self) {
@@ -283,11 +271,7 @@ mod tests {
         let mut b = ShardStats::default();
         for v in 1..=1000u64 {
             a.record(200, Duration::from_micros(v), Duration::from_micros(v));
-            b.record(
-                503,
-                Duration::from_micros(v * 1000),
-                Duration::from_micros(v),
-            );
+            b.record(503, Duration::from_micros(v * 1000), Duration::from_micros(v));
         }
         a.counters.error(ErrorKind::Timeout);
         let mut t = Totals::default();
@@ -295,10 +279,7 @@ mod tests {
         t.add(&b.take(1, 1, true));
         assert_eq!(t.counters.requests, 2000);
         assert_eq!(t.latency.len(), 2000);
-        assert_eq!(
-            t.counters.statuses().collect::<Vec<_>>(),
-            vec![(200, 1000), (503, 1000)]
-        );
+        assert_eq!(t.counters.statuses().collect::<Vec<_>>(), vec![(200, 1000), (503, 1000)]);
         assert_eq!(t.counters.errors_of(ErrorKind::Timeout), 1);
         // The median of the union lies between the two shards' ranges.
         assert!(t.latency.value_at_quantile(0.5) <= 1001);

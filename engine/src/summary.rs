@@ -94,6 +94,9 @@ pub struct Summary {
     pub shards: usize,
     /// Completed responses, whatever their status.
     pub requests: u64,
+    /// Seconds spent opening the connections before the clock started.
+    pub connect_s: f64,
+    /// Seconds of load, from the start after the connect phase to the last response.
     pub duration_s: f64,
     pub rps: f64,
     pub status: BTreeMap<String, u64>,
@@ -122,12 +125,9 @@ impl Summary {
             conns,
             shards,
             requests: c.requests,
+            connect_s: 0.0,
             duration_s: round3(duration_s),
-            rps: if duration_s > 0.0 {
-                round3(c.requests as f64 / duration_s)
-            } else {
-                0.0
-            },
+            rps: if duration_s > 0.0 { round3(c.requests as f64 / duration_s) } else { 0.0 },
             status: c.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
             errors: Errors {
                 total: c.errors_total(),
@@ -139,14 +139,8 @@ impl Summary {
             },
             latency_ms: Latency::from_histogram(&totals.latency),
             latency_uncorrected_ms: Latency::from_histogram(&totals.latency_uncorrected),
-            connections: Connections {
-                opened: c.conns_opened,
-                peak_open: totals.peak_open,
-            },
-            bytes: Bytes {
-                sent: c.bytes_sent,
-                received: c.bytes_received,
-            },
+            connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
+            bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },
             thresholds: Vec::new(),
             abandoned: c.abandoned,
             interrupted: false,

@@ -77,31 +77,18 @@ impl Target {
                     let _ = ready_tx.send(listener.local_addr().map_err(Into::into));
                     serve(listener, shard_stop, served, response, delay).await;
                 });
-            let handle = spawned.map_err(|e| TargetError::Spawn {
-                cpu,
-                reason: e.to_string(),
-            })?;
+            let handle = spawned.map_err(|e| TargetError::Spawn { cpu, reason: e.to_string() })?;
             match ready_rx.recv() {
                 Ok(Ok(bound)) => addr = bound,
                 Ok(Err(source)) => {
                     stop.store(true, Ordering::Relaxed);
                     return Err(TargetError::Bind { addr, source });
                 }
-                Err(_) => {
-                    return Err(TargetError::Spawn {
-                        cpu,
-                        reason: "shard exited".into(),
-                    })
-                }
+                Err(_) => return Err(TargetError::Spawn { cpu, reason: "shard exited".into() }),
             }
             handles.push(handle);
         }
-        Ok(Target {
-            addr,
-            stop,
-            served,
-            handles,
-        })
+        Ok(Target { addr, stop, served, handles })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -145,16 +132,9 @@ struct Responses {
 
 impl Responses {
     fn new(body_size: usize) -> Self {
-        let body = if body_size == 2 {
-            b"ok".to_vec()
-        } else {
-            vec![b'x'; body_size]
-        };
-        let mut full = format!(
-            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n",
-            body.len()
-        )
-        .into_bytes();
+        let body = if body_size == 2 { b"ok".to_vec() } else { vec![b'x'; body_size] };
+        let mut full = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n", body.len())
+            .into_bytes();
         let head_len = full.len();
         full.extend_from_slice(&body);
         Self { full, head_len }
@@ -270,16 +250,13 @@ async fn connection(shard: Rc<TargetShard>, mut stream: TcpStream) {
                 }
                 Parsed::Partial => break,
                 Parsed::Bad => {
-                    out.extend_from_slice(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    out.extend_from_slice(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
                     close = true;
                     break;
                 }
-                Parsed::Request {
-                    len,
-                    body,
-                    head,
-                    keep_alive,
-                } => {
+                Parsed::Request { len, body, head, keep_alive } => {
                     pos += len;
                     skip = body;
                     let r = &shard.response;
@@ -311,12 +288,7 @@ async fn connection(shard: Rc<TargetShard>, mut stream: TcpStream) {
 enum Parsed {
     Partial,
     Bad,
-    Request {
-        len: usize,
-        body: u64,
-        head: bool,
-        keep_alive: bool,
-    },
+    Request { len: usize, body: u64, head: bool, keep_alive: bool },
 }
 
 fn parse_request(input: &[u8]) -> Parsed {
@@ -332,10 +304,7 @@ fn parse_request(input: &[u8]) -> Parsed {
     let mut keep_alive = false;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|v| v.trim().parse::<u64>().ok())
-            {
+            match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
                 Some(v) if v <= MAX_REQUEST_BODY => body = v,
                 _ => return Parsed::Bad,
             }
@@ -349,10 +318,5 @@ fn parse_request(input: &[u8]) -> Parsed {
         }
     }
     let keep_alive = !close && (req.version == Some(1) || keep_alive);
-    Parsed::Request {
-        len,
-        body,
-        head: req.method == Some("HEAD"),
-        keep_alive,
-    }
+    Parsed::Request { len, body, head: req.method == Some("HEAD"), keep_alive }
 }

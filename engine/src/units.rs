@@ -15,28 +15,19 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     let mut total = Duration::ZERO;
     let mut rest = s;
     while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .unwrap_or(rest.len());
+        let digits = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
         let (number, tail) = rest.split_at(digits);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(tail.len());
+        let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
         let (unit, tail) = tail.split_at(unit_len);
-        let value: f64 = number
-            .parse()
-            .map_err(|_| format!("invalid duration '{text}' (examples: 500ms, 10s, 5m, 1h)"))?;
+        let value: f64 =
+            number.parse().map_err(|_| format!("invalid duration '{text}' (examples: 500ms, 10s, 5m, 1h)"))?;
         let scale = match unit {
             "us" | "µs" => 1e-6,
             "ms" => 1e-3,
             "s" => 1.0,
             "m" => 60.0,
             "h" => 3600.0,
-            _ => {
-                return Err(format!(
-                    "invalid duration '{text}': unknown unit '{unit}' (use ms, s, m or h)"
-                ))
-            }
+            _ => return Err(format!("invalid duration '{text}': unknown unit '{unit}' (use ms, s, m or h)")),
         };
         total += secs_to_duration(value * scale, text)?;
         rest = tail;

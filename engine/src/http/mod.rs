@@ -51,9 +51,6 @@ pub enum FrameError {
 impl FrameError {
     /// Truncation is the server closing early (`closed`); everything else is `parse`.
     pub fn is_close(self) -> bool {
-        matches!(
-            self,
-            FrameError::Truncated | FrameError::ClosedBeforeResponse
-        )
+        matches!(self, FrameError::Truncated | FrameError::ClosedBeforeResponse)
     }
 }

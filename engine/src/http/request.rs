@@ -14,13 +14,7 @@ impl RenderedRequest {
     /// `headers` must already be validated (token names, no CR/LF in values).
     /// `Host`, `User-Agent` and `Accept` are added unless the caller sets them;
     /// `Content-Length` is added for a body or a method that expects one.
-    pub fn render(
-        method: &str,
-        path: &str,
-        host: &str,
-        headers: &[(String, String)],
-        body: &[u8],
-    ) -> Self {
+    pub fn render(method: &str, path: &str, host: &str, headers: &[(String, String)], body: &[u8]) -> Self {
         let has = |name: &str| headers.iter().any(|(k, _)| k.eq_ignore_ascii_case(name));
         let mut head = String::with_capacity(128);
         let _ = write!(head, "{method} {path} HTTP/1.1\r\n");
@@ -43,10 +37,7 @@ impl RenderedRequest {
         head.push_str("\r\n");
         let mut bytes = head.into_bytes();
         bytes.extend_from_slice(body);
-        Self {
-            bytes,
-            head_request: method == "HEAD",
-        }
+        Self { bytes, head_request: method == "HEAD" }
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -65,13 +56,7 @@ mod tests {
 
     #[test]
     fn renders_defaults_and_body() {
-        let r = RenderedRequest::render(
-            "POST",
-            "/a?b=1",
-            "127.0.0.1:8080",
-            &[("X-Test".into(), "1".into())],
-            b"hi",
-        );
+        let r = RenderedRequest::render("POST", "/a?b=1", "127.0.0.1:8080", &[("X-Test".into(), "1".into())], b"hi");
         let text = String::from_utf8(r.bytes().to_vec()).unwrap();
         assert!(text.starts_with("POST /a?b=1 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n"));
         assert!(text.contains("X-Test: 1\r\n"));

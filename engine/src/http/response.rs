@@ -99,14 +99,7 @@ impl Default for ResponseFramer {
 
 impl ResponseFramer {
     pub fn new() -> Self {
-        Self {
-            state: State::Head,
-            head_request: false,
-            status: 0,
-            keep_alive: false,
-            head_bytes: 0,
-            body_bytes: 0,
-        }
+        Self { state: State::Head, head_request: false, status: 0, keep_alive: false, head_bytes: 0, body_bytes: 0 }
     }
 
     /// Prepares for the response to a new request. A `HEAD` request's response has no body
@@ -131,10 +124,7 @@ impl ResponseFramer {
                     Some(n) => {
                         pos += n;
                         if let Some(response) = self.finished() {
-                            return Ok(Progress::Complete {
-                                consumed: pos,
-                                response,
-                            });
+                            return Ok(Progress::Complete { consumed: pos, response });
                         }
                     }
                 },
@@ -144,10 +134,7 @@ impl ResponseFramer {
                     self.body_bytes += n as u64;
                     if done {
                         let response = self.response();
-                        return Ok(Progress::Complete {
-                            consumed: pos,
-                            response,
-                        });
+                        return Ok(Progress::Complete { consumed: pos, response });
                     }
                     return Ok(Progress::Incomplete { consumed: pos });
                 }
@@ -192,9 +179,7 @@ impl ResponseFramer {
         let mut parsed = httparse::Response::new(&mut headers);
         let n = match parsed.parse(input) {
             Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD => {
-                return Err(FrameError::HeadTooLarge)
-            }
+            Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD => return Err(FrameError::HeadTooLarge),
             Ok(httparse::Status::Partial) => return Ok(None),
             Err(httparse::Error::TooManyHeaders) => return Err(FrameError::TooManyHeaders),
             Err(e) => return Err(FrameError::InvalidHead(e)),
@@ -246,11 +231,7 @@ impl ResponseFramer {
         } else if transfer_encoding {
             // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 p3).
             if chunked {
-                Body::Chunked(Chunk::Size {
-                    size: 0,
-                    digits: 0,
-                    line: 0,
-                })
+                Body::Chunked(Chunk::Size { size: 0, digits: 0, line: 0 })
             } else {
                 Body::Eof
             }
@@ -288,11 +269,7 @@ impl ResponseFramer {
                 Chunk::Data(remaining) => {
                     let take = remaining.min((input.len() - pos) as u64);
                     pos += take as usize;
-                    chunk = if take == remaining {
-                        Chunk::DataCr
-                    } else {
-                        Chunk::Data(remaining - take)
-                    };
+                    chunk = if take == remaining { Chunk::DataCr } else { Chunk::Data(remaining - take) };
                     continue;
                 }
                 Chunk::Size { size, digits, line } => {
@@ -302,11 +279,7 @@ impl ResponseFramer {
                             if digits >= 16 {
                                 return Err(FrameError::InvalidChunkSize);
                             }
-                            Chunk::Size {
-                                size: size << 4 | d as u64,
-                                digits: digits + 1,
-                                line: line + 1,
-                            }
+                            Chunk::Size { size: size << 4 | d as u64, digits: digits + 1, line: line + 1 }
                         }
                         None if digits == 0 => return Err(FrameError::InvalidChunkSize),
                         None => ext_byte(b, size, line)?,
@@ -321,11 +294,7 @@ impl ResponseFramer {
                         return Err(FrameError::InvalidChunkSize);
                     }
                     if size == 0 {
-                        Chunk::Trailer {
-                            line: 0,
-                            total: 0,
-                            cr: false,
-                        }
+                        Chunk::Trailer { line: 0, total: 0, cr: false }
                     } else {
                         Chunk::Data(size)
                     }
@@ -340,11 +309,7 @@ impl ResponseFramer {
                     if b != b'\n' {
                         return Err(FrameError::InvalidChunkData);
                     }
-                    Chunk::Size {
-                        size: 0,
-                        digits: 0,
-                        line: 0,
-                    }
+                    Chunk::Size { size: 0, digits: 0, line: 0 }
                 }
                 Chunk::Trailer { line, total, cr } => {
                     if total >= MAX_TRAILERS {
@@ -357,23 +322,11 @@ impl ResponseFramer {
                             self.state = State::Body(Body::Chunked(chunk));
                             return Ok((pos, true));
                         }
-                        (b'\n', true) => Chunk::Trailer {
-                            line: 0,
-                            total: total + 1,
-                            cr: false,
-                        },
+                        (b'\n', true) => Chunk::Trailer { line: 0, total: total + 1, cr: false },
                         (_, true) => return Err(FrameError::InvalidTrailer),
-                        (b'\r', false) => Chunk::Trailer {
-                            line,
-                            total: total + 1,
-                            cr: true,
-                        },
+                        (b'\r', false) => Chunk::Trailer { line, total: total + 1, cr: true },
                         (b'\n', false) => return Err(FrameError::InvalidTrailer),
-                        _ => Chunk::Trailer {
-                            line: line + 1,
-                            total: total + 1,
-                            cr: false,
-                        },
+                        _ => Chunk::Trailer { line: line + 1, total: total + 1, cr: false },
                     }
                 }
             };
@@ -398,10 +351,7 @@ fn ext_byte(b: u8, size: u64, line: usize) -> Result<Chunk, FrameError> {
         b'\r' => Ok(Chunk::SizeLf { size }),
         b'\n' => Err(FrameError::InvalidChunkSize),
         // chunk-ext = *( BWS ";" BWS ext-name [ BWS "=" BWS ext-val ] ), any visible text.
-        b'\t' | b' '..=b'~' | 0x80..=0xff => Ok(Chunk::Ext {
-            size,
-            line: line + 1,
-        }),
+        b'\t' | b' '..=b'~' | 0x80..=0xff => Ok(Chunk::Ext { size, line: line + 1 }),
         _ => Err(FrameError::InvalidChunkSize),
     }
 }
@@ -423,9 +373,7 @@ fn parse_content_length(value: &[u8]) -> Result<u64, FrameError> {
         if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
             return Err(FrameError::InvalidContentLength);
         }
-        let v = part
-            .iter()
-            .fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
+        let v = part.iter().fold(0u64, |acc, &d| acc * 10 + u64::from(d - b'0'));
         if result.is_some_and(|r| r != v) {
             return Err(FrameError::InvalidContentLength);
         }
@@ -445,10 +393,7 @@ fn trim(mut s: &[u8]) -> &[u8] {
 }
 
 fn tokens(value: &[u8]) -> impl Iterator<Item = &[u8]> {
-    value
-        .split(|&b| b == b',')
-        .map(trim)
-        .filter(|t| !t.is_empty())
+    value.split(|&b| b == b',').map(trim).filter(|t| !t.is_empty())
 }
 
 fn last_token(value: &[u8]) -> Option<&[u8]> {
@@ -505,21 +450,13 @@ mod tests {
     }
 
     fn ok(status: u16, keep_alive: bool, head: u64, body: u64) -> Response {
-        Response {
-            status,
-            keep_alive,
-            head_bytes: head,
-            body_bytes: body,
-        }
+        Response { status, keep_alive, head_bytes: head, body_bytes: body }
     }
 
     #[test]
     fn content_length() {
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello";
-        assert_eq!(
-            frame_all_splits(r, false),
-            (vec![ok(200, true, 38, 5)], None)
-        );
+        assert_eq!(frame_all_splits(r, false), (vec![ok(200, true, 38, 5)], None));
     }
 
     #[test]
@@ -527,10 +464,7 @@ mod tests {
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n";
         let (out, err) = frame_all_splits(r, false);
         assert_eq!(err, None);
-        assert_eq!(
-            out.iter().map(|r| r.status).collect::<Vec<_>>(),
-            vec![200, 404]
-        );
+        assert_eq!(out.iter().map(|r| r.status).collect::<Vec<_>>(), vec![200, 404]);
     }
 
     #[test]
@@ -603,50 +537,21 @@ mod tests {
     #[test]
     fn malformed_responses_are_errors() {
         let cases: &[(&[u8], FrameError)] = &[
-            (
-                b"garbage\r\n\r\n",
-                FrameError::InvalidHead(httparse::Error::Version),
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n",
-                FrameError::InvalidContentLength,
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
-                FrameError::InvalidContentLength,
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n",
-                FrameError::InvalidContentLength,
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-                FrameError::InvalidChunkSize,
-            ),
+            (b"garbage\r\n\r\n", FrameError::InvalidHead(httparse::Error::Version)),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: -1\r\n\r\n", FrameError::InvalidContentLength),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n", FrameError::InvalidContentLength),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 99999999999999999999\r\n\r\n", FrameError::InvalidContentLength),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n", FrameError::InvalidChunkSize),
             (
                 b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n11111111111111111\r\n",
                 FrameError::InvalidChunkSize,
             ),
-            (
-                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",
-                FrameError::InvalidChunkData,
-            ),
-            (
-                b"HTTP/1.1 101 Switching Protocols\r\n\r\n",
-                FrameError::Upgrade,
-            ),
-            (
-                b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort",
-                FrameError::Truncated,
-            ),
+            (b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n", FrameError::InvalidChunkData),
+            (b"HTTP/1.1 101 Switching Protocols\r\n\r\n", FrameError::Upgrade),
+            (b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nshort", FrameError::Truncated),
         ];
         for (input, want) in cases {
-            assert_eq!(
-                frame_all_splits(input, false).1,
-                Some(*want),
-                "{:?}",
-                String::from_utf8_lossy(input)
-            );
+            assert_eq!(frame_all_splits(input, false).1, Some(*want), "{:?}", String::from_utf8_lossy(input));
         }
     }
 
@@ -658,37 +563,25 @@ mod tests {
 
         let mut chunked = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n1;".to_vec();
         chunked.resize(chunked.len() + MAX_CHUNK_LINE + 10, b'a');
-        assert_eq!(
-            frame(&chunked, 100, false).1,
-            Some(FrameError::ChunkLineTooLong)
-        );
+        assert_eq!(frame(&chunked, 100, false).1, Some(FrameError::ChunkLineTooLong));
 
         let mut trailers = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n".to_vec();
         for _ in 0..MAX_TRAILERS {
             trailers.extend_from_slice(b"X: 1\r\n");
         }
-        assert_eq!(
-            frame(&trailers, 100, false).1,
-            Some(FrameError::TrailersTooLarge)
-        );
+        assert_eq!(frame(&trailers, 100, false).1, Some(FrameError::TrailersTooLarge));
 
         let mut many = b"HTTP/1.1 200 OK\r\n".to_vec();
         for _ in 0..=MAX_HEADERS {
             many.extend_from_slice(b"X: 1\r\n");
         }
         many.extend_from_slice(b"\r\n");
-        assert_eq!(
-            frame(&many, many.len(), false).1,
-            Some(FrameError::TooManyHeaders)
-        );
+        assert_eq!(frame(&many, many.len(), false).1, Some(FrameError::TooManyHeaders));
     }
 
     #[test]
     fn eof_before_anything_is_distinct_from_truncation() {
-        assert_eq!(
-            ResponseFramer::new().feed_eof(),
-            Err(FrameError::ClosedBeforeResponse)
-        );
+        assert_eq!(ResponseFramer::new().feed_eof(), Err(FrameError::ClosedBeforeResponse));
     }
 
     /// Random bytes never panic and never make the framer claim more than it was given.
@@ -701,13 +594,10 @@ mod tests {
             seed ^= seed << 17;
             seed
         };
-        let alphabet =
-            b"HTTP/1.0 2\r\n:;chunked Content-Length Transfer-Encoding 0123456789abcdefxyz";
+        let alphabet = b"HTTP/1.0 2\r\n:;chunked Content-Length Transfer-Encoding 0123456789abcdefxyz";
         for _ in 0..20_000 {
             let len = (next() % 200) as usize;
-            let mut input: Vec<u8> = (0..len)
-                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
-                .collect();
+            let mut input: Vec<u8> = (0..len).map(|_| alphabet[(next() % alphabet.len() as u64) as usize]).collect();
             if next() % 2 == 0 {
                 let prefix = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
                 input.splice(0..0, prefix.iter().copied());
