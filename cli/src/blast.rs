@@ -52,14 +52,22 @@ pub struct BlastArgs {
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
     /// CPUs to pin shards to, e.g. 0,2-3 (default: the process's affinity mask)
-    #[arg(long, value_name = "LIST", value_parser = engine_core::affinity::parse_cpu_list)]
-    pub cores: Option<Vec<usize>>,
+    #[arg(long, value_name = "LIST", value_parser = parse_cores)]
+    pub cores: Option<CpuList>,
     /// Write the summary JSON to PATH, or to stdout with '-' (the text summary then goes to stderr)
     #[arg(long, value_name = "PATH|-")]
     pub json: Option<PathBuf>,
     /// No progress lines while running
     #[arg(short, long)]
     pub quiet: bool,
+}
+
+/// A CPU list as one value (clap would read a bare `Vec` as a repeated flag).
+#[derive(Debug, Clone)]
+pub struct CpuList(pub Vec<usize>);
+
+fn parse_cores(text: &str) -> Result<CpuList, String> {
+    engine_core::affinity::parse_cpu_list(text).map(CpuList)
 }
 
 pub fn main(args: BlastArgs) -> u8 {
@@ -122,7 +130,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     input.timeout = args.timeout;
     input.connect_timeout = args.connect_timeout;
     input.shards = args.shards;
-    input.cores = args.cores.clone();
+    input.cores = args.cores.as_ref().map(|c| c.0.clone());
     Ok(input.build()?)
 }
 

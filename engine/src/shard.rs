@@ -35,7 +35,7 @@ const CONNECT_PHASE_MAX: Duration = Duration::from_secs(10);
 pub(crate) enum Message {
     /// Every connection of the shard has tried to connect once: the shard is ready to start.
     Ready,
-    Snapshot(Snapshot),
+    Snapshot(Box<Snapshot>),
 }
 
 /// Per-connection state the sweeper reads: the socket and when its request started.
@@ -110,7 +110,7 @@ pub(crate) async fn run(cfg: ShardConfig) {
     let report = |shard: &Shard, seq: &mut u64, report_at: &mut Instant, now: Instant| {
         while now >= *report_at {
             let snap = shard.stats.borrow_mut().take(cfg.index, *seq, false);
-            let _ = cfg.tx.send((cfg.index, Message::Snapshot(snap)));
+            let _ = cfg.tx.send((cfg.index, Message::Snapshot(Box::new(snap))));
             *seq += 1;
             *report_at += plan.interval;
         }
@@ -149,7 +149,7 @@ pub(crate) async fn run(cfg: ShardConfig) {
     drop(tasks);
     drop(sweeper);
     let last = shard.stats.borrow_mut().take(cfg.index, seq, true);
-    let _ = cfg.tx.send((cfg.index, Message::Snapshot(last)));
+    let _ = cfg.tx.send((cfg.index, Message::Snapshot(Box::new(last))));
 }
 
 /// Times requests out without a timer per request: a scan of the slots every tenth of the

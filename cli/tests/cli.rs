@@ -1,0 +1,151 @@
+//! The `engine` binary as a user runs it: flags, exit codes, JSON, Ctrl-C.
+
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use engine_core::target::{Target, TargetConfig};
+
+fn engine(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engine")).args(args).output().expect("engine runs")
+}
+
+fn target() -> Target {
+    let cpu = engine_core::affinity::allowed_cpus().unwrap()[0];
+    Target::start(TargetConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        body_size: 2,
+        delay: Duration::ZERO,
+        shard_cpus: vec![cpu],
+    })
+    .unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn usage_errors_exit_2_with_one_line() {
+    let cases: &[(&[&str], &str)] = &[
+        (&["blast", "not a url"], "invalid URL"),
+        (&["blast", "https://127.0.0.1/"], "https is not supported yet"),
+        (&["blast", "http://127.0.0.1:1/", "--conns", "0"], "--conns must be at least 1"),
+        (&["blast", "http://127.0.0.1:1/", "-d", "ten"], "invalid duration"),
+        (&["blast", "http://127.0.0.1:1/", "-H", "no colon"], "invalid header"),
+        (&["blast", "http://127.0.0.1:1/", "--conns", "1000000"], "open files"),
+        (&["blast", "http://127.0.0.1:1/", "--cores", "1000"], "not in this process's affinity mask"),
+        (&["blast", "http://127.0.0.1:1/", "-b", "@/nonexistent/body"], "cannot read body file"),
+        (&["blast", "http://127.0.0.1:1/", "--bogus"], "unexpected argument"),
+    ];
+    for (args, want) in cases {
+        let o = engine(args);
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(want), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+#[test]
+fn unreachable_target_exits_3() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let o = engine(&["blast", &format!("http://127.0.0.1:{port}/"), "-d", "1s"]);
+    assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
+    assert!(stderr(&o).contains("unreachable"));
+}
+
+#[test]
+fn json_summary_follows_the_contract() {
+    let t = target();
+    let url = format!("http://{}/", t.local_addr());
+    let o = engine(&["blast", &url, "-c", "8", "-d", "1s", "--shards", "1", "--json", "-"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("stdout is the JSON alone");
+    for key in [
+        "requests",
+        "duration_s",
+        "rps",
+        "status",
+        "errors",
+        "latency_ms",
+        "latency_uncorrected_ms",
+        "connections",
+        "bytes",
+        "thresholds",
+    ] {
+        assert!(v.get(key).is_some(), "missing {key}: {v}");
+    }
+    for key in ["total", "connect", "timeout", "reset", "closed", "parse"] {
+        assert_eq!(v["errors"][key], 0, "{key}");
+    }
+    for key in ["mean", "p50", "p90", "p95", "p99", "p999", "max"] {
+        assert!(v["latency_ms"][key].as_f64().unwrap() > 0.0, "{key}");
+    }
+    let requests = v["requests"].as_u64().unwrap();
+    assert!(requests > 0);
+    assert_eq!(v["status"]["200"].as_u64(), Some(requests));
+    assert_eq!(v["connections"]["opened"], 8);
+    assert!(v["bytes"]["sent"].as_u64().unwrap() > 0);
+    // The human summary went to stderr.
+    assert!(stderr(&o).contains("requests in"));
+}
+
+#[test]
+fn json_to_a_file() {
+    let t = target();
+    let dir = std::env::temp_dir().join(format!("engine-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("summary.json");
+    let url = format!("http://{}/", t.local_addr());
+    let o = engine(&["blast", &url, "-c", "2", "-d", "300ms", "-q", "--json", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert!(v["requests"].as_u64().unwrap() > 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("requests in"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn interrupt_writes_the_summary_and_exits_130() {
+    let t = target();
+    let dir = std::env::temp_dir().join(format!("engine-cli-int-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("summary.json");
+    let url = format!("http://{}/", t.local_addr());
+    let child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["blast", &url, "-c", "4", "-d", "60s", "-q", "--json", path.to_str().unwrap()])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill sends SIGINT to the child we started.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let o = child.wait_with_output().unwrap();
+    assert!(started.elapsed() < Duration::from_secs(5), "interrupt must end the run promptly");
+    assert_eq!(o.status.code(), Some(130), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    assert_eq!(v["interrupted"], true);
+    assert!(v["requests"].as_u64().unwrap() > 0);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("(interrupted)"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn demo_shows_ground_truth() {
+    let o = engine(&["demo", "-d", "1s"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
+    let line = out.lines().find(|l| l.starts_with("ground truth")).expect("ground truth line");
+    let numbers: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    // "the target served N responses; the blast counted M completed (+A abandoned ...)"
+    assert_eq!(numbers[0], numbers[1] + numbers[2], "{line}");
+}
+
+#[test]
+fn help_teaches() {
+    let o = engine(&["blast", "--help"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("--conns") && out.contains("Examples:") && out.contains("Exit codes"));
+}
