@@ -14,11 +14,15 @@ use crate::output::{self, Progress};
 #[command(
     about = "Generate HTTP/1.1 load against URL and measure it",
     long_about = "Generate HTTP/1.1 load against URL from many keep-alive connections and measure it.\n\n\
-        Closed model: each connection sends its next request as soon as the previous response \
-        completes. Connections are spread over shards, one per CPU of the process's affinity mask \
+        Closed model (default): each connection sends its next request as soon as the previous \
+        response completes. Open model (--rate): requests are due on a fixed schedule, and latency \
+        is measured from when each was due, so a stalled server shows in the percentiles \
+        (coordinated omission corrected, like wrk2). Connections are spread over shards, one per CPU of the process's affinity mask \
         (so `taskset -c 1 engine blast ...` runs one shard on CPU 1).",
     after_help = "Examples:\n  \
         engine blast http://127.0.0.1:8080/ -c 1000 -d 30s\n  \
+        engine blast http://127.0.0.1:8080/ --rate 5000 -c 200 -d 1m\n  \
+        engine blast http://127.0.0.1:8080/ --stages 100:30s,1000:1m,0:30s\n  \
         engine blast http://127.0.0.1:8080/api -m POST -H 'Content-Type: application/json' -b @body.json\n  \
         engine blast http://127.0.0.1:8080/ --json - > summary.json\n\n\
         Exit codes: 0 success, 2 usage or configuration error, 3 target unreachable before the start, \
@@ -30,9 +34,18 @@ pub struct BlastArgs {
     /// Concurrent connections
     #[arg(short, long, default_value_t = 64, value_name = "N")]
     pub conns: u64,
-    /// How long to send requests: 500ms, 10s, 5m, 1h
+    /// How long to send requests: 500ms, 10s, 5m, 1h (with --stages, their sum)
     #[arg(short, long, default_value = "10s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
     pub duration: std::time::Duration,
+    /// Open model: total requests per second on a fixed schedule, whatever the responses do
+    /// (latency is then measured from when each request was due). With --stages: the rate
+    /// the first ramp starts from
+    #[arg(short = 'R', long, value_name = "RPS")]
+    pub rate: Option<f64>,
+    /// Linear ramps TARGET:DURATION,...; targets are connections, or requests per second with
+    /// --rate. Ramps start from 0 (from --rate in the open model). E.g. 100:30s,1000:1m,0:30s
+    #[arg(long, value_name = "LIST", value_parser = engine_core::schedule::parse_stages)]
+    pub stages: Option<Stages>,
     /// Request method
     #[arg(short, long, default_value = "GET", value_name = "M")]
     pub method: String,
@@ -61,6 +74,9 @@ pub struct BlastArgs {
     #[arg(short, long)]
     pub quiet: bool,
 }
+
+/// The stages as one value (clap would read a bare `Vec` as a repeated flag).
+pub type Stages = Vec<engine_core::schedule::Stage>;
 
 /// A CPU list as one value (clap would read a bare `Vec` as a repeated flag).
 #[derive(Debug, Clone)]
@@ -124,6 +140,8 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     let mut input = PlanInput::new(&args.url);
     input.conns = args.conns;
     input.duration = args.duration;
+    input.rate = args.rate;
+    input.stages = args.stages.clone();
     input.method = args.method.clone();
     input.headers = args.headers.clone();
     input.body = body;

@@ -3,13 +3,21 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 
+use engine_core::plan::Model;
 use engine_core::summary::Latency;
 use engine_core::{IntervalReport, Plan, Summary};
 
 pub fn banner(plan: &Plan) -> String {
     let shards = plan.shard_cpus.len();
+    let profile = plan.model.profile();
+    let load = match (&plan.model, profile.is_constant()) {
+        (Model::Closed(_), true) => "closed model".to_string(),
+        (Model::Open(_), true) => format!("open model at {} req/s", profile.max()),
+        (Model::Closed(_), false) => format!("closed model, stages {}", stages(profile)),
+        (Model::Open(_), false) => format!("open model, rate stages {}", stages(profile)),
+    };
     format!(
-        "engine blast {} {} — closed model, {} connections on {} shard{} (CPU {}), {}",
+        "engine blast {} {} — {load}, {} connections on {} shard{} (CPU {}), {}",
         plan.method,
         plan.target.url,
         plan.conns,
@@ -18,6 +26,14 @@ pub fn banner(plan: &Plan) -> String {
         plan.shard_cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
         human_duration(plan.duration.as_secs_f64()),
     )
+}
+
+fn stages(p: &engine_core::schedule::Profile) -> String {
+    p.stages()
+        .iter()
+        .map(|s| format!("{}:{}", s.target, human_duration(s.duration.as_secs_f64())))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// One line per interval on stderr: rewritten in place on a terminal, plain lines otherwise.
@@ -38,14 +54,15 @@ impl Progress {
         }
         let p = i.point;
         let line = format!(
-            "[{:>5.1}s/{:.0}s] {:>10.0} req/s  p50 {}  p99 {}  errors {}  open {}",
+            "[{:>5.1}s/{:.0}s] {:>10.0} req/s  p50 {}  p99 {}  errors {}  open {}  target {}",
             i.elapsed_s,
             i.planned_s,
             p.rps,
             ms(p.p50_ms),
             ms(p.p99_ms),
             p.errors,
-            p.open
+            p.open,
+            p.target
         );
         let mut err = std::io::stderr().lock();
         if self.tty {
@@ -78,6 +95,26 @@ pub fn summary_text(s: &Summary) -> String {
     latency_line(&mut o, "latency", &s.latency_ms);
     if s.latency_uncorrected_ms != s.latency_ms {
         latency_line(&mut o, "uncorrected", &s.latency_uncorrected_ms);
+    }
+    if let Some(sch) = &s.schedule {
+        let pct = if sch.target_rps > 0.0 { sch.achieved_rps / sch.target_rps * 100.0 } else { 0.0 };
+        let _ = writeln!(
+            o,
+            "  {:<12}asked {:.1}/s, achieved {:.1}/s ({pct:.1}%); sent {} of {} scheduled; at most {} behind schedule",
+            "rate",
+            sch.target_rps,
+            sch.achieved_rps,
+            sch.sent,
+            sch.expected,
+            ms(sch.max_lag_ms)
+        );
+        if sch.behind {
+            let _ = writeln!(
+                o,
+                "  {:<12}the asked rate was NOT reached: the connections could not keep up (add -c) or the target is at capacity",
+                "warning"
+            );
+        }
     }
     let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "  {:<12}{}", "status", if status.is_empty() { "none".into() } else { status.join("  ") });

@@ -11,7 +11,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::plan::Plan;
 use crate::shard::{self, Message, ShardConfig};
 use crate::stats::Totals;
-use crate::summary::{Point, Summary};
+use crate::summary::{Point, Schedule, Summary};
 
 /// io_uring submission depth per shard: room to batch the polls of many connections into
 /// one `io_uring_enter`.
@@ -128,7 +128,8 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
     let mut emit = |seq: u64, interval: Totals, totals: &mut Totals, timeseries: &mut Vec<Point>| {
         // The last interval is cut short by the end of the run.
         let elapsed = (seq as f64 * interval_s).min(start.elapsed().as_secs_f64());
-        let point = Point::new(elapsed, (elapsed - prev_elapsed).max(1e-3), &interval);
+        let target = plan.model.profile().at(elapsed);
+        let point = Point::new(elapsed, (elapsed - prev_elapsed).max(1e-3), target, &interval);
         prev_elapsed = elapsed;
         totals.add_interval(&interval);
         on_interval(&IntervalReport {
@@ -170,6 +171,10 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
         }
     }
     let mut summary = Summary::new(&plan.target.url, plan.conns, shards, &totals, elapsed);
+    summary.model = plan.model.name();
+    if let Some(expected) = plan.expected_requests() {
+        summary.schedule = Some(Schedule::new(expected, plan.duration.as_secs_f64(), &totals, elapsed));
+    }
     summary.interrupted = control.is_stopped();
     summary.connect_s = (connect_s * 1000.0).round() / 1000.0;
     summary.timeseries = timeseries;

@@ -27,6 +27,8 @@ const CARRY_KEEP: usize = 16 * 1024;
 /// connection into a busy loop, and a target that comes back must be noticed quickly.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A request due sooner than this is sent at once: a timer costs more than the error.
+const SCHEDULE_SLACK: Duration = Duration::from_micros(50);
 
 /// How one request ended.
 enum Step {
@@ -96,6 +98,15 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
     let mut before_start = true;
 
     while shard.running.get() {
+        if slot as u64 >= shard.active.get() {
+            // Parked by a ramp: close (after the last response) and wait to be admitted.
+            if stream.take().is_some() {
+                guard.set_open(None);
+                carry = Vec::new();
+            }
+            park(&shard, slot).await;
+            continue;
+        }
         let s = match stream.as_mut() {
             Some(s) => s,
             None => match connect(&shard).await {
@@ -124,7 +135,22 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             continue;
         }
 
+        // Open model: the next due time of the shard's schedule, waited for if it is ahead.
+        let intended = match &shard.arrivals {
+            Some(arrivals) => {
+                let Some(offset) = arrivals.borrow_mut().next() else { break };
+                let due = shard.start.get().unwrap_or_else(Instant::now) + Duration::from_secs_f64(offset);
+                let ahead = due.saturating_duration_since(Instant::now());
+                if ahead > SCHEDULE_SLACK {
+                    glommio::timer::sleep(ahead).await;
+                }
+                Some(due)
+            }
+            None => None,
+        };
         let start = Instant::now();
+        let intended = intended.unwrap_or(start);
+        shard.stats.borrow_mut().sent(start.saturating_duration_since(intended));
         guard.set_in_flight(Some(start));
         let step = exchange(&shard, slot, s, bytes, &mut framer, &mut carry).await;
         let done = Instant::now();
@@ -134,7 +160,7 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             let mut st = shard.stats.borrow_mut();
             match step {
                 Step::Done { response, reuse, unsolicited } => {
-                    st.record(response.status, done - start, done - start);
+                    st.record(response.status, done - intended, done - start);
                     if unsolicited {
                         st.counters.error(ErrorKind::Parse);
                     }
@@ -155,9 +181,25 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
     }
 }
 
+/// Waits until the slot is admitted by a ramp (or the task is cancelled at the end).
+async fn park(shard: &Shard, slot: usize) {
+    poll_fn(|cx| {
+        if (slot as u64) < shard.active.get() {
+            Poll::Ready(())
+        } else {
+            shard.slots[slot].waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        }
+    })
+    .await
+}
+
+/// Opens a connection. Pacing: at most `CONNECTS_IN_PROGRESS` handshakes per shard at once,
+/// so the connect phase opens 10,000 connections to an idle target without overflowing its
+/// SYN and accept queues. A ramp under load opens connections when the plan says, as real
+/// clients would: a saturated server that accepts more slowly than the ramp overflows its
+/// accept queue, and the kernel's SYN retransmits show in those connections' latency.
 async fn connect(shard: &Shard) -> io::Result<TcpStream> {
-    // Pacing: a bounded number of handshakes in progress per shard keeps 10,000 connects
-    // from overflowing the target's SYN and accept queues.
     let _permit = shard.connect_gate.acquire_permit(1).await?;
     let s = TcpStream::connect_timeout(shard.plan.target.addr, shard.plan.connect_timeout).await?;
     s.set_nodelay(true)?;

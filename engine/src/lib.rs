@@ -6,6 +6,7 @@
 //!   incrementally, bodies counted and never stored).
 //! - `shard`: one glommio executor per CPU owning its connections, buffer and statistics.
 //! - `conn`: one connection's loop: connect, write, read and frame, record, repeat.
+//! - [`schedule`]: stages (linear ramps) and the open model's arrival schedule.
 //! - [`stats`]: per-shard histograms and counters and their exact merge.
 //! - [`blast`]: pre-flight, shard start-up and the collector that merges snapshots.
 //! - [`summary`]: the figures of the summary JSON.
@@ -20,6 +21,7 @@ mod conn;
 pub mod http;
 pub mod limits;
 pub mod plan;
+pub mod schedule;
 mod shard;
 pub mod stats;
 pub mod summary;

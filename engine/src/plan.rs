@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use crate::http::RenderedRequest;
 use crate::limits::{self, LimitError};
+use crate::schedule::{Profile, Stage};
+
+/// A higher rate than this is a typo, not a plan (it is ~100 times what one host can send).
+pub const MAX_RATE: f64 = 10_000_000.0;
 
 /// Default per-request timeout: long enough for any sane server, short enough that a
 /// wedged one shows up as errors within a run.
@@ -32,6 +36,10 @@ pub struct PlanInput {
     pub cores: Option<Vec<usize>>,
     /// How often shards report (the live line, time series, safety stops).
     pub interval: Duration,
+    /// Open model: total requests per second (the starting rate when there are stages).
+    pub rate: Option<f64>,
+    /// Linear ramps of connections (closed model) or of rate (open model).
+    pub stages: Option<Vec<Stage>>,
 }
 
 impl PlanInput {
@@ -48,6 +56,8 @@ impl PlanInput {
             shards: None,
             cores: None,
             interval: Duration::from_secs(1),
+            rate: None,
+            stages: None,
         }
     }
 }
@@ -64,12 +74,40 @@ pub struct Target {
     pub path: String,
 }
 
+/// How load is generated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Model {
+    /// Each connection sends its next request as soon as the previous response completes;
+    /// the profile is the number of connections over time.
+    Closed(Profile),
+    /// Requests are due on a fixed schedule whatever the responses do; the profile is the
+    /// total rate (requests per second) over time.
+    Open(Profile),
+}
+
+impl Model {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Model::Closed(_) => "closed",
+            Model::Open(_) => "open",
+        }
+    }
+
+    pub fn profile(&self) -> &Profile {
+        match self {
+            Model::Closed(p) | Model::Open(p) => p,
+        }
+    }
+}
+
 /// A validated run.
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub target: Target,
     pub method: String,
     pub request: RenderedRequest,
+    pub model: Model,
+    /// Connections in the pool: the most that are ever open at once.
     pub conns: u64,
     pub duration: Duration,
     pub timeout: Duration,
@@ -99,6 +137,10 @@ pub enum PlanError {
     Header(String),
     #[error("request body of {0} bytes is larger than the {MAX_BODY}-byte limit")]
     BodyTooLarge(usize),
+    #[error("--rate must be a number of requests per second above 0 and at most {MAX_RATE}")]
+    Rate,
+    #[error("invalid --stages: {0}")]
+    Stages(String),
     #[error("--shards must be at least 1")]
     NoShards,
     #[error("CPU {0} is not in this process's affinity mask (see `taskset -p $$`)")]
@@ -115,10 +157,39 @@ impl PlanInput {
     /// Validates everything and resolves the target.
     pub fn build(self) -> Result<Plan, PlanError> {
         let target = parse_target(&self.url)?;
-        if self.conns == 0 {
+        let model = match (self.rate, self.stages) {
+            (Some(r), _) if !(0.0..=MAX_RATE).contains(&r) => return Err(PlanError::Rate),
+            (Some(0.0), None) => return Err(PlanError::Rate),
+            (Some(r), None) => Model::Open(Profile::constant(r, self.duration)),
+            (Some(r), Some(stages)) => {
+                if stages.iter().any(|s| s.target > MAX_RATE) {
+                    return Err(PlanError::Rate);
+                }
+                let p = Profile::ramps_from(r, stages);
+                if p.max() <= 0.0 {
+                    return Err(PlanError::Stages("every rate is 0: nothing would be sent".into()));
+                }
+                Model::Open(p)
+            }
+            (None, None) => Model::Closed(Profile::constant(self.conns as f64, self.duration)),
+            (None, Some(stages)) => {
+                let p = Profile::ramps(stages);
+                if p.max() < 1.0 {
+                    return Err(PlanError::Stages("every stage has 0 connections: nothing would be sent".into()));
+                }
+                Model::Closed(p)
+            }
+        };
+        // The closed model's pool is its highest stage; the open model's is --conns.
+        let conns = match &model {
+            Model::Closed(p) => p.max().ceil() as u64,
+            Model::Open(_) => self.conns,
+        };
+        if conns == 0 {
             return Err(PlanError::NoConns);
         }
-        if self.duration.is_zero() {
+        let duration = model.profile().duration();
+        if duration.is_zero() {
             return Err(PlanError::NoDuration);
         }
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
@@ -148,19 +219,20 @@ impl PlanInput {
             None => cpus.len(),
         };
         // No shard without a connection to drive.
-        let shards = shards.min(self.conns as usize).max(1);
+        let shards = shards.min(conns as usize).max(1);
         let shard_cpus = (0..shards).map(|i| cpus[i % cpus.len()]).collect::<Vec<_>>();
 
         let (_, hard) = limits::nofile().map_err(PlanError::Nofile)?;
-        limits::check(self.conns, shards as u64, hard, limits::ephemeral_port_range())?;
+        limits::check(conns, shards as u64, hard, limits::ephemeral_port_range())?;
 
         let request = RenderedRequest::render(&method, &target.path, &target.authority, &headers, &self.body);
         Ok(Plan {
             target,
             method,
             request,
-            conns: self.conns,
-            duration: self.duration,
+            model,
+            conns,
+            duration,
             timeout: self.timeout,
             connect_timeout: self.connect_timeout,
             shard_cpus,
@@ -172,8 +244,28 @@ impl PlanInput {
 impl Plan {
     /// Connections of shard `i`: an even split, the remainder to the first shards.
     pub fn shard_conns(&self, i: usize) -> u64 {
-        let n = self.shard_cpus.len() as u64;
-        self.conns / n + u64::from((i as u64) < self.conns % n)
+        split(self.conns, self.shard_cpus.len(), i)
+    }
+
+    /// Shard `i`'s part of the open model's rate: its part of the connections.
+    pub fn shard_share(&self, i: usize) -> f64 {
+        self.shard_conns(i) as f64 / self.conns as f64
+    }
+}
+
+/// Part `i` of `total` split over `parts`: even, the remainder to the first parts.
+pub fn split(total: u64, parts: usize, i: usize) -> u64 {
+    let n = parts as u64;
+    total / n + u64::from((i as u64) < total % n)
+}
+
+impl Plan {
+    /// Requests the open model's schedule asks for; `None` in the closed model.
+    pub fn expected_requests(&self) -> Option<f64> {
+        match &self.model {
+            Model::Open(p) => Some(p.integral()),
+            Model::Closed(_) => None,
+        }
     }
 }
 
@@ -261,5 +353,19 @@ mod tests {
         assert!(matches!(with(&|p| p.cores = Some(vec![100_000])), Err(PlanError::Cpu(_))));
         assert!(matches!(with(&|p| p.conns = 10_000_000), Err(PlanError::Limit(_))));
         assert_eq!(with(&|p| p.conns = 1).unwrap().shard_cpus.len(), 1);
+        assert!(matches!(with(&|p| p.rate = Some(0.0)), Err(PlanError::Rate)));
+        assert!(matches!(with(&|p| p.rate = Some(f64::NAN)), Err(PlanError::Rate)));
+        let stages = crate::schedule::parse_stages("0:1s").unwrap();
+        assert!(matches!(with(&|p| p.stages = Some(stages.clone())), Err(PlanError::Stages(_))));
+        let stages = crate::schedule::parse_stages("10:1s,30:2s,0:1s").unwrap();
+        let closed = with(&|p| p.stages = Some(stages.clone())).unwrap();
+        assert_eq!((closed.conns, closed.duration), (30, Duration::from_secs(4)));
+        let open = with(&|p| {
+            p.stages = Some(stages.clone());
+            p.rate = Some(10.0)
+        })
+        .unwrap();
+        assert_eq!((open.conns, open.model.name()), (64, "open"));
+        assert_eq!(open.expected_requests(), Some(10.0 + 40.0 + 15.0));
     }
 }

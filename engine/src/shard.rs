@@ -8,9 +8,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
+use std::task::Waker;
+
 use glommio::sync::Semaphore;
 
-use crate::plan::Plan;
+use crate::plan::{split, Model, Plan};
+use crate::schedule::Arrivals;
 use crate::stats::{ShardStats, Snapshot};
 
 /// One read buffer per shard, shared by its connections in turn: large enough for a whole
@@ -43,6 +46,8 @@ pub(crate) struct Slot {
     pub fd: Cell<i32>,
     pub started: Cell<Option<Instant>>,
     pub timed_out: Cell<bool>,
+    /// A connection parked by a ramp waits here to be woken when its slot becomes active.
+    pub waker: Cell<Option<Waker>>,
 }
 
 pub(crate) struct Shard {
@@ -57,6 +62,24 @@ pub(crate) struct Shard {
     pub attempted: Cell<u64>,
     /// Holds connections back until the shard starts; one permit per connection then.
     pub go: Semaphore,
+    /// Connections with a slot below this may run; the others are parked (closed-model ramps).
+    pub active: Cell<u64>,
+    /// The open model's arrival schedule (seconds after `start`).
+    pub arrivals: Option<RefCell<Arrivals>>,
+    /// The run's start, known once the connect phase is over.
+    pub start: Cell<Option<Instant>>,
+}
+
+impl Shard {
+    /// Sets how many connections may run, waking the ones a ramp-up admits.
+    fn set_active(&self, n: u64) {
+        let old = self.active.replace(n);
+        for slot in self.slots.iter().take(n as usize).skip(old as usize) {
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
 }
 
 /// What a shard thread needs; all of it `Send`.
@@ -78,18 +101,41 @@ pub(crate) async fn run(cfg: ShardConfig) {
         running: Cell::new(true),
         connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),
         slots: (0..conns)
-            .map(|_| Slot { fd: Cell::new(-1), started: Cell::new(None), timed_out: Cell::new(false) })
+            .map(|_| Slot {
+                fd: Cell::new(-1),
+                started: Cell::new(None),
+                timed_out: Cell::new(false),
+                waker: Cell::new(None),
+            })
             .collect(),
         attempted: Cell::new(0),
         go: Semaphore::new(0),
+        active: Cell::new(0),
+        arrivals: match &cfg.plan.model {
+            Model::Open(p) => Some(RefCell::new(Arrivals::new(p.clone(), cfg.plan.shard_share(cfg.index)))),
+            Model::Closed(_) => None,
+        },
+        start: Cell::new(None),
     });
+    let shards = cfg.plan.shard_cpus.len();
+    // The closed model's ramps set how many of the shard's connections run.
+    let ramp = match &cfg.plan.model {
+        Model::Closed(p) if !p.is_constant() => Some(p.clone()),
+        _ => None,
+    };
+    let active_at = |t: f64| match &ramp {
+        Some(p) => split(p.at(t).round() as u64, shards, cfg.index).min(conns as u64),
+        None => conns as u64,
+    };
+    shard.active.set(active_at(0.0));
     let tasks: Vec<_> = (0..conns).map(|i| glommio::spawn_local(crate::conn::run(shard.clone(), i))).collect();
     let sweeper = glommio::spawn_local(sweep(shard.clone()));
 
     // Connect phase: all connections open before the clock starts, so a run at 10,000
     // connections measures load, not the target's accept queue.
     let phase_end = Instant::now() + CONNECT_PHASE_MAX;
-    while shard.attempted.get() < conns as u64 && Instant::now() < phase_end && !cfg.stop.load(Ordering::Relaxed) {
+    while shard.attempted.get() < shard.active.get() && Instant::now() < phase_end && !cfg.stop.load(Ordering::Relaxed)
+    {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
     let _ = cfg.tx.send((cfg.index, Message::Ready));
@@ -101,6 +147,8 @@ pub(crate) async fn run(cfg: ShardConfig) {
             Err(mpsc::TryRecvError::Disconnected) => return,
         }
     };
+    shard.start.set(Some(start));
+    // One permit per connection, including those a ramp admits later.
     shard.go.signal(conns as u64);
 
     let plan = &cfg.plan;
@@ -126,6 +174,9 @@ pub(crate) async fn run(cfg: ShardConfig) {
         if now >= end {
             break false;
         }
+        if ramp.is_some() {
+            shard.set_active(active_at((now - start).as_secs_f64()));
+        }
         let wake = report_at.min(end).min(now + CONTROL_TICK);
         glommio::timer::sleep(wake.saturating_duration_since(now)).await;
     };
@@ -148,6 +199,19 @@ pub(crate) async fn run(cfg: ShardConfig) {
     // Dropping a glommio task cancels it; each connection's guard settles its gauges.
     drop(tasks);
     drop(sweeper);
+    // A cancelled task's future is dropped when the executor next runs it: let that happen
+    // so the guards settle the gauges and count the abandoned requests before the last
+    // snapshot.
+    for _ in 0..50 {
+        let settled = {
+            let st = shard.stats.borrow();
+            st.open == 0 && st.in_flight == 0
+        };
+        if settled {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
     let last = shard.stats.borrow_mut().take(cfg.index, seq, true);
     let _ = cfg.tx.send((cfg.index, Message::Snapshot(Box::new(last))));
 }

@@ -68,6 +68,8 @@ pub struct Counters {
     pub conns_opened: u64,
     /// Requests still in flight when the run ended, neither completed nor failed.
     pub abandoned: u64,
+    /// Requests started (written, or tried).
+    pub sent: u64,
 }
 
 impl Default for Counters {
@@ -80,6 +82,7 @@ impl Default for Counters {
             bytes_received: 0,
             conns_opened: 0,
             abandoned: 0,
+            sent: 0,
         }
     }
 }
@@ -118,6 +121,7 @@ impl Counters {
         self.bytes_received += other.bytes_received;
         self.conns_opened += other.conns_opened;
         self.abandoned += other.abandoned;
+        self.sent += other.sent;
     }
 }
 
@@ -144,6 +148,8 @@ pub struct ShardStats {
     pub peak_open: u64,
     /// Requests written whose response has not completed.
     pub in_flight: u64,
+    /// Open model: the most a request started after it was due, this interval (µs).
+    pub max_lag_us: u64,
 }
 
 impl Default for ShardStats {
@@ -155,11 +161,18 @@ impl Default for ShardStats {
             open: 0,
             peak_open: 0,
             in_flight: 0,
+            max_lag_us: 0,
         }
     }
 }
 
 impl ShardStats {
+    /// A request starts, `lag` after it was due (zero in the closed model).
+    pub fn sent(&mut self, lag: Duration) {
+        self.counters.sent += 1;
+        self.max_lag_us = self.max_lag_us.max(lag.as_micros() as u64);
+    }
+
     pub fn record(&mut self, status: u16, corrected: Duration, uncorrected: Duration) {
         self.counters.requests += 1;
         self.counters.status(status);
@@ -189,6 +202,7 @@ impl ShardStats {
             open: self.open,
             peak_open: self.peak_open,
             in_flight: self.in_flight,
+            max_lag_us: std::mem::take(&mut self.max_lag_us),
         };
         self.latency.reset();
         self.latency_uncorrected.reset();
@@ -210,6 +224,7 @@ pub struct Snapshot {
     pub open: u64,
     pub peak_open: u64,
     pub in_flight: u64,
+    pub max_lag_us: u64,
 }
 
 /// The exact merge of snapshots: of one interval across shards, or of a whole run.
@@ -221,6 +236,7 @@ pub struct Totals {
     pub open: u64,
     pub peak_open: u64,
     pub in_flight: u64,
+    pub max_lag_us: u64,
 }
 
 impl Default for Totals {
@@ -232,6 +248,7 @@ impl Default for Totals {
             open: 0,
             peak_open: 0,
             in_flight: 0,
+            max_lag_us: 0,
         }
     }
 }
@@ -247,6 +264,7 @@ impl Totals {
         self.open += s.open;
         self.peak_open += s.peak_open;
         self.in_flight += s.in_flight;
+        self.max_lag_us = self.max_lag_us.max(s.max_lag_us);
     }
 
     /// Adds a whole interval (already merged across shards) to a run total: counts add,
@@ -258,6 +276,7 @@ impl Totals {
         self.open = i.open;
         self.peak_open = self.peak_open.max(i.peak_open);
         self.in_flight = i.in_flight;
+        self.max_lag_us = self.max_lag_us.max(i.max_lag_us);
     }
 }
 

@@ -70,11 +70,30 @@ pub struct Threshold {
     pub pass: bool,
 }
 
+/// The open model's schedule against what was sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Schedule {
+    /// Requests per second asked for, on average over the run.
+    pub target_rps: f64,
+    /// Requests the schedule asked for, and requests started.
+    pub expected: u64,
+    pub sent: u64,
+    /// Completed responses per second.
+    pub achieved_rps: f64,
+    /// The most any request started after it was due: how far behind the schedule the run fell.
+    pub max_lag_ms: f64,
+    /// Fewer than 99% of the scheduled requests were sent: the asked rate was not reached.
+    pub behind: bool,
+}
+
 /// One interval of the run, merged across shards.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Point {
     /// Seconds since the start at the end of the interval.
     pub t_s: f64,
+    /// What the plan asked for at the end of the interval: connections (closed model) or
+    /// requests per second (open model).
+    pub target: f64,
     pub requests: u64,
     pub rps: f64,
     pub errors: u64,
@@ -105,6 +124,9 @@ pub struct Summary {
     pub latency_uncorrected_ms: Latency,
     pub connections: Connections,
     pub bytes: Bytes,
+    /// Open model only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
     pub thresholds: Vec<Threshold>,
     /// Requests still in flight when the run ended (neither completed nor errors).
     pub abandoned: u64,
@@ -141,6 +163,7 @@ impl Summary {
             latency_uncorrected_ms: Latency::from_histogram(&totals.latency_uncorrected),
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
             bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },
+            schedule: None,
             thresholds: Vec::new(),
             abandoned: c.abandoned,
             interrupted: false,
@@ -151,7 +174,7 @@ impl Summary {
 }
 
 impl Point {
-    pub fn new(t_s: f64, interval_s: f64, i: &Totals) -> Self {
+    pub fn new(t_s: f64, interval_s: f64, target: f64, i: &Totals) -> Self {
         let ms = |h: &Histogram<u64>, q: f64| {
             if h.is_empty() {
                 0.0
@@ -161,6 +184,7 @@ impl Point {
         };
         Point {
             t_s: round3(t_s),
+            target: round3(target),
             requests: i.counters.requests,
             rps: round3(i.counters.requests as f64 / interval_s),
             errors: i.counters.errors_total(),
@@ -172,6 +196,20 @@ impl Point {
     }
 }
 
-fn round3(x: f64) -> f64 {
+impl Schedule {
+    pub fn new(expected: f64, duration_s: f64, totals: &Totals, elapsed_s: f64) -> Self {
+        let sent = totals.counters.sent;
+        Schedule {
+            target_rps: round3(expected / duration_s),
+            expected: expected.round() as u64,
+            sent,
+            achieved_rps: round3(totals.counters.requests as f64 / elapsed_s.max(1e-9)),
+            max_lag_ms: totals.max_lag_us as f64 / 1000.0,
+            behind: (sent as f64) < 0.99 * expected.round(),
+        }
+    }
+}
+
+pub(crate) fn round3(x: f64) -> f64 {
     (x * 1000.0).round() / 1000.0
 }

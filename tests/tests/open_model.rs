@@ -1,0 +1,137 @@
+//! The open model (`--rate`), coordinated omission, and stages, against real servers.
+
+mod support;
+
+use std::io::Write;
+use std::time::{Duration, Instant};
+
+use engine_core::schedule::parse_stages;
+use engine_core::target::{Target, TargetConfig};
+use engine_core::{Control, PlanInput, Summary};
+use support::{read_request, Scripted};
+
+fn run(input: PlanInput) -> Summary {
+    let plan = input.build().expect("valid plan");
+    engine_core::run(&plan, &Control::new(), |_| {}).expect("run completes")
+}
+
+fn target() -> Target {
+    let cpu = engine_core::affinity::allowed_cpus().unwrap()[0];
+    Target::start(TargetConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        body_size: 2,
+        delay: Duration::ZERO,
+        shard_cpus: vec![cpu],
+    })
+    .unwrap()
+}
+
+#[test]
+fn rate_is_held() {
+    let t = target();
+    let mut input = PlanInput::new(format!("http://{}/", t.local_addr()));
+    input.rate = Some(2000.0);
+    input.duration = Duration::from_secs(2);
+    input.conns = 16;
+    let r = run(input);
+    std::thread::sleep(Duration::from_millis(100));
+    let served = t.served() as f64;
+    assert!((served - 4000.0).abs() <= 40.0, "served {served}, asked 4000");
+    assert_eq!(r.model, "open");
+    let s = r.schedule.expect("open model has a schedule");
+    assert_eq!(s.expected, 4000);
+    assert!(!s.behind);
+    assert_eq!(r.errors.total, 0);
+}
+
+#[test]
+fn shortfall_is_stated() {
+    // 2 connections against 20 ms responses can do at most ~100/s; 1000/s is asked.
+    let cpu = engine_core::affinity::allowed_cpus().unwrap()[0];
+    let t = Target::start(TargetConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        body_size: 2,
+        delay: Duration::from_millis(20),
+        shard_cpus: vec![cpu],
+    })
+    .unwrap();
+    let mut input = PlanInput::new(format!("http://{}/", t.local_addr()));
+    input.rate = Some(1000.0);
+    input.duration = Duration::from_secs(1);
+    input.conns = 2;
+    let r = run(input);
+    let s = r.schedule.unwrap();
+    assert!(s.behind, "{s:?}");
+    assert!(s.sent < s.expected / 2);
+    assert!(s.max_lag_ms > 500.0, "{s:?}");
+    // Queued requests are measured from when they were due.
+    assert!(r.latency_ms.p99 > 500.0 && r.latency_uncorrected_ms.p99 < 100.0, "{:?}", r.latency_ms);
+}
+
+/// A server that answers at once, except that it freezes for 1 s out of every 4 s.
+fn freezing(mut c: std::net::TcpStream) {
+    let epoch = *EPOCH.get_or_init(Instant::now);
+    while read_request(&mut c) {
+        let phase = epoch.elapsed().as_secs_f64() % 4.0;
+        if (1.0..2.0).contains(&phase) {
+            std::thread::sleep(Duration::from_secs_f64(2.0 - phase));
+        }
+        if c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+            return;
+        }
+    }
+}
+
+static EPOCH: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+
+#[test]
+fn coordinated_omission_is_corrected() {
+    EPOCH.get_or_init(Instant::now);
+    let s = Scripted::start(freezing);
+    let mut input = PlanInput::new(s.url());
+    input.rate = Some(2000.0);
+    input.conns = 20;
+    input.duration = Duration::from_secs(8);
+    input.shards = Some(1);
+    let r = run(input);
+    assert_eq!(r.errors.total, 0, "{:?}", r.errors);
+    // A quarter of the schedule fell into freezes: corrected latency shows them ...
+    assert!(r.latency_ms.p99 >= 700.0, "corrected p99 {} ms", r.latency_ms.p99);
+    // ... while the per-request view, from the actual write, hides them.
+    assert!(r.latency_uncorrected_ms.p99 < 50.0, "uncorrected p99 {} ms", r.latency_uncorrected_ms.p99);
+    assert!(r.latency_uncorrected_ms.max >= 500.0, "the requests caught in a freeze waited");
+}
+
+#[test]
+fn closed_stages_ramp_connections_up_and_down() {
+    let t = target();
+    let mut input = PlanInput::new(format!("http://{}/", t.local_addr()));
+    input.stages = Some(parse_stages("40:1s,40:1s,0:1s").unwrap());
+    let r = run(input);
+    assert_eq!(r.errors.total, 0, "{:?}", r.errors);
+    assert_eq!(r.conns, 40);
+    let targets: Vec<f64> = r.timeseries.iter().map(|p| p.target).collect();
+    let open: Vec<u64> = r.timeseries.iter().map(|p| p.open).collect();
+    assert!(targets.len() >= 3, "{targets:?}");
+    // Up to 40 at 1 s and 2 s, down to 0 by the end.
+    assert_eq!(targets[0], 40.0, "{targets:?}");
+    assert!(open[0] >= 38 && open[1] == 40, "{open:?}");
+    assert!(*open.last().unwrap() == 0, "{open:?}");
+    assert_eq!(r.connections.peak_open, 40);
+}
+
+#[test]
+fn open_stages_ramp_the_rate() {
+    let t = target();
+    let mut input = PlanInput::new(format!("http://{}/", t.local_addr()));
+    input.rate = Some(0.0);
+    input.conns = 8;
+    input.stages = Some(parse_stages("1000:1s,1000:1s,0:1s").unwrap());
+    let r = run(input);
+    let s = r.schedule.unwrap();
+    assert_eq!(s.expected, 2000);
+    assert!((s.sent as f64 - 2000.0).abs() <= 20.0, "{s:?}");
+    let rps: Vec<f64> = r.timeseries.iter().map(|p| p.rps).collect();
+    assert!(rps[0] > 300.0 && rps[0] < 700.0, "first second ramps 0 -> 1000: {rps:?}");
+    assert!(rps[1] > 900.0, "{rps:?}");
+}
