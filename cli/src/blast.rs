@@ -5,6 +5,8 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
+use engine_core::plan::Model;
+use engine_core::profiles::{self, Criterion, ProfileName, ProfileReport, StressWatch};
 use engine_core::{Control, PlanInput, RunError};
 
 use crate::exit;
@@ -23,6 +25,7 @@ use crate::output::{self, Progress};
         engine blast http://127.0.0.1:8080/ -c 1000 -d 30s\n  \
         engine blast http://127.0.0.1:8080/ --rate 5000 -c 200 -d 1m\n  \
         engine blast http://127.0.0.1:8080/ --stages 100:30s,1000:1m,0:30s\n  \
+        engine blast http://127.0.0.1:8080/ --profile stress --peak 20000 --rate 0 -c 500 --print-plan\n  \
         engine blast http://127.0.0.1:8080/api -m POST -H 'Content-Type: application/json' -b @body.json\n  \
         engine blast http://127.0.0.1:8080/ --json - > summary.json\n\n\
         Exit codes: 0 success, 2 usage or configuration error, 3 target unreachable before the start, \
@@ -44,8 +47,21 @@ pub struct BlastArgs {
     pub rate: Option<f64>,
     /// Linear ramps TARGET:DURATION,...; targets are connections, or requests per second with
     /// --rate. Ramps start from 0 (from --rate in the open model). E.g. 100:30s,1000:1m,0:30s
-    #[arg(long, value_name = "LIST", value_parser = engine_core::schedule::parse_stages)]
+    #[arg(long, value_name = "LIST", value_parser = engine_core::schedule::parse_stages, conflicts_with = "profile")]
     pub stages: Option<Stages>,
+    /// A named load profile, scaled to --peak: ramp, spike, stress, soak, recovery
+    /// (see --print-plan). Levels are connections, or requests per second with --rate
+    #[arg(long, value_name = "NAME", value_parser = ProfileName::parse, requires = "peak")]
+    pub profile: Option<ProfileName>,
+    /// The profile's highest level (connections, or requests per second with --rate)
+    #[arg(long, value_name = "N")]
+    pub peak: Option<f64>,
+    /// How long a profile holds each level
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub step: std::time::Duration,
+    /// Print the resolved plan (stages, equivalent command) and exit without sending anything
+    #[arg(long)]
+    pub print_plan: bool,
     /// Request method
     #[arg(short, long, default_value = "GET", value_name = "M")]
     pub method: String,
@@ -91,6 +107,14 @@ pub fn main(args: BlastArgs) -> u8 {
         Ok(p) => p,
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
+    if args.print_plan {
+        print!("{}", output::plan_text(&plan, args.profile, args.peak, args.step));
+        return exit::OK;
+    }
+    let open = matches!(plan.model, Model::Open(_));
+    let criterion = Criterion::default();
+    let mut stress = (args.profile == Some(ProfileName::Stress)).then(|| StressWatch::new(criterion, open));
+
     let control = Control::new();
     let handler = control.clone();
     // A second Ctrl-C leaves at once, for a run whose drain the user will not wait for.
@@ -104,12 +128,21 @@ pub fn main(args: BlastArgs) -> u8 {
     let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
     let mut progress = Progress::new(args.quiet);
     eprintln!("{}", output::banner(&plan));
-    let summary = match engine_core::run(&plan, &control, |i| progress.update(i)) {
+    let run = engine_core::run(&plan, &control, |i| {
+        progress.update(i);
+        if stress.as_mut().is_some_and(|w| w.observe(i.point)) {
+            control.finish();
+        }
+    });
+    let mut summary = match run {
         Ok(s) => s,
         Err(e @ RunError::Unreachable { .. }) => return crate::fail(exit::UNREACHABLE, &e.into()),
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };
     progress.finish();
+    if let (Some(name), Some(peak)) = (args.profile, args.peak) {
+        summary.profile = Some(profile_report(name, peak, &plan, stress, criterion, &summary));
+    }
 
     let text = output::summary_text(&summary);
     if json_to_stdout {
@@ -129,6 +162,29 @@ pub fn main(args: BlastArgs) -> u8 {
     }
 }
 
+fn profile_report(
+    name: ProfileName,
+    peak: f64,
+    plan: &engine_core::Plan,
+    stress: Option<StressWatch>,
+    criterion: Criterion,
+    summary: &engine_core::Summary,
+) -> ProfileReport {
+    let open = matches!(plan.model, Model::Open(_));
+    let mut report =
+        ProfileReport { name: name.name(), peak, criterion: criterion.describe(open), ..Default::default() };
+    if let Some(mut w) = stress {
+        w.finish();
+        report.capacity = w.last_good;
+        report.failed_at = w.failed_at;
+        report.best_rps = Some(w.best_rps);
+    }
+    if let Some((baseline_end, drop_end)) = name.recovery_window(plan.model.profile().stages()) {
+        report.recovery_s = profiles::recovery_time(&summary.timeseries, baseline_end, drop_end, 1.5);
+    }
+    report
+}
+
 fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     let body = match args.body.as_deref() {
         None => Vec::new(),
@@ -141,7 +197,15 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     input.conns = args.conns;
     input.duration = args.duration;
     input.rate = args.rate;
-    input.stages = args.stages.clone();
+    input.stages = match (args.profile, args.peak) {
+        (Some(p), Some(peak)) => {
+            if !(peak.is_finite() && peak >= 1.0) {
+                anyhow::bail!("--peak must be a level of at least 1");
+            }
+            Some(p.stages(peak, args.step))
+        }
+        _ => args.stages.clone(),
+    };
     input.method = args.method.clone();
     input.headers = args.headers.clone();
     input.body = body;

@@ -28,7 +28,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    Blast(blast::BlastArgs),
+    Blast(Box<blast::BlastArgs>),
     Target(target::TargetArgs),
     Demo(demo::DemoArgs),
 }
@@ -36,7 +36,7 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
-        Command::Blast(args) => blast::main(args),
+        Command::Blast(args) => blast::main(*args),
         Command::Target(args) => target::main(args),
         Command::Demo(args) => demo::main(args),
     };

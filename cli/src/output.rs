@@ -4,6 +4,7 @@ use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 
 use engine_core::plan::Model;
+use engine_core::profiles::{Criterion, ProfileName};
 use engine_core::summary::Latency;
 use engine_core::{IntervalReport, Plan, Summary};
 
@@ -29,11 +30,70 @@ pub fn banner(plan: &Plan) -> String {
 }
 
 fn stages(p: &engine_core::schedule::Profile) -> String {
+    if p.stages().len() > 4 {
+        return format!("({} stages, see --print-plan)", p.stages().len());
+    }
     p.stages()
         .iter()
         .map(|s| format!("{}:{}", s.target, human_duration(s.duration.as_secs_f64())))
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// The resolved plan, for --print-plan: what would run, and the `--stages` to copy.
+pub fn plan_text(plan: &Plan, profile: Option<ProfileName>, peak: Option<f64>, step: std::time::Duration) -> String {
+    let mut o = String::new();
+    let _ = writeln!(o, "{}", banner(plan));
+    let (unit, open) = match plan.model {
+        Model::Closed(_) => ("connections", false),
+        Model::Open(_) => ("req/s", true),
+    };
+    if let (Some(p), Some(peak)) = (profile, peak) {
+        let _ =
+            writeln!(o, "profile {} at peak {peak} {unit}, {} per level", p.name(), human_duration(step.as_secs_f64()));
+        if p == ProfileName::Stress || p == ProfileName::Spike || p == ProfileName::Recovery {
+            let _ = writeln!(o, "an interval is good when {}", Criterion::default().describe(open));
+        }
+    }
+    let prof = plan.model.profile();
+    if !prof.is_constant() {
+        let mut t = 0.0;
+        for (i, s) in prof.stages().iter().enumerate() {
+            let d = s.duration.as_secs_f64();
+            let _ = writeln!(
+                o,
+                "  stage {:>2}  {:>8} .. {:>8}  to {} {unit}",
+                i + 1,
+                human_duration(t),
+                human_duration(t + d),
+                s.target
+            );
+            t += d;
+        }
+        let stages: Vec<String> =
+            prof.stages().iter().map(|s| format!("{}:{}", s.target, compact(s.duration))).collect();
+        let rate = if open { " --rate 0" } else { "" };
+        let _ = writeln!(
+            o,
+            "equivalent: engine blast {} -c {}{rate} --stages {}",
+            plan.target.url,
+            plan.conns,
+            stages.join(",")
+        );
+    }
+    if let Some(expected) = plan.expected_requests() {
+        let _ = writeln!(o, "requests scheduled: {expected:.0}");
+    }
+    o
+}
+
+/// A duration as the shortest `--stages` text: 90s → 90s, 500ms → 500ms.
+fn compact(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
 }
 
 /// One line per interval on stderr: rewritten in place on a terminal, plain lines otherwise.
@@ -115,6 +175,24 @@ pub fn summary_text(s: &Summary) -> String {
                 "warning"
             );
         }
+    }
+    if let Some(p) = &s.profile {
+        let mut line = format!("{} at peak {}", p.name, p.peak);
+        if let Some(c) = p.capacity {
+            line += &format!("; capacity {c} (last level that held)");
+        }
+        if let Some(f) = p.failed_at {
+            line += &format!("; failed at {f}");
+        }
+        if let Some(b) = p.best_rps {
+            line += &format!("; best held rate {b:.1} req/s");
+        }
+        match (p.name, p.recovery_s) {
+            (_, Some(r)) => line += &format!("; p99 recovered {r:.0}s after the drop"),
+            ("spike" | "recovery", None) => line += "; p99 did not recover to the baseline",
+            _ => {}
+        }
+        let _ = writeln!(o, "  {:<12}{line}", "profile");
     }
     let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "  {:<12}{}", "status", if status.is_empty() { "none".into() } else { status.join("  ") });

@@ -149,3 +149,56 @@ fn help_teaches() {
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("--conns") && out.contains("Examples:") && out.contains("Exit codes"));
 }
+
+#[test]
+fn print_plan_sends_nothing() {
+    // Nothing listens on this port: printing the plan must not need the target.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/");
+    let o = engine(&["blast", &url, "--profile", "ramp", "--peak", "10000", "--print-plan"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("profile ramp at peak 10000 connections"), "{out}");
+    assert!(out.contains("--stages 100:5s,100:30s,500:5s"), "{out}");
+    let o = engine(&["blast", &url, "--profile", "stress"]);
+    assert_eq!(o.status.code(), Some(2), "--profile needs --peak");
+    let o = engine(&["blast", &url, "--profile", "bogus", "--peak", "1"]);
+    assert!(stderr(&o).contains("unknown profile 'bogus'"));
+}
+
+#[test]
+fn stress_profile_finds_a_known_capacity() {
+    // 21 connections against a 10 ms server: at most 2,100 requests per second.
+    let cpu = engine_core::affinity::allowed_cpus().unwrap()[0];
+    let t = Target::start(TargetConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        body_size: 2,
+        delay: Duration::from_millis(10),
+        shard_cpus: vec![cpu],
+    })
+    .unwrap();
+    let url = format!("http://{}/", t.local_addr());
+    let o = engine(&[
+        "blast",
+        &url,
+        "--profile",
+        "stress",
+        "--peak",
+        "4000",
+        "--rate",
+        "0",
+        "-c",
+        "21",
+        "--step",
+        "1s",
+        "--json",
+        "-",
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let capacity = v["profile"]["capacity"].as_f64().expect("a capacity");
+    assert!((1890.0..=2310.0).contains(&capacity), "capacity {capacity}, known 2100: {}", v["profile"]);
+    assert!(v["profile"]["failed_at"].as_f64().unwrap() > capacity);
+    assert_eq!(v["interrupted"], false);
+}

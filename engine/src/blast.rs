@@ -24,6 +24,8 @@ const IO_MEMORY: usize = 64 * 1024;
 #[derive(Debug, Clone, Default)]
 pub struct Control {
     stop: Arc<AtomicBool>,
+    /// The stop was the plan's own (a stress run that found its limit), not an interrupt.
+    planned: Arc<AtomicBool>,
 }
 
 impl Control {
@@ -38,6 +40,18 @@ impl Control {
 
     pub fn is_stopped(&self) -> bool {
         self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Ends the run early because it has what it was for; the summary is not marked
+    /// interrupted.
+    pub fn finish(&self) {
+        self.planned.store(true, Ordering::Relaxed);
+        self.stop();
+    }
+
+    /// Stopped by [`Control::stop`] (Ctrl-C, say) rather than by [`Control::finish`].
+    pub fn is_interrupted(&self) -> bool {
+        self.is_stopped() && !self.planned.load(Ordering::Relaxed)
     }
 }
 
@@ -141,7 +155,12 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
         });
         timeseries.push(point);
     };
+    // When the load ended, if it ended before the plan did (seen to within an interval).
+    let mut stopped_at: Option<f64> = None;
     for (_, message) in rx {
+        if stopped_at.is_none() && control.is_stopped() {
+            stopped_at = Some(start.elapsed().as_secs_f64());
+        }
         let Message::Snapshot(snap) = message else { continue };
         if snap.last {
             last_seq[snap.shard] = Some(snap.seq);
@@ -172,10 +191,12 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
     }
     let mut summary = Summary::new(&plan.target.url, plan.conns, shards, &totals, elapsed);
     summary.model = plan.model.name();
-    if let Some(expected) = plan.expected_requests() {
-        summary.schedule = Some(Schedule::new(expected, plan.duration.as_secs_f64(), &totals, elapsed));
+    // A run that ended early is judged on the part of the schedule it ran.
+    let ran_s = stopped_at.unwrap_or(f64::INFINITY).min(plan.duration.as_secs_f64());
+    if let Some(expected) = plan.expected_requests_until(ran_s) {
+        summary.schedule = Some(Schedule::new(expected, ran_s, &totals, elapsed));
     }
-    summary.interrupted = control.is_stopped();
+    summary.interrupted = control.is_interrupted();
     summary.connect_s = (connect_s * 1000.0).round() / 1000.0;
     summary.timeseries = timeseries;
     summary.warnings = warnings;

@@ -7,6 +7,7 @@
 //! - `shard`: one glommio executor per CPU owning its connections, buffer and statistics.
 //! - `conn`: one connection's loop: connect, write, read and frame, record, repeat.
 //! - [`schedule`]: stages (linear ramps) and the open model's arrival schedule.
+//! - [`profiles`]: named load profiles (ramp, spike, stress, soak, recovery) and their analysis.
 //! - [`stats`]: per-shard histograms and counters and their exact merge.
 //! - [`blast`]: pre-flight, shard start-up and the collector that merges snapshots.
 //! - [`summary`]: the figures of the summary JSON.
@@ -21,6 +22,7 @@ mod conn;
 pub mod http;
 pub mod limits;
 pub mod plan;
+pub mod profiles;
 pub mod schedule;
 mod shard;
 pub mod stats;

@@ -262,8 +262,13 @@ pub fn split(total: u64, parts: usize, i: usize) -> u64 {
 impl Plan {
     /// Requests the open model's schedule asks for; `None` in the closed model.
     pub fn expected_requests(&self) -> Option<f64> {
+        self.expected_requests_until(f64::INFINITY)
+    }
+
+    /// Requests the open model's schedule asks for in its first `t` seconds.
+    pub fn expected_requests_until(&self, t: f64) -> Option<f64> {
         match &self.model {
-            Model::Open(p) => Some(p.integral()),
+            Model::Open(p) => Some(p.integral_until(t)),
             Model::Closed(_) => None,
         }
     }

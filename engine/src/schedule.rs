@@ -95,11 +95,21 @@ impl Profile {
 
     /// The area under the profile: for a rate, the requests the schedule asks for.
     pub fn integral(&self) -> f64 {
+        self.integral_until(f64::INFINITY)
+    }
+
+    /// The area under the profile from the start to `t` seconds.
+    pub fn integral_until(&self, t: f64) -> f64 {
         let mut from = self.start;
+        let mut begin = 0.0;
         let mut sum = 0.0;
         for s in &self.stages {
-            sum += (from + s.target) / 2.0 * s.duration.as_secs_f64();
+            let d = s.duration.as_secs_f64();
+            let span = (t - begin).clamp(0.0, d);
+            let to = from + (s.target - from) * span / d;
+            sum += (from + to) / 2.0 * span;
             from = s.target;
+            begin += d;
         }
         sum
     }
@@ -192,6 +202,8 @@ mod tests {
         assert_eq!(p.at(99.0), 0.0);
         assert_eq!(p.max(), 100.0);
         assert_eq!(p.integral(), 500.0 + 1000.0 + 500.0);
+        assert_eq!(p.integral_until(5.0), 125.0);
+        assert_eq!(p.integral_until(20.0), 1500.0);
         assert!(Profile::constant(5.0, Duration::from_secs(1)).is_constant());
     }
 

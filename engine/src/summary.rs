@@ -128,6 +128,9 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
     pub thresholds: Vec<Threshold>,
+    /// What a named profile was run for (capacity, recovery time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profiles::ProfileReport>,
     /// Requests still in flight when the run ended (neither completed nor errors).
     pub abandoned: u64,
     /// The run was stopped by an interrupt before its planned end.
@@ -165,6 +168,7 @@ impl Summary {
             bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },
             schedule: None,
             thresholds: Vec::new(),
+            profile: None,
             abandoned: c.abandoned,
             interrupted: false,
             timeseries: Vec::new(),
