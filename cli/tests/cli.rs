@@ -5,19 +5,19 @@ use std::time::{Duration, Instant};
 
 use engine_core::target::{Target, TargetConfig};
 
+/// Tests that load the machine run one at a time: the stress test measures a capacity.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn engine(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_engine")).args(args).output().expect("engine runs")
 }
 
 fn target() -> Target {
-    let cpu = engine_core::affinity::allowed_cpus().unwrap()[0];
-    Target::start(TargetConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        body_size: 2,
-        delay: Duration::ZERO,
-        shard_cpus: vec![cpu],
-    })
-    .unwrap()
+    Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap()
 }
 
 fn stderr(o: &Output) -> String {
@@ -56,6 +56,7 @@ fn unreachable_target_exits_3() {
 
 #[test]
 fn json_summary_follows_the_contract() {
+    let _heavy = heavy();
     let t = target();
     let url = format!("http://{}/", t.local_addr());
     let o = engine(&["blast", &url, "-c", "8", "-d", "1s", "--shards", "1", "--json", "-"]);
@@ -92,6 +93,7 @@ fn json_summary_follows_the_contract() {
 
 #[test]
 fn json_to_a_file() {
+    let _heavy = heavy();
     let t = target();
     let dir = std::env::temp_dir().join(format!("engine-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -107,6 +109,7 @@ fn json_to_a_file() {
 
 #[test]
 fn interrupt_writes_the_summary_and_exits_130() {
+    let _heavy = heavy();
     let t = target();
     let dir = std::env::temp_dir().join(format!("engine-cli-int-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -134,6 +137,7 @@ fn interrupt_writes_the_summary_and_exits_130() {
 
 #[test]
 fn demo_shows_ground_truth() {
+    let _heavy = heavy();
     let o = engine(&["demo", "-d", "1s"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(0), "{out}{}", stderr(&o));
@@ -168,15 +172,9 @@ fn print_plan_sends_nothing() {
 
 #[test]
 fn stress_profile_finds_a_known_capacity() {
+    let _heavy = heavy();
     // 21 connections against a 10 ms server: at most 2,100 requests per second.
-    let cpu = engine_core::affinity::allowed_cpus().unwrap()[0];
-    let t = Target::start(TargetConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        body_size: 2,
-        delay: Duration::from_millis(10),
-        shard_cpus: vec![cpu],
-    })
-    .unwrap();
+    let t = Target::start(TargetConfig::loopback(Duration::from_millis(10)).unwrap()).unwrap();
     let url = format!("http://{}/", t.local_addr());
     let o = engine(&[
         "blast",

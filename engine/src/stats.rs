@@ -135,7 +135,9 @@ pub fn micros(d: Duration) -> u64 {
     (d.as_micros() as u64).clamp(LATENCY_LOW_US, LATENCY_HIGH_US)
 }
 
-/// What a shard measures during one interval.
+/// Measurements: what a shard measures during one interval, and also the exact merge of
+/// such intervals (of one interval across shards, or of a whole run), which has the same
+/// shape.
 #[derive(Debug, Clone)]
 pub struct ShardStats {
     pub counters: Counters,
@@ -151,6 +153,9 @@ pub struct ShardStats {
     /// Open model: the most a request started after it was due, this interval (µs).
     pub max_lag_us: u64,
 }
+
+/// The merge of [`ShardStats`] across shards or intervals.
+pub type Totals = ShardStats;
 
 impl Default for ShardStats {
     fn default() -> Self {
@@ -192,22 +197,44 @@ impl ShardStats {
 
     /// Takes this interval's figures, leaving the gauges (open, in flight) in place.
     pub fn take(&mut self, shard: usize, seq: u64, last: bool) -> Snapshot {
-        let snap = Snapshot {
-            shard,
-            seq,
-            last,
+        let stats = ShardStats {
             counters: std::mem::take(&mut self.counters),
             latency: self.latency.clone(),
             latency_uncorrected: self.latency_uncorrected.clone(),
-            open: self.open,
-            peak_open: self.peak_open,
-            in_flight: self.in_flight,
             max_lag_us: std::mem::take(&mut self.max_lag_us),
+            ..*self
         };
         self.latency.reset();
         self.latency_uncorrected.reset();
         self.peak_open = self.open;
-        snap
+        Snapshot { shard, seq, last, stats }
+    }
+
+    /// Adds one shard's snapshot of an interval. Gauges are summed, which is right for
+    /// snapshots of one interval from different shards.
+    pub fn add(&mut self, s: &Snapshot) {
+        let s = &s.stats;
+        self.add_counts(s);
+        self.open += s.open;
+        self.peak_open += s.peak_open;
+        self.in_flight += s.in_flight;
+    }
+
+    /// Adds a whole interval (already merged across shards) to a run total: counts add,
+    /// gauges are the latest, the peak is the highest interval's.
+    pub fn add_interval(&mut self, i: &ShardStats) {
+        self.add_counts(i);
+        self.open = i.open;
+        self.peak_open = self.peak_open.max(i.peak_open);
+        self.in_flight = i.in_flight;
+    }
+
+    fn add_counts(&mut self, o: &ShardStats) {
+        self.counters.add(&o.counters);
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.latency.add(&o.latency);
+        let _ = self.latency_uncorrected.add(&o.latency_uncorrected);
+        self.max_lag_us = self.max_lag_us.max(o.max_lag_us);
     }
 }
 
@@ -218,66 +245,7 @@ pub struct Snapshot {
     /// Interval number, from 1; `last` marks the shard's final snapshot.
     pub seq: u64,
     pub last: bool,
-    pub counters: Counters,
-    pub latency: Histogram<u64>,
-    pub latency_uncorrected: Histogram<u64>,
-    pub open: u64,
-    pub peak_open: u64,
-    pub in_flight: u64,
-    pub max_lag_us: u64,
-}
-
-/// The exact merge of snapshots: of one interval across shards, or of a whole run.
-#[derive(Debug, Clone)]
-pub struct Totals {
-    pub counters: Counters,
-    pub latency: Histogram<u64>,
-    pub latency_uncorrected: Histogram<u64>,
-    pub open: u64,
-    pub peak_open: u64,
-    pub in_flight: u64,
-    pub max_lag_us: u64,
-}
-
-impl Default for Totals {
-    fn default() -> Self {
-        Self {
-            counters: Counters::default(),
-            latency: new_histogram(),
-            latency_uncorrected: new_histogram(),
-            open: 0,
-            peak_open: 0,
-            in_flight: 0,
-            max_lag_us: 0,
-        }
-    }
-}
-
-impl Totals {
-    /// Adds a snapshot's counts and histograms. Gauges are summed too, which is right for
-    /// snapshots of one interval from different shards.
-    pub fn add(&mut self, s: &Snapshot) {
-        self.counters.add(&s.counters);
-        // Same bounds on both sides, so adding cannot fail.
-        let _ = self.latency.add(&s.latency);
-        let _ = self.latency_uncorrected.add(&s.latency_uncorrected);
-        self.open += s.open;
-        self.peak_open += s.peak_open;
-        self.in_flight += s.in_flight;
-        self.max_lag_us = self.max_lag_us.max(s.max_lag_us);
-    }
-
-    /// Adds a whole interval (already merged across shards) to a run total: counts add,
-    /// the peak is the highest interval's.
-    pub fn add_interval(&mut self, i: &Totals) {
-        self.counters.add(&i.counters);
-        let _ = self.latency.add(&i.latency);
-        let _ = self.latency_uncorrected.add(&i.latency_uncorrected);
-        self.open = i.open;
-        self.peak_open = self.peak_open.max(i.peak_open);
-        self.in_flight = i.in_flight;
-        self.max_lag_us = self.max_lag_us.max(i.max_lag_us);
-    }
+    pub stats: ShardStats,
 }
 
 #[cfg(test)]
@@ -304,6 +272,6 @@ mod tests {
         assert!(t.latency.value_at_quantile(0.5) <= 1001);
         assert!(t.latency.value_at_quantile(0.51) >= 10_000);
         // Taking resets the interval.
-        assert_eq!(a.take(0, 2, false).counters.requests, 0);
+        assert_eq!(a.take(0, 2, false).stats.counters.requests, 0);
     }
 }

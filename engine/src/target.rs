@@ -33,6 +33,15 @@ pub struct TargetConfig {
     pub shard_cpus: Vec<usize>,
 }
 
+impl TargetConfig {
+    /// One shard on the first CPU the process may use, on a free loopback port: the target
+    /// for demos and tests.
+    pub fn loopback(delay: Duration) -> io::Result<Self> {
+        let cpu = crate::affinity::allowed_cpus()?.first().copied().unwrap_or(0);
+        Ok(Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), body_size: 2, delay, shard_cpus: vec![cpu] })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
     #[error("cannot listen on {addr}: {source}")]

@@ -8,9 +8,7 @@ use engine_core::target::{Target, TargetConfig};
 use engine_core::{Control, PlanInput, RunError};
 
 fn target(delay: Duration) -> Target {
-    let cpu = engine_core::affinity::allowed_cpus().unwrap()[0];
-    Target::start(TargetConfig { listen: "127.0.0.1:0".parse().unwrap(), body_size: 2, delay, shard_cpus: vec![cpu] })
-        .unwrap()
+    Target::start(TargetConfig::loopback(delay).unwrap()).unwrap()
 }
 
 #[test]

@@ -16,14 +16,7 @@ fn run(input: PlanInput) -> Summary {
 }
 
 fn target() -> Target {
-    let cpu = engine_core::affinity::allowed_cpus().unwrap()[0];
-    Target::start(TargetConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        body_size: 2,
-        delay: Duration::ZERO,
-        shard_cpus: vec![cpu],
-    })
-    .unwrap()
+    Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap()
 }
 
 #[test]
@@ -47,14 +40,7 @@ fn rate_is_held() {
 #[test]
 fn shortfall_is_stated() {
     // 2 connections against 20 ms responses can do at most ~100/s; 1000/s is asked.
-    let cpu = engine_core::affinity::allowed_cpus().unwrap()[0];
-    let t = Target::start(TargetConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
-        body_size: 2,
-        delay: Duration::from_millis(20),
-        shard_cpus: vec![cpu],
-    })
-    .unwrap();
+    let t = Target::start(TargetConfig::loopback(Duration::from_millis(20)).unwrap()).unwrap();
     let mut input = PlanInput::new(format!("http://{}/", t.local_addr()));
     input.rate = Some(1000.0);
     input.duration = Duration::from_secs(1);
