@@ -99,6 +99,7 @@ pub struct Point {
     pub errors: u64,
     pub p50_ms: f64,
     pub p99_ms: f64,
+    pub p50_uncorrected_ms: f64,
     pub p99_uncorrected_ms: f64,
     pub open: u64,
 }
@@ -194,6 +195,7 @@ impl Point {
             errors: i.counters.errors_total(),
             p50_ms: ms(&i.latency, 0.5),
             p99_ms: ms(&i.latency, 0.99),
+            p50_uncorrected_ms: ms(&i.latency_uncorrected, 0.5),
             p99_uncorrected_ms: ms(&i.latency_uncorrected, 0.99),
             open: i.open,
         }
