@@ -7,6 +7,8 @@ use anyhow::Context as _;
 use clap::Args;
 use engine_core::plan::Model;
 use engine_core::profiles::{self, Criterion, ProfileName, ProfileReport, StressWatch};
+use engine_core::summary::Threshold;
+use engine_core::thresholds::{Expr, Figures, SafetyStops};
 use engine_core::{Control, PlanInput, RunError};
 
 use crate::exit;
@@ -29,7 +31,8 @@ use crate::output::{self, Progress};
         engine blast http://127.0.0.1:8080/api -m POST -H 'Content-Type: application/json' -b @body.json\n  \
         engine blast http://127.0.0.1:8080/ --json - > summary.json\n\n\
         Exit codes: 0 success, 2 usage or configuration error, 3 target unreachable before the start, \
-        130 interrupted (the summary is still printed and written)."
+        4 a threshold failed, 5 stopped by a safety stop, 130 interrupted (the summary is still \
+        printed and written)."
 )]
 pub struct BlastArgs {
     /// Target URL (http:// only for now)
@@ -59,8 +62,20 @@ pub struct BlastArgs {
     /// How long a profile holds each level
     #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
     pub step: std::time::Duration,
-    /// Print the resolved plan (stages, equivalent command) and exit without sending anything
-    #[arg(long)]
+    /// Pass/fail condition on the whole run, e.g. 'p95<200ms', 'error_rate<0.1%', 'rps>1000'
+    /// (repeatable; metrics p50 p90 p95 p99 p999 max mean error_rate rps). Any failure: exit 4
+    #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
+    pub threshold: Vec<Expr>,
+    /// Safety stop, same syntax, checked every second: when it holds for --abort-grace
+    /// consecutive intervals the run stops, writes its summary and exits 5 (repeatable)
+    #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
+    pub abort_on: Vec<Expr>,
+    /// Consecutive intervals a safety stop must hold before it fires
+    #[arg(long, default_value_t = 3, value_name = "N")]
+    pub abort_grace: u32,
+    /// Print the resolved plan (stages, thresholds, equivalent command) and exit without
+    /// sending anything
+    #[arg(long, alias = "dry-run")]
     pub print_plan: bool,
     /// Request method
     #[arg(short, long, default_value = "GET", value_name = "M")]
@@ -109,11 +124,20 @@ pub fn main(args: BlastArgs) -> u8 {
     };
     if args.print_plan {
         print!("{}", output::plan_text(&plan, args.profile, args.peak, args.step));
+        for t in &args.threshold {
+            println!("threshold: {t}");
+        }
+        for a in &args.abort_on {
+            println!("safety stop: {a} for {} consecutive intervals", args.abort_grace);
+        }
         return exit::OK;
     }
     let open = matches!(plan.model, Model::Open(_));
     let criterion = Criterion::default();
     let mut stress = (args.profile == Some(ProfileName::Stress)).then(|| StressWatch::new(criterion, open));
+
+    let mut safety = SafetyStops::new(args.abort_on.clone(), args.abort_grace);
+    let mut fired = None;
 
     let control = Control::new();
     let handler = control.clone();
@@ -133,6 +157,12 @@ pub fn main(args: BlastArgs) -> u8 {
         if stress.as_mut().is_some_and(|w| w.observe(i.point)) {
             control.finish();
         }
+        if fired.is_none() {
+            if let Some(f) = safety.observe(&Figures::of_interval(i.interval, i.point.rps), i.elapsed_s) {
+                fired = Some(f);
+                control.finish();
+            }
+        }
     });
     let mut summary = match run {
         Ok(s) => s,
@@ -140,6 +170,13 @@ pub fn main(args: BlastArgs) -> u8 {
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };
     progress.finish();
+    summary.stopped_by = fired;
+    let figures = Figures::of_summary(&summary);
+    summary.thresholds = args
+        .threshold
+        .iter()
+        .map(|e| Threshold { expr: e.text.clone(), pass: e.holds(&figures), value: e.measure(&figures) })
+        .collect();
     if let (Some(name), Some(peak)) = (args.profile, args.peak) {
         summary.profile = Some(profile_report(name, peak, &plan, stress, criterion, &summary));
     }
@@ -157,6 +194,10 @@ pub fn main(args: BlastArgs) -> u8 {
     }
     if summary.interrupted {
         exit::INTERRUPTED
+    } else if summary.stopped_by.is_some() {
+        exit::SAFETY_STOP
+    } else if summary.thresholds.iter().any(|t| !t.pass) {
+        exit::THRESHOLD
     } else {
         exit::OK
     }

@@ -16,6 +16,8 @@ pub mod exit {
     pub const FAILURE: u8 = 1;
     pub const USAGE: u8 = 2;
     pub const UNREACHABLE: u8 = 3;
+    pub const THRESHOLD: u8 = 4;
+    pub const SAFETY_STOP: u8 = 5;
     pub const INTERRUPTED: u8 = 130;
 }
 

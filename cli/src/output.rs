@@ -215,10 +215,41 @@ pub fn summary_text(s: &Summary) -> String {
             String::new()
         }
     );
+    for t in &s.thresholds {
+        let _ = writeln!(
+            o,
+            "  {:<12}{} {} (measured {})",
+            "threshold",
+            if t.pass { "PASS" } else { "FAIL" },
+            t.expr,
+            measured(&t.expr, t.value)
+        );
+    }
+    if let Some(f) = &s.stopped_by {
+        let _ = writeln!(
+            o,
+            "  {:<12}'{}' held for the grace period; stopped at {:.1}s (measured {})",
+            "safety stop",
+            f.expr,
+            f.at_s,
+            measured(&f.expr, f.value)
+        );
+    }
     for w in &s.warnings {
         let _ = writeln!(o, "  warning: {w}");
     }
     o
+}
+
+/// A measured value in the unit its expression uses.
+fn measured(expr: &str, v: f64) -> String {
+    if expr.starts_with("error_rate") {
+        format!("{:.3}%", v * 100.0)
+    } else if expr.starts_with("rps") {
+        format!("{v:.1}/s")
+    } else {
+        ms(v)
+    }
 }
 
 fn latency_line(o: &mut String, label: &str, l: &Latency) {

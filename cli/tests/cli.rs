@@ -200,3 +200,88 @@ fn stress_profile_finds_a_known_capacity() {
     assert!(v["profile"]["failed_at"].as_f64().unwrap() > capacity);
     assert_eq!(v["interrupted"], false);
 }
+
+#[test]
+fn failing_threshold_exits_4_and_passing_exits_0() {
+    let _heavy = heavy();
+    let t = target();
+    let url = format!("http://{}/", t.local_addr());
+    let o = engine(&[
+        "blast",
+        &url,
+        "-c",
+        "2",
+        "-d",
+        "500ms",
+        "-q",
+        "--threshold",
+        "p99<1us",
+        "--threshold",
+        "error_rate<1%",
+        "--json",
+        "-",
+    ]);
+    assert_eq!(o.status.code(), Some(4), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["thresholds"][0]["pass"], false);
+    assert_eq!(v["thresholds"][1]["pass"], true);
+    assert!(stderr(&o).contains("FAIL p99<1us"));
+    let o = engine(&["blast", &url, "-c", "2", "-d", "500ms", "-q", "--threshold", "p99<10s", "--threshold", "rps>10"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let o = engine(&["blast", &url, "--threshold", "p95<200"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("a latency needs a unit"));
+}
+
+/// Answers 200 for the first second after it starts, then 500 to everything.
+fn failing_after_a_second() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let born = Instant::now();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut pending = Vec::new();
+                loop {
+                    match c.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        pending.drain(..end + 4);
+                        let r: &[u8] = if born.elapsed() < Duration::from_secs(1) {
+                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                        } else {
+                            b"HTTP/1.1 500 Internal Server Error\r\nContent-Length: 0\r\n\r\n"
+                        };
+                        if c.write_all(r).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn safety_stop_ends_the_run_with_exit_5_and_a_summary() {
+    let _heavy = heavy();
+    let addr = failing_after_a_second();
+    let url = format!("http://{addr}/");
+    let started = Instant::now();
+    let o = engine(&["blast", &url, "-c", "4", "-d", "20s", "-q", "--abort-on", "error_rate>10%", "--json", "-"]);
+    assert_eq!(o.status.code(), Some(5), "{}", stderr(&o));
+    assert!(started.elapsed() < Duration::from_secs(8), "stopped within 3 intervals of the failures");
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let at = v["stopped_by"]["at_s"].as_f64().unwrap();
+    assert!((3.0..=5.0).contains(&at), "fired at {at} s");
+    assert_eq!(v["stopped_by"]["expr"], "error_rate>10%");
+    assert_eq!(v["interrupted"], false);
+    assert!(v["status"]["200"].as_u64().unwrap() > 0 && v["status"]["500"].as_u64().unwrap() > 0);
+    assert!(stderr(&o).contains("safety stop"));
+}

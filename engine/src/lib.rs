@@ -12,6 +12,7 @@
 //! - [`blast`]: pre-flight, shard start-up and the collector that merges snapshots.
 //! - [`summary`]: the figures of the summary JSON.
 //! - [`limits`], [`affinity`]: open-file and port budgets, CPU placement.
+//! - [`thresholds`]: `p95<200ms`-style expressions, for thresholds and safety stops.
 //! - [`target`]: a small, fast HTTP/1.1 server to aim at.
 //!
 //! The library neither prints nor exits; the `engine` binary does both.
@@ -28,6 +29,7 @@ mod shard;
 pub mod stats;
 pub mod summary;
 pub mod target;
+pub mod thresholds;
 pub mod units;
 
 pub use blast::{preflight, run, Control, IntervalReport, RunError};

@@ -68,6 +68,8 @@ pub struct Bytes {
 pub struct Threshold {
     pub expr: String,
     pub pass: bool,
+    /// The value measured over the whole run (ms, a fraction, or requests per second).
+    pub value: f64,
 }
 
 /// The open model's schedule against what was sent.
@@ -129,6 +131,9 @@ pub struct Summary {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
     pub thresholds: Vec<Threshold>,
+    /// The safety stop (`--abort-on`) that ended the run, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<crate::thresholds::Fired>,
     /// What a named profile was run for (capacity, recovery time).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub profile: Option<crate::profiles::ProfileReport>,
@@ -170,6 +175,7 @@ impl Summary {
             schedule: None,
             thresholds: Vec::new(),
             profile: None,
+            stopped_by: None,
             abandoned: c.abandoned,
             interrupted: false,
             timeseries: Vec::new(),
