@@ -13,6 +13,7 @@ use engine_core::{Control, PlanInput, RunError};
 
 use crate::exit;
 use crate::output::{self, Progress};
+use crate::results;
 
 #[derive(Args, Debug, Clone)]
 #[command(
@@ -101,6 +102,10 @@ pub struct BlastArgs {
     /// Write the summary JSON to PATH, or to stdout with '-' (the text summary then goes to stderr)
     #[arg(long, value_name = "PATH|-")]
     pub json: Option<PathBuf>,
+    /// Results folder (default: results/<YYYYMMDD-HHMMSS>/): summary.json, summary.md,
+    /// timeseries.csv, latency.hlog, run.log
+    #[arg(long, value_name = "DIR")]
+    pub out: Option<PathBuf>,
     /// No progress lines while running
     #[arg(short, long)]
     pub quiet: bool,
@@ -151,14 +156,81 @@ pub fn main(args: BlastArgs) -> u8 {
 
     let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
     let mut progress = Progress::new(args.quiet);
-    eprintln!("{}", output::banner(&plan));
+    let banner = output::banner(&plan);
+    eprintln!("{banner}");
+
+    let out = match results::folder(args.out.as_deref()) {
+        Ok(d) => d,
+        Err(e) => return crate::fail(exit::USAGE, &e),
+    };
+    let mut run_log = match results::RunLog::create(&out) {
+        Ok(l) => l,
+        Err(e) => return crate::fail(exit::USAGE, &e),
+    };
+    let command: Vec<String> = std::env::args().collect();
+    let command = command.join(" ");
+    let started = std::time::SystemTime::now();
+    run_log.line(&format!("command: {command}"));
+    run_log.line(&format!("plan: {banner}"));
+    let mut hlog_file = match std::fs::File::create(out.join("latency.hlog")) {
+        Ok(f) => std::io::BufWriter::new(f),
+        Err(e) => return crate::fail(exit::USAGE, &anyhow::anyhow!("cannot create latency.hlog: {e}")),
+    };
+    let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
+    // The log begins at the first interval, when the load's start time is known.
+    let (mut file_slot, mut ser_slot) = (Some(&mut hlog_file), Some(&mut serializer));
+    let mut hlog: Option<results::HlogWriter> = None;
+    let mut hlog_error: Option<anyhow::Error> = None;
+    let mut prev_t = 0.0;
+    let stage_ends: Vec<f64> = plan
+        .model
+        .profile()
+        .stages()
+        .iter()
+        .scan(0.0, |t, s| {
+            *t += s.duration.as_secs_f64();
+            Some(*t)
+        })
+        .collect();
+    let mut stage = 0usize;
     let run = engine_core::run(&plan, &control, |i| {
         progress.update(i);
+        if i.seq == 1 {
+            run_log.line(&format!("start: connections open, load begins (interval 1 ends at {:.1}s)", i.elapsed_s));
+        }
+        if hlog.is_none() && hlog_error.is_none() {
+            if let (Some(f), Some(s)) = (file_slot.take(), ser_slot.take()) {
+                let t0 = std::time::SystemTime::now() - std::time::Duration::from_secs_f64(i.elapsed_s);
+                match results::begin_hlog(f, s, t0) {
+                    Ok(w) => hlog = Some(w),
+                    Err(e) => hlog_error = Some(e),
+                }
+            }
+        }
+        if let Some(w) = hlog.as_mut() {
+            if let Err(e) = results::write_interval(w, i.interval, prev_t, i.elapsed_s) {
+                hlog_error.get_or_insert(e);
+            }
+        }
+        prev_t = i.elapsed_s;
+        while stage + 1 < stage_ends.len() && i.elapsed_s >= stage_ends[stage] {
+            stage += 1;
+            run_log.line(&format!(
+                "stage {}: towards {} ({:.1}s)",
+                stage + 1,
+                plan.model.profile().stages()[stage].target,
+                i.elapsed_s
+            ));
+        }
         if stress.as_mut().is_some_and(|w| w.observe(i.point)) {
             control.finish();
         }
         if fired.is_none() {
             if let Some(f) = safety.observe(&Figures::of_interval(i.interval, i.point.rps), i.elapsed_s) {
+                run_log.line(&format!(
+                    "safety stop fired: '{}' held {} intervals (value {})",
+                    f.expr, args.abort_grace, f.value
+                ));
                 fired = Some(f);
                 control.finish();
             }
@@ -166,10 +238,23 @@ pub fn main(args: BlastArgs) -> u8 {
     });
     let mut summary = match run {
         Ok(s) => s,
-        Err(e @ RunError::Unreachable { .. }) => return crate::fail(exit::UNREACHABLE, &e.into()),
-        Err(e) => return crate::fail(exit::FAILURE, &e.into()),
+        Err(e @ RunError::Unreachable { .. }) => {
+            run_log.line(&format!("pre-flight failed: {e}"));
+            return crate::fail(exit::UNREACHABLE, &e.into());
+        }
+        Err(e) => {
+            run_log.line(&format!("failed: {e}"));
+            return crate::fail(exit::FAILURE, &e.into());
+        }
     };
     progress.finish();
+    drop(hlog);
+    if let Err(e) = std::io::Write::flush(&mut hlog_file) {
+        hlog_error.get_or_insert(e.into());
+    }
+    if let Some(e) = hlog_error {
+        summary.warnings.push(format!("latency.hlog is incomplete: {e:#}"));
+    }
     summary.stopped_by = fired;
     let figures = Figures::of_summary(&summary);
     summary.thresholds = args
@@ -192,6 +277,20 @@ pub fn main(args: BlastArgs) -> u8 {
             return crate::fail(exit::FAILURE, &e);
         }
     }
+    for t in &summary.thresholds {
+        run_log.line(&format!("threshold {} {} (value {})", if t.pass { "PASS" } else { "FAIL" }, t.expr, t.value));
+    }
+    run_log.line(&format!(
+        "end: {} requests in {:.2}s, {} errors{}",
+        summary.requests,
+        summary.duration_s,
+        summary.errors.total,
+        if summary.interrupted { ", interrupted" } else { "" }
+    ));
+    if let Err(e) = results::write_summary(&out, &summary, &command, started) {
+        return crate::fail(exit::FAILURE, &e);
+    }
+    eprintln!("results: {}", out.display());
     if summary.interrupted {
         exit::INTERRUPTED
     } else if summary.stopped_by.is_some() {

@@ -4,6 +4,8 @@
 mod blast;
 mod demo;
 mod output;
+mod report;
+mod results;
 mod target;
 
 use std::process::ExitCode;
@@ -33,6 +35,7 @@ enum Command {
     Blast(Box<blast::BlastArgs>),
     Target(target::TargetArgs),
     Demo(demo::DemoArgs),
+    Report(report::ReportArgs),
 }
 
 fn main() -> ExitCode {
@@ -41,6 +44,7 @@ fn main() -> ExitCode {
         Command::Blast(args) => blast::main(*args),
         Command::Target(args) => target::main(args),
         Command::Demo(args) => demo::main(args),
+        Command::Report(args) => report::main(args),
     };
     ExitCode::from(code)
 }

@@ -285,3 +285,55 @@ fn safety_stop_ends_the_run_with_exit_5_and_a_summary() {
     assert!(v["status"]["200"].as_u64().unwrap() > 0 && v["status"]["500"].as_u64().unwrap() > 0);
     assert!(stderr(&o).contains("safety stop"));
 }
+
+#[test]
+fn report_compare_flags_a_regression() {
+    let dir = std::env::temp_dir().join(format!("engine-compare-{}", std::process::id()));
+    std::fs::create_dir_all(dir.join("base")).unwrap();
+    let summary = |p95: f64| {
+        serde_json::json!({
+            "requests": 10000, "rps": 5000.0, "errors": {"total": 0}, "status": {"200": 10000},
+            "latency_ms": {"p50": 1.0, "p95": p95, "p99": 3.0}
+        })
+        .to_string()
+    };
+    std::fs::write(dir.join("base/summary.json"), summary(2.0)).unwrap();
+    std::fs::write(dir.join("same.json"), summary(2.0)).unwrap();
+    std::fs::write(dir.join("worse.json"), summary(2.6)).unwrap();
+    let base = dir.join("base");
+    let o = engine(&["report", "compare", base.to_str().unwrap(), dir.join("same.json").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    let o = engine(&["report", "compare", base.to_str().unwrap(), dir.join("worse.json").to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    assert!(out.lines().any(|l| l.starts_with("p95") && l.contains("+30.0%") && l.contains("REGRESSED")), "{out}");
+    // A looser bound lets it pass; a missing file is a usage error.
+    let o = engine(&[
+        "report",
+        "compare",
+        base.to_str().unwrap(),
+        dir.join("worse.json").to_str().unwrap(),
+        "--max-regression",
+        "35%",
+    ]);
+    assert_eq!(o.status.code(), Some(0));
+    let o = engine(&["report", "compare", base.to_str().unwrap(), dir.join("nope.json").to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(stderr(&o).contains("cannot read"));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn progress_lines_are_plain_when_piped() {
+    let _heavy = heavy();
+    let t = target();
+    let url = format!("http://{}/", t.local_addr());
+    let dir = std::env::temp_dir().join(format!("engine-progress-{}", std::process::id()));
+    let o = engine(&["blast", &url, "-c", "2", "-d", "3s", "--out", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0));
+    let err = stderr(&o);
+    assert!(!err.contains('\r') && !err.contains('\x1b'), "control characters in piped output: {err:?}");
+    let lines = err.lines().filter(|l| l.starts_with('[') && l.contains("req/s")).count();
+    assert!(lines >= 3, "one progress line per second: {err}");
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -1,0 +1,81 @@
+//! The results folder: its files, and latency.hlog read back by an independent reader.
+
+use std::process::Command;
+use std::time::Duration;
+
+use engine_core::target::{Target, TargetConfig};
+use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+use hdrhistogram::serialization::Deserializer;
+use hdrhistogram::Histogram;
+
+#[test]
+fn results_folder_holds_every_file_and_the_hlog_matches_the_summary() {
+    let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("engine-results-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["blast", &format!("http://{}/", t.local_addr()), "-c", "8", "-d", "2s", "-q", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    for f in ["summary.json", "summary.md", "timeseries.csv", "latency.hlog", "run.log"] {
+        assert!(dir.join(f).metadata().map(|m| m.len() > 0).unwrap_or(false), "{f} missing or empty");
+    }
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
+
+    let log = std::fs::read(dir.join("latency.hlog")).unwrap();
+    let mut total: Histogram<u64> = Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+    let mut uncorrected = 0u64;
+    let mut deserializer = Deserializer::new();
+    for entry in IntervalLogIterator::new(&log) {
+        let LogEntry::Interval(h) = entry.expect("a valid interval log") else { continue };
+        let bytes = base64_decode(h.encoded_histogram());
+        let hist: Histogram<u64> = deserializer.deserialize(&mut bytes.as_slice()).expect("a V2 histogram");
+        match h.tag() {
+            None => total.add(&hist).unwrap(),
+            Some(tag) => {
+                assert_eq!(tag.as_str(), "uncorrected");
+                uncorrected += hist.len();
+            }
+        }
+    }
+    let requests = v["requests"].as_u64().unwrap();
+    assert!(requests > 1000);
+    assert_eq!(total.len(), requests);
+    assert_eq!(uncorrected, requests);
+    assert_eq!(total.value_at_quantile(0.99) as f64 / 1000.0, v["latency_ms"]["p99"].as_f64().unwrap());
+
+    let csv = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();
+    assert!(csv.starts_with("t_s,target,requests,rps"));
+    assert!(csv.lines().count() >= 3);
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(md.contains(&format!("| requests | {requests} |")));
+    let run_log = std::fs::read_to_string(dir.join("run.log")).unwrap();
+    assert!(run_log.contains("plan: ") && run_log.contains("end: "));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Standard base64 (the interval log's encoding), decoded here so the test does not share
+/// the writer's code path.
+fn base64_decode(text: &str) -> Vec<u8> {
+    let value = |c: u8| match c {
+        b'A'..=b'Z' => c - b'A',
+        b'a'..=b'z' => c - b'a' + 26,
+        b'0'..=b'9' => c - b'0' + 52,
+        b'+' => 62,
+        b'/' => 63,
+        _ => panic!("not base64: {c}"),
+    };
+    let bytes: Vec<u8> = text.bytes().filter(|&c| c != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let v: Vec<u32> = chunk.iter().map(|&c| u32::from(value(c))).collect();
+        let n = v.iter().enumerate().fold(0u32, |acc, (i, &x)| acc | x << (18 - 6 * i));
+        for i in 0..chunk.len() - 1 {
+            out.push((n >> (16 - 8 * i)) as u8);
+        }
+    }
+    out
+}
