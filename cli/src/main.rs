@@ -3,6 +3,7 @@
 
 mod blast;
 mod demo;
+mod html;
 mod output;
 mod report;
 mod results;

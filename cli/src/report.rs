@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::exit;
 
 #[derive(Args, Debug)]
-#[command(about = "Compare the results of runs")]
+#[command(about = "Compare runs, re-render reports")]
 pub struct ReportArgs {
     #[command(subcommand)]
     command: ReportCommand,
@@ -18,6 +18,14 @@ pub struct ReportArgs {
 #[derive(Subcommand, Debug)]
 enum ReportCommand {
     Compare(CompareArgs),
+    Html(HtmlArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(about = "Re-render report.html in a results folder from its summary.json")]
+struct HtmlArgs {
+    /// A results folder
+    dir: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -53,7 +61,22 @@ pub fn main(args: ReportArgs) -> u8 {
             Ok(code) => code,
             Err(e) => crate::fail(exit::USAGE, &e),
         },
+        ReportCommand::Html(h) => match html(&h.dir) {
+            Ok(path) => {
+                println!("wrote {}", path.display());
+                exit::OK
+            }
+            Err(e) => crate::fail(exit::USAGE, &e),
+        },
     }
+}
+
+fn html(dir: &Path) -> anyhow::Result<PathBuf> {
+    let summary = load(dir)?;
+    let path = if dir.is_dir() { dir.join("report.html") } else { dir.with_file_name("report.html") };
+    std::fs::write(&path, crate::html::render(&serde_json::to_string_pretty(&summary)?))
+        .with_context(|| format!("cannot write '{}'", path.display()))?;
+    Ok(path)
 }
 
 fn load(path: &Path) -> anyhow::Result<Value> {

@@ -1,5 +1,5 @@
 //! The results folder every blast leaves: summary.json, summary.md, timeseries.csv,
-//! latency.hlog (HdrHistogram interval log, V2 compressed) and run.log.
+//! latency.hlog (HdrHistogram interval log, V2 compressed), run.log and report.html.
 
 use std::fmt::Write as _;
 use std::fs::File;
@@ -109,7 +109,8 @@ impl RunLog {
 /// Writes summary.json, summary.md and timeseries.csv.
 pub fn write_summary(dir: &Path, summary: &Summary, command: &str, started: SystemTime) -> anyhow::Result<()> {
     let json = serde_json::to_string_pretty(summary)? + "\n";
-    std::fs::write(dir.join("summary.json"), json).context("cannot write summary.json")?;
+    std::fs::write(dir.join("summary.json"), &json).context("cannot write summary.json")?;
+    std::fs::write(dir.join("report.html"), crate::html::render(&json)).context("cannot write report.html")?;
     std::fs::write(dir.join("summary.md"), markdown(summary, command, started)).context("cannot write summary.md")?;
     let mut csv =
         String::from("t_s,target,requests,rps,errors,p50_ms,p99_ms,p50_uncorrected_ms,p99_uncorrected_ms,open\n");

@@ -72,6 +72,31 @@ pub struct Threshold {
     pub value: f64,
 }
 
+/// The latency percentile distribution, HdrHistogram-style: percentiles from 0 to 99.999
+/// spaced evenly on a log scale of 1/(1-p), then the maximum (100).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Distribution {
+    pub percentile: Vec<f64>,
+    pub corrected_ms: Vec<f64>,
+    pub uncorrected_ms: Vec<f64>,
+}
+
+impl Distribution {
+    pub fn new(corrected: &Histogram<u64>, uncorrected: &Histogram<u64>) -> Self {
+        if corrected.is_empty() {
+            return Self::default();
+        }
+        let mut d = Self::default();
+        for k in 0..=51 {
+            let q = if k == 51 { 1.0 } else { 1.0 - 10f64.powf(-(k as f64) / 10.0) };
+            d.percentile.push(round3(q * 100.0));
+            d.corrected_ms.push(corrected.value_at_quantile(q) as f64 / 1000.0);
+            d.uncorrected_ms.push(uncorrected.value_at_quantile(q) as f64 / 1000.0);
+        }
+        d
+    }
+}
+
 /// The open model's schedule against what was sent.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Schedule {
@@ -125,6 +150,7 @@ pub struct Summary {
     pub errors: Errors,
     pub latency_ms: Latency,
     pub latency_uncorrected_ms: Latency,
+    pub latency_distribution: Distribution,
     pub connections: Connections,
     pub bytes: Bytes,
     /// Open model only.
@@ -170,6 +196,7 @@ impl Summary {
             },
             latency_ms: Latency::from_histogram(&totals.latency),
             latency_uncorrected_ms: Latency::from_histogram(&totals.latency_uncorrected),
+            latency_distribution: Distribution::new(&totals.latency, &totals.latency_uncorrected),
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
             bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },
             schedule: None,
