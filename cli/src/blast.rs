@@ -102,8 +102,8 @@ pub struct BlastArgs {
     /// Write the summary JSON to PATH, or to stdout with '-' (the text summary then goes to stderr)
     #[arg(long, value_name = "PATH|-")]
     pub json: Option<PathBuf>,
-    /// Results folder (default: results/<YYYYMMDD-HHMMSS>/): summary.json, summary.md,
-    /// timeseries.csv, latency.hlog, run.log
+    /// Results folder (default: results/YYYYMMDD-HHMMSS/ in UTC): summary.json, summary.md,
+    /// timeseries.csv, latency.hlog, run.log, report.html
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// No progress lines while running
