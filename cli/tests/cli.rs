@@ -337,3 +337,19 @@ fn progress_lines_are_plain_when_piped() {
     assert!(lines >= 3, "one progress line per second: {err}");
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn progress_line_is_rewritten_in_place_on_a_terminal() {
+    let _heavy = heavy();
+    let t = target();
+    let url = format!("http://{}/", t.local_addr());
+    let dir = std::env::temp_dir().join(format!("engine-tty-{}", std::process::id()));
+    // util-linux `script` runs the engine on a pseudo-terminal and copies what it drew.
+    let cmd = format!("{} blast {url} -c 2 -d 3s --out {}", env!("CARGO_BIN_EXE_engine"), dir.display());
+    let o = Command::new("script").args(["-qec", &cmd, "/dev/null"]).output().expect("script (util-linux) runs");
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    let screen = String::from_utf8_lossy(&o.stdout);
+    let redraws = screen.matches("\r\x1b[2K[").count();
+    assert!(redraws >= 3, "expected one redraw per second, saw {redraws}: {screen:?}");
+    let _ = std::fs::remove_dir_all(dir);
+}
