@@ -77,7 +77,12 @@
   }, { label: "ms" }], "1/(1-p)");
 
   section("Status codes", table(["status", "responses"], Object.entries(S.status || {})));
-  section("Requests by name", el("p", {}, "One request per run until scenarios (named requests) arrive."));
+  const byName = Object.entries(S.requests_by_name || {});
+  section("Requests by name", byName.length
+    ? table(["name", "method", "weight", "requests", "req/s", "p50", "p95", "p99", "errors", "status"], byName.map(([name, n]) => [
+        name, n.method, n.weight, n.requests, n.rps.toFixed(1), ms(n.latency_ms.p50), ms(n.latency_ms.p95), ms(n.latency_ms.p99),
+        n.errors.total, Object.entries(n.status).map(([k, v]) => k + ": " + v).join(", ")]))
+    : el("p", {}, "One request (no scenario)."));
   section("Thresholds", (S.thresholds || []).length
     ? table(["expression", "result", "measured"], S.thresholds.map((h) => [h.expr, h.pass ? "PASS" : "FAIL", h.value]))
     : el("p", {}, "No thresholds were set."));

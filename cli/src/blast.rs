@@ -7,6 +7,7 @@ use anyhow::Context as _;
 use clap::Args;
 use engine_core::plan::Model;
 use engine_core::profiles::{self, Criterion, ProfileName, ProfileReport, StressWatch};
+use engine_core::scenario::Scenario;
 use engine_core::summary::Threshold;
 use engine_core::thresholds::{Expr, Figures, SafetyStops};
 use engine_core::{Control, PlanInput, RunError};
@@ -36,14 +37,19 @@ use crate::results;
         printed and written)."
 )]
 pub struct BlastArgs {
-    /// Target URL (http:// only for now)
-    pub url: String,
-    /// Concurrent connections
-    #[arg(short, long, default_value_t = 64, value_name = "N")]
-    pub conns: u64,
-    /// How long to send requests: 500ms, 10s, 5m, 1h (with --stages, their sum)
-    #[arg(short, long, default_value = "10s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
-    pub duration: std::time::Duration,
+    /// Target URL (http:// only for now); with --scenario, the scenario's target by default
+    #[arg(required_unless_present = "scenario")]
+    pub url: Option<String>,
+    /// A scenario file (TOML): target, weighted named requests, load, thresholds, safety stops.
+    /// Flags given on the command line override its values
+    #[arg(long, value_name = "FILE")]
+    pub scenario: Option<PathBuf>,
+    /// Concurrent connections [default: 64]
+    #[arg(short, long, value_name = "N")]
+    pub conns: Option<u64>,
+    /// How long to send requests: 500ms, 10s, 5m, 1h (with --stages, their sum) [default: 10s]
+    #[arg(short, long, value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub duration: Option<std::time::Duration>,
     /// Open model: total requests per second on a fixed schedule, whatever the responses do
     /// (latency is then measured from when each request was due). With --stages: the rate
     /// the first ramp starts from
@@ -60,9 +66,9 @@ pub struct BlastArgs {
     /// The profile's highest level (connections, or requests per second with --rate)
     #[arg(long, value_name = "N")]
     pub peak: Option<f64>,
-    /// How long a profile holds each level
-    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
-    pub step: std::time::Duration,
+    /// How long a profile holds each level [default: 30s]
+    #[arg(long, value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub step: Option<std::time::Duration>,
     /// Pass/fail condition on the whole run, e.g. 'p95<200ms', 'error_rate<0.1%', 'rps>1000'
     /// (repeatable; metrics p50 p90 p95 p99 p999 max mean error_rate rps). Any failure: exit 4
     #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
@@ -71,9 +77,9 @@ pub struct BlastArgs {
     /// consecutive intervals the run stops, writes its summary and exits 5 (repeatable)
     #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
     pub abort_on: Vec<Expr>,
-    /// Consecutive intervals a safety stop must hold before it fires
-    #[arg(long, default_value_t = 3, value_name = "N")]
-    pub abort_grace: u32,
+    /// Consecutive intervals a safety stop must hold before it fires [default: 3]
+    #[arg(long, value_name = "N")]
+    pub abort_grace: Option<u32>,
     /// Print the resolved plan (stages, thresholds, equivalent command) and exit without
     /// sending anything
     #[arg(long, alias = "dry-run")]
@@ -87,9 +93,9 @@ pub struct BlastArgs {
     /// Request body: TEXT, or @FILE to read it from a file
     #[arg(short, long, value_name = "TEXT|@FILE")]
     pub body: Option<String>,
-    /// Per-request timeout, from write to complete response
-    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
-    pub timeout: std::time::Duration,
+    /// Per-request timeout, from write to complete response [default: 30s]
+    #[arg(long, value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub timeout: Option<std::time::Duration>,
     /// Timeout of each TCP connect
     #[arg(long, default_value = "5s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
     pub connect_timeout: std::time::Duration,
@@ -109,6 +115,9 @@ pub struct BlastArgs {
     /// No progress lines while running
     #[arg(short, long)]
     pub quiet: bool,
+    /// The scenario's requests, once merged in.
+    #[arg(skip)]
+    pub requests: Vec<engine_core::plan::RequestSpec>,
 }
 
 /// The stages as one value (clap would read a bare `Vec` as a repeated flag).
@@ -122,18 +131,21 @@ fn parse_cores(text: &str) -> Result<CpuList, String> {
     engine_core::affinity::parse_cpu_list(text).map(CpuList)
 }
 
-pub fn main(args: BlastArgs) -> u8 {
+pub fn main(mut args: BlastArgs) -> u8 {
+    if let Err(e) = merge_scenario(&mut args) {
+        return crate::fail(exit::USAGE, &e);
+    }
     let plan = match plan(&args) {
         Ok(p) => p,
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
     if args.print_plan {
-        print!("{}", output::plan_text(&plan, args.profile, args.peak, args.step));
+        print!("{}", output::plan_text(&plan, args.profile, args.peak, step(&args)));
         for t in &args.threshold {
             println!("threshold: {t}");
         }
         for a in &args.abort_on {
-            println!("safety stop: {a} for {} consecutive intervals", args.abort_grace);
+            println!("safety stop: {a} for {} consecutive intervals", grace(&args));
         }
         return exit::OK;
     }
@@ -141,7 +153,7 @@ pub fn main(args: BlastArgs) -> u8 {
     let criterion = Criterion::default();
     let mut stress = (args.profile == Some(ProfileName::Stress)).then(|| StressWatch::new(criterion, open));
 
-    let mut safety = SafetyStops::new(args.abort_on.clone(), args.abort_grace);
+    let mut safety = SafetyStops::new(args.abort_on.clone(), grace(&args));
     let mut fired = None;
 
     let control = Control::new();
@@ -229,7 +241,9 @@ pub fn main(args: BlastArgs) -> u8 {
             if let Some(f) = safety.observe(&Figures::of_interval(i.interval, i.point.rps), i.elapsed_s) {
                 run_log.line(&format!(
                     "safety stop fired: '{}' held {} intervals (value {})",
-                    f.expr, args.abort_grace, f.value
+                    f.expr,
+                    grace(&args),
+                    f.value
                 ));
                 fired = Some(f);
                 control.finish();
@@ -256,11 +270,18 @@ pub fn main(args: BlastArgs) -> u8 {
         summary.warnings.push(format!("latency.hlog is incomplete: {e:#}"));
     }
     summary.stopped_by = fired;
-    let figures = Figures::of_summary(&summary);
+    let whole = Figures::of_summary(&summary);
     summary.thresholds = args
         .threshold
         .iter()
-        .map(|e| Threshold { expr: e.text.clone(), pass: e.holds(&figures), value: e.measure(&figures) })
+        .map(|e| {
+            // Names were checked against the plan before the run.
+            let figures = match &e.name {
+                Some(n) => summary.requests_by_name.get(n).map(Figures::of_named).unwrap_or(whole),
+                None => whole,
+            };
+            Threshold { expr: e.text.clone(), pass: e.holds(&figures), value: e.measure(&figures) }
+        })
         .collect();
     if let (Some(name), Some(peak)) = (args.profile, args.peak) {
         summary.profile = Some(profile_report(name, peak, &plan, stress, criterion, &summary));
@@ -333,27 +354,99 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
             None => b.as_bytes().to_vec(),
         },
     };
-    let mut input = PlanInput::new(&args.url);
-    input.conns = args.conns;
-    input.duration = args.duration;
+    let url = args.url.as_deref().context("give a URL or --scenario")?;
+    let mut input = PlanInput::new(url);
+    input.conns = args.conns.unwrap_or(64);
+    input.duration = args.duration.unwrap_or(std::time::Duration::from_secs(10));
     input.rate = args.rate;
     input.stages = match (args.profile, args.peak) {
         (Some(p), Some(peak)) => {
             if !(peak.is_finite() && peak >= 1.0) {
                 anyhow::bail!("--peak must be a level of at least 1");
             }
-            Some(p.stages(peak, args.step))
+            Some(p.stages(peak, step(args)))
         }
         _ => args.stages.clone(),
     };
     input.method = args.method.clone();
     input.headers = args.headers.clone();
     input.body = body;
-    input.timeout = args.timeout;
+    input.timeout = args.timeout.unwrap_or(engine_core::plan::DEFAULT_TIMEOUT);
+    input.requests = args.requests.clone();
     input.connect_timeout = args.connect_timeout;
     input.shards = args.shards;
     input.cores = args.cores.as_ref().map(|c| c.0.clone());
-    Ok(input.build()?)
+    let plan = input.build()?;
+    for e in args.threshold.iter().chain(&args.abort_on) {
+        if let Some(name) = &e.name {
+            if plan.requests.len() < 2 || !plan.requests.iter().any(|r| &r.name == name) {
+                let names: Vec<&str> = plan.requests.iter().map(|r| r.name.as_str()).collect();
+                anyhow::bail!("'{e}' names no request of this plan (requests: {})", names.join(", "));
+            }
+        }
+        if e.name.is_some() && args.abort_on.contains(e) {
+            anyhow::bail!("'{e}': safety stops apply to the whole run, not to one request");
+        }
+    }
+    Ok(plan)
+}
+
+fn step(args: &BlastArgs) -> std::time::Duration {
+    args.step.unwrap_or(std::time::Duration::from_secs(30))
+}
+
+fn grace(args: &BlastArgs) -> u32 {
+    args.abort_grace.unwrap_or(3)
+}
+
+/// Fills what the command line left out from the scenario file; flags win.
+fn merge_scenario(args: &mut BlastArgs) -> anyhow::Result<()> {
+    let Some(path) = args.scenario.clone() else { return Ok(()) };
+    let sc = Scenario::load(&path)?;
+    let dur = |field: &str, v: &Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
+        v.as_deref()
+            .map(|t| {
+                engine_core::units::parse_duration(t)
+                    .map_err(|e| anyhow::anyhow!("scenario '{}': {field}: {e}", path.display()))
+            })
+            .transpose()
+    };
+    let ctx = |field: &str| format!("scenario '{}': {field}", path.display());
+    args.url.get_or_insert(sc.target.clone());
+    args.conns = args.conns.or(sc.load.conns);
+    args.duration = args.duration.or(dur("load.duration", &sc.load.duration)?);
+    args.timeout = args.timeout.or(dur("defaults.timeout", &sc.defaults.timeout)?);
+    args.step = args.step.or(dur("load.step", &sc.load.step)?);
+    args.rate = args.rate.or(sc.load.rate);
+    args.abort_grace = args.abort_grace.or(sc.load.abort_grace);
+    if args.stages.is_none() && args.profile.is_none() {
+        if let Some(st) = &sc.load.stages {
+            args.stages = Some(
+                engine_core::schedule::parse_stages(st)
+                    .map_err(anyhow::Error::msg)
+                    .with_context(|| ctx("load.stages"))?,
+            );
+        }
+        if let Some(p) = &sc.load.profile {
+            args.profile =
+                Some(ProfileName::parse(p).map_err(anyhow::Error::msg).with_context(|| ctx("load.profile"))?);
+            args.peak = args.peak.or(sc.load.peak);
+            if args.peak.is_none() {
+                anyhow::bail!("{}: a profile needs a peak", ctx("load"));
+            }
+        }
+    }
+    let mut headers = sc.default_headers();
+    headers.append(&mut args.headers);
+    args.headers = headers;
+    for t in &sc.thresholds {
+        args.threshold.push(Expr::parse(t).map_err(anyhow::Error::msg).with_context(|| ctx("thresholds"))?);
+    }
+    for t in &sc.abort_on {
+        args.abort_on.push(Expr::parse(t).map_err(anyhow::Error::msg).with_context(|| ctx("abort_on"))?);
+    }
+    args.requests = sc.request_specs();
+    Ok(())
 }
 
 fn write_json(path: &std::path::Path, summary: &engine_core::Summary) -> anyhow::Result<()> {

@@ -19,7 +19,10 @@ pub fn banner(plan: &Plan) -> String {
     };
     format!(
         "engine blast {} {} — {load}, {} connections on {} shard{} (CPU {}), {}",
-        plan.method,
+        match plan.requests.as_slice() {
+            [one] => one.method.clone(),
+            many => format!("{} weighted requests to", many.len()),
+        },
         plan.target.url,
         plan.conns,
         shards,
@@ -193,6 +196,22 @@ pub fn summary_text(s: &Summary) -> String {
             _ => {}
         }
         let _ = writeln!(o, "  {:<12}{line}", "profile");
+    }
+    if !s.requests_by_name.is_empty() {
+        let total_weight: u32 = s.requests_by_name.values().map(|n| n.weight).sum();
+        for (name, n) in &s.requests_by_name {
+            let _ = writeln!(
+                o,
+                "  {:<12}{name:<16} {:>5.1}%  {:>9} req  p50 {}  p95 {}  p99 {}  errors {}",
+                "by name",
+                f64::from(n.weight) * 100.0 / f64::from(total_weight.max(1)),
+                n.requests,
+                ms(n.latency_ms.p50),
+                ms(n.latency_ms.p95),
+                ms(n.latency_ms.p99),
+                n.errors.total
+            );
+        }
     }
     let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "  {:<12}{}", "status", if status.is_empty() { "none".into() } else { status.join("  ") });

@@ -11,7 +11,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 use crate::plan::Plan;
 use crate::shard::{self, Message, ShardConfig};
 use crate::stats::Totals;
-use crate::summary::{Point, Schedule, Summary};
+use crate::summary::{NamedSummary, Point, Schedule, Summary};
 
 /// io_uring submission depth per shard: room to batch the polls of many connections into
 /// one `io_uring_enter`.
@@ -191,6 +191,9 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
     }
     let mut summary = Summary::new(&plan.target.url, plan.conns, shards, &totals, elapsed);
     summary.model = plan.model.name();
+    for (r, n) in plan.requests.iter().zip(&totals.names) {
+        summary.requests_by_name.insert(r.name.clone(), NamedSummary::new(&r.method, r.weight, n, elapsed));
+    }
     // A run that ended early is judged on the part of the schedule it ran.
     let ran_s = stopped_at.unwrap_or(f64::INFINITY).min(plan.duration.as_secs_f64());
     if let Some(expected) = plan.expected_requests_until(ran_s) {

@@ -15,7 +15,7 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use crate::http::{FrameError, Progress, Response, ResponseFramer};
+use crate::http::{FrameError, Progress, RenderedRequest, Response, ResponseFramer};
 use crate::shard::Shard;
 use crate::stats::ErrorKind;
 
@@ -93,7 +93,7 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
     let mut framer = ResponseFramer::new();
     let mut carry: Vec<u8> = Vec::new();
     let mut failures = 0u32;
-    let bytes = shard.plan.request.bytes();
+    let several = shard.plan.requests.len() > 1;
     // Until the shard's start, a connection only connects (see `shard::run`).
     let mut before_start = true;
 
@@ -152,7 +152,9 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
         let intended = intended.unwrap_or(start);
         shard.stats.borrow_mut().sent(start.saturating_duration_since(intended));
         guard.set_in_flight(Some(start));
-        let step = exchange(&shard, slot, s, bytes, &mut framer, &mut carry).await;
+        let which = if several { shard.picker.borrow_mut().next() } else { 0 };
+        let request = &shard.plan.requests[which].request;
+        let step = exchange(&shard, slot, s, request, &mut framer, &mut carry).await;
         let done = Instant::now();
         guard.set_in_flight(None);
 
@@ -161,6 +163,9 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             match step {
                 Step::Done { response, reuse, unsolicited } => {
                     st.record(response.status, done - intended, done - start);
+                    if several {
+                        st.record_named(which, response.status, done - intended);
+                    }
                     if unsolicited {
                         st.counters.error(ErrorKind::Parse);
                     }
@@ -168,6 +173,9 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
                 }
                 Step::Fail(kind) => {
                     st.counters.error(kind);
+                    if several {
+                        st.error_named(which, kind);
+                    }
                     false
                 }
                 Step::More => unreachable!("exchange returns only when the request ended"),
@@ -210,16 +218,18 @@ async fn exchange(
     shard: &Shard,
     slot: usize,
     stream: &mut TcpStream,
-    request: &[u8],
+    request: &RenderedRequest,
     framer: &mut ResponseFramer,
     carry: &mut Vec<u8>,
 ) -> Step {
+    let head = request.is_head();
+    let request = request.bytes();
     let timed_out = || shard.slots[slot].timed_out.get();
     if let Err(e) = stream.write_all(request).await {
         return Step::Fail(if timed_out() { ErrorKind::Timeout } else { ErrorKind::from_io(&e) });
     }
     shard.stats.borrow_mut().counters.bytes_sent += request.len() as u64;
-    framer.start(shard.plan.request.is_head());
+    framer.start(head);
     loop {
         let step = poll_fn(|cx| read_step(cx, shard, stream, framer, carry)).await;
         match step {

@@ -6,6 +6,7 @@
 //!   incrementally, bodies counted and never stored).
 //! - `shard`: one glommio executor per CPU owning its connections, buffer and statistics.
 //! - `conn`: one connection's loop: connect, write, read and frame, record, repeat.
+//! - [`scenario`]: scenario files (TOML): weighted named requests, load, thresholds.
 //! - [`schedule`]: stages (linear ramps) and the open model's arrival schedule.
 //! - [`profiles`]: named load profiles (ramp, spike, stress, soak, recovery) and their analysis.
 //! - [`stats`]: per-shard histograms and counters and their exact merge.
@@ -24,6 +25,7 @@ pub mod http;
 pub mod limits;
 pub mod plan;
 pub mod profiles;
+pub mod scenario;
 pub mod schedule;
 mod shard;
 pub mod stats;

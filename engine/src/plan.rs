@@ -40,6 +40,32 @@ pub struct PlanInput {
     pub rate: Option<f64>,
     /// Linear ramps of connections (closed model) or of rate (open model).
     pub stages: Option<Vec<Stage>>,
+    /// Named, weighted requests (a scenario). Empty: one request from `method`, `headers`,
+    /// `body` and the URL's path.
+    pub requests: Vec<RequestSpec>,
+}
+
+/// One request of a scenario, before validation. Its headers come after `PlanInput::headers`
+/// (the defaults), so a request can override them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RequestSpec {
+    pub name: String,
+    pub method: String,
+    /// Path and query; joined to the target URL's origin.
+    pub path: String,
+    pub headers: Vec<String>,
+    pub body: Vec<u8>,
+    /// Share of the requests: weight / sum of weights.
+    pub weight: u32,
+}
+
+/// A request ready to send, with its name and weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRequest {
+    pub name: String,
+    pub method: String,
+    pub request: RenderedRequest,
+    pub weight: u32,
 }
 
 impl PlanInput {
@@ -58,6 +84,7 @@ impl PlanInput {
             interval: Duration::from_secs(1),
             rate: None,
             stages: None,
+            requests: Vec::new(),
         }
     }
 }
@@ -104,8 +131,8 @@ impl Model {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub target: Target,
-    pub method: String,
-    pub request: RenderedRequest,
+    /// At least one; several with weights in a scenario.
+    pub requests: Vec<PlannedRequest>,
     pub model: Model,
     /// Connections in the pool: the most that are ever open at once.
     pub conns: u64,
@@ -135,6 +162,10 @@ pub enum PlanError {
     Method(String),
     #[error("invalid header '{0}': expected 'Name: value' with a token name and no line breaks")]
     Header(String),
+    #[error("request '{name}': {reason}")]
+    Request { name: String, reason: String },
+    #[error("the request weights add up to 0: nothing would be sent")]
+    NoWeight,
     #[error("request body of {0} bytes is larger than the {MAX_BODY}-byte limit")]
     BodyTooLarge(usize),
     #[error("--rate must be a number of requests per second above 0 and at most {MAX_RATE}")]
@@ -195,14 +226,20 @@ impl PlanInput {
         if self.timeout.is_zero() || self.connect_timeout.is_zero() {
             return Err(PlanError::NoTimeout);
         }
-        let method = self.method.to_ascii_uppercase();
-        if method.is_empty() || !method.bytes().all(is_token) {
-            return Err(PlanError::Method(self.method));
-        }
         let headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
-        if self.body.len() > MAX_BODY {
-            return Err(PlanError::BodyTooLarge(self.body.len()));
-        }
+        let requests = if self.requests.is_empty() {
+            let method = self.method.to_ascii_uppercase();
+            if method.is_empty() || !method.bytes().all(is_token) {
+                return Err(PlanError::Method(self.method));
+            }
+            if self.body.len() > MAX_BODY {
+                return Err(PlanError::BodyTooLarge(self.body.len()));
+            }
+            let request = RenderedRequest::render(&method, &target.path, &target.authority, &headers, &self.body);
+            vec![PlannedRequest { name: "default".into(), method, request, weight: 1 }]
+        } else {
+            plan_requests(&self.requests, &target, &headers)?
+        };
         let allowed = crate::affinity::allowed_cpus().map_err(PlanError::Affinity)?;
         let cpus = match self.cores {
             Some(list) => {
@@ -225,11 +262,9 @@ impl PlanInput {
         let (_, hard) = limits::nofile().map_err(PlanError::Nofile)?;
         limits::check(conns, shards as u64, hard, limits::ephemeral_port_range())?;
 
-        let request = RenderedRequest::render(&method, &target.path, &target.authority, &headers, &self.body);
         Ok(Plan {
             target,
-            method,
-            request,
+            requests,
             model,
             conns,
             duration,
@@ -272,6 +307,44 @@ impl Plan {
             Model::Closed(_) => None,
         }
     }
+}
+
+fn plan_requests(
+    specs: &[RequestSpec],
+    target: &Target,
+    defaults: &[(String, String)],
+) -> Result<Vec<PlannedRequest>, PlanError> {
+    let mut out: Vec<PlannedRequest> = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let bad = |reason: String| PlanError::Request { name: spec.name.clone(), reason };
+        if spec.name.is_empty() || !spec.name.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+            return Err(bad("a name is letters, digits, '-', '_' or '.'".into()));
+        }
+        if out.iter().any(|r| r.name == spec.name) {
+            return Err(bad("the name is used twice".into()));
+        }
+        let method = spec.method.to_ascii_uppercase();
+        if method.is_empty() || !method.bytes().all(is_token) {
+            return Err(bad(format!("invalid method '{}'", spec.method)));
+        }
+        if !spec.path.starts_with('/') || spec.path.bytes().any(|b| b <= b' ' || b == 0x7f) {
+            return Err(bad(format!("invalid path '{}': it starts with '/' and has no spaces", spec.path)));
+        }
+        if spec.body.len() > MAX_BODY {
+            return Err(bad(format!("a body of {} bytes is over the {MAX_BODY}-byte limit", spec.body.len())));
+        }
+        let own = spec.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
+        // The request's own headers replace defaults of the same name.
+        let mut headers: Vec<(String, String)> =
+            defaults.iter().filter(|(k, _)| !own.iter().any(|(o, _)| o.eq_ignore_ascii_case(k))).cloned().collect();
+        headers.extend(own);
+        let request = RenderedRequest::render(&method, &spec.path, &target.authority, &headers, &spec.body);
+        out.push(PlannedRequest { name: spec.name.clone(), method, request, weight: spec.weight });
+    }
+    if out.iter().map(|r| u64::from(r.weight)).sum::<u64>() == 0 {
+        return Err(PlanError::NoWeight);
+    }
+    Ok(out)
 }
 
 /// Parses and resolves an `http://` URL.
@@ -372,5 +445,20 @@ mod tests {
         .unwrap();
         assert_eq!((open.conns, open.model.name()), (64, "open"));
         assert_eq!(open.expected_requests(), Some(10.0 + 40.0 + 15.0));
+
+        let spec = |name: &str, weight: u32| RequestSpec {
+            name: name.into(),
+            method: "get".into(),
+            path: "/x".into(),
+            headers: vec!["X-A: 1".into()],
+            body: Vec::new(),
+            weight,
+        };
+        let two = with(&|p| p.requests = vec![spec("a", 1), spec("b", 3)]).unwrap();
+        assert_eq!(two.requests.len(), 2);
+        assert!(two.requests[1].request.bytes().starts_with(b"GET /x HTTP/1.1"));
+        assert!(matches!(with(&|p| p.requests = vec![spec("a", 0)]), Err(PlanError::NoWeight)));
+        assert!(matches!(with(&|p| p.requests = vec![spec("a", 1), spec("a", 1)]), Err(PlanError::Request { .. })));
+        assert!(matches!(with(&|p| p.requests = vec![spec("a b", 1)]), Err(PlanError::Request { .. })));
     }
 }

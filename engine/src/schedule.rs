@@ -177,9 +177,53 @@ impl Arrivals {
     }
 }
 
+/// Which request comes next: smooth weighted round-robin (as nginx balances upstreams), so
+/// every window of `sum(weights)` picks holds each request exactly `weight` times, with no
+/// random numbers and no bursts of one request.
+#[derive(Debug, Clone)]
+pub struct Picker {
+    weights: Vec<i64>,
+    current: Vec<i64>,
+    total: i64,
+}
+
+impl Picker {
+    pub fn new(weights: impl IntoIterator<Item = u32>) -> Self {
+        let weights: Vec<i64> = weights.into_iter().map(i64::from).collect();
+        let total = weights.iter().sum();
+        Self { current: vec![0; weights.len()], weights, total }
+    }
+
+    /// The index of the next request.
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> usize {
+        let mut best = 0;
+        for i in 0..self.weights.len() {
+            self.current[i] += self.weights[i];
+            if self.current[i] > self.current[best] {
+                best = i;
+            }
+        }
+        self.current[best] -= self.total;
+        best
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn picker_keeps_exact_proportions() {
+        let mut p = Picker::new([30, 20, 20, 20, 10]);
+        let mut counts = [0u32; 5];
+        for _ in 0..1000 {
+            counts[p.next()] += 1;
+        }
+        assert_eq!(counts, [300, 200, 200, 200, 100]);
+        let mut p = Picker::new([0, 1]);
+        assert!((0..10).all(|_| p.next() == 1));
+    }
 
     #[test]
     fn stages_parse() {

@@ -13,7 +13,7 @@ use std::task::Waker;
 use glommio::sync::Semaphore;
 
 use crate::plan::{split, Model, Plan};
-use crate::schedule::Arrivals;
+use crate::schedule::{Arrivals, Picker};
 use crate::stats::{ShardStats, Snapshot};
 
 /// One read buffer per shard, shared by its connections in turn: large enough for a whole
@@ -68,6 +68,8 @@ pub(crate) struct Shard {
     pub arrivals: Option<RefCell<Arrivals>>,
     /// The run's start, known once the connect phase is over.
     pub start: Cell<Option<Instant>>,
+    /// Which of the plan's requests comes next.
+    pub picker: RefCell<Picker>,
 }
 
 impl Shard {
@@ -96,7 +98,12 @@ pub(crate) async fn run(cfg: ShardConfig) {
     let conns = cfg.plan.shard_conns(cfg.index) as usize;
     let shard = Rc::new(Shard {
         plan: cfg.plan.clone(),
-        stats: RefCell::new(ShardStats::default()),
+        stats: RefCell::new(ShardStats::with_names(if cfg.plan.requests.len() > 1 {
+            cfg.plan.requests.len()
+        } else {
+            0
+        })),
+        picker: RefCell::new(Picker::new(cfg.plan.requests.iter().map(|r| r.weight))),
         read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
         running: Cell::new(true),
         connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),

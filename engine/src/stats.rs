@@ -152,6 +152,21 @@ pub struct ShardStats {
     pub in_flight: u64,
     /// Open model: the most a request started after it was due, this interval (µs).
     pub max_lag_us: u64,
+    /// Per named request, in the plan's order (empty when the plan has one request).
+    pub names: Vec<NameStats>,
+}
+
+/// What is measured per named request: its counts and its (corrected) latency.
+#[derive(Debug, Clone)]
+pub struct NameStats {
+    pub counters: Counters,
+    pub latency: Histogram<u64>,
+}
+
+impl Default for NameStats {
+    fn default() -> Self {
+        Self { counters: Counters::default(), latency: new_histogram() }
+    }
 }
 
 /// The merge of [`ShardStats`] across shards or intervals.
@@ -167,11 +182,31 @@ impl Default for ShardStats {
             peak_open: 0,
             in_flight: 0,
             max_lag_us: 0,
+            names: Vec::new(),
         }
     }
 }
 
 impl ShardStats {
+    /// Measurements with a slot per named request.
+    pub fn with_names(n: usize) -> Self {
+        Self { names: (0..n).map(|_| NameStats::default()).collect(), ..Self::default() }
+    }
+
+    pub fn record_named(&mut self, which: usize, status: u16, corrected: Duration) {
+        if let Some(n) = self.names.get_mut(which) {
+            n.counters.requests += 1;
+            n.counters.status(status);
+            n.latency.saturating_record(micros(corrected));
+        }
+    }
+
+    pub fn error_named(&mut self, which: usize, kind: ErrorKind) {
+        if let Some(n) = self.names.get_mut(which) {
+            n.counters.error(kind);
+        }
+    }
+
     /// A request starts, `lag` after it was due (zero in the closed model).
     pub fn sent(&mut self, lag: Duration) {
         self.counters.sent += 1;
@@ -202,6 +237,15 @@ impl ShardStats {
             latency: self.latency.clone(),
             latency_uncorrected: self.latency_uncorrected.clone(),
             max_lag_us: std::mem::take(&mut self.max_lag_us),
+            names: self
+                .names
+                .iter_mut()
+                .map(|n| {
+                    let taken = NameStats { counters: std::mem::take(&mut n.counters), latency: n.latency.clone() };
+                    n.latency.reset();
+                    taken
+                })
+                .collect(),
             ..*self
         };
         self.latency.reset();
@@ -235,6 +279,13 @@ impl ShardStats {
         let _ = self.latency.add(&o.latency);
         let _ = self.latency_uncorrected.add(&o.latency_uncorrected);
         self.max_lag_us = self.max_lag_us.max(o.max_lag_us);
+        if self.names.len() < o.names.len() {
+            self.names.resize_with(o.names.len(), NameStats::default);
+        }
+        for (a, b) in self.names.iter_mut().zip(&o.names) {
+            a.counters.add(&b.counters);
+            let _ = a.latency.add(&b.latency);
+        }
     }
 }
 

@@ -72,6 +72,48 @@ pub struct Threshold {
     pub value: f64,
 }
 
+/// One named request's figures (scenarios).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NamedSummary {
+    pub method: String,
+    pub weight: u32,
+    pub requests: u64,
+    pub rps: f64,
+    pub status: BTreeMap<String, u64>,
+    pub errors: Errors,
+    /// Corrected latency.
+    pub latency_ms: Latency,
+}
+
+impl NamedSummary {
+    pub fn new(method: &str, weight: u32, n: &crate::stats::NameStats, duration_s: f64) -> Self {
+        let c = &n.counters;
+        NamedSummary {
+            method: method.to_string(),
+            weight,
+            requests: c.requests,
+            rps: if duration_s > 0.0 { round3(c.requests as f64 / duration_s) } else { 0.0 },
+            status: c.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
+            errors: Errors::of(c),
+            latency_ms: Latency::from_histogram(&n.latency),
+        }
+    }
+}
+
+impl Errors {
+    pub fn of(c: &crate::stats::Counters) -> Self {
+        let e = |k: ErrorKind| c.errors_of(k);
+        Errors {
+            total: c.errors_total(),
+            connect: e(ErrorKind::Connect),
+            timeout: e(ErrorKind::Timeout),
+            reset: e(ErrorKind::Reset),
+            closed: e(ErrorKind::Closed),
+            parse: e(ErrorKind::Parse),
+        }
+    }
+}
+
 /// The latency percentile distribution, HdrHistogram-style: percentiles from 0 to 99.999
 /// spaced evenly on a log scale of 1/(1-p), then the maximum (100).
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -151,6 +193,9 @@ pub struct Summary {
     pub latency_ms: Latency,
     pub latency_uncorrected_ms: Latency,
     pub latency_distribution: Distribution,
+    /// Per named request, when the plan has several (a scenario).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests_by_name: BTreeMap<String, NamedSummary>,
     pub connections: Connections,
     pub bytes: Bytes,
     /// Open model only.
@@ -175,7 +220,6 @@ pub struct Summary {
 impl Summary {
     pub fn new(target: &str, conns: u64, shards: usize, totals: &Totals, duration_s: f64) -> Self {
         let c = &totals.counters;
-        let e = |k: ErrorKind| c.errors_of(k);
         Summary {
             target: target.to_string(),
             model: "closed",
@@ -186,17 +230,11 @@ impl Summary {
             duration_s: round3(duration_s),
             rps: if duration_s > 0.0 { round3(c.requests as f64 / duration_s) } else { 0.0 },
             status: c.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
-            errors: Errors {
-                total: c.errors_total(),
-                connect: e(ErrorKind::Connect),
-                timeout: e(ErrorKind::Timeout),
-                reset: e(ErrorKind::Reset),
-                closed: e(ErrorKind::Closed),
-                parse: e(ErrorKind::Parse),
-            },
+            errors: Errors::of(c),
             latency_ms: Latency::from_histogram(&totals.latency),
             latency_uncorrected_ms: Latency::from_histogram(&totals.latency_uncorrected),
             latency_distribution: Distribution::new(&totals.latency, &totals.latency_uncorrected),
+            requests_by_name: BTreeMap::new(),
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
             bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },
             schedule: None,

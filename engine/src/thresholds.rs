@@ -33,6 +33,8 @@ pub enum Op {
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expr {
     pub text: String,
+    /// `{name=login}`: evaluated on that named request's figures only.
+    pub name: Option<String>,
     pub metric: Metric,
     pub op: Op,
     pub value: f64,
@@ -51,6 +53,12 @@ impl Figures {
         let failed_status: u64 =
             s.status.iter().filter(|(code, _)| code.parse::<u16>().is_ok_and(failed)).map(|(_, n)| n).sum();
         Self { latency_ms: s.latency_ms, error_rate: error_rate(s.requests, s.errors.total, failed_status), rps: s.rps }
+    }
+
+    pub fn of_named(n: &crate::summary::NamedSummary) -> Self {
+        let failed_status: u64 =
+            n.status.iter().filter(|(code, _)| code.parse::<u16>().is_ok_and(failed)).map(|(_, n)| n).sum();
+        Self { latency_ms: n.latency_ms, error_rate: error_rate(n.requests, n.errors.total, failed_status), rps: n.rps }
     }
 
     pub fn of_interval(t: &Totals, rps: f64) -> Self {
@@ -89,15 +97,23 @@ impl Expr {
         };
         let at = t.find(['<', '>']).ok_or_else(|| bad("no comparison (<, <=, >, >=)"))?;
         let (name, rest) = t.split_at(at);
+        let (name, request) = match name.split_once('{') {
+            Some((metric, sel)) => {
+                let sel = sel.strip_suffix('}').ok_or_else(|| bad("a selector is {name=REQUEST}"))?;
+                let req = sel.strip_prefix("name=").ok_or_else(|| bad("a selector is {name=REQUEST}"))?;
+                if req.is_empty() {
+                    return Err(bad("a selector is {name=REQUEST}"));
+                }
+                (metric, Some(req.to_string()))
+            }
+            None => (name, None),
+        };
         let (op, value) = match rest.as_bytes() {
             [b'<', b'=', ..] => (Op::Le, &rest[2..]),
             [b'>', b'=', ..] => (Op::Ge, &rest[2..]),
             [b'<', ..] => (Op::Lt, &rest[1..]),
             _ => (Op::Gt, &rest[1..]),
         };
-        if name.contains('{') {
-            return Err(bad("per-request-name thresholds need a scenario, which is not supported yet"));
-        }
         let metric = match name {
             "p50" | "med" => Metric::P50,
             "p90" => Metric::P90,
@@ -126,7 +142,7 @@ impl Expr {
                 .map(|d| d.as_secs_f64() * 1000.0)
                 .ok_or_else(|| bad("a latency needs a unit: us, ms, s"))?,
         };
-        Ok(Expr { text: text.trim().to_string(), metric, op, value })
+        Ok(Expr { text: text.trim().to_string(), name: request, metric, op, value })
     }
 
     /// The measured value this expression compares.
@@ -217,7 +233,20 @@ mod tests {
         assert_eq!(Expr::parse("error_rate<0.1%").unwrap().value, 0.001);
         assert_eq!(Expr::parse("error_rate>0.1").unwrap().value, 0.1);
         assert_eq!(Expr::parse("rps>=1000").unwrap().op, Op::Ge);
-        for bad in ["", "p95", "p95<", "p95<200", "p77<1ms", "error_rate<200%", "rps>x", "<1", "p95{name=a}<1ms"] {
+        let e = Expr::parse("p95{name=login}<75ms").unwrap();
+        assert_eq!((e.name.as_deref(), e.value), (Some("login"), 75.0));
+        for bad in [
+            "",
+            "p95",
+            "p95<",
+            "p95<200",
+            "p77<1ms",
+            "error_rate<200%",
+            "rps>x",
+            "<1",
+            "p95{login}<1ms",
+            "p95{name=}<1ms",
+        ] {
             assert!(Expr::parse(bad).is_err(), "{bad}");
         }
     }

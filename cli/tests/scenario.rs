@@ -1,0 +1,196 @@
+//! Scenario files through the binary: weighted requests against a server that counts by path,
+//! per-name statistics and thresholds, and hostile files.
+
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex};
+
+fn engine(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_engine")).args(args).output().expect("engine runs")
+}
+
+/// A server that answers 200 to everything and counts requests by path.
+fn counting_server() -> (std::net::SocketAddr, Arc<Mutex<HashMap<String, u64>>>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let counts = Arc::new(Mutex::new(HashMap::new()));
+    let c = counts.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let c = c.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let mut pending = Vec::new();
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                    let mut out = Vec::new();
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| {
+                                l.to_ascii_lowercase()
+                                    .strip_prefix("content-length:")
+                                    .map(|v| v.trim().parse().unwrap_or(0))
+                            })
+                            .unwrap_or(0);
+                        if pending.len() < end + 4 + length {
+                            break;
+                        }
+                        pending.drain(..end + 4 + length);
+                        let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+                        *c.lock().unwrap().entry(path).or_insert(0) += 1;
+                        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                    }
+                    if s.write_all(&out).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    (addr, counts)
+}
+
+fn write_scenario(name: &str, text: &str) -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("engine-scenario-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join(name);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+#[test]
+fn weighted_requests_keep_their_proportions() {
+    let (addr, counts) = counting_server();
+    let file = write_scenario(
+        "weights.toml",
+        &format!(
+            r#"
+target = "http://{addr}"
+thresholds = ["p99{{name=echo}}<5s", "error_rate<1%"]
+[load]
+conns = 8
+duration = "3s"
+[defaults]
+headers = {{ "X-Test" = "weights" }}
+[[request]]
+name = "health"
+path = "/health"
+weight = 30
+[[request]]
+name = "ready"
+path = "/ready"
+weight = 20
+[[request]]
+name = "users"
+path = "/api/users"
+weight = 20
+[[request]]
+name = "echo"
+method = "POST"
+path = "/api/echo"
+body = '{{"hello":"world"}}'
+weight = 20
+[[request]]
+name = "metrics"
+path = "/api/metrics"
+weight = 10
+"#
+        ),
+    );
+    let dir = file.parent().unwrap().join("out");
+    let o = engine(&[
+        "blast",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--shards",
+        "1",
+        "-q",
+        "--json",
+        "-",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let counts = counts.lock().unwrap().clone();
+    let total: u64 = counts.values().sum();
+    assert!(total > 5_000, "{counts:?}");
+    for (path, weight) in
+        [("/health", 30.0), ("/ready", 20.0), ("/api/users", 20.0), ("/api/echo", 20.0), ("/api/metrics", 10.0)]
+    {
+        let share = counts.get(path).copied().unwrap_or(0) as f64 * 100.0 / total as f64;
+        assert!((share - weight).abs() <= 1.0, "{path}: {share:.2}% of {total}, weight {weight}%");
+    }
+    let by_name = &v["requests_by_name"];
+    assert_eq!(by_name.as_object().unwrap().len(), 5);
+    let named: u64 = by_name.as_object().unwrap().values().map(|n| n["requests"].as_u64().unwrap()).sum();
+    assert_eq!(named, v["requests"].as_u64().unwrap());
+    assert!(by_name["echo"]["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    assert_eq!(v["thresholds"][0]["expr"], "p99{name=echo}<5s");
+    assert_eq!(v["thresholds"][0]["pass"], true);
+}
+
+#[test]
+fn flags_override_the_scenario_and_names_are_checked() {
+    let file = write_scenario(
+        "override.toml",
+        "target = \"http://127.0.0.1:1\"\n[load]\nconns = 7\nduration = \"9s\"\n[[request]]\nname = \"a\"\npath = \"/a\"\n[[request]]\nname = \"b\"\npath = \"/b\"\n",
+    );
+    let f = file.to_str().unwrap();
+    let o = engine(&["blast", "--scenario", f, "--dry-run"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(out.contains("2 weighted requests") && out.contains("7 connections") && out.contains("9.00s"), "{out}");
+    let o = engine(&["blast", "--scenario", f, "-c", "3", "--dry-run"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("3 connections"));
+    let o = engine(&["blast", "--scenario", f, "--threshold", "p95{name=zzz}<1s", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("names no request of this plan (requests: a, b)"));
+}
+
+#[test]
+fn hostile_scenarios_get_one_clear_error() {
+    let big = "# padding\n".repeat(1_100_000);
+    let cases: Vec<(&str, String, &str)> = vec![
+        (
+            "unknown.toml",
+            "target = \"http://x\"\nspeed = 3\n[[request]]\nname = \"a\"\npath = \"/\"\n".into(),
+            "line 2",
+        ),
+        (
+            "zero.toml",
+            "target = \"http://x\"\n[[request]]\nname = \"a\"\npath = \"/\"\nweight = 0\n".into(),
+            "add up to 0",
+        ),
+        (
+            "duration.toml",
+            "target = \"http://127.0.0.1:1\"\n[load]\nduration = \"soon\"\n[[request]]\nname = \"a\"\npath = \"/\"\n"
+                .into(),
+            "load.duration",
+        ),
+        (
+            "badpath.toml",
+            "target = \"http://127.0.0.1:1\"\n[[request]]\nname = \"a\"\npath = \"no-slash\"\n".into(),
+            "invalid path",
+        ),
+        ("big.toml", big, "the limit is 1048576"),
+    ];
+    for (name, text, want) in cases {
+        let file = write_scenario(name, &text);
+        let o = engine(&["blast", "--scenario", file.to_str().unwrap(), "--dry-run"]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{name}: {err}");
+        assert!(err.contains(want), "{name}: {err}");
+        assert_eq!(err.lines().count(), 1, "{name}: one line: {err}");
+        assert!(!err.contains("panicked"));
+    }
+    let o = engine(&["blast", "--scenario", "/nonexistent.toml"]);
+    assert_eq!(o.status.code(), Some(2));
+}
