@@ -167,7 +167,7 @@ pub fn main(mut args: BlastArgs) -> u8 {
     });
 
     let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    let mut progress = Progress::new(args.quiet);
+    let mut progress = Progress::new(args.quiet, &plan);
     let banner = output::banner(&plan);
     eprintln!("{banner}");
 

@@ -57,7 +57,7 @@ pub fn main(args: DemoArgs) -> u8 {
     let handler = control.clone();
     let _ = ctrlc::set_handler(move || handler.stop());
     println!("{}", output::banner(&plan));
-    let mut progress = output::Progress::new(false);
+    let mut progress = output::Progress::new(false, &plan);
     let summary = match engine_core::run(&plan, &control, |i| progress.update(i)) {
         Ok(s) => s,
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),

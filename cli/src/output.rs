@@ -104,11 +104,25 @@ pub struct Progress {
     quiet: bool,
     tty: bool,
     drawn: bool,
+    /// End of each stage (seconds), when the plan has several.
+    stage_ends: Vec<f64>,
 }
 
 impl Progress {
-    pub fn new(quiet: bool) -> Self {
-        Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false }
+    pub fn new(quiet: bool, plan: &Plan) -> Self {
+        let stages = plan.model.profile().stages();
+        let stage_ends = if stages.len() > 1 {
+            stages
+                .iter()
+                .scan(0.0, |t, s| {
+                    *t += s.duration.as_secs_f64();
+                    Some(*t)
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false, stage_ends }
     }
 
     pub fn update(&mut self, i: &IntervalReport) {
@@ -116,8 +130,13 @@ impl Progress {
             return;
         }
         let p = i.point;
+        let stage = match self.stage_ends.iter().position(|&end| i.elapsed_s <= end + 1e-9) {
+            _ if self.stage_ends.is_empty() => String::new(),
+            Some(k) => format!("  stage {}/{}", k + 1, self.stage_ends.len()),
+            None => format!("  stage {0}/{0}", self.stage_ends.len()),
+        };
         let line = format!(
-            "[{:>5.1}s/{:.0}s] {:>10.0} req/s  p50 {}  p99 {}  errors {}  open {}  target {}",
+            "[{:>5.1}s/{:.0}s] {:>10.0} req/s  p50 {}  p99 {}  errors {}  open {}  target {}{stage}",
             i.elapsed_s,
             i.planned_s,
             p.rps,

@@ -20,6 +20,12 @@ const RING_DEPTH: usize = 1024;
 /// do; the minimum keeps 10,000-connection runs small.
 const IO_MEMORY: usize = 64 * 1024;
 
+/// A shard reports at least once per interval, and its longest silences are the connect
+/// phase (10 s at most) and the drain (2 s). A shard silent for longer than this is stuck
+/// (an executor that no longer wakes up); the run then ends with what was measured and a
+/// warning rather than hang.
+const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(15);
+
 /// Stops a run from another thread (a Ctrl-C handler, say). Cheap to clone.
 #[derive(Debug, Clone, Default)]
 pub struct Control {
@@ -119,7 +125,7 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
     let shards = plan.shard_cpus.len();
     let mut ready = 0;
     while ready < shards {
-        match rx.recv() {
+        match rx.recv_timeout(WATCHDOG) {
             Ok((_, Message::Ready)) => ready += 1,
             Ok((_, Message::Snapshot(_))) => {}
             Err(_) => break,
@@ -157,7 +163,17 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
     };
     // When the load ended, if it ended before the plan did (seen to within an interval).
     let mut stopped_at: Option<f64> = None;
-    for (_, message) in rx {
+    let mut stuck = false;
+    loop {
+        let message = match rx.recv_timeout(WATCHDOG) {
+            Ok((_, m)) => m,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                stuck = true;
+                control.stop();
+                break;
+            }
+        };
         if stopped_at.is_none() && control.is_stopped() {
             stopped_at = Some(start.elapsed().as_secs_f64());
         }
@@ -185,6 +201,14 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
 
     let mut warnings = Vec::new();
     for (i, h) in handles.into_iter().enumerate() {
+        if stuck && last_seq[i].is_none() {
+            // Joining would wait forever; the thread ends with the process.
+            warnings.push(format!(
+                "shard {i} stopped reporting for {} s and was abandoned; its figures end at its last report",
+                WATCHDOG.as_secs()
+            ));
+            continue;
+        }
         if let Err(e) = h.join() {
             warnings.push(format!("shard {i} failed: {e}; its last interval may be missing"));
         }
