@@ -82,7 +82,7 @@ pub struct BlastArgs {
     pub abort_grace: Option<u32>,
     /// Print the resolved plan (stages, thresholds, equivalent command) and exit without
     /// sending anything
-    #[arg(long, alias = "dry-run")]
+    #[arg(long, visible_alias = "dry-run")]
     pub print_plan: bool,
     /// Request method
     #[arg(short, long, default_value = "GET", value_name = "M")]

@@ -194,3 +194,42 @@ fn hostile_scenarios_get_one_clear_error() {
     let o = engine(&["blast", "--scenario", "/nonexistent.toml"]);
     assert_eq!(o.status.code(), Some(2));
 }
+
+#[test]
+fn templates_render_per_request() {
+    let (addr, counts) = counting_server();
+    let url = format!("http://{addr}/item/{{{{seq}}}}?r={{{{rand_int:1:5}}}}");
+    let dir = std::env::temp_dir().join(format!("engine-template-{}", std::process::id()));
+    let o = engine(&[
+        "blast",
+        &url,
+        "-c",
+        "4",
+        "-d",
+        "1s",
+        "--shards",
+        "2",
+        "-m",
+        "POST",
+        "-b",
+        "{\"id\":\"{{uuid}}\"}",
+        "-q",
+        "--json",
+        "-",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["errors"]["total"], 0, "{v}");
+    let counts = counts.lock().unwrap().clone();
+    let total: u64 = counts.values().sum();
+    assert!(total > 100);
+    // Every request had its own sequence number: no path repeats.
+    assert_eq!(counts.len() as u64, total, "paths repeated");
+    assert!(counts.keys().all(|p| p.starts_with("/item/") && p.contains("?r=")));
+
+    let o = engine(&["blast", "http://127.0.0.1:1/{{nothing}}", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("references nothing"));
+}

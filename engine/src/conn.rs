@@ -15,7 +15,7 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
 
-use crate::http::{FrameError, Progress, RenderedRequest, Response, ResponseFramer};
+use crate::http::{FrameError, Progress, Response, ResponseFramer};
 use crate::shard::Shard;
 use crate::stats::ErrorKind;
 
@@ -94,6 +94,8 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
     let mut carry: Vec<u8> = Vec::new();
     let mut failures = 0u32;
     let several = shard.plan.requests.len() > 1;
+    // Templated requests are rendered into these, reused from request to request.
+    let (mut rendered, mut scratch) = (Vec::new(), Vec::new());
     // Until the shard's start, a connection only connects (see `shard::run`).
     let mut before_start = true;
 
@@ -154,7 +156,13 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
         guard.set_in_flight(Some(start));
         let which = if several { shard.picker.borrow_mut().next() } else { 0 };
         let request = &shard.plan.requests[which].request;
-        let step = exchange(&shard, slot, s, request, &mut framer, &mut carry).await;
+        let bytes: &[u8] = if request.is_templated() {
+            request.write_to(&mut rendered, &mut scratch, &mut shard.template_values());
+            &rendered
+        } else {
+            request.bytes()
+        };
+        let step = exchange(&shard, slot, s, bytes, request.is_head(), &mut framer, &mut carry).await;
         let done = Instant::now();
         guard.set_in_flight(None);
 
@@ -218,12 +226,11 @@ async fn exchange(
     shard: &Shard,
     slot: usize,
     stream: &mut TcpStream,
-    request: &RenderedRequest,
+    request: &[u8],
+    head: bool,
     framer: &mut ResponseFramer,
     carry: &mut Vec<u8>,
 ) -> Step {
-    let head = request.is_head();
-    let request = request.bytes();
     let timed_out = || shard.slots[slot].timed_out.get();
     if let Err(e) = stream.write_all(request).await {
         return Step::Fail(if timed_out() { ErrorKind::Timeout } else { ErrorKind::from_io(&e) });

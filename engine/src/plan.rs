@@ -164,6 +164,8 @@ pub enum PlanError {
     Header(String),
     #[error("request '{name}': {reason}")]
     Request { name: String, reason: String },
+    #[error("{0}")]
+    Template(String),
     #[error("the request weights add up to 0: nothing would be sent")]
     NoWeight,
     #[error("request body of {0} bytes is larger than the {MAX_BODY}-byte limit")]
@@ -235,7 +237,8 @@ impl PlanInput {
             if self.body.len() > MAX_BODY {
                 return Err(PlanError::BodyTooLarge(self.body.len()));
             }
-            let request = RenderedRequest::render(&method, &target.path, &target.authority, &headers, &self.body);
+            let request = RenderedRequest::render(&method, &target.path, &target.authority, &headers, &self.body)
+                .map_err(|e| PlanError::Template(e.to_string()))?;
             vec![PlannedRequest { name: "default".into(), method, request, weight: 1 }]
         } else {
             plan_requests(&self.requests, &target, &headers)?
@@ -338,7 +341,8 @@ fn plan_requests(
         let mut headers: Vec<(String, String)> =
             defaults.iter().filter(|(k, _)| !own.iter().any(|(o, _)| o.eq_ignore_ascii_case(k))).cloned().collect();
         headers.extend(own);
-        let request = RenderedRequest::render(&method, &spec.path, &target.authority, &headers, &spec.body);
+        let request = RenderedRequest::render(&method, &spec.path, &target.authority, &headers, &spec.body)
+            .map_err(|e| bad(e.to_string()))?;
         out.push(PlannedRequest { name: spec.name.clone(), method, request, weight: spec.weight });
     }
     if out.iter().map(|r| u64::from(r.weight)).sum::<u64>() == 0 {
@@ -369,7 +373,8 @@ pub fn parse_target(text: &str) -> Result<Target, PlanError> {
         .map_err(|e| PlanError::Resolve { host: host.clone(), reason: e.to_string() })?
         .next()
         .ok_or_else(|| PlanError::Resolve { host: host.clone(), reason: "no address".into() })?;
-    let mut path = url.path().to_string();
+    // The URL parser percent-encodes braces in the path; templates (`{{seq}}`) need them back.
+    let mut path = url.path().replace("%7B%7B", "{{").replace("%7D%7D", "}}");
     if let Some(q) = url.query() {
         path.push('?');
         path.push_str(q);

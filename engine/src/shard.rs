@@ -12,6 +12,7 @@ use std::task::Waker;
 
 use glommio::sync::Semaphore;
 
+use crate::http::template::{Rng, Values};
 use crate::plan::{split, Model, Plan};
 use crate::schedule::{Arrivals, Picker};
 use crate::stats::{ShardStats, Snapshot};
@@ -70,9 +71,23 @@ pub(crate) struct Shard {
     pub start: Cell<Option<Instant>>,
     /// Which of the plan's requests comes next.
     pub picker: RefCell<Picker>,
+    /// Sequence number and random state of templated requests.
+    pub values: RefCell<Values>,
+    index: u64,
+    shards: u64,
+    seq: Cell<u64>,
 }
 
 impl Shard {
+    /// The values for the next templated request: `seq` is unique over the run's shards.
+    pub fn template_values(&self) -> std::cell::RefMut<'_, Values> {
+        let n = self.seq.get();
+        self.seq.set(n + 1);
+        let mut v = self.values.borrow_mut();
+        v.seq = n * self.shards + self.index;
+        v
+    }
+
     /// Sets how many connections may run, waking the ones a ramp-up admits.
     fn set_active(&self, n: u64) {
         let old = self.active.replace(n);
@@ -104,6 +119,10 @@ pub(crate) async fn run(cfg: ShardConfig) {
             0
         })),
         picker: RefCell::new(Picker::new(cfg.plan.requests.iter().map(|r| r.weight))),
+        values: RefCell::new(Values { seq: 0, rng: Rng::new(seed(cfg.index)) }),
+        index: cfg.index as u64,
+        shards: cfg.plan.shard_cpus.len() as u64,
+        seq: Cell::new(0),
         read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
         running: Cell::new(true),
         connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),
@@ -221,6 +240,13 @@ pub(crate) async fn run(cfg: ShardConfig) {
     }
     let last = shard.stats.borrow_mut().take(cfg.index, seq, true);
     let _ = cfg.tx.send((cfg.index, Message::Snapshot(Box::new(last))));
+}
+
+/// A different random stream per shard and per run.
+fn seed(index: usize) -> u64 {
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0);
+    now ^ (index as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15)
 }
 
 /// Times requests out without a timer per request: a scan of the slots every tenth of the

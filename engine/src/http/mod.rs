@@ -3,6 +3,7 @@
 
 pub mod request;
 pub mod response;
+pub mod template;
 
 pub use request::RenderedRequest;
 pub use response::{Progress, Response, ResponseFramer};

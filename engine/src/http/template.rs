@@ -1,0 +1,214 @@
+//! Templated requests: `{{seq}}`, `{{uuid}}`, `{{rand_int:MIN:MAX}}`, `{{rand_str:LEN}}` in the
+//! path, header values and body, rendered per request into a buffer the connection reuses,
+//! so the hot path allocates nothing once the buffer has grown to size.
+
+use std::fmt;
+
+/// One piece of a template.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Part {
+    Lit(Vec<u8>),
+    /// A number unique in the run: the shard's count, interleaved over shards.
+    Seq,
+    Uuid,
+    RandInt(u64, u64),
+    RandStr(usize),
+}
+
+/// A parsed template. Text without `{{` is one literal part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Template {
+    parts: Vec<Part>,
+}
+
+/// Longest `rand_str`, so a typo cannot make every request megabytes long.
+pub const MAX_RAND_STR: usize = 4096;
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("template '{{{{{0}}}}}' references nothing: use seq, uuid, rand_int:MIN:MAX or rand_str:LEN")]
+pub struct TemplateError(pub String);
+
+impl Template {
+    pub fn parse(text: &str) -> Result<Template, TemplateError> {
+        let mut parts = Vec::new();
+        let mut rest = text;
+        while let Some(open) = rest.find("{{") {
+            if open > 0 {
+                parts.push(Part::Lit(rest.as_bytes()[..open].to_vec()));
+            }
+            let after = &rest[open + 2..];
+            let close = after.find("}}").ok_or_else(|| TemplateError(after.chars().take(20).collect()))?;
+            let name = after[..close].trim();
+            parts.push(parse_part(name).ok_or_else(|| TemplateError(name.to_string()))?);
+            rest = &after[close + 2..];
+        }
+        if !rest.is_empty() {
+            parts.push(Part::Lit(rest.as_bytes().to_vec()));
+        }
+        Ok(Template { parts })
+    }
+
+    /// Bytes sent as they are.
+    pub fn literal(bytes: &[u8]) -> Template {
+        Template { parts: if bytes.is_empty() { Vec::new() } else { vec![Part::Lit(bytes.to_vec())] } }
+    }
+
+    /// True when rendering gives the same bytes every time.
+    pub fn is_literal(&self) -> bool {
+        self.parts.iter().all(|p| matches!(p, Part::Lit(_)))
+    }
+
+    /// Appends one rendering to `out`.
+    pub fn render(&self, out: &mut Vec<u8>, v: &mut Values) {
+        for p in &self.parts {
+            match p {
+                Part::Lit(b) => out.extend_from_slice(b),
+                Part::Seq => push_u64(out, v.seq),
+                Part::Uuid => {
+                    let (a, b) = (v.rng.next(), v.rng.next());
+                    // Version 4, variant 10.
+                    let a = (a & !0xf000) | 0x4000;
+                    let b = (b & !(0b11 << 62)) | (0b10 << 62);
+                    let mut hex = [0u8; 32];
+                    for (i, byte) in a.to_be_bytes().iter().chain(b.to_be_bytes().iter()).enumerate() {
+                        hex[2 * i] = HEX[(byte >> 4) as usize];
+                        hex[2 * i + 1] = HEX[(byte & 15) as usize];
+                    }
+                    for (range, dash) in [(0..8, true), (8..12, true), (12..16, true), (16..20, true), (20..32, false)]
+                    {
+                        out.extend_from_slice(&hex[range]);
+                        if dash {
+                            out.push(b'-');
+                        }
+                    }
+                }
+                Part::RandInt(lo, hi) => push_u64(out, lo + v.rng.next() % (hi - lo + 1)),
+                Part::RandStr(n) => {
+                    for _ in 0..*n {
+                        out.push(ALNUM[(v.rng.next() % ALNUM.len() as u64) as usize]);
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl fmt::Display for Template {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} parts", self.parts.len())
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+const ALNUM: &[u8; 62] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+fn parse_part(name: &str) -> Option<Part> {
+    let mut it = name.split(':');
+    let part = match (it.next()?, it.next(), it.next(), it.next()) {
+        ("seq", None, None, None) => Part::Seq,
+        ("uuid", None, None, None) => Part::Uuid,
+        ("rand_int", Some(a), Some(b), None) => {
+            let (a, b) = (a.trim().parse().ok()?, b.trim().parse().ok()?);
+            if a > b || b == u64::MAX {
+                return None;
+            }
+            Part::RandInt(a, b)
+        }
+        ("rand_str", Some(n), None, None) => {
+            let n: usize = n.trim().parse().ok()?;
+            if n == 0 || n > MAX_RAND_STR {
+                return None;
+            }
+            Part::RandStr(n)
+        }
+        _ => return None,
+    };
+    Some(part)
+}
+
+fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
+}
+
+/// The per-request values a shard feeds its templates.
+#[derive(Debug, Clone)]
+pub struct Values {
+    pub seq: u64,
+    pub rng: Rng,
+}
+
+/// xorshift64*: fast, shard-local, plenty for spreading test data (not for secrets).
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Self {
+        Rng(seed | 1)
+    }
+
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> u64 {
+        let mut x = self.0;
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        self.0 = x;
+        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn render(t: &str, seq: u64) -> String {
+        let mut out = Vec::new();
+        Template::parse(t).unwrap().render(&mut out, &mut Values { seq, rng: Rng::new(42) });
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn renders() {
+        assert_eq!(render("/users/{{seq}}?x=1", 1234), "/users/1234?x=1");
+        assert_eq!(render("{{ seq }}", 0), "0");
+        let n: u64 = render("{{rand_int:5:7}}", 0).parse().unwrap();
+        assert!((5..=7).contains(&n));
+        assert_eq!(render("{{rand_str:12}}", 0).len(), 12);
+        let u = render("{{uuid}}", 0);
+        assert_eq!(u.len(), 36);
+        assert_eq!(&u[14..15], "4");
+        assert!(Template::parse("plain").unwrap().is_literal());
+        assert!(!Template::parse("{{seq}}").unwrap().is_literal());
+    }
+
+    #[test]
+    fn references_to_nothing_are_errors() {
+        for bad in ["{{nope}}", "{{seq", "{{rand_int:9:1}}", "{{rand_str:0}}", "{{rand_str:99999}}", "{{uuid:1}}"] {
+            assert!(Template::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rendering_reuses_the_buffer() {
+        let t = Template::parse("/a/{{seq}}/{{uuid}}").unwrap();
+        let mut out = Vec::with_capacity(64);
+        let mut v = Values { seq: 0, rng: Rng::new(1) };
+        let cap = out.capacity();
+        for i in 0..1000 {
+            out.clear();
+            v.seq = i;
+            t.render(&mut out, &mut v);
+        }
+        assert_eq!(out.capacity(), cap);
+    }
+}
