@@ -89,7 +89,26 @@ pub struct ResponseFramer {
     keep_alive: bool,
     head_bytes: u64,
     body_bytes: u64,
+    chunked: bool,
+    /// What a flow step wants kept from this response; `None` for plain requests.
+    capture: Option<Box<Capture>>,
 }
+
+/// Parts of a response kept for a flow's captures: one header's value and the body, bounded.
+#[derive(Debug, Clone, Default)]
+pub struct Capture {
+    /// Lower-case header name to keep, if any.
+    pub header: Option<String>,
+    pub header_value: Option<Vec<u8>>,
+    /// Keep the body (up to [`MAX_CAPTURED_BODY`] bytes).
+    pub body: bool,
+    pub body_bytes: Vec<u8>,
+    /// The body was chunked: `body_bytes` holds the chunk framing too.
+    pub chunked: bool,
+}
+
+/// The most of a body kept for a capture.
+pub const MAX_CAPTURED_BODY: usize = 64 * 1024;
 
 impl Default for ResponseFramer {
     fn default() -> Self {
@@ -99,14 +118,40 @@ impl Default for ResponseFramer {
 
 impl ResponseFramer {
     pub fn new() -> Self {
-        Self { state: State::Head, head_request: false, status: 0, keep_alive: false, head_bytes: 0, body_bytes: 0 }
+        Self {
+            state: State::Head,
+            head_request: false,
+            status: 0,
+            keep_alive: false,
+            head_bytes: 0,
+            body_bytes: 0,
+            chunked: false,
+            capture: None,
+        }
+    }
+
+    /// Like [`Self::start`], keeping what `capture` asks for (its buffers are reused).
+    pub fn start_capturing(&mut self, head_request: bool, mut capture: Box<Capture>) {
+        self.start(head_request);
+        capture.header_value = None;
+        capture.body_bytes.clear();
+        capture.chunked = false;
+        self.capture = Some(capture);
+    }
+
+    /// What was kept of the last response, handing the buffers back.
+    pub fn take_capture(&mut self) -> Option<Box<Capture>> {
+        self.capture.take()
     }
 
     /// Prepares for the response to a new request. A `HEAD` request's response has no body
     /// whatever its headers say (RFC 9112 §6.3 p1).
     pub fn start(&mut self, head_request: bool) {
+        let capture = self.capture.take();
         *self = Self::new();
         self.head_request = head_request;
+        // A capture survives only through start_capturing.
+        drop(capture);
     }
 
     /// True while nothing of the current response has been consumed.
@@ -130,6 +175,11 @@ impl ResponseFramer {
                 },
                 State::Body(body) => {
                     let (n, done) = self.body(body, &input[pos..])?;
+                    if let Some(c) = self.capture.as_mut().filter(|c| c.body) {
+                        let room = MAX_CAPTURED_BODY.saturating_sub(c.body_bytes.len());
+                        c.body_bytes.extend_from_slice(&input[pos..pos + n.min(room)]);
+                        c.chunked = self.chunked;
+                    }
                     pos += n;
                     self.body_bytes += n as u64;
                     if done {
@@ -226,6 +276,13 @@ impl ResponseFramer {
         self.keep_alive = !close && (version == 1 || keep_alive_token);
 
         let bodiless = self.head_request || status == 204 || status == 304;
+        if let Some(c) = self.capture.as_mut() {
+            if let Some(name) = &c.header {
+                c.header_value =
+                    parsed.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.to_vec());
+            }
+        }
+        self.chunked = transfer_encoding && chunked;
         let body = if bodiless {
             Body::Length(0)
         } else if transfer_encoding {
@@ -577,6 +634,20 @@ mod tests {
         }
         many.extend_from_slice(b"\r\n");
         assert_eq!(frame(&many, many.len(), false).1, Some(FrameError::TooManyHeaders));
+    }
+
+    #[test]
+    fn captures_a_header_and_the_body() {
+        let r =
+            b"HTTP/1.1 200 OK\r\nX-Token: abc\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n2\r\n\":\r\n0\r\n\r\n";
+        let mut f = ResponseFramer::new();
+        let want = Capture { header: Some("x-token".into()), body: true, ..Default::default() };
+        f.start_capturing(false, Box::new(want));
+        assert!(matches!(f.feed(r), Ok(Progress::Complete { .. })));
+        let c = f.take_capture().unwrap();
+        assert_eq!(c.header_value.as_deref(), Some(&b"abc"[..]));
+        assert!(c.chunked);
+        assert_eq!(c.body_bytes, b"3\r\n{\"a\r\n2\r\n\":\r\n0\r\n\r\n");
     }
 
     #[test]
