@@ -118,6 +118,9 @@ pub struct BlastArgs {
     /// The scenario's requests, once merged in.
     #[arg(skip)]
     pub requests: Vec<engine_core::plan::RequestSpec>,
+    /// The scenario's flows, once merged in.
+    #[arg(skip)]
+    pub flows: Vec<engine_core::plan::FlowSpec>,
 }
 
 /// The stages as one value (clap would read a bare `Vec` as a repeated flag).
@@ -373,6 +376,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     input.body = body;
     input.timeout = args.timeout.unwrap_or(engine_core::plan::DEFAULT_TIMEOUT);
     input.requests = args.requests.clone();
+    input.flows = args.flows.clone();
     input.connect_timeout = args.connect_timeout;
     input.shards = args.shards;
     input.cores = args.cores.as_ref().map(|c| c.0.clone());
@@ -446,6 +450,7 @@ fn merge_scenario(args: &mut BlastArgs) -> anyhow::Result<()> {
         args.abort_on.push(Expr::parse(t).map_err(anyhow::Error::msg).with_context(|| ctx("abort_on"))?);
     }
     args.requests = sc.request_specs();
+    args.flows = sc.flow_specs(&path.display().to_string())?;
     Ok(())
 }
 

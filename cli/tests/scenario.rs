@@ -233,3 +233,149 @@ fn templates_render_per_request() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("references nothing"));
 }
+
+/// A server with a login: POST /login hands out a token (header X-Token and JSON field token);
+/// GET /api/me answers 200 only with both, else 401. It records how long after each login's
+/// response the token came back.
+/// (valid uses, rejected uses, gaps in ms between a login's response and its token's use)
+type LoginStats = Arc<Mutex<(u64, u64, Vec<f64>)>>;
+
+fn login_server() -> (std::net::SocketAddr, LoginStats) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    // (valid uses, rejected uses, gaps in ms)
+    let stats = Arc::new(Mutex::new((0u64, 0u64, Vec::new())));
+    let issued: Arc<Mutex<HashMap<String, std::time::Instant>>> = Arc::default();
+    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let st = stats.clone();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut s) = conn else { continue };
+            let (st, issued, next) = (st.clone(), issued.clone(), next.clone());
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 65536];
+                let mut pending = Vec::new();
+                loop {
+                    match s.read(&mut buf) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => pending.extend_from_slice(&buf[..n]),
+                    }
+                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
+                        let header = |name: &str| {
+                            head.lines().find_map(|l| {
+                                let (k, v) = l.split_once(':')?;
+                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+                            })
+                        };
+                        let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
+                        if pending.len() < end + 4 + length {
+                            break;
+                        }
+                        pending.drain(..end + 4 + length);
+                        let response = if head.starts_with("POST /login ") {
+                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                            let body = format!("{{\"token\":\"jtok-{n}\",\"user\":{n}}}");
+                            let r = format!(
+                                "HTTP/1.1 200 OK\r\nX-Token: tok-{n}\r\nContent-Length: {}\r\n\r\n{body}",
+                                body.len()
+                            );
+                            issued.lock().unwrap().insert(format!("tok-{n}"), std::time::Instant::now());
+                            r
+                        } else {
+                            let token =
+                                header("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_string));
+                            let json = header("x-json");
+                            let login = token.as_ref().and_then(|t| issued.lock().unwrap().get(t).copied());
+                            let valid = match (&token, &json, login) {
+                                (Some(t), Some(j), Some(at)) if j == &format!("j{t}") => {
+                                    st.lock().unwrap().2.push(at.elapsed().as_secs_f64() * 1000.0);
+                                    true
+                                }
+                                _ => false,
+                            };
+                            let mut g = st.lock().unwrap();
+                            if valid {
+                                g.0 += 1;
+                                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_string()
+                            } else {
+                                g.1 += 1;
+                                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_string()
+                            }
+                        };
+                        if s.write_all(response.as_bytes()).is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, stats)
+}
+
+#[test]
+fn flow_carries_the_captured_token_and_respects_think_time() {
+    let (addr, stats) = login_server();
+    let file = write_scenario(
+        "flow.toml",
+        &format!(
+            r#"
+target = "http://{addr}"
+[load]
+conns = 2
+duration = "2s"
+[[flow]]
+name = "user"
+[[flow.step]]
+name = "login"
+method = "POST"
+path = "/login"
+body = '{{"user":"u{{{{seq}}}}"}}'
+think = "100ms"
+capture = {{ token = "header:X-Token", jt = "json:token" }}
+[[flow.step]]
+name = "me"
+path = "/api/me"
+headers = {{ Authorization = "Bearer {{{{cap.token}}}}", "X-Json" = "{{{{cap.jt}}}}" }}
+"#
+        ),
+    );
+    let dir = file.parent().unwrap().join("flow-out");
+    let o = engine(&[
+        "blast",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--shards",
+        "1",
+        "-q",
+        "--json",
+        "-",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let (valid, rejected, mut gaps) = stats.lock().unwrap().clone();
+    assert_eq!(rejected, 0, "every use carried the token of its login");
+    assert!(valid >= 20, "{valid} uses in 2 s over 2 users with 100 ms think");
+    assert_eq!(v["requests_by_name"]["user.me"]["status"]["200"].as_u64(), Some(valid));
+    gaps.sort_by(f64::total_cmp);
+    let median = gaps[gaps.len() / 2];
+    assert!(gaps[0] >= 99.0, "think time cut short: {:.2} ms", gaps[0]);
+    assert!((100.0..=105.0).contains(&median), "think time median {median:.2} ms, asked 100 ms (within 5%)");
+}
+
+#[test]
+fn flows_refuse_the_open_model_and_unknown_captures() {
+    let flow = "target = \"http://127.0.0.1:1\"\n[[flow]]\nname = \"f\"\n[[flow.step]]\nname = \"a\"\npath = \"/{{cap.nope}}\"\n";
+    let file = write_scenario("badcap.toml", flow);
+    let o = engine(&["blast", "--scenario", file.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cap.nope"), "{}", String::from_utf8_lossy(&o.stderr));
+    let ok = "target = \"http://127.0.0.1:1\"\n[[flow]]\nname = \"f\"\n[[flow.step]]\nname = \"a\"\npath = \"/\"\n";
+    let file = write_scenario("open.toml", ok);
+    let o = engine(&["blast", "--scenario", file.to_str().unwrap(), "--rate", "10", "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("closed model"));
+}

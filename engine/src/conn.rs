@@ -15,7 +15,9 @@ use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
 use glommio::net::TcpStream;
 
+use crate::http::response::{Capture, MAX_CAPTURED_BODY};
 use crate::http::{FrameError, Progress, Response, ResponseFramer};
+use crate::plan::CaptureSource;
 use crate::shard::Shard;
 use crate::stats::ErrorKind;
 
@@ -96,6 +98,12 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
     let several = shard.plan.requests.len() > 1;
     // Templated requests are rendered into these, reused from request to request.
     let (mut rendered, mut scratch) = (Vec::new(), Vec::new());
+    // Values this connection's flow steps captured, by the plan's capture index.
+    let mut caps: Vec<Vec<u8>> = vec![Vec::new(); shard.plan.captures.len()];
+    // Flows: this connection is a user walking through one flow's steps at a time.
+    let flows = !shard.plan.flows.is_empty();
+    let (mut flow, mut step) = (0usize, 0usize);
+    let mut kept: Option<Box<Capture>> = Some(Box::default());
     // Until the shard's start, a connection only connects (see `shard::run`).
     let mut before_start = true;
 
@@ -154,21 +162,43 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
         let intended = intended.unwrap_or(start);
         shard.stats.borrow_mut().sent(start.saturating_duration_since(intended));
         guard.set_in_flight(Some(start));
-        let which = if several { shard.picker.borrow_mut().next() } else { 0 };
+        let mut capture = None;
+        let (which, flow_step) = if flows {
+            if step == 0 {
+                flow = shard.flow_picker.borrow_mut().next();
+            }
+            let st = &shard.plan.flows[flow].steps[step];
+            if !st.captures.is_empty() {
+                let mut c = kept.take().unwrap_or_default();
+                c.header = st.captures.iter().find_map(|(_, s)| match s {
+                    CaptureSource::Header(h) => Some(h.clone()),
+                    CaptureSource::Json(_) => None,
+                });
+                c.body = st.captures.iter().any(|(_, s)| matches!(s, CaptureSource::Json(_)));
+                capture = Some(c);
+            }
+            (st.request, Some(st))
+        } else if several {
+            (shard.picker.borrow_mut().next(), None)
+        } else {
+            (0, None)
+        };
         let request = &shard.plan.requests[which].request;
         let bytes: &[u8] = if request.is_templated() {
-            request.write_to(&mut rendered, &mut scratch, &mut shard.template_values());
+            request.write_to(&mut rendered, &mut scratch, &mut shard.template_values(), &caps);
             &rendered
         } else {
             request.bytes()
         };
-        let step = exchange(&shard, slot, s, bytes, request.is_head(), &mut framer, &mut carry).await;
+        let out = Outgoing { bytes, head: request.is_head(), capture };
+        let outcome = exchange(&shard, slot, s, out, &mut framer, &mut carry).await;
         let done = Instant::now();
         guard.set_in_flight(None);
 
+        let ok = matches!(outcome, Step::Done { .. });
         let keep = {
             let mut st = shard.stats.borrow_mut();
-            match step {
+            match outcome {
                 Step::Done { response, reuse, unsolicited } => {
                     st.record(response.status, done - intended, done - start);
                     if several {
@@ -193,6 +223,17 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             stream = None;
             guard.set_open(None);
             carry = Vec::new();
+        }
+        if let Some(st) = flow_step {
+            if let Some(c) = framer.take_capture() {
+                apply_captures(&st.captures, &c, &mut caps);
+                kept = Some(c);
+            }
+            // A failed step sends the user back to the flow's start (log in again, say).
+            step = if ok { (step + 1) % shard.plan.flows[flow].steps.len() } else { 0 };
+            if ok && !st.think.is_zero() {
+                glommio::timer::sleep(st.think).await;
+            }
         }
     }
 }
@@ -222,21 +263,31 @@ async fn connect(shard: &Shard) -> io::Result<TcpStream> {
     Ok(s)
 }
 
+/// One request to write, and what to keep of its response.
+struct Outgoing<'a> {
+    bytes: &'a [u8],
+    head: bool,
+    capture: Option<Box<Capture>>,
+}
+
 async fn exchange(
     shard: &Shard,
     slot: usize,
     stream: &mut TcpStream,
-    request: &[u8],
-    head: bool,
+    out: Outgoing<'_>,
     framer: &mut ResponseFramer,
     carry: &mut Vec<u8>,
 ) -> Step {
+    let Outgoing { bytes: request, head, capture } = out;
     let timed_out = || shard.slots[slot].timed_out.get();
     if let Err(e) = stream.write_all(request).await {
         return Step::Fail(if timed_out() { ErrorKind::Timeout } else { ErrorKind::from_io(&e) });
     }
     shard.stats.borrow_mut().counters.bytes_sent += request.len() as u64;
-    framer.start(head);
+    match capture {
+        Some(c) => framer.start_capturing(head, c),
+        None => framer.start(head),
+    }
     loop {
         let step = poll_fn(|cx| read_step(cx, shard, stream, framer, carry)).await;
         match step {
@@ -331,4 +382,44 @@ fn error_kind(e: FrameError) -> ErrorKind {
     } else {
         ErrorKind::Parse
     }
+}
+
+/// Stores what a flow step captured. A value that is missing leaves the variable as it was.
+fn apply_captures(wanted: &[(usize, CaptureSource)], c: &Capture, caps: &mut [Vec<u8>]) {
+    let mut json: Option<serde_json::Value> = None;
+    for (var, source) in wanted {
+        let value = match source {
+            CaptureSource::Header(_) => c.header_value.clone(),
+            CaptureSource::Json(field) => {
+                if json.is_none() && c.body_bytes.len() < MAX_CAPTURED_BODY {
+                    let body = if c.chunked { dechunk(&c.body_bytes) } else { c.body_bytes.clone() };
+                    json = serde_json::from_slice(&body).ok();
+                }
+                json.as_ref().and_then(|j| j.get(field)).map(|v| match v {
+                    serde_json::Value::String(s) => s.clone().into_bytes(),
+                    other => other.to_string().into_bytes(),
+                })
+            }
+        };
+        if let Some(v) = value {
+            caps[*var] = v;
+        }
+    }
+}
+
+/// The data of a chunked body the framer has already validated.
+fn dechunk(mut raw: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    while let Some(eol) = raw.windows(2).position(|w| w == b"\r\n") {
+        let line = std::str::from_utf8(&raw[..eol]).unwrap_or("0");
+        let size = usize::from_str_radix(line.split(';').next().unwrap_or("0").trim(), 16).unwrap_or(0);
+        if size == 0 {
+            break;
+        }
+        let start = eol + 2;
+        let end = (start + size).min(raw.len());
+        out.extend_from_slice(&raw[start..end]);
+        raw = &raw[(end + 2).min(raw.len())..];
+    }
+    out
 }

@@ -43,6 +43,8 @@ pub struct PlanInput {
     /// Named, weighted requests (a scenario). Empty: one request from `method`, `headers`,
     /// `body` and the URL's path.
     pub requests: Vec<RequestSpec>,
+    /// Flows (a scenario); instead of `requests`.
+    pub flows: Vec<FlowSpec>,
 }
 
 /// One request of a scenario, before validation. Its headers come after `PlanInput::headers`
@@ -57,6 +59,59 @@ pub struct RequestSpec {
     pub body: Vec<u8>,
     /// Share of the requests: weight / sum of weights.
     pub weight: u32,
+}
+
+/// A flow of a scenario, before validation: steps one connection runs in order, as a user.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowSpec {
+    pub name: String,
+    pub weight: u32,
+    pub steps: Vec<StepSpec>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StepSpec {
+    /// The step's request; its name becomes `FLOW.STEP`.
+    pub request: RequestSpec,
+    /// Pause after the step's response, before the next step.
+    pub think: Duration,
+    /// `(variable, source)`: what to keep from the response for later steps' `{{cap.VARIABLE}}`.
+    pub captures: Vec<(String, CaptureSource)>,
+}
+
+/// Where a captured value comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CaptureSource {
+    /// A response header (the name compared without case).
+    Header(String),
+    /// A top-level field of a JSON response body (at most 64 KiB of it is kept).
+    Json(String),
+}
+
+impl CaptureSource {
+    /// Parses `header:NAME` or `json:FIELD`.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text.split_once(':') {
+            Some(("header", h)) if !h.trim().is_empty() => Ok(Self::Header(h.trim().to_ascii_lowercase())),
+            Some(("json", f)) if !f.trim().is_empty() => Ok(Self::Json(f.trim().to_string())),
+            _ => Err(format!("invalid capture '{text}': use header:NAME or json:FIELD")),
+        }
+    }
+}
+
+/// A validated flow: indices into [`Plan::requests`] and [`Plan::captures`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowPlan {
+    pub name: String,
+    pub weight: u32,
+    pub steps: Vec<FlowStep>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FlowStep {
+    pub request: usize,
+    pub think: Duration,
+    pub captures: Vec<(usize, CaptureSource)>,
 }
 
 /// A request ready to send, with its name and weight.
@@ -85,6 +140,7 @@ impl PlanInput {
             rate: None,
             stages: None,
             requests: Vec::new(),
+            flows: Vec::new(),
         }
     }
 }
@@ -131,8 +187,12 @@ impl Model {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub target: Target,
-    /// At least one; several with weights in a scenario.
+    /// At least one; several with weights in a scenario (with flows: every step's request).
     pub requests: Vec<PlannedRequest>,
+    /// Flows; when present each connection runs them instead of picking single requests.
+    pub flows: Vec<FlowPlan>,
+    /// Names of the values flows capture, by index.
+    pub captures: Vec<String>,
     pub model: Model,
     /// Connections in the pool: the most that are ever open at once.
     pub conns: u64,
@@ -166,6 +226,8 @@ pub enum PlanError {
     Request { name: String, reason: String },
     #[error("{0}")]
     Template(String),
+    #[error("flow '{name}': {reason}")]
+    Flow { name: String, reason: String },
     #[error("the request weights add up to 0: nothing would be sent")]
     NoWeight,
     #[error("request body of {0} bytes is larger than the {MAX_BODY}-byte limit")]
@@ -229,7 +291,10 @@ impl PlanInput {
             return Err(PlanError::NoTimeout);
         }
         let headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
-        let requests = if self.requests.is_empty() {
+        let (flows, captures, flow_requests) = plan_flows(&self.flows, matches!(model, Model::Open(_)))?;
+        let requests = if !flow_requests.is_empty() {
+            plan_requests(&flow_requests, &target, &headers)?
+        } else if self.requests.is_empty() {
             let method = self.method.to_ascii_uppercase();
             if method.is_empty() || !method.bytes().all(is_token) {
                 return Err(PlanError::Method(self.method));
@@ -265,9 +330,16 @@ impl PlanInput {
         let (_, hard) = limits::nofile().map_err(PlanError::Nofile)?;
         limits::check(conns, shards as u64, hard, limits::ephemeral_port_range())?;
 
+        let mut requests = requests;
+        for r in &mut requests {
+            let name = r.name.clone();
+            r.request.resolve_captures(&captures).map_err(|e| PlanError::Request { name, reason: e.to_string() })?;
+        }
         Ok(Plan {
             target,
             requests,
+            flows,
+            captures,
             model,
             conns,
             duration,
@@ -310,6 +382,56 @@ impl Plan {
             Model::Closed(_) => None,
         }
     }
+}
+
+/// Flattens flows into named requests (`FLOW.STEP`) and numbers their capture variables.
+/// Flows flattened: the plans, the capture variable names, and every step's request.
+type FlattenedFlows = (Vec<FlowPlan>, Vec<String>, Vec<RequestSpec>);
+
+fn plan_flows(specs: &[FlowSpec], open: bool) -> Result<FlattenedFlows, PlanError> {
+    let mut flows = Vec::new();
+    let mut captures: Vec<String> = Vec::new();
+    let mut requests = Vec::new();
+    if !specs.is_empty() && open {
+        let name = specs[0].name.clone();
+        return Err(PlanError::Flow {
+            name,
+            reason: "flows run in the closed model (each connection is a user): drop --rate".into(),
+        });
+    }
+    for f in specs {
+        let bad = |reason: &str| PlanError::Flow { name: f.name.clone(), reason: reason.to_string() };
+        if f.steps.is_empty() {
+            return Err(bad("no steps"));
+        }
+        let mut steps = Vec::new();
+        for s in &f.steps {
+            let mut req = s.request.clone();
+            req.name = format!("{}.{}", f.name, s.request.name);
+            req.weight = 1;
+            if s.captures.iter().filter(|(_, c)| matches!(c, CaptureSource::Header(_))).count() > 1 {
+                return Err(bad("a step captures at most one header"));
+            }
+            let mut caps = Vec::new();
+            for (var, source) in &s.captures {
+                let i = match captures.iter().position(|c| c == var) {
+                    Some(i) => i,
+                    None => {
+                        captures.push(var.clone());
+                        captures.len() - 1
+                    }
+                };
+                caps.push((i, source.clone()));
+            }
+            steps.push(FlowStep { request: requests.len(), think: s.think, captures: caps });
+            requests.push(req);
+        }
+        flows.push(FlowPlan { name: f.name.clone(), weight: f.weight, steps });
+    }
+    if !flows.is_empty() && flows.iter().all(|f| f.weight == 0) {
+        return Err(PlanError::NoWeight);
+    }
+    Ok((flows, captures, requests))
 }
 
 fn plan_requests(

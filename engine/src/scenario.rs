@@ -11,7 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::plan::RequestSpec;
+use crate::plan::{CaptureSource, FlowSpec, RequestSpec, StepSpec};
 
 /// Larger scenario files are refused before parsing: a plan is a page, not a data set.
 pub const MAX_FILE: u64 = 1024 * 1024;
@@ -28,6 +28,9 @@ pub struct Scenario {
     pub load: Load,
     #[serde(default, rename = "request")]
     pub requests: Vec<Request>,
+    /// Flows: ordered steps each connection walks through as one user (instead of requests).
+    #[serde(default, rename = "flow")]
+    pub flows: Vec<Flow>,
     /// Expressions such as `p95<200ms` or `p95{name=login}<75ms`.
     #[serde(default)]
     pub thresholds: Vec<String>,
@@ -71,6 +74,33 @@ pub struct Request {
     pub body: Option<String>,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    pub name: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    #[serde(default = "get")]
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    /// Pause after the response, e.g. "500ms".
+    pub think: Option<String>,
+    /// `variable = "header:NAME"` or `variable = "json:FIELD"`, used later as `{{cap.variable}}`.
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
+}
+
 fn get() -> String {
     "GET".into()
 }
@@ -111,13 +141,52 @@ impl Scenario {
             ScenarioError::Invalid { path: name.to_string(), line, reason: e.message().trim().to_string() }
         })?;
         let check = |reason: &str| ScenarioError::Check { path: name.to_string(), reason: reason.to_string() };
-        if s.requests.is_empty() {
-            return Err(check("no [[request]]: a scenario needs at least one"));
+        if s.requests.is_empty() && s.flows.is_empty() {
+            return Err(check("no [[request]] and no [[flow]]: a scenario needs one or the other"));
         }
-        if s.requests.iter().map(|r| u64::from(r.weight)).sum::<u64>() == 0 {
-            return Err(check("the request weights add up to 0: nothing would be sent"));
+        if !s.requests.is_empty() && !s.flows.is_empty() {
+            return Err(check("both [[request]] and [[flow]]: a scenario has one or the other"));
         }
+        let weights: u64 =
+            s.requests.iter().map(|r| u64::from(r.weight)).chain(s.flows.iter().map(|f| u64::from(f.weight))).sum();
+        if weights == 0 {
+            return Err(check("the weights add up to 0: nothing would be sent"));
+        }
+        s.flow_specs(name)?;
         Ok(s)
+    }
+
+    /// The flows for [`crate::PlanInput::flows`].
+    pub fn flow_specs(&self, name: &str) -> Result<Vec<FlowSpec>, ScenarioError> {
+        let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
+        let mut out = Vec::new();
+        for f in &self.flows {
+            let mut steps = Vec::new();
+            for st in &f.steps {
+                let think = match &st.think {
+                    Some(t) => crate::units::parse_duration(t)
+                        .map_err(|e| check(format!("flow '{}', step '{}': think: {e}", f.name, st.name)))?,
+                    None => std::time::Duration::ZERO,
+                };
+                let captures = st
+                    .capture
+                    .iter()
+                    .map(|(var, src)| CaptureSource::parse(src).map(|c| (var.clone(), c)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| check(format!("flow '{}', step '{}': {e}", f.name, st.name)))?;
+                let request = RequestSpec {
+                    name: st.name.clone(),
+                    method: st.method.clone(),
+                    path: st.path.clone(),
+                    headers: st.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+                    body: st.body.clone().unwrap_or_default().into_bytes(),
+                    weight: 1,
+                };
+                steps.push(StepSpec { request, think, captures });
+            }
+            out.push(FlowSpec { name: f.name.clone(), weight: f.weight, steps });
+        }
+        Ok(out)
     }
 
     /// The default headers as `Name: value` lines.
@@ -187,7 +256,7 @@ headers = { "Content-Type" = "application/json" }
         let cases: &[(&str, &str)] = &[
             ("target = \"http://x\"\n[[request]]\nname = \"a\"\npath = \"/\"\nbogus = 1\n", "line 5"),
             ("target = \"http://x\"\n[[request]]\nname = \"a\"\npath = \"/\"\nweight = 0\n", "add up to 0"),
-            ("target = \"http://x\"\n", "no [[request]]"),
+            ("target = \"http://x\"\n", "no [[request]] and no [[flow]]"),
             ("target = \"http://x\"\n[[request]]\nname = \"a\"\npath = \"/\"\nweight = -1\n", "line 5"),
             ("[[request]]\nname = \"a\"\npath = \"/\"\n", "target"),
             ("target = \"http://x\"\n[load]\nconns = \"many\"\n[[request]]\nname = \"a\"\npath = \"/\"\n", "line 3"),

@@ -71,6 +71,8 @@ pub(crate) struct Shard {
     pub start: Cell<Option<Instant>>,
     /// Which of the plan's requests comes next.
     pub picker: RefCell<Picker>,
+    /// Which flow a connection starts next.
+    pub flow_picker: RefCell<Picker>,
     /// Sequence number and random state of templated requests.
     pub values: RefCell<Values>,
     index: u64,
@@ -119,6 +121,7 @@ pub(crate) async fn run(cfg: ShardConfig) {
             0
         })),
         picker: RefCell::new(Picker::new(cfg.plan.requests.iter().map(|r| r.weight))),
+        flow_picker: RefCell::new(Picker::new(cfg.plan.flows.iter().map(|f| f.weight))),
         values: RefCell::new(Values { seq: 0, rng: Rng::new(seed(cfg.index)) }),
         index: cfg.index as u64,
         shards: cfg.plan.shard_cpus.len() as u64,

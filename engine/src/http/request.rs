@@ -71,6 +71,15 @@ impl RenderedRequest {
         Ok(Self { bytes, head_request: method == "HEAD", templated })
     }
 
+    /// Resolves `{{cap.NAME}}` against the flow's capture names.
+    pub fn resolve_captures(&mut self, vars: &[String]) -> Result<(), TemplateError> {
+        if let Some(t) = self.templated.as_mut() {
+            t.head.resolve_captures(vars)?;
+            t.body.resolve_captures(vars)?;
+        }
+        Ok(())
+    }
+
     /// Whether the request must be rendered per request with [`Self::write_to`].
     pub fn is_templated(&self) -> bool {
         self.templated.is_some()
@@ -78,15 +87,15 @@ impl RenderedRequest {
 
     /// Renders a templated request into `out` (cleared first), using `scratch` for the body;
     /// both buffers are reused from request to request.
-    pub fn write_to(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>, values: &mut Values) {
+    pub fn write_to(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>, values: &mut Values, caps: &[Vec<u8>]) {
         out.clear();
         let Some(t) = &self.templated else {
             out.extend_from_slice(&self.bytes);
             return;
         };
-        t.head.render(out, values);
+        t.head.render(out, values, caps);
         scratch.clear();
-        t.body.render(scratch, values);
+        t.body.render(scratch, values, caps);
         if t.length {
             out.extend_from_slice(b"Content-Length: ");
             let mut n = itoa(scratch.len());
@@ -169,7 +178,7 @@ mod tests {
         assert!(r.is_templated());
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
         let mut v = Values { seq: 12345, rng: Rng::new(7) };
-        r.write_to(&mut out, &mut scratch, &mut v);
+        r.write_to(&mut out, &mut scratch, &mut v, &[]);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("POST /users/12345 HTTP/1.1\r\n"), "{text}");
         assert!(text.ends_with("Content-Length: 13\r\n\r\n{\"id\": 12345}"), "{text}");

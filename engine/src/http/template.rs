@@ -13,6 +13,9 @@ enum Part {
     Uuid,
     RandInt(u64, u64),
     RandStr(usize),
+    /// A value captured by an earlier step of a flow: its index once resolved.
+    Cap(usize),
+    CapName(String),
 }
 
 /// A parsed template. Text without `{{` is one literal part.
@@ -25,7 +28,7 @@ pub struct Template {
 pub const MAX_RAND_STR: usize = 4096;
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("template '{{{{{0}}}}}' references nothing: use seq, uuid, rand_int:MIN:MAX or rand_str:LEN")]
+#[error("template '{{{{{0}}}}}' references nothing: use seq, uuid, rand_int:MIN:MAX, rand_str:LEN or cap.NAME (a value an earlier flow step captured)")]
 pub struct TemplateError(pub String);
 
 impl Template {
@@ -58,11 +61,30 @@ impl Template {
         self.parts.iter().all(|p| matches!(p, Part::Lit(_)))
     }
 
-    /// Appends one rendering to `out`.
-    pub fn render(&self, out: &mut Vec<u8>, v: &mut Values) {
+    /// Turns `{{cap.NAME}}` into the index of NAME in `vars`; an unknown name is an error.
+    pub fn resolve_captures(&mut self, vars: &[String]) -> Result<(), TemplateError> {
+        for p in &mut self.parts {
+            if let Part::CapName(name) = p {
+                let i = vars.iter().position(|v| v == name).ok_or_else(|| TemplateError(format!("cap.{name}")))?;
+                *p = Part::Cap(i);
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether the template uses a captured value.
+    pub fn captures(&self) -> bool {
+        self.parts.iter().any(|p| matches!(p, Part::Cap(_) | Part::CapName(_)))
+    }
+
+    /// Appends one rendering to `out`; `caps` holds the connection's captured values.
+    pub fn render(&self, out: &mut Vec<u8>, v: &mut Values, caps: &[Vec<u8>]) {
         for p in &self.parts {
             match p {
                 Part::Lit(b) => out.extend_from_slice(b),
+                Part::Cap(i) => out.extend_from_slice(caps.get(*i).map(Vec::as_slice).unwrap_or_default()),
+                // Unresolved names are refused at plan time; render nothing if one slips by.
+                Part::CapName(_) => {}
                 Part::Seq => push_u64(out, v.seq),
                 Part::Uuid => {
                     let (a, b) = (v.rng.next(), v.rng.next());
@@ -114,6 +136,7 @@ fn parse_part(name: &str) -> Option<Part> {
             }
             Part::RandInt(a, b)
         }
+        (cap, None, None, None) if cap.starts_with("cap.") && cap.len() > 4 => Part::CapName(cap[4..].to_string()),
         ("rand_str", Some(n), None, None) => {
             let n: usize = n.trim().parse().ok()?;
             if n == 0 || n > MAX_RAND_STR {
@@ -173,7 +196,7 @@ mod tests {
 
     fn render(t: &str, seq: u64) -> String {
         let mut out = Vec::new();
-        Template::parse(t).unwrap().render(&mut out, &mut Values { seq, rng: Rng::new(42) });
+        Template::parse(t).unwrap().render(&mut out, &mut Values { seq, rng: Rng::new(42) }, &[]);
         String::from_utf8(out).unwrap()
     }
 
@@ -192,6 +215,17 @@ mod tests {
     }
 
     #[test]
+    fn captured_values() {
+        let mut t = Template::parse("Bearer {{cap.token}}").unwrap();
+        assert!(t.captures());
+        assert!(t.clone().resolve_captures(&["other".into()]).is_err());
+        t.resolve_captures(&["x".into(), "token".into()]).unwrap();
+        let mut out = Vec::new();
+        t.render(&mut out, &mut Values { seq: 0, rng: Rng::new(1) }, &[b"no".to_vec(), b"abc".to_vec()]);
+        assert_eq!(out, b"Bearer abc");
+    }
+
+    #[test]
     fn references_to_nothing_are_errors() {
         for bad in ["{{nope}}", "{{seq", "{{rand_int:9:1}}", "{{rand_str:0}}", "{{rand_str:99999}}", "{{uuid:1}}"] {
             assert!(Template::parse(bad).is_err(), "{bad}");
@@ -207,7 +241,7 @@ mod tests {
         for i in 0..1000 {
             out.clear();
             v.seq = i;
-            t.render(&mut out, &mut v);
+            t.render(&mut out, &mut v, &[]);
         }
         assert_eq!(out.capacity(), cap);
     }
