@@ -10,16 +10,16 @@ fn engine(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_engine")).args(args).output().expect("engine runs")
 }
 
-/// A server that answers 200 to everything and counts requests by path.
-fn counting_server() -> (std::net::SocketAddr, Arc<Mutex<HashMap<String, u64>>>) {
+/// An HTTP/1.1 server on 127.0.0.1 (a thread per connection) that answers each request with
+/// `respond(head)`; request bodies (Content-Length) are read and skipped.
+fn http_server(respond: impl Fn(&str) -> String + Send + Sync + 'static) -> std::net::SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
-    let counts = Arc::new(Mutex::new(HashMap::new()));
-    let c = counts.clone();
+    let respond = Arc::new(respond);
     std::thread::spawn(move || {
         for conn in listener.incoming() {
             let Ok(mut s) = conn else { continue };
-            let c = c.clone();
+            let respond = respond.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 65536];
                 let mut pending = Vec::new();
@@ -31,21 +31,12 @@ fn counting_server() -> (std::net::SocketAddr, Arc<Mutex<HashMap<String, u64>>>)
                     let mut out = Vec::new();
                     while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
                         let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-                        let length: usize = head
-                            .lines()
-                            .find_map(|l| {
-                                l.to_ascii_lowercase()
-                                    .strip_prefix("content-length:")
-                                    .map(|v| v.trim().parse().unwrap_or(0))
-                            })
-                            .unwrap_or(0);
+                        let length: usize = header(&head, "content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
                         if pending.len() < end + 4 + length {
                             break;
                         }
                         pending.drain(..end + 4 + length);
-                        let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
-                        *c.lock().unwrap().entry(path).or_insert(0) += 1;
-                        out.extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                        out.extend_from_slice(respond(&head).as_bytes());
                     }
                     if s.write_all(&out).is_err() {
                         return;
@@ -53,6 +44,26 @@ fn counting_server() -> (std::net::SocketAddr, Arc<Mutex<HashMap<String, u64>>>)
                 }
             });
         }
+    });
+    addr
+}
+
+/// A request header's value.
+fn header(head: &str, name: &str) -> Option<String> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
+    })
+}
+
+/// A server that answers 200 to everything and counts requests by path.
+fn counting_server() -> (std::net::SocketAddr, Arc<Mutex<HashMap<String, u64>>>) {
+    let counts: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let c = counts.clone();
+    let addr = http_server(move |head| {
+        let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+        *c.lock().unwrap().entry(path).or_insert(0) += 1;
+        "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".into()
     });
     (addr, counts)
 }
@@ -234,81 +245,38 @@ fn templates_render_per_request() {
     assert!(String::from_utf8_lossy(&o.stderr).contains("references nothing"));
 }
 
-/// A server with a login: POST /login hands out a token (header X-Token and JSON field token);
-/// GET /api/me answers 200 only with both, else 401. It records how long after each login's
-/// response the token came back.
 /// (valid uses, rejected uses, gaps in ms between a login's response and its token's use)
 type LoginStats = Arc<Mutex<(u64, u64, Vec<f64>)>>;
 
+/// A server with a login: POST /login hands out a token (header X-Token and JSON field token);
+/// GET /api/me answers 200 only with both, else 401. It records how long after each login's
+/// response the token came back.
 fn login_server() -> (std::net::SocketAddr, LoginStats) {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    // (valid uses, rejected uses, gaps in ms)
-    let stats = Arc::new(Mutex::new((0u64, 0u64, Vec::new())));
-    let issued: Arc<Mutex<HashMap<String, std::time::Instant>>> = Arc::default();
-    let next = Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let stats: LoginStats = Arc::default();
+    let issued: Mutex<HashMap<String, std::time::Instant>> = Mutex::default();
+    let next = std::sync::atomic::AtomicU64::new(0);
     let st = stats.clone();
-    std::thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut s) = conn else { continue };
-            let (st, issued, next) = (st.clone(), issued.clone(), next.clone());
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 65536];
-                let mut pending = Vec::new();
-                loop {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => pending.extend_from_slice(&buf[..n]),
-                    }
-                    while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head = String::from_utf8_lossy(&pending[..end]).into_owned();
-                        let header = |name: &str| {
-                            head.lines().find_map(|l| {
-                                let (k, v) = l.split_once(':')?;
-                                k.eq_ignore_ascii_case(name).then(|| v.trim().to_string())
-                            })
-                        };
-                        let length: usize = header("content-length").and_then(|v| v.parse().ok()).unwrap_or(0);
-                        if pending.len() < end + 4 + length {
-                            break;
-                        }
-                        pending.drain(..end + 4 + length);
-                        let response = if head.starts_with("POST /login ") {
-                            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                            let body = format!("{{\"token\":\"jtok-{n}\",\"user\":{n}}}");
-                            let r = format!(
-                                "HTTP/1.1 200 OK\r\nX-Token: tok-{n}\r\nContent-Length: {}\r\n\r\n{body}",
-                                body.len()
-                            );
-                            issued.lock().unwrap().insert(format!("tok-{n}"), std::time::Instant::now());
-                            r
-                        } else {
-                            let token =
-                                header("authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_string));
-                            let json = header("x-json");
-                            let login = token.as_ref().and_then(|t| issued.lock().unwrap().get(t).copied());
-                            let valid = match (&token, &json, login) {
-                                (Some(t), Some(j), Some(at)) if j == &format!("j{t}") => {
-                                    st.lock().unwrap().2.push(at.elapsed().as_secs_f64() * 1000.0);
-                                    true
-                                }
-                                _ => false,
-                            };
-                            let mut g = st.lock().unwrap();
-                            if valid {
-                                g.0 += 1;
-                                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".to_string()
-                            } else {
-                                g.1 += 1;
-                                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".to_string()
-                            }
-                        };
-                        if s.write_all(response.as_bytes()).is_err() {
-                            return;
-                        }
-                    }
-                }
-            });
+    let addr = http_server(move |head| {
+        if head.starts_with("POST /login ") {
+            let n = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let body = format!("{{\"token\":\"jtok-{n}\",\"user\":{n}}}");
+            issued.lock().unwrap().insert(format!("tok-{n}"), std::time::Instant::now());
+            return format!("HTTP/1.1 200 OK\r\nX-Token: tok-{n}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+        }
+        let token = header(head, "authorization").and_then(|a| a.strip_prefix("Bearer ").map(str::to_string));
+        let json = header(head, "x-json");
+        let login = token.as_ref().and_then(|t| issued.lock().unwrap().get(t).copied());
+        let mut g = st.lock().unwrap();
+        match (&token, &json, login) {
+            (Some(t), Some(j), Some(at)) if j == &format!("j{t}") => {
+                g.2.push(at.elapsed().as_secs_f64() * 1000.0);
+                g.0 += 1;
+                "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".into()
+            }
+            _ => {
+                g.1 += 1;
+                "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\n\r\n".into()
+            }
         }
     });
     (addr, stats)
