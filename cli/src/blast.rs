@@ -121,6 +121,9 @@ pub struct BlastArgs {
     /// The scenario's flows, once merged in.
     #[arg(skip)]
     pub flows: Vec<engine_core::plan::FlowSpec>,
+    /// The scenario's data file, once read.
+    #[arg(skip)]
+    pub data: Option<std::sync::Arc<engine_core::http::template::DataTable>>,
 }
 
 /// The stages as one value (clap would read a bare `Vec` as a repeated flag).
@@ -377,6 +380,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     input.timeout = args.timeout.unwrap_or(engine_core::plan::DEFAULT_TIMEOUT);
     input.requests = args.requests.clone();
     input.flows = args.flows.clone();
+    input.data = args.data.clone();
     input.connect_timeout = args.connect_timeout;
     input.shards = args.shards;
     input.cores = args.cores.as_ref().map(|c| c.0.clone());
@@ -451,6 +455,8 @@ fn merge_scenario(args: &mut BlastArgs) -> anyhow::Result<()> {
     }
     args.requests = sc.request_specs();
     args.flows = sc.flow_specs(&path.display().to_string())?;
+    let base = path.parent().unwrap_or(std::path::Path::new("."));
+    args.data = sc.data_table(base, &path.display().to_string())?.map(std::sync::Arc::new);
     Ok(())
 }
 

@@ -347,3 +347,38 @@ fn flows_refuse_the_open_model_and_unknown_captures() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("closed model"));
 }
+
+#[test]
+fn csv_rows_feed_templates_in_turn() {
+    let (addr, counts) = counting_server();
+    write_scenario("users.csv", "name,id\nalice,1\n\"bob, jr\",2\ncarol,3\n");
+    let file = write_scenario(
+        "data.toml",
+        &format!(
+            "target = \"http://{addr}\"\n[load]\nconns = 4\nduration = \"1s\"\n[data]\nfile = \"users.csv\"\n\
+             [[request]]\nname = \"u\"\npath = \"/u/{{{{csv.id}}}}\"\nheaders = {{ \"X-Name\" = \"{{{{csv.name}}}}\" }}\n"
+        ),
+    );
+    let dir = file.parent().unwrap().join("data-out");
+    let o =
+        engine(&["blast", "--scenario", file.to_str().unwrap(), "--shards", "1", "-q", "--out", dir.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let counts = counts.lock().unwrap().clone();
+    let mut paths: Vec<_> = counts.iter().collect();
+    paths.sort();
+    assert_eq!(paths.iter().map(|(p, _)| p.as_str()).collect::<Vec<_>>(), vec!["/u/1", "/u/2", "/u/3"]);
+    let (lo, hi) = (counts.values().min().unwrap(), counts.values().max().unwrap());
+    assert!(hi - lo <= 4, "rows in turn: {counts:?}");
+
+    let bad = write_scenario("badcol.toml", "target = \"http://127.0.0.1:1\"\n[data]\nfile = \"users.csv\"\n[[request]]\nname = \"u\"\npath = \"/{{csv.nope}}\"\n");
+    let o = engine(&["blast", "--scenario", bad.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("csv.nope"));
+    let missing = write_scenario(
+        "nofile.toml",
+        "target = \"http://127.0.0.1:1\"\n[data]\nfile = \"absent.csv\"\n[[request]]\nname = \"u\"\npath = \"/\"\n",
+    );
+    let o = engine(&["blast", "--scenario", missing.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read data file"));
+}

@@ -4,6 +4,9 @@
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::time::Duration;
 
+use std::sync::Arc;
+
+use crate::http::template::DataTable;
 use crate::http::RenderedRequest;
 use crate::limits::{self, LimitError};
 use crate::schedule::{Profile, Stage};
@@ -45,6 +48,8 @@ pub struct PlanInput {
     pub requests: Vec<RequestSpec>,
     /// Flows (a scenario); instead of `requests`.
     pub flows: Vec<FlowSpec>,
+    /// Rows for `{{csv.COLUMN}}` templates.
+    pub data: Option<Arc<DataTable>>,
 }
 
 /// One request of a scenario, before validation. Its headers come after `PlanInput::headers`
@@ -141,6 +146,7 @@ impl PlanInput {
             stages: None,
             requests: Vec::new(),
             flows: Vec::new(),
+            data: None,
         }
     }
 }
@@ -193,6 +199,8 @@ pub struct Plan {
     pub flows: Vec<FlowPlan>,
     /// Names of the values flows capture, by index.
     pub captures: Vec<String>,
+    /// The data file of `{{csv.COLUMN}}` templates.
+    pub data: Option<Arc<DataTable>>,
     pub model: Model,
     /// Connections in the pool: the most that are ever open at once.
     pub conns: u64,
@@ -333,13 +341,18 @@ impl PlanInput {
         let mut requests = requests;
         for r in &mut requests {
             let name = r.name.clone();
-            r.request.resolve_captures(&captures).map_err(|e| PlanError::Request { name, reason: e.to_string() })?;
+            r.request
+                .resolve_captures(&captures)
+                .map_err(|e| PlanError::Request { name: name.clone(), reason: e.to_string() })?;
+            let columns = self.data.as_ref().map(|d| d.columns.as_slice()).unwrap_or_default();
+            r.request.resolve_columns(columns).map_err(|e| PlanError::Request { name, reason: e.to_string() })?;
         }
         Ok(Plan {
             target,
             requests,
             flows,
             captures,
+            data: self.data,
             model,
             conns,
             duration,

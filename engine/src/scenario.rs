@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::http::template::DataTable;
 use crate::plan::{CaptureSource, FlowSpec, RequestSpec, StepSpec};
 
 /// Larger scenario files are refused before parsing: a plan is a page, not a data set.
@@ -37,6 +38,18 @@ pub struct Scenario {
     /// Safety stops, same syntax.
     #[serde(default)]
     pub abort_on: Vec<String>,
+    /// A CSV file whose rows feed `{{csv.COLUMN}}`.
+    pub data: Option<Data>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    /// Relative to the scenario file.
+    pub file: String,
+    /// `round-robin` (default) or `random`.
+    #[serde(default)]
+    pub order: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -187,6 +200,18 @@ impl Scenario {
             out.push(FlowSpec { name: f.name.clone(), weight: f.weight, steps });
         }
         Ok(out)
+    }
+
+    /// Reads the data file, if the scenario has one; `base` is the scenario's folder.
+    pub fn data_table(&self, base: &Path, name: &str) -> Result<Option<DataTable>, ScenarioError> {
+        let Some(d) = &self.data else { return Ok(None) };
+        let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
+        let random = match d.order.as_deref() {
+            None | Some("round-robin") => false,
+            Some("random") => true,
+            Some(o) => return Err(check(format!("data.order '{o}': use round-robin or random"))),
+        };
+        DataTable::read(&base.join(&d.file), random).map(Some).map_err(check)
     }
 
     /// The default headers as `Name: value` lines.

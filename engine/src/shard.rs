@@ -87,6 +87,11 @@ impl Shard {
         self.seq.set(n + 1);
         let mut v = self.values.borrow_mut();
         v.seq = n * self.shards + self.index;
+        let rows = v.data.as_ref().map(|d| (d.rows.len() as u64, d.random));
+        if let Some((rows, random)) = rows {
+            // In turn over the whole run (shards interleaved), or at random.
+            v.row = (if random { v.rng.next() } else { v.seq } % rows) as usize;
+        }
         v
     }
 
@@ -122,7 +127,7 @@ pub(crate) async fn run(cfg: ShardConfig) {
         })),
         picker: RefCell::new(Picker::new(cfg.plan.requests.iter().map(|r| r.weight))),
         flow_picker: RefCell::new(Picker::new(cfg.plan.flows.iter().map(|f| f.weight))),
-        values: RefCell::new(Values { seq: 0, rng: Rng::new(seed(cfg.index)) }),
+        values: RefCell::new(Values { seq: 0, rng: Rng::new(seed(cfg.index)), data: cfg.plan.data.clone(), row: 0 }),
         index: cfg.index as u64,
         shards: cfg.plan.shard_cpus.len() as u64,
         seq: Cell::new(0),

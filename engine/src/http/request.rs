@@ -80,6 +80,15 @@ impl RenderedRequest {
         Ok(())
     }
 
+    /// Resolves `{{csv.COLUMN}}` against the data file's columns (none without a data file).
+    pub fn resolve_columns(&mut self, columns: &[String]) -> Result<(), TemplateError> {
+        if let Some(t) = self.templated.as_mut() {
+            t.head.resolve_columns(columns)?;
+            t.body.resolve_columns(columns)?;
+        }
+        Ok(())
+    }
+
     /// Whether the request must be rendered per request with [`Self::write_to`].
     pub fn is_templated(&self) -> bool {
         self.templated.is_some()
@@ -177,7 +186,7 @@ mod tests {
         .unwrap();
         assert!(r.is_templated());
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
-        let mut v = Values { seq: 12345, rng: Rng::new(7) };
+        let mut v = Values { seq: 12345, rng: Rng::new(7), data: None, row: 0 };
         r.write_to(&mut out, &mut scratch, &mut v, &[]);
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("POST /users/12345 HTTP/1.1\r\n"), "{text}");

@@ -16,6 +16,9 @@ enum Part {
     /// A value captured by an earlier step of a flow: its index once resolved.
     Cap(usize),
     CapName(String),
+    /// A column of the data file's current row: its index once resolved.
+    Data(usize),
+    DataName(String),
 }
 
 /// A parsed template. Text without `{{` is one literal part.
@@ -72,6 +75,17 @@ impl Template {
         Ok(())
     }
 
+    /// Turns `{{csv.COLUMN}}` into the column's index in `columns`; an unknown column is an error.
+    pub fn resolve_columns(&mut self, columns: &[String]) -> Result<(), TemplateError> {
+        for p in &mut self.parts {
+            if let Part::DataName(name) = p {
+                let i = columns.iter().position(|c| c == name).ok_or_else(|| TemplateError(format!("csv.{name}")))?;
+                *p = Part::Data(i);
+            }
+        }
+        Ok(())
+    }
+
     /// Whether the template uses a captured value.
     pub fn captures(&self) -> bool {
         self.parts.iter().any(|p| matches!(p, Part::Cap(_) | Part::CapName(_)))
@@ -83,8 +97,13 @@ impl Template {
             match p {
                 Part::Lit(b) => out.extend_from_slice(b),
                 Part::Cap(i) => out.extend_from_slice(caps.get(*i).map(Vec::as_slice).unwrap_or_default()),
+                Part::Data(i) => {
+                    if let Some(row) = v.data.as_ref().and_then(|d| d.rows.get(v.row)) {
+                        out.extend_from_slice(row.get(*i).map(Vec::as_slice).unwrap_or_default());
+                    }
+                }
                 // Unresolved names are refused at plan time; render nothing if one slips by.
-                Part::CapName(_) => {}
+                Part::CapName(_) | Part::DataName(_) => {}
                 Part::Seq => push_u64(out, v.seq),
                 Part::Uuid => {
                     let (a, b) = (v.rng.next(), v.rng.next());
@@ -137,6 +156,7 @@ fn parse_part(name: &str) -> Option<Part> {
             Part::RandInt(a, b)
         }
         (cap, None, None, None) if cap.starts_with("cap.") && cap.len() > 4 => Part::CapName(cap[4..].to_string()),
+        (col, None, None, None) if col.starts_with("csv.") && col.len() > 4 => Part::DataName(col[4..].to_string()),
         ("rand_str", Some(n), None, None) => {
             let n: usize = n.trim().parse().ok()?;
             if n == 0 || n > MAX_RAND_STR {
@@ -168,6 +188,43 @@ fn push_u64(out: &mut Vec<u8>, mut n: u64) {
 pub struct Values {
     pub seq: u64,
     pub rng: Rng,
+    /// The data file, and the row this request uses.
+    pub data: Option<std::sync::Arc<DataTable>>,
+    pub row: usize,
+}
+
+/// A CSV data file: a header line naming the columns, then rows of values.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DataTable {
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Vec<u8>>>,
+    /// Rows taken at random rather than in turn.
+    pub random: bool,
+}
+
+impl DataTable {
+    /// Reads a CSV file (RFC 4180 quoting) with a header line.
+    pub fn read(path: &std::path::Path, random: bool) -> Result<Self, String> {
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_path(path)
+            .map_err(|e| format!("cannot read data file '{}': {e}", path.display()))?;
+        let columns: Vec<String> = reader
+            .headers()
+            .map_err(|e| format!("data file '{}': {e}", path.display()))?
+            .iter()
+            .map(|c| c.trim().to_string())
+            .collect();
+        let mut rows = Vec::new();
+        for (i, record) in reader.byte_records().enumerate() {
+            let record = record.map_err(|e| format!("data file '{}', row {}: {e}", path.display(), i + 2))?;
+            rows.push(record.iter().map(<[u8]>::to_vec).collect());
+        }
+        if rows.is_empty() {
+            return Err(format!("data file '{}' has no rows after its header", path.display()));
+        }
+        Ok(Self { columns, rows, random })
+    }
 }
 
 /// xorshift64*: fast, shard-local, plenty for spreading test data (not for secrets).
@@ -196,7 +253,7 @@ mod tests {
 
     fn render(t: &str, seq: u64) -> String {
         let mut out = Vec::new();
-        Template::parse(t).unwrap().render(&mut out, &mut Values { seq, rng: Rng::new(42) }, &[]);
+        Template::parse(t).unwrap().render(&mut out, &mut Values { seq, rng: Rng::new(42), data: None, row: 0 }, &[]);
         String::from_utf8(out).unwrap()
     }
 
@@ -221,7 +278,11 @@ mod tests {
         assert!(t.clone().resolve_captures(&["other".into()]).is_err());
         t.resolve_captures(&["x".into(), "token".into()]).unwrap();
         let mut out = Vec::new();
-        t.render(&mut out, &mut Values { seq: 0, rng: Rng::new(1) }, &[b"no".to_vec(), b"abc".to_vec()]);
+        t.render(
+            &mut out,
+            &mut Values { seq: 0, rng: Rng::new(1), data: None, row: 0 },
+            &[b"no".to_vec(), b"abc".to_vec()],
+        );
         assert_eq!(out, b"Bearer abc");
     }
 
@@ -236,7 +297,7 @@ mod tests {
     fn rendering_reuses_the_buffer() {
         let t = Template::parse("/a/{{seq}}/{{uuid}}").unwrap();
         let mut out = Vec::with_capacity(64);
-        let mut v = Values { seq: 0, rng: Rng::new(1) };
+        let mut v = Values { seq: 0, rng: Rng::new(1), data: None, row: 0 };
         let cap = out.capacity();
         for i in 0..1000 {
             out.clear();
