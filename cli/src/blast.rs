@@ -200,16 +200,7 @@ pub fn main(mut args: BlastArgs) -> u8 {
     let mut hlog: Option<results::HlogWriter> = None;
     let mut hlog_error: Option<anyhow::Error> = None;
     let mut prev_t = 0.0;
-    let stage_ends: Vec<f64> = plan
-        .model
-        .profile()
-        .stages()
-        .iter()
-        .scan(0.0, |t, s| {
-            *t += s.duration.as_secs_f64();
-            Some(*t)
-        })
-        .collect();
+    let stage_ends = engine_core::schedule::stage_ends(plan.model.profile().stages());
     let mut stage = 0usize;
     let run = engine_core::run(&plan, &control, |i| {
         progress.update(i);

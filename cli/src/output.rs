@@ -111,17 +111,7 @@ pub struct Progress {
 impl Progress {
     pub fn new(quiet: bool, plan: &Plan) -> Self {
         let stages = plan.model.profile().stages();
-        let stage_ends = if stages.len() > 1 {
-            stages
-                .iter()
-                .scan(0.0, |t, s| {
-                    *t += s.duration.as_secs_f64();
-                    Some(*t)
-                })
-                .collect()
-        } else {
-            Vec::new()
-        };
+        let stage_ends = if stages.len() > 1 { engine_core::schedule::stage_ends(stages) } else { Vec::new() };
         Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false, stage_ends }
     }
 

@@ -68,6 +68,25 @@ fn counting_server() -> (std::net::SocketAddr, Arc<Mutex<HashMap<String, u64>>>)
     (addr, counts)
 }
 
+/// Runs a scenario on one shard and returns its summary JSON (the run must succeed).
+fn run_scenario(file: &std::path::Path, out: &str) -> serde_json::Value {
+    let dir = file.parent().unwrap().join(out);
+    let o = engine(&[
+        "blast",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--shards",
+        "1",
+        "-q",
+        "--json",
+        "-",
+        "--out",
+        dir.to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 fn write_scenario(name: &str, text: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("engine-scenario-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -115,21 +134,7 @@ weight = 10
 "#
         ),
     );
-    let dir = file.parent().unwrap().join("out");
-    let o = engine(&[
-        "blast",
-        "--scenario",
-        file.to_str().unwrap(),
-        "--shards",
-        "1",
-        "-q",
-        "--json",
-        "-",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = run_scenario(&file, "out");
     let counts = counts.lock().unwrap().clone();
     let total: u64 = counts.values().sum();
     assert!(total > 5_000, "{counts:?}");
@@ -309,21 +314,7 @@ headers = {{ Authorization = "Bearer {{{{cap.token}}}}", "X-Json" = "{{{{cap.jt}
 "#
         ),
     );
-    let dir = file.parent().unwrap().join("flow-out");
-    let o = engine(&[
-        "blast",
-        "--scenario",
-        file.to_str().unwrap(),
-        "--shards",
-        "1",
-        "-q",
-        "--json",
-        "-",
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let v = run_scenario(&file, "flow-out");
     let (valid, rejected, mut gaps) = stats.lock().unwrap().clone();
     assert_eq!(rejected, 0, "every use carried the token of its login");
     assert!(valid >= 20, "{valid} uses in 2 s over 2 users with 100 ms think");

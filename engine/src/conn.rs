@@ -170,10 +170,14 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             let st = &shard.plan.flows[flow].steps[step];
             if !st.captures.is_empty() {
                 let mut c = kept.take().unwrap_or_default();
-                c.header = st.captures.iter().find_map(|(_, s)| match s {
-                    CaptureSource::Header(h) => Some(h.clone()),
+                let header = st.captures.iter().find_map(|(_, s)| match s {
+                    CaptureSource::Header(h) => Some(h.as_str()),
                     CaptureSource::Json(_) => None,
                 });
+                // The kept buffer usually names the same header already: no new String then.
+                if c.header.as_deref() != header {
+                    c.header = header.map(str::to_string);
+                }
                 c.body = st.captures.iter().any(|(_, s)| matches!(s, CaptureSource::Json(_)));
                 capture = Some(c);
             }
@@ -392,8 +396,11 @@ fn apply_captures(wanted: &[(usize, CaptureSource)], c: &Capture, caps: &mut [Ve
             CaptureSource::Header(_) => c.header_value.clone(),
             CaptureSource::Json(field) => {
                 if json.is_none() && c.body_bytes.len() < MAX_CAPTURED_BODY {
-                    let body = if c.chunked { dechunk(&c.body_bytes) } else { c.body_bytes.clone() };
-                    json = serde_json::from_slice(&body).ok();
+                    json = if c.chunked {
+                        serde_json::from_slice(&dechunk(&c.body_bytes)).ok()
+                    } else {
+                        serde_json::from_slice(&c.body_bytes).ok()
+                    };
                 }
                 json.as_ref().and_then(|j| j.get(field)).map(|v| match v {
                     serde_json::Value::String(s) => s.clone().into_bytes(),

@@ -107,13 +107,7 @@ pub struct ProfileReport {
 impl ProfileName {
     /// Spike and recovery: (end of the baseline, end of the drop) in seconds from the start.
     pub fn recovery_window(self, stages: &[Stage]) -> Option<(f64, f64)> {
-        let ends: Vec<f64> = stages
-            .iter()
-            .scan(0.0, |t, s| {
-                *t += s.duration.as_secs_f64();
-                Some(*t)
-            })
-            .collect();
+        let ends = crate::schedule::stage_ends(stages);
         match self {
             // Stages: ramp, baseline, jump, peak, drop, ...
             Self::Spike | Self::Recovery if ends.len() >= 5 => Some((ends[1], ends[4])),

@@ -39,6 +39,17 @@ pub fn parse_stages(text: &str) -> Result<Vec<Stage>, String> {
     Ok(stages)
 }
 
+/// When each stage ends, in seconds from the start.
+pub fn stage_ends(stages: &[Stage]) -> Vec<f64> {
+    stages
+        .iter()
+        .scan(0.0, |t, s| {
+            *t += s.duration.as_secs_f64();
+            Some(*t)
+        })
+        .collect()
+}
+
 /// A level over time: linear ramps between stage targets, starting at `start`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Profile {

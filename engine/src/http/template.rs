@@ -2,8 +2,6 @@
 //! path, header values and body, rendered per request into a buffer the connection reuses,
 //! so the hot path allocates nothing once the buffer has grown to size.
 
-use std::fmt;
-
 /// One piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Part {
@@ -131,12 +129,6 @@ impl Template {
                 }
             }
         }
-    }
-}
-
-impl fmt::Display for Template {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} parts", self.parts.len())
     }
 }
 
