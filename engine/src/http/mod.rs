@@ -1,10 +1,12 @@
 //! The HTTP/1.1 client codec: requests rendered once ([`request`]), responses framed
 //! incrementally ([`response`]).
 
+pub mod body;
 pub mod request;
 pub mod response;
 pub mod template;
 
+pub use body::BodyDecoder;
 pub use request::RenderedRequest;
 pub use response::{Progress, Response, ResponseFramer};
 
