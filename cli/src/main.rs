@@ -5,6 +5,7 @@ mod blast;
 mod demo;
 mod html;
 mod output;
+mod proxy;
 mod report;
 mod results;
 mod target;
@@ -34,6 +35,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Blast(Box<blast::BlastArgs>),
+    Proxy(Box<proxy::ProxyArgs>),
     Target(target::TargetArgs),
     Demo(demo::DemoArgs),
     Report(report::ReportArgs),
@@ -43,6 +45,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Blast(args) => blast::main(*args),
+        Command::Proxy(args) => proxy::main(*args),
         Command::Target(args) => target::main(args),
         Command::Demo(args) => demo::main(args),
         Command::Report(args) => report::main(args),

@@ -1,0 +1,211 @@
+//! `engine proxy`: the sidecar reverse proxy until SIGTERM or Ctrl-C, then a graceful drain.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use anyhow::{anyhow, bail, Context};
+use clap::Args;
+use engine_proxy::{Limits, Proxy, ProxyConfig, StatsReport};
+
+use crate::exit;
+
+#[derive(Args, Debug)]
+#[command(
+    about = "Run a reverse proxy that injects backpressure faults and records server-side latency",
+    long_about = "Run a reverse proxy in front of one upstream (a service in staging, say). Traffic passes \
+        through unchanged unless a fault rule matches: delays, aborts (503 with Retry-After, say), resets, \
+        throttling, hangs, a concurrency limit with a queue, a rate limit. Rules come from --faults and change \
+        at run time through the admin API. The proxy records what the upstream itself took (time to first byte \
+        and total, by route and status class): GET /stats on the admin address, or /metrics for Prometheus.\n\n\
+        SIGTERM or Ctrl-C drains: stop accepting, finish in-flight requests, exit. A second one cuts connections.",
+    after_help = "Examples:\n  \
+        engine proxy --listen 127.0.0.1:8081 --upstream 127.0.0.1:8080\n  \
+        engine proxy --listen 0.0.0.0:8081 --upstream 127.0.0.1:8080 --faults faults.toml --route /api\n\n\
+        Admin API (JSON, on --admin):\n  \
+        curl -s localhost:9901/stats\n  \
+        curl -s -XPOST localhost:9901/faults -H 'content-type: application/json' \\\n    \
+        -d '{\"id\":\"shed\",\"probability\":0.1,\"action\":{\"abort\":{\"status\":503,\"retry_after_s\":1}}}'\n  \
+        curl -s -XDELETE localhost:9901/faults/shed\n  \
+        curl -s -XPOST localhost:9901/faults/reset\n\n\
+        Faults file (TOML), the same fields as the JSON:\n  \
+        [[fault]]\n  id = \"slow-api\"\n  match = { path_prefix = \"/api\" }\n  schedule = { from_s = 30, to_s = 90 }\n  \
+        action = { delay = { ms = 50, jitter_ms = 10 } }"
+)]
+pub struct ProxyArgs {
+    /// Address to accept clients on (port 0 picks a free port, printed at start)
+    #[arg(short, long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
+    pub listen: SocketAddr,
+    /// The one upstream to forward to: HOST:PORT or http://HOST:PORT (resolved once at start)
+    #[arg(short, long, value_name = "ADDR")]
+    pub upstream: String,
+    /// Admin API address; a non-loopback one needs --admin-token-file. `off` runs without it
+    #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR|off")]
+    pub admin: String,
+    /// File holding the bearer token the admin API asks for (all endpoints but /healthz)
+    #[arg(long, value_name = "FILE")]
+    pub admin_token_file: Option<PathBuf>,
+    /// Fault rules to start with (TOML `[[fault]]` tables)
+    #[arg(long, value_name = "FILE")]
+    pub faults: Option<PathBuf>,
+    /// Path prefix to break server-side latency down by (repeatable; the rest is `other`)
+    #[arg(long = "route", value_name = "PREFIX")]
+    pub routes: Vec<String>,
+    /// Executors (default: one per CPU the process may run on)
+    #[arg(long, value_name = "N")]
+    pub shards: Option<usize>,
+    /// Client connections at once; more get 503 and are closed
+    #[arg(long, default_value_t = 10_000, value_name = "N")]
+    pub max_conns: u64,
+    /// A request head must arrive within this time of its first byte (408 otherwise)
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub header_timeout: Duration,
+    /// Idle kept-alive client connections close after this
+    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub idle_timeout: Duration,
+    /// Longest wait for the upstream's response (504 when nothing came)
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub upstream_timeout: Duration,
+    /// Longest wait for a connection to the upstream (502 after it)
+    #[arg(long, default_value = "3s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub connect_timeout: Duration,
+    /// On SIGTERM, how long in-flight requests may take before connections are cut
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    pub drain_timeout: Duration,
+}
+
+pub fn main(args: ProxyArgs) -> u8 {
+    let cfg = match config(args) {
+        Ok(c) => c,
+        Err(e) => return crate::fail(exit::USAGE, &e),
+    };
+    let _ = engine_core::limits::raise_nofile();
+    let (shards, upstream) = (cfg.shard_cpus.len(), cfg.upstream);
+    let proxy = match Proxy::start(cfg) {
+        Ok(p) => p,
+        Err(e) => return crate::fail(exit::USAGE, &e.into()),
+    };
+    let drain = proxy.drain_handle();
+    let (tx, rx) = mpsc::channel::<()>();
+    let handler = drain.clone();
+    if let Err(e) = ctrlc::set_handler(move || {
+        handler.drain();
+        let _ = tx.send(());
+    }) {
+        return crate::fail(exit::FAILURE, &anyhow!("cannot install the signal handler: {e}"));
+    }
+    let admin = proxy.admin_addr().map_or_else(|| "off".to_string(), |a| format!("http://{a}/"));
+    println!(
+        "engine proxy on http://{}/ -> upstream {upstream} ({shards} shard{}); admin {admin}; SIGTERM or Ctrl-C drains",
+        proxy.local_addr(),
+        if shards == 1 { "" } else { "s" }
+    );
+    let _ = rx.recv();
+    println!("engine proxy: draining (a second signal cuts connections)");
+    let report = proxy.wait();
+    println!("{}", final_line(&report));
+    exit::OK
+}
+
+fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
+    let upstream = resolve(&args.upstream)?;
+    let cpus = engine_core::affinity::allowed_cpus().context("cannot read CPU affinity")?;
+    let shards = match args.shards {
+        Some(0) => bail!("--shards must be at least 1"),
+        Some(n) => n,
+        None => cpus.len(),
+    };
+    let admin = match args.admin.as_str() {
+        "off" | "none" => None,
+        a => Some(a.parse::<SocketAddr>().map_err(|_| anyhow!("--admin {a:?} is not an IP:PORT address (or `off`)"))?),
+    };
+    let token = match &args.admin_token_file {
+        None => None,
+        Some(path) => {
+            let t = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let t = t.trim().to_string();
+            if t.len() < 16 {
+                bail!("the admin token in {} is shorter than 16 characters", path.display());
+            }
+            Some(t)
+        }
+    };
+    if let Some(a) = admin {
+        if !a.ip().is_loopback() && token.is_none() {
+            bail!("--admin {a} is not a loopback address: the admin API changes live traffic, so it needs --admin-token-file there");
+        }
+    }
+    let faults = match &args.faults {
+        None => Vec::new(),
+        Some(path) => {
+            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let rules = engine_proxy::faults::parse_faults_file(&text).with_context(|| path.display().to_string())?;
+            for r in &rules {
+                r.validate(shards).with_context(|| path.display().to_string())?;
+            }
+            rules
+        }
+    };
+    for r in &args.routes {
+        if !r.starts_with('/') {
+            bail!("--route {r:?} must start with /");
+        }
+    }
+    if args.max_conns == 0 {
+        bail!("--max-conns must be at least 1");
+    }
+    for (flag, d) in [
+        ("--header-timeout", args.header_timeout),
+        ("--idle-timeout", args.idle_timeout),
+        ("--upstream-timeout", args.upstream_timeout),
+        ("--connect-timeout", args.connect_timeout),
+    ] {
+        if d.is_zero() {
+            bail!("{flag} must be above zero");
+        }
+    }
+    Ok(ProxyConfig {
+        listen: args.listen,
+        upstream,
+        admin,
+        admin_token: token,
+        faults,
+        routes: args.routes,
+        shard_cpus: (0..shards).map(|i| cpus[i % cpus.len()]).collect(),
+        limits: Limits {
+            max_conns: args.max_conns,
+            header_timeout: args.header_timeout,
+            idle_timeout: args.idle_timeout,
+            upstream_timeout: args.upstream_timeout,
+            connect_timeout: args.connect_timeout,
+            drain_timeout: args.drain_timeout,
+        },
+    })
+}
+
+/// `HOST:PORT` or `http://HOST:PORT[/]` to one socket address.
+fn resolve(upstream: &str) -> anyhow::Result<SocketAddr> {
+    if upstream.starts_with("https://") {
+        bail!("--upstream {upstream}: TLS to the upstream is not supported yet");
+    }
+    let hostport = upstream.strip_prefix("http://").unwrap_or(upstream).trim_end_matches('/');
+    if hostport.contains('/') {
+        bail!("--upstream {upstream}: give HOST:PORT only; paths are the client's");
+    }
+    hostport
+        .to_socket_addrs()
+        .with_context(|| format!("--upstream {upstream:?} is not a HOST:PORT that resolves"))?
+        .next()
+        .ok_or_else(|| anyhow!("--upstream {upstream}: the name resolved to no address"))
+}
+
+/// One line of what the proxy saw, printed when it stops.
+pub fn final_line(r: &StatsReport) -> String {
+    let faults: u64 = r.faults_injected.values().sum();
+    let errors: u64 = r.upstream_errors.values().sum();
+    format!(
+        "engine proxy stopped: {} requests, {} faults injected, {} upstream errors; server-side p50 {:.3} ms, p99 {:.3} ms",
+        r.requests, faults, errors, r.server_latency_ms.total.p50, r.server_latency_ms.total.p99
+    )
+}

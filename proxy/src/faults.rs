@@ -1,0 +1,490 @@
+//! Fault rules: what to match, how often, when, and what to do instead of (or on top of) a
+//! plain forward. The same fields come from the admin API (JSON) and the faults file (TOML
+//! `[[fault]]` tables); see DESIGN.md "Fault rules".
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+
+/// Largest abort body a rule may carry: faults are small canned answers, not a web server.
+pub const MAX_ABORT_BODY: usize = 64 * 1024;
+/// Rules held at once; each request walks the list, so it stays short.
+pub const MAX_RULES: usize = 256;
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rule {
+    /// Assigned (`fault-N`) when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    #[serde(default, rename = "match", skip_serializing_if = "Match::is_empty")]
+    pub matcher: Match,
+    /// Chance per matching request, 0..=1 (default 1).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub probability: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Match {
+    /// Exact method, e.g. `GET`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub path_prefix: Option<String>,
+    /// The header is present (and, with `value`, equal to it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub header: Option<HeaderMatch>,
+}
+
+impl Match {
+    fn is_empty(&self) -> bool {
+        self.method.is_none() && self.path_prefix.is_none() && self.header.is_none()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeaderMatch {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<String>,
+}
+
+/// Active from `from_s` to `to_s` seconds after the proxy started (either end open).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Schedule {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_s: Option<f64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum Action {
+    /// Wait before forwarding: `ms` plus a random part of scale `jitter_ms` drawn from
+    /// `distribution` (`uniform` 0..jitter, `normal` with that standard deviation, `exponential`
+    /// with that mean).
+    Delay {
+        ms: u64,
+        #[serde(default)]
+        jitter_ms: u64,
+        #[serde(default)]
+        distribution: Distribution,
+    },
+    /// Answer instead of the upstream.
+    Abort {
+        #[serde(default = "default_abort_status")]
+        status: u16,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        retry_after_s: Option<u64>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        body: Option<String>,
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        headers: BTreeMap<String, String>,
+    },
+    /// Close the client's connection with a TCP reset.
+    Reset {},
+    /// Send the response at most this fast.
+    Throttle { bytes_per_s: u64 },
+    /// Never answer; hold the connection until the client gives up.
+    Hang {},
+    /// At most `limit` requests upstream at once; up to `queue` more wait up to
+    /// `queue_timeout_ms`; the rest get 503 with Retry-After.
+    Concurrency {
+        limit: u32,
+        #[serde(default)]
+        queue: u32,
+        #[serde(default = "default_queue_timeout")]
+        queue_timeout_ms: u64,
+    },
+    /// Token bucket: `rps` sustained, `burst` at once (default: one second's worth); excess 429.
+    RateLimit {
+        rps: f64,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        burst: Option<u32>,
+    },
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Distribution {
+    #[default]
+    Uniform,
+    Normal,
+    Exponential,
+}
+
+fn default_abort_status() -> u16 {
+    503
+}
+
+fn default_queue_timeout() -> u64 {
+    1000
+}
+
+/// What kind of fault touched a request: the label of the injected-faults counters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    Delay,
+    Abort,
+    Reset,
+    Throttle,
+    Hang,
+    /// Refused by a concurrency rule (queue full or queue timeout).
+    Overload,
+    /// Refused by a rate limit.
+    RateLimit,
+}
+
+impl FaultKind {
+    pub const ALL: [FaultKind; 7] = [
+        FaultKind::Delay,
+        FaultKind::Abort,
+        FaultKind::Reset,
+        FaultKind::Throttle,
+        FaultKind::Hang,
+        FaultKind::Overload,
+        FaultKind::RateLimit,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            FaultKind::Delay => "delay",
+            FaultKind::Abort => "abort",
+            FaultKind::Reset => "reset",
+            FaultKind::Throttle => "throttle",
+            FaultKind::Hang => "hang",
+            FaultKind::Overload => "concurrency",
+            FaultKind::RateLimit => "rate_limit",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FaultError {
+    #[error("fault {id}: {reason}")]
+    Invalid { id: String, reason: String },
+    #[error("a fault with id {0:?} already exists")]
+    DuplicateId(String),
+    #[error("no fault with id {0:?}")]
+    NotFound(String),
+    #[error("at most {MAX_RULES} faults")]
+    TooMany,
+    #[error("faults file: {0}")]
+    File(String),
+}
+
+impl Rule {
+    fn id(&self) -> &str {
+        self.id.as_deref().unwrap_or("(new)")
+    }
+
+    /// Checks every field a request would otherwise trip over; `shards` is how many ways the
+    /// limits of concurrency and rate rules are split.
+    pub fn validate(&self, shards: usize) -> Result<(), FaultError> {
+        let bad = |reason: String| Err(FaultError::Invalid { id: self.id().to_string(), reason });
+        if let Some(id) = &self.id {
+            if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b)) {
+                return bad("id must be 1-64 characters of A-Z a-z 0-9 - _ .".into());
+            }
+        }
+        if let Some(p) = self.probability {
+            if !(0.0..=1.0).contains(&p) {
+                return bad(format!("probability {p} is not within 0..1"));
+            }
+        }
+        if let Some(s) = self.schedule {
+            let (from, to) = (s.from_s.unwrap_or(0.0), s.to_s.unwrap_or(f64::INFINITY));
+            if !(from >= 0.0) || !(to > from) {
+                return bad(format!("schedule needs 0 <= from_s < to_s (got {from} .. {to})"));
+            }
+        }
+        if let Some(m) = &self.matcher.method {
+            if m.is_empty() || !m.bytes().all(is_token) {
+                return bad(format!("method {m:?} is not an HTTP method"));
+            }
+        }
+        if let Some(p) = &self.matcher.path_prefix {
+            if !p.starts_with('/') {
+                return bad(format!("path_prefix {p:?} must start with /"));
+            }
+        }
+        if let Some(h) = &self.matcher.header {
+            if h.name.is_empty() || !h.name.bytes().all(is_token) {
+                return bad(format!("header name {:?} is not a field name", h.name));
+            }
+        }
+        match &self.action {
+            Action::Delay { ms, jitter_ms, .. } if ms.saturating_add(*jitter_ms) > 3_600_000 => {
+                bad("delay above one hour".into())
+            }
+            Action::Abort { status, body, headers, .. } => {
+                if !(200..=599).contains(status) {
+                    return bad(format!("abort status {status} must be within 200..599"));
+                }
+                if body.as_ref().is_some_and(|b| b.len() > MAX_ABORT_BODY) {
+                    return bad(format!("abort body above {MAX_ABORT_BODY} bytes"));
+                }
+                for (k, v) in headers {
+                    // A CR or LF here would let a rule write arbitrary bytes into responses.
+                    if k.is_empty() || !k.bytes().all(is_token) || v.bytes().any(|b| b < b' ' && b != b'\t' || b == 0x7f) {
+                        return bad(format!("abort header {k:?} is not a valid field"));
+                    }
+                    if ["content-length", "transfer-encoding", "connection"].iter().any(|f| k.eq_ignore_ascii_case(f)) {
+                        return bad(format!("abort header {k:?} is set by the proxy"));
+                    }
+                }
+                Ok(())
+            }
+            Action::Throttle { bytes_per_s: 0 } => bad("throttle bytes_per_s must be at least 1".into()),
+            Action::Concurrency { limit, queue_timeout_ms, .. } => {
+                if (*limit as usize) < shards {
+                    return bad(format!(
+                        "concurrency limit {limit} is below the proxy's {shards} shards (the limit is split \
+                         between them, each needs at least 1); raise it or run with --shards {limit}"
+                    ));
+                }
+                if *queue_timeout_ms > 3_600_000 {
+                    return bad("queue_timeout_ms above one hour".into());
+                }
+                Ok(())
+            }
+            Action::RateLimit { rps, burst } => {
+                if !(rps.is_finite() && *rps > 0.0) {
+                    return bad(format!("rate_limit rps must be positive (got {rps})"));
+                }
+                if burst.is_some_and(|b| (b as usize) < shards) {
+                    return bad(format!("rate_limit burst must be at least the proxy's {shards} shards"));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// True when the rule is active `t_s` seconds after the proxy started.
+    pub fn active_at(&self, t_s: f64) -> bool {
+        self.schedule.map_or(true, |s| t_s >= s.from_s.unwrap_or(0.0) && s.to_s.map_or(true, |to| t_s < to))
+    }
+
+    /// True when the request matches; `header` looks a field up by (case-insensitive) name.
+    pub fn matches<'a>(&self, method: &str, path: &str, header: impl Fn(&str) -> Option<&'a [u8]>) -> bool {
+        let m = &self.matcher;
+        m.method.as_ref().map_or(true, |x| x == method)
+            && m.path_prefix.as_ref().map_or(true, |p| path.starts_with(p.as_str()))
+            && m.header.as_ref().map_or(true, |h| match header(&h.name) {
+                None => false,
+                Some(v) => h.value.as_ref().map_or(true, |want| v == want.as_bytes()),
+            })
+    }
+}
+
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// The rules in force, shared by the admin API (writer) and the shards (readers, who look at
+/// `version` once per tick and take a new `Arc` of the list only when it changed).
+#[derive(Debug)]
+pub struct FaultBook {
+    inner: Mutex<Book>,
+    version: std::sync::atomic::AtomicU64,
+    shards: usize,
+}
+
+#[derive(Debug)]
+struct Book {
+    rules: Arc<Vec<Rule>>,
+    next_id: u64,
+}
+
+impl FaultBook {
+    pub fn new(shards: usize) -> Self {
+        FaultBook {
+            inner: Mutex::new(Book { rules: Arc::new(Vec::new()), next_id: 1 }),
+            version: Default::default(),
+            shards,
+        }
+    }
+
+    pub fn version(&self) -> u64 {
+        self.version.load(std::sync::atomic::Ordering::Acquire)
+    }
+
+    pub fn rules(&self) -> Arc<Vec<Rule>> {
+        self.lock().rules.clone()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
+        // A panic while holding this lock cannot leave the list half-written (it is replaced
+        // whole), so a poisoned lock is still usable.
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn publish(&self, book: &mut Book, rules: Vec<Rule>) {
+        book.rules = Arc::new(rules);
+        self.version.fetch_add(1, std::sync::atomic::Ordering::Release);
+    }
+
+    /// Validates and stores a rule, giving it an id when it has none. Returns the stored rule.
+    pub fn add(&self, mut rule: Rule) -> Result<Rule, FaultError> {
+        rule.validate(self.shards)?;
+        let mut book = self.lock();
+        if book.rules.len() >= MAX_RULES {
+            return Err(FaultError::TooMany);
+        }
+        match &rule.id {
+            Some(id) if book.rules.iter().any(|r| r.id.as_ref() == Some(id)) => {
+                return Err(FaultError::DuplicateId(id.clone()))
+            }
+            Some(_) => {}
+            None => loop {
+                let id = format!("fault-{}", book.next_id);
+                book.next_id += 1;
+                if !book.rules.iter().any(|r| r.id.as_deref() == Some(&id)) {
+                    rule.id = Some(id);
+                    break;
+                }
+            },
+        }
+        let mut rules = book.rules.as_ref().clone();
+        rules.push(rule.clone());
+        self.publish(&mut book, rules);
+        Ok(rule)
+    }
+
+    pub fn remove(&self, id: &str) -> Result<(), FaultError> {
+        let mut book = self.lock();
+        let mut rules = book.rules.as_ref().clone();
+        let before = rules.len();
+        rules.retain(|r| r.id.as_deref() != Some(id));
+        if rules.len() == before {
+            return Err(FaultError::NotFound(id.to_string()));
+        }
+        self.publish(&mut book, rules);
+        Ok(())
+    }
+
+    /// Removes every rule.
+    pub fn reset(&self) {
+        let mut book = self.lock();
+        self.publish(&mut book, Vec::new());
+    }
+}
+
+/// The `[[fault]]` tables of a faults file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultsFile {
+    #[serde(default)]
+    fault: Vec<Rule>,
+}
+
+/// Parses a faults file (TOML); errors name the line.
+pub fn parse_faults_file(text: &str) -> Result<Vec<Rule>, FaultError> {
+    toml::from_str::<FaultsFile>(text).map(|f| f.fault).map_err(|e| FaultError::File(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(json: &str) -> Rule {
+        serde_json::from_str(json).unwrap()
+    }
+
+    #[test]
+    fn the_design_example_parses_and_round_trips() {
+        let r = rule(
+            r#"{ "id": "optional-name",
+              "match": { "method": "GET", "path_prefix": "/api", "header": { "name": "x-test", "value": "1" } },
+              "probability": 0.2, "schedule": { "from_s": 10, "to_s": 70 },
+              "action": { "abort": { "status": 503, "retry_after_s": 1, "body": "overloaded" } } }"#,
+        );
+        assert_eq!(r.validate(2), Ok(()));
+        assert_eq!(rule(&serde_json::to_string(&r).unwrap()), r);
+        assert!(r.active_at(10.0) && !r.active_at(9.9) && !r.active_at(70.0));
+        let hdr = |n: &str| (n.eq_ignore_ascii_case("x-test")).then_some(&b"1"[..]);
+        assert!(r.matches("GET", "/api/x", hdr));
+        assert!(!r.matches("POST", "/api/x", hdr));
+        assert!(!r.matches("GET", "/other", hdr));
+        assert!(!r.matches("GET", "/api", |_| None));
+    }
+
+    #[test]
+    fn every_action_parses() {
+        for a in [
+            r#"{"delay": {"ms": 5, "jitter_ms": 2, "distribution": "exponential"}}"#,
+            r#"{"abort": {}}"#,
+            r#"{"reset": {}}"#,
+            r#"{"throttle": {"bytes_per_s": 1000}}"#,
+            r#"{"hang": {}}"#,
+            r#"{"concurrency": {"limit": 10, "queue": 20, "queue_timeout_ms": 500}}"#,
+            r#"{"rate_limit": {"rps": 100, "burst": 10}}"#,
+        ] {
+            let r = rule(&format!(r#"{{"action": {a}}}"#));
+            assert_eq!(r.validate(2), Ok(()), "{a}");
+        }
+    }
+
+    #[test]
+    fn bad_rules_are_refused_with_a_reason() {
+        let cases = [
+            (r#"{"action": {"explode": {}}}"#, None),
+            (r#"{"action": {"abort": {}}, "extra": 1}"#, None),
+            (r#"{"probability": 1.5, "action": {"abort": {}}}"#, Some("probability")),
+            (r#"{"action": {"abort": {"status": 99}}}"#, Some("status")),
+            (r#"{"action": {"abort": {"headers": {"X-A": "1\r\nX-Injected: 1"}}}}"#, Some("header")),
+            (r#"{"action": {"concurrency": {"limit": 1}}}"#, Some("--shards 1")),
+            (r#"{"schedule": {"from_s": 5, "to_s": 1}, "action": {"reset": {}}}"#, Some("schedule")),
+            (r#"{"match": {"path_prefix": "api"}, "action": {"reset": {}}}"#, Some("path_prefix")),
+            (r#"{"id": "a b", "action": {"reset": {}}}"#, Some("id")),
+        ];
+        for (json, reason) in cases {
+            match (serde_json::from_str::<Rule>(json), reason) {
+                (Err(_), None) => {}
+                (Ok(r), Some(want)) => {
+                    let err = r.validate(2).unwrap_err().to_string();
+                    assert!(err.contains(want), "{json}: {err}");
+                }
+                (res, _) => panic!("{json}: unexpected {res:?}"),
+            }
+        }
+    }
+
+    #[test]
+    fn the_book_assigns_ids_and_versions() {
+        let book = FaultBook::new(1);
+        let v0 = book.version();
+        let a = book.add(rule(r#"{"action": {"reset": {}}}"#)).unwrap();
+        assert_eq!(a.id.as_deref(), Some("fault-1"));
+        assert!(book.version() > v0);
+        let b = book.add(rule(r#"{"id": "slow", "action": {"delay": {"ms": 1}}}"#)).unwrap();
+        assert_eq!(book.add(b.clone()), Err(FaultError::DuplicateId("slow".into())));
+        assert_eq!(book.rules().len(), 2);
+        book.remove("fault-1").unwrap();
+        assert_eq!(book.remove("fault-1"), Err(FaultError::NotFound("fault-1".into())));
+        book.reset();
+        assert!(book.rules().is_empty());
+    }
+
+    #[test]
+    fn faults_files_hold_the_same_fields() {
+        let rules = parse_faults_file(
+            "[[fault]]\nid = \"slow\"\nprobability = 0.5\naction = { delay = { ms = 5 } }\n\n\
+             [[fault]]\nmatch = { path_prefix = \"/api\" }\n[fault.action.abort]\nstatus = 429\nretry_after_s = 2\n",
+        )
+        .unwrap();
+        assert_eq!(rules.len(), 2);
+        assert_eq!(rules[1].action, Action::Abort { status: 429, retry_after_s: Some(2), body: None, headers: Default::default() });
+        let err = parse_faults_file("[[fault]]\nactoin = 1\n").unwrap_err().to_string();
+        assert!(err.contains("line"), "{err}");
+    }
+}

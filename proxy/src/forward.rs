@@ -1,0 +1,268 @@
+//! The two heads a proxy rewrites: the request it sends upstream and the response it sends
+//! back. Bodies pass through unchanged; only hop-by-hop fields (RFC 9110 §7.6.1) are dropped,
+//! framing is restated canonically, and `Via` / `X-Forwarded-For` are added.
+
+use std::io::Write;
+use std::net::IpAddr;
+
+use engine_core::http::body::{last_token, parse_content_length, tokens};
+use engine_core::http::{BodyDecoder, FrameError, MAX_HEAD, MAX_HEADERS};
+
+use crate::request::{Framing, RequestHead};
+
+/// What this proxy calls itself in `Via` (RFC 9110 §7.6.3).
+pub const VIA: &str = "engine-proxy";
+
+/// Writes the request for the upstream into `out`. The upstream request uses the client's
+/// HTTP version (a 1.0 client gets no chunked response it cannot read), keeps every end-to-end
+/// field, and restates the body framing the parser validated.
+pub(crate) fn upstream_request(head: &RequestHead<'_, '_>, client: IpAddr, upstream_host: &str, out: &mut Vec<u8>) {
+    out.clear();
+    let v = head.version;
+    let _ = write!(out, "{} {} HTTP/1.{v}\r\n", head.method, head.target);
+    let mut has_host = false;
+    let mut forwarded_for: Option<&[u8]> = None;
+    for h in head.headers {
+        if h.name.eq_ignore_ascii_case("x-forwarded-for") {
+            // Several fields are one list (RFC 9110 §5.3); keep the first and append below.
+            if forwarded_for.is_none() {
+                forwarded_for = Some(h.value);
+                continue;
+            }
+        } else if h.name.eq_ignore_ascii_case("content-length") || head.is_hop_by_hop(h.name) {
+            continue;
+        }
+        has_host |= h.name.eq_ignore_ascii_case("host");
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    if !has_host {
+        let _ = write!(out, "Host: {upstream_host}\r\n");
+    }
+    out.extend_from_slice(b"X-Forwarded-For: ");
+    if let Some(prior) = forwarded_for {
+        out.extend_from_slice(prior);
+        out.extend_from_slice(b", ");
+    }
+    let _ = write!(out, "{client}\r\nVia: 1.{v} {VIA}\r\n");
+    match head.framing {
+        Framing::None => {}
+        Framing::Length(n) => {
+            let _ = write!(out, "Content-Length: {n}\r\n");
+        }
+        Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+    }
+    if v == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+}
+
+/// An upstream response head, as far as the proxy needs it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum UpstreamHead {
+    /// A 1xx interim response of `len` bytes: dropped (the proxy answers `Expect` itself).
+    Interim { len: usize },
+    Final {
+        status: u16,
+        len: usize,
+        body: BodyDecoder,
+        /// The upstream connection may carry another request after this response.
+        reusable: bool,
+        /// The client connection must close after this response.
+        close: bool,
+    },
+}
+
+/// Parses a response head at the start of `input` and, for a final one, writes the head for
+/// the client into `out`. `Ok(None)`: more bytes needed. `close` asks for `Connection: close`;
+/// a close-delimited body forces it.
+pub(crate) fn downstream_response(
+    input: &[u8],
+    head_request: bool,
+    mut close: bool,
+    client_version: u8,
+    out: &mut Vec<u8>,
+) -> Result<Option<UpstreamHead>, FrameError> {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Response::new(&mut slots);
+    let len = match parsed.parse(input) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
+        Ok(httparse::Status::Complete(_)) => return Err(FrameError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD => return Err(FrameError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => return Ok(None),
+        Err(httparse::Error::TooManyHeaders) => return Err(FrameError::TooManyHeaders),
+        Err(e) => return Err(FrameError::InvalidHead(e)),
+    };
+    let status = parsed.code.unwrap_or(0);
+    if status == 101 {
+        return Err(FrameError::Upgrade);
+    }
+    if (100..200).contains(&status) {
+        return Ok(Some(UpstreamHead::Interim { len }));
+    }
+    let headers = &*parsed.headers;
+    let mut length = None;
+    let mut chunked = None;
+    let mut upstream_close = parsed.version == Some(0);
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = parse_content_length(h.value)?;
+            if length.is_some_and(|l| l != v) {
+                return Err(FrameError::InvalidContentLength);
+            }
+            length = Some(v);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            chunked = Some(last_token(h.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for t in tokens(h.value) {
+                upstream_close |= t.eq_ignore_ascii_case(b"close");
+                upstream_close &= !(parsed.version == Some(0) && t.eq_ignore_ascii_case(b"keep-alive"));
+            }
+        }
+    }
+    let body = if head_request || status == 204 || status == 304 {
+        BodyDecoder::length(0)
+    } else {
+        match (chunked, length) {
+            (Some(true), _) => BodyDecoder::chunked(),
+            (Some(false), _) | (None, None) => BodyDecoder::until_eof(),
+            (None, Some(n)) => BodyDecoder::length(n),
+        }
+    };
+    close |= body.is_until_eof();
+
+    out.clear();
+    let reason = parsed.reason.filter(|r| !r.is_empty()).unwrap_or_else(|| reason(status));
+    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    let named_by_connection = |name: &str| {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| tokens(h.value))
+            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    };
+    for h in headers {
+        let hop = ["connection", "keep-alive", "proxy-connection", "upgrade", "proxy-authenticate"]
+            .iter()
+            .any(|n| h.name.eq_ignore_ascii_case(n));
+        if hop || named_by_connection(h.name) {
+            continue;
+        }
+        out.extend_from_slice(h.name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(h.value);
+        out.extend_from_slice(b"\r\n");
+    }
+    let _ = write!(out, "Via: 1.1 {VIA}\r\n");
+    if close {
+        out.extend_from_slice(b"Connection: close\r\n");
+    } else if client_version == 0 {
+        out.extend_from_slice(b"Connection: keep-alive\r\n");
+    }
+    out.extend_from_slice(b"\r\n");
+    Ok(Some(UpstreamHead::Final { status, len, body, reusable: !upstream_close && !body.is_until_eof(), close }))
+}
+
+/// The reason phrase of the statuses the proxy itself sends or is likely to relay.
+pub fn reason(status: u16) -> &'static str {
+    match status {
+        100 => "Continue",
+        200 => "OK",
+        201 => "Created",
+        202 => "Accepted",
+        204 => "No Content",
+        301 => "Moved Permanently",
+        302 => "Found",
+        304 => "Not Modified",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        403 => "Forbidden",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        408 => "Request Timeout",
+        409 => "Conflict",
+        413 => "Content Too Large",
+        415 => "Unsupported Media Type",
+        417 => "Expectation Failed",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        501 => "Not Implemented",
+        502 => "Bad Gateway",
+        503 => "Service Unavailable",
+        504 => "Gateway Timeout",
+        505 => "HTTP Version Not Supported",
+        _ => "Unknown",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::request::{parse, MAX_REQUEST_HEADERS};
+
+    fn upstream(input: &[u8]) -> String {
+        let mut slots = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+        let head = parse(input, &mut slots).unwrap().unwrap();
+        let mut out = Vec::new();
+        upstream_request(&head, "10.0.0.7".parse().unwrap(), "127.0.0.1:9000", &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn request_drops_hop_by_hop_and_adds_forwarding_fields() {
+        let out = upstream(
+            b"POST /a?b=1 HTTP/1.1\r\nHost: svc\r\nConnection: keep-alive, X-Hop\r\nX-Hop: 1\r\nKeep-Alive: 5\r\n\
+              X-Forwarded-For: 1.2.3.4\r\nContent-Length: 2\r\nExpect: 100-continue\r\nX-End: 2\r\n\r\nhi",
+        );
+        assert_eq!(
+            out,
+            "POST /a?b=1 HTTP/1.1\r\nHost: svc\r\nX-End: 2\r\nX-Forwarded-For: 1.2.3.4, 10.0.0.7\r\n\
+             Via: 1.1 engine-proxy\r\nContent-Length: 2\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn http10_request_gets_a_host_and_keeps_alive_upstream() {
+        let out = upstream(b"GET / HTTP/1.0\r\n\r\n");
+        assert_eq!(
+            out,
+            "GET / HTTP/1.0\r\nHost: 127.0.0.1:9000\r\nX-Forwarded-For: 10.0.0.7\r\nVia: 1.0 engine-proxy\r\n\
+             Connection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn chunked_request_is_restated() {
+        let out = upstream(b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n");
+        assert!(out.ends_with("Transfer-Encoding: chunked\r\n\r\n"), "{out}");
+    }
+
+    #[test]
+    fn response_head_is_rewritten() {
+        let mut out = Vec::new();
+        let r = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nok";
+        let head = downstream_response(r, false, false, 1, &mut out).unwrap().unwrap();
+        assert_eq!(
+            head,
+            UpstreamHead::Final { status: 200, len: r.len() - 2, body: BodyDecoder::length(2), reusable: true, close: false }
+        );
+        assert_eq!(String::from_utf8(out.clone()).unwrap(), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 engine-proxy\r\n\r\n");
+
+        let eof = b"HTTP/1.0 200 OK\r\n\r\nbody until close";
+        match downstream_response(eof, false, false, 1, &mut out).unwrap().unwrap() {
+            UpstreamHead::Final { reusable, close, .. } => assert!(!reusable && close),
+            other => panic!("{other:?}"),
+        }
+        assert!(String::from_utf8_lossy(&out).contains("Connection: close\r\n"));
+        assert_eq!(
+            downstream_response(b"HTTP/1.1 100 Continue\r\n\r\n", false, false, 1, &mut out),
+            Ok(Some(UpstreamHead::Interim { len: 25 }))
+        );
+        assert_eq!(downstream_response(b"HTTP/1.1 200 OK\r\n", false, false, 1, &mut out), Ok(None));
+        assert!(downstream_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, false, 1, &mut out).is_err());
+    }
+}

@@ -1,0 +1,70 @@
+//! A shard's keep-alive connections to the upstream. Reused last-in first-out: the most
+//! recently used connection is the least likely to have been closed by the upstream's idle
+//! timeout.
+
+use std::cell::RefCell;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use glommio::net::TcpStream;
+
+/// Idle upstream connections kept per shard; more are closed. A few hundred covers the
+/// concurrency of a busy shard without holding thousands of sockets on the upstream.
+const MAX_IDLE: usize = 512;
+/// Read buffer of one upstream connection: response heads must fit (64 KiB at most, the
+/// buffer grows for them); bodies stream through in pieces of this size.
+const BUF: usize = 16 * 1024;
+
+pub(crate) struct Upstream {
+    pub stream: TcpStream,
+    pub buf: Vec<u8>,
+    /// Came from the pool: a failure before any response byte may be a connection the
+    /// upstream closed while idle, and a bodiless request is retried once on a fresh one.
+    pub reused: bool,
+}
+
+pub(crate) struct Pool {
+    addr: SocketAddr,
+    connect_timeout: Duration,
+    idle: RefCell<Vec<Upstream>>,
+}
+
+impl Pool {
+    pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
+        Pool { addr, connect_timeout, idle: RefCell::new(Vec::new()) }
+    }
+
+    /// An idle connection, or a new one.
+    pub async fn get(&self) -> io::Result<Upstream> {
+        if let Some(mut up) = self.idle.borrow_mut().pop() {
+            up.reused = true;
+            return Ok(up);
+        }
+        self.connect().await
+    }
+
+    pub async fn connect(&self) -> io::Result<Upstream> {
+        let stream = TcpStream::connect_timeout(self.addr, self.connect_timeout).await?;
+        stream.set_nodelay(true)?;
+        Ok(Upstream { stream, buf: Vec::with_capacity(BUF), reused: false })
+    }
+
+    /// Returns a connection whose last response ended cleanly.
+    pub fn put(&self, mut up: Upstream) {
+        let mut idle = self.idle.borrow_mut();
+        if idle.len() < MAX_IDLE {
+            up.buf.clear();
+            if up.buf.capacity() > 4 * BUF {
+                // A huge head grew it; do not keep that memory per idle connection.
+                up.buf = Vec::with_capacity(BUF);
+            }
+            idle.push(up);
+        }
+    }
+
+    /// Closes every idle connection (drain).
+    pub fn clear(&self) {
+        self.idle.borrow_mut().clear();
+    }
+}
