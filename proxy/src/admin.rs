@@ -206,8 +206,9 @@ fn route(shared: &Shared, token: Option<&str>, head: &request::RequestHead<'_, '
         if ["origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest"].iter().any(|h| header(head, h).is_some()) {
             return Reply::error(403, "changes are refused from browsers; use curl or a script");
         }
-        let json = header(head, "content-type")
-            .is_some_and(|v| v.split(|&b| b == b';').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"application/json")));
+        let json = header(head, "content-type").is_some_and(|v| {
+            v.split(|&b| b == b';').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"application/json"))
+        });
         if !body.is_empty() && !json {
             return Reply::error(415, "send the body as Content-Type: application/json");
         }
@@ -237,7 +238,9 @@ fn route(shared: &Shared, token: Option<&str>, head: &request::RequestHead<'_, '
             body: shared.metrics().into_bytes(),
             extra: "",
         },
-        (_, "/faults" | "/faults/reset" | "/stats" | "/metrics" | "/healthz") => Reply::error(405, "method not allowed"),
+        (_, "/faults" | "/faults/reset" | "/stats" | "/metrics" | "/healthz") => {
+            Reply::error(405, "method not allowed")
+        }
         _ => Reply::error(404, "no such endpoint; see GET /faults, /stats, /metrics, /healthz"),
     }
 }

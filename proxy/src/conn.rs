@@ -72,9 +72,9 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut down: TcpStream, peer: IpAddr, b
             let mut slots = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
             match request::parse(&buf, &mut slots) {
                 Ok(Some(head)) => {
-                    let header = |name: &str| head.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
-                    let decision =
-                        shard.faults.borrow_mut().decide(Instant::now(), head.method, head.target, header);
+                    let header =
+                        |name: &str| head.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+                    let decision = shard.faults.borrow_mut().decide(Instant::now(), head.method, head.target, header);
                     upstream_request(&head, peer, &shard.shared.upstream_host, &mut up_head);
                     let prep = Prepared {
                         len: head.len,
@@ -152,7 +152,8 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut down: TcpStream, peer: IpAddr, b
 
         let close_wanted = !prep.keep_alive || shard.draining();
         let mut result =
-            exchange(&shard, &mut down, &mut buf, &up_head, &mut out, &prep, close_wanted, decision.throttle, false).await;
+            exchange(&shard, &mut down, &mut buf, &up_head, &mut out, &prep, close_wanted, decision.throttle, false)
+                .await;
         if let Err(Failed::Upstream { retryable: true, .. }) = result {
             // A pooled connection the upstream had closed while idle: once more on a fresh one.
             result =
@@ -170,10 +171,15 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut down: TcpStream, peer: IpAddr, b
                 }
                 let status = error.status();
                 let body = format!("engine-proxy: upstream {}\n", error.name());
-                let head = format!("HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nVia: 1.1 engine-proxy\r\n", reason(status), body.len());
+                let head = format!(
+                    "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nVia: 1.1 engine-proxy\r\n",
+                    reason(status),
+                    body.len()
+                );
                 // After a failure half-way through a request body the stream is unusable.
                 let close = close_wanted || has_body;
-                if answer(&shard, &mut down, &mut out, head.as_bytes(), body.as_bytes(), close).await.is_err() || close {
+                if answer(&shard, &mut down, &mut out, head.as_bytes(), body.as_bytes(), close).await.is_err() || close
+                {
                     return;
                 }
             }
@@ -197,11 +203,16 @@ async fn exchange(
 ) -> Result<bool, Failed> {
     let limits = &shard.shared.limits;
     let refused = |_| Failed::Upstream { error: UpstreamError::Refused, answered: false, retryable: false };
-    let mut up = if fresh { shard.pool.connect().await.map_err(refused)? } else { shard.pool.get().await.map_err(refused)? };
+    let mut up = if fresh {
+        shard.pool.connect().await.map_err(refused)?
+    } else {
+        shard.pool.get(prep.framing != Framing::None).await.map_err(refused)?
+    };
     let has_body = prep.framing != Framing::None;
     // Only a request the upstream cannot have acted on is sent twice.
     let retryable = up.reused && !has_body;
-    let lost = |error: UpstreamError, answered: bool| Failed::Upstream { error, answered, retryable: retryable && !answered };
+    let lost =
+        |error: UpstreamError, answered: bool| Failed::Upstream { error, answered, retryable: retryable && !answered };
 
     if up.stream.write_all(up_head).await.is_err() {
         return Err(lost(UpstreamError::Reset, false));
@@ -218,7 +229,9 @@ async fn exchange(
     let mut ttfb = None;
     let (status, head_len, mut body, reusable, close) = loop {
         if !up.buf.is_empty() {
-            match downstream_response(&up.buf, prep.head_request, close_wanted, prep.version, out) {
+            // A drain that began while the request was upstream closes the connection after it.
+            let close = close_wanted || shard.draining();
+            match downstream_response(&up.buf, prep.head_request, close, prep.version, out) {
                 Ok(Some(UpstreamHead::Interim { len })) => {
                     up.buf.drain(..len);
                     continue;

@@ -202,7 +202,10 @@ impl Rule {
         }
         if let Some(s) = self.schedule {
             let (from, to) = (s.from_s.unwrap_or(0.0), s.to_s.unwrap_or(f64::INFINITY));
-            if !(from >= 0.0) || !(to > from) {
+            // Written so that NaN fails too.
+            if !matches!(from.partial_cmp(&0.0), Some(std::cmp::Ordering::Greater | std::cmp::Ordering::Equal))
+                || to.partial_cmp(&from) != Some(std::cmp::Ordering::Greater)
+            {
                 return bad(format!("schedule needs 0 <= from_s < to_s (got {from} .. {to})"));
             }
         }
@@ -234,7 +237,10 @@ impl Rule {
                 }
                 for (k, v) in headers {
                     // A CR or LF here would let a rule write arbitrary bytes into responses.
-                    if k.is_empty() || !k.bytes().all(is_token) || v.bytes().any(|b| b < b' ' && b != b'\t' || b == 0x7f) {
+                    if k.is_empty()
+                        || !k.bytes().all(is_token)
+                        || v.bytes().any(|b| b < b' ' && b != b'\t' || b == 0x7f)
+                    {
                         return bad(format!("abort header {k:?} is not a valid field"));
                     }
                     if ["content-length", "transfer-encoding", "connection"].iter().any(|f| k.eq_ignore_ascii_case(f)) {
@@ -483,7 +489,10 @@ mod tests {
         )
         .unwrap();
         assert_eq!(rules.len(), 2);
-        assert_eq!(rules[1].action, Action::Abort { status: 429, retry_after_s: Some(2), body: None, headers: Default::default() });
+        assert_eq!(
+            rules[1].action,
+            Action::Abort { status: 429, retry_after_s: Some(2), body: None, headers: Default::default() }
+        );
         let err = parse_faults_file("[[fault]]\nactoin = 1\n").unwrap_err().to_string();
         assert!(err.contains("line"), "{err}");
     }

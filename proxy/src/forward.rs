@@ -16,7 +16,7 @@ pub const VIA: &str = "engine-proxy";
 /// Writes the request for the upstream into `out`. The upstream request uses the client's
 /// HTTP version (a 1.0 client gets no chunked response it cannot read), keeps every end-to-end
 /// field, and restates the body framing the parser validated.
-pub(crate) fn upstream_request(head: &RequestHead<'_, '_>, client: IpAddr, upstream_host: &str, out: &mut Vec<u8>) {
+pub fn upstream_request(head: &RequestHead<'_, '_>, client: IpAddr, upstream_host: &str, out: &mut Vec<u8>) {
     out.clear();
     let v = head.version;
     let _ = write!(out, "{} {} HTTP/1.{v}\r\n", head.method, head.target);
@@ -248,9 +248,18 @@ mod tests {
         let head = downstream_response(r, false, false, 1, &mut out).unwrap().unwrap();
         assert_eq!(
             head,
-            UpstreamHead::Final { status: 200, len: r.len() - 2, body: BodyDecoder::length(2), reusable: true, close: false }
+            UpstreamHead::Final {
+                status: 200,
+                len: r.len() - 2,
+                body: BodyDecoder::length(2),
+                reusable: true,
+                close: false
+            }
         );
-        assert_eq!(String::from_utf8(out.clone()).unwrap(), "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 engine-proxy\r\n\r\n");
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nVia: 1.1 engine-proxy\r\n\r\n"
+        );
 
         let eof = b"HTTP/1.0 200 OK\r\n\r\nbody until close";
         match downstream_response(eof, false, false, 1, &mut out).unwrap().unwrap() {
@@ -263,6 +272,8 @@ mod tests {
             Ok(Some(UpstreamHead::Interim { len: 25 }))
         );
         assert_eq!(downstream_response(b"HTTP/1.1 200 OK\r\n", false, false, 1, &mut out), Ok(None));
-        assert!(downstream_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, false, 1, &mut out).is_err());
+        assert!(
+            downstream_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, false, 1, &mut out).is_err()
+        );
     }
 }

@@ -29,7 +29,11 @@ pub(crate) struct Decision {
 
 pub(crate) enum End {
     /// A canned answer: `head` (status line and fields, without the blank line) and body.
-    Respond { head: Rc<[u8]>, body: Rc<[u8]>, kind: crate::faults::FaultKind },
+    Respond {
+        head: Rc<[u8]>,
+        body: Rc<[u8]>,
+        kind: crate::faults::FaultKind,
+    },
     Reset,
     Hang,
 }
@@ -232,23 +236,23 @@ impl ShardFaults {
                 (Action::Throttle { bytes_per_s }, _) => {
                     d.throttle = Some(d.throttle.map_or(*bytes_per_s, |t| t.min(*bytes_per_s)));
                 }
-                (Action::Concurrency { .. }, State::Limit(l)) => {
-                    if d.limiter.is_none() {
-                        d.limiter = Some(l.clone());
-                    }
+                (Action::Concurrency { .. }, State::Limit(l)) if d.limiter.is_none() => {
+                    d.limiter = Some(l.clone());
                 }
-                (Action::RateLimit { .. }, State::Bucket(b)) => {
-                    if !b.take(now) {
-                        d.end = Some(End::Respond {
-                            head: b.refusal.0.clone(),
-                            body: b.refusal.1.clone(),
-                            kind: crate::faults::FaultKind::RateLimit,
-                        });
-                        return d;
-                    }
+                (Action::RateLimit { .. }, State::Bucket(b)) if !b.take(now) => {
+                    d.end = Some(End::Respond {
+                        head: b.refusal.0.clone(),
+                        body: b.refusal.1.clone(),
+                        kind: crate::faults::FaultKind::RateLimit,
+                    });
+                    return d;
                 }
                 (Action::Abort { .. }, State::Abort { head, body }) => {
-                    d.end = Some(End::Respond { head: head.clone(), body: body.clone(), kind: crate::faults::FaultKind::Abort });
+                    d.end = Some(End::Respond {
+                        head: head.clone(),
+                        body: body.clone(),
+                        kind: crate::faults::FaultKind::Abort,
+                    });
                     return d;
                 }
                 (Action::Reset {}, _) => {
@@ -341,7 +345,8 @@ mod tests {
     #[test]
     fn token_bucket_allows_burst_then_rate() {
         let t0 = Instant::now();
-        let b = Bucket { per_s: 10.0, burst: 3.0, tokens: Cell::new(3.0), last: Cell::new(t0), refusal: refusal(429, 1) };
+        let b =
+            Bucket { per_s: 10.0, burst: 3.0, tokens: Cell::new(3.0), last: Cell::new(t0), refusal: refusal(429, 1) };
         assert!((0..3).all(|_| b.take(t0)));
         assert!(!b.take(t0));
         assert!(b.take(t0 + Duration::from_millis(100)));

@@ -4,7 +4,7 @@
 //!
 //! # Layout
 //! - [`request`]: the strict downstream request parser (smuggling-safe).
-//! - `forward`: the request head sent upstream and the response head sent back.
+//! - [`forward`]: the request head sent upstream and the response head sent back.
 //! - [`faults`]: fault rules (match, probability, schedule, action) and the shared [`FaultBook`].
 //! - `inject`: a shard's copy of the rules, its limiters and token buckets, the per-request decision.
 //! - `shard`, `conn`, `pool`: one executor per CPU, one task per client connection, a
@@ -26,7 +26,7 @@ use glommio::{LocalExecutorBuilder, Placement};
 mod admin;
 mod conn;
 pub mod faults;
-mod forward;
+pub mod forward;
 mod inject;
 pub mod metrics;
 mod pool;
@@ -186,10 +186,7 @@ impl Proxy {
             routes: cfg.routes,
             limits: cfg.limits,
             book,
-            published: Mutex::new(Published {
-                totals: ShardStats::new(0),
-                gauges: vec![Gauges::default(); shards],
-            }),
+            published: Mutex::new(Published { totals: ShardStats::new(0), gauges: vec![Gauges::default(); shards] }),
             state: AtomicU8::new(RUNNING),
             start: Instant::now(),
             shards,
@@ -209,9 +206,8 @@ impl Proxy {
             // The first shard binds (port 0 picks a port); the others join its port.
             let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, io::Error>>();
             let sh = shared.clone();
-            let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-                .name(&format!("proxy-{i}"))
-                .spawn(move || async move {
+            let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu)).name(&format!("proxy-{i}")).spawn(
+                move || async move {
                     let listener = match TcpListener::bind(addr) {
                         Ok(l) => l,
                         Err(e) => {
@@ -221,7 +217,8 @@ impl Proxy {
                     };
                     let _ = ready_tx.send(listener.local_addr().map_err(Into::into));
                     shard::run(i, sh, listener, max_per_shard).await;
-                });
+                },
+            );
             let fail = |shared: &Shared| shared.state.store(STOPPING, Ordering::SeqCst);
             let handle = match spawned {
                 Ok(h) => h,

@@ -12,8 +12,8 @@ use crate::stats::{route_name, Published, UpstreamError, CLASSES};
 /// Bucket bounds in seconds: fine below a millisecond (a sidecar adds microseconds), coarse
 /// up to the 30 s upstream timeout.
 pub const BUCKETS_S: [f64; 20] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0,
-    10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
+    5.0, 10.0, 30.0,
 ];
 
 pub(crate) fn render(p: &Published, routes: &[String]) -> String {
@@ -23,7 +23,8 @@ pub(crate) fn render(p: &Published, routes: &[String]) -> String {
     family(&mut text, "engine_proxy_requests_total", "counter", "Client requests whose head was accepted.");
     let _ = writeln!(text, "engine_proxy_requests_total {}", t.requests);
 
-    family(&mut text, 
+    family(
+        &mut text,
         "engine_proxy_responses_total",
         "counter",
         "Responses sent to clients by status class, the proxy's own answers included.",
@@ -38,7 +39,11 @@ pub(crate) fn render(p: &Published, routes: &[String]) -> String {
             "Upstream time to first response byte, from the request fully sent.",
             0usize,
         ),
-        ("engine_proxy_upstream_duration_seconds", "Upstream time to the last response byte, from the request fully sent.", 1),
+        (
+            "engine_proxy_upstream_duration_seconds",
+            "Upstream time to the last response byte, from the request fully sent.",
+            1,
+        ),
     ] {
         family(&mut text, name, "histogram", help);
         for (r, cells) in t.cells.iter().enumerate() {
@@ -56,15 +61,22 @@ pub(crate) fn render(p: &Published, routes: &[String]) -> String {
     for k in FaultKind::ALL {
         let _ = writeln!(text, "engine_proxy_faults_injected_total{{kind=\"{}\"}} {}", k.name(), t.faults[k as usize]);
     }
-    family(&mut text, 
+    family(
+        &mut text,
         "engine_proxy_upstream_errors_total",
         "counter",
         "Failed upstream exchanges by kind (refused, reset, invalid: 502; timeout: 504).",
     );
     for e in UpstreamError::ALL {
-        let _ = writeln!(text, "engine_proxy_upstream_errors_total{{kind=\"{}\"}} {}", e.name(), t.upstream_errors[e as usize]);
+        let _ = writeln!(
+            text,
+            "engine_proxy_upstream_errors_total{{kind=\"{}\"}} {}",
+            e.name(),
+            t.upstream_errors[e as usize]
+        );
     }
-    family(&mut text, 
+    family(
+        &mut text,
         "engine_proxy_rejected_requests_total",
         "counter",
         "Requests refused before forwarding (malformed, hostile, too slow), by status.",
@@ -74,20 +86,29 @@ pub(crate) fn render(p: &Published, routes: &[String]) -> String {
     }
     family(&mut text, "engine_proxy_connections_accepted_total", "counter", "Client connections accepted.");
     let _ = writeln!(text, "engine_proxy_connections_accepted_total {}", t.conns_accepted);
-    family(&mut text, 
+    family(
+        &mut text,
         "engine_proxy_connections_refused_total",
         "counter",
         "Client connections turned away at the connection limit.",
     );
     let _ = writeln!(text, "engine_proxy_connections_refused_total {}", t.conns_refused);
     for (name, help, value) in [
-        ("engine_proxy_connections_open", "Client connections open.", p.gauges.iter().map(|g| g.connections_open).sum::<u64>()),
+        (
+            "engine_proxy_connections_open",
+            "Client connections open.",
+            p.gauges.iter().map(|g| g.connections_open).sum::<u64>(),
+        ),
         (
             "engine_proxy_concurrency_in_use",
             "Requests holding a slot of a concurrency fault.",
             p.gauges.iter().map(|g| g.concurrency_in_use).sum(),
         ),
-        ("engine_proxy_queue_depth", "Requests queued for a concurrency fault's slot.", p.gauges.iter().map(|g| g.queue_depth).sum()),
+        (
+            "engine_proxy_queue_depth",
+            "Requests queued for a concurrency fault's slot.",
+            p.gauges.iter().map(|g| g.queue_depth).sum(),
+        ),
     ] {
         family(&mut text, name, "gauge", help);
         let _ = writeln!(text, "{name} {value}");

@@ -35,9 +35,14 @@ impl Pool {
         Pool { addr, connect_timeout, idle: RefCell::new(Vec::new()) }
     }
 
-    /// An idle connection, or a new one.
-    pub async fn get(&self) -> io::Result<Upstream> {
-        if let Some(mut up) = self.idle.borrow_mut().pop() {
+    /// An idle connection, or a new one. With `checked`, idle connections the upstream has
+    /// closed meanwhile are skipped: a request with a body cannot be retried once sent, so it
+    /// pays one non-blocking peek to avoid a dead connection (bodiless requests retry instead).
+    pub async fn get(&self, checked: bool) -> io::Result<Upstream> {
+        while let Some(mut up) = self.idle.borrow_mut().pop() {
+            if checked && !alive(&up.stream) {
+                continue;
+            }
             up.reused = true;
             return Ok(up);
         }
@@ -67,4 +72,14 @@ impl Pool {
     pub fn clear(&self) {
         self.idle.borrow_mut().clear();
     }
+}
+
+/// True when an idle connection has neither been closed nor sent anything unasked.
+fn alive(stream: &TcpStream) -> bool {
+    use std::os::fd::AsRawFd;
+    let mut b = 0u8;
+    // SAFETY: a one-byte peek into a valid local on an open socket we own.
+    let n =
+        unsafe { libc::recv(stream.as_raw_fd(), (&mut b as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    n < 0 && matches!(io::Error::last_os_error().kind(), io::ErrorKind::WouldBlock)
 }

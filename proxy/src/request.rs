@@ -254,9 +254,9 @@ mod tests {
             run(b"POST /x HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: Chunked\r\n\r\n").unwrap().unwrap().0,
             Framing::Chunked
         );
-        assert_eq!(run(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().1, false);
-        assert_eq!(run(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap().1, true);
-        assert_eq!(run(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().unwrap().1, false);
+        assert!(!run(b"GET / HTTP/1.0\r\n\r\n").unwrap().unwrap().1);
+        assert!(run(b"GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n").unwrap().unwrap().1);
+        assert!(!run(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n").unwrap().unwrap().1);
         assert_eq!(run(b"OPTIONS * HTTP/1.1\r\nHost: a\r\n\r\n").unwrap().unwrap().0, Framing::None);
         assert_eq!(run(b"GET / HTTP/1.1\r\nHost: a\r\n"), Ok(None));
     }
@@ -265,13 +265,19 @@ mod tests {
     fn ambiguous_or_hostile_requests_are_refused() {
         use RequestError::*;
         let cases: &[(&[u8], RequestError)] = &[
-            (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", LengthAndTransferEncoding),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                LengthAndTransferEncoding,
+            ),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nContent-Length: 3\r\n\r\n", DuplicateContentLength),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 3, 3\r\n\r\n", DuplicateContentLength),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +3\r\n\r\n", InvalidContentLength),
             (b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999999999999\r\n\r\n", InvalidContentLength),
             (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", UnsupportedTransferEncoding),
-            (b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", UnsupportedTransferEncoding),
+            (
+                b"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n",
+                UnsupportedTransferEncoding,
+            ),
             (b"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", TransferEncodingInHttp10),
             (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\r\n folded\r\n\r\n", ObsFold),
             (b"GET / HTTP/1.1\r\nHost: a\r\nX-A: 1\rX-B: 2\r\n\r\n", BareLineEnding),

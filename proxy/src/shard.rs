@@ -24,6 +24,9 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// Statistics are published every this many ticks.
 const PUBLISH_EVERY: u32 = 5;
 
+/// A registered client connection: its socket, and whether a request is in progress.
+type OpenConn = (RawFd, Rc<Cell<bool>>);
+
 pub(crate) struct Shard {
     pub index: usize,
     pub shared: Arc<Shared>,
@@ -32,7 +35,7 @@ pub(crate) struct Shard {
     pub pool: Pool,
     /// Open client connections: their socket and whether a request is in progress, so a
     /// drain can close the idle ones at once and let the busy ones finish.
-    open: RefCell<HashMap<u64, (RawFd, Rc<Cell<bool>>)>>,
+    open: RefCell<HashMap<u64, OpenConn>>,
     next_id: Cell<u64>,
     draining: Cell<bool>,
 }
@@ -44,8 +47,11 @@ impl Shard {
 
     fn publish(&self) {
         let (in_use, waiting) = self.faults.borrow().occupancy();
-        let gauges =
-            Gauges { connections_open: self.open.borrow().len() as u64, concurrency_in_use: in_use, queue_depth: waiting };
+        let gauges = Gauges {
+            connections_open: self.open.borrow().len() as u64,
+            concurrency_in_use: in_use,
+            queue_depth: waiting,
+        };
         let mut stats = self.stats.borrow_mut();
         let mut p = self.shared.published.lock().unwrap_or_else(|e| e.into_inner());
         p.totals.add(&stats);

@@ -241,7 +241,8 @@ impl StatsReport {
                 if cell.count == 0 {
                     continue;
                 }
-                let lat = |h: &Option<Box<Histogram<u64>>>| h.as_deref().map(Latency::from_histogram).unwrap_or_default();
+                let lat =
+                    |h: &Option<Box<Histogram<u64>>>| h.as_deref().map(Latency::from_histogram).unwrap_or_default();
                 if let Some(h) = &cell.ttfb {
                     let _ = all_ttfb.add(h.as_ref());
                 }

@@ -1,0 +1,30 @@
+//! Any bytes a client sends: the request parser never panics, agrees with itself on every
+//! prefix, and a request it accepts is re-rendered for the upstream as a head that parses
+//! again with the same framing (the re-rendering cannot open a smuggling gap).
+#![no_main]
+
+use engine_proxy::request::{parse, MAX_REQUEST_HEADERS};
+use libfuzzer_sys::fuzz_target;
+
+fuzz_target!(|data: &[u8]| {
+    let mut slots = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+    let Ok(Some(head)) = parse(data, &mut slots) else { return };
+    assert!(head.len <= data.len());
+    // The proxy adds up to five fields (Host, X-Forwarded-For, Via, framing, Connection); past
+    // that our own header-count limit, not a framing difference, would refuse the re-parse.
+    if head.headers.len() + 5 > MAX_REQUEST_HEADERS {
+        return;
+    }
+    // A shorter prefix is never a complete request.
+    for cut in [head.len - 1, head.len / 2] {
+        let mut s = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+        assert!(!matches!(parse(&data[..cut], &mut s), Ok(Some(_))));
+    }
+    let mut out = Vec::new();
+    engine_proxy::forward::upstream_request(&head, "127.0.0.1".parse().unwrap(), "127.0.0.1:1", &mut out);
+    let mut again = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+    let twice = parse(&out, &mut again).expect("the rendered head parses").expect("and is complete");
+    assert_eq!(twice.len, out.len());
+    assert_eq!(twice.framing, head.framing);
+    assert_eq!((twice.method, twice.target), (head.method, head.target));
+});
