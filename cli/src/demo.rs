@@ -1,20 +1,30 @@
-//! `engine demo`: the built-in target and a blast against it, in one command.
+//! `engine demo`: target ← proxy (with faults) ← blast, in one command.
 
 use std::time::Duration;
 
 use clap::Args;
+use engine_core::summary::Latency;
 use engine_core::target::{Target, TargetConfig};
 use engine_core::{Control, PlanInput};
+use engine_proxy::{Proxy, ProxyConfig, Rule};
 
 use crate::exit;
 use crate::output;
 
+/// The demo's faults: what an overloaded service does (shed 10% with 503 and Retry-After)
+/// and what a slow dependency does (5 ms more on every request).
+const FAULTS: [&str; 2] = [
+    r#"{"id": "shed-10pct", "probability": 0.1, "action": {"abort": {"status": 503, "retry_after_s": 1, "body": "overloaded"}}}"#,
+    r#"{"id": "slow-5ms", "action": {"delay": {"ms": 5}}}"#,
+];
+
 #[derive(Args, Debug)]
 #[command(
-    about = "Start the built-in target on a free loopback port and blast it",
-    long_about = "Start the built-in target on a free loopback port, blast it for a few seconds, and print \
-        the summary next to the number of responses the target itself served: a first look at every part \
-        working, with nothing to install or configure."
+    about = "Run target, proxy and blast on loopback and compare client- and server-side latency",
+    long_about = "Start the built-in target on a free loopback port, put the proxy in front of it with two \
+        faults (10% of requests answered 503 with Retry-After, 5 ms added to the rest), blast through the proxy \
+        for a few seconds, and print what the client saw beside what the server itself took, with the counts \
+        of every part. Nothing to install or configure."
 )]
 pub struct DemoArgs {
     /// Connections of the blast
@@ -30,22 +40,27 @@ pub fn main(args: DemoArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return crate::fail(exit::FAILURE, &anyhow::anyhow!("cannot read CPU affinity: {e}")),
     };
-    // Target on the first CPU, blast on the others (or the same one on a single-CPU box).
-    let target_cpu = cpus[0];
+    // Target and proxy on the first CPU, blast on the others (all on one on a single-CPU box).
+    let server_cpu = cpus[0];
     let blast_cpus: Vec<usize> = if cpus.len() > 1 { cpus[1..].to_vec() } else { cpus.clone() };
-    let cfg = TargetConfig {
-        listen: "127.0.0.1:0".parse().expect("literal address"),
-        body_size: 2,
-        delay: Duration::ZERO,
-        shard_cpus: vec![target_cpu],
-    };
+    let loopback = "127.0.0.1:0".parse().expect("literal address");
+    let cfg = TargetConfig { listen: loopback, body_size: 2, delay: Duration::ZERO, shard_cpus: vec![server_cpu] };
     let target = match Target::start(cfg) {
         Ok(t) => t,
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };
-    println!("engine demo: target on http://{}/ (CPU {target_cpu})", target.local_addr());
+    let proxy = match start_proxy(target.local_addr(), server_cpu) {
+        Ok(p) => p,
+        Err(e) => return crate::fail(exit::FAILURE, &e),
+    };
+    println!("engine demo: target on http://{}/ (CPU {server_cpu})", target.local_addr());
+    println!(
+        "             proxy  on http://{}/ (CPU {server_cpu}, admin http://{}/): 10% answered 503, +5 ms on the rest",
+        proxy.local_addr(),
+        proxy.admin_addr().expect("the demo starts an admin API")
+    );
 
-    let mut input = PlanInput::new(format!("http://{}/", target.local_addr()));
+    let mut input = PlanInput::new(format!("http://{}/", proxy.local_addr()));
     input.conns = args.conns;
     input.duration = args.duration;
     input.cores = Some(blast_cpus);
@@ -63,13 +78,17 @@ pub fn main(args: DemoArgs) -> u8 {
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };
     progress.finish();
-    // Let the target publish its last count before reading it.
+    // In-flight requests finish their 5 ms; the drain publishes the proxy's last figures.
+    let server = proxy.drain();
     std::thread::sleep(Duration::from_millis(50));
     let served = target.served();
     target.stop();
     print!("{}", output::summary_text(&summary));
+    println!("\n{}", side_by_side(&summary.latency_ms, &server.server_latency_ms.total));
+    let aborted = server.faults_injected.get("abort").copied().unwrap_or(0);
     println!(
-        "\nground truth: the target served {served} responses; the blast counted {} completed (+{} abandoned in flight)",
+        "\nground truth: the target served {served} and the proxy answered {aborted} itself; \
+         the blast counted {} completed (+{} abandoned in flight)",
         summary.requests, summary.abandoned
     );
     if summary.interrupted {
@@ -77,4 +96,29 @@ pub fn main(args: DemoArgs) -> u8 {
     } else {
         exit::OK
     }
+}
+
+fn start_proxy(upstream: std::net::SocketAddr, cpu: usize) -> anyhow::Result<Proxy> {
+    let mut cfg = ProxyConfig::new("127.0.0.1:0".parse()?, upstream)?;
+    cfg.shard_cpus = vec![cpu];
+    cfg.admin = Some("127.0.0.1:0".parse()?);
+    cfg.faults = FAULTS.iter().map(|f| serde_json::from_str::<Rule>(f)).collect::<Result<_, _>>()?;
+    Ok(Proxy::start(cfg)?)
+}
+
+/// Client-side latency (what the blast saw: faults, proxy, network and server) beside
+/// server-side latency (what the proxy measured the target taking).
+fn side_by_side(client: &Latency, server: &Latency) -> String {
+    let mut out = format!("{:<10}{:>14}{:>14}\n", "latency", "client-side", "server-side");
+    for (name, c, s) in [
+        ("p50", client.p50, server.p50),
+        ("p90", client.p90, server.p90),
+        ("p99", client.p99, server.p99),
+        ("p99.9", client.p999, server.p999),
+        ("max", client.max, server.max),
+    ] {
+        out.push_str(&format!("  {name:<8}{:>11.3} ms{:>11.3} ms\n", c, s));
+    }
+    out.push_str("  (client-side: the blast, through the proxy's faults; server-side: the target, timed by the proxy)");
+    out
 }

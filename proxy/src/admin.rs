@@ -41,6 +41,7 @@ impl Admin {
         let flag = stop.clone();
         let handle = LocalExecutorBuilder::new(Placement::Unbound)
             .name("proxy-admin")
+            .io_memory(64 * 1024)
             .spawn(move || async move {
                 let listener = match TcpListener::bind(addr) {
                     Ok(l) => l,

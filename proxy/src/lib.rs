@@ -206,8 +206,11 @@ impl Proxy {
             // The first shard binds (port 0 picks a port); the others join its port.
             let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, io::Error>>();
             let sh = shared.clone();
-            let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu)).name(&format!("proxy-{i}")).spawn(
-                move || async move {
+            let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+                .name(&format!("proxy-{i}"))
+                // glommio reserves 10 MiB per executor for file I/O by default; sockets need none.
+                .io_memory(64 * 1024)
+                .spawn(move || async move {
                     let listener = match TcpListener::bind(addr) {
                         Ok(l) => l,
                         Err(e) => {
@@ -217,8 +220,7 @@ impl Proxy {
                     };
                     let _ = ready_tx.send(listener.local_addr().map_err(Into::into));
                     shard::run(i, sh, listener, max_per_shard).await;
-                },
-            );
+                });
             let fail = |shared: &Shared| shared.state.store(STOPPING, Ordering::SeqCst);
             let handle = match spawned {
                 Ok(h) => h,
