@@ -21,7 +21,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!matches!(parse(&data[..cut], &mut s), Ok(Some(_))));
     }
     let mut out = Vec::new();
-    engine_proxy::forward::upstream_request(&head, "127.0.0.1".parse().unwrap(), "127.0.0.1:1", &mut out);
+    engine_proxy::forward::upstream_request(&head, b"127.0.0.1", "127.0.0.1:1", &mut out);
     let mut again = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
     let twice = parse(&out, &mut again).expect("the rendered head parses").expect("and is complete");
     assert_eq!(twice.len, out.len());

@@ -17,9 +17,9 @@ use futures_lite::io::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
 use glommio::{LocalExecutorBuilder, Placement};
 
-use crate::conn::read_some;
 use crate::faults::{FaultError, Rule};
 use crate::forward::reason;
+use crate::iobuf::IoBuf;
 use crate::request::{self, Framing, MAX_REQUEST_HEADERS};
 use crate::{ProxyError, Shared};
 
@@ -117,13 +117,13 @@ impl Reply {
 
 async fn handle_connection(mut stream: TcpStream, shared: Arc<Shared>, token: Option<Arc<str>>) {
     let deadline = std::time::Instant::now() + REQUEST_TIMEOUT;
-    let mut buf = Vec::with_capacity(4096);
+    let mut buf = IoBuf::with_capacity(4096);
     let reply = loop {
         let left = deadline.saturating_duration_since(std::time::Instant::now());
         if left.is_zero() {
             break Reply::error(408, "request not received in time");
         }
-        match read_some(&mut stream, &mut buf, left).await {
+        match buf.read_from(&mut stream, left).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
@@ -139,9 +139,6 @@ async fn handle_connection(mut stream: TcpStream, shared: Arc<Shared>, token: Op
                     Framing::Chunked => break Reply::error(411, "send the body with a Content-Length"),
                 };
                 if buf.len() < head.len + want {
-                    if buf.capacity() < head.len + want {
-                        buf.reserve(head.len + want - buf.len());
-                    }
                     continue;
                 }
                 let body = &buf[head.len..head.len + want];

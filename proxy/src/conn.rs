@@ -6,18 +6,17 @@ use std::cell::Cell;
 use std::io;
 use std::net::IpAddr;
 use std::os::fd::AsRawFd;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use engine_core::http::{BodyDecoder, FrameError};
-use futures_lite::future::poll_fn;
-use futures_lite::io::{AsyncRead, AsyncWriteExt};
+use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 
 use crate::faults::FaultKind;
 use crate::forward::{downstream_response, reason, upstream_request, UpstreamHead};
 use crate::inject::End;
+use crate::iobuf::IoBuf;
 use crate::pool::Upstream;
 use crate::request::{self, Framing, MAX_REQUEST_HEADERS};
 use crate::shard::Shard;
@@ -48,8 +47,9 @@ enum Failed {
 
 pub(crate) async fn serve(shard: Rc<Shard>, mut down: TcpStream, peer: IpAddr, busy: Rc<Cell<bool>>) {
     let _ = down.set_nodelay(true);
+    let peer = peer.to_string().into_bytes();
     let limits = &shard.shared.limits;
-    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut buf = IoBuf::with_capacity(4096);
     let mut up_head: Vec<u8> = Vec::with_capacity(1024);
     let mut out: Vec<u8> = Vec::with_capacity(1024);
     loop {
@@ -58,7 +58,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut down: TcpStream, peer: IpAddr, b
             if shard.draining() {
                 return;
             }
-            match read_some(&mut down, &mut buf, limits.idle_timeout).await {
+            match buf.read_from(&mut down, limits.idle_timeout).await {
                 Ok(0) | Err(_) => return,
                 Ok(_) => {}
             }
@@ -67,15 +67,15 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut down: TcpStream, peer: IpAddr, b
 
         // Read the whole head within the header timeout, counted from its first byte, so a
         // client trickling bytes (slowloris) cannot hold the connection.
-        let deadline = Instant::now() + limits.header_timeout;
+        let mut deadline = None;
         let (prep, decision) = loop {
             let mut slots = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
             match request::parse(&buf, &mut slots) {
                 Ok(Some(head)) => {
                     let header =
                         |name: &str| head.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
-                    let decision = shard.faults.borrow_mut().decide(Instant::now(), head.method, head.target, header);
-                    upstream_request(&head, peer, &shard.shared.upstream_host, &mut up_head);
+                    let decision = shard.faults.borrow_mut().decide(head.method, head.target, header);
+                    upstream_request(&head, &peer, &shard.shared.upstream_host, &mut up_head);
                     let prep = Prepared {
                         len: head.len,
                         framing: head.framing,
@@ -88,11 +88,12 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut down: TcpStream, peer: IpAddr, b
                     break (prep, decision);
                 }
                 Ok(None) => {
-                    let left = deadline.saturating_duration_since(Instant::now());
+                    let now = Instant::now();
+                    let left = deadline.get_or_insert(now + limits.header_timeout).saturating_duration_since(now);
                     if left.is_zero() {
                         return refuse(&shard, &mut down, 408).await;
                     }
-                    match read_some(&mut down, &mut buf, left).await {
+                    match buf.read_from(&mut down, left).await {
                         Ok(0) => return,
                         Ok(_) => {}
                         Err(e) if e.kind() == io::ErrorKind::TimedOut => return refuse(&shard, &mut down, 408).await,
@@ -102,7 +103,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut down: TcpStream, peer: IpAddr, b
                 Err(e) => return refuse(&shard, &mut down, e.status()).await,
             }
         };
-        buf.drain(..prep.len);
+        buf.consume(prep.len);
         shard.stats.borrow_mut().requests += 1;
         let has_body = prep.framing != Framing::None;
 
@@ -193,7 +194,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, mut down: TcpStream, peer: IpAddr, b
 async fn exchange(
     shard: &Shard,
     down: &mut TcpStream,
-    buf: &mut Vec<u8>,
+    buf: &mut IoBuf,
     up_head: &[u8],
     out: &mut Vec<u8>,
     prep: &Prepared,
@@ -227,13 +228,14 @@ async fn exchange(
 
     // The response head (1xx interim responses are dropped: the proxy answered Expect itself).
     let mut ttfb = None;
+    let mut reads = 0u32;
     let (status, head_len, mut body, reusable, close) = loop {
         if !up.buf.is_empty() {
             // A drain that began while the request was upstream closes the connection after it.
             let close = close_wanted || shard.draining();
             match downstream_response(&up.buf, prep.head_request, close, prep.version, out) {
                 Ok(Some(UpstreamHead::Interim { len })) => {
-                    up.buf.drain(..len);
+                    up.buf.consume(len);
                     continue;
                 }
                 Ok(Some(UpstreamHead::Final { status, len, body, reusable, close })) => {
@@ -243,9 +245,10 @@ async fn exchange(
                 Err(_) => return Err(lost(UpstreamError::Invalid, false)),
             }
         }
-        match read_some(&mut up.stream, &mut up.buf, limits.upstream_timeout).await {
+        match up.buf.read_from(&mut up.stream, limits.upstream_timeout).await {
             Ok(0) => return Err(lost(UpstreamError::Reset, false)),
             Ok(_) => {
+                reads += 1;
                 ttfb.get_or_insert_with(|| sent.elapsed());
             }
             Err(e) if e.kind() == io::ErrorKind::TimedOut => return Err(lost(UpstreamError::Timeout, false)),
@@ -266,10 +269,11 @@ async fn exchange(
     }
     pos += n;
     let mut leftover = pos < up.buf.len();
+    let single_read = done && reads == 1;
     // From here the client has the head: a failure can only cut the connection.
     while !done {
         up.buf.clear();
-        match read_some(&mut up.stream, &mut up.buf, limits.upstream_timeout).await {
+        match up.buf.read_from(&mut up.stream, limits.upstream_timeout).await {
             Ok(0) if body.is_until_eof() => break,
             Ok(0) => return Err(lost(UpstreamError::Reset, true)),
             Ok(_) => {}
@@ -283,7 +287,9 @@ async fn exchange(
     }
     {
         let mut stats = shard.stats.borrow_mut();
-        stats.upstream(prep.route, status, ttfb, Some(sent.elapsed()));
+        // A response that came in one read ended at its first byte: no second clock read.
+        let total = if single_read { ttfb } else { sent.elapsed() };
+        stats.upstream(prep.route, status, ttfb, Some(total));
         stats.response(status);
     }
     // Bytes after the response's end mean the upstream broke framing: do not reuse it.
@@ -297,7 +303,7 @@ async fn exchange(
 /// in `buf`; bytes of a pipelined next request stay in `buf`.
 async fn send_body(
     down: &mut TcpStream,
-    buf: &mut Vec<u8>,
+    buf: &mut IoBuf,
     up: &mut Upstream,
     framing: Framing,
     idle_timeout: Duration,
@@ -314,12 +320,12 @@ async fn send_body(
             if up.stream.write_all(&buf[..n]).await.is_err() {
                 return Err(upstream_lost);
             }
-            buf.drain(..n);
+            buf.consume(n);
             if done {
                 return Ok(());
             }
         }
-        match read_some(down, buf, idle_timeout).await {
+        match buf.read_from(down, idle_timeout).await {
             Ok(n) if n > 0 => {}
             _ => return Err(Failed::Client),
         }
@@ -383,10 +389,10 @@ fn reset(down: TcpStream) {
 }
 
 /// Never answers: reads and discards until the client gives up (or the proxy drains).
-async fn hang(shard: &Shard, down: &mut TcpStream, buf: &mut Vec<u8>) {
+async fn hang(shard: &Shard, down: &mut TcpStream, buf: &mut IoBuf) {
     while !shard.draining() {
         buf.clear();
-        match read_some(down, buf, Duration::from_secs(1)).await {
+        match buf.read_from(down, Duration::from_secs(1)).await {
             Ok(0) => return,
             Err(e) if e.kind() != io::ErrorKind::TimedOut => return,
             _ => {}
@@ -397,18 +403,4 @@ async fn hang(shard: &Shard, down: &mut TcpStream, buf: &mut Vec<u8>) {
 /// The status code of a head that starts `HTTP/1.1 NNN`.
 fn status_of(head: &[u8]) -> u16 {
     head.get(9..12).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| d.parse().ok()).unwrap_or(0)
-}
-
-/// Reads what is available into the spare room of `buf` (growing it when full), waiting at
-/// most `timeout`. `Ok(0)` is the end of the stream.
-pub(crate) async fn read_some(s: &mut TcpStream, buf: &mut Vec<u8>, timeout: Duration) -> io::Result<usize> {
-    if buf.len() == buf.capacity() {
-        buf.reserve(buf.capacity().max(4096));
-    }
-    s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-    let old = buf.len();
-    buf.resize(buf.capacity(), 0);
-    let r = poll_fn(|cx| Pin::new(&mut *s).poll_read(cx, &mut buf[old..])).await;
-    buf.truncate(old + *r.as_ref().unwrap_or(&0));
-    r
 }

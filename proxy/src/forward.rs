@@ -3,23 +3,24 @@
 //! framing is restated canonically, and `Via` / `X-Forwarded-For` are added.
 
 use std::io::Write;
-use std::net::IpAddr;
 
 use engine_core::http::body::{last_token, parse_content_length, tokens};
 use engine_core::http::{BodyDecoder, FrameError, MAX_HEAD, MAX_HEADERS};
 
 use crate::request::{Framing, RequestHead};
 
-/// What this proxy calls itself in `Via` (RFC 9110 §7.6.3).
-pub const VIA: &str = "engine-proxy";
-
 /// Writes the request for the upstream into `out`. The upstream request uses the client's
 /// HTTP version (a 1.0 client gets no chunked response it cannot read), keeps every end-to-end
-/// field, and restates the body framing the parser validated.
-pub fn upstream_request(head: &RequestHead<'_, '_>, client: IpAddr, upstream_host: &str, out: &mut Vec<u8>) {
+/// field, and restates the body framing the parser validated. `client` is the client's
+/// address as text (formatted once per connection).
+pub fn upstream_request(head: &RequestHead<'_, '_>, client: &[u8], upstream_host: &str, out: &mut Vec<u8>) {
     out.clear();
     let v = head.version;
-    let _ = write!(out, "{} {} HTTP/1.{v}\r\n", head.method, head.target);
+    let version: &[u8] = if v == 0 { b"HTTP/1.0" } else { b"HTTP/1.1" };
+    for piece in [head.method.as_bytes(), b" ", head.target.as_bytes(), b" ", version, b"\r\n"] {
+        out.extend_from_slice(piece);
+    }
+    let hop = HopByHop::of(head);
     let mut has_host = false;
     let mut forwarded_for: Option<&[u8]> = None;
     for h in head.headers {
@@ -29,28 +30,28 @@ pub fn upstream_request(head: &RequestHead<'_, '_>, client: IpAddr, upstream_hos
                 forwarded_for = Some(h.value);
                 continue;
             }
-        } else if h.name.eq_ignore_ascii_case("content-length") || head.is_hop_by_hop(h.name) {
+        } else if h.name.eq_ignore_ascii_case("content-length") || hop.contains(h.name) {
             continue;
         }
         has_host |= h.name.eq_ignore_ascii_case("host");
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
+        push_field(out, h.name.as_bytes(), h.value);
     }
     if !has_host {
-        let _ = write!(out, "Host: {upstream_host}\r\n");
+        push_field(out, b"Host", upstream_host.as_bytes());
     }
     out.extend_from_slice(b"X-Forwarded-For: ");
     if let Some(prior) = forwarded_for {
         out.extend_from_slice(prior);
         out.extend_from_slice(b", ");
     }
-    let _ = write!(out, "{client}\r\nVia: 1.{v} {VIA}\r\n");
+    out.extend_from_slice(client);
+    out.extend_from_slice(if v == 0 { b"\r\nVia: 1.0 engine-proxy\r\n" } else { b"\r\nVia: 1.1 engine-proxy\r\n" });
     match head.framing {
         Framing::None => {}
         Framing::Length(n) => {
-            let _ = write!(out, "Content-Length: {n}\r\n");
+            out.extend_from_slice(b"Content-Length: ");
+            push_decimal(out, n);
+            out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
@@ -58,6 +59,74 @@ pub fn upstream_request(head: &RequestHead<'_, '_>, client: IpAddr, upstream_hos
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The fields a request addresses to the proxy itself (RFC 9110 §7.6.1): a fixed set and
+/// the ones its `Connection` header names (collected once per request, up to a bound).
+struct HopByHop<'a, 'h, 'b> {
+    head: &'a RequestHead<'h, 'b>,
+    named: [&'b [u8]; 8],
+    n: usize,
+    /// More names than fit: fall back to scanning the headers.
+    overflow: bool,
+}
+
+impl<'a, 'h, 'b> HopByHop<'a, 'h, 'b> {
+    fn of(head: &'a RequestHead<'h, 'b>) -> Self {
+        let mut hop = HopByHop { head, named: [&[]; 8], n: 0, overflow: false };
+        for h in head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
+            for t in tokens(h.value) {
+                if hop.n < hop.named.len() {
+                    hop.named[hop.n] = t;
+                    hop.n += 1;
+                } else {
+                    hop.overflow = true;
+                }
+            }
+        }
+        hop
+    }
+
+    fn contains(&self, name: &str) -> bool {
+        if self.overflow {
+            return self.head.is_hop_by_hop(name);
+        }
+        const FIXED: [&str; 9] = [
+            "connection",
+            "keep-alive",
+            "proxy-connection",
+            "te",
+            "trailer",
+            "transfer-encoding",
+            "upgrade",
+            "proxy-authorization",
+            "expect",
+        ];
+        FIXED.iter().any(|h| name.eq_ignore_ascii_case(h))
+            || self.named[..self.n].iter().any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+    }
+}
+
+fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
+    out.extend_from_slice(name);
+    out.extend_from_slice(b": ");
+    out.extend_from_slice(value);
+    out.extend_from_slice(b"\r\n");
+}
+
+/// Decimal digits of `n`, without the formatting machinery.
+fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
+    let mut digits = [0u8; 20];
+    let mut i = digits.len();
+    loop {
+        i -= 1;
+        digits[i] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            break;
+        }
+    }
+    out.extend_from_slice(&digits[i..]);
 }
 
 /// An upstream response head, as far as the proxy needs it.
@@ -135,14 +204,22 @@ pub(crate) fn downstream_response(
     close |= body.is_until_eof();
 
     out.clear();
-    let reason = parsed.reason.filter(|r| !r.is_empty()).unwrap_or_else(|| reason(status));
-    let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    if parsed.version == Some(1) {
+        // The status line as the upstream wrote it, up to its CRLF.
+        let line = input.iter().position(|&b| b == b'\n').map_or(0, |i| i + 1);
+        out.extend_from_slice(&input[..line]);
+    } else {
+        let reason = parsed.reason.filter(|r| !r.is_empty()).unwrap_or_else(|| reason(status));
+        let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+    }
+    let has_connection = headers.iter().any(|h| h.name.eq_ignore_ascii_case("connection"));
     let named_by_connection = |name: &str| {
-        headers
-            .iter()
-            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-            .flat_map(|h| tokens(h.value))
-            .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+        has_connection
+            && headers
+                .iter()
+                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+                .flat_map(|h| tokens(h.value))
+                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
     };
     for h in headers {
         let hop = ["connection", "keep-alive", "proxy-connection", "upgrade", "proxy-authenticate"]
@@ -151,12 +228,9 @@ pub(crate) fn downstream_response(
         if hop || named_by_connection(h.name) {
             continue;
         }
-        out.extend_from_slice(h.name.as_bytes());
-        out.extend_from_slice(b": ");
-        out.extend_from_slice(h.value);
-        out.extend_from_slice(b"\r\n");
+        push_field(out, h.name.as_bytes(), h.value);
     }
-    let _ = write!(out, "Via: 1.1 {VIA}\r\n");
+    out.extend_from_slice(b"Via: 1.1 engine-proxy\r\n");
     if close {
         out.extend_from_slice(b"Connection: close\r\n");
     } else if client_version == 0 {
@@ -208,7 +282,7 @@ mod tests {
         let mut slots = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
         let head = parse(input, &mut slots).unwrap().unwrap();
         let mut out = Vec::new();
-        upstream_request(&head, "10.0.0.7".parse().unwrap(), "127.0.0.1:9000", &mut out);
+        upstream_request(&head, b"10.0.0.7", "127.0.0.1:9000", &mut out);
         String::from_utf8(out).unwrap()
     }
 

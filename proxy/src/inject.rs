@@ -208,7 +208,6 @@ impl ShardFaults {
     /// and the first rule that answers (abort, reset, hang, a refused rate) ends the walk.
     pub fn decide<'a>(
         &mut self,
-        now: Instant,
         method: &str,
         path: &str,
         header: impl Fn(&str) -> Option<&'a [u8]> + Copy,
@@ -217,6 +216,7 @@ impl ShardFaults {
         if self.rules.is_empty() {
             return d;
         }
+        let now = Instant::now();
         let t_s = now.saturating_duration_since(self.start).as_secs_f64();
         for (rule, state) in self.rules.iter().zip(&self.state) {
             if !rule.active_at(t_s) || !rule.matches(method, path, header) {

@@ -28,6 +28,7 @@ mod conn;
 pub mod faults;
 pub mod forward;
 mod inject;
+mod iobuf;
 pub mod metrics;
 mod pool;
 pub mod request;

@@ -9,6 +9,8 @@ use std::time::Duration;
 
 use glommio::net::TcpStream;
 
+use crate::iobuf::IoBuf;
+
 /// Idle upstream connections kept per shard; more are closed. A few hundred covers the
 /// concurrency of a busy shard without holding thousands of sockets on the upstream.
 const MAX_IDLE: usize = 512;
@@ -18,7 +20,7 @@ const BUF: usize = 16 * 1024;
 
 pub(crate) struct Upstream {
     pub stream: TcpStream,
-    pub buf: Vec<u8>,
+    pub buf: IoBuf,
     /// Came from the pool: a failure before any response byte may be a connection the
     /// upstream closed while idle, and a bodiless request is retried once on a fresh one.
     pub reused: bool,
@@ -52,7 +54,7 @@ impl Pool {
     pub async fn connect(&self) -> io::Result<Upstream> {
         let stream = TcpStream::connect_timeout(self.addr, self.connect_timeout).await?;
         stream.set_nodelay(true)?;
-        Ok(Upstream { stream, buf: Vec::with_capacity(BUF), reused: false })
+        Ok(Upstream { stream, buf: IoBuf::with_capacity(BUF), reused: false })
     }
 
     /// Returns a connection whose last response ended cleanly.
@@ -62,7 +64,7 @@ impl Pool {
             up.buf.clear();
             if up.buf.capacity() > 4 * BUF {
                 // A huge head grew it; do not keep that memory per idle connection.
-                up.buf = Vec::with_capacity(BUF);
+                up.buf = IoBuf::with_capacity(BUF);
             }
             idle.push(up);
         }

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Overhead of `engine proxy` against direct traffic and against nginx's own proxy_pass, on
+# this 2-core box: origin nginx (../shared/bench/target.sh) and the blast on CPU 0, the proxy
+# under test alone on CPU 1 (engine proxy --shards 1, or one nginx worker).
+#
+#   1. throughput, closed model, -c CONNS for DURATION s, A B A B A B (engine proxy, nginx):
+#      served (origin's stub_status delta) per CPU-second of the proxy process;
+#   2. latency at a rate all three sustain (--rate RATE, open model, corrected):
+#      direct, via engine proxy, via nginx proxy, interleaved PAIRS times; p50/p99 added.
+#
+# usage: benches/proxy/compare.sh ENGINE_BIN     env: CONNS (64) DURATION (10) RATE (5000) PAIRS (3)
+# Run it from a scratch directory: each blast writes a results/ folder into the cwd.
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+bench="$(cd "$here/../../../shared/bench" && pwd)"
+engine="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
+conns="${CONNS:-64}"; dur="${DURATION:-10}"; rate="${RATE:-5000}"; pairs="${PAIRS:-3}"
+prefix=/tmp/bench-nginx-proxy
+
+"$bench/target.sh" requests >/dev/null 2>&1 || "$bench/target.sh" start >&2
+mkdir -p "$prefix/logs" "$prefix/tmp"
+taskset -c 1 nginx -p "$prefix/" -c "$here/nginx-proxy.conf" -e "$prefix/logs/error.log"
+taskset -c 1 "$engine" proxy --listen 127.0.0.1:18091 --upstream 127.0.0.1:18080 --admin off --shards 1 \
+    > "$prefix/engine-proxy.log" 2>&1 &
+engine_pid=$!
+cleanup() {
+    kill "$engine_pid" 2>/dev/null || true
+    nginx -p "$prefix/" -c "$here/nginx-proxy.conf" -e "$prefix/logs/error.log" -s quit 2>/dev/null || true
+}
+trap cleanup EXIT
+sleep 1
+nginx_worker="$(pgrep -P "$(cat "$prefix/logs/nginx.pid")" | head -1)"
+
+cpu_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+served() { "$bench/target.sh" requests; }
+
+throughput() { # NAME PORT PID
+    local before after t0 t1 cpu
+    before="$(served)"; t0="$(cpu_ticks "$3")"
+    taskset -c 0 "$engine" blast "http://127.0.0.1:$2/" -c "$conns" -d "${dur}s" -q --json "$prefix/$1.json" >/dev/null 2>&1
+    after="$(served)"; t1="$(cpu_ticks "$3")"
+    cpu="$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }')"
+    local n=$((after - before - 1))
+    local errors; errors="$(python3 -c "import json; print(json.load(open('$prefix/$1.json'))['errors']['total'])")"
+    echo "$1 served=$n proxy_cpu_s=$cpu served_per_proxy_cpu_s=$(awk -v n="$n" -v c="$cpu" 'BEGIN { printf "%.0f", n / c }') errors=$errors"
+}
+
+latency() { # NAME PORT
+    taskset -c 0 "$engine" blast "http://127.0.0.1:$2/" -c "$conns" -R "$rate" -d "${dur}s" -q --json "$prefix/$1.json" >/dev/null 2>&1
+    python3 - "$prefix/$1.json" "$1" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+l = d["latency_ms"]
+print(f'{sys.argv[2]} rate={d["rps"]:.0f} p50_ms={l["p50"]:.3f} p99_ms={l["p99"]:.3f} errors={d["errors"]["total"]}')
+PY
+}
+
+echo "# benches/proxy/compare.sh $(date -Is) conns=$conns duration=$dur rate=$rate pairs=$pairs"
+for p in $(seq "$pairs"); do
+    throughput engine-proxy 18091 "$engine_pid"; sleep 2
+    throughput nginx-proxy 18090 "$nginx_worker"; sleep 2
+done
+for p in $(seq "$pairs"); do
+    latency direct 18080; sleep 1
+    latency engine-proxy 18091; sleep 1
+    latency nginx-proxy 18090; sleep 1
+done

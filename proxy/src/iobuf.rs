@@ -1,0 +1,94 @@
+//! A read buffer that is zeroed once, not per read: the bytes `start..end` are unread, the
+//! room after `end` takes the next read. Consumed bytes are dropped by moving `start`; the
+//! unread rest moves to the front only when a read finds no room left.
+
+use std::io;
+use std::ops::Deref;
+use std::pin::Pin;
+use std::time::Duration;
+
+use futures_lite::future::poll_fn;
+use futures_lite::io::AsyncRead;
+use glommio::net::TcpStream;
+
+pub(crate) struct IoBuf {
+    data: Vec<u8>,
+    start: usize,
+    end: usize,
+}
+
+impl IoBuf {
+    pub fn with_capacity(n: usize) -> Self {
+        IoBuf { data: vec![0; n.max(16)], start: 0, end: 0 }
+    }
+
+    /// Drops the first `n` unread bytes.
+    pub fn consume(&mut self, n: usize) {
+        self.start = (self.start + n).min(self.end);
+        if self.start == self.end {
+            self.clear();
+        }
+    }
+
+    pub fn clear(&mut self) {
+        self.start = 0;
+        self.end = 0;
+    }
+
+    pub fn capacity(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Room for the next read: compacts, or doubles when the unread bytes fill the buffer.
+    fn spare(&mut self) -> &mut [u8] {
+        if self.end == self.data.len() {
+            if self.start > 0 {
+                self.data.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            } else {
+                self.data.resize(self.data.len() * 2, 0);
+            }
+        }
+        &mut self.data[self.end..]
+    }
+
+    /// Reads what is available, waiting at most `timeout`. `Ok(0)` is the end of the stream.
+    pub async fn read_from(&mut self, s: &mut TcpStream, timeout: Duration) -> io::Result<usize> {
+        s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        let room = self.spare();
+        let n = poll_fn(|cx| Pin::new(&mut *s).poll_read(cx, &mut *room)).await?;
+        self.end += n;
+        Ok(n)
+    }
+}
+
+impl Deref for IoBuf {
+    type Target = [u8];
+
+    fn deref(&self) -> &[u8] {
+        &self.data[self.start..self.end]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consumes_compacts_and_grows() {
+        let mut b = IoBuf::with_capacity(16);
+        b.spare()[..10].copy_from_slice(b"0123456789");
+        b.end += 10;
+        b.consume(4);
+        assert_eq!(&*b, b"456789");
+        b.spare()[..6].copy_from_slice(b"abcdef");
+        b.end += 6;
+        assert_eq!(b.spare().len(), 4, "compacted to the front");
+        assert_eq!(&*b, b"456789abcdef");
+        b.end += b.spare().len();
+        assert_eq!(b.spare().len(), 16, "doubled when full");
+        b.consume(1000);
+        assert!(b.is_empty());
+    }
+}
