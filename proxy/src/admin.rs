@@ -123,7 +123,7 @@ async fn handle_connection(mut stream: TcpStream, shared: Arc<Shared>, token: Op
         if left.is_zero() {
             break Reply::error(408, "request not received in time");
         }
-        match buf.read_from(&mut stream, left).await {
+        match buf.read_from_timeout(&mut stream, left).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }

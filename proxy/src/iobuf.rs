@@ -53,13 +53,19 @@ impl IoBuf {
         &mut self.data[self.end..]
     }
 
-    /// Reads what is available, waiting at most `timeout`. `Ok(0)` is the end of the stream.
-    pub async fn read_from(&mut self, s: &mut TcpStream, timeout: Duration) -> io::Result<usize> {
-        s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+    /// Reads what is available. `Ok(0)` is the end of the stream.
+    pub async fn read_from(&mut self, s: &mut TcpStream) -> io::Result<usize> {
         let room = self.spare();
         let n = poll_fn(|cx| Pin::new(&mut *s).poll_read(cx, &mut *room)).await?;
         self.end += n;
         Ok(n)
+    }
+
+    /// Like [`Self::read_from`], waiting at most `timeout` (a glommio timer: for the admin API,
+    /// not the proxy's hot path, whose waits the shard's sweep times out).
+    pub async fn read_from_timeout(&mut self, s: &mut TcpStream, timeout: Duration) -> io::Result<usize> {
+        s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
+        self.read_from(s).await
     }
 }
 

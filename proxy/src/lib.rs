@@ -33,6 +33,7 @@ pub mod metrics;
 mod pool;
 pub mod request;
 mod shard;
+mod slot;
 pub mod stats;
 
 pub use faults::{FaultBook, FaultError, Rule};

@@ -5,7 +5,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -16,6 +16,7 @@ use glommio::net::TcpListener;
 
 use crate::inject::ShardFaults;
 use crate::pool::Pool;
+use crate::slot::Slot;
 use crate::stats::{Gauges, ShardStats};
 use crate::{Shared, RUNNING};
 
@@ -24,18 +25,17 @@ pub(crate) const TICK: Duration = Duration::from_millis(100);
 /// Statistics are published every this many ticks.
 const PUBLISH_EVERY: u32 = 5;
 
-/// A registered client connection: its socket, and whether a request is in progress.
-type OpenConn = (RawFd, Rc<Cell<bool>>);
-
 pub(crate) struct Shard {
     pub index: usize,
     pub shared: Arc<Shared>,
     pub stats: RefCell<ShardStats>,
     pub faults: RefCell<ShardFaults>,
     pub pool: Pool,
-    /// Open client connections: their socket and whether a request is in progress, so a
-    /// drain can close the idle ones at once and let the busy ones finish.
-    open: RefCell<HashMap<u64, OpenConn>>,
+    /// Open client connections: their sockets, waits and whether a request is in progress,
+    /// so the tick can time out waits and a drain can close idle connections at once.
+    open: RefCell<HashMap<u64, Rc<Slot>>>,
+    /// The time at the last tick: deadlines need no clock read of their own.
+    now: Cell<Instant>,
     next_id: Cell<u64>,
     draining: Cell<bool>,
 }
@@ -43,6 +43,20 @@ pub(crate) struct Shard {
 impl Shard {
     pub fn draining(&self) -> bool {
         self.draining.get()
+    }
+
+    /// A deadline `timeout` from now, never early (see [`crate::slot`]).
+    pub fn deadline(&self, timeout: Duration) -> Instant {
+        self.now.get() + timeout + TICK
+    }
+
+    /// Times out every wait past its deadline.
+    fn sweep(&self) {
+        let now = Instant::now();
+        self.now.set(now);
+        for slot in self.open.borrow().values() {
+            slot.sweep(now);
+        }
     }
 
     fn publish(&self) {
@@ -80,6 +94,7 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener
         open: RefCell::new(HashMap::new()),
         next_id: Cell::new(0),
         draining: Cell::new(false),
+        now: Cell::new(Instant::now()),
     });
 
     let accept = async {
@@ -110,12 +125,12 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener
             };
             let id = shard.next_id.get();
             shard.next_id.set(id + 1);
-            let busy = Rc::new(Cell::new(false));
-            shard.open.borrow_mut().insert(id, (stream.as_raw_fd(), busy.clone()));
+            let slot = Rc::new(Slot::new(stream.as_raw_fd()));
+            shard.open.borrow_mut().insert(id, slot.clone());
             let s = shard.clone();
             glommio::spawn_local(async move {
                 let _registered = Registered(&s, id);
-                crate::conn::serve(s.clone(), stream, peer, busy).await;
+                crate::conn::serve(s.clone(), stream, peer, slot).await;
             })
             .detach();
         }
@@ -124,6 +139,7 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener
         let mut n = 0u32;
         while shard.shared.state.load(Ordering::Relaxed) == RUNNING {
             glommio::timer::sleep(TICK).await;
+            shard.sweep();
             shard.faults.borrow_mut().refresh();
             n += 1;
             if n % PUBLISH_EVERY == 0 {
@@ -141,17 +157,18 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener
     let deadline = Instant::now() + shard.shared.limits.drain_timeout;
     let mut hard_since: Option<Instant> = None;
     loop {
-        for (fd, busy) in shard.open.borrow().values() {
-            if !busy.get() {
+        shard.sweep();
+        for slot in shard.open.borrow().values() {
+            if !slot.busy.get() {
                 // SAFETY: the fd belongs to a connection still registered, hence still open.
-                unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+                unsafe { libc::shutdown(slot.fd, libc::SHUT_RDWR) };
             }
         }
         if Instant::now() >= deadline || shard.shared.state.load(Ordering::Relaxed) > crate::DRAINING {
             hard_since.get_or_insert_with(Instant::now);
-            for (fd, _) in shard.open.borrow().values() {
+            for slot in shard.open.borrow().values() {
                 // SAFETY: as above.
-                unsafe { libc::shutdown(*fd, libc::SHUT_RDWR) };
+                unsafe { libc::shutdown(slot.fd, libc::SHUT_RDWR) };
             }
         }
         // After a hard stop, connections get a second to notice their closed sockets.
