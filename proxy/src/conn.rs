@@ -70,9 +70,10 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: TcpStream, peer: std::net::IpA
         down,
         slot,
         peer: peer.to_string().into_bytes(),
-        buf: IoBuf::with_capacity(4096),
-        up_head: Vec::with_capacity(1024),
-        out: Vec::with_capacity(1024),
+        // Most request heads are a few hundred bytes; buffers grow for the others.
+        buf: IoBuf::with_capacity(2048),
+        up_head: Vec::new(),
+        out: Vec::new(),
     };
     while let Next::KeepAlive = c.one_request().await {}
 }

@@ -1,6 +1,9 @@
 //! A read buffer that is zeroed once, not per read: the bytes `start..end` are unread, the
 //! room after `end` takes the next read. Consumed bytes are dropped by moving `start`; the
 //! unread rest moves to the front only when a read finds no room left.
+//!
+//! Buffers start small (a proxy holds one per connection, thousands of them) and double when
+//! a read fills them, up to [`GROW_LIMIT`] for streaming, or further only to complete a head.
 
 use std::io;
 use std::ops::Deref;
@@ -10,6 +13,10 @@ use std::time::Duration;
 use futures_lite::future::poll_fn;
 use futures_lite::io::AsyncRead;
 use glommio::net::TcpStream;
+
+/// Reads that fill the buffer double it up to this size: large bodies then move in 64 KiB
+/// reads, not thousands of small ones.
+pub(crate) const GROW_LIMIT: usize = 64 * 1024;
 
 pub(crate) struct IoBuf {
     data: Vec<u8>,
@@ -56,8 +63,12 @@ impl IoBuf {
     /// Reads what is available. `Ok(0)` is the end of the stream.
     pub async fn read_from(&mut self, s: &mut TcpStream) -> io::Result<usize> {
         let room = self.spare();
+        let want = room.len();
         let n = poll_fn(|cx| Pin::new(&mut *s).poll_read(cx, &mut *room)).await?;
         self.end += n;
+        if n == want && self.data.len() < GROW_LIMIT {
+            self.data.resize(self.data.len() * 2, 0);
+        }
         Ok(n)
     }
 

@@ -14,9 +14,9 @@ use crate::iobuf::IoBuf;
 /// Idle upstream connections kept per shard; more are closed. A few hundred covers the
 /// concurrency of a busy shard without holding thousands of sockets on the upstream.
 const MAX_IDLE: usize = 512;
-/// Read buffer of one upstream connection: response heads must fit (64 KiB at most, the
-/// buffer grows for them); bodies stream through in pieces of this size.
-const BUF: usize = 16 * 1024;
+/// First read buffer of an upstream connection: most responses to small requests fit; larger
+/// ones grow it (see [`IoBuf`]). Held per pooled connection, so it is kept small.
+const BUF: usize = 4 * 1024;
 
 pub(crate) struct Upstream {
     pub stream: TcpStream,
@@ -63,7 +63,7 @@ impl Pool {
         if idle.len() < MAX_IDLE {
             up.buf.clear();
             if up.buf.capacity() > 4 * BUF {
-                // A huge head grew it; do not keep that memory per idle connection.
+                // A big response grew it; do not keep that memory per idle connection.
                 up.buf = IoBuf::with_capacity(BUF);
             }
             idle.push(up);
