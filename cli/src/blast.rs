@@ -115,6 +115,12 @@ pub struct BlastArgs {
     /// No progress lines while running
     #[arg(short, long)]
     pub quiet: bool,
+    /// Serve Prometheus metrics (GET /metrics) on ADDR while the run lasts, e.g. 127.0.0.1:9464
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Push the final metrics to a Prometheus Pushgateway: http://HOST:PORT[/metrics/job/NAME[/LABEL/VALUE...]]
+    #[arg(long, value_name = "URL")]
+    pub push: Option<String>,
     /// The scenario's requests, once merged in.
     #[arg(skip)]
     pub requests: Vec<engine_core::plan::RequestSpec>,
@@ -155,6 +161,22 @@ pub fn main(mut args: BlastArgs) -> u8 {
         }
         return exit::OK;
     }
+    let push = match args.push.as_deref().map(crate::push::parse).transpose() {
+        Ok(p) => p,
+        Err(e) => return crate::fail(exit::USAGE, &e),
+    };
+    let metrics =
+        (args.metrics_addr.is_some() || push.is_some()).then(|| engine_core::metrics::BlastMetrics::new(&plan));
+    let _metrics_server = match (args.metrics_addr, &metrics) {
+        (Some(addr), Some(m)) => match engine_core::metrics::serve(addr, m.handle()) {
+            Ok(server) => {
+                eprintln!("metrics: http://{}/metrics", server.local_addr());
+                Some(server)
+            }
+            Err(e) => return crate::fail(exit::USAGE, &anyhow::anyhow!("--metrics-addr {addr}: {e}")),
+        },
+        _ => None,
+    };
     let open = matches!(plan.model, Model::Open(_));
     let criterion = Criterion::default();
     let mut stress = (args.profile == Some(ProfileName::Stress)).then(|| StressWatch::new(criterion, open));
@@ -230,6 +252,9 @@ pub fn main(mut args: BlastArgs) -> u8 {
                 plan.model.profile().stages()[stage].target,
                 i.elapsed_s
             ));
+        }
+        if let Some(m) = &metrics {
+            m.publish(i, stage + 1);
         }
         if stress.as_mut().is_some_and(|w| w.observe(i.point)) {
             control.finish();
@@ -307,6 +332,15 @@ pub fn main(mut args: BlastArgs) -> u8 {
     ));
     if let Err(e) = results::write_summary(&out, &summary, &command, started) {
         return crate::fail(exit::FAILURE, &e);
+    }
+    if let (Some(target), Some(m)) = (&push, &metrics) {
+        match crate::push::push(target, &m.render()) {
+            Ok(()) => run_log.line(&format!("pushed metrics to {}{}", target.hostport, target.path)),
+            Err(e) => {
+                eprintln!("engine: warning: --push failed: {e:#}");
+                run_log.line(&format!("push failed: {e:#}"));
+            }
+        }
     }
     eprintln!("results: {}", out.display());
     if summary.interrupted {

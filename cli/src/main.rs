@@ -6,6 +6,7 @@ mod demo;
 mod html;
 mod output;
 mod proxy;
+mod push;
 mod report;
 mod results;
 mod target;

@@ -13,6 +13,7 @@
 //! - [`blast`]: pre-flight, shard start-up and the collector that merges snapshots.
 //! - [`summary`]: the figures of the summary JSON.
 //! - [`limits`], [`affinity`]: open-file and port budgets, CPU placement.
+//! - [`metrics`]: the blast's Prometheus metrics and the `/metrics` endpoint that serves them.
 //! - [`thresholds`]: `p95<200ms`-style expressions, for thresholds and safety stops.
 //! - [`target`]: a small, fast HTTP/1.1 server to aim at.
 //!
@@ -23,6 +24,7 @@ pub mod blast;
 mod conn;
 pub mod http;
 pub mod limits;
+pub mod metrics;
 pub mod plan;
 pub mod profiles;
 pub mod scenario;

@@ -10,7 +10,7 @@
 //! - `shard`, `conn`, `pool`: one executor per CPU, one task per client connection, a
 //!   keep-alive pool to the upstream per shard.
 //! - [`stats`]: per-shard server-side latency histograms and counters, merged once per tick.
-//! - `admin`, [`metrics`]: the admin API (JSON) and its Prometheus text.
+//! - `admin`, `metrics`: the admin API (JSON) and its Prometheus metrics (the `metrics` facade).
 //!
 //! The library neither prints nor exits; the `engine` binary does both.
 
@@ -29,7 +29,7 @@ pub mod faults;
 pub mod forward;
 mod inject;
 mod iobuf;
-pub mod metrics;
+mod metrics;
 mod pool;
 pub mod request;
 mod shard;
@@ -130,6 +130,7 @@ pub(crate) struct Shared {
     pub state: AtomicU8,
     pub start: Instant,
     pub shards: usize,
+    pub metrics: metrics::ProxyMetrics,
 }
 
 impl Shared {
@@ -140,7 +141,7 @@ impl Shared {
 
     pub fn metrics(&self) -> String {
         let p = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        metrics::render(&p, &self.routes)
+        self.metrics.render(&p, &self.routes)
     }
 }
 
@@ -192,6 +193,7 @@ impl Proxy {
             state: AtomicU8::new(RUNNING),
             start: Instant::now(),
             shards,
+            metrics: metrics::ProxyMetrics::new(),
         });
         shared.published.lock().unwrap_or_else(|e| e.into_inner()).totals = ShardStats::new(shared.routes.len());
 

@@ -1,139 +1,132 @@
-//! `GET /metrics`: the published statistics in the Prometheus text format (0.0.4). Names
-//! begin `engine_proxy_`, latencies are histograms in seconds whose cumulative bucket counts
-//! come straight from the HdrHistograms.
+//! `GET /metrics`: the proxy's figures through the `metrics` facade into a
+//! `metrics-exporter-prometheus` recorder (never installed globally). The shards never touch
+//! it: at each scrape the admin API brings the recorder up to date from the published merge —
+//! counters and gauges take their current values, histograms get the samples recorded since
+//! the previous scrape.
 
-use std::fmt::Write;
+use std::sync::Mutex;
 
+use engine_core::metrics::LATENCY_BUCKETS_S;
 use hdrhistogram::Histogram;
+use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::faults::FaultKind;
-use crate::stats::{route_name, Published, UpstreamError, CLASSES};
+use crate::stats::{route_name, Published, ShardStats, UpstreamError, CLASSES};
 
-/// Bucket bounds in seconds: fine below a millisecond (a sidecar adds microseconds), coarse
-/// up to the 30 s upstream timeout.
-pub const BUCKETS_S: [f64; 20] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5,
-    5.0, 10.0, 30.0,
-];
+/// The statuses of requests refused before forwarding (see `request::RequestError::status`
+/// and the header timeout).
+const REFUSALS: [u16; 6] = [400, 405, 408, 417, 431, 501];
 
-pub(crate) fn render(p: &Published, routes: &[String]) -> String {
-    let t = &p.totals;
-    let mut text = String::with_capacity(8192);
+pub(crate) struct ProxyMetrics {
+    recorder: PrometheusRecorder,
+    handle: PrometheusHandle,
+    /// What the recorder has been given so far.
+    given: Mutex<Option<ShardStats>>,
+}
 
-    family(&mut text, "engine_proxy_requests_total", "counter", "Client requests whose head was accepted.");
-    let _ = writeln!(text, "engine_proxy_requests_total {}", t.requests);
-
-    family(
-        &mut text,
-        "engine_proxy_responses_total",
-        "counter",
-        "Responses sent to clients by status class, the proxy's own answers included.",
-    );
-    for (c, n) in CLASSES.iter().zip(t.responses) {
-        let _ = writeln!(text, "engine_proxy_responses_total{{status_class=\"{c}\"}} {n}");
+impl ProxyMetrics {
+    pub fn new() -> Self {
+        let recorder =
+            PrometheusBuilder::new().set_buckets(&LATENCY_BUCKETS_S).expect("a non-empty bucket list").build_recorder();
+        let handle = recorder.handle();
+        metrics::with_local_recorder(&recorder, || {
+            describe_counter!("engine_proxy_requests_total", "Client requests whose head was accepted.");
+            describe_counter!(
+                "engine_proxy_responses_total",
+                "Responses sent to clients by status class, the proxy's own answers included."
+            );
+            describe_histogram!(
+                "engine_proxy_upstream_ttfb_seconds",
+                Unit::Seconds,
+                "Upstream time to the first response byte, from the request fully sent."
+            );
+            describe_histogram!(
+                "engine_proxy_upstream_duration_seconds",
+                Unit::Seconds,
+                "Upstream time to the last response byte, from the request fully sent."
+            );
+            describe_counter!("engine_proxy_faults_injected_total", "Requests a fault rule acted on, by kind.");
+            describe_counter!(
+                "engine_proxy_upstream_errors_total",
+                "Failed upstream exchanges by kind (refused, reset, invalid: 502; timeout: 504)."
+            );
+            describe_counter!(
+                "engine_proxy_rejected_requests_total",
+                "Requests refused before forwarding (malformed, hostile, too slow), by status."
+            );
+            describe_counter!("engine_proxy_connections_accepted_total", "Client connections accepted.");
+            describe_counter!("engine_proxy_connections_refused_total", "Client connections turned away at the limit.");
+            describe_gauge!("engine_proxy_connections_open", "Client connections open.");
+            describe_gauge!("engine_proxy_concurrency_in_use", "Requests holding a slot of a concurrency fault.");
+            describe_gauge!("engine_proxy_queue_depth", "Requests queued for a concurrency fault's slot.");
+            // Every status the proxy refuses with exists from the first scrape, at 0.
+            for status in REFUSALS {
+                counter!("engine_proxy_rejected_requests_total", "status" => status.to_string()).absolute(0);
+            }
+        });
+        ProxyMetrics { recorder, handle, given: Mutex::new(None) }
     }
 
-    for (name, help, pick) in [
-        (
-            "engine_proxy_upstream_ttfb_seconds",
-            "Upstream time to first response byte, from the request fully sent.",
-            0usize,
-        ),
-        (
-            "engine_proxy_upstream_duration_seconds",
-            "Upstream time to the last response byte, from the request fully sent.",
-            1,
-        ),
-    ] {
-        family(&mut text, name, "histogram", help);
-        for (r, cells) in t.cells.iter().enumerate() {
-            for (c, cell) in cells.iter().enumerate() {
-                let h = if pick == 0 { &cell.ttfb } else { &cell.total };
-                if let Some(h) = h.as_deref().filter(|h| !h.is_empty()) {
-                    let labels = format!("route=\"{}\",status_class=\"{}\"", escape(route_name(routes, r)), CLASSES[c]);
-                    histogram(&mut text, name, &labels, h);
+    /// Brings the recorder up to date with `p` and renders the text format.
+    pub fn render(&self, p: &Published, routes: &[String]) -> String {
+        let mut given = self.given.lock().unwrap_or_else(|e| e.into_inner());
+        let t = &p.totals;
+        metrics::with_local_recorder(&self.recorder, || {
+            counter!("engine_proxy_requests_total").absolute(t.requests);
+            for (c, n) in CLASSES.iter().zip(t.responses) {
+                counter!("engine_proxy_responses_total", "status_class" => *c).absolute(n);
+            }
+            for k in FaultKind::ALL {
+                counter!("engine_proxy_faults_injected_total", "kind" => k.name()).absolute(t.faults[k as usize]);
+            }
+            for e in UpstreamError::ALL {
+                counter!("engine_proxy_upstream_errors_total", "kind" => e.name())
+                    .absolute(t.upstream_errors[e as usize]);
+            }
+            for (status, n) in &t.rejected {
+                counter!("engine_proxy_rejected_requests_total", "status" => status.to_string()).absolute(*n);
+            }
+            counter!("engine_proxy_connections_accepted_total").absolute(t.conns_accepted);
+            counter!("engine_proxy_connections_refused_total").absolute(t.conns_refused);
+            let sum = |f: fn(&crate::stats::Gauges) -> u64| p.gauges.iter().map(f).sum::<u64>() as f64;
+            gauge!("engine_proxy_connections_open").set(sum(|g| g.connections_open));
+            gauge!("engine_proxy_concurrency_in_use").set(sum(|g| g.concurrency_in_use));
+            gauge!("engine_proxy_queue_depth").set(sum(|g| g.queue_depth));
+            for (r, cells) in t.cells.iter().enumerate() {
+                for (c, cell) in cells.iter().enumerate() {
+                    let before = given.as_ref().map(|g| &g.cells[r][c]);
+                    let labels =
+                        [("route", route_name(routes, r).to_string()), ("status_class", CLASSES[c].to_string())];
+                    let pairs = [
+                        (&cell.ttfb, before.and_then(|b| b.ttfb.as_deref())),
+                        (&cell.total, before.and_then(|b| b.total.as_deref())),
+                    ];
+                    for ((now, then), name) in pairs
+                        .into_iter()
+                        .zip(["engine_proxy_upstream_ttfb_seconds", "engine_proxy_upstream_duration_seconds"])
+                    {
+                        if let Some(now) = now.as_deref() {
+                            record_since(&histogram!(name, &labels), now, then);
+                        }
+                    }
                 }
             }
-        }
+        });
+        *given = Some(t.clone());
+        self.handle.run_upkeep();
+        self.handle.render()
     }
-
-    family(&mut text, "engine_proxy_faults_injected_total", "counter", "Requests a fault rule acted on, by kind.");
-    for k in FaultKind::ALL {
-        let _ = writeln!(text, "engine_proxy_faults_injected_total{{kind=\"{}\"}} {}", k.name(), t.faults[k as usize]);
-    }
-    family(
-        &mut text,
-        "engine_proxy_upstream_errors_total",
-        "counter",
-        "Failed upstream exchanges by kind (refused, reset, invalid: 502; timeout: 504).",
-    );
-    for e in UpstreamError::ALL {
-        let _ = writeln!(
-            text,
-            "engine_proxy_upstream_errors_total{{kind=\"{}\"}} {}",
-            e.name(),
-            t.upstream_errors[e as usize]
-        );
-    }
-    family(
-        &mut text,
-        "engine_proxy_rejected_requests_total",
-        "counter",
-        "Requests refused before forwarding (malformed, hostile, too slow), by status.",
-    );
-    for (status, n) in &t.rejected {
-        let _ = writeln!(text, "engine_proxy_rejected_requests_total{{status=\"{status}\"}} {n}");
-    }
-    family(&mut text, "engine_proxy_connections_accepted_total", "counter", "Client connections accepted.");
-    let _ = writeln!(text, "engine_proxy_connections_accepted_total {}", t.conns_accepted);
-    family(
-        &mut text,
-        "engine_proxy_connections_refused_total",
-        "counter",
-        "Client connections turned away at the connection limit.",
-    );
-    let _ = writeln!(text, "engine_proxy_connections_refused_total {}", t.conns_refused);
-    for (name, help, value) in [
-        (
-            "engine_proxy_connections_open",
-            "Client connections open.",
-            p.gauges.iter().map(|g| g.connections_open).sum::<u64>(),
-        ),
-        (
-            "engine_proxy_concurrency_in_use",
-            "Requests holding a slot of a concurrency fault.",
-            p.gauges.iter().map(|g| g.concurrency_in_use).sum(),
-        ),
-        (
-            "engine_proxy_queue_depth",
-            "Requests queued for a concurrency fault's slot.",
-            p.gauges.iter().map(|g| g.queue_depth).sum(),
-        ),
-    ] {
-        family(&mut text, name, "gauge", help);
-        let _ = writeln!(text, "{name} {value}");
-    }
-    text
 }
 
-fn family(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-/// One histogram series: cumulative buckets, `+Inf`, sum and count. Values are recorded in
-/// microseconds, so each bound counts the samples at or below it.
-fn histogram(out: &mut String, name: &str, labels: &str, h: &Histogram<u64>) {
-    for le in BUCKETS_S {
-        let us = (le * 1e6).round() as u64;
-        let n = h.count_between(0, us);
-        let _ = writeln!(out, "{name}_bucket{{{labels},le=\"{le}\"}} {n}");
+/// Records into `h` the samples of `now` (cumulative, microseconds) that `then` lacks.
+fn record_since(h: &metrics::Histogram, now: &Histogram<u64>, then: Option<&Histogram<u64>>) {
+    let mut delta = now.clone();
+    if let Some(then) = then {
+        // `then` is an earlier state of the same cumulative histogram, so this cannot underflow.
+        let _ = delta.subtract(then);
     }
-    let _ = writeln!(out, "{name}_bucket{{{labels},le=\"+Inf\"}} {}", h.len());
-    let _ = writeln!(out, "{name}_sum{{{labels}}} {}", h.mean() * h.len() as f64 / 1e6);
-    let _ = writeln!(out, "{name}_count{{{labels}}} {}", h.len());
-}
-
-/// A label value with `\`, `"` and newlines escaped.
-fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    for v in delta.iter_recorded() {
+        h.record_many(v.value_iterated_to() as f64 / 1e6, v.count_at_value() as usize);
+    }
 }

@@ -1,0 +1,339 @@
+//! Prometheus for both modes, with the real thing: `promtool check metrics` on both
+//! endpoints, a real Prometheus server scraping a blast and a proxy, the deploy/ files, and
+//! `--push` to a Pushgateway-shaped listener. `.ci/run` installs Debian's `prometheus`
+//! package (prometheus and promtool).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread;
+use std::time::{Duration, Instant};
+
+use engine_core::target::{Target, TargetConfig};
+
+/// These tests load the machine; one at a time, so the rate checks are not starved.
+static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn heavy() -> std::sync::MutexGuard<'static, ()> {
+    HEAVY.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("engine-prom-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+/// GET over a fresh connection; the body of a 200.
+fn get(addr: SocketAddr, path: &str) -> Option<String> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n").as_bytes()).ok()?;
+    let mut all = String::new();
+    s.read_to_string(&mut all).ok()?;
+    let (head, body) = all.split_once("\r\n\r\n")?;
+    head.starts_with("HTTP/1.1 200").then(|| body.to_string())
+}
+
+/// `promtool check metrics` on `text`: its exit status and what it printed.
+fn promtool_check(text: &str) -> (bool, String) {
+    let mut p = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool runs (.ci/run installs Debian's prometheus package)");
+    p.stdin.take().unwrap().write_all(text.as_bytes()).unwrap();
+    let o = p.wait_with_output().unwrap();
+    (o.status.success(), format!("{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr)))
+}
+
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `engine proxy` in front of `upstream`, its admin API on `admin`.
+fn proxy(upstream: SocketAddr, listen: u16, admin: u16, faults: Option<&Path>) -> Killed {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_engine"));
+    cmd.args(["proxy", "--listen", &format!("127.0.0.1:{listen}"), "--upstream", &upstream.to_string()]).args([
+        "--admin",
+        &format!("127.0.0.1:{admin}"),
+        "--shards",
+        "1",
+        "--route",
+        "/api",
+    ]);
+    if let Some(f) = faults {
+        cmd.args(["--faults", f.to_str().unwrap()]);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.contains("engine proxy on"), "{line}");
+    Killed(child)
+}
+
+/// The metric families a text exposition declares (`# TYPE name kind`).
+fn families(text: &str) -> Vec<String> {
+    text.lines()
+        .filter_map(|l| l.strip_prefix("# TYPE "))
+        .filter_map(|l| l.split_whitespace().next())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn both_endpoints_pass_promtool_and_the_dashboard_names_only_real_metrics() {
+    let _heavy = heavy();
+    let target = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let (listen, admin, metrics) = (free_port(), free_port(), free_port());
+    let dir = scratch("promtool");
+    let faults = dir.join("faults.toml");
+    std::fs::write(&faults, "[[fault]]\nprobability = 0.1\naction = { abort = { status = 503 } }\n").unwrap();
+    let _proxy = proxy(target.local_addr(), listen, admin, Some(&faults));
+    let scenario = dir.join("two.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            "target = \"http://127.0.0.1:{listen}\"\n[[request]]\nname = \"home\"\npath = \"/\"\n\
+             [[request]]\nname = \"api\"\npath = \"/api/x\"\n"
+        ),
+    )
+    .unwrap();
+    let blast = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .current_dir(&dir)
+        .args(["blast", "--scenario", scenario.to_str().unwrap(), "-c", "8", "-d", "3s", "-q"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let blast = Killed(blast);
+    // Scrape after two intervals, while the run goes on.
+    thread::sleep(Duration::from_millis(2500));
+    let blast_text = get(([127, 0, 0, 1], metrics).into(), "/metrics").expect("the blast serves /metrics");
+    thread::sleep(Duration::from_millis(700));
+    let proxy_text = get(([127, 0, 0, 1], admin).into(), "/metrics").expect("the proxy serves /metrics");
+    drop(blast);
+
+    for (what, text) in [("blast", &blast_text), ("proxy", &proxy_text)] {
+        let (ok, said) = promtool_check(text);
+        assert!(ok && said.trim().is_empty(), "promtool on the {what}'s /metrics: {said}\n{text}");
+    }
+    for want in [
+        "engine_blast_requests_total ",
+        "engine_blast_errors_total{kind=\"timeout\"} 0",
+        "engine_blast_responses_total{status=\"503\"}",
+        "engine_blast_request_duration_seconds_bucket{le=\"0.0001\"}",
+        "engine_blast_named_requests_total{name=\"api\"}",
+        "engine_blast_named_request_duration_seconds_bucket{name=\"home\",le=\"0.001\"}",
+        "engine_blast_connections_open 8",
+        "engine_blast_target_connections 8",
+    ] {
+        assert!(blast_text.contains(want), "blast /metrics lacks {want}\n{blast_text}");
+    }
+    for want in [
+        "engine_proxy_upstream_ttfb_seconds_bucket{route=\"/api\",status_class=\"2xx\",le=\"0.001\"}",
+        "engine_proxy_upstream_duration_seconds_count{route=\"other\",status_class=\"2xx\"}",
+        "engine_proxy_faults_injected_total{kind=\"abort\"}",
+        "engine_proxy_queue_depth 0",
+    ] {
+        assert!(proxy_text.contains(want), "proxy /metrics lacks {want}\n{proxy_text}");
+    }
+
+    // Every query of the Grafana dashboard names metrics one of the two endpoints has.
+    let mut known = families(&blast_text);
+    known.extend(families(&proxy_text));
+    let dash: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/grafana/engine-dashboard.json")).unwrap())
+            .expect("the dashboard is valid JSON");
+    let panels = dash["panels"].as_array().expect("panels");
+    assert!(panels.len() >= 6);
+    for p in panels {
+        let targets = p["targets"].as_array().unwrap_or_else(|| panic!("panel {} has no targets", p["title"]));
+        assert!(!targets.is_empty());
+        for t in targets {
+            let expr = t["expr"].as_str().unwrap();
+            let names: Vec<&str> = expr
+                .split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+                .filter(|w| w.starts_with("engine_"))
+                .collect();
+            assert!(!names.is_empty(), "{expr}");
+            for n in names {
+                let family = n.strip_suffix("_bucket").unwrap_or(n);
+                assert!(known.iter().any(|k| k == family), "panel {}: {n} is not exported", p["title"]);
+            }
+        }
+    }
+
+    // The scrape configuration is what promtool accepts.
+    let o = Command::new("promtool")
+        .args(["check", "config", repo().join("deploy/prometheus/prometheus.yml").to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}{}", String::from_utf8_lossy(&o.stdout), String::from_utf8_lossy(&o.stderr));
+}
+
+/// Runs a query against Prometheus' HTTP API; the first result's value.
+fn query(prom: SocketAddr, q: &str) -> Option<f64> {
+    let enc: String = q
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect();
+    let body = get(prom, &format!("/api/v1/query?query={enc}"))?;
+    let v: serde_json::Value = serde_json::from_str(&body).ok()?;
+    v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
+}
+
+#[test]
+fn a_real_prometheus_scrapes_a_blast_and_a_proxy() {
+    let _heavy = heavy();
+    let target = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let (listen, admin, metrics, prom_port) = (free_port(), free_port(), free_port(), free_port());
+    let _proxy = proxy(target.local_addr(), listen, admin, None);
+    let dir = scratch("server");
+    std::fs::write(
+        dir.join("prometheus.yml"),
+        format!(
+            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n\
+             \x20 - job_name: blast\n    static_configs:\n      - targets: ['127.0.0.1:{metrics}']\n\
+             \x20 - job_name: proxy\n    static_configs:\n      - targets: ['127.0.0.1:{admin}']\n"
+        ),
+    )
+    .unwrap();
+    let prom = Command::new("prometheus")
+        .current_dir(&dir)
+        .args(["--config.file=prometheus.yml", "--storage.tsdb.path=data", "--log.level=warn"])
+        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("prometheus runs (.ci/run installs Debian's prometheus package)");
+    let _prom = Killed(prom);
+    let prom: SocketAddr = ([127, 0, 0, 1], prom_port).into();
+    let started = Instant::now();
+    while get(prom, "/-/ready").is_none() {
+        assert!(started.elapsed() < Duration::from_secs(30), "prometheus not ready in 30 s");
+        thread::sleep(Duration::from_millis(200));
+    }
+
+    // Open model at a fixed rate: the rate Prometheus computes has one right answer.
+    let json = dir.join("summary.json");
+    let blast = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .current_dir(&dir)
+        .args(["blast", &format!("http://127.0.0.1:{listen}/api/x"), "-R", "1000", "-c", "16", "-d", "20s", "-q"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{metrics}"), "--json", json.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut blast = Killed(blast);
+    // Query while the blast still runs (its endpoint goes away with it): rates over the
+    // steady middle of the run, and the quantile over everything recorded so far.
+    thread::sleep(Duration::from_secs(18));
+    let client_rate = query(prom, "rate(engine_blast_requests_total[12s])");
+    let proxy_rate = query(prom, "sum(rate(engine_proxy_requests_total[12s]))");
+    let p99 = query(prom, "histogram_quantile(0.99, engine_blast_request_duration_seconds_bucket)");
+    let buckets = get(([127, 0, 0, 1], metrics).into(), "/metrics").unwrap_or_default();
+    let samples = get(prom, "/api/v1/query?query=engine_blast_requests_total%5B14s%5D").unwrap_or_default();
+    let status = blast.0.wait().unwrap();
+    assert!(status.success(), "blast exit {status}");
+    let summary: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&json).unwrap()).unwrap();
+    let rps = summary["rps"].as_f64().unwrap();
+    let summary_p99_s = summary["latency_ms"]["p99"].as_f64().unwrap() / 1000.0;
+
+    let client_rate = client_rate.expect("Prometheus has the blast's request rate");
+    let proxy_rate = proxy_rate.expect("Prometheus has the proxy's request rate");
+    assert!(
+        (client_rate / rps - 1.0).abs() < 0.05,
+        "Prometheus rate {client_rate} vs the blast's {rps} req/s\n{samples}"
+    );
+    assert!((proxy_rate / rps - 1.0).abs() < 0.05, "proxy rate {proxy_rate} vs the blast's {rps} req/s");
+    // The same bucket: Prometheus interpolates inside a bucket, the summary reports the
+    // HdrHistogram value; both must fall between the same two bounds.
+    let p99 = p99.expect("Prometheus has the latency histogram");
+    let bounds = engine_core::metrics::LATENCY_BUCKETS_S;
+    let bucket = |v: f64| bounds.iter().position(|&le| v <= le * (1.0 + 1e-9)).unwrap_or(bounds.len());
+    assert_eq!(
+        bucket(p99),
+        bucket(summary_p99_s),
+        "histogram_quantile p99 {p99} s vs summary p99 {summary_p99_s} s\n{buckets}"
+    );
+}
+
+#[test]
+fn push_sends_the_final_metrics_to_a_pushgateway() {
+    let _heavy = heavy();
+    let target = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let gw = TcpListener::bind("127.0.0.1:0").unwrap();
+    let gw_addr = gw.local_addr().unwrap();
+    let received = thread::spawn(move || {
+        let (mut c, _) = gw.accept().unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut all = Vec::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            let n = c.read(&mut chunk).unwrap();
+            all.extend_from_slice(&chunk[..n]);
+            let text = String::from_utf8_lossy(&all);
+            if let Some((head, body)) = text.split_once("\r\n\r\n") {
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("Content-Length: "))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap();
+                if body.len() >= len {
+                    c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+                    return (head.to_string(), body.to_string());
+                }
+            }
+        }
+    });
+    let dir = scratch("push");
+    let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .current_dir(&dir)
+        .args(["blast", &format!("http://{}/", target.local_addr()), "-c", "4", "-d", "1s", "-q"])
+        .args(["--push", &format!("http://{gw_addr}/metrics/job/load/instance/w1")])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let (head, body) = received.join().unwrap();
+    assert!(head.starts_with("PUT /metrics/job/load/instance/w1 HTTP/1.1"), "{head}");
+    let requests: u64 = body
+        .lines()
+        .find_map(|l| l.strip_prefix("engine_blast_requests_total "))
+        .and_then(|v| v.parse().ok())
+        .expect("the pushed text holds the request count");
+    assert!(requests > 0);
+    let (ok, said) = promtool_check(&body);
+    assert!(ok && said.trim().is_empty(), "{said}");
+    // A bad URL is a usage error before the run.
+    let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["blast", "http://127.0.0.1:1/", "--push", "https://gw/"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("only http://"));
+}
