@@ -1,0 +1,38 @@
+//! What `--metrics-addr` costs the collector: publishing one interval of 100,000 requests into
+//! the Prometheus recorder (counters, gauges, and the latency histogram, which the exporter
+//! fills one sample per request), and rendering a scrape.
+
+use std::time::Duration;
+
+use criterion::{criterion_group, criterion_main, Criterion, Throughput};
+use engine_core::blast::IntervalReport;
+use engine_core::metrics::BlastMetrics;
+use engine_core::stats::Totals;
+use engine_core::summary::Point;
+use engine_core::PlanInput;
+
+fn interval(requests: u64) -> Totals {
+    let mut t = Totals::default();
+    // A loopback-like spread: 60 µs .. 6 ms, many distinct values.
+    for i in 0..requests {
+        let us = 60 + (i * 7919) % 6000;
+        t.record(200, Duration::from_micros(us), Duration::from_micros(us));
+    }
+    t
+}
+
+fn publish(c: &mut Criterion) {
+    let plan = PlanInput::new("http://127.0.0.1:9/").build().expect("a valid plan");
+    let metrics = BlastMetrics::new(&plan);
+    let totals = interval(100_000);
+    let point = Point::new(1.0, 1.0, 64.0, &totals);
+    let report = IntervalReport { seq: 1, elapsed_s: 1.0, planned_s: 10.0, interval: &totals, point: &point };
+    let mut g = c.benchmark_group("metrics");
+    g.throughput(Throughput::Elements(100_000));
+    g.bench_function("publish 100k requests", |b| b.iter(|| metrics.publish(&report, 1)));
+    g.bench_function("render", |b| b.iter(|| metrics.render()));
+    g.finish();
+}
+
+criterion_group!(benches, publish);
+criterion_main!(benches);
