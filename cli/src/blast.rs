@@ -115,6 +115,18 @@ pub struct BlastArgs {
     /// No progress lines while running
     #[arg(short, long)]
     pub quiet: bool,
+    /// This process's index among --worker-count workers running one plan together (from 0;
+    /// in a Kubernetes Indexed Job: $(JOB_COMPLETION_INDEX))
+    #[arg(long, value_name = "I", requires = "worker_count")]
+    pub worker_index: Option<u32>,
+    /// How many workers share the plan: each takes its share of --conns, --rate, every stage's
+    /// target and the data file's rows; `engine report merge` joins their results
+    #[arg(long, value_name = "N", requires = "worker_index")]
+    pub worker_count: Option<u32>,
+    /// Begin the load at this time (after connecting), so workers start together: Unix seconds
+    /// or RFC 3339 (2026-11-22T23:30:00Z); a worker that connects later says by how much
+    #[arg(long, value_name = "TIME", value_parser = engine_core::units::parse_time)]
+    pub start_at: Option<std::time::SystemTime>,
     /// Serve Prometheus metrics (GET /metrics) on ADDR while the run lasts, e.g. 127.0.0.1:9464
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -409,6 +421,9 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     input.connect_timeout = args.connect_timeout;
     input.shards = args.shards;
     input.cores = args.cores.as_ref().map(|c| c.0.clone());
+    input.worker =
+        args.worker_index.zip(args.worker_count).map(|(index, count)| engine_core::plan::Worker { index, count });
+    input.start_at = args.start_at;
     let plan = input.build()?;
     for e in args.threshold.iter().chain(&args.abort_on) {
         if let Some(name) = &e.name {

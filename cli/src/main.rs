@@ -4,6 +4,7 @@
 mod blast;
 mod demo;
 mod html;
+mod merge;
 mod output;
 mod proxy;
 mod push;

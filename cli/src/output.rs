@@ -29,7 +29,7 @@ pub fn banner(plan: &Plan) -> String {
         if shards == 1 { "" } else { "s" },
         plan.shard_cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
         human_duration(plan.duration.as_secs_f64()),
-    )
+    ) + &plan.worker.map_or(String::new(), |w| format!(" — worker {} of {} (its share)", w.index, w.count))
 }
 
 fn stages(p: &engine_core::schedule::Profile) -> String {

@@ -9,7 +9,7 @@ use serde_json::Value;
 use crate::exit;
 
 #[derive(Args, Debug)]
-#[command(about = "Compare runs, re-render reports")]
+#[command(about = "Compare runs, merge workers' runs, re-render reports")]
 pub struct ReportArgs {
     #[command(subcommand)]
     command: ReportCommand,
@@ -19,6 +19,7 @@ pub struct ReportArgs {
 enum ReportCommand {
     Compare(CompareArgs),
     Html(HtmlArgs),
+    Merge(crate::merge::MergeArgs),
 }
 
 #[derive(Args, Debug)]
@@ -57,6 +58,7 @@ fn parse_share(text: &str) -> Result<f64, String> {
 
 pub fn main(args: ReportArgs) -> u8 {
     match args.command {
+        ReportCommand::Merge(m) => crate::merge::main(m),
         ReportCommand::Compare(c) => match compare(&c) {
             Ok(code) => code,
             Err(e) => crate::fail(exit::USAGE, &e),

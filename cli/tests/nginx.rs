@@ -217,3 +217,128 @@ fn stages_ramp_to_ten_thousand_and_back() {
     assert!(open[10] < open[9] && open[9] < open[8], "{open:?}");
     assert_eq!(*open.last().unwrap(), 0, "{open:?}");
 }
+
+/// Unix seconds `ahead` from now, as `--start-at` takes them.
+fn start_at(ahead: Duration) -> String {
+    let t = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap() + ahead;
+    format!("{:.3}", t.as_secs_f64())
+}
+
+/// Workers `0..n` of one plan, started together; waits for all and returns their exit codes.
+fn workers(dir: &Path, n: u32, args: &[&str]) -> Vec<Option<i32>> {
+    let at = start_at(Duration::from_millis(1500));
+    let children: Vec<Child> = (0..n)
+        .map(|i| {
+            Command::new(env!("CARGO_BIN_EXE_engine"))
+                .current_dir(dir)
+                .args(args)
+                .args(["--worker-index", &i.to_string(), "--worker-count", &n.to_string(), "--start-at", &at, "-q"])
+                .args(["--out", &format!("w{i}")])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    children.into_iter().map(|mut c| c.wait().unwrap().code()).collect()
+}
+
+/// Every corrected interval histogram of a latency.hlog, added.
+fn hlog_union(paths: &[PathBuf]) -> hdrhistogram::Histogram<u64> {
+    use base64::Engine as _;
+    use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
+    let mut all = hdrhistogram::Histogram::<u64>::new_with_bounds(1, 3_600_000_000, 3).unwrap();
+    let mut de = hdrhistogram::serialization::Deserializer::new();
+    for p in paths {
+        let bytes = std::fs::read(p).unwrap();
+        for e in IntervalLogIterator::new(&bytes) {
+            if let Ok(LogEntry::Interval(h)) = e {
+                if h.tag().is_none() {
+                    let raw = base64::engine::general_purpose::STANDARD.decode(h.encoded_histogram()).unwrap();
+                    let hist: hdrhistogram::Histogram<u64> = de.deserialize(&mut raw.as_slice()).unwrap();
+                    all.add(&hist).unwrap();
+                }
+            }
+        }
+    }
+    all
+}
+
+#[test]
+fn three_workers_merge_into_one_honest_run() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = Nginx::start();
+    let dir = std::env::temp_dir().join(format!("engine-workers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let before = nginx.status().unwrap().1;
+    let codes = workers(&dir, 3, &["blast", &nginx.url(), "-c", "30", "-d", "3s"]);
+    assert_eq!(codes, vec![Some(0); 3]);
+    let served = nginx.status().unwrap().1 - before - 1;
+    for i in 0..3 {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(dir.join(format!("w{i}/summary.json"))).unwrap()).unwrap();
+        assert_eq!(s["conns"], 10, "each worker takes a third of the connections");
+        assert_eq!(s["worker"]["index"], i);
+        assert!(s["warnings"].as_array().unwrap().is_empty(), "{}", s["warnings"]);
+    }
+    let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .current_dir(&dir)
+        .args(["report", "merge", "w0", "w1", "w2", "--out", "merged", "--threshold", "error_rate<1%"])
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let m: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("merged/summary.json")).unwrap()).unwrap();
+    let requests = m["requests"].as_u64().unwrap();
+    // Ground truth: what nginx served is what the workers completed, plus at most the 30
+    // requests in flight when they stopped.
+    assert!(served >= requests && served - requests <= 30, "nginx served {served}, merged {requests}");
+    assert_eq!(m["errors"]["total"], 0);
+    assert_eq!(m["conns"], 30);
+    assert_eq!(m["thresholds"][0]["expr"], "error_rate<1%");
+    // Exact: the merged p99 is the p99 of the union of every sample, not an average.
+    let union = hlog_union(&(0..3).map(|i| dir.join(format!("w{i}/latency.hlog"))).collect::<Vec<_>>());
+    assert_eq!(union.len(), requests);
+    assert_eq!(m["latency_ms"]["p99"].as_f64().unwrap(), union.value_at_quantile(0.99) as f64 / 1000.0);
+    assert_eq!(m["latency_ms"]["max"].as_f64().unwrap(), union.max() as f64 / 1000.0);
+    // The merged folder is a results folder like a single run's, its log included.
+    for f in ["summary.json", "summary.md", "timeseries.csv", "latency.hlog", "run.log", "report.html"] {
+        assert!(dir.join("merged").join(f).exists(), "{f}");
+    }
+    assert_eq!(hlog_union(&[dir.join("merged/latency.hlog")]).value_at_quantile(0.99), union.value_at_quantile(0.99));
+    let series = m["timeseries"].as_array().unwrap();
+    assert!(series.len() >= 3 && series[0]["target"] == 30.0, "{series:?}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn a_rate_split_over_three_workers_is_the_whole_rate() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let nginx = Nginx::start();
+    let dir = std::env::temp_dir().join(format!("engine-rate-workers-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let before = nginx.status().unwrap().1;
+    let codes = workers(&dir, 3, &["blast", &nginx.url(), "--rate", "6000", "-c", "30", "-d", "5s"]);
+    assert_eq!(codes, vec![Some(0); 3]);
+    let served = nginx.status().unwrap().1 - before - 1;
+    let per_s = served as f64 / 5.0;
+    assert!((per_s - 6000.0).abs() <= 60.0, "nginx saw {per_s} req/s from three workers at 2000/s each");
+    // A worker that starts after --start-at says by how much.
+    let (s, _) = blast(&[
+        "blast",
+        &nginx.url(),
+        "-c",
+        "1",
+        "-d",
+        "200ms",
+        "--start-at",
+        "1",
+        "--out",
+        dir.join("late").to_str().unwrap(),
+    ]);
+    let warnings = s["warnings"].to_string();
+    assert!(warnings.contains("after --start-at"), "{warnings}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

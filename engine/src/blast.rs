@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::io;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use glommio::{LocalExecutorBuilder, Placement};
 
@@ -131,7 +131,24 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
             Err(_) => break,
         }
     }
+    // Distributed runs begin together at --start-at; a worker that connected too late says so.
+    let mut late = None;
+    if let Some(at) = plan.start_at {
+        loop {
+            match at.duration_since(SystemTime::now()) {
+                Ok(wait) if !wait.is_zero() && !control.is_stopped() => {
+                    std::thread::sleep(wait.min(Duration::from_millis(50)))
+                }
+                Ok(_) => break,
+                Err(e) => {
+                    late = Some(e.duration().as_secs_f64());
+                    break;
+                }
+            }
+        }
+    }
     let start = Instant::now();
+    let start_unix_s = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
     let connect_s = (start - connect_start).as_secs_f64();
     for t in start_txs {
         let _ = t.send(start);
@@ -200,6 +217,9 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
     let elapsed = start.elapsed().as_secs_f64();
 
     let mut warnings = Vec::new();
+    if let Some(late) = late.filter(|l| *l >= 0.001) {
+        warnings.push(format!("started {late:.3} s after --start-at (connecting took until then)"));
+    }
     for (i, h) in handles.into_iter().enumerate() {
         if stuck && last_seq[i].is_none() {
             // Joining would wait forever; the thread ends with the process.
@@ -225,6 +245,8 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
     }
     summary.interrupted = control.is_interrupted();
     summary.connect_s = (connect_s * 1000.0).round() / 1000.0;
+    summary.start_unix_s = (start_unix_s * 1000.0).round() / 1000.0;
+    summary.worker = plan.worker;
     summary.timeseries = timeseries;
     summary.warnings = warnings;
     Ok(summary)

@@ -41,6 +41,10 @@ pub struct PlanInput {
     pub interval: Duration,
     /// Open model: total requests per second (the starting rate when there are stages).
     pub rate: Option<f64>,
+    /// This process is one of several that together run the plan (distributed mode).
+    pub worker: Option<Worker>,
+    /// Begin the load at this wall-clock time (after connecting), so workers start together.
+    pub start_at: Option<std::time::SystemTime>,
     /// Linear ramps of connections (closed model) or of rate (open model).
     pub stages: Option<Vec<Stage>>,
     /// Named, weighted requests (a scenario). Empty: one request from `method`, `headers`,
@@ -119,6 +123,13 @@ pub struct FlowStep {
     pub captures: Vec<(usize, CaptureSource)>,
 }
 
+/// One of `count` processes that together run one plan; `index` counts from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Worker {
+    pub index: u32,
+    pub count: u32,
+}
+
 /// A request ready to send, with its name and weight.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PlannedRequest {
@@ -143,6 +154,8 @@ impl PlanInput {
             cores: None,
             interval: Duration::from_secs(1),
             rate: None,
+            worker: None,
+            start_at: None,
             stages: None,
             requests: Vec::new(),
             flows: Vec::new(),
@@ -210,6 +223,8 @@ pub struct Plan {
     /// One CPU per shard (a CPU may repeat when there are more shards than CPUs).
     pub shard_cpus: Vec<usize>,
     pub interval: Duration,
+    pub worker: Option<Worker>,
+    pub start_at: Option<std::time::SystemTime>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -254,11 +269,16 @@ pub enum PlanError {
     Nofile(std::io::Error),
     #[error(transparent)]
     Limit(#[from] LimitError),
+    #[error("{0}")]
+    Worker(String),
 }
 
 impl PlanInput {
     /// Validates everything and resolves the target.
-    pub fn build(self) -> Result<Plan, PlanError> {
+    pub fn build(mut self) -> Result<Plan, PlanError> {
+        if let Some(w) = self.worker {
+            self.take_worker_share(w)?;
+        }
         let target = parse_target(&self.url)?;
         let model = match (self.rate, self.stages) {
             (Some(r), _) if !(0.0..=MAX_RATE).contains(&r) => return Err(PlanError::Rate),
@@ -360,7 +380,46 @@ impl PlanInput {
             connect_timeout: self.connect_timeout,
             shard_cpus,
             interval: self.interval,
+            worker: self.worker,
+            start_at: self.start_at,
         })
+    }
+}
+
+impl PlanInput {
+    /// Keeps this worker's share of the plan: of the connections and the rate (and of every
+    /// stage's target) an even split, of the data file's rows every `count`-th from `index`,
+    /// so the workers together run exactly the whole plan.
+    fn take_worker_share(&mut self, w: Worker) -> Result<(), PlanError> {
+        if w.count == 0 || w.index >= w.count {
+            return Err(PlanError::Worker(format!(
+                "--worker-index {} must be below --worker-count {}",
+                w.index, w.count
+            )));
+        }
+        let (n, i) = (w.count as usize, w.index as usize);
+        let open = self.rate.is_some();
+        self.conns = split(self.conns, n, i);
+        if self.conns == 0 && self.stages.is_none() {
+            return Err(PlanError::Worker(format!(
+                "worker {i} of {n} gets no connections: --conns must be at least --worker-count"
+            )));
+        }
+        self.rate = self.rate.map(|r| r / n as f64);
+        if let Some(stages) = &mut self.stages {
+            for s in stages {
+                s.target = if open { s.target / n as f64 } else { split(s.target.round() as u64, n, i) as f64 };
+            }
+        }
+        if let Some(data) = &self.data {
+            let mut mine = (**data).clone();
+            mine.rows = data.rows.iter().skip(i).step_by(n).cloned().collect();
+            if mine.rows.is_empty() {
+                return Err(PlanError::Worker(format!("worker {i} of {n} gets no rows of the data file")));
+            }
+            self.data = Some(Arc::new(mine));
+        }
+        Ok(())
     }
 }
 

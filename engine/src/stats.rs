@@ -101,7 +101,12 @@ impl Counters {
     }
 
     pub fn status(&mut self, code: u16) {
-        self.status[code as usize % STATUS_SLOTS] += 1;
+        self.status_n(code, 1);
+    }
+
+    /// Counts `n` responses of status `code` (merging runs).
+    pub fn status_n(&mut self, code: u16, n: u64) {
+        self.status[code as usize % STATUS_SLOTS] += n;
     }
 
     /// `(status, count)` for every status seen, ascending.

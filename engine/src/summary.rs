@@ -185,6 +185,12 @@ pub struct Summary {
     pub requests: u64,
     /// Seconds spent opening the connections before the clock started.
     pub connect_s: f64,
+    /// When the load began (after the connect phase), in seconds since the Unix epoch: the
+    /// wall clock `report merge` aligns workers' time series on.
+    pub start_unix_s: f64,
+    /// This run's place among workers that ran one plan together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<crate::plan::Worker>,
     /// Seconds of load, from the start after the connect phase to the last response.
     pub duration_s: f64,
     pub rps: f64,
@@ -227,6 +233,8 @@ impl Summary {
             shards,
             requests: c.requests,
             connect_s: 0.0,
+            start_unix_s: 0.0,
+            worker: None,
             duration_s: round3(duration_s),
             rps: if duration_s > 0.0 { round3(c.requests as f64 / duration_s) } else { 0.0 },
             status: c.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
