@@ -127,6 +127,10 @@ pub struct BlastArgs {
     /// or RFC 3339 (2026-11-22T23:30:00Z); a worker that connects later says by how much
     #[arg(long, value_name = "TIME", value_parser = engine_core::units::parse_time)]
     pub start_at: Option<std::time::SystemTime>,
+    /// Local addresses to connect from, in turn: a list and/or CIDR blocks, e.g. 127.0.0.2,127.0.0.3 or
+    /// 10.0.1.0/28; each adds one address's ephemeral ports towards the target
+    #[arg(long, value_name = "LIST", value_parser = parse_source_ips)]
+    pub source_ips: Option<SourceIps>,
     /// Serve Prometheus metrics (GET /metrics) on ADDR while the run lasts, e.g. 127.0.0.1:9464
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -146,6 +150,47 @@ pub struct BlastArgs {
 
 /// The stages as one value (clap would read a bare `Vec` as a repeated flag).
 pub type Stages = Vec<engine_core::schedule::Stage>;
+
+/// Source addresses as one value (clap would read a bare `Vec` as a repeated flag).
+#[derive(Debug, Clone)]
+pub struct SourceIps(pub Vec<std::net::IpAddr>);
+
+/// Most addresses `--source-ips` may expand to (a /22 of IPv4).
+const MAX_SOURCE_IPS: usize = 1024;
+
+fn parse_source_ips(text: &str) -> Result<SourceIps, String> {
+    let mut ips = Vec::new();
+    for part in text.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+        match part.split_once('/') {
+            None => ips.push(part.parse().map_err(|_| format!("'{part}' is not an IP address"))?),
+            Some((net, bits)) => {
+                let net: std::net::Ipv4Addr = net
+                    .parse()
+                    .map_err(|_| format!("'{part}': CIDR blocks are IPv4 (list IPv6 addresses one by one)"))?;
+                let bits: u32 =
+                    bits.parse().ok().filter(|b| *b <= 32).ok_or_else(|| format!("'{part}': bad prefix length"))?;
+                let size = 1u64 << (32 - bits);
+                if size as usize > MAX_SOURCE_IPS {
+                    return Err(format!("'{part}' holds {size} addresses; at most {MAX_SOURCE_IPS}"));
+                }
+                let base = u32::from(net) & (u32::MAX.checked_shl(32 - bits).unwrap_or(0));
+                ips.extend((0..size as u32).map(|i| std::net::IpAddr::V4((base + i).into())));
+            }
+        }
+        if ips.len() > MAX_SOURCE_IPS {
+            return Err(format!("more than {MAX_SOURCE_IPS} source addresses"));
+        }
+    }
+    if ips.is_empty() {
+        return Err("an empty list".into());
+    }
+    // An address this host does not have would fail every connect; say so now.
+    for ip in &ips {
+        std::net::TcpListener::bind((*ip, 0)).map_err(|e| format!("{ip} is not an address of this host ({e})"))?;
+    }
+    ips.dedup();
+    Ok(SourceIps(ips))
+}
 
 /// A CPU list as one value (clap would read a bare `Vec` as a repeated flag).
 #[derive(Debug, Clone)]
@@ -424,6 +469,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     input.worker =
         args.worker_index.zip(args.worker_count).map(|(index, count)| engine_core::plan::Worker { index, count });
     input.start_at = args.start_at;
+    input.source_ips = args.source_ips.as_ref().map(|s| s.0.clone()).unwrap_or_default();
     let plan = input.build()?;
     for e in args.threshold.iter().chain(&args.abort_on) {
         if let Some(name) = &e.name {

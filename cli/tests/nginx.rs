@@ -342,3 +342,65 @@ fn a_rate_split_over_three_workers_is_the_whole_rate() {
     assert!(warnings.contains("after --start-at"), "{warnings}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// In a network namespace of its own (so its sysctl touches nothing else), with 500
+/// ephemeral ports per source address: 1,200 connections to one nginx port are refused from
+/// one address and held from three.
+#[test]
+fn source_ips_hold_more_connections_than_one_address_has_ports() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let dir = std::env::temp_dir().join(format!("engine-netns-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("logs")).unwrap();
+    std::fs::write(
+        dir.join("nginx.conf"),
+        "worker_processes 1;\ndaemon off;\npid logs/nginx.pid;\nerror_log logs/error.log warn;\nworker_rlimit_nofile 5000;\n\
+         events { worker_connections 4000; }\nhttp { access_log off; keepalive_requests 1000000; keepalive_timeout 300s;\n\
+         client_body_temp_path logs/cb; proxy_temp_path logs/p; fastcgi_temp_path logs/f; uwsgi_temp_path logs/u; scgi_temp_path logs/s;\n\
+         server { listen 127.0.0.1:8080 backlog=4096; location / { return 200 \"ok\"; } } }\n",
+    )
+    .unwrap();
+    let script = format!(
+        r#"set -e
+ip link set lo up
+echo "40000 40499" > /proc/sys/net/ipv4/ip_local_port_range
+{nginx} -p {dir} -c {dir}/nginx.conf -e {dir}/logs/error.log &
+NGINX=$!
+trap 'kill $NGINX' EXIT
+for i in $(seq 50); do (echo > /dev/tcp/127.0.0.1/8080) 2>/dev/null && break; sleep 0.1; done
+set +e
+{engine} blast http://127.0.0.1:8080/ -c 1200 -d 1s -q --out {dir}/one > /dev/null 2> {dir}/one.err
+echo "one_address_exit=$?"
+{engine} blast http://127.0.0.1:8080/ -c 1200 -d 3s -q --source-ips 127.0.0.1,127.0.0.2,127.0.0.3 --out {dir}/three --json {dir}/three.json > /dev/null 2> {dir}/three.err &
+B=$!
+sleep 2.5
+echo "established=$(ss -Htn state established '( dport = :8080 )' | wc -l)"
+echo "sources=$(ss -Htn state established '( dport = :8080 )' | awk '{{print $3}}' | cut -d: -f1 | sort -u | tr '\n' ' ')"
+wait $B
+echo "three_addresses_exit=$?"
+"#,
+        nginx = nginx_binary().display(),
+        dir = dir.display(),
+        engine = env!("CARGO_BIN_EXE_engine"),
+    );
+    let o = Command::new("unshare").args(["-n", "bash", "-c", &script]).output().expect("unshare runs (root)");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let val = |k: &str| out.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).unwrap_or("").trim().to_string();
+    let err_one = std::fs::read_to_string(dir.join("one.err")).unwrap_or_default();
+    assert_eq!(val("one_address_exit"), "2", "{out}{err_one}");
+    assert!(err_one.contains("ephemeral ports") && err_one.contains("--source-ips"), "{err_one}");
+    assert_eq!(
+        val("three_addresses_exit"),
+        "0",
+        "{out}{}",
+        std::fs::read_to_string(dir.join("three.err")).unwrap_or_default()
+    );
+    let established: u64 = val("established").parse().unwrap_or(0);
+    // The engine's 1,200 client sockets (nginx's side of each is not "dport 8080").
+    assert_eq!(established, 1200, "{out}");
+    assert_eq!(val("sources"), "127.0.0.1 127.0.0.2 127.0.0.3", "{out}");
+    let s: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(dir.join("three.json")).unwrap()).unwrap();
+    assert_eq!(s["errors"]["total"], 0, "{}", s["errors"]);
+    assert_eq!(s["connections"]["peak_open"], 1200);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -262,7 +262,15 @@ async fn park(shard: &Shard, slot: usize) {
 /// accept queue, and the kernel's SYN retransmits show in those connections' latency.
 async fn connect(shard: &Shard) -> io::Result<TcpStream> {
     let _permit = shard.connect_gate.acquire_permit(1).await?;
-    let s = TcpStream::connect_timeout(shard.plan.target.addr, shard.plan.connect_timeout).await?;
+    let (target, timeout) = (shard.plan.target.addr, shard.plan.connect_timeout);
+    let sources = &shard.plan.source_ips;
+    let s = if sources.is_empty() {
+        TcpStream::connect_timeout(target, timeout).await?
+    } else {
+        let i = shard.next_source.get();
+        shard.next_source.set(i.wrapping_add(1));
+        TcpStream::connect_timeout_from(sources[i % sources.len()], target, timeout).await?
+    };
     s.set_nodelay(true)?;
     Ok(s)
 }

@@ -19,11 +19,11 @@ pub enum LimitError {
     )]
     Files { conns: u64, needed: u64, hard: u64 },
     #[error(
-        "--conns {conns} is more than the {ports} ephemeral ports one source address has towards one \
-         target (net.ipv4.ip_local_port_range = {lo} {hi}); widen the range with sysctl or split the \
-         load over several source addresses or hosts"
+        "--conns {conns} is more than the {ports} ephemeral ports {sources} source address(es) have towards \
+         one target (net.ipv4.ip_local_port_range = {lo} {hi}); widen the range with sysctl, add source \
+         addresses with --source-ips, or split the load over several hosts"
     )]
-    Ports { conns: u64, ports: u64, lo: u64, hi: u64 },
+    Ports { conns: u64, ports: u64, lo: u64, hi: u64, sources: u64 },
 }
 
 /// The soft and hard open-files limits.
@@ -58,15 +58,23 @@ pub fn ephemeral_port_range() -> Option<(u64, u64)> {
 
 /// Checks that `conns` connections over `shards` shards fit the hard file limit and the
 /// ephemeral ports of one source address.
-pub fn check(conns: u64, shards: u64, hard_nofile: u64, ports: Option<(u64, u64)>) -> Result<(), LimitError> {
+/// `sources` is the number of source addresses connections rotate over (1 without `--source-ips`).
+pub fn check(
+    conns: u64,
+    shards: u64,
+    hard_nofile: u64,
+    ports: Option<(u64, u64)>,
+    sources: u64,
+) -> Result<(), LimitError> {
     let needed = conns + shards * FDS_PER_SHARD + FDS_RESERVED;
     if needed > hard_nofile {
         return Err(LimitError::Files { conns, needed, hard: hard_nofile });
     }
     if let Some((lo, hi)) = ports {
-        let count = hi.saturating_sub(lo) + 1;
+        let sources = sources.max(1);
+        let count = (hi.saturating_sub(lo) + 1) * sources;
         if conns > count {
-            return Err(LimitError::Ports { conns, ports: count, lo, hi });
+            return Err(LimitError::Ports { conns, ports: count, lo, hi, sources });
         }
     }
     Ok(())
@@ -78,9 +86,13 @@ mod tests {
 
     #[test]
     fn budgets() {
-        assert_eq!(check(10_000, 2, 20_000, Some((32768, 60999))), Ok(()));
-        assert!(matches!(check(19_990, 2, 20_000, None), Err(LimitError::Files { .. })));
-        assert!(matches!(check(30_000, 1, 100_000, Some((32768, 60999))), Err(LimitError::Ports { ports: 28232, .. })));
+        assert_eq!(check(10_000, 2, 20_000, Some((32768, 60999)), 1), Ok(()));
+        assert!(matches!(check(19_990, 2, 20_000, None, 1), Err(LimitError::Files { .. })));
+        assert!(matches!(
+            check(30_000, 1, 100_000, Some((32768, 60999)), 1),
+            Err(LimitError::Ports { ports: 28232, .. })
+        ));
+        assert_eq!(check(30_000, 1, 100_000, Some((32768, 60999)), 2), Ok(()));
     }
 
     #[test]

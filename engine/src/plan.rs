@@ -45,6 +45,9 @@ pub struct PlanInput {
     pub worker: Option<Worker>,
     /// Begin the load at this wall-clock time (after connecting), so workers start together.
     pub start_at: Option<std::time::SystemTime>,
+    /// Local addresses connections rotate over (more connections to one target than one
+    /// address's ephemeral ports allow); empty: the kernel picks.
+    pub source_ips: Vec<std::net::IpAddr>,
     /// Linear ramps of connections (closed model) or of rate (open model).
     pub stages: Option<Vec<Stage>>,
     /// Named, weighted requests (a scenario). Empty: one request from `method`, `headers`,
@@ -156,6 +159,7 @@ impl PlanInput {
             rate: None,
             worker: None,
             start_at: None,
+            source_ips: Vec::new(),
             stages: None,
             requests: Vec::new(),
             flows: Vec::new(),
@@ -225,6 +229,7 @@ pub struct Plan {
     pub interval: Duration,
     pub worker: Option<Worker>,
     pub start_at: Option<std::time::SystemTime>,
+    pub source_ips: Vec<std::net::IpAddr>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -271,6 +276,8 @@ pub enum PlanError {
     Limit(#[from] LimitError),
     #[error("{0}")]
     Worker(String),
+    #[error("{0}")]
+    SourceIp(String),
 }
 
 impl PlanInput {
@@ -356,7 +363,11 @@ impl PlanInput {
         let shard_cpus = (0..shards).map(|i| cpus[i % cpus.len()]).collect::<Vec<_>>();
 
         let (_, hard) = limits::nofile().map_err(PlanError::Nofile)?;
-        limits::check(conns, shards as u64, hard, limits::ephemeral_port_range())?;
+        if let Some(ip) = self.source_ips.iter().find(|ip| ip.is_ipv4() != target.addr.is_ipv4()) {
+            return Err(PlanError::SourceIp(format!("--source-ips {ip} is not of the target's address family")));
+        }
+        let sources = self.source_ips.len().max(1) as u64;
+        limits::check(conns, shards as u64, hard, limits::ephemeral_port_range(), sources)?;
 
         let mut requests = requests;
         for r in &mut requests {
@@ -382,6 +393,7 @@ impl PlanInput {
             interval: self.interval,
             worker: self.worker,
             start_at: self.start_at,
+            source_ips: self.source_ips,
         })
     }
 }

@@ -58,6 +58,8 @@ pub(crate) struct Shard {
     /// Connections start new requests only while this is true.
     pub running: Cell<bool>,
     pub connect_gate: Semaphore,
+    /// The next source address (`--source-ips`), rotating per connect.
+    pub next_source: Cell<usize>,
     pub slots: Box<[Slot]>,
     /// Connections that have tried to connect once (the connect phase ends at all of them).
     pub attempted: Cell<u64>,
@@ -134,6 +136,8 @@ pub(crate) async fn run(cfg: ShardConfig) {
         read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
         running: Cell::new(true),
         connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),
+        // Shards start at different addresses so small pools still spread over all of them.
+        next_source: Cell::new(cfg.index),
         slots: (0..conns)
             .map(|_| Slot {
                 fd: Cell::new(-1),

@@ -484,6 +484,54 @@ impl TcpStream {
         })
     }
 
+    /// Like [`TcpStream::connect_timeout`], from the local address `source` (port chosen at
+    /// connect time, `IP_BIND_ADDRESS_NO_PORT`, so one source address can reach many
+    /// destinations with the same ports). Added for `engine` (see PATCHES.md).
+    pub async fn connect_timeout_from(
+        source: std::net::IpAddr,
+        addr: SocketAddr,
+        duration: Duration,
+    ) -> Result<TcpStream> {
+        if duration.is_zero() {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot set a 0 duration timeout",
+            )
+            .into());
+        }
+        let socket = make_tcp_socket(&addr)?;
+        let on: libc::c_int = 1;
+        // SAFETY: a valid option value of the right size on a socket we own.
+        let rc = unsafe {
+            libc::setsockopt(
+                socket.as_raw_fd(),
+                libc::IPPROTO_IP,
+                libc::IP_BIND_ADDRESS_NO_PORT,
+                &on as *const libc::c_int as *const libc::c_void,
+                std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+            )
+        };
+        if rc != 0 {
+            return Err(io::Error::last_os_error().into());
+        }
+        socket.bind(&SocketAddr::new(source, 0).into())?;
+        let reactor = crate::executor().reactor();
+        let source =
+            reactor.connect_timeout(socket.as_raw_fd(), SockaddrStorage::from(addr), duration);
+        source
+            .collect_rw()
+            .await
+            .map_err(|err| match err.raw_os_error() {
+                Some(libc::ECANCELED) => {
+                    io::Error::new(io::ErrorKind::TimedOut, "connection timed out")
+                }
+                _ => err,
+            })?;
+        Ok(TcpStream {
+            stream: GlommioStream::from(socket),
+        })
+    }
+
     /// Creates a buffered TCP connection with default receive buffer.
     pub fn buffered(self) -> TcpStream<Preallocated> {
         self.buffered_with(Preallocated::default())
