@@ -218,6 +218,9 @@ pub fn main(mut args: BlastArgs) -> u8 {
         }
         return exit::OK;
     }
+    for w in engine_core::limits::host_warnings(plan.conns, plan.source_ips.len() as u64) {
+        eprintln!("engine: note: {w}");
+    }
     let push = match args.push.as_deref().map(crate::push::parse).transpose() {
         Ok(p) => p,
         Err(e) => return crate::fail(exit::USAGE, &e),

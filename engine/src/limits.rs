@@ -56,6 +56,32 @@ pub fn ephemeral_port_range() -> Option<(u64, u64)> {
     Some((it.next()??, it.next()??))
 }
 
+/// What this host's settings may cost a run of `conns` connections from `sources` source
+/// addresses, as advice to print at start-up (nothing here stops a run: the hard limits are
+/// refused by [`check`]).
+pub fn host_warnings(conns: u64, sources: u64) -> Vec<String> {
+    let mut out = Vec::new();
+    let sysctl = |name: &str| std::fs::read_to_string(format!("/proc/sys/{}", name.replace('.', "/"))).ok();
+    if sysctl("net.ipv4.tcp_tw_reuse").is_some_and(|v| v.trim() == "0") {
+        out.push(
+            "net.ipv4.tcp_tw_reuse = 0: every reconnect (a server's Connection: close, an error) leaves a port \
+             in TIME_WAIT for 60 s; set it to 1 on a load host"
+                .to_string(),
+        );
+    }
+    if let Some((lo, hi)) = ephemeral_port_range() {
+        let ports = (hi.saturating_sub(lo) + 1) * sources.max(1);
+        if conns * 2 > ports {
+            out.push(format!(
+                "--conns {conns} uses more than half of the {ports} ephemeral ports towards the target: \
+                 reconnects may find none free while old ones sit in TIME_WAIT; widen \
+                 net.ipv4.ip_local_port_range or add --source-ips"
+            ));
+        }
+    }
+    out
+}
+
 /// Checks that `conns` connections over `shards` shards fit the hard file limit and the
 /// ephemeral ports of one source address.
 /// `sources` is the number of source addresses connections rotate over (1 without `--source-ips`).
