@@ -34,7 +34,7 @@ pub struct MergeArgs {
     /// Results folders (or latency .hlog files)
     #[arg(required = true, num_args = 1..)]
     inputs: Vec<PathBuf>,
-    /// The merged results folder (default: results/<timestamp>-merged/)
+    /// The merged results folder (default: `results/<timestamp>-merged/`)
     #[arg(long, value_name = "DIR")]
     out: Option<PathBuf>,
     /// More thresholds to judge the merged run by (repeatable)
