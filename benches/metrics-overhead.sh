@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The cost of --metrics-addr: served requests per CPU-second of `engine blast` with and
-# without it (scraped every second, as Prometheus would), interleaved A B A B ..., on the
+# without it (scraped every second, as Prometheus would), interleaved A B B A A B ... (the
+# order alternates, so a penalty of going second does not land on one side), on the
 # ../shared/bench rig (nginx on CPU 0, the blast on CPU 1, nginx's own served counter).
 # usage: benches/metrics-overhead.sh ENGINE_BIN [CONNS]    env: PAIRS (5), DURATION (10)
 # Run it from a scratch directory: each blast writes a results/ folder into the cwd.
@@ -18,11 +19,18 @@ scraper() { while true; do curl -s -o /dev/null "http://127.0.0.1:$port/metrics"
 val() { grep -oP "(^| )$1=\K[^ ]+" <<<"$2"; }
 echo "# benches/metrics-overhead.sh $(date -Is) conns=$conns pairs=$pairs duration=$dur"
 ratios=()
+plain() { ENGINE_BIN="$engine" "$bench/run-one.sh" engine "$conns" "$dur"; }
+with_metrics() {
+    scraper & local spid=$!
+    ENGINE_BIN="$wrapper" "$bench/run-one.sh" engine "$conns" "$dur"
+    kill "$spid" 2>/dev/null || true
+}
 for p in $(seq "$pairs"); do
-    a="$(ENGINE_BIN="$engine" "$bench/run-one.sh" engine "$conns" "$dur")"; sleep 3
-    scraper & spid=$!
-    b="$(ENGINE_BIN="$wrapper" "$bench/run-one.sh" engine "$conns" "$dur")"
-    kill "$spid" 2>/dev/null || true; sleep 3
+    if (( p % 2 )); then
+        a="$(plain)"; sleep 3; b="$(with_metrics)"; sleep 3
+    else
+        b="$(with_metrics)"; sleep 3; a="$(plain)"; sleep 3
+    fi
     pa="$(val served_per_cpu_s "$a")"; pb="$(val served_per_cpu_s "$b")"
     r="$(awk -v x="$pb" -v y="$pa" 'BEGIN { printf "%.3f", x / y }')"
     ratios+=("$r")
