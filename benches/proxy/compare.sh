@@ -3,12 +3,14 @@
 # this 2-core box: origin nginx (../shared/bench/target.sh) and the blast on CPU 0, the proxy
 # under test alone on CPU 1 (engine proxy --shards 1, or one nginx worker).
 #
-#   1. throughput, closed model, -c CONNS for DURATION s, A B A B A B (engine proxy, nginx):
+#   1. throughput, closed model, -c CONNS for DURATION s, engine proxy and nginx interleaved
+#      with the order alternating (A B, B A, ...: going second is a bias of its own here):
 #      served (origin's stub_status delta) per CPU-second of the proxy process;
 #   2. latency at a rate all three sustain (--rate RATE, open model, corrected):
 #      direct, via engine proxy, via nginx proxy, interleaved PAIRS times; p50/p99 added.
 #
 # usage: benches/proxy/compare.sh ENGINE_BIN     env: CONNS (64) DURATION (10) RATE (5000) PAIRS (3)
+#        LATENCY=0 skips part 2
 # Run it from a scratch directory: each blast writes a results/ folder into the cwd.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -57,9 +59,15 @@ PY
 
 echo "# benches/proxy/compare.sh $(date -Is) conns=$conns duration=$dur rate=$rate pairs=$pairs"
 for p in $(seq "$pairs"); do
-    throughput engine-proxy 18091 "$engine_pid"; sleep 2
-    throughput nginx-proxy 18090 "$nginx_worker"; sleep 2
+    if (( p % 2 )); then
+        throughput engine-proxy 18091 "$engine_pid"; sleep 2
+        throughput nginx-proxy 18090 "$nginx_worker"; sleep 2
+    else
+        throughput nginx-proxy 18090 "$nginx_worker"; sleep 2
+        throughput engine-proxy 18091 "$engine_pid"; sleep 2
+    fi
 done
+[[ "${LATENCY:-1}" == 0 ]] && exit 0
 for p in $(seq "$pairs"); do
     latency direct 18080; sleep 1
     latency engine-proxy 18091; sleep 1
