@@ -15,7 +15,7 @@
 //! - [`limits`], [`affinity`]: open-file and port budgets, CPU placement.
 //! - [`metrics`]: the blast's Prometheus metrics and the `/metrics` endpoint that serves them.
 //! - [`thresholds`]: `p95<200ms`-style expressions, for thresholds and safety stops.
-//! - [`target`]: a small, fast HTTP/1.1 server to aim at.
+//! - [`target`]: a small, fast HTTP/1.1 server to aim at; [`listen`]: servers on their own executor.
 //!
 //! The library neither prints nor exits; the `engine` binary does both.
 
@@ -24,6 +24,7 @@ pub mod blast;
 mod conn;
 pub mod http;
 pub mod limits;
+pub mod listen;
 pub mod metrics;
 pub mod plan;
 pub mod profiles;

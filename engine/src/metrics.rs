@@ -7,15 +7,14 @@
 //! Names follow DESIGN.md: `engine_blast_` prefix, base units, `_total` counters, latency as a
 //! histogram in seconds with buckets fine enough for sub-millisecond targets.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::{TcpListener, TcpStream};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::net::TcpStream;
+use glommio::Placement;
 use hdrhistogram::Histogram;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -160,45 +159,21 @@ impl Drop for MetricsServer {
 
 /// Serves `GET /metrics` (the text `render` returns) on `addr` from its own unpinned
 /// executor, so scrapes never run on a shard.
-pub fn serve(addr: SocketAddr, render: PrometheusHandle) -> io::Result<MetricsServer> {
+pub fn serve(addr: SocketAddr, render: PrometheusHandle) -> Result<MetricsServer, crate::listen::ListenError> {
     let stop = Arc::new(AtomicBool::new(false));
-    let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
     let flag = stop.clone();
-    let handle = LocalExecutorBuilder::new(Placement::Unbound)
-        .name("metrics")
-        .io_memory(64 * 1024)
-        .spawn(move || async move {
-            let listener = match TcpListener::bind(addr) {
-                Ok(l) => l,
-                Err(e) => {
-                    let _ = tx.send(Err(e.into()));
-                    return;
-                }
-            };
-            let _ = tx.send(listener.local_addr().map_err(Into::into));
-            let accept = async {
-                loop {
-                    match listener.accept().await {
-                        Ok(s) => {
-                            glommio::spawn_local(answer(s, render.clone())).detach();
-                        }
-                        Err(_) => glommio::timer::sleep(Duration::from_millis(5)).await,
-                    }
-                }
-            };
-            let watch = async {
-                while !flag.load(Ordering::Relaxed) {
-                    glommio::timer::sleep(Duration::from_millis(50)).await;
-                }
-            };
-            futures_lite::future::or(accept, watch).await;
-        })
-        .map_err(|e| io::Error::other(e.to_string()))?;
-    match rx.recv() {
-        Ok(Ok(bound)) => Ok(MetricsServer { addr: bound, stop, handle: Some(handle) }),
-        Ok(Err(e)) => Err(e),
-        Err(_) => Err(io::Error::other("the metrics executor exited")),
-    }
+    let (bound, handle) =
+        crate::listen::spawn_bound("metrics", Placement::Unbound, addr, move |listener| async move {
+            crate::listen::accept_until(
+                &listener,
+                || flag.load(Ordering::Relaxed),
+                |s| {
+                    glommio::spawn_local(answer(s, render.clone())).detach();
+                },
+            )
+            .await;
+        })?;
+    Ok(MetricsServer { addr: bound, stop, handle: Some(handle) })
 }
 
 /// One scrape: reads the request head (up to 8 KiB, 5 s), answers, closes.

@@ -10,13 +10,13 @@ use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::Placement;
 
 /// Largest request head the target reads; more is answered with 431 and a close.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
@@ -69,32 +69,22 @@ impl Target {
         let mut handles = Vec::new();
         for (i, &cpu) in cfg.shard_cpus.iter().enumerate() {
             // The first shard binds (port 0 picks a port); the others join its port.
-            let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, io::Error>>();
             let (shard_stop, served, response) = (stop.clone(), served.clone(), response.clone());
             let delay = cfg.delay;
-            let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-                .name(&format!("target-{i}"))
-                .io_memory(64 * 1024)
-                .spawn(move || async move {
-                    let listener = match TcpListener::bind(addr) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(listener.local_addr().map_err(Into::into));
-                    serve(listener, shard_stop, served, response, delay).await;
-                });
-            let handle = spawned.map_err(|e| TargetError::Spawn { cpu, reason: e.to_string() })?;
-            match ready_rx.recv() {
-                Ok(Ok(bound)) => addr = bound,
-                Ok(Err(source)) => {
+            let started = crate::listen::spawn_bound(&format!("target-{i}"), Placement::Fixed(cpu), addr, move |l| {
+                serve(l, shard_stop, served, response, delay)
+            });
+            let (bound, handle) = match started {
+                Ok(s) => s,
+                Err(e) => {
                     stop.store(true, Ordering::Relaxed);
-                    return Err(TargetError::Bind { addr, source });
+                    return Err(match e {
+                        crate::listen::ListenError::Bind { addr, source } => TargetError::Bind { addr, source },
+                        crate::listen::ListenError::Spawn { reason, .. } => TargetError::Spawn { cpu, reason },
+                    });
                 }
-                Err(_) => return Err(TargetError::Spawn { cpu, reason: "shard exited".into() }),
-            }
+            };
+            addr = bound;
             handles.push(handle);
         }
         Ok(Target { addr, stop, served, handles })

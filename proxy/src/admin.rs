@@ -7,15 +7,14 @@
 //! rebinding), and mutations refuse anything a browser sends on a page's behalf (`Origin`,
 //! `Sec-Fetch-*`) and want `Content-Type: application/json`, which a cross-site form cannot set.
 
-use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_lite::io::AsyncWriteExt;
-use glommio::net::{TcpListener, TcpStream};
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::net::TcpStream;
+use glommio::Placement;
 
 use crate::faults::{FaultError, Rule};
 use crate::forward::reason;
@@ -37,44 +36,20 @@ pub(crate) struct Admin {
 impl Admin {
     pub fn start(addr: SocketAddr, token: Option<String>, shared: Arc<Shared>) -> Result<Admin, ProxyError> {
         let stop = Arc::new(AtomicBool::new(false));
-        let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
         let flag = stop.clone();
-        let handle = LocalExecutorBuilder::new(Placement::Unbound)
-            .name("proxy-admin")
-            .io_memory(64 * 1024)
-            .spawn(move || async move {
-                let listener = match TcpListener::bind(addr) {
-                    Ok(l) => l,
-                    Err(e) => {
-                        let _ = tx.send(Err(e.into()));
-                        return;
-                    }
-                };
-                let _ = tx.send(listener.local_addr().map_err(Into::into));
-                let token: Option<Arc<str>> = token.map(Into::into);
-                let accept = async {
-                    loop {
-                        match listener.accept().await {
-                            Ok(s) => {
-                                glommio::spawn_local(handle_connection(s, shared.clone(), token.clone())).detach();
-                            }
-                            Err(_) => glommio::timer::sleep(Duration::from_millis(5)).await,
-                        }
-                    }
-                };
-                let watch = async {
-                    while !flag.load(Ordering::Relaxed) {
-                        glommio::timer::sleep(Duration::from_millis(50)).await;
-                    }
-                };
-                futures_lite::future::or(accept, watch).await;
-            })
-            .map_err(|e| ProxyError::Spawn { cpu: usize::MAX, reason: format!("admin executor: {e}") })?;
-        match rx.recv() {
-            Ok(Ok(bound)) => Ok(Admin { addr: bound, stop, handle: Some(handle) }),
-            Ok(Err(source)) => Err(ProxyError::Bind { addr, source }),
-            Err(_) => Err(ProxyError::Spawn { cpu: usize::MAX, reason: "admin executor exited".into() }),
-        }
+        let token: Option<Arc<str>> = token.map(Into::into);
+        let (bound, handle) =
+            engine_core::listen::spawn_bound("proxy-admin", Placement::Unbound, addr, move |listener| async move {
+                engine_core::listen::accept_until(
+                    &listener,
+                    || flag.load(Ordering::Relaxed),
+                    |s| {
+                        glommio::spawn_local(handle_connection(s, shared.clone(), token.clone())).detach();
+                    },
+                )
+                .await;
+            })?;
+        Ok(Admin { addr: bound, stop, handle: Some(handle) })
     }
 
     pub fn stop(mut self) {

@@ -5,9 +5,10 @@
 use std::io::Write;
 
 use engine_core::http::body::{last_token, parse_content_length, tokens};
+use engine_core::http::template::push_u64;
 use engine_core::http::{BodyDecoder, FrameError, MAX_HEAD, MAX_HEADERS};
 
-use crate::request::{Framing, RequestHead};
+use crate::request::{Framing, RequestHead, HOP_BY_HOP};
 
 /// Writes the request for the upstream into `out`. The upstream request uses the client's
 /// HTTP version (a 1.0 client gets no chunked response it cannot read), keeps every end-to-end
@@ -50,7 +51,7 @@ pub fn upstream_request(head: &RequestHead<'_, '_>, client: &[u8], upstream_host
         Framing::None => {}
         Framing::Length(n) => {
             out.extend_from_slice(b"Content-Length: ");
-            push_decimal(out, n);
+            push_u64(out, n);
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
@@ -91,18 +92,7 @@ impl<'a, 'h, 'b> HopByHop<'a, 'h, 'b> {
         if self.overflow {
             return self.head.is_hop_by_hop(name);
         }
-        const FIXED: [&str; 9] = [
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "te",
-            "trailer",
-            "transfer-encoding",
-            "upgrade",
-            "proxy-authorization",
-            "expect",
-        ];
-        FIXED.iter().any(|h| name.eq_ignore_ascii_case(h))
+        HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
             || self.named[..self.n].iter().any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
     }
 }
@@ -112,21 +102,6 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value);
     out.extend_from_slice(b"\r\n");
-}
-
-/// Decimal digits of `n`, without the formatting machinery.
-fn push_decimal(out: &mut Vec<u8>, mut n: u64) {
-    let mut digits = [0u8; 20];
-    let mut i = digits.len();
-    loop {
-        i -= 1;
-        digits[i] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            break;
-        }
-    }
-    out.extend_from_slice(&digits[i..]);
 }
 
 /// An upstream response head, as far as the proxy needs it.

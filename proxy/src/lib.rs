@@ -17,11 +17,10 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU8, Ordering};
-use std::sync::{mpsc, Arc, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use glommio::net::TcpListener;
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::Placement;
 
 mod admin;
 mod conn;
@@ -109,10 +108,8 @@ impl ProxyConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProxyError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: io::Error },
-    #[error("cannot start proxy shard on CPU {cpu}: {reason}")]
-    Spawn { cpu: usize, reason: String },
+    #[error(transparent)]
+    Listen(#[from] engine_core::listen::ListenError),
     #[error(transparent)]
     Fault(#[from] FaultError),
     #[error("{0}")]
@@ -208,42 +205,13 @@ impl Proxy {
         let mut handles = Vec::new();
         for (i, &cpu) in cfg.shard_cpus.iter().enumerate() {
             // The first shard binds (port 0 picks a port); the others join its port.
-            let (ready_tx, ready_rx) = mpsc::channel::<Result<SocketAddr, io::Error>>();
             let sh = shared.clone();
-            let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
-                .name(&format!("proxy-{i}"))
-                // glommio reserves 10 MiB per executor for file I/O by default; sockets need none.
-                .io_memory(64 * 1024)
-                .spawn(move || async move {
-                    let listener = match TcpListener::bind(addr) {
-                        Ok(l) => l,
-                        Err(e) => {
-                            let _ = ready_tx.send(Err(e.into()));
-                            return;
-                        }
-                    };
-                    let _ = ready_tx.send(listener.local_addr().map_err(Into::into));
-                    shard::run(i, sh, listener, max_per_shard).await;
+            let started =
+                engine_core::listen::spawn_bound(&format!("proxy-{i}"), Placement::Fixed(cpu), addr, move |l| {
+                    shard::run(i, sh, l, max_per_shard)
                 });
-            let fail = |shared: &Shared| shared.state.store(STOPPING, Ordering::SeqCst);
-            let handle = match spawned {
-                Ok(h) => h,
-                Err(e) => {
-                    fail(&shared);
-                    return Err(ProxyError::Spawn { cpu, reason: e.to_string() });
-                }
-            };
-            match ready_rx.recv() {
-                Ok(Ok(bound)) => addr = bound,
-                Ok(Err(source)) => {
-                    fail(&shared);
-                    return Err(ProxyError::Bind { addr, source });
-                }
-                Err(_) => {
-                    fail(&shared);
-                    return Err(ProxyError::Spawn { cpu, reason: "shard exited".into() });
-                }
-            }
+            let (bound, handle) = started.inspect_err(|_| shared.state.store(STOPPING, Ordering::SeqCst))?;
+            addr = bound;
             handles.push(handle);
         }
         let admin_addr = admin.as_ref().map(|a| a.addr);

@@ -14,6 +14,20 @@ pub const MAX_REQUEST_HEAD: usize = 32 * 1024;
 /// Header fields per request (httparse needs the slots up front).
 pub const MAX_REQUEST_HEADERS: usize = 100;
 
+/// Request fields for the proxy itself, never forwarded (RFC 9110 §7.6.1), besides those the
+/// `Connection` field names. `Expect` is answered by the proxy; framing is restated.
+pub const HOP_BY_HOP: [&str; 9] = [
+    "connection",
+    "keep-alive",
+    "proxy-connection",
+    "te",
+    "trailer",
+    "transfer-encoding",
+    "upgrade",
+    "proxy-authorization",
+    "expect",
+];
+
 /// How the request body is delimited.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Framing {
@@ -45,18 +59,7 @@ impl RequestHead<'_, '_> {
     /// The header fields the client addressed to the proxy itself (RFC 9110 §7.6.1): the
     /// fixed hop-by-hop set and any field the `Connection` header names.
     pub fn is_hop_by_hop(&self, name: &str) -> bool {
-        const HOP: [&str; 9] = [
-            "connection",
-            "keep-alive",
-            "proxy-connection",
-            "te",
-            "trailer",
-            "transfer-encoding",
-            "upgrade",
-            "proxy-authorization",
-            "expect",
-        ];
-        HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
+        HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
             || self
                 .headers
                 .iter()

@@ -171,7 +171,7 @@ impl Upstream {
                 let Ok(mut conn) = conn else { continue };
                 let (r, m, f) = (r.clone(), m.clone(), in_flight.clone());
                 thread::spawn(move || {
-                    while crate_read_request(&mut conn) {
+                    while read_head(&mut conn) {
                         r.fetch_add(1, Ordering::SeqCst);
                         let now = f.fetch_add(1, Ordering::SeqCst) + 1;
                         m.fetch_max(now, Ordering::SeqCst);
@@ -195,19 +195,6 @@ impl Drop for Upstream {
     }
 }
 
-/// Reads one bodiless request head. False at end of stream.
-fn crate_read_request(conn: &mut TcpStream) -> bool {
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        match conn.read(&mut byte) {
-            Ok(1) => head.push(byte[0]),
-            _ => return false,
-        }
-    }
-    true
-}
-
 /// An admin API request; returns the status and body.
 pub fn admin(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, extra: &str) -> (u16, String) {
     let mut c = Client::connect(addr);
@@ -222,4 +209,18 @@ pub fn admin(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, ext
     );
     let r = c.read().expect("admin answers");
     (r.status, String::from_utf8_lossy(&r.body).to_string())
+}
+
+/// Reads one bodiless request head. False at end of stream. (support.rs has the same; this
+/// file is also compiled on its own, as every file in tests/ is, so it cannot reach it.)
+fn read_head(conn: &mut TcpStream) -> bool {
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        match conn.read(&mut byte) {
+            Ok(1) => head.push(byte[0]),
+            _ => return false,
+        }
+    }
+    true
 }

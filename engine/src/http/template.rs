@@ -161,7 +161,8 @@ fn parse_part(name: &str) -> Option<Part> {
     Some(part)
 }
 
-fn push_u64(out: &mut Vec<u8>, mut n: u64) {
+/// Appends the decimal digits of `n`, without the formatting machinery (a hot path).
+pub fn push_u64(out: &mut Vec<u8>, mut n: u64) {
     let mut digits = [0u8; 20];
     let mut i = digits.len();
     loop {

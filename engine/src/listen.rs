@@ -1,0 +1,78 @@
+//! Servers on their own executor: [`spawn_bound`] starts a glommio executor that binds a
+//! listener and serves it, and returns once the address is bound (or binding failed), so the
+//! caller learns the port that `:0` picked. Used by `engine target`, the proxy's shards and
+//! admin API, and the blast's `/metrics` endpoint.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use glommio::net::{TcpListener, TcpStream};
+use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {addr}: {source}")]
+    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot start the {name} executor: {reason}")]
+    Spawn { name: String, reason: String },
+}
+
+/// Starts executor `name` at `placement`, binds `addr` there (SO_REUSEPORT: several executors
+/// may bind one port) and runs `serve` with the listener. Returns the bound address and the
+/// executor's handle once listening.
+pub fn spawn_bound<F, Fut>(
+    name: &str,
+    placement: Placement,
+    addr: SocketAddr,
+    serve: F,
+) -> Result<(SocketAddr, ExecutorJoinHandle<()>), ListenError>
+where
+    F: FnOnce(TcpListener) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
+    let handle = LocalExecutorBuilder::new(placement)
+        .name(name)
+        // glommio reserves 10 MiB per executor for file I/O by default; sockets need none.
+        .io_memory(64 * 1024)
+        .spawn(move || async move {
+            let listener = match TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            let _ = tx.send(listener.local_addr().map_err(Into::into));
+            serve(listener).await;
+        })
+        .map_err(|e| ListenError::Spawn { name: name.to_string(), reason: e.to_string() })?;
+    match rx.recv() {
+        Ok(Ok(bound)) => Ok((bound, handle)),
+        Ok(Err(source)) => Err(ListenError::Bind { addr, source }),
+        Err(_) => Err(ListenError::Spawn { name: name.to_string(), reason: "it exited before listening".into() }),
+    }
+}
+
+/// Accepts connections and hands each to `each` until `stop` says so (checked every 50 ms).
+/// Accept errors (out of descriptors, a connection reset while queued) pause 5 ms and go on.
+pub async fn accept_until(listener: &TcpListener, stop: impl Fn() -> bool, mut each: impl FnMut(TcpStream)) {
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok(s) => each(s),
+                Err(_) => glommio::timer::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    };
+    let watch = async {
+        while !stop() {
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    futures_lite::future::or(accept, watch).await;
+}
