@@ -388,3 +388,55 @@ fn a_drain_finishes_in_flight_requests_and_stops_accepting() {
     assert_eq!(report.requests, 2);
     assert!(TcpStream::connect(addr).is_err(), "no longer accepting");
 }
+
+/// An upstream that answers every connection's first request with `reply`, then closes.
+fn misbehaving(reply: &'static [u8]) -> std::net::SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut c) = conn else { return };
+            thread::spawn(move || {
+                let mut head = Vec::new();
+                let mut b = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") && c.read(&mut b).unwrap_or(0) == 1 {
+                    head.push(b[0]);
+                }
+                let _ = c.write_all(reply);
+            });
+        }
+    });
+    addr
+}
+
+#[test]
+fn a_misbehaving_upstream_is_a_counted_502_or_a_cut_connection() {
+    // Nothing usable before the head: the client gets a 502 and keeps its connection.
+    for (reply, kind) in [
+        (&b"NOT HTTP AT ALL\r\n\r\n"[..], "invalid"),
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello", "invalid"),
+        (b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n", "invalid"),
+        (b"HTTP/1.1 200 OK\r\nContent-Len", "reset"),
+        (b"", "reset"),
+    ] {
+        let p = proxy(misbehaving(reply), 1, |_| {});
+        let mut c = Client::connect(p.local_addr());
+        let r = c.get("/");
+        assert_eq!(r.status, 502, "{:?}", String::from_utf8_lossy(reply));
+        assert_eq!(stats(&p).upstream_errors[kind], 1, "{:?}", String::from_utf8_lossy(reply));
+    }
+    // A head over 64 KiB is refused too.
+    let mut big = b"HTTP/1.1 200 OK\r\nX-Big: ".to_vec();
+    big.resize(100_000, b'a');
+    big.extend_from_slice(b"\r\n\r\n");
+    let p = proxy(misbehaving(Box::leak(big.into_boxed_slice())), 1, |_| {});
+    assert_eq!(Client::connect(p.local_addr()).get("/").status, 502);
+    // Cut after the head: the client has the head, so the only honest signal is a close
+    // before the promised length.
+    let p = proxy(misbehaving(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\nshort"), 1, |_| {});
+    let mut c = Client::connect(p.local_addr());
+    let r = c.get("/");
+    assert_eq!((r.status, r.body.as_slice()), (200, &b"short"[..]));
+    assert!(c.closed());
+    assert_eq!(stats(&p).upstream_errors["reset"], 1);
+}
