@@ -4,7 +4,8 @@
 
 use std::io::Write;
 
-use engine_core::http::body::{last_token, parse_content_length, tokens};
+use engine_core::http::body::tokens;
+use engine_core::http::response::framing;
 use engine_core::http::template::push_u64;
 use engine_core::http::{BodyDecoder, FrameError, MAX_HEAD, MAX_HEADERS};
 
@@ -148,34 +149,8 @@ pub(crate) fn downstream_response(
         return Ok(Some(UpstreamHead::Interim { len }));
     }
     let headers = &*parsed.headers;
-    let mut length = None;
-    let mut chunked = None;
-    let mut upstream_close = parsed.version == Some(0);
-    for h in headers {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            let v = parse_content_length(h.value)?;
-            if length.is_some_and(|l| l != v) {
-                return Err(FrameError::InvalidContentLength);
-            }
-            length = Some(v);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            chunked = Some(last_token(h.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked")));
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            for t in tokens(h.value) {
-                upstream_close |= t.eq_ignore_ascii_case(b"close");
-                upstream_close &= !(parsed.version == Some(0) && t.eq_ignore_ascii_case(b"keep-alive"));
-            }
-        }
-    }
-    let body = if head_request || status == 204 || status == 304 {
-        BodyDecoder::length(0)
-    } else {
-        match (chunked, length) {
-            (Some(true), _) => BodyDecoder::chunked(),
-            (Some(false), _) | (None, None) => BodyDecoder::until_eof(),
-            (None, Some(n)) => BodyDecoder::length(n),
-        }
-    };
+    let framing = framing(status, parsed.version.unwrap_or(1), headers, head_request)?;
+    let body = framing.body;
     close |= body.is_until_eof();
 
     out.clear();
@@ -212,7 +187,7 @@ pub(crate) fn downstream_response(
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
-    Ok(Some(UpstreamHead::Final { status, len, body, reusable: !upstream_close && !body.is_until_eof(), close }))
+    Ok(Some(UpstreamHead::Final { status, len, body, reusable: framing.keep_alive, close }))
 }
 
 /// The reason phrase of the statuses the proxy itself sends or is likely to relay.

@@ -210,60 +210,80 @@ impl ResponseFramer {
         }
         self.status = status;
 
-        let mut length: Option<u64> = None;
-        let mut chunked = false;
-        let mut transfer_encoding = false;
-        let mut close = false;
-        let mut keep_alive_token = false;
-        for h in parsed.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
-                let v = parse_content_length(h.value)?;
-                // Repeated identical values are tolerated (RFC 9110 §8.6), different ones not.
-                if length.is_some_and(|l| l != v) {
-                    return Err(FrameError::InvalidContentLength);
-                }
-                length = Some(v);
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                transfer_encoding = true;
-                // Only a final `chunked` coding frames the body (RFC 9112 §6.3 p4).
-                chunked = last_token(h.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-            } else if h.name.eq_ignore_ascii_case("connection") {
-                for t in tokens(h.value) {
-                    close |= t.eq_ignore_ascii_case(b"close");
-                    keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
-                }
-            }
-        }
-        self.keep_alive = !close && (version == 1 || keep_alive_token);
-
-        let bodiless = self.head_request || status == 204 || status == 304;
+        let framing = framing(status, version, parsed.headers, self.head_request)?;
+        self.keep_alive = framing.keep_alive;
+        self.chunked = framing.chunked;
         if let Some(c) = self.capture.as_mut() {
             if let Some(name) = &c.header {
                 c.header_value =
                     parsed.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.to_vec());
             }
         }
-        self.chunked = transfer_encoding && chunked;
-        let body = if bodiless {
-            BodyDecoder::length(0)
-        } else if transfer_encoding {
-            // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 p3).
-            if chunked {
-                BodyDecoder::chunked()
-            } else {
-                BodyDecoder::until_eof()
-            }
-        } else if let Some(l) = length {
-            BodyDecoder::length(l)
-        } else {
-            BodyDecoder::until_eof()
-        };
-        if body.is_until_eof() {
-            self.keep_alive = false;
-        }
+        let body = framing.body;
         self.state = State::Body(body);
         Ok(Some(n))
     }
+}
+
+/// How a final response is framed (RFC 9112 §6.3) and whether its connection stays open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Framing {
+    pub body: BodyDecoder,
+    /// Another request may follow on the connection: HTTP/1.1 without `Connection: close`, or
+    /// HTTP/1.0 with `keep-alive`, and the body is not close-delimited.
+    pub keep_alive: bool,
+    /// The body is chunked (its bytes include the chunk framing).
+    pub chunked: bool,
+}
+
+/// The framing of a final response from its status, minor version and fields; `head_request`
+/// when it answers a HEAD. Shared by the blast's framer and the proxy.
+pub fn framing(
+    status: u16,
+    version: u8,
+    headers: &[httparse::Header<'_>],
+    head_request: bool,
+) -> Result<Framing, FrameError> {
+    let mut length: Option<u64> = None;
+    let mut chunked = false;
+    let mut transfer_encoding = false;
+    let mut close = false;
+    let mut keep_alive_token = false;
+    for h in headers {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            let v = parse_content_length(h.value)?;
+            // Repeated identical values are tolerated (RFC 9110 §8.6), different ones not.
+            if length.is_some_and(|l| l != v) {
+                return Err(FrameError::InvalidContentLength);
+            }
+            length = Some(v);
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            transfer_encoding = true;
+            // Only a final `chunked` coding frames the body (RFC 9112 §6.3 p4).
+            chunked = last_token(h.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            for t in tokens(h.value) {
+                close |= t.eq_ignore_ascii_case(b"close");
+                keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
+            }
+        }
+    }
+    let body = if head_request || status == 204 || status == 304 {
+        BodyDecoder::length(0)
+    } else if transfer_encoding {
+        // Transfer-Encoding overrides Content-Length (RFC 9112 §6.3 p3).
+        if chunked {
+            BodyDecoder::chunked()
+        } else {
+            BodyDecoder::until_eof()
+        }
+    } else if let Some(l) = length {
+        BodyDecoder::length(l)
+    } else {
+        BodyDecoder::until_eof()
+    };
+    let keep_alive = !close && (version == 1 || keep_alive_token) && !body.is_until_eof();
+    Ok(Framing { body, keep_alive, chunked: transfer_encoding && chunked })
 }
 
 #[cfg(test)]
