@@ -132,19 +132,15 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
         }
     }
     // Distributed runs begin together at --start-at; a worker that connected too late says so.
-    let mut late = None;
+    // Late means: already past the start time when connecting ended (waking from the sleep
+    // below is always a little past it, and is not late).
+    let late = plan.start_at.and_then(|at| SystemTime::now().duration_since(at).ok()).map(|d| d.as_secs_f64());
     if let Some(at) = plan.start_at {
-        loop {
-            match at.duration_since(SystemTime::now()) {
-                Ok(wait) if !wait.is_zero() && !control.is_stopped() => {
-                    std::thread::sleep(wait.min(Duration::from_millis(50)))
-                }
-                Ok(_) => break,
-                Err(e) => {
-                    late = Some(e.duration().as_secs_f64());
-                    break;
-                }
+        while let Ok(wait) = at.duration_since(SystemTime::now()) {
+            if wait.is_zero() || control.is_stopped() {
+                break;
             }
+            std::thread::sleep(wait.min(Duration::from_millis(50)));
         }
     }
     let start = Instant::now();
