@@ -106,13 +106,14 @@ impl Conn {
     }
 
     async fn one_request(&mut self) -> Next {
-        let limits = self.shard.shared.limits.clone();
+        let (idle_timeout, header_timeout) =
+            (self.shard.shared.limits.idle_timeout, self.shard.shared.limits.header_timeout);
         self.slot.busy.set(false);
         if self.buf.is_empty() {
             if self.shard.draining() {
                 return Next::Close;
             }
-            match self.read_client(Wait::Idle, self.deadline(limits.idle_timeout)).await {
+            match self.read_client(Wait::Idle, self.deadline(idle_timeout)).await {
                 Ok(n) if n > 0 => {}
                 _ => return Next::Close,
             }
@@ -143,7 +144,7 @@ impl Conn {
                     break (prep, decision);
                 }
                 Ok(None) => {
-                    let d = *deadline.get_or_insert_with(|| self.deadline(limits.header_timeout));
+                    let d = *deadline.get_or_insert_with(|| self.deadline(header_timeout));
                     match self.read_client(Wait::Header, d).await {
                         Ok(n) if n > 0 => {}
                         Ok(_) => return Next::Close,

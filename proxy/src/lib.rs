@@ -145,7 +145,6 @@ impl Shared {
 /// A running proxy. Dropping it stops it at once; [`Proxy::drain`] stops it gracefully.
 pub struct Proxy {
     addr: SocketAddr,
-    admin_addr: Option<SocketAddr>,
     shared: Arc<Shared>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
     admin: Option<admin::Admin>,
@@ -214,8 +213,7 @@ impl Proxy {
             addr = bound;
             handles.push(handle);
         }
-        let admin_addr = admin.as_ref().map(|a| a.addr);
-        Ok(Proxy { addr, admin_addr, shared, handles, admin })
+        Ok(Proxy { addr, shared, handles, admin })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -223,7 +221,7 @@ impl Proxy {
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin_addr
+        self.admin.as_ref().map(|a| a.addr)
     }
 
     /// The rules in force; changes reach every shard within one tick (100 ms).
