@@ -37,7 +37,7 @@ use crate::{
         self,
         blocking::{BlockingThreadOp, BlockingThreadPool},
         dma_buffer::{BufferStorage, DmaBuffer},
-        membarrier, DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
+        DirectIo, EnqueuedSource, EnqueuedStatus, InnerSource, IoBuffer,
         PollableStatus, Source, SourceType, Statx, TimeSpec64,
     },
     uring_sys::{self, IoRingOp},
@@ -1045,7 +1045,7 @@ impl SleepableRing {
         }
     }
 
-    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
+    fn sleep(&mut self, link: &Source, timeout: Option<Duration>) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
             0,
@@ -1070,31 +1070,62 @@ impl SleepableRing {
                 &mut self.source_map.borrow_mut(),
             );
 
-            // We have now prepared the SQE that links the two rings. We now need to submit
-            // it successfully to be able to safely sleep.
-
-            if self
-                .submit_sqes()
-                .or_else(Reactor::busy_ok)
-                .or_else(Reactor::again_ok)
-                .or_else(Reactor::intr_ok)?
-                != 1
-            {
+            // We have now prepared the SQE that links the two rings. Patch (engine): it is
+            // submitted and the wait begins in one `io_uring_enter`, and the wait carries the
+            // timeout of the next user timer (IORING_ENTER_EXT_ARG) instead of a timeout SQE
+            // on the latency ring that had to be armed and cancelled with calls of their own.
+            // The kernel waits only when it took every SQE; when it did not, the link is
+            // still in the ring and becomes a no-op, and we do not sleep.
+            let raw = unsafe { self.ring.raw_mut() as *mut uring_sys::io_uring };
+            let to_submit = unsafe { uring_sys::__io_uring_flush_sq(raw) };
+            let fd = self.ring.raw().ring_fd;
+            let flags = uring_sys::IORING_ENTER_GETEVENTS;
+            let ret = unsafe {
+                match timeout {
+                    Some(dur) => {
+                        let ts = uring_sys::__kernel_timespec {
+                            tv_sec: dur.as_secs().min(i64::MAX as u64) as _,
+                            tv_nsec: dur.subsec_nanos() as _,
+                        };
+                        let arg = uring_sys::io_uring_getevents_arg {
+                            ts: &ts as *const _ as u64,
+                            ..Default::default()
+                        };
+                        uring_sys::syscalls::io_uring_enter_ext(
+                            fd,
+                            to_submit as _,
+                            1,
+                            flags,
+                            &arg,
+                        )
+                    }
+                    None => uring_sys::syscalls::io_uring_enter(
+                        fd,
+                        to_submit as _,
+                        1,
+                        flags,
+                        std::ptr::null(),
+                    ),
+                }
+            };
+            let submitted = if ret < 0 {
+                let err = io::Error::last_os_error();
+                match err.raw_os_error() {
+                    // The wait ended (timeout, signal) after everything was submitted.
+                    Some(libc::ETIME) | Some(libc::EINTR) => to_submit as usize,
+                    Some(libc::EBUSY) | Some(libc::EAGAIN) => 0,
+                    _ => return Err(err),
+                }
+            } else {
+                ret as usize
+            };
+            self.in_kernel += submitted;
+            if submitted != to_submit as usize {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
-                // Waiting here is unsafe because we could end up waiting much longer than
-                // needed.
-                // We make the SQE a no-op and return
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                // The rings are linked. Goodnight!
-                self.ring
-                    .cq()
-                    .wait(1)
-                    .map(|_| 1)
-                    .or_else(Reactor::busy_ok)
-                    .or_else(Reactor::again_ok)
-                    .or_else(Reactor::intr_ok)
+                Ok(1)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1224,6 +1255,10 @@ pub(crate) struct Reactor {
 
     latency_preemption_timeout_src: Cell<Option<Source>>,
     throughput_preemption_timeout_src: Cell<Option<Source>>,
+    /// Patch (engine): false when the executor never preempts (`preempt_timer(Duration::MAX)`):
+    /// then no preemption timer is armed, which saves several `io_uring_enter` calls per turn
+    /// of the executor loop. A timer is still armed to wake a sleeping executor.
+    preemption_timers: Cell<bool>,
 
     link_fd: RawFd,
 
@@ -1355,6 +1390,7 @@ impl Reactor {
             poll_ring: RefCell::new(poll_ring),
             latency_preemption_timeout_src: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
+            preemption_timers: Cell::new(true),
             blocking_thread,
             link_fd,
             notifier,
@@ -1726,7 +1762,11 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
-    fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
+    fn link_rings_and_sleep(
+        &self,
+        ring: &mut SleepableRing,
+        timeout: Option<Duration>,
+    ) -> io::Result<()> {
         let link_rings = Source::new(
             IoRequirements::default(),
             self.link_fd,
@@ -1734,7 +1774,9 @@ impl Reactor {
             None,
             None,
         );
-        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+        ring.sleep(&link_rings, timeout)
+            .or_else(Self::busy_ok)
+            .map(|_| {})
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1825,12 +1867,14 @@ impl Reactor {
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
-        self.throughput_preemption_timeout_src.replace(Some(
-            main_ring.prepare_throughput_preemption_timer(
-                self.ring_depth() as u32,
-                self.eventfd_src.raw(),
-            ),
-        ));
+        if self.preemption_timers.get() {
+            self.throughput_preemption_timeout_src.replace(Some(
+                main_ring.prepare_throughput_preemption_timer(
+                    self.ring_depth() as u32,
+                    self.eventfd_src.raw(),
+                ),
+            ));
+        }
 
         // This will only dispatch if we run out of sqes. Which means until
         // flush_rings! nothing is really send to the kernel...
@@ -1851,24 +1895,21 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
-            }
+            // Patch (engine): the next user timer bounds the wait itself (see `sleep`).
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
             // that opened up room. If it did we bail on sleep and go process it.
             self.notifier.prepare_to_sleep();
             // See https://www.scylladb.com/2018/02/15/memory-barriers-seastar-linux/ for
-            // details. This translates to `sys_membarrier()` /
-            // `MEMBARRIER_CMD_PRIVATE_EXPEDITED`
-            membarrier::heavy();
+            // details. Patch (engine): a full fence here and one in `SleepNotifier::notify`
+            // (the rare remote side) instead of `sys_membarrier()`, which cost a system call
+            // on every sleep and an IPI to every CPU running another thread of the process.
+            std::sync::atomic::fence(std::sync::atomic::Ordering::SeqCst);
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring)
+                    self.link_rings_and_sleep(&mut main_ring, user_timer)
                         .expect("some error");
                     // May have new cancellations related to the link ring fd.
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);
@@ -1880,7 +1921,7 @@ impl Reactor {
             }
         }
 
-        if let Some(preempt) = preempt_timer() {
+        if let Some(preempt) = preempt_timer().filter(|_| self.preemption_timers.get()) {
             self.latency_preemption_timeout_src
                 .set(Some(lat_ring.prepare_latency_preemption_timer(preempt)));
             flush_rings!(lat_ring, main_ring)?;
@@ -1894,6 +1935,11 @@ impl Reactor {
         // need_preempt() should be false at this point. As soon as the next event
         // in the preempt ring completes, though, then it will be true.
         Ok(should_sleep)
+    }
+
+    /// Patch (engine): see `preemption_timers`.
+    pub(crate) fn disable_preemption_timers(&self) {
+        self.preemption_timers.set(false);
     }
 
     pub(crate) fn flush_syscall_thread(&self) -> usize {
