@@ -7,7 +7,8 @@
 #      with the order alternating (A B, B A, ...: going second is a bias of its own here):
 #      served (origin's stub_status delta) per CPU-second of the proxy process;
 #   2. latency at a rate all three sustain (--rate RATE, open model, corrected):
-#      direct, via engine proxy, via nginx proxy, interleaved PAIRS times; p50/p99 added.
+#      direct, then engine proxy and nginx (order alternating), PAIRS times; p50/p99 added,
+#      and the proxy's CPU per request at that rate (utime + stime / requests).
 #
 # usage: benches/proxy/compare.sh ENGINE_BIN     env: CONNS (64) DURATION (10) RATE (5000) PAIRS (3)
 #        LATENCY=0 skips part 2
@@ -47,13 +48,18 @@ throughput() { # NAME PORT PID
     echo "$1 served=$n proxy_cpu_s=$cpu served_per_proxy_cpu_s=$(awk -v n="$n" -v c="$cpu" 'BEGIN { printf "%.0f", n / c }') errors=$errors"
 }
 
-latency() { # NAME PORT
+latency() { # NAME PORT [PID]: with PID, also the proxy's CPU per request at this rate
+    local t0=0 t1=0
+    [[ -n "${3:-}" ]] && t0="$(cpu_ticks "$3")"
     taskset -c 0 "$engine" blast "http://127.0.0.1:$2/" -c "$conns" -R "$rate" -d "${dur}s" -q --json "$prefix/$1.json" >/dev/null 2>&1
-    python3 - "$prefix/$1.json" "$1" <<'PY'
+    [[ -n "${3:-}" ]] && t1="$(cpu_ticks "$3")"
+    python3 - "$prefix/$1.json" "$1" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
 d = json.load(open(sys.argv[1]))
 l = d["latency_ms"]
-print(f'{sys.argv[2]} rate={d["rps"]:.0f} p50_ms={l["p50"]:.3f} p99_ms={l["p99"]:.3f} errors={d["errors"]["total"]}')
+ticks, hz = int(sys.argv[3]), int(sys.argv[4])
+cpu = f' proxy_cpu_us_per_req={ticks / hz / d["requests"] * 1e6:.1f}' if ticks else ''
+print(f'{sys.argv[2]} rate={d["rps"]:.0f} p50_ms={l["p50"]:.3f} p99_ms={l["p99"]:.3f} errors={d["errors"]["total"]}{cpu}')
 PY
 }
 
@@ -70,6 +76,11 @@ done
 [[ "${LATENCY:-1}" == 0 ]] && exit 0
 for p in $(seq "$pairs"); do
     latency direct 18080; sleep 1
-    latency engine-proxy 18091; sleep 1
-    latency nginx-proxy 18090; sleep 1
+    if (( p % 2 )); then
+        latency engine-proxy 18091 "$engine_pid"; sleep 1
+        latency nginx-proxy 18090 "$nginx_worker"; sleep 1
+    else
+        latency nginx-proxy 18090 "$nginx_worker"; sleep 1
+        latency engine-proxy 18091 "$engine_pid"; sleep 1
+    fi
 done

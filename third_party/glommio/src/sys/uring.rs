@@ -1045,7 +1045,7 @@ impl SleepableRing {
         }
     }
 
-    fn sleep(&mut self, link: &Source, timeout: Option<Duration>) -> io::Result<usize> {
+    fn sleep(&mut self, link: &Source) -> io::Result<usize> {
         assert_eq!(
             self.waiting_kernel_submission(),
             0,
@@ -1070,62 +1070,31 @@ impl SleepableRing {
                 &mut self.source_map.borrow_mut(),
             );
 
-            // We have now prepared the SQE that links the two rings. Patch (engine): it is
-            // submitted and the wait begins in one `io_uring_enter`, and the wait carries the
-            // timeout of the next user timer (IORING_ENTER_EXT_ARG) instead of a timeout SQE
-            // on the latency ring that had to be armed and cancelled with calls of their own.
-            // The kernel waits only when it took every SQE; when it did not, the link is
-            // still in the ring and becomes a no-op, and we do not sleep.
-            let raw = unsafe { self.ring.raw_mut() as *mut uring_sys::io_uring };
-            let to_submit = unsafe { uring_sys::__io_uring_flush_sq(raw) };
-            let fd = self.ring.raw().ring_fd;
-            let flags = uring_sys::IORING_ENTER_GETEVENTS;
-            let ret = unsafe {
-                match timeout {
-                    Some(dur) => {
-                        let ts = uring_sys::__kernel_timespec {
-                            tv_sec: dur.as_secs().min(i64::MAX as u64) as _,
-                            tv_nsec: dur.subsec_nanos() as _,
-                        };
-                        let arg = uring_sys::io_uring_getevents_arg {
-                            ts: &ts as *const _ as u64,
-                            ..Default::default()
-                        };
-                        uring_sys::syscalls::io_uring_enter_ext(
-                            fd,
-                            to_submit as _,
-                            1,
-                            flags,
-                            &arg,
-                        )
-                    }
-                    None => uring_sys::syscalls::io_uring_enter(
-                        fd,
-                        to_submit as _,
-                        1,
-                        flags,
-                        std::ptr::null(),
-                    ),
-                }
-            };
-            let submitted = if ret < 0 {
-                let err = io::Error::last_os_error();
-                match err.raw_os_error() {
-                    // The wait ended (timeout, signal) after everything was submitted.
-                    Some(libc::ETIME) | Some(libc::EINTR) => to_submit as usize,
-                    Some(libc::EBUSY) | Some(libc::EAGAIN) => 0,
-                    _ => return Err(err),
-                }
-            } else {
-                ret as usize
-            };
-            self.in_kernel += submitted;
-            if submitted != to_submit as usize {
+            // We have now prepared the SQE that links the two rings. We now need to submit
+            // it successfully to be able to safely sleep.
+
+            if self
+                .submit_sqes()
+                .or_else(Reactor::busy_ok)
+                .or_else(Reactor::again_ok)
+                .or_else(Reactor::intr_ok)?
+                != 1
+            {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
+                // Waiting here is unsafe because we could end up waiting much longer than
+                // needed.
+                // We make the SQE a no-op and return
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
                 Err(io::Error::from_raw_os_error(libc::EBUSY))
             } else {
-                Ok(1)
+                // The rings are linked. Goodnight!
+                self.ring
+                    .cq()
+                    .wait(1)
+                    .map(|_| 1)
+                    .or_else(Reactor::busy_ok)
+                    .or_else(Reactor::again_ok)
+                    .or_else(Reactor::intr_ok)
             }
         } else {
             // Can't link rings because we ran out of `CQE`s. Just can't sleep.
@@ -1762,11 +1731,7 @@ impl Reactor {
     ///
     /// We may not be able to register an `SQE` at this point, so we return an
     /// Error and will just not sleep.
-    fn link_rings_and_sleep(
-        &self,
-        ring: &mut SleepableRing,
-        timeout: Option<Duration>,
-    ) -> io::Result<()> {
+    fn link_rings_and_sleep(&self, ring: &mut SleepableRing) -> io::Result<()> {
         let link_rings = Source::new(
             IoRequirements::default(),
             self.link_fd,
@@ -1774,9 +1739,7 @@ impl Reactor {
             None,
             None,
         );
-        ring.sleep(&link_rings, timeout)
-            .or_else(Self::busy_ok)
-            .map(|_| {})
+        ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
@@ -1895,7 +1858,11 @@ impl Reactor {
         if should_sleep {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
-            // Patch (engine): the next user timer bounds the wait itself (see `sleep`).
+            if let Some(dur) = user_timer {
+                self.latency_preemption_timeout_src
+                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                assert!(flush_rings!(lat_ring)? > 0);
+            }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
             // last time until now it could be that something happened in a remote executor
@@ -1909,7 +1876,7 @@ impl Reactor {
             let events = process_remote_channels() + self.flush_syscall_thread();
             if events == 0 {
                 if self.eventfd_src.is_installed().unwrap() {
-                    self.link_rings_and_sleep(&mut main_ring, user_timer)
+                    self.link_rings_and_sleep(&mut main_ring)
                         .expect("some error");
                     // May have new cancellations related to the link ring fd.
                     flush_cancellations!(into &mut 0; lat_ring, poll_ring, main_ring);

@@ -89,19 +89,6 @@ pub const IORING_CQ_EVENTFD_DISABLED: libc::c_uint = 1 << 0;
 // io_uring_enter flags
 pub const IORING_ENTER_GETEVENTS: libc::c_uint = 1 << 0;
 pub const IORING_ENTER_SQ_WAKEUP: libc::c_uint = 1 << 1;
-/// Patch (engine): the last argument of `io_uring_enter` is an `io_uring_getevents_arg`
-/// (Linux 5.11), which carries a timeout for the wait.
-pub const IORING_ENTER_EXT_ARG: libc::c_uint = 1 << 3;
-
-/// Patch (engine): `struct io_uring_getevents_arg` of the kernel's uapi.
-#[repr(C)]
-#[derive(Debug, Default)]
-pub struct io_uring_getevents_arg {
-    pub sigmask: u64,
-    pub sigmask_sz: u32,
-    pub pad: u32,
-    pub ts: u64,
-}
 
 // io_uring_params.features flags
 pub const IORING_FEAT_SINGLE_MMAP: libc::__u32 = 1 << 0;
@@ -348,10 +335,6 @@ extern "C" {
     ) -> libc::c_int;
 
     pub fn io_uring_submit(ring: *mut io_uring) -> libc::c_int;
-
-    /// Patch (engine): liburing's own step that moves prepared SQEs into the shared ring and
-    /// returns how many are there to submit.
-    pub fn __io_uring_flush_sq(ring: *mut io_uring) -> libc::c_int;
 
     pub fn io_uring_submit_and_wait(ring: *mut io_uring, wait_nr: libc::c_uint) -> libc::c_int;
 
