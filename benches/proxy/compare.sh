@@ -9,6 +9,7 @@
 #   2. latency at a rate all three sustain (--rate RATE, open model, corrected):
 #      direct, then engine proxy and nginx (order alternating), PAIRS times; p50/p99 added,
 #      and the proxy's CPU per request at that rate (utime + stime / requests).
+# Ends with the medians and engine/nginx per throughput pair (lines starting with '# ').
 #
 # usage: benches/proxy/compare.sh ENGINE_BIN     env: CONNS (64) DURATION (10) RATE (5000) PAIRS (3)
 #        LATENCY=0 skips part 2
@@ -63,7 +64,35 @@ print(f'{sys.argv[2]} rate={d["rps"]:.0f} p50_ms={l["p50"]:.3f} p99_ms={l["p99"]
 PY
 }
 
+summarize() { # the medians, and engine/nginx per throughput pair, from the lines above
+    python3 - "$prefix/results.txt" <<'PY'
+import re, statistics, sys
+rows = [l.split() for l in open(sys.argv[1]) if not l.startswith("#")]
+def field(row, key):
+    return next((float(f.split("=", 1)[1]) for f in row if f.startswith(key + "=")), None)
+thr = [(r[0], field(r, "served_per_proxy_cpu_s")) for r in rows if field(r, "served_per_proxy_cpu_s")]
+if thr:
+    ratios = []
+    for a, b in zip(thr[::2], thr[1::2]):
+        pair = dict([a, b])
+        ratios.append(pair["engine-proxy"] / pair["nginx-proxy"])
+    for name in ("engine-proxy", "nginx-proxy"):
+        print(f"# {name} served per proxy CPU-second: median {statistics.median(v for n, v in thr if n == name):.0f}")
+    print("# engine/nginx per pair: " + " ".join(f"{r:.3f}" for r in ratios) + f", median {statistics.median(ratios):.3f}")
+for name in ("direct", "engine-proxy", "nginx-proxy"):
+    lat = [r for r in rows if r[0] == name and field(r, "p50_ms") is not None]
+    if not lat:
+        continue
+    line = f"# {name} at the fixed rate: p50 median {statistics.median(field(r, 'p50_ms') for r in lat):.3f} ms, p99 median {statistics.median(field(r, 'p99_ms') for r in lat):.3f} ms"
+    cpu = [field(r, "proxy_cpu_us_per_req") for r in lat if field(r, "proxy_cpu_us_per_req") is not None]
+    if cpu:
+        line += f", proxy CPU per request median {statistics.median(cpu):.1f} us"
+    print(line)
+PY
+}
+
 echo "# benches/proxy/compare.sh $(date -Is) conns=$conns duration=$dur rate=$rate pairs=$pairs"
+: > "$prefix/results.txt"
 for p in $(seq "$pairs"); do
     if (( p % 2 )); then
         throughput engine-proxy 18091 "$engine_pid"; sleep 2
@@ -72,15 +101,17 @@ for p in $(seq "$pairs"); do
         throughput nginx-proxy 18090 "$nginx_worker"; sleep 2
         throughput engine-proxy 18091 "$engine_pid"; sleep 2
     fi
-done
-[[ "${LATENCY:-1}" == 0 ]] && exit 0
-for p in $(seq "$pairs"); do
-    latency direct 18080; sleep 1
-    if (( p % 2 )); then
-        latency engine-proxy 18091 "$engine_pid"; sleep 1
-        latency nginx-proxy 18090 "$nginx_worker"; sleep 1
-    else
-        latency nginx-proxy 18090 "$nginx_worker"; sleep 1
-        latency engine-proxy 18091 "$engine_pid"; sleep 1
-    fi
-done
+done | tee -a "$prefix/results.txt"
+if [[ "${LATENCY:-1}" != 0 ]]; then
+    for p in $(seq "$pairs"); do
+        latency direct 18080; sleep 1
+        if (( p % 2 )); then
+            latency engine-proxy 18091 "$engine_pid"; sleep 1
+            latency nginx-proxy 18090 "$nginx_worker"; sleep 1
+        else
+            latency nginx-proxy 18090 "$nginx_worker"; sleep 1
+            latency engine-proxy 18091 "$engine_pid"; sleep 1
+        fi
+    done | tee -a "$prefix/results.txt"
+fi
+summarize
