@@ -1,8 +1,9 @@
 //! The vendored glommio (third_party/glommio, PATCHES.md) must never sleep through a timer.
 //! Our servers (target, proxy shards, admin) notice a stop request only through a timer, so a
-//! lost wake-up hangs `Target::stop` and the proxy's drain. One patch tried there did exactly
-//! that, now and then: a target blasted for 100 ms then failed to stop in about one round out
-//! of 150. A few rounds run with every `cargo test`; before changing glommio's sleep or timer
+//! lost wake-up hangs `Target::stop` and the proxy's drain. glommio 0.9 could park with woken
+//! tasks still queued (fixed there, see PATCHES.md); with the wake timer kept armed across
+//! sleeps, that made a target blasted for 100 ms fail to stop about once in 150 rounds. A few
+//! rounds run with every `cargo test`; before changing glommio's sleep, timer or task-queue
 //! code, run many: `ENGINE_WAKEUP_ROUNDS=1000 cargo test -p engine-tests --test runtime_wakeups`.
 
 mod support;

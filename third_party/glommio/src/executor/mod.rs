@@ -1331,7 +1331,13 @@ impl LocalExecutor {
         loop {
             self.reactor.sys.install_eventfd();
             if self.need_preempt() {
-                break;
+                // Patch (engine): a completion waiting on the latency ring (an accept, a
+                // connect, a timer that fired) makes `need_preempt` true before anything ran.
+                // Returning `false` then told the caller nothing was runnable, so it parked
+                // with woken tasks still queued; if one of them was the task that re-arms the
+                // next timer, the executor slept with no timer at all. Report the work left
+                // behind instead: the caller goes round, reaps the ring and runs it.
+                return ran || !self.queues.borrow().active_executors.is_empty();
             }
             if !self.run_one_task_queue() {
                 return false;
@@ -1339,7 +1345,6 @@ impl LocalExecutor {
                 ran = true;
             }
         }
-        ran
     }
 
     fn run_one_task_queue(&self) -> bool {

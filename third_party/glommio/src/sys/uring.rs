@@ -1222,6 +1222,8 @@ pub(crate) struct Reactor {
     /// then no preemption timer is armed, which saves several `io_uring_enter` calls per turn
     /// of the executor loop. A timer is still armed to wake a sleeping executor.
     preemption_timers: Cell<bool>,
+    /// Patch (engine): when the pending latency-ring timer fires, without preemption timers.
+    wake_timer_deadline: Cell<Option<Instant>>,
 
     link_fd: RawFd,
 
@@ -1354,6 +1356,7 @@ impl Reactor {
             latency_preemption_timeout_src: Cell::new(None),
             throughput_preemption_timeout_src: Cell::new(None),
             preemption_timers: Cell::new(true),
+            wake_timer_deadline: Cell::new(None),
             blocking_thread,
             link_fd,
             notifier,
@@ -1820,7 +1823,14 @@ impl Reactor {
         //
         // But if we will sleep, there might be a timer registered that needs
         // to be removed otherwise we'll wake up when it expires.
-        drop(self.latency_preemption_timeout_src.take());
+        //
+        // Patch (engine): an executor without preemption timers only ever arms this timer to
+        // wake from sleep, at the next user timer. While it is pending and not later than the
+        // next user timer, it stays armed across sleeps (checked below): cancelling and
+        // re-arming it cost a call each per sleep, mostly for the same deadline.
+        if self.preemption_timers.get() {
+            drop(self.latency_preemption_timeout_src.take());
+        }
 
         // Schedule the throughput-based timeout immediately: it won't matter if we end
         // up sleeping.
@@ -1853,9 +1863,21 @@ impl Reactor {
             // We are about to go to sleep. It's ok to sleep, but if there
             // is a timer set, we need to make sure we wake up to handle it.
             if let Some(dur) = user_timer {
-                self.latency_preemption_timeout_src
-                    .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
-                assert!(flush_rings!(lat_ring)? > 0);
+                let deadline = Instant::now() + dur;
+                let armed = self.latency_preemption_timeout_src.take();
+                let keep = matches!(
+                    (&armed, self.wake_timer_deadline.get()),
+                    (Some(src), Some(at)) if src.result().is_none() && at <= deadline
+                );
+                if keep {
+                    self.latency_preemption_timeout_src.set(armed);
+                } else {
+                    drop(armed);
+                    self.latency_preemption_timeout_src
+                        .set(Some(lat_ring.prepare_latency_preemption_timer(dur)));
+                    self.wake_timer_deadline.set(Some(deadline));
+                    assert!(flush_rings!(lat_ring)? > 0);
+                }
             }
             // From this moment on the remote executors are aware that we are sleeping
             // We have to sweep the remote channels function once more because since
