@@ -6,12 +6,14 @@
 #   1. throughput, closed model, -c CONNS for DURATION s, engine proxy and nginx interleaved
 #      with the order alternating (A B, B A, ...: going second is a bias of its own here):
 #      served (origin's stub_status delta) per CPU-second of the proxy process;
-#   2. latency at a rate all three sustain (--rate RATE, open model, corrected):
-#      direct, then engine proxy and nginx (order alternating), PAIRS times; p50/p99 added,
-#      and the proxy's CPU per request at that rate (utime + stime / requests).
+#   2. latency at a rate all sustain (--rate RATE, open model, corrected): direct, then
+#      engine proxy, engine proxy --busy-poll BUSY_POLL and nginx (order rotating), PAIRS
+#      times; p50/p99 added, and the proxy's CPU per request at that rate (utime + stime /
+#      requests).
 # Ends with the medians and engine/nginx per throughput pair (lines starting with '# ').
 #
 # usage: benches/proxy/compare.sh ENGINE_BIN     env: CONNS (64) DURATION (10) RATE (5000) PAIRS (3)
+#        BUSY_POLL (200us; 0 leaves the busy-polling proxy out), THROUGHPUT=0 skips part 1,
 #        LATENCY=0 skips part 2
 # Run it from a scratch directory: each blast writes a results/ folder into the cwd.
 set -euo pipefail
@@ -19,6 +21,7 @@ here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 bench="$(cd "$here/../../../shared/bench" && pwd)"
 engine="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 conns="${CONNS:-64}"; dur="${DURATION:-10}"; rate="${RATE:-5000}"; pairs="${PAIRS:-3}"
+busy_poll="${BUSY_POLL:-200us}"
 prefix=/tmp/bench-nginx-proxy
 
 "$bench/target.sh" requests >/dev/null 2>&1 || "$bench/target.sh" start >&2
@@ -27,8 +30,15 @@ taskset -c 1 nginx -p "$prefix/" -c "$here/nginx-proxy.conf" -e "$prefix/logs/er
 taskset -c 1 "$engine" proxy --listen 127.0.0.1:18091 --upstream 127.0.0.1:18080 --admin off --shards 1 \
     > "$prefix/engine-proxy.log" 2>&1 &
 engine_pid=$!
+busy_pid=
+if [[ "$busy_poll" != 0 ]]; then
+    # Idle while the others are measured: it polls for BUSY_POLL after its last event, then sleeps.
+    taskset -c 1 "$engine" proxy --listen 127.0.0.1:18092 --upstream 127.0.0.1:18080 --admin off --shards 1 \
+        --busy-poll "$busy_poll" > "$prefix/engine-busy.log" 2>&1 &
+    busy_pid=$!
+fi
 cleanup() {
-    kill "$engine_pid" 2>/dev/null || true
+    kill "$engine_pid" $busy_pid 2>/dev/null || true
     nginx -p "$prefix/" -c "$here/nginx-proxy.conf" -e "$prefix/logs/error.log" -s quit 2>/dev/null || true
 }
 trap cleanup EXIT
@@ -79,7 +89,7 @@ if thr:
     for name in ("engine-proxy", "nginx-proxy"):
         print(f"# {name} served per proxy CPU-second: median {statistics.median(v for n, v in thr if n == name):.0f}")
     print("# engine/nginx per pair: " + " ".join(f"{r:.3f}" for r in ratios) + f", median {statistics.median(ratios):.3f}")
-for name in ("direct", "engine-proxy", "nginx-proxy"):
+for name in ("direct", "engine-proxy", "engine-busy", "nginx-proxy"):
     lat = [r for r in rows if r[0] == name and field(r, "p50_ms") is not None]
     if not lat:
         continue
@@ -94,6 +104,7 @@ PY
 echo "# benches/proxy/compare.sh $(date -Is) conns=$conns duration=$dur rate=$rate pairs=$pairs"
 : > "$prefix/results.txt"
 for p in $(seq "$pairs"); do
+    [[ "${THROUGHPUT:-1}" == 0 ]] && break
     if (( p % 2 )); then
         throughput engine-proxy 18091 "$engine_pid"; sleep 2
         throughput nginx-proxy 18090 "$nginx_worker"; sleep 2
@@ -103,15 +114,16 @@ for p in $(seq "$pairs"); do
     fi
 done | tee -a "$prefix/results.txt"
 if [[ "${LATENCY:-1}" != 0 ]]; then
+    proxies=("engine-proxy 18091 $engine_pid" "nginx-proxy 18090 $nginx_worker")
+    [[ -n "$busy_pid" ]] && proxies=("engine-proxy 18091 $engine_pid" "engine-busy 18092 $busy_pid" "nginx-proxy 18090 $nginx_worker")
     for p in $(seq "$pairs"); do
         latency direct 18080; sleep 1
-        if (( p % 2 )); then
-            latency engine-proxy 18091 "$engine_pid"; sleep 1
-            latency nginx-proxy 18090 "$nginx_worker"; sleep 1
-        else
-            latency nginx-proxy 18090 "$nginx_worker"; sleep 1
-            latency engine-proxy 18091 "$engine_pid"; sleep 1
-        fi
+        # Rotate the order: each proxy goes first, second, ... in turn.
+        n=${#proxies[@]}
+        for i in $(seq 0 $((n - 1))); do
+            # shellcheck disable=SC2086
+            latency ${proxies[$(((p + i) % n))]}; sleep 1
+        done
     done | tee -a "$prefix/results.txt"
 fi
 summarize

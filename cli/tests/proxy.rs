@@ -57,6 +57,7 @@ fn bad_flags_exit_2_with_one_line() {
         (&["proxy", "--upstream", "127.0.0.1:1", "--shards", "0"], "--shards must be at least 1"),
         (&["proxy", "--upstream", "127.0.0.1:1", "--faults", "/nonexistent.toml"], "cannot read /nonexistent.toml"),
         (&["proxy", "--upstream", "127.0.0.1:1", "--route", "api"], "must start with /"),
+        (&["proxy", "--upstream", "127.0.0.1:1", "--busy-poll", "2s"], "--busy-poll 2s is over 1s"),
         (&["proxy"], "--upstream"),
     ];
     for (args, want) in cases {

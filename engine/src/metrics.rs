@@ -163,7 +163,7 @@ pub fn serve(addr: SocketAddr, render: PrometheusHandle) -> Result<MetricsServer
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let (bound, handle) =
-        crate::listen::spawn_bound("metrics", Placement::Unbound, addr, move |listener| async move {
+        crate::listen::spawn_bound("metrics", Placement::Unbound, None, addr, move |listener| async move {
             crate::listen::accept_until(
                 &listener,
                 || flag.load(Ordering::Relaxed),

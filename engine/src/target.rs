@@ -71,9 +71,10 @@ impl Target {
             // The first shard binds (port 0 picks a port); the others join its port.
             let (shard_stop, served, response) = (stop.clone(), served.clone(), response.clone());
             let delay = cfg.delay;
-            let started = crate::listen::spawn_bound(&format!("target-{i}"), Placement::Fixed(cpu), addr, move |l| {
-                serve(l, shard_stop, served, response, delay)
-            });
+            let started =
+                crate::listen::spawn_bound(&format!("target-{i}"), Placement::Fixed(cpu), None, addr, move |l| {
+                    serve(l, shard_stop, served, response, delay)
+                });
             let (bound, handle) = match started {
                 Ok(s) => s,
                 Err(e) => {

@@ -38,8 +38,12 @@ impl Admin {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let token: Option<Arc<str>> = token.map(Into::into);
-        let (bound, handle) =
-            engine_core::listen::spawn_bound("proxy-admin", Placement::Unbound, addr, move |listener| async move {
+        let (bound, handle) = engine_core::listen::spawn_bound(
+            "proxy-admin",
+            Placement::Unbound,
+            None,
+            addr,
+            move |listener| async move {
                 engine_core::listen::accept_until(
                     &listener,
                     || flag.load(Ordering::Relaxed),
@@ -48,7 +52,8 @@ impl Admin {
                     },
                 )
                 .await;
-            })?;
+            },
+        )?;
         Ok(Admin { addr: bound, stop, handle: Some(handle) })
     }
 

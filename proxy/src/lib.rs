@@ -87,6 +87,9 @@ pub struct ProxyConfig {
     pub routes: Vec<String>,
     pub shard_cpus: Vec<usize>,
     pub limits: Limits,
+    /// Each shard polls this long after its last event before it sleeps (`None`: sleeps at
+    /// once). Lower latency at light load, paid for with a busy CPU per shard.
+    pub busy_poll: Option<Duration>,
 }
 
 impl ProxyConfig {
@@ -102,6 +105,7 @@ impl ProxyConfig {
             routes: Vec::new(),
             shard_cpus: vec![cpu],
             limits: Limits::default(),
+            busy_poll: None,
         })
     }
 }
@@ -201,14 +205,18 @@ impl Proxy {
         // Each shard takes its share of the connection limit.
         let max_per_shard = shared.limits.max_conns.div_ceil(shards as u64).max(1);
         let mut addr = cfg.listen;
+        let busy_poll = cfg.busy_poll;
         let mut handles = Vec::new();
         for (i, &cpu) in cfg.shard_cpus.iter().enumerate() {
             // The first shard binds (port 0 picks a port); the others join its port.
             let sh = shared.clone();
-            let started =
-                engine_core::listen::spawn_bound(&format!("proxy-{i}"), Placement::Fixed(cpu), addr, move |l| {
-                    shard::run(i, sh, l, max_per_shard)
-                });
+            let started = engine_core::listen::spawn_bound(
+                &format!("proxy-{i}"),
+                Placement::Fixed(cpu),
+                busy_poll,
+                addr,
+                move |l| shard::run(i, sh, l, max_per_shard),
+            );
             let (bound, handle) = started.inspect_err(|_| shared.state.store(STOPPING, Ordering::SeqCst))?;
             addr = bound;
             handles.push(handle);

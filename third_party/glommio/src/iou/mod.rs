@@ -93,6 +93,7 @@ bitflags::bitflags! {
         const CLAMP     = 1 << 4;
         const ATTACH_WQ = 1 << 5;
         const COOP_TASKRUN = 1 << 8;
+        const TASKRUN_FLAG = 1 << 9;
     }
 }
 

@@ -905,7 +905,7 @@ impl SleepableRing {
     ) -> io::Result<Self> {
         assert!(*IO_URING_RECENT_ENOUGH);
         Ok(SleepableRing {
-            ring: iou::IoUring::new_with_flags(size as _, iou::SetupFlags::COOP_TASKRUN, iou::SetupFeatures::empty())?,
+            ring: iou::IoUring::new_with_flags(size as _, iou::SetupFlags::COOP_TASKRUN | iou::SetupFlags::TASKRUN_FLAG, iou::SetupFeatures::empty())?,
             size,
             submission_queue: UringQueueState::with_capacity(size * 4),
             name,
@@ -919,6 +919,21 @@ impl SleepableRing {
 
     fn ring_fd(&self) -> RawFd {
         self.ring.raw().ring_fd
+    }
+
+    /// With `COOP_TASKRUN`, completions wait as task work until this thread enters the
+    /// kernel; a thread that spins in user space must enter when the kernel flags some.
+    fn run_task_work(&mut self) {
+        const IORING_SQ_TASKRUN: libc::c_uint = 1 << 2;
+        let raw = self.ring.raw();
+        // SAFETY: kflags points into the ring's shared SQ mapping, alive as long as the ring.
+        let flags = unsafe { std::ptr::read_volatile(raw.sq.kflags) };
+        if flags & IORING_SQ_TASKRUN != 0 {
+            // SAFETY: a plain io_uring_enter on our own ring fd, nothing submitted.
+            unsafe {
+                uring_sys::syscalls::io_uring_enter(raw.ring_fd, 0, 0, uring_sys::IORING_ENTER_GETEVENTS, std::ptr::null());
+            }
+        }
     }
 
     /// This function prepares a timer that fires unconditionally after a
@@ -1737,6 +1752,12 @@ impl Reactor {
             None,
         );
         ring.sleep(&link_rings).or_else(Self::busy_ok).map(|_| {})
+    }
+
+    pub(crate) fn spin_poll_io(&self, woke: &mut usize) -> io::Result<()> {
+        self.main_ring.borrow_mut().run_task_work();
+        self.latency_ring.borrow_mut().run_task_work();
+        self.poll_io(woke)
     }
 
     pub(crate) fn poll_io(&self, woke: &mut usize) -> io::Result<()> {
