@@ -1504,6 +1504,15 @@ impl LocalExecutor {
                         // test again here. We can't test *just* here because the main
                         // future is probably the one setting up the task queues and etc.
                         break t.unwrap();
+                    } else if spin_before_park.is_zero() {
+                        // Patch (engine): without spinning, park at once. The one round of
+                        // polling the loop below makes even with a zero spin submitted the SQEs
+                        // of the tasks just run in a call of its own, right before the sleep
+                        // that can submit them itself (`Reactor::wait`).
+                        this.parker
+                            .park()
+                            .expect("Failed to park! This is actually pretty bad!");
+                        pre_time = Instant::now();
                     } else {
                         while !this.reactor.spin_poll_io().unwrap() {
                             if pre_time.elapsed() > spin_before_park {

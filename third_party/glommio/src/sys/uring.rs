@@ -921,6 +921,19 @@ impl SleepableRing {
         self.ring.raw().ring_fd
     }
 
+    /// Moves queued submissions into the SQ ring without entering the kernel (it does enter
+    /// if the ring fills up).
+    fn fill_submission_ring(&mut self) -> io::Result<usize> {
+        let q = self.submission_queue();
+        let mut queue = q.borrow_mut();
+        self.consume_sqe_queue(&mut queue.submissions, false)
+    }
+
+    /// `can_sleep`, but SQEs waiting in the ring are fine: `sleep` submits them.
+    fn can_sleep_submitting(&self) -> bool {
+        self.submission_queue.borrow().is_empty() && self.waiting_kernel_collection() == 0
+    }
+
     /// With `COOP_TASKRUN`, completions wait as task work until this thread enters the
     /// kernel; a thread that spins in user space must enter when the kernel flags some.
     fn run_task_work(&mut self) {
@@ -1061,11 +1074,9 @@ impl SleepableRing {
     }
 
     fn sleep(&mut self, link: &Source) -> io::Result<usize> {
-        assert_eq!(
-            self.waiting_kernel_submission(),
-            0,
-            "sleeping with pending SQEs"
-        );
+        // Patch (engine): SQEs may wait in the ring (see `Reactor::wait`); they go in with
+        // the link, in the same call, ahead of it.
+        let pending = self.waiting_kernel_submission();
         if let Some(mut sqe) = self.ring.sq().prepare_sqe() {
             let sqe_ptr = unsafe { sqe.raw_mut() as *mut _ };
             let op = UringDescriptor {
@@ -1096,7 +1107,7 @@ impl SleepableRing {
                 .or_else(Reactor::again_ok)
                 .or_else(Reactor::intr_ok)?;
             self.in_kernel += submitted;
-            if submitted != 1 {
+            if submitted != pending + 1 {
                 // We failed to submit the `SQE` that links the rings. Just can't sleep.
                 // We make the SQE a no-op and return
                 unsafe { crate::uring_sys::io_uring_prep_nop(sqe_ptr) };
@@ -1869,15 +1880,27 @@ impl Reactor {
         flush_cancellations!(into &mut woke; lat_ring, poll_ring, main_ring);
         // ... which happens right here. If you ever reorder this code just
         // be careful about this dependency.
-        flush_rings!(lat_ring, poll_ring, main_ring)?;
+        //
+        // Patch (engine): without preemption timers, the main ring's SQEs (a socket's next
+        // poll, typically) only go into its SQ ring here. If we sleep, the sleep's own
+        // `io_uring_enter` submits them with the link: one call instead of two per sleep.
+        // An SQE that completes at once still ends the wait at once (min_complete is 1).
+        let defer_main = !self.preemption_timers.get();
+        if defer_main {
+            flush_rings!(lat_ring, poll_ring)?;
+            main_ring.fill_submission_ring().or_else(Reactor::busy_ok).or_else(Reactor::again_ok).or_else(Reactor::intr_ok)?;
+        } else {
+            flush_rings!(lat_ring, poll_ring, main_ring)?;
+        }
         // pick up the results of any cancellations
         consume_rings!(into &mut woke; lat_ring, poll_ring, main_ring);
 
         // If we generated any event so far, we can't sleep. Need to handle them.
+        let main_can_sleep = if defer_main { main_ring.can_sleep_submitting() } else { main_ring.can_sleep() };
         let should_sleep = preempt_timer().is_none()
             && (woke == 0)
             && poll_ring.can_sleep()
-            && main_ring.can_sleep()
+            && main_can_sleep
             && lat_ring.can_sleep();
 
         if should_sleep {
@@ -1923,6 +1946,10 @@ impl Reactor {
                 // Woke up, so no need to notify us anymore.
                 self.notifier.wake_up();
             }
+        }
+        if defer_main {
+            // We did not sleep after all (or the link did not go in): submit what waits.
+            flush_rings!(main_ring)?;
         }
 
         if let Some(preempt) = preempt_timer().filter(|_| self.preemption_timers.get()) {
