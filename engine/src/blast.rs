@@ -103,7 +103,11 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
         let (start_tx, start_rx) = mpsc::channel();
         start_txs.push(start_tx);
         let cfg = ShardConfig { index, plan: plan_arc.clone(), tx: tx.clone(), start_rx, stop: control.stop.clone() };
-        let spawned = LocalExecutorBuilder::new(Placement::Fixed(cpu))
+        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu));
+        if let Some(d) = plan.busy_poll {
+            builder = builder.spin_before_park(d);
+        }
+        let spawned = builder
             .name(&format!("blast-{index}"))
             .ring_depth(RING_DEPTH)
             .io_memory(IO_MEMORY)

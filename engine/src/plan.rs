@@ -57,6 +57,8 @@ pub struct PlanInput {
     pub flows: Vec<FlowSpec>,
     /// Rows for `{{csv.COLUMN}}` templates.
     pub data: Option<Arc<DataTable>>,
+    /// Shards poll this long after their last event before they sleep (`None`: at once).
+    pub busy_poll: Option<Duration>,
 }
 
 /// One request of a scenario, before validation. Its headers come after `PlanInput::headers`
@@ -164,6 +166,7 @@ impl PlanInput {
             requests: Vec::new(),
             flows: Vec::new(),
             data: None,
+            busy_poll: None,
         }
     }
 }
@@ -230,6 +233,9 @@ pub struct Plan {
     pub worker: Option<Worker>,
     pub start_at: Option<std::time::SystemTime>,
     pub source_ips: Vec<std::net::IpAddr>,
+    /// Shards poll this long after their last event before they sleep: the shard's own
+    /// wake-up then stays out of the measured latency, for a CPU kept busy (`None`: sleep).
+    pub busy_poll: Option<Duration>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -278,7 +284,12 @@ pub enum PlanError {
     Worker(String),
     #[error("{0}")]
     SourceIp(String),
+    #[error("--busy-poll {0:?} is over {MAX_BUSY_POLL:?}: a shard would poll for that long between responses; 100us..1ms covers the gaps of light traffic")]
+    BusyPoll(Duration),
 }
+
+/// The longest `busy_poll` a plan accepts.
+pub const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
 
 impl PlanInput {
     /// Validates everything and resolves the target.
@@ -362,6 +373,9 @@ impl PlanInput {
         let shards = shards.min(conns as usize).max(1);
         let shard_cpus = (0..shards).map(|i| cpus[i % cpus.len()]).collect::<Vec<_>>();
 
+        if let Some(d) = self.busy_poll.filter(|d| *d > MAX_BUSY_POLL) {
+            return Err(PlanError::BusyPoll(d));
+        }
         let (_, hard) = limits::nofile().map_err(PlanError::Nofile)?;
         if let Some(ip) = self.source_ips.iter().find(|ip| ip.is_ipv4() != target.addr.is_ipv4()) {
             return Err(PlanError::SourceIp(format!("--source-ips {ip} is not of the target's address family")));
@@ -394,6 +408,7 @@ impl PlanInput {
             worker: self.worker,
             start_at: self.start_at,
             source_ips: self.source_ips,
+            busy_poll: self.busy_poll.filter(|d| !d.is_zero()),
         })
     }
 }

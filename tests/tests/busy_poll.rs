@@ -1,18 +1,24 @@
-//! `engine proxy --busy-poll`: a shard that polls instead of sleeping must still see each
-//! event as it comes. Its own binary, so that no other test competes for the CPUs while it
-//! times requests.
+//! `--busy-poll` (proxy and blast): a shard that polls instead of sleeping must still see
+//! each event as it comes. Its own binary, and one test at a time, so that no other test
+//! competes for the CPUs while these time requests.
 
 mod proxy_support;
 mod support;
 
+use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use engine_core::target::{Target, TargetConfig};
+use engine_core::{Control, PlanInput};
 use proxy_support::{proxy, Client};
 
+/// Polling shards take a CPU each: the tests of this file run one after the other.
+static ALONE: Mutex<()> = Mutex::new(());
+
 #[test]
-fn busy_polling_shards_see_each_event_without_sleeping_first() {
+fn busy_polling_proxy_shards_see_each_event_without_sleeping_first() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
     let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     // With io_uring's COOP_TASKRUN, completions wait as task work until the thread enters the
     // kernel; a shard that polled only the rings would see each one at the next timer tick
@@ -41,4 +47,25 @@ fn busy_polling_shards_see_each_event_without_sleeping_first() {
     assert!(started.elapsed() < Duration::from_secs(3), "the drain took {:?}", started.elapsed());
     let served = 300 + via.requests;
     assert!((served..=served + via.abandoned).contains(&report.requests), "{} vs {served}", report.requests);
+}
+
+#[test]
+fn busy_polling_blast_shards_see_each_response_without_sleeping_first() {
+    let _alone = ALONE.lock().unwrap_or_else(|e| e.into_inner());
+    let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    // One connection, closed model: a shard that polls must still stop on time, and see
+    // each response as it comes.
+    let mut input = PlanInput::new(format!("http://{}/", t.local_addr()));
+    input.conns = 1;
+    input.shards = Some(1);
+    input.duration = Duration::from_millis(500);
+    input.busy_poll = Some(Duration::from_secs(1));
+    let plan = input.build().expect("valid plan");
+    let started = Instant::now();
+    let s = engine_core::run(&plan, &Control::new(), |_| {}).expect("run completes");
+    assert!(started.elapsed() < Duration::from_secs(3), "the run took {:?}", started.elapsed());
+    assert_eq!(s.errors.total, 0, "{:?}", s.errors);
+    eprintln!("{} requests, p50 {} ms", s.requests, s.latency_ms.p50);
+    assert!(s.latency_ms.p50 < 0.5, "p50 through a busy-polling blast shard: {} ms", s.latency_ms.p50);
+    assert!(s.requests > 500, "{} requests in 500 ms over one connection", s.requests);
 }
