@@ -75,8 +75,9 @@ pub struct ProxyArgs {
     pub drain_timeout: Duration,
     /// Each shard polls this long after its last event before it sleeps (0: at once). At light
     /// load a sleeping shard's CPU must wake for each packet, tens of µs on a VM; polling saves
-    /// that, but keeps the CPU busy while traffic flows, so requests per CPU-second drop.
-    /// 200us..1ms covers the gaps of light traffic
+    /// that, but keeps the CPU busy while traffic flows, so requests per CPU-second drop, and
+    /// it helps only while client and upstream have CPU to spare. 200us..1ms covers the gaps
+    /// of light traffic
     #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
     pub busy_poll: Duration,
 }
