@@ -18,7 +18,7 @@ pub fn banner(plan: &Plan) -> String {
         (Model::Open(_), false) => format!("open model, rate stages {}", stages(profile)),
     };
     format!(
-        "engine blast {} {} — {load}, {} connections on {} shard{} (CPU {}), {}",
+        "engine blast {} {} — {load}, {} connections on {} shard{} (CPU {}{}), {}",
         match plan.requests.as_slice() {
             [one] => one.method.clone(),
             many => format!("{} weighted requests to", many.len()),
@@ -28,6 +28,7 @@ pub fn banner(plan: &Plan) -> String {
         shards,
         if shards == 1 { "" } else { "s" },
         plan.shard_cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+        plan.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}")),
         human_duration(plan.duration.as_secs_f64()),
     ) + &plan.worker.map_or(String::new(), |w| format!(" — worker {} of {} (its share)", w.index, w.count))
 }
