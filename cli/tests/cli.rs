@@ -36,6 +36,8 @@ fn usage_errors_exit_2_with_one_line() {
         (&["blast", "http://127.0.0.1:1/", "--cores", "1000"], "not in this process's affinity mask"),
         (&["blast", "http://127.0.0.1:1/", "-b", "@/nonexistent/body"], "cannot read body file"),
         (&["blast", "http://127.0.0.1:1/", "--bogus"], "unexpected argument"),
+        (&["blast", "http://127.0.0.1:1/", "--busy-poll", "2s"], "--busy-poll 2s is over 1s"),
+        (&["blast", "http://127.0.0.1:1/", "--busy-poll=fast"], "invalid duration 'fast'"),
     ];
     for (args, want) in cases {
         let o = engine(args);
