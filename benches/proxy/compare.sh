@@ -114,8 +114,9 @@ for p in $(seq "$pairs"); do
     fi
 done | tee -a "$prefix/results.txt"
 if [[ "${LATENCY:-1}" != 0 ]]; then
-    proxies=("engine-proxy 18091 $engine_pid" "nginx-proxy 18090 $nginx_worker")
-    [[ -n "$busy_pid" ]] && proxies=("engine-proxy 18091 $engine_pid" "engine-busy 18092 $busy_pid" "nginx-proxy 18090 $nginx_worker")
+    proxies=("engine-proxy 18091 $engine_pid")
+    [[ -n "$busy_pid" ]] && proxies+=("engine-busy 18092 $busy_pid")
+    proxies+=("nginx-proxy 18090 $nginx_worker")
     for p in $(seq "$pairs"); do
         latency direct 18080; sleep 1
         # Rotate the order: each proxy goes first, second, ... in turn.

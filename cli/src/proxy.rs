@@ -173,8 +173,12 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
             bail!("{flag} must be above zero");
         }
     }
-    if args.busy_poll > Duration::from_secs(1) {
-        bail!("--busy-poll {:?} is over 1s: a shard would poll for seconds between requests; 100us..1ms covers the gaps of light traffic", args.busy_poll);
+    if args.busy_poll > engine_core::plan::MAX_BUSY_POLL {
+        bail!(
+            "--busy-poll {:?} is over {:?}: a shard would poll for that long between requests; 100us..1ms covers the gaps of light traffic",
+            args.busy_poll,
+            engine_core::plan::MAX_BUSY_POLL
+        );
     }
     Ok(ProxyConfig {
         listen: args.listen,

@@ -42,7 +42,7 @@ where
 {
     let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
     let mut builder = LocalExecutorBuilder::new(placement);
-    if let Some(d) = busy_poll.filter(|d| !d.is_zero()) {
+    if let Some(d) = busy_poll {
         builder = builder.spin_before_park(d);
     }
     let handle = builder

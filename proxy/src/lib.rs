@@ -205,7 +205,6 @@ impl Proxy {
         // Each shard takes its share of the connection limit.
         let max_per_shard = shared.limits.max_conns.div_ceil(shards as u64).max(1);
         let mut addr = cfg.listen;
-        let busy_poll = cfg.busy_poll;
         let mut handles = Vec::new();
         for (i, &cpu) in cfg.shard_cpus.iter().enumerate() {
             // The first shard binds (port 0 picks a port); the others join its port.
@@ -213,7 +212,7 @@ impl Proxy {
             let started = engine_core::listen::spawn_bound(
                 &format!("proxy-{i}"),
                 Placement::Fixed(cpu),
-                busy_poll,
+                cfg.busy_poll,
                 addr,
                 move |l| shard::run(i, sh, l, max_per_shard),
             );
