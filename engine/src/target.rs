@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::http::header_slots;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
@@ -292,9 +293,9 @@ enum Parsed {
 }
 
 fn parse_request(input: &[u8]) -> Parsed {
-    let mut headers = [httparse::EMPTY_HEADER; 64];
-    let mut req = httparse::Request::new(&mut headers);
-    let len = match req.parse(input) {
+    let mut slots = header_slots::<64>();
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(input, &mut slots) {
         Ok(httparse::Status::Complete(n)) => n,
         Ok(httparse::Status::Partial) => return Parsed::Partial,
         Err(_) => return Parsed::Bad,

@@ -3,11 +3,12 @@
 //! again with the same framing (the re-rendering cannot open a smuggling gap).
 #![no_main]
 
+use engine_core::http::header_slots;
 use engine_proxy::request::{parse, MAX_REQUEST_HEADERS};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+    let mut slots = header_slots();
     let Ok(Some(head)) = parse(data, &mut slots) else { return };
     assert!(head.len <= data.len());
     // The proxy adds up to five fields (Host, X-Forwarded-For, Via, framing, Connection); past
@@ -17,12 +18,12 @@ fuzz_target!(|data: &[u8]| {
     }
     // A shorter prefix is never a complete request.
     for cut in [head.len - 1, head.len / 2] {
-        let mut s = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+        let mut s = header_slots();
         assert!(!matches!(parse(&data[..cut], &mut s), Ok(Some(_))));
     }
     let mut out = Vec::new();
     engine_proxy::forward::upstream_request(&head, b"127.0.0.1", "127.0.0.1:1", &mut out);
-    let mut again = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+    let mut again = header_slots();
     let twice = parse(&out, &mut again).expect("the rendered head parses").expect("and is complete");
     assert_eq!(twice.len, out.len());
     assert_eq!(twice.framing, head.framing);

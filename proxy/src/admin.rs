@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use engine_core::http::header_slots;
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 use glommio::Placement;
@@ -19,7 +20,7 @@ use glommio::Placement;
 use crate::faults::{FaultError, Rule};
 use crate::forward::reason;
 use crate::iobuf::IoBuf;
-use crate::request::{self, Framing, MAX_REQUEST_HEADERS};
+use crate::request::{self, Framing};
 use crate::{ProxyError, Shared};
 
 /// Largest admin request body (a fault rule is far smaller).
@@ -107,7 +108,7 @@ async fn handle_connection(mut stream: TcpStream, shared: Arc<Shared>, token: Op
             Ok(0) | Err(_) => return,
             Ok(_) => {}
         }
-        let mut slots = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+        let mut slots = header_slots();
         match request::parse(&buf, &mut slots) {
             Ok(None) => continue,
             Err(e) => break Reply::error(e.status(), e),

@@ -8,7 +8,7 @@ use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use engine_core::http::BodyDecoder;
+use engine_core::http::{header_slots, BodyDecoder};
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpStream;
 
@@ -17,7 +17,7 @@ use crate::forward::{downstream_response, reason, upstream_request, UpstreamHead
 use crate::inject::{Decision, End};
 use crate::iobuf::IoBuf;
 use crate::pool::Upstream;
-use crate::request::{self, Framing, MAX_REQUEST_HEADERS};
+use crate::request::{self, Framing};
 use crate::shard::Shard;
 use crate::slot::{Slot, Wait};
 use crate::stats::{route_of, UpstreamError};
@@ -124,7 +124,7 @@ impl Conn {
         // trickling bytes (slowloris) cannot hold the connection.
         let mut deadline = None;
         let (prep, decision) = loop {
-            let mut slots = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+            let mut slots = header_slots();
             match request::parse(&self.buf, &mut slots) {
                 Ok(Some(head)) => {
                     let header =

@@ -7,7 +7,7 @@ use std::io::Write;
 use engine_core::http::body::tokens;
 use engine_core::http::response::framing;
 use engine_core::http::template::push_u64;
-use engine_core::http::{BodyDecoder, FrameError, MAX_HEAD, MAX_HEADERS};
+use engine_core::http::{header_slots, BodyDecoder, FrameError, MAX_HEAD, MAX_HEADERS};
 
 use crate::request::{Framing, RequestHead, HOP_BY_HOP};
 
@@ -22,7 +22,7 @@ pub fn upstream_request(head: &RequestHead<'_, '_>, client: &[u8], upstream_host
     for piece in [head.method.as_bytes(), b" ", head.target.as_bytes(), b" ", version, b"\r\n"] {
         out.extend_from_slice(piece);
     }
-    let hop = HopByHop::of(head);
+    let hop = HopByHop::of(head.headers, &HOP_BY_HOP);
     let mut has_host = false;
     let mut forwarded_for: Option<&[u8]> = None;
     for h in head.headers {
@@ -63,39 +63,55 @@ pub fn upstream_request(head: &RequestHead<'_, '_>, client: &[u8], upstream_host
     out.extend_from_slice(b"\r\n");
 }
 
-/// The fields a request addresses to the proxy itself (RFC 9110 §7.6.1): a fixed set and
-/// the ones its `Connection` header names (collected once per request, up to a bound).
-struct HopByHop<'a, 'h, 'b> {
-    head: &'a RequestHead<'h, 'b>,
+/// Response fields for the proxy itself, never relayed, besides those `Connection` names.
+const RESPONSE_HOP_BY_HOP: [&str; 5] =
+    ["connection", "keep-alive", "proxy-connection", "upgrade", "proxy-authenticate"];
+
+/// The fields a head addresses to the proxy itself (RFC 9110 §7.6.1): a fixed set and the
+/// ones its `Connection` fields name, collected once per head (up to a bound) rather than
+/// looked up again for every field.
+struct HopByHop<'a, 'b> {
+    headers: &'a [httparse::Header<'b>],
+    fixed: &'static [&'static str],
+    /// Bit `n` set: some name in `fixed` is `n` bytes long. Most fields are then passed over
+    /// without a comparison.
+    fixed_lengths: u64,
     named: [&'b [u8]; 8],
     n: usize,
     /// More names than fit: fall back to scanning the headers.
     overflow: bool,
 }
 
-impl<'a, 'h, 'b> HopByHop<'a, 'h, 'b> {
-    fn of(head: &'a RequestHead<'h, 'b>) -> Self {
-        let mut hop = HopByHop { head, named: [&[]; 8], n: 0, overflow: false };
-        for h in head.headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")) {
-            for t in tokens(h.value) {
-                if hop.n < hop.named.len() {
-                    hop.named[hop.n] = t;
-                    hop.n += 1;
-                } else {
-                    hop.overflow = true;
-                }
+impl<'a, 'b> HopByHop<'a, 'b> {
+    fn of(headers: &'a [httparse::Header<'b>], fixed: &'static [&'static str]) -> Self {
+        let fixed_lengths = fixed.iter().fold(0, |m, h| m | 1u64 << h.len());
+        let mut hop = HopByHop { headers, fixed, fixed_lengths, named: [&[]; 8], n: 0, overflow: false };
+        for t in connection_tokens(headers) {
+            if hop.n < hop.named.len() {
+                hop.named[hop.n] = t;
+                hop.n += 1;
+            } else {
+                hop.overflow = true;
             }
         }
         hop
     }
 
     fn contains(&self, name: &str) -> bool {
-        if self.overflow {
-            return self.head.is_hop_by_hop(name);
-        }
-        HOP_BY_HOP.iter().any(|h| name.eq_ignore_ascii_case(h))
-            || self.named[..self.n].iter().any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
+        let named = |t: &[u8]| t.eq_ignore_ascii_case(name.as_bytes());
+        (name.len() < 64
+            && self.fixed_lengths & 1 << name.len() != 0
+            && self.fixed.iter().any(|h| name.eq_ignore_ascii_case(h)))
+            || if self.overflow {
+                connection_tokens(self.headers).any(named)
+            } else {
+                self.named[..self.n].iter().any(|t| named(t))
+            }
     }
+}
+
+fn connection_tokens<'a, 'b>(headers: &'a [httparse::Header<'b>]) -> impl Iterator<Item = &'b [u8]> + 'a {
+    headers.iter().filter(|h| h.name.eq_ignore_ascii_case("connection")).flat_map(|h| tokens(h.value))
 }
 
 fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
@@ -131,9 +147,10 @@ pub(crate) fn downstream_response(
     client_version: u8,
     out: &mut Vec<u8>,
 ) -> Result<Option<UpstreamHead>, FrameError> {
-    let mut slots = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Response::new(&mut slots);
-    let len = match parsed.parse(input) {
+    let mut slots = header_slots::<MAX_HEADERS>();
+    let mut parsed = httparse::Response::new(&mut []);
+    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, input, &mut slots)
+    {
         Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
         Ok(httparse::Status::Complete(_)) => return Err(FrameError::HeadTooLarge),
         Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD => return Err(FrameError::HeadTooLarge),
@@ -162,22 +179,8 @@ pub(crate) fn downstream_response(
         let reason = parsed.reason.filter(|r| !r.is_empty()).unwrap_or_else(|| reason(status));
         let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
     }
-    let has_connection = headers.iter().any(|h| h.name.eq_ignore_ascii_case("connection"));
-    let named_by_connection = |name: &str| {
-        has_connection
-            && headers
-                .iter()
-                .filter(|h| h.name.eq_ignore_ascii_case("connection"))
-                .flat_map(|h| tokens(h.value))
-                .any(|t| t.eq_ignore_ascii_case(name.as_bytes()))
-    };
-    for h in headers {
-        let hop = ["connection", "keep-alive", "proxy-connection", "upgrade", "proxy-authenticate"]
-            .iter()
-            .any(|n| h.name.eq_ignore_ascii_case(n));
-        if hop || named_by_connection(h.name) {
-            continue;
-        }
+    let hop = HopByHop::of(headers, &RESPONSE_HOP_BY_HOP);
+    for h in headers.iter().filter(|h| !hop.contains(h.name)) {
         push_field(out, h.name.as_bytes(), h.value);
     }
     out.extend_from_slice(b"Via: 1.1 engine-proxy\r\n");
@@ -226,14 +229,33 @@ pub fn reason(status: u16) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::request::{parse, MAX_REQUEST_HEADERS};
+    use crate::request::parse;
 
     fn upstream(input: &[u8]) -> String {
-        let mut slots = [httparse::EMPTY_HEADER; MAX_REQUEST_HEADERS];
+        let mut slots = header_slots();
         let head = parse(input, &mut slots).unwrap().unwrap();
         let mut out = Vec::new();
         upstream_request(&head, b"10.0.0.7", "127.0.0.1:9000", &mut out);
         String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn hop_by_hop_includes_fields_named_by_connection() {
+        let input = b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, X-Secret\r\nX-Secret: 1\r\n\r\n";
+        let mut slots = header_slots();
+        let head = parse(input, &mut slots).unwrap().unwrap();
+        let hop = HopByHop::of(head.headers, &HOP_BY_HOP);
+        assert!(hop.contains("x-secret") && hop.contains("Keep-Alive") && hop.contains("TE"));
+        assert!(!hop.contains("host"));
+        // More names than the hop set keeps: the ninth and later are found by a scan.
+        let many =
+            b"GET / HTTP/1.1\r\nHost: a\r\nConnection: a1, a2, a3, a4, a5, a6, a7, a8, a9\r\nConnection: a10\r\n\r\n";
+        let mut slots = header_slots();
+        let head = parse(many, &mut slots).unwrap().unwrap();
+        let hop = HopByHop::of(head.headers, &HOP_BY_HOP);
+        assert!(hop.overflow);
+        assert!(["A1", "a8", "a9", "a10", "connection"].iter().all(|n| hop.contains(n)));
+        assert!(!hop.contains("a11"));
     }
 
     #[test]
@@ -294,6 +316,14 @@ mod tests {
         assert_eq!(
             downstream_response(b"HTTP/1.1 100 Continue\r\n\r\n", false, false, 1, &mut out),
             Ok(Some(UpstreamHead::Interim { len: 25 }))
+        );
+        // Fields the upstream's Connection names stay between it and the proxy.
+        let named =
+            b"HTTP/1.1 204 No Content\r\nConnection: X-Internal\r\nX-Internal: 1\r\nUpgrade: h2\r\nX-Kept: 2\r\n\r\n";
+        downstream_response(named, false, false, 1, &mut out).unwrap().unwrap();
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "HTTP/1.1 204 No Content\r\nX-Kept: 2\r\nVia: 1.1 engine-proxy\r\n\r\n"
         );
         assert_eq!(downstream_response(b"HTTP/1.1 200 OK\r\n", false, false, 1, &mut out), Ok(None));
         assert!(

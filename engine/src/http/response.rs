@@ -7,8 +7,8 @@
 //!
 //! Like httparse, needing more bytes is not an error: [`Progress::Incomplete`].
 
-use super::body::{last_token, parse_content_length, tokens, BodyDecoder};
-use super::{FrameError, MAX_HEAD, MAX_HEADERS};
+use super::body::{eq_lower, last_token, parse_content_length, tokens, BodyDecoder};
+use super::{header_slots, FrameError, MAX_HEAD, MAX_HEADERS};
 
 /// What one [`ResponseFramer::feed`] call achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,9 +186,13 @@ impl ResponseFramer {
         if input.is_empty() {
             return Ok(None);
         }
-        let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-        let mut parsed = httparse::Response::new(&mut headers);
-        let n = match parsed.parse(input) {
+        let mut slots = header_slots::<MAX_HEADERS>();
+        let mut parsed = httparse::Response::new(&mut []);
+        let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
+            &mut parsed,
+            input,
+            &mut slots,
+        ) {
             Ok(httparse::Status::Complete(n)) => n,
             Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD => return Err(FrameError::HeadTooLarge),
             Ok(httparse::Status::Partial) => return Ok(None),
@@ -250,21 +254,21 @@ pub fn framing(
     let mut close = false;
     let mut keep_alive_token = false;
     for h in headers {
-        if h.name.eq_ignore_ascii_case("content-length") {
+        if eq_lower(h.name.as_bytes(), b"content-length") {
             let v = parse_content_length(h.value)?;
             // Repeated identical values are tolerated (RFC 9110 §8.6), different ones not.
             if length.is_some_and(|l| l != v) {
                 return Err(FrameError::InvalidContentLength);
             }
             length = Some(v);
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+        } else if eq_lower(h.name.as_bytes(), b"transfer-encoding") {
             transfer_encoding = true;
             // Only a final `chunked` coding frames the body (RFC 9112 §6.3 p4).
-            chunked = last_token(h.value).is_some_and(|t| t.eq_ignore_ascii_case(b"chunked"));
-        } else if h.name.eq_ignore_ascii_case("connection") {
+            chunked = last_token(h.value).is_some_and(|t| eq_lower(t, b"chunked"));
+        } else if eq_lower(h.name.as_bytes(), b"connection") {
             for t in tokens(h.value) {
-                close |= t.eq_ignore_ascii_case(b"close");
-                keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
+                close |= eq_lower(t, b"close");
+                keep_alive_token |= eq_lower(t, b"keep-alive");
             }
         }
     }
