@@ -13,11 +13,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::http::header_slots;
 use futures_lite::future::poll_fn;
 use futures_lite::io::{AsyncRead, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::Placement;
+
+use crate::http::header_slots;
 
 /// Largest request head the target reads; more is answered with 431 and a close.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;

@@ -205,27 +205,31 @@ fn content_length(value: &[u8]) -> Result<u64, RequestError> {
 }
 
 /// Every line of the head ends in CRLF, and no line starts with whitespace (obs-fold, RFC
-/// 9112 §5.2: a server must reject it or unfold it; unfolding is a second reading). The error
-/// is the one a byte-by-byte scan meets first; memchr finds the few CRs and LFs of a head in a
-/// fraction of the instructions of that scan, which ran on every request.
+/// 9112 §5.2: a server must reject it or unfold it; unfolding is a second reading).
 fn check_line_endings(head: &[u8]) -> Result<(), RequestError> {
-    // A CR at the very end may be followed by its LF in the next read.
-    let bare_cr = memchr::memchr_iter(b'\r', head).find(|&i| head.get(i + 1).is_some_and(|&b| b != b'\n'));
-    let bad_lf = memchr::memchr_iter(b'\n', head).find_map(|i| {
-        if i == 0 || head[i - 1] != b'\r' {
-            Some((i, RequestError::BareLineEnding))
-        } else if matches!(head.get(i + 1), Some(b' ' | b'\t')) {
-            Some((i, RequestError::ObsFold))
-        } else {
-            None
-        }
-    });
-    match (bare_cr, bad_lf) {
-        (Some(cr), Some((lf, _))) if cr < lf => Err(RequestError::BareLineEnding),
-        (_, Some((_, e))) => Err(e),
-        (Some(_), None) => Err(RequestError::BareLineEnding),
-        (None, None) => Ok(()),
+    // This runs on every request: first one pass without branches, which the compiler
+    // vectorises, that only says whether any pair of bytes is wrong (a CR at the very end may
+    // still be followed by its LF in the next read).
+    let wrong = |a: u8, b: u8| {
+        (b == b'\n') & (a != b'\r') | (a == b'\r') & (b != b'\n') | (a == b'\n') & ((b == b' ') | (b == b'\t'))
+    };
+    let any =
+        head.iter().zip(&head[1.min(head.len())..]).fold(head.first() == Some(&b'\n'), |w, (&a, &b)| w | wrong(a, b));
+    if !any {
+        return Ok(());
     }
+    // Something is: name what a byte-by-byte reading meets first.
+    let mut prev = 0u8;
+    for (i, &b) in head.iter().enumerate() {
+        match b {
+            b'\n' if prev != b'\r' => return Err(RequestError::BareLineEnding),
+            b'\n' if matches!(head.get(i + 1), Some(b' ' | b'\t')) => return Err(RequestError::ObsFold),
+            _ if prev == b'\r' && b != b'\n' => return Err(RequestError::BareLineEnding),
+            _ => {}
+        }
+        prev = b;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
