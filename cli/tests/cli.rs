@@ -54,6 +54,24 @@ fn unreachable_target_exits_3() {
     let o = engine(&["blast", &format!("http://127.0.0.1:{port}/"), "-d", "1s"]);
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(stderr(&o).contains("unreachable"));
+    // The cause once, not once from the message and again from the error's source chain.
+    assert_eq!(stderr(&o).matches("Connection refused").count(), 1, "{}", stderr(&o));
+}
+
+#[test]
+fn busy_listen_address_and_missing_scenario_say_why_once() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap().to_string();
+    for (args, cause) in [
+        (vec!["target", "--listen", &addr], "in use"),
+        (vec!["proxy", "--listen", &addr, "--upstream", "127.0.0.1:9", "--admin", "off"], "in use"),
+        (vec!["blast", "--scenario", "/nonexistent/scenario.toml"], "No such file"),
+    ] {
+        let o = engine(&args);
+        let err = stderr(&o);
+        assert_ne!(o.status.code(), Some(0), "{args:?}: {err}");
+        assert_eq!(err.matches(cause).count(), 1, "{args:?}: {err}");
+    }
 }
 
 #[test]

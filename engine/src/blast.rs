@@ -63,8 +63,8 @@ impl Control {
 
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    #[error("target {addr} is unreachable: {source}")]
-    Unreachable { addr: std::net::SocketAddr, source: io::Error },
+    #[error("target {addr} is unreachable: {cause}")]
+    Unreachable { addr: std::net::SocketAddr, cause: io::Error },
     #[error("cannot start shard {shard} on CPU {cpu}: {reason}")]
     Spawn { shard: usize, cpu: usize, reason: String },
 }
@@ -83,7 +83,7 @@ pub struct IntervalReport<'a> {
 pub fn preflight(plan: &Plan) -> Result<(), RunError> {
     std::net::TcpStream::connect_timeout(&plan.target.addr, plan.connect_timeout)
         .map(drop)
-        .map_err(|source| RunError::Unreachable { addr: plan.target.addr, source })
+        .map_err(|cause| RunError::Unreachable { addr: plan.target.addr, cause })
 }
 
 /// Runs the plan to its end (or until `control` stops it) and returns the exact summary.

@@ -15,8 +15,8 @@ use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
 /// Why a server did not start.
 #[derive(Debug, thiserror::Error)]
 pub enum ListenError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: io::Error },
     #[error("cannot start the {name} executor: {reason}")]
     Spawn { name: String, reason: String },
 }
@@ -66,7 +66,7 @@ where
         .map_err(|e| ListenError::Spawn { name: name.to_string(), reason: e.to_string() })?;
     match rx.recv() {
         Ok(Ok(bound)) => Ok((bound, handle)),
-        Ok(Err(source)) => Err(ListenError::Bind { addr, source }),
+        Ok(Err(cause)) => Err(ListenError::Bind { addr, cause }),
         Err(_) => Err(ListenError::Spawn { name: name.to_string(), reason: "it exited before listening".into() }),
     }
 }

@@ -423,11 +423,20 @@ impl Plan {
 /// Parses and resolves an `http://` URL.
 pub fn parse_target(text: &str) -> Result<Target, PlanError> {
     let bad = |reason: &str| PlanError::Url { url: text.to_string(), reason: reason.to_string() };
+    if !text.contains("://") {
+        // `host:port` alone reads as a relative URL, or as a URL whose scheme is the host.
+        return Err(bad(&format!("no scheme; did you mean 'http://{text}'?")));
+    }
     let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
     match url.scheme() {
         "http" => {}
         "https" => return Err(PlanError::Https),
         other => return Err(bad(&format!("scheme '{other}' is not supported; use http://"))),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "credentials in the URL are not sent; pass them as a header, e.g. -H 'Authorization: Basic ...'",
+        ));
     }
     let host = url.host_str().ok_or_else(|| bad("no host"))?.to_string();
     let port = url.port_or_known_default().unwrap_or(80);
@@ -481,7 +490,15 @@ mod tests {
         assert_eq!(parse_target("http://localhost").unwrap().addr.port(), 80);
         assert!(matches!(parse_target("https://127.0.0.1/"), Err(PlanError::Https)));
         assert!(matches!(parse_target("ftp://127.0.0.1/"), Err(PlanError::Url { .. })));
-        assert!(matches!(parse_target("127.0.0.1:80"), Err(PlanError::Url { .. })));
+        for (text, hint) in [
+            ("127.0.0.1:80", "did you mean 'http://127.0.0.1:80'?"),
+            ("localhost:8080/x", "did you mean 'http://localhost:8080/x'?"),
+            ("http://user:pw@127.0.0.1/", "credentials in the URL are not sent"),
+            ("http://user@127.0.0.1/", "credentials in the URL are not sent"),
+        ] {
+            let e = parse_target(text).unwrap_err().to_string();
+            assert!(e.contains(hint), "{text}: {e}");
+        }
     }
 
     #[test]

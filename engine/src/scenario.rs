@@ -124,8 +124,8 @@ fn one() -> u32 {
 
 #[derive(Debug, thiserror::Error)]
 pub enum ScenarioError {
-    #[error("cannot read scenario '{path}': {source}")]
-    Read { path: String, source: std::io::Error },
+    #[error("cannot read scenario '{path}': {cause}")]
+    Read { path: String, cause: std::io::Error },
     #[error("scenario '{path}' is {size} bytes; the limit is {MAX_FILE} (a scenario is a plan, not a data set)")]
     TooLarge { path: String, size: u64 },
     #[error("scenario '{path}', line {line}: {reason}")]
@@ -138,12 +138,11 @@ impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let name = path.display().to_string();
-        let size = std::fs::metadata(path).map_err(|source| ScenarioError::Read { path: name.clone(), source })?.len();
+        let size = std::fs::metadata(path).map_err(|cause| ScenarioError::Read { path: name.clone(), cause })?.len();
         if size > MAX_FILE {
             return Err(ScenarioError::TooLarge { path: name, size });
         }
-        let text =
-            std::fs::read_to_string(path).map_err(|source| ScenarioError::Read { path: name.clone(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read { path: name.clone(), cause })?;
         Self::parse(&text, &name)
     }
 

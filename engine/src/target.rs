@@ -46,8 +46,8 @@ impl TargetConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum TargetError {
-    #[error("cannot listen on {addr}: {source}")]
-    Bind { addr: SocketAddr, source: io::Error },
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: io::Error },
     #[error("cannot start target shard on CPU {cpu}: {reason}")]
     Spawn { cpu: usize, reason: String },
 }
@@ -82,7 +82,7 @@ impl Target {
                 Err(e) => {
                     stop.store(true, Ordering::Relaxed);
                     return Err(match e {
-                        crate::listen::ListenError::Bind { addr, source } => TargetError::Bind { addr, source },
+                        crate::listen::ListenError::Bind { addr, cause } => TargetError::Bind { addr, cause },
                         crate::listen::ListenError::Spawn { reason, .. } => TargetError::Spawn { cpu, reason },
                     });
                 }
