@@ -43,6 +43,18 @@ pub fn main(args: DemoArgs) -> u8 {
     // Target and proxy on the first CPU, blast on the others (all on one on a single-CPU box).
     let server_cpu = cpus[0];
     let blast_cpus: Vec<usize> = if cpus.len() > 1 { cpus[1..].to_vec() } else { cpus.clone() };
+    let input = |url: String| {
+        let mut input = PlanInput::new(url);
+        input.conns = args.conns;
+        input.duration = args.duration;
+        input.cores = Some(blast_cpus.clone());
+        input
+    };
+    // The flags are checked before the target and the proxy start (the blast's address is
+    // only known then).
+    if let Err(e) = input("http://127.0.0.1:1/".to_string()).build() {
+        return crate::fail(exit::USAGE, &e.into());
+    }
     let loopback = "127.0.0.1:0".parse().expect("literal address");
     let cfg = TargetConfig { listen: loopback, body_size: 2, delay: Duration::ZERO, shard_cpus: vec![server_cpu] };
     let target = match Target::start(cfg) {
@@ -60,11 +72,7 @@ pub fn main(args: DemoArgs) -> u8 {
         proxy.admin_addr().expect("the demo starts an admin API")
     );
 
-    let mut input = PlanInput::new(format!("http://{}/", proxy.local_addr()));
-    input.conns = args.conns;
-    input.duration = args.duration;
-    input.cores = Some(blast_cpus);
-    let plan = match input.build() {
+    let plan = match input(format!("http://{}/", proxy.local_addr())).build() {
         Ok(p) => p,
         Err(e) => return crate::fail(exit::USAGE, &e.into()),
     };

@@ -38,6 +38,9 @@ fn usage_errors_exit_2_with_one_line() {
         (&["blast", "http://127.0.0.1:1/", "--bogus"], "unexpected argument"),
         (&["blast", "http://127.0.0.1:1/", "--busy-poll", "2s"], "--busy-poll 2s is over 1s"),
         (&["blast", "http://127.0.0.1:1/", "--busy-poll=fast"], "invalid duration 'fast'"),
+        (&["blast", "127.0.0.1:8080"], "did you mean 'http://127.0.0.1:8080'?"),
+        (&["demo", "-d", "0s"], "--duration must be more than 0"),
+        (&["demo", "-c", "0"], "--conns must be at least 1"),
     ];
     for (args, want) in cases {
         let o = engine(args);
@@ -45,6 +48,8 @@ fn usage_errors_exit_2_with_one_line() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(want), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+        // Refused before anything started: no banner, no demo servers.
+        assert!(o.stdout.is_empty(), "{args:?}: {}", String::from_utf8_lossy(&o.stdout));
     }
 }
 
