@@ -18,7 +18,7 @@ pub fn banner(plan: &Plan) -> String {
         (Model::Open(_), false) => format!("open model, rate stages {}", stages(profile)),
     };
     format!(
-        "engine blast {} {} — {load}, {} connections on {} shard{} (CPU {}{}), {}",
+        "engine blast {} {} — {load}, {} connections on {} shard{} (CPU {}{}{}), {}",
         match plan.requests.as_slice() {
             [one] => one.method.clone(),
             many => format!("{} weighted requests to", many.len()),
@@ -27,10 +27,32 @@ pub fn banner(plan: &Plan) -> String {
         plan.conns,
         shards,
         if shards == 1 { "" } else { "s" },
-        plan.shard_cpus.iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+        distinct(&plan.shard_cpus).iter().map(|c| c.to_string()).collect::<Vec<_>>().join(","),
+        shared_cpus(&plan.shard_cpus),
         plan.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}")),
         human_duration(plan.duration.as_secs_f64()),
     ) + &plan.worker.map_or(String::new(), |w| format!(" — worker {} of {} (its share)", w.index, w.count))
+}
+
+fn distinct(shard_cpus: &[usize]) -> Vec<usize> {
+    let mut cpus = shard_cpus.to_vec();
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
+}
+
+/// For a start line: a note when shards outnumber their CPUs. Shards on one CPU only take
+/// turns on it: more switching, no more CPU.
+pub fn shared_cpus(shard_cpus: &[usize]) -> String {
+    let cpus = distinct(shard_cpus).len();
+    if shard_cpus.len() > cpus {
+        format!(
+            ", up to {} shards per CPU, taking turns; --shards {cpus} would use them better",
+            shard_cpus.len().div_ceil(cpus)
+        )
+    } else {
+        String::new()
+    }
 }
 
 fn stages(p: &engine_core::schedule::Profile) -> String {

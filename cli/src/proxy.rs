@@ -90,6 +90,7 @@ pub fn main(args: ProxyArgs) -> u8 {
     let _ = engine_core::limits::raise_nofile();
     let (shards, upstream) = (cfg.shard_cpus.len(), cfg.upstream);
     let polling = cfg.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}"));
+    let shared = crate::output::shared_cpus(&cfg.shard_cpus);
     let proxy = match Proxy::start(cfg) {
         Ok(p) => p,
         Err(e) => return crate::fail(exit::USAGE, &e.into()),
@@ -105,7 +106,7 @@ pub fn main(args: ProxyArgs) -> u8 {
     }
     let admin = proxy.admin_addr().map_or_else(|| "off".to_string(), |a| format!("http://{a}/"));
     println!(
-        "engine proxy on http://{}/ -> upstream {upstream} ({shards} shard{}{polling}); admin {admin}; SIGTERM or Ctrl-C drains",
+        "engine proxy on http://{}/ -> upstream {upstream} ({shards} shard{}{shared}{polling}); admin {admin}; SIGTERM or Ctrl-C drains",
         proxy.local_addr(),
         if shards == 1 { "" } else { "s" }
     );

@@ -200,6 +200,17 @@ fn print_plan_sends_nothing() {
 }
 
 #[test]
+fn banner_says_when_shards_share_a_cpu() {
+    let url = "http://127.0.0.1:1/";
+    let o = engine(&["blast", url, "--cores", "0", "--shards", "3", "--print-plan"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("on 3 shards (CPU 0, up to 3 shards per CPU, taking turns; --shards 1"), "{out}");
+    let o = engine(&["blast", url, "--cores", "0", "--print-plan"]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(out.contains("on 1 shard (CPU 0)"), "{out}");
+}
+
+#[test]
 fn stress_profile_finds_a_known_capacity() {
     let _heavy = heavy();
     // 42 connections against a 20 ms server: at most 2,100 requests per second. Levels are
