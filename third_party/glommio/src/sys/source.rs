@@ -230,6 +230,18 @@ impl Source {
         })
     }
 
+    /// The operation has completed (and so is out of the ring).
+    pub(crate) fn has_result(&self) -> bool {
+        self.inner.borrow().wakers.result.is_some()
+    }
+
+    /// Forgets a completed operation's result, so the source can be queued again.
+    pub(crate) fn clear_result(&self) {
+        let mut inner = self.inner.borrow_mut();
+        debug_assert!(inner.enqueued.is_none(), "a source is queued again only once it completed");
+        inner.wakers.result = None;
+    }
+
     pub(crate) fn result(&self) -> Option<io::Result<usize>> {
         let mut inner = self.inner.borrow_mut();
         let ret = inner
