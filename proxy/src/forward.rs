@@ -5,9 +5,9 @@
 use std::io::Write;
 
 use engine_core::http::body::tokens;
-use engine_core::http::response::framing;
+use engine_core::http::response::{framing, parse_response_head};
 use engine_core::http::template::push_u64;
-use engine_core::http::{header_slots, BodyDecoder, FrameError, MAX_HEAD, MAX_HEADERS};
+use engine_core::http::{header_slots, BodyDecoder, FrameError};
 
 use crate::request::{Framing, RequestHead, HOP_BY_HOP};
 
@@ -147,17 +147,8 @@ pub(crate) fn downstream_response(
     client_version: u8,
     out: &mut Vec<u8>,
 ) -> Result<Option<UpstreamHead>, FrameError> {
-    let mut slots = header_slots::<MAX_HEADERS>();
-    let mut parsed = httparse::Response::new(&mut []);
-    let len = match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, input, &mut slots)
-    {
-        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => n,
-        Ok(httparse::Status::Complete(_)) => return Err(FrameError::HeadTooLarge),
-        Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD => return Err(FrameError::HeadTooLarge),
-        Ok(httparse::Status::Partial) => return Ok(None),
-        Err(httparse::Error::TooManyHeaders) => return Err(FrameError::TooManyHeaders),
-        Err(e) => return Err(FrameError::InvalidHead(e)),
-    };
+    let mut slots = header_slots();
+    let Some((len, parsed)) = parse_response_head(input, &mut slots)? else { return Ok(None) };
     let status = parsed.code.unwrap_or(0);
     if status == 101 {
         return Err(FrameError::Upgrade);

@@ -213,8 +213,10 @@ fn check_line_endings(head: &[u8]) -> Result<(), RequestError> {
     let wrong = |a: u8, b: u8| {
         (b == b'\n') & (a != b'\r') | (a == b'\r') & (b != b'\n') | (a == b'\n') & ((b == b' ') | (b == b'\t'))
     };
-    let any =
-        head.iter().zip(&head[1.min(head.len())..]).fold(head.first() == Some(&b'\n'), |w, (&a, &b)| w | wrong(a, b));
+    let any = head
+        .iter()
+        .zip(head.get(1..).unwrap_or_default())
+        .fold(head.first() == Some(&b'\n'), |w, (&a, &b)| w | wrong(a, b));
     if any {
         first_line_ending_error(head)
     } else {

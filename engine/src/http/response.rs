@@ -8,7 +8,7 @@
 //! Like httparse, needing more bytes is not an error: [`Progress::Incomplete`].
 
 use super::body::{eq_lower, last_token, parse_content_length, tokens, BodyDecoder};
-use super::{header_slots, FrameError, MAX_HEAD, MAX_HEADERS};
+use super::{header_slots, FrameError, HeaderSlots, MAX_HEAD, MAX_HEADERS};
 
 /// What one [`ResponseFramer::feed`] call achieved.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -186,22 +186,8 @@ impl ResponseFramer {
         if input.is_empty() {
             return Ok(None);
         }
-        let mut slots = header_slots::<MAX_HEADERS>();
-        let mut parsed = httparse::Response::new(&mut []);
-        let n = match httparse::ParserConfig::default().parse_response_with_uninit_headers(
-            &mut parsed,
-            input,
-            &mut slots,
-        ) {
-            Ok(httparse::Status::Complete(n)) => n,
-            Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD => return Err(FrameError::HeadTooLarge),
-            Ok(httparse::Status::Partial) => return Ok(None),
-            Err(httparse::Error::TooManyHeaders) => return Err(FrameError::TooManyHeaders),
-            Err(e) => return Err(FrameError::InvalidHead(e)),
-        };
-        if n > MAX_HEAD {
-            return Err(FrameError::HeadTooLarge);
-        }
+        let mut slots = header_slots();
+        let Some((n, parsed)) = parse_response_head(input, &mut slots)? else { return Ok(None) };
         self.head_bytes += n as u64;
         let status = parsed.code.unwrap_or(0);
         let version = parsed.version.unwrap_or(1);
@@ -226,6 +212,24 @@ impl ResponseFramer {
         let body = framing.body;
         self.state = State::Body(body);
         Ok(Some(n))
+    }
+}
+
+/// Parses a response head at the start of `input` within the limits ([`MAX_HEAD`] bytes,
+/// [`MAX_HEADERS`] fields): its length and the parsed head, or `None` when more bytes are
+/// needed. Shared by the blast's framer and the proxy.
+pub fn parse_response_head<'h, 'b>(
+    input: &'b [u8],
+    slots: &'h mut HeaderSlots<'b, MAX_HEADERS>,
+) -> Result<Option<(usize, httparse::Response<'h, 'b>)>, FrameError> {
+    let mut parsed = httparse::Response::new(&mut []);
+    match httparse::ParserConfig::default().parse_response_with_uninit_headers(&mut parsed, input, slots) {
+        Ok(httparse::Status::Complete(n)) if n <= MAX_HEAD => Ok(Some((n, parsed))),
+        Ok(httparse::Status::Complete(_)) => Err(FrameError::HeadTooLarge),
+        Ok(httparse::Status::Partial) if input.len() >= MAX_HEAD => Err(FrameError::HeadTooLarge),
+        Ok(httparse::Status::Partial) => Ok(None),
+        Err(httparse::Error::TooManyHeaders) => Err(FrameError::TooManyHeaders),
+        Err(e) => Err(FrameError::InvalidHead(e)),
     }
 }
 
