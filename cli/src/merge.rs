@@ -5,6 +5,7 @@
 //! output is a results folder like a single run's.
 
 use std::collections::BTreeMap;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -53,25 +54,27 @@ struct Interval {
 /// One worker's latency log.
 struct Hlog {
     intervals: Vec<Interval>,
+    /// A digest of the file's bytes: two inputs with the same one are one run given twice.
+    digest: u64,
 }
 
 /// Reads a latency.hlog written by `engine blast` (corrected untagged, uncorrected tagged).
 fn read_hlog(path: &Path) -> anyhow::Result<Hlog> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read '{}'", path.display()))?;
     let mut base = 0.0;
     // Corrected and uncorrected histograms of one interval come as two lines.
     let mut open: BTreeMap<u64, Interval> = BTreeMap::new();
     let mut de = Deserializer::new();
-    for entry in IntervalLogIterator::new(&bytes) {
-        match entry.map_err(|e| anyhow!("{}: not an interval log ({e:?})", path.display()))? {
+    for (n, entry) in IntervalLogIterator::new(&bytes).enumerate() {
+        let at = || format!("'{}', entry {}", path.display(), n + 1);
+        match entry.map_err(|e| anyhow!("{}: not an interval log ({e:?})", at()))? {
             LogEntry::StartTime(t) | LogEntry::BaseTime(t) => base = t.as_secs_f64(),
             LogEntry::Interval(h) => {
                 let raw = base64::engine::general_purpose::STANDARD
                     .decode(h.encoded_histogram())
-                    .with_context(|| format!("{}: bad base64", path.display()))?;
-                let hist: Histogram<u64> = de
-                    .deserialize(&mut raw.as_slice())
-                    .map_err(|e| anyhow!("{}: bad histogram ({e:?})", path.display()))?;
+                    .with_context(|| format!("{}: bad base64 (a truncated or edited log?)", at()))?;
+                let hist: Histogram<u64> =
+                    de.deserialize(&mut raw.as_slice()).map_err(|e| anyhow!("{}: bad histogram ({e:?})", at()))?;
                 let start = base + h.start_timestamp().as_secs_f64();
                 let key = (start * 1000.0).round() as u64;
                 let e = open.entry(key).or_insert_with(|| Interval {
@@ -87,7 +90,9 @@ fn read_hlog(path: &Path) -> anyhow::Result<Hlog> {
             }
         }
     }
-    Ok(Hlog { intervals: open.into_values().collect() })
+    let mut hasher = std::collections::hash_map::DefaultHasher::new();
+    bytes.hash(&mut hasher);
+    Ok(Hlog { intervals: open.into_values().collect(), digest: hasher.finish() })
 }
 
 /// One input: its log, and its summary when it is a results folder.
@@ -131,6 +136,7 @@ pub fn main(args: MergeArgs) -> u8 {
 
 fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
     let inputs = args.inputs.iter().map(|p| read_input(p)).collect::<anyhow::Result<Vec<_>>>()?;
+    no_run_twice(&args.inputs, &inputs)?;
     let mut totals = Totals::default();
     // Exact: every worker's every interval added into one histogram.
     for i in &inputs {
@@ -241,6 +247,36 @@ fn merge(args: &MergeArgs) -> anyhow::Result<u8> {
     print!("{}", crate::output::summary_text(&summary));
     eprintln!("results: {}", out.display());
     Ok(if summary.thresholds.iter().any(|t| !t.pass) { exit::THRESHOLD } else { exit::OK })
+}
+
+/// Each run counts once: a folder named twice, a copy of one, or two folders that claim the
+/// same worker's place would add its responses twice and look like a valid, busier run.
+fn no_run_twice(paths: &[PathBuf], inputs: &[Input]) -> anyhow::Result<()> {
+    let real: Vec<PathBuf> = paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
+    for (j, b) in inputs.iter().enumerate() {
+        for (i, a) in inputs[..j].iter().enumerate() {
+            if real[i] == real[j] {
+                bail!("'{}' is given twice; each worker's results count once", a.name);
+            }
+            let responses = |x: &Input| x.hlog.intervals.iter().map(|iv| iv.corrected.len()).sum::<u64>();
+            if a.hlog.digest == b.hlog.digest && responses(a) > 0 {
+                bail!("'{}' and '{}' hold the same latency log: one run given twice?", a.name, b.name);
+            }
+            let slot = |x: &Input| x.summary.as_ref().map(|s| s["worker"].clone()).filter(|w| w.is_object());
+            if let (Some(wa), Some(wb)) = (slot(a), slot(b)) {
+                if wa == wb {
+                    bail!(
+                        "'{}' and '{}' are both worker {} of {}: one worker given twice?",
+                        a.name,
+                        b.name,
+                        wa["index"],
+                        wa["count"]
+                    );
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// A worker's log and summary must describe the same responses.

@@ -79,3 +79,58 @@ fn base64_decode(text: &str) -> Vec<u8> {
     }
     out
 }
+
+/// `report merge` counts each run once, and a damaged log is refused with where it broke.
+#[test]
+fn merge_refuses_a_run_given_twice_and_names_a_damaged_log() {
+    let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("engine-merge-twice-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("http://{}/", t.local_addr());
+    for name in ["w0", "w0-again"] {
+        let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .current_dir(&dir)
+            .args(["blast", &url, "-c", "2", "-d", "500ms", "-q", "--worker-index", "0", "--worker-count", "2"])
+            .args(["--out", name])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    let copy = dir.join("copy");
+    std::fs::create_dir_all(&copy).unwrap();
+    for f in ["summary.json", "latency.hlog"] {
+        std::fs::copy(dir.join("w0").join(f), copy.join(f)).unwrap();
+    }
+    let damaged = dir.join("damaged.hlog");
+    let mut log = std::fs::read(dir.join("w0/latency.hlog")).unwrap();
+    log.truncate(log.len() - 10);
+    log.extend_from_slice(b"@@\n");
+    std::fs::write(&damaged, log).unwrap();
+
+    let merge = |inputs: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .current_dir(&dir)
+            .args(["report", "merge"])
+            .args(inputs)
+            .args(["--out", "merged"])
+            .output()
+            .unwrap();
+        assert!(o.stdout.is_empty(), "a refused merge prints no summary");
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (code, err) = merge(&["w0", "./w0"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("'w0' is given twice"), "{err}");
+    let (code, err) = merge(&["w0", "copy"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("'w0' and 'copy' hold the same latency log"), "{err}");
+    let (code, err) = merge(&["w0", "w0-again"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("'w0' and 'w0-again' are both worker 0 of 2"), "{err}");
+    let (code, err) = merge(&["damaged.hlog"]);
+    assert_eq!(code, Some(2));
+    assert!(err.contains("'damaged.hlog', entry ") && err.contains("bad base64"), "{err}");
+    assert!(!dir.join("merged").exists(), "a refused merge writes no folder");
+    let _ = std::fs::remove_dir_all(&dir);
+}
