@@ -150,8 +150,14 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
         Some(path) => {
             let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
             let rules = engine_proxy::faults::parse_faults_file(&text).with_context(|| path.display().to_string())?;
-            for r in &rules {
+            for (i, r) in rules.iter().enumerate() {
                 r.validate(shards).with_context(|| path.display().to_string())?;
+                if let Some(id) = r.id.as_deref().filter(|id| rules[..i].iter().any(|o| o.id.as_deref() == Some(id))) {
+                    bail!(
+                        "{}: two faults have id {id:?}; ids name rules for the admin API, so each must be unique",
+                        path.display()
+                    );
+                }
             }
             rules
         }

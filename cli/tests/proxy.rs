@@ -78,6 +78,19 @@ fn bad_flags_exit_2_with_one_line() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("bad.toml") && err.contains("line 6") && err.contains("explode"), "{err}");
+    for (text, want) in [
+        (
+            "[[fault]]\nid = \"a\"\naction = { reset = {} }\n[[fault]]\nid = \"a\"\naction = { hang = {} }\n",
+            "two faults have id \"a\"",
+        ),
+        ("[[fault]]\naction = { concurrency = { limit = 0, queue = 5 } }\n", "concurrency limit must be at least 1"),
+    ] {
+        std::fs::write(&file, text).unwrap();
+        let o = engine(&["proxy", "--upstream", "127.0.0.1:1", "--faults", file.to_str().unwrap()]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(2), "{err}");
+        assert!(err.contains("bad.toml") && err.contains(want), "{err}");
+    }
     let o = engine(&["proxy", "--help"]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert!(out.contains("Admin API") && out.contains("[[fault]]") && out.contains("SIGTERM"), "{out}");

@@ -250,11 +250,12 @@ impl Rule {
                 Ok(())
             }
             Action::Throttle { bytes_per_s: 0 } => bad("throttle bytes_per_s must be at least 1".into()),
+            Action::Concurrency { limit: 0, .. } => bad("concurrency limit must be at least 1".into()),
             Action::Concurrency { limit, queue_timeout_ms, .. } => {
                 if (*limit as usize) < shards {
                     return bad(format!(
                         "concurrency limit {limit} is below the proxy's {shards} shards (the limit is split \
-                         between them, each needs at least 1); raise it or run with --shards {limit}"
+                         between them, each needs at least 1); raise it to {shards} or run with --shards {limit}"
                     ));
                 }
                 if *queue_timeout_ms > 3_600_000 {
