@@ -230,13 +230,13 @@ pub fn summary_text(s: &Summary) -> String {
         let _ = writeln!(o, "  {:<12}{line}", "profile");
     }
     if !s.requests_by_name.is_empty() {
-        let total_weight: u32 = s.requests_by_name.values().map(|n| n.weight).sum();
+        let total_weight: u64 = s.requests_by_name.values().map(|n| u64::from(n.weight)).sum();
         for (name, n) in &s.requests_by_name {
             let _ = writeln!(
                 o,
                 "  {:<12}{name:<16} {:>5.1}%  {:>9} req  p50 {}  p95 {}  p99 {}  errors {}",
                 "by name",
-                f64::from(n.weight) * 100.0 / f64::from(total_weight.max(1)),
+                f64::from(n.weight) * 100.0 / total_weight.max(1) as f64,
                 n.requests,
                 ms(n.latency_ms.p50),
                 ms(n.latency_ms.p95),

@@ -373,3 +373,23 @@ fn csv_rows_feed_templates_in_turn() {
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("cannot read data file"));
 }
+
+/// The largest weights a file may give add up past u32: the shares are still printed right.
+#[test]
+fn the_largest_weights_print_their_shares() {
+    let (addr, _) = counting_server();
+    let file = write_scenario(
+        "max-weights.toml",
+        &format!(
+            "target = \"http://{addr}\"\n[load]\nconns = 2\nduration = \"300ms\"\n\
+             [[request]]\nname = \"a\"\npath = \"/a\"\nweight = 4294967295\n\
+             [[request]]\nname = \"b\"\npath = \"/b\"\nweight = 4294967295\n"
+        ),
+    );
+    let out_dir = file.parent().unwrap().join("max-weights-out");
+    let o =
+        engine(&["blast", "--scenario", file.to_str().unwrap(), "--shards", "1", "--out", out_dir.to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(out.matches(" 50.0%").count(), 2, "{out}");
+}
