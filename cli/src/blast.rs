@@ -90,7 +90,7 @@ pub struct BlastArgs {
     /// Request header 'Name: value' (repeatable)
     #[arg(short = 'H', long = "header", value_name = "K: V")]
     pub headers: Vec<String>,
-    /// Request body: TEXT, or @FILE to read it from a file
+    /// Request body: TEXT, or @FILE to read it from a file (up to 16 MiB)
     #[arg(short, long, value_name = "TEXT|@FILE")]
     pub body: Option<String>,
     /// Per-request timeout, from write to complete response [default: 30s]
@@ -447,7 +447,8 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     let body = match args.body.as_deref() {
         None => Vec::new(),
         Some(b) => match b.strip_prefix('@') {
-            Some(file) => std::fs::read(file).with_context(|| format!("cannot read body file '{file}'"))?,
+            Some(file) => engine_core::files::read_limited(file.as_ref(), engine_core::plan::MAX_BODY as u64)
+                .with_context(|| format!("cannot read body file '{file}'"))?,
             None => b.as_bytes().to_vec(),
         },
     };
@@ -458,8 +459,11 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     input.rate = args.rate;
     input.stages = match (args.profile, args.peak) {
         (Some(p), Some(peak)) => {
-            if !(peak.is_finite() && peak >= 1.0) {
-                anyhow::bail!("--peak must be a level of at least 1");
+            if !(peak.is_finite() && (1.0..=engine_core::schedule::MAX_STAGE_TARGET).contains(&peak)) {
+                anyhow::bail!("--peak must be a level from 1 to {}", engine_core::schedule::MAX_STAGE_TARGET);
+            }
+            if step(args).is_zero() {
+                anyhow::bail!("--step must be more than 0: each level of the profile is held that long");
             }
             Some(p.stages(peak, step(args)))
         }

@@ -60,7 +60,8 @@ struct Hlog {
 
 /// Reads a latency.hlog written by `engine blast` (corrected untagged, uncorrected tagged).
 fn read_hlog(path: &Path) -> anyhow::Result<Hlog> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read '{}'", path.display()))?;
+    let bytes = engine_core::files::read_limited(path, results::MAX_HLOG)
+        .with_context(|| format!("cannot read '{}'", path.display()))?;
     let mut base = 0.0;
     // Corrected and uncorrected histograms of one interval come as two lines.
     let mut open: BTreeMap<u64, Interval> = BTreeMap::new();
@@ -105,7 +106,7 @@ struct Input {
 fn read_input(path: &Path) -> anyhow::Result<Input> {
     if path.is_dir() {
         let summary: Value = serde_json::from_str(
-            &std::fs::read_to_string(path.join("summary.json"))
+            &engine_core::files::read_limited_string(&path.join("summary.json"), results::MAX_SUMMARY)
                 .with_context(|| format!("{} is not a results folder (no summary.json)", path.display()))?,
         )
         .with_context(|| format!("{}/summary.json is not JSON", path.display()))?;
@@ -114,8 +115,12 @@ fn read_input(path: &Path) -> anyhow::Result<Input> {
             hlog: read_hlog(&path.join("latency.hlog"))?,
             summary: Some(summary),
         })
-    } else {
+    } else if path.is_file() {
         Ok(Input { name: path.display().to_string(), hlog: read_hlog(path)?, summary: None })
+    } else if path.exists() {
+        bail!("'{}' is neither a results folder nor a .hlog file", path.display())
+    } else {
+        bail!("'{}' does not exist", path.display())
     }
 }
 

@@ -132,7 +132,8 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
     let token = match &args.admin_token_file {
         None => None,
         Some(path) => {
-            let t = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let t = engine_core::files::read_limited_string(path, 4096)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             let t = t.trim().to_string();
             if t.len() < 16 {
                 bail!("the admin token in {} is shorter than 16 characters", path.display());
@@ -148,7 +149,8 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
     let faults = match &args.faults {
         None => Vec::new(),
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+            let text = engine_core::files::read_limited_string(path, engine_proxy::faults::MAX_FILE)
+                .with_context(|| format!("cannot read {}", path.display()))?;
             let rules = engine_proxy::faults::parse_faults_file(&text).with_context(|| path.display().to_string())?;
             for (i, r) in rules.iter().enumerate() {
                 r.validate(shards).with_context(|| path.display().to_string())?;

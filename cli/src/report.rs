@@ -6,7 +6,7 @@ use anyhow::Context as _;
 use clap::{Args, Subcommand};
 use serde_json::Value;
 
-use crate::exit;
+use crate::{exit, results};
 
 #[derive(Args, Debug)]
 #[command(about = "Compare runs, merge workers' runs, re-render reports")]
@@ -83,7 +83,11 @@ fn html(dir: &Path) -> anyhow::Result<PathBuf> {
 
 fn load(path: &Path) -> anyhow::Result<Value> {
     let file = if path.is_dir() { path.join("summary.json") } else { path.to_path_buf() };
-    let text = std::fs::read_to_string(&file).with_context(|| format!("cannot read '{}'", file.display()))?;
+    if file.exists() && !file.is_file() {
+        anyhow::bail!("'{}' is neither a results folder nor a summary.json", path.display());
+    }
+    let text = engine_core::files::read_limited_string(&file, results::MAX_SUMMARY)
+        .with_context(|| format!("cannot read '{}'", file.display()))?;
     let v: Value = serde_json::from_str(&text).with_context(|| format!("'{}' is not JSON", file.display()))?;
     if !v["requests"].is_u64() || !v["latency_ms"].is_object() {
         anyhow::bail!("'{}' is not an engine summary (no requests or latency_ms)", file.display());

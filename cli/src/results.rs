@@ -13,6 +13,11 @@ use engine_core::Summary;
 use hdrhistogram::serialization::interval_log::{IntervalLogWriter, IntervalLogWriterBuilder, Tag};
 use hdrhistogram::serialization::V2DeflateSerializer;
 
+/// Bounds for reading a results folder back (`engine report`): far above what a week-long run
+/// writes, so they only stop a path that never ends (a FIFO, `/dev/zero`) from taking all memory.
+pub const MAX_SUMMARY: u64 = 512 * 1024 * 1024;
+pub const MAX_HLOG: u64 = 4 * 1024 * 1024 * 1024;
+
 /// `results/<YYYYMMDD-HHMMSS>` (UTC) under the current directory, or the given folder.
 /// Two runs started in the same second get `-2`, `-3`, ... rather than one folder.
 pub fn folder(out: Option<&Path>) -> anyhow::Result<PathBuf> {

@@ -39,6 +39,17 @@ fn usage_errors_exit_2_with_one_line() {
         (&["blast", "http://127.0.0.1:1/", "--busy-poll", "2s"], "--busy-poll 2s is over 1s"),
         (&["blast", "http://127.0.0.1:1/", "--busy-poll=fast"], "invalid duration 'fast'"),
         (&["blast", "127.0.0.1:8080"], "did you mean 'http://127.0.0.1:8080'?"),
+        (&["blast", "http://127.0.0.1:1/", "-b", "@/dev/zero"], "larger than the 16777216-byte limit"),
+        (&["blast", "--scenario", "/dev/zero"], "is over 1048576 bytes"),
+        (&["blast", "http://127.0.0.1:1/", "--connect-timeout", "0s"], "--connect-timeout must be more than 0"),
+        (&["blast", "http://127.0.0.1:1/", "-d", "1000000h"], "at most 1000000000 s"),
+        (&["blast", "http://127.0.0.1:1/", "--stages", "1e30:1s"], "the target is above 10000000"),
+        (
+            &["blast", "http://127.0.0.1:1/", "--profile", "soak", "--peak", "10", "--step", "0s"],
+            "--step must be more than 0",
+        ),
+        (&["report", "merge", "/dev/zero"], "neither a results folder nor a .hlog file"),
+        (&["report", "html", "/dev/zero"], "neither a results folder nor a summary.json"),
         (&["demo", "-d", "0s"], "--duration must be more than 0"),
         (&["demo", "-c", "0"], "--conns must be at least 1"),
     ];

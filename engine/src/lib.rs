@@ -14,6 +14,7 @@
 //! - [`summary`]: the figures of the summary JSON.
 //! - [`limits`], [`affinity`]: open-file and port budgets, CPU placement.
 //! - [`metrics`]: the blast's Prometheus metrics and the `/metrics` endpoint that serves them.
+//! - [`files`]: reading the files a user names, with a size bound.
 //! - [`thresholds`]: `p95<200ms`-style expressions, for thresholds and safety stops.
 //! - [`target`]: a small, fast HTTP/1.1 server to aim at; [`listen`]: servers on their own executor.
 //!
@@ -22,6 +23,7 @@
 pub mod affinity;
 pub mod blast;
 mod conn;
+pub mod files;
 pub mod http;
 pub mod limits;
 pub mod listen;

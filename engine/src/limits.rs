@@ -92,13 +92,14 @@ pub fn check(
     ports: Option<(u64, u64)>,
     sources: u64,
 ) -> Result<(), LimitError> {
-    let needed = conns + shards * FDS_PER_SHARD + FDS_RESERVED;
+    // Saturating: a --stages level of 1e19 connections is refused here, not overflowed.
+    let needed = conns.saturating_add(shards.saturating_mul(FDS_PER_SHARD)).saturating_add(FDS_RESERVED);
     if needed > hard_nofile {
         return Err(LimitError::Files { conns, needed, hard: hard_nofile });
     }
     if let Some((lo, hi)) = ports {
         let sources = sources.max(1);
-        let count = (hi.saturating_sub(lo) + 1) * sources;
+        let count = (hi.saturating_sub(lo) + 1).saturating_mul(sources);
         if conns > count {
             return Err(LimitError::Ports { conns, ports: count, lo, hi, sources });
         }
@@ -119,6 +120,8 @@ mod tests {
             Err(LimitError::Ports { ports: 28232, .. })
         ));
         assert_eq!(check(30_000, 1, 100_000, Some((32768, 60999)), 2), Ok(()));
+        assert!(matches!(check(u64::MAX, u64::MAX, 20_000, None, 1), Err(LimitError::Files { needed: u64::MAX, .. })));
+        assert_eq!(check(10, 1, u64::MAX, Some((0, 65535)), u64::MAX), Ok(()));
     }
 
     #[test]

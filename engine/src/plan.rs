@@ -189,6 +189,8 @@ pub enum PlanError {
     NoDuration,
     #[error("--timeout must be more than 0")]
     NoTimeout,
+    #[error("--connect-timeout must be more than 0")]
+    NoConnectTimeout,
     #[error("invalid method '{0}': a method is an HTTP token such as GET or POST")]
     Method(String),
     #[error("invalid header '{0}': expected 'Name: value' with a token name and no line breaks")]
@@ -270,8 +272,11 @@ impl PlanInput {
         if duration.is_zero() {
             return Err(PlanError::NoDuration);
         }
-        if self.timeout.is_zero() || self.connect_timeout.is_zero() {
+        if self.timeout.is_zero() {
             return Err(PlanError::NoTimeout);
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(PlanError::NoConnectTimeout);
         }
         let headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
         let (flows, captures, flow_requests) = plan_flows(&self.flows, matches!(model, Model::Open(_)))?;

@@ -126,8 +126,8 @@ fn one() -> u32 {
 pub enum ScenarioError {
     #[error("cannot read scenario '{path}': {cause}")]
     Read { path: String, cause: std::io::Error },
-    #[error("scenario '{path}' is {size} bytes; the limit is {MAX_FILE} (a scenario is a plan, not a data set)")]
-    TooLarge { path: String, size: u64 },
+    #[error("scenario '{path}' is over {MAX_FILE} bytes (a scenario is a plan, not a data set)")]
+    TooLarge { path: String },
     #[error("scenario '{path}', line {line}: {reason}")]
     Invalid { path: String, line: usize, reason: String },
     #[error("scenario '{path}': {reason}")]
@@ -138,11 +138,10 @@ impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let name = path.display().to_string();
-        let size = std::fs::metadata(path).map_err(|cause| ScenarioError::Read { path: name.clone(), cause })?.len();
-        if size > MAX_FILE {
-            return Err(ScenarioError::TooLarge { path: name, size });
-        }
-        let text = std::fs::read_to_string(path).map_err(|cause| ScenarioError::Read { path: name.clone(), cause })?;
+        let text = crate::files::read_limited_string(path, MAX_FILE).map_err(|e| match e {
+            crate::files::FileError::TooLarge { .. } => ScenarioError::TooLarge { path: name.clone() },
+            crate::files::FileError::Io(cause) => ScenarioError::Read { path: name.clone(), cause },
+        })?;
         Self::parse(&text, &name)
     }
 

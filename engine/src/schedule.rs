@@ -17,6 +17,9 @@ pub struct Stage {
     pub duration: Duration,
 }
 
+/// The highest stage target: the highest --rate; no host holds that many connections either.
+pub const MAX_STAGE_TARGET: f64 = crate::plan::MAX_RATE;
+
 /// Parses `TARGET:DURATION[,TARGET:DURATION...]`, e.g. `100:30s,1000:1m,0:30s`.
 pub fn parse_stages(text: &str) -> Result<Vec<Stage>, String> {
     let mut stages = Vec::new();
@@ -26,6 +29,11 @@ pub fn parse_stages(text: &str) -> Result<Vec<Stage>, String> {
         let target: f64 = target.trim().parse().map_err(|_| bad("the target is not a number"))?;
         if !target.is_finite() || target < 0.0 {
             return Err(bad("the target must be 0 or more"));
+        }
+        if target > MAX_STAGE_TARGET {
+            return Err(bad(&format!(
+                "the target is above {MAX_STAGE_TARGET:.0} (connections or requests per second)"
+            )));
         }
         let duration = parse_duration(duration).map_err(|e| bad(&e))?;
         if duration.is_zero() {
@@ -241,7 +249,8 @@ mod tests {
         let s = parse_stages("100:30s, 1000:1m,0:30s").unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(s[1], Stage { target: 1000.0, duration: Duration::from_secs(60) });
-        for bad in ["", "100", "x:1s", "100:0s", "-1:1s", "100:1x"] {
+        assert!(parse_stages("10000000:1s").is_ok());
+        for bad in ["", "100", "x:1s", "100:0s", "-1:1s", "100:1x", "1e30:1s", "18446744073709551615:1s"] {
             assert!(parse_stages(bad).is_err(), "{bad}");
         }
     }

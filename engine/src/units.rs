@@ -35,9 +35,13 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(total)
 }
 
+/// The longest duration accepted: far beyond any run, short enough that deadlines computed from
+/// it never overflow.
+const MAX_SECS: f64 = 1e9;
+
 fn secs_to_duration(secs: f64, text: &str) -> Result<Duration, String> {
-    if !secs.is_finite() || !(0.0..=1e9).contains(&secs) {
-        return Err(format!("invalid duration '{text}'"));
+    if !secs.is_finite() || !(0.0..=MAX_SECS).contains(&secs) {
+        return Err(format!("invalid duration '{text}': at most {MAX_SECS:.0} s (about 31 years)"));
     }
     Ok(Duration::from_secs_f64(secs))
 }

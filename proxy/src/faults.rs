@@ -386,6 +386,9 @@ impl FaultBook {
     }
 }
 
+/// The largest faults file: at most [`MAX_RULES`] rules, each a few lines.
+pub const MAX_FILE: u64 = 1024 * 1024;
+
 /// The `[[fault]]` tables of a faults file.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]

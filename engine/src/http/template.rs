@@ -186,6 +186,9 @@ pub struct Values {
     pub row: usize,
 }
 
+/// The largest data file: its rows are held in memory, each value in its own buffer.
+pub const MAX_DATA_FILE: u64 = 256 * 1024 * 1024;
+
 /// A CSV data file: a header line naming the columns, then rows of values.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DataTable {
@@ -196,12 +199,11 @@ pub struct DataTable {
 }
 
 impl DataTable {
-    /// Reads a CSV file (RFC 4180 quoting) with a header line.
+    /// Reads a CSV file (RFC 4180 quoting) with a header line, of at most [`MAX_DATA_FILE`] bytes.
     pub fn read(path: &std::path::Path, random: bool) -> Result<Self, String> {
-        let mut reader = csv::ReaderBuilder::new()
-            .has_headers(true)
-            .from_path(path)
+        let file = crate::files::open_limited(path, MAX_DATA_FILE)
             .map_err(|e| format!("cannot read data file '{}': {e}", path.display()))?;
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(file);
         let columns: Vec<String> = reader
             .headers()
             .map_err(|e| format!("data file '{}': {e}", path.display()))?
