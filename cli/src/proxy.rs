@@ -55,9 +55,10 @@ pub struct ProxyArgs {
     /// Executors (default: one per CPU the process may run on)
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
-    /// Client connections at once; more get 503 and are closed
-    #[arg(long, default_value_t = 10_000, value_name = "N")]
-    pub max_conns: u64,
+    /// Client connections at once; more get 503 and are closed (default: 10000, or fewer if the
+    /// open-files limit holds fewer: each takes two, its own and its upstream connection)
+    #[arg(long, value_name = "N")]
+    pub max_conns: Option<u64>,
     /// A request head must arrive within this time of its first byte (408 otherwise)
     #[arg(long, default_value = "10s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
     pub header_timeout: Duration,
@@ -83,6 +84,7 @@ pub struct ProxyArgs {
 }
 
 pub fn main(args: ProxyArgs) -> u8 {
+    let max_conns_given = args.max_conns.is_some();
     let cfg = match config(args) {
         Ok(c) => c,
         Err(e) => return crate::fail(exit::USAGE, &e),
@@ -90,6 +92,12 @@ pub fn main(args: ProxyArgs) -> u8 {
     let _ = engine_core::limits::raise_nofile();
     let (shards, upstream) = (cfg.shard_cpus.len(), cfg.upstream);
     let polling = cfg.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}"));
+    let capped = match cfg.limits.max_conns {
+        n if n < DEFAULT_MAX_CONNS && !max_conns_given => {
+            format!("; at most {n} client connections (open-files limit)")
+        }
+        _ => String::new(),
+    };
     let shared = crate::output::shared_cpus(&cfg.shard_cpus);
     let proxy = match Proxy::start(cfg) {
         Ok(p) => p,
@@ -106,7 +114,7 @@ pub fn main(args: ProxyArgs) -> u8 {
     }
     let admin = proxy.admin_addr().map_or_else(|| "off".to_string(), |a| format!("http://{a}/"));
     println!(
-        "engine proxy on http://{}/ -> upstream {upstream} ({shards} shard{}{shared}{polling}); admin {admin}; SIGTERM or Ctrl-C drains",
+        "engine proxy on http://{}/ -> upstream {upstream} ({shards} shard{}{shared}{polling}); admin {admin}{capped}; SIGTERM or Ctrl-C drains",
         proxy.local_addr(),
         if shards == 1 { "" } else { "s" }
     );
@@ -116,6 +124,9 @@ pub fn main(args: ProxyArgs) -> u8 {
     println!("{}", final_line(&report));
     exit::OK
 }
+
+/// Client connections at once when --max-conns is not given and the open-files limit allows.
+const DEFAULT_MAX_CONNS: u64 = 10_000;
 
 fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
     let upstream = resolve(&args.upstream)?;
@@ -142,6 +153,14 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
         }
     };
     if let Some(a) = admin {
+        let l = args.listen;
+        // Both listeners set SO_REUSEPORT, so one port would split clients between them.
+        if a.port() != 0
+            && a.port() == l.port()
+            && (a.ip() == l.ip() || a.ip().is_unspecified() || l.ip().is_unspecified())
+        {
+            bail!("--admin {a} overlaps --listen {l}: the admin API needs a port of its own (or --admin off)");
+        }
         if !a.ip().is_loopback() && token.is_none() {
             bail!("--admin {a} is not a loopback address: the admin API changes live traffic, so it needs --admin-token-file there");
         }
@@ -164,14 +183,21 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
             rules
         }
     };
-    for r in &args.routes {
+    for (i, r) in args.routes.iter().enumerate() {
         if !r.starts_with('/') {
             bail!("--route {r:?} must start with /");
         }
+        if args.routes[..i].contains(r) {
+            bail!("--route {r:?} is given twice");
+        }
     }
-    if args.max_conns == 0 {
-        bail!("--max-conns must be at least 1");
-    }
+    let (_, hard) = engine_core::limits::nofile().context("cannot read the open-files limit")?;
+    let max_conns = match args.max_conns {
+        Some(0) => bail!("--max-conns must be at least 1"),
+        Some(n) => n,
+        None => DEFAULT_MAX_CONNS.min(engine_core::limits::proxy_conns_budget(shards as u64, hard)).max(1),
+    };
+    engine_core::limits::check_proxy(max_conns, shards as u64, hard)?;
     for (flag, d) in [
         ("--header-timeout", args.header_timeout),
         ("--idle-timeout", args.idle_timeout),
@@ -198,7 +224,7 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
         routes: args.routes,
         shard_cpus: (0..shards).map(|i| cpus[i % cpus.len()]).collect(),
         limits: Limits {
-            max_conns: args.max_conns,
+            max_conns,
             header_timeout: args.header_timeout,
             idle_timeout: args.idle_timeout,
             upstream_timeout: args.upstream_timeout,

@@ -57,6 +57,13 @@ fn bad_flags_exit_2_with_one_line() {
         (&["proxy", "--upstream", "127.0.0.1:1", "--shards", "0"], "--shards must be at least 1"),
         (&["proxy", "--upstream", "127.0.0.1:1", "--faults", "/nonexistent.toml"], "cannot read /nonexistent.toml"),
         (&["proxy", "--upstream", "127.0.0.1:1", "--route", "api"], "must start with /"),
+        (&["proxy", "--upstream", "127.0.0.1:1", "--route", "/a", "--route", "/a"], "\"/a\" is given twice"),
+        (
+            &["proxy", "--upstream", "127.0.0.1:1", "--listen", "127.0.0.1:18099", "--admin", "127.0.0.1:18099"],
+            "needs a port of its own",
+        ),
+        (&["proxy", "--upstream", "127.0.0.1:1", "--shards", "1025"], "--shards 1025 is more than 1024"),
+        (&["proxy", "--upstream", "127.0.0.1:1", "--max-conns", "99999999"], "lower --max-conns to "),
         (&["proxy", "--upstream", "127.0.0.1:1", "--busy-poll", "2s"], "--busy-poll 2s is over 1s"),
         (&["proxy"], "--upstream"),
     ];

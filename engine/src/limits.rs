@@ -13,11 +13,19 @@ const FDS_RESERVED: u64 = 64;
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum LimitError {
     #[error(
-        "--conns {conns} needs about {needed} open files, but this process may open at most {hard} \
-         (hard RLIMIT_NOFILE, see `ulimit -Hn`); raise the hard limit (limits.conf, systemd LimitNOFILE=) \
-         or split the load over several engine processes"
+        "--conns {conns} needs about {needed} open files (one a connection, {FDS_PER_SHARD} a shard, \
+         {FDS_RESERVED} more), but this process may open at most {hard} (hard RLIMIT_NOFILE, see `ulimit -Hn`); \
+         raise the hard limit (limits.conf, systemd LimitNOFILE=) or split the load over several engine processes"
     )]
     Files { conns: u64, needed: u64, hard: u64 },
+    #[error(
+        "--max-conns {max_conns} needs about {needed} open files (two a client connection, one of them its \
+         upstream connection; {FDS_PER_SHARD} a shard), but this process may open at most {hard} \
+         (hard RLIMIT_NOFILE, see `ulimit -Hn`); lower --max-conns to {fits} or raise the hard limit"
+    )]
+    ProxyFiles { max_conns: u64, needed: u64, hard: u64, fits: u64 },
+    #[error("--shards {0} is more than {MAX_SHARDS}: a shard is an executor pinned to a CPU, so one per CPU is the most that helps")]
+    Shards(u64),
     #[error(
         "--conns {conns} is more than the {ports} ephemeral ports {sources} source address(es) have towards \
          one target (net.ipv4.ip_local_port_range = {lo} {hi}); widen the range with sysctl, add source \
@@ -82,6 +90,28 @@ pub fn host_warnings(conns: u64, sources: u64) -> Vec<String> {
     out
 }
 
+/// The most shards a process may run (each is a thread with its own io_uring rings).
+pub const MAX_SHARDS: u64 = 1024;
+
+/// The most client connections a proxy of `shards` shards can hold within `hard` open files:
+/// each takes two descriptors, its own and an upstream connection.
+pub fn proxy_conns_budget(shards: u64, hard: u64) -> u64 {
+    hard.saturating_sub(FDS_RESERVED).saturating_sub(shards.saturating_mul(FDS_PER_SHARD)) / 2
+}
+
+/// Checks a proxy's `--shards` and `--max-conns` against [`MAX_SHARDS`] and the hard file limit.
+pub fn check_proxy(max_conns: u64, shards: u64, hard: u64) -> Result<(), LimitError> {
+    if shards > MAX_SHARDS {
+        return Err(LimitError::Shards(shards));
+    }
+    let fits = proxy_conns_budget(shards, hard);
+    if max_conns > fits {
+        let needed = max_conns.saturating_mul(2).saturating_add(shards * FDS_PER_SHARD).saturating_add(FDS_RESERVED);
+        return Err(LimitError::ProxyFiles { max_conns, needed, hard, fits });
+    }
+    Ok(())
+}
+
 /// Checks that `conns` connections over `shards` shards fit the hard file limit and the
 /// ephemeral ports of one source address.
 /// `sources` is the number of source addresses connections rotate over (1 without `--source-ips`).
@@ -92,6 +122,9 @@ pub fn check(
     ports: Option<(u64, u64)>,
     sources: u64,
 ) -> Result<(), LimitError> {
+    if shards > MAX_SHARDS {
+        return Err(LimitError::Shards(shards));
+    }
     // Saturating: a --stages level of 1e19 connections is refused here, not overflowed.
     let needed = conns.saturating_add(shards.saturating_mul(FDS_PER_SHARD)).saturating_add(FDS_RESERVED);
     if needed > hard_nofile {
@@ -120,8 +153,22 @@ mod tests {
             Err(LimitError::Ports { ports: 28232, .. })
         ));
         assert_eq!(check(30_000, 1, 100_000, Some((32768, 60999)), 2), Ok(()));
-        assert!(matches!(check(u64::MAX, u64::MAX, 20_000, None, 1), Err(LimitError::Files { needed: u64::MAX, .. })));
+        assert!(matches!(check(u64::MAX, 2, 20_000, None, 1), Err(LimitError::Files { needed: u64::MAX, .. })));
         assert_eq!(check(10, 1, u64::MAX, Some((0, 65535)), u64::MAX), Ok(()));
+        assert_eq!(check(10, 2000, u64::MAX, None, 1), Err(LimitError::Shards(2000)));
+    }
+
+    #[test]
+    fn proxy_budgets() {
+        // 20,000 files, 2 shards: 64 reserved, 32 for the shards, two for each client.
+        assert_eq!(proxy_conns_budget(2, 20_000), 9_952);
+        assert_eq!(check_proxy(9_952, 2, 20_000), Ok(()));
+        assert!(matches!(
+            check_proxy(10_000, 2, 20_000),
+            Err(LimitError::ProxyFiles { needed: 20_096, fits: 9_952, .. })
+        ));
+        assert_eq!(check_proxy(1, 1025, u64::MAX), Err(LimitError::Shards(1025)));
+        assert_eq!(proxy_conns_budget(u64::MAX, 100), 0);
     }
 
     #[test]
