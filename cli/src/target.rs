@@ -24,7 +24,7 @@ pub struct TargetArgs {
     /// Wait this long before each response
     #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
     pub delay: Duration,
-    /// Response body size in bytes
+    /// Response body size in bytes (at most 1 GiB: the response is held in memory, once)
     #[arg(long, default_value_t = 2, value_name = "BYTES")]
     pub body_size: usize,
     /// Executors (default: one per CPU the process may run on)
@@ -39,9 +39,18 @@ pub fn main(args: TargetArgs) -> u8 {
     };
     let shards = match args.shards {
         Some(0) => return crate::fail(exit::USAGE, &anyhow::anyhow!("--shards must be at least 1")),
+        Some(n) if n as u64 > engine_core::limits::MAX_SHARDS => {
+            return crate::fail(exit::USAGE, &engine_core::limits::LimitError::Shards(n as u64).into())
+        }
         Some(n) => n,
         None => cpus.len(),
     };
+    if args.body_size > engine_core::target::MAX_BODY_SIZE {
+        return crate::fail(
+            exit::USAGE,
+            &anyhow::anyhow!("--body-size {} is over {} (1 GiB)", args.body_size, engine_core::target::MAX_BODY_SIZE),
+        );
+    }
     let _ = engine_core::limits::raise_nofile();
     let cfg = TargetConfig {
         listen: args.listen,

@@ -50,6 +50,8 @@ fn usage_errors_exit_2_with_one_line() {
         ),
         (&["report", "merge", "/dev/zero"], "neither a results folder nor a .hlog file"),
         (&["report", "html", "/dev/zero"], "neither a results folder nor a summary.json"),
+        (&["target", "--body-size", "99999999999999"], "--body-size 99999999999999 is over"),
+        (&["target", "--shards", "5000"], "--shards 5000 is more than 1024"),
         (&["demo", "-d", "0s"], "--duration must be more than 0"),
         (&["demo", "-c", "0"], "--conns must be at least 1"),
     ];

@@ -196,7 +196,7 @@ fn hostile_scenarios_get_one_clear_error() {
             "target = \"http://127.0.0.1:1\"\n[[request]]\nname = \"a\"\npath = \"no-slash\"\n".into(),
             "invalid path",
         ),
-        ("big.toml", big, "the limit is 1048576"),
+        ("big.toml", big, "is over 1048576 bytes"),
     ];
     for (name, text, want) in cases {
         let file = write_scenario(name, &text);

@@ -22,6 +22,9 @@ use crate::http::header_slots;
 
 /// Largest request head the target reads; more is answered with 431 and a close.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Largest response body `engine target` serves: the whole response is held in memory, once.
+pub const MAX_BODY_SIZE: usize = 1 << 30;
+
 /// Largest request body the target skips over on a kept-alive connection.
 const MAX_REQUEST_BODY: u64 = 64 * 1024 * 1024;
 
