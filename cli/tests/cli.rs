@@ -92,6 +92,38 @@ fn busy_listen_address_and_missing_scenario_say_why_once() {
     }
 }
 
+/// glommio sets SO_REUSEPORT on its listeners, which would let a second server bind beside an
+/// engine listener and silently take a share of its connections. Each is refused instead.
+#[test]
+fn a_port_an_engine_server_holds_is_refused_not_shared() {
+    let t = target();
+    let addr = t.local_addr().to_string();
+    let url = format!("http://{addr}/");
+    for args in [
+        vec!["target", "--listen", &addr],
+        vec!["proxy", "--listen", &addr, "--upstream", "127.0.0.1:9", "--admin", "off"],
+        vec!["proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9", "--admin", &addr],
+        vec!["blast", &url, "-c", "1", "-d", "1s", "--metrics-addr", &addr],
+    ] {
+        // A server that wrongly shares the port runs until stopped: give it 5 s.
+        let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        let o = child.wait_with_output().unwrap();
+        let err = stderr(&o);
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains("Address already in use"), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn json_summary_follows_the_contract() {
     let _heavy = heavy();

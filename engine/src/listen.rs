@@ -21,7 +21,25 @@ pub enum ListenError {
     Spawn { name: String, reason: String },
 }
 
-/// Starts executor `name` at `placement`, binds `addr` there (SO_REUSEPORT: several executors
+/// Where a server binds.
+#[derive(Debug, Clone, Copy)]
+pub enum Bind {
+    /// A port nothing else listens on (port 0 picks one).
+    Own(SocketAddr),
+    /// The port an earlier executor of this process took with [`Bind::Own`].
+    Join(SocketAddr),
+}
+
+/// Checks that nothing listens on `addr` and resolves port 0. glommio sets SO_REUSEPORT on
+/// every listener, so without this a second proxy or target started on a port in use, or a
+/// metrics endpoint aimed at one, would bind beside the first and silently take a share of
+/// its connections. The probe sets no SO_REUSEPORT, so any listener on the port refuses it.
+fn claim(addr: SocketAddr) -> Result<SocketAddr, ListenError> {
+    let probe = std::net::TcpListener::bind(addr).map_err(|cause| ListenError::Bind { addr, cause })?;
+    probe.local_addr().map_err(|cause| ListenError::Bind { addr, cause })
+}
+
+/// Starts executor `name` at `placement`, binds there (SO_REUSEPORT: several executors
 /// may bind one port) and runs `serve` with the listener. Returns the bound address and the
 /// executor's handle once listening.
 ///
@@ -33,13 +51,17 @@ pub fn spawn_bound<F, Fut>(
     name: &str,
     placement: Placement,
     busy_poll: Option<Duration>,
-    addr: SocketAddr,
+    bind: Bind,
     serve: F,
 ) -> Result<(SocketAddr, ExecutorJoinHandle<()>), ListenError>
 where
     F: FnOnce(TcpListener) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
+    let addr = match bind {
+        Bind::Own(addr) => claim(addr)?,
+        Bind::Join(addr) => addr,
+    };
     let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
     let mut builder = LocalExecutorBuilder::new(placement);
     if let Some(d) = busy_poll {

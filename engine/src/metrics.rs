@@ -162,8 +162,12 @@ impl Drop for MetricsServer {
 pub fn serve(addr: SocketAddr, render: PrometheusHandle) -> Result<MetricsServer, crate::listen::ListenError> {
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let (bound, handle) =
-        crate::listen::spawn_bound("metrics", Placement::Unbound, None, addr, move |listener| async move {
+    let (bound, handle) = crate::listen::spawn_bound(
+        "metrics",
+        Placement::Unbound,
+        None,
+        crate::listen::Bind::Own(addr),
+        move |listener| async move {
             crate::listen::accept_until(
                 &listener,
                 || flag.load(Ordering::Relaxed),
@@ -172,7 +176,8 @@ pub fn serve(addr: SocketAddr, render: PrometheusHandle) -> Result<MetricsServer
                 },
             )
             .await;
-        })?;
+        },
+    )?;
     Ok(MetricsServer { addr: bound, stop, handle: Some(handle) })
 }
 

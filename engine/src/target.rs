@@ -76,8 +76,9 @@ impl Target {
             // The first shard binds (port 0 picks a port); the others join its port.
             let (shard_stop, served, response) = (stop.clone(), served.clone(), response.clone());
             let delay = cfg.delay;
+            let bind = if i == 0 { crate::listen::Bind::Own(addr) } else { crate::listen::Bind::Join(addr) };
             let started =
-                crate::listen::spawn_bound(&format!("target-{i}"), Placement::Fixed(cpu), None, addr, move |l| {
+                crate::listen::spawn_bound(&format!("target-{i}"), Placement::Fixed(cpu), None, bind, move |l| {
                     serve(l, shard_stop, served, response, delay)
                 });
             let (bound, handle) = match started {

@@ -43,7 +43,7 @@ impl Admin {
             "proxy-admin",
             Placement::Unbound,
             None,
-            addr,
+            engine_core::listen::Bind::Own(addr),
             move |listener| async move {
                 engine_core::listen::accept_until(
                     &listener,

@@ -209,11 +209,13 @@ impl Proxy {
         for (i, &cpu) in cfg.shard_cpus.iter().enumerate() {
             // The first shard binds (port 0 picks a port); the others join its port.
             let sh = shared.clone();
+            let bind =
+                if i == 0 { engine_core::listen::Bind::Own(addr) } else { engine_core::listen::Bind::Join(addr) };
             let started = engine_core::listen::spawn_bound(
                 &format!("proxy-{i}"),
                 Placement::Fixed(cpu),
                 cfg.busy_poll,
-                addr,
+                bind,
                 move |l| shard::run(i, sh, l, max_per_shard),
             );
             let (bound, handle) = started.inspect_err(|_| shared.state.store(STOPPING, Ordering::SeqCst))?;
