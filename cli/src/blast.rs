@@ -261,14 +261,27 @@ pub fn main(mut args: BlastArgs) -> u8 {
     });
 
     let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    let mut progress = Progress::new(args.quiet, &plan);
-    let banner = output::banner(&plan);
-    eprintln!("{banner}");
-
+    // Opened now, so a path that cannot be written is refused before the run, not after it.
+    let json_file = match args.json.as_deref().filter(|p| p.as_os_str() != "-") {
+        Some(p) => match std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(p) {
+            Ok(f) => Some((p, f)),
+            Err(e) => {
+                return crate::fail(
+                    exit::USAGE,
+                    &anyhow::anyhow!("cannot write the summary JSON to '{}': {e}", p.display()),
+                )
+            }
+        },
+        None => None,
+    };
     let out = match results::folder(args.out.as_deref()) {
         Ok(d) => d,
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
+    let mut progress = Progress::new(args.quiet, &plan);
+    let banner = output::banner(&plan);
+    eprintln!("{banner}");
+
     let mut run_log = match results::RunLog::create(&out) {
         Ok(l) => l,
         Err(e) => return crate::fail(exit::USAGE, &e),
@@ -381,11 +394,17 @@ pub fn main(mut args: BlastArgs) -> u8 {
     } else {
         print!("{text}");
     }
-    if let Some(path) = &args.json {
-        if let Err(e) = write_json(path, &summary) {
-            return crate::fail(exit::FAILURE, &e);
+    // A summary JSON that cannot be written fails the run, but only after the results folder.
+    let json_error = match json_file {
+        Some((path, file)) => write_json(file, &summary)
+            .with_context(|| format!("cannot write the summary JSON to '{}'", path.display()))
+            .err(),
+        None if json_to_stdout => {
+            let text = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
+            std::io::stdout().write_all(text.as_bytes()).context("cannot write the summary JSON to stdout").err()
         }
-    }
+        None => None,
+    };
     for t in &summary.thresholds {
         run_log.line(&format!("threshold {} {} (value {})", if t.pass { "PASS" } else { "FAIL" }, t.expr, t.value));
     }
@@ -409,6 +428,9 @@ pub fn main(mut args: BlastArgs) -> u8 {
         }
     }
     eprintln!("results: {}", out.display());
+    if let Some(e) = json_error {
+        return crate::fail(exit::FAILURE, &e);
+    }
     if summary.interrupted {
         exit::INTERRUPTED
     } else if summary.stopped_by.is_some() {
@@ -560,12 +582,10 @@ fn merge_scenario(args: &mut BlastArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_json(path: &std::path::Path, summary: &engine_core::Summary) -> anyhow::Result<()> {
+fn write_json(mut file: std::fs::File, summary: &engine_core::Summary) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(summary)? + "\n";
-    if path.as_os_str() == "-" {
-        std::io::stdout().write_all(text.as_bytes()).context("cannot write the summary JSON to stdout")?;
-    } else {
-        std::fs::write(path, text).with_context(|| format!("cannot write the summary JSON to '{}'", path.display()))?;
-    }
+    // set_len fails on a pipe or a device, where there is nothing to truncate.
+    let _ = file.set_len(0);
+    file.write_all(text.as_bytes())?;
     Ok(())
 }

@@ -174,6 +174,19 @@ fn json_to_a_file() {
     let v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     assert!(v["requests"].as_u64().unwrap() > 0);
     assert!(String::from_utf8_lossy(&o.stdout).contains("requests in"));
+
+    // A path that cannot be written is refused before the run, with nothing sent.
+    let out = dir.join("out");
+    let nowhere = dir.join("no/such/dir/s.json");
+    let o = engine(&["blast", &url, "-c", "2", "-d", "300ms", "-q", "--json", nowhere.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("cannot write the summary JSON to") && o.stdout.is_empty(), "{}", stderr(&o));
+    // One that fails at the end (a full disk) fails the run, after the results folder is written.
+    let o =
+        engine(&["blast", &url, "-c", "2", "-d", "300ms", "-q", "--json", "/dev/full", "--out", out.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    assert!(stderr(&o).contains("No space left on device"), "{}", stderr(&o));
+    assert!(out.join("summary.json").exists() && out.join("report.html").exists());
     let _ = std::fs::remove_dir_all(dir);
 }
 
