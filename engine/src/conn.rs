@@ -88,6 +88,9 @@ impl Drop for Guard {
     }
 }
 
+/// Reads of one response between turns the task gives the executor.
+const READS_PER_TURN: u32 = 16;
+
 /// Drives connection `slot` of the shard until the shard stops.
 pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
     let mut guard = Guard { shard: shard.clone(), slot, open: false, in_flight: false };
@@ -300,12 +303,23 @@ async fn exchange(
         Some(c) => framer.start_capturing(head, c),
         None => framer.start(head),
     }
+    let mut reads = 0u32;
     loop {
         let step = poll_fn(|cx| read_step(cx, shard, stream, framer, carry)).await;
+        reads += 1;
+        // A long response (or a server that never stops sending) is read without waiting
+        // for the peer, so the task would keep the shard from its timers and sweeper: every
+        // READS_PER_TURN-th read lets the executor poll I/O first (glommio patch, PATCHES.md).
+        if reads % READS_PER_TURN == 0 {
+            glommio::executor().yield_task_queue_now().await;
+        }
         match step {
+            // The sweeper shuts a timed-out socket down, which ends the read in some error, or
+            // in an EOF that would complete a close-delimited body as if it were whole; and on
+            // Linux a TCP socket shut down for reading still takes what keeps arriving, so a
+            // server that never stops sending (1xx after 1xx, an endless body) is caught here.
+            _ if timed_out() => return Step::Fail(ErrorKind::Timeout),
             Step::More => continue,
-            // The sweeper shuts a timed-out socket down, which ends the read in some error.
-            Step::Fail(_) if timed_out() => return Step::Fail(ErrorKind::Timeout),
             other => return other,
         }
     }

@@ -99,6 +99,36 @@ fn silence_is_a_timeout_and_the_run_still_ends() {
     assert_eq!(r.errors.total, r.errors.timeout);
 }
 
+/// Answers the first request with `head`, then `unit` over and over for up to 10 s.
+fn flood(mut c: TcpStream, head: &[u8], unit: &[u8]) {
+    if read_request(&mut c) && c.write_all(head).is_ok() {
+        let burst = unit.repeat(64 * 1024 / unit.len());
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until && c.write_all(&burst).is_ok() {}
+    }
+}
+
+/// Servers whose bytes never stop: every read finds data waiting, so without a turn for the
+/// shard's timers the request never timed out and the run overran its duration by seconds.
+#[test]
+fn a_server_that_never_stops_sending_times_out_and_the_run_ends() {
+    type Server = fn(TcpStream);
+    let floods: [(&str, Server); 3] = [
+        ("1xx", |c| flood(c, b"", b"HTTP/1.1 100 Continue\r\n\r\n")),
+        ("close-delimited body", |c| flood(c, b"HTTP/1.0 200 OK\r\n\r\n", &[b'x'; 4096])),
+        ("chunked body", |c| flood(c, b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", b"1\r\nx\r\n")),
+    ];
+    for (name, server) in floods {
+        let s = Scripted::start(server);
+        let t = Instant::now();
+        let r = blast(&s.url(), 2, 600, 300);
+        // 0.6 s of run, then at most the 0.3 s timeout of a request still in flight.
+        assert!(t.elapsed() < Duration::from_millis(2500), "{name}: the run took {:?}", t.elapsed());
+        assert_eq!(r.requests, 0, "{name}");
+        assert!(r.errors.timeout >= 2, "{name}: {:?}", r.errors);
+    }
+}
+
 #[test]
 fn bad_chunk_size_is_a_parse_error() {
     let s = Scripted::start(|c| {

@@ -121,3 +121,75 @@ fn pipelined_and_http10_requests_are_framed_one_by_one() {
     assert_eq!(c.read().unwrap().status, 200);
     assert_eq!(up.requests.load(Ordering::SeqCst), 5);
 }
+
+/// An upstream that sends without end: every read of that exchange is ready at once (1xx
+/// after 1xx that the proxy drops, or a body to a client that reads as fast). The shard must
+/// still serve its other clients. (The blast's shard starved in this case; see
+/// `misbehaving.rs`. The proxy's reads wait for glommio's readiness poll often enough.)
+#[test]
+fn an_endless_response_does_not_stall_the_shards_other_clients() {
+    use std::io::Read;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let up = listener.local_addr().unwrap();
+    thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut c) = conn else { continue };
+            thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = c.read(&mut buf) {
+                    let head = &buf[..n];
+                    let (first, unit): (&[u8], &[u8]) = if head.windows(5).any(|w| w == b"/body") {
+                        (b"HTTP/1.1 200 OK\r\nContent-Length: 1000000000000\r\n\r\n", &[b'x'; 4096])
+                    } else if head.windows(4).any(|w| w == b"/1xx") {
+                        (b"", b"HTTP/1.1 100 Continue\r\n\r\n")
+                    } else if n > 0 && c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_ok() {
+                        continue;
+                    } else {
+                        return;
+                    };
+                    let burst = unit.repeat(65536 / unit.len());
+                    let until = Instant::now() + Duration::from_secs(3);
+                    if c.write_all(first).is_ok() {
+                        while Instant::now() < until && c.write_all(&burst).is_ok() {}
+                    }
+                    return;
+                }
+            });
+        }
+    });
+    for path in ["/body", "/1xx"] {
+        let p = proxy(up, 1, |_| {});
+        let addr = p.local_addr();
+        let reader = thread::spawn(move || {
+            let mut s = std::net::TcpStream::connect(addr).unwrap();
+            s.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+            s.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n\r\n").as_bytes()).unwrap();
+            let mut buf = vec![0u8; 1 << 20];
+            let (until, mut total) = (Instant::now() + Duration::from_millis(1500), 0u64);
+            while Instant::now() < until {
+                match s.read(&mut buf) {
+                    Ok(0) => break,
+                    Ok(n) => total += n as u64,
+                    Err(_) => {}
+                }
+            }
+            total
+        });
+        thread::sleep(Duration::from_millis(300));
+        let mut c = Client::connect(addr);
+        let mut slowest = Duration::ZERO;
+        for _ in 0..20 {
+            let t = Instant::now();
+            assert_eq!(c.get("/").status, 200, "{path}");
+            slowest = slowest.max(t.elapsed());
+        }
+        let streamed = reader.join().unwrap();
+        if path == "/body" {
+            assert!(streamed > 100 << 20, "the endless body flowed too: {streamed} bytes");
+        }
+        assert!(
+            slowest < Duration::from_millis(250),
+            "{path}: a plain request waited {slowest:?} behind the endless one"
+        );
+    }
+}

@@ -1339,24 +1339,26 @@ impl LocalExecutor {
                 // behind instead: the caller goes round, reaps the ring and runs it.
                 return ran || !self.queues.borrow().active_executors.is_empty();
             }
-            if !self.run_one_task_queue() {
-                return false;
-            } else {
-                ran = true;
+            match self.run_one_task_queue() {
+                None => return false,
+                // Patch (engine): a queue that yielded (`yield_task_queue_now`) goes back to
+                // the caller, which polls I/O and fires timers before running queues again.
+                // Without a preemption timer (`preempt_timer(Duration::MAX)`) nothing else
+                // ever did: a task whose reads were always ready (a server sending without
+                // end) kept the executor from its timers for seconds.
+                Some(true) => return true,
+                Some(false) => ran = true,
             }
         }
     }
 
-    fn run_one_task_queue(&self) -> bool {
+    /// Runs the next active task queue: `None` when there is none, else whether it yielded.
+    fn run_one_task_queue(&self) -> Option<bool> {
         let mut tq = self.queues.borrow_mut();
         let candidate = tq.active_executors.pop();
         tq.stats.scheduler_runs += 1;
 
-        if candidate.is_none() {
-            return false;
-        }
-
-        let queue = candidate.unwrap();
+        let queue = candidate?;
         tq.active_executing = Some(queue.clone());
         drop(tq);
 
@@ -1401,10 +1403,10 @@ impl LocalExecutor {
             (elapsed, tasks_executed_this_loop)
         };
 
-        let (need_repush, vruntime) = {
+        let (need_repush, vruntime, yielded) = {
             let mut state = queue.borrow_mut();
             let last_vruntime = state.account_vruntime(runtime);
-            (state.is_active(), last_vruntime)
+            (state.is_active(), last_vruntime, state.yielded())
         };
 
         let mut tq = self.queues.borrow_mut();
@@ -1437,7 +1439,7 @@ impl LocalExecutor {
             .map(|x| x.borrow().vruntime)
             .unwrap_or(vruntime);
 
-        true
+        Some(yielded)
     }
 
     /// Runs the executor until the given future completes.
