@@ -183,10 +183,16 @@ pub fn serve(addr: SocketAddr, render: PrometheusHandle) -> Result<MetricsServer
 
 /// One scrape: reads the request head (up to 8 KiB, 5 s), answers, closes.
 async fn answer(mut s: TcpStream, render: PrometheusHandle) {
-    let _ = s.set_read_timeout(Some(Duration::from_secs(5)));
+    // One deadline for the whole head: a per-read timeout would let a client that sends a
+    // byte every few seconds hold the connection for hours.
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
     let mut head = Vec::with_capacity(1024);
     let mut chunk = [0u8; 1024];
     while !head.windows(4).any(|w| w == b"\r\n\r\n") {
+        let left = deadline.saturating_duration_since(std::time::Instant::now());
+        if left.is_zero() || s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).is_err() {
+            return;
+        }
         match s.read(&mut chunk).await {
             Ok(0) | Err(_) => return,
             Ok(n) => head.extend_from_slice(&chunk[..n]),
@@ -208,4 +214,34 @@ async fn answer(mut s: TcpStream, render: PrometheusHandle) {
         body.len()
     );
     let _ = s.write_all(reply.as_bytes()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    /// A client that sends a byte now and then never completes a head: it is cut off at the
+    /// head deadline, not kept for as long as it trickles.
+    #[test]
+    fn a_trickling_scraper_is_cut_off_at_the_head_deadline() {
+        let plan = crate::PlanInput::new("http://127.0.0.1:9/").build().unwrap();
+        let m = BlastMetrics::new(&plan);
+        let server = serve("127.0.0.1:0".parse().unwrap(), m.handle()).unwrap();
+        let mut c = std::net::TcpStream::connect(server.local_addr()).unwrap();
+        let started = std::time::Instant::now();
+        let closed = loop {
+            if c.write_all(b"G").is_err() {
+                break true;
+            }
+            c.set_read_timeout(Some(Duration::from_secs(1))).unwrap();
+            match c.read(&mut [0u8; 16]) {
+                Ok(0) | Err(_) if started.elapsed() > Duration::from_secs(9) => break false,
+                Ok(0) => break true,
+                _ => {}
+            }
+        };
+        assert!(closed, "still open after {:?}", started.elapsed());
+        assert!(started.elapsed() < Duration::from_secs(8), "closed after {:?}", started.elapsed());
+    }
 }
