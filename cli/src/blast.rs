@@ -396,12 +396,15 @@ pub fn main(mut args: BlastArgs) -> u8 {
     }
     // A summary JSON that cannot be written fails the run, but only after the results folder.
     let json_error = match json_file {
-        Some((path, file)) => write_json(file, &summary)
-            .with_context(|| format!("cannot write the summary JSON to '{}'", path.display()))
-            .err(),
+        Some((path, file)) => {
+            // set_len fails on a pipe or a device, where there is nothing to truncate.
+            let _ = file.set_len(0);
+            write_json(file, &summary)
+                .with_context(|| format!("cannot write the summary JSON to '{}'", path.display()))
+                .err()
+        }
         None if json_to_stdout => {
-            let text = serde_json::to_string_pretty(&summary).unwrap_or_default() + "\n";
-            std::io::stdout().write_all(text.as_bytes()).context("cannot write the summary JSON to stdout").err()
+            write_json(std::io::stdout(), &summary).context("cannot write the summary JSON to stdout").err()
         }
         None => None,
     };
@@ -582,10 +585,8 @@ fn merge_scenario(args: &mut BlastArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_json(mut file: std::fs::File, summary: &engine_core::Summary) -> anyhow::Result<()> {
+fn write_json(mut out: impl Write, summary: &engine_core::Summary) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(summary)? + "\n";
-    // set_len fails on a pipe or a device, where there is nothing to truncate.
-    let _ = file.set_len(0);
-    file.write_all(text.as_bytes())?;
+    out.write_all(text.as_bytes())?;
     Ok(())
 }
