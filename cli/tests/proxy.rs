@@ -210,3 +210,30 @@ fn sigterm_drains_and_prints_what_the_proxy_saw() {
     p.stdout.read_to_string(&mut rest).unwrap();
     assert!(rest.contains("draining") && rest.contains("engine proxy stopped: 1 requests"), "{rest}");
 }
+
+/// Without --max-conns the proxy holds what the open-files limit allows (two descriptors a
+/// client) and says so, rather than accepting clients it could not forward.
+#[test]
+fn the_default_connection_limit_follows_the_open_files_limit() {
+    use std::os::unix::process::CommandExt;
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_engine"));
+    cmd.args(["proxy", "--listen", "127.0.0.1:0", "--upstream", "127.0.0.1:9", "--admin", "off", "--shards", "1"]);
+    cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
+    // SAFETY: setrlimit is async-signal-safe, and `rl` lives on this frame.
+    unsafe {
+        cmd.pre_exec(|| {
+            let rl = libc::rlimit { rlim_cur: 1000, rlim_max: 1000 };
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                return Err(std::io::Error::last_os_error());
+            }
+            Ok(())
+        });
+    }
+    let mut child = cmd.spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let _ = child.kill();
+    let _ = child.wait();
+    // (1000 - 64 reserved - 16 for the shard) / 2 = 460.
+    assert!(line.contains("at most 460 client connections (open-files limit)"), "{line}");
+}
