@@ -14,41 +14,16 @@ pub enum FileError {
     TooLarge { limit: u64 },
 }
 
-/// A reader that fails, rather than going on, once more than `limit` bytes came through.
-pub struct Limited<R> {
-    inner: R,
-    left: u64,
-    limit: u64,
-}
-
-impl<R: Read> Limited<R> {
-    pub fn new(inner: R, limit: u64) -> Self {
-        Limited { inner, left: limit, limit }
-    }
-}
-
-impl<R: Read> Read for Limited<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        // One byte past the limit is asked for, so a file of exactly `limit` bytes still ends.
-        let want = buf.len().min(usize::try_from(self.left.saturating_add(1)).unwrap_or(usize::MAX));
-        let n = self.inner.read(&mut buf[..want])?;
-        if n as u64 > self.left {
-            return Err(io::Error::other(FileError::TooLarge { limit: self.limit }));
-        }
-        self.left -= n as u64;
-        Ok(n)
-    }
-}
-
-/// Opens `path` for reading through a [`Limited`] reader.
-pub fn open_limited(path: &Path, limit: u64) -> io::Result<Limited<std::fs::File>> {
-    Ok(Limited::new(std::fs::File::open(path)?, limit))
-}
-
 /// Reads all of `path`, at most `limit` bytes.
 pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
     let mut out = Vec::new();
-    open_limited(path, limit).and_then(|mut r| r.read_to_end(&mut out)).map_err(unwrap_too_large)?;
+    // One byte past the limit: reading it means the file is over the limit.
+    std::fs::File::open(path)
+        .and_then(|f| f.take(limit.saturating_add(1)).read_to_end(&mut out))
+        .map_err(FileError::Io)?;
+    if out.len() as u64 > limit {
+        return Err(FileError::TooLarge { limit });
+    }
     Ok(out)
 }
 
@@ -56,14 +31,6 @@ pub fn read_limited(path: &Path, limit: u64) -> Result<Vec<u8>, FileError> {
 pub fn read_limited_string(path: &Path, limit: u64) -> Result<String, FileError> {
     let bytes = read_limited(path, limit)?;
     String::from_utf8(bytes).map_err(|_| FileError::Io(io::Error::new(io::ErrorKind::InvalidData, "not UTF-8 text")))
-}
-
-/// The [`FileError::TooLarge`] a [`Limited`] reader raised, back out of its `io::Error`.
-pub fn unwrap_too_large(e: io::Error) -> FileError {
-    match e.get_ref().and_then(|i| i.downcast_ref::<FileError>()) {
-        Some(FileError::TooLarge { limit }) => FileError::TooLarge { limit: *limit },
-        _ => FileError::Io(e),
-    }
 }
 
 #[cfg(test)]

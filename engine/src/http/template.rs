@@ -201,19 +201,33 @@ pub struct DataTable {
 impl DataTable {
     /// Reads a CSV file (RFC 4180 quoting) with a header line, of at most [`MAX_DATA_FILE`] bytes.
     pub fn read(path: &std::path::Path, random: bool) -> Result<Self, String> {
-        let file = crate::files::open_limited(path, MAX_DATA_FILE)
-            .map_err(|e| format!("cannot read data file '{}': {e}", path.display()))?;
-        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(file);
-        let columns: Vec<String> = reader
-            .headers()
+        use std::io::Read as _;
+        let file = std::fs::File::open(path).map_err(|e| format!("cannot read data file '{}': {e}", path.display()))?;
+        // One byte past the limit: a reader that got it has met a file over the limit (which
+        // may also show as a CSV error on the cut-off last row, so that is checked first).
+        let mut reader = csv::ReaderBuilder::new().has_headers(true).from_reader(file.take(MAX_DATA_FILE + 1));
+        let too_large = || format!("data file '{}': larger than the {MAX_DATA_FILE}-byte limit", path.display());
+        let headers = reader.headers().cloned();
+        if reader.get_ref().limit() == 0 {
+            return Err(too_large());
+        }
+        let columns: Vec<String> = headers
             .map_err(|e| format!("data file '{}': {e}", path.display()))?
             .iter()
             .map(|c| c.trim().to_string())
             .collect();
         let mut rows = Vec::new();
-        for (i, record) in reader.byte_records().enumerate() {
-            let record = record.map_err(|e| format!("data file '{}', row {}: {e}", path.display(), i + 2))?;
-            rows.push(record.iter().map(<[u8]>::to_vec).collect());
+        let mut record = csv::ByteRecord::new();
+        loop {
+            let read = reader.read_byte_record(&mut record);
+            if reader.get_ref().limit() == 0 {
+                return Err(too_large());
+            }
+            match read {
+                Ok(true) => rows.push(record.iter().map(<[u8]>::to_vec).collect()),
+                Ok(false) => break,
+                Err(e) => return Err(format!("data file '{}', row {}: {e}", path.display(), rows.len() + 2)),
+            }
         }
         if rows.is_empty() {
             return Err(format!("data file '{}' has no rows after its header", path.display()));
