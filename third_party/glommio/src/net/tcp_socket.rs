@@ -794,6 +794,27 @@ mod tests {
         time::{Duration, Instant},
     };
 
+    /// A pending accept re-polled by its task (an `or` with a timer loop, as a server's
+    /// stop-flag watch does) must not keep a waker per poll: each one held a task reference,
+    /// and the task's i16 count overflowed after 32,767 polls (a panic), while the list of
+    /// waiters grew without bound.
+    #[test]
+    fn a_pending_accept_polled_again_and_again_keeps_one_waker() {
+        test_executor!(async move {
+            let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+            let ticks = async {
+                for _ in 0..40_000 {
+                    crate::executor().yield_task_queue_now().await;
+                }
+            };
+            futures_lite::future::or(async { listener.accept().await.map(drop).unwrap() }, ticks).await;
+            let addr = listener.local_addr().unwrap();
+            let client = crate::spawn_local(async move { TcpStream::connect(addr).await.unwrap() });
+            listener.accept().await.unwrap();
+            client.await;
+        });
+    }
+
     #[test]
     fn tcp_listener_ttl() {
         test_executor!(async move {

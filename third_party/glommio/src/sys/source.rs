@@ -301,8 +301,18 @@ impl Source {
 
     // adds a waiter to the list. Useful for streams that have many futures waiting
     // on a single I/O source
+    //
+    // A task already in the list is not added again: a future that is polled while its
+    // source is still pending (it shares its task with a timer loop, say) would otherwise
+    // push a clone of the same waker on every poll. Each clone holds a reference to the
+    // task, whose i16 count then overflows after 32,767 polls, and the list grows
+    // without bound. One waker per task wakes it as well as any number of copies would.
     pub(crate) fn add_waiter_many(&self, waker: Waker) {
-        self.inner.borrow_mut().wakers.waiters.push(waker)
+        let waiters = &mut self.inner.borrow_mut().wakers.waiters;
+        match waiters.iter_mut().find(|w| w.will_wake(&waker)) {
+            Some(w) => *w = waker,
+            None => waiters.push(waker),
+        }
     }
 
     pub(super) fn is_installed(&self) -> Option<bool> {
