@@ -252,12 +252,20 @@ pub fn main(mut args: BlastArgs) -> u8 {
 
     let control = Control::new();
     let handler = control.clone();
+    let on_panic = control.clone();
+    crate::fatal::on_panic(move || on_panic.stop());
     // A second Ctrl-C leaves at once, for a run whose drain the user will not wait for.
     let _ = ctrlc::set_handler(move || {
         if handler.is_stopped() {
             std::process::exit(exit::INTERRUPTED as i32);
         }
         handler.stop();
+        // The summary is written within STOP_WITHIN; a stuck shard does not hold the process.
+        crate::fatal::exit_after(
+            engine_core::blast::STOP_WITHIN + std::time::Duration::from_secs(1),
+            exit::INTERRUPTED,
+            "the run did not stop in time; exiting".into(),
+        );
     });
 
     let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
@@ -434,7 +442,7 @@ pub fn main(mut args: BlastArgs) -> u8 {
     if let Some(e) = json_error {
         return crate::fail(exit::FAILURE, &e);
     }
-    if summary.interrupted {
+    crate::fatal::or_panic(if summary.interrupted {
         exit::INTERRUPTED
     } else if summary.stopped_by.is_some() {
         exit::SAFETY_STOP
@@ -442,7 +450,7 @@ pub fn main(mut args: BlastArgs) -> u8 {
         exit::THRESHOLD
     } else {
         exit::OK
-    }
+    })
 }
 
 fn profile_report(

@@ -78,7 +78,16 @@ pub fn main(args: DemoArgs) -> u8 {
     };
     let control = Control::new();
     let handler = control.clone();
-    let _ = ctrlc::set_handler(move || handler.stop());
+    let on_panic = control.clone();
+    crate::fatal::on_panic(move || on_panic.stop());
+    let _ = ctrlc::set_handler(move || {
+        handler.stop();
+        crate::fatal::exit_after(
+            engine_core::blast::STOP_WITHIN + Duration::from_secs(1),
+            exit::INTERRUPTED,
+            "the demo did not stop in time; exiting".into(),
+        );
+    });
     println!("{}", output::banner(&plan));
     let mut progress = output::Progress::new(false, &plan);
     let summary = match engine_core::run(&plan, &control, |i| progress.update(i)) {
@@ -99,11 +108,7 @@ pub fn main(args: DemoArgs) -> u8 {
          the blast counted {} completed (+{} abandoned in flight)",
         summary.requests, summary.abandoned
     );
-    if summary.interrupted {
-        exit::INTERRUPTED
-    } else {
-        exit::OK
-    }
+    crate::fatal::or_panic(if summary.interrupted { exit::INTERRUPTED } else { exit::OK })
 }
 
 fn start_proxy(upstream: std::net::SocketAddr, cpu: usize) -> anyhow::Result<Proxy> {

@@ -3,6 +3,7 @@
 
 mod blast;
 mod demo;
+mod fatal;
 mod html;
 mod merge;
 mod output;
@@ -11,6 +12,7 @@ mod push;
 mod report;
 mod results;
 mod target;
+mod windows;
 
 use std::process::ExitCode;
 
@@ -25,6 +27,8 @@ pub mod exit {
     pub const THRESHOLD: u8 = 4;
     pub const SAFETY_STOP: u8 = 5;
     pub const INTERRUPTED: u8 = 130;
+    /// A thread panicked (a bug); never the answer to bad input.
+    pub const PANIC: u8 = 101;
 }
 
 #[derive(Parser)]
@@ -44,6 +48,7 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    fatal::install();
     let cli = Cli::parse();
     let code = match cli.command {
         Command::Blast(args) => blast::main(*args),

@@ -44,22 +44,22 @@ pub struct MergeArgs {
 }
 
 /// One interval of a latency log: its absolute start and length (seconds) and histograms.
-struct Interval {
-    start: f64,
-    len: f64,
-    corrected: Histogram<u64>,
-    uncorrected: Histogram<u64>,
+pub(crate) struct Interval {
+    pub start: f64,
+    pub len: f64,
+    pub corrected: Histogram<u64>,
+    pub uncorrected: Histogram<u64>,
 }
 
 /// One worker's latency log.
-struct Hlog {
-    intervals: Vec<Interval>,
+pub(crate) struct Hlog {
+    pub intervals: Vec<Interval>,
     /// A digest of the file's bytes: two inputs with the same one are one run given twice.
     digest: u64,
 }
 
 /// Reads a latency.hlog written by `engine blast` (corrected untagged, uncorrected tagged).
-fn read_hlog(path: &Path) -> anyhow::Result<Hlog> {
+pub(crate) fn read_hlog(path: &Path) -> anyhow::Result<Hlog> {
     let bytes = engine_core::files::read_limited(path, results::MAX_HLOG)
         .with_context(|| format!("cannot read '{}'", path.display()))?;
     let mut base = 0.0;

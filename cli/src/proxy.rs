@@ -90,7 +90,7 @@ pub fn main(args: ProxyArgs) -> u8 {
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
     let _ = engine_core::limits::raise_nofile();
-    let (shards, upstream) = (cfg.shard_cpus.len(), cfg.upstream);
+    let (shards, upstream, drain_timeout) = (cfg.shard_cpus.len(), cfg.upstream, cfg.limits.drain_timeout);
     let polling = cfg.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}"));
     let capped = match cfg.limits.max_conns {
         n if n < DEFAULT_MAX_CONNS && !max_conns_given => {
@@ -106,7 +106,20 @@ pub fn main(args: ProxyArgs) -> u8 {
     let drain = proxy.drain_handle();
     let (tx, rx) = mpsc::channel::<()>();
     let handler = drain.clone();
+    let drain_deadline = drain_timeout + Duration::from_secs(1);
+    let on_panic = std::sync::Mutex::new(tx.clone());
+    crate::fatal::on_panic(move || {
+        let _ = on_panic.lock().map(|tx| tx.send(()));
+    });
     if let Err(e) = ctrlc::set_handler(move || {
+        if !handler.is_draining() {
+            // A shard that is stuck never finishes its drain; the process ends anyway.
+            crate::fatal::exit_after(
+                drain_deadline,
+                exit::FAILURE,
+                format!("the drain did not finish within --drain-timeout + 1 s ({drain_deadline:?}); exiting"),
+            );
+        }
         handler.drain();
         let _ = tx.send(());
     }) {
@@ -119,11 +132,20 @@ pub fn main(args: ProxyArgs) -> u8 {
         if shards == 1 { "" } else { "s" }
     );
     let _ = rx.recv();
+    if crate::fatal::panicked() {
+        // /healthz names the dead shard for a moment before the drain takes the admin API
+        // down with the rest; the process ends within the panic's grace either way.
+        std::thread::sleep(SAY_DEAD);
+        drain.drain();
+    }
     println!("engine proxy: draining (a second signal cuts connections)");
     let report = proxy.wait();
     println!("{}", final_line(&report));
-    exit::OK
+    crate::fatal::or_panic(exit::OK)
 }
+
+/// After a panic, how long /healthz says so before the drain.
+const SAY_DEAD: Duration = Duration::from_millis(300);
 
 /// Client connections at once when --max-conns is not given and the open-files limit allows.
 const DEFAULT_MAX_CONNS: u64 = 10_000;

@@ -20,6 +20,7 @@ enum ReportCommand {
     Compare(CompareArgs),
     Html(HtmlArgs),
     Merge(crate::merge::MergeArgs),
+    Windows(crate::windows::WindowsArgs),
 }
 
 #[derive(Args, Debug)]
@@ -59,6 +60,10 @@ fn parse_share(text: &str) -> Result<f64, String> {
 pub fn main(args: ReportArgs) -> u8 {
     match args.command {
         ReportCommand::Merge(m) => crate::merge::main(m),
+        ReportCommand::Windows(w) => match crate::windows::print(&w, &mut std::io::stdout().lock()) {
+            Ok(()) => exit::OK,
+            Err(e) => crate::fail(exit::USAGE, &e),
+        },
         ReportCommand::Compare(c) => match compare(&c) {
             Ok(code) => code,
             Err(e) => crate::fail(exit::USAGE, &e),

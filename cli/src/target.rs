@@ -64,7 +64,13 @@ pub fn main(args: TargetArgs) -> u8 {
     };
     let stop = target.stop_flag();
     let flag = stop.clone();
-    let _ = ctrlc::set_handler(move || flag.store(true, Ordering::Relaxed));
+    let on_panic = flag.clone();
+    crate::fatal::on_panic(move || on_panic.store(true, Ordering::Relaxed));
+    let _ = ctrlc::set_handler(move || {
+        flag.store(true, Ordering::Relaxed);
+        // Connections close within half a second; a stuck shard must not keep the process.
+        crate::fatal::exit_after(STOP_DEADLINE, exit::FAILURE, "the target did not stop in time; exiting".into());
+    });
     println!(
         "engine target listening on http://{}/ ({} shard{}); Ctrl-C stops",
         target.local_addr(),
@@ -77,5 +83,8 @@ pub fn main(args: TargetArgs) -> u8 {
     let served = target.served();
     target.stop();
     println!("engine target stopped after {served} responses");
-    exit::OK
+    crate::fatal::or_panic(exit::OK)
 }
+
+/// How long after Ctrl-C or SIGTERM the target may take to stop.
+const STOP_DEADLINE: Duration = Duration::from_millis(1500);

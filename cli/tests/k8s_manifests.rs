@@ -204,6 +204,7 @@ struct Container {
     #[serde(default)]
     volume_mounts: Vec<VolumeMount>,
     readiness_probe: Option<Probe>,
+    liveness_probe: Option<Probe>,
     security_context: Option<ContainerSecurity>,
 }
 
@@ -253,6 +254,7 @@ struct VolumeMount {
 struct Probe {
     http_get: HttpGet,
     period_seconds: Option<u32>,
+    failure_threshold: Option<u32>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -430,6 +432,17 @@ fn the_proxy_sidecar_manifest_is_well_formed() {
     }
     let annotations = &spec.template.metadata.as_ref().unwrap().annotations;
     assert_eq!(annotations.get("prometheus.io/port").map(String::as_str), Some("9901"));
+    // A dead or stuck shard turns /healthz 503 (tests/long_running.rs): liveness restarts it.
+    for probe in [&proxy.readiness_probe, &proxy.liveness_probe] {
+        let p = probe.as_ref().expect("readiness and liveness probes");
+        assert_eq!(p.http_get.path, "/healthz");
+        assert_eq!(p.http_get.port.as_str(), Some("admin"));
+        assert!(proxy.ports.iter().any(|port| port.name == "admin" && port.container_port == 9901));
+    }
+    assert!(
+        proxy.liveness_probe.as_ref().unwrap().failure_threshold.is_some_and(|n| n >= 2),
+        "one slow answer is not death"
+    );
 }
 
 #[test]

@@ -54,6 +54,27 @@ fn results_folder_holds_every_file_and_the_hlog_matches_the_summary() {
     assert!(md.contains(&format!("| requests | {requests} |")));
     let run_log = std::fs::read_to_string(dir.join("run.log")).unwrap();
     assert!(run_log.contains("plan: ") && run_log.contains("end: "));
+
+    // `report windows`: the windows' counts add up to the run's, and one window as long as
+    // the run has the run's own p99 (exact: histograms are added, not percentiles).
+    let windows = |every: &str| {
+        let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["report", "windows"])
+            .arg(&dir)
+            .args(["--every", every])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        let text = String::from_utf8(o.stdout).unwrap();
+        assert!(text.starts_with("start_s,end_s,responses,p50_ms,p90_ms,p99_ms,p999_ms,max_ms\n"), "{text}");
+        text.lines().skip(1).map(|l| l.split(',').map(str::to_string).collect::<Vec<_>>()).collect::<Vec<_>>()
+    };
+    let per_500ms = windows("500ms");
+    assert!(per_500ms.len() >= 4, "{per_500ms:?}");
+    assert_eq!(per_500ms.iter().map(|w| w[2].parse::<u64>().unwrap()).sum::<u64>(), requests);
+    let whole = windows("1h");
+    assert_eq!(whole.len(), 1);
+    assert_eq!(whole[0][5].parse::<f64>().unwrap(), v["latency_ms"]["p99"].as_f64().unwrap());
     let _ = std::fs::remove_dir_all(&dir);
 }
 

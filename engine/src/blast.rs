@@ -6,9 +6,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant, SystemTime};
 
-use glommio::{LocalExecutorBuilder, Placement};
+use glommio::Placement;
 
 use crate::plan::Plan;
+use crate::runtime::{Heartbeat, Pulse};
 use crate::shard::{self, Message, ShardConfig};
 use crate::stats::Totals;
 use crate::summary::{NamedSummary, Point, Schedule, Summary};
@@ -16,15 +17,19 @@ use crate::summary::{NamedSummary, Point, Schedule, Summary};
 /// io_uring submission depth per shard: room to batch the polls of many connections into
 /// one `io_uring_enter`.
 const RING_DEPTH: usize = 1024;
-/// Registered I/O memory per shard. glommio reserves it for file I/O, which a blast does not
-/// do; the minimum keeps 10,000-connection runs small.
-const IO_MEMORY: usize = 64 * 1024;
 
 /// A shard reports at least once per interval, and its longest silences are the connect
 /// phase (10 s at most) and the drain (2 s). A shard silent for longer than this is stuck
 /// (an executor that no longer wakes up); the run then ends with what was measured and a
 /// warning rather than hang.
 const WATCHDOG: std::time::Duration = std::time::Duration::from_secs(15);
+/// How often the collector looks for a stop or a dead shard while it waits for snapshots.
+const COLLECTOR_CHECK: Duration = Duration::from_millis(100);
+/// After a stop, how long past its drain a shard may take to send its last snapshot
+/// before it counts as stuck.
+const LAST_WORD: Duration = Duration::from_millis(400);
+/// The longest [`run`] takes to return after [`Control::stop`], whatever the shards do.
+pub const STOP_WITHIN: Duration = shard::DRAIN_INTERRUPTED.saturating_add(LAST_WORD);
 
 /// Stops a run from another thread (a Ctrl-C handler, say). Cheap to clone.
 #[derive(Debug, Clone, Default)]
@@ -98,22 +103,18 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
     let (tx, rx) = mpsc::channel();
     let connect_start = Instant::now();
     let mut handles = Vec::new();
+    let mut heartbeats = Vec::new();
     let mut start_txs = Vec::new();
     for (index, &cpu) in plan.shard_cpus.iter().enumerate() {
         let (start_tx, start_rx) = mpsc::channel();
         start_txs.push(start_tx);
         let cfg = ShardConfig { index, plan: plan_arc.clone(), tx: tx.clone(), start_rx, stop: control.stop.clone() };
-        let mut builder = LocalExecutorBuilder::new(Placement::Fixed(cpu));
-        if let Some(d) = plan.busy_poll {
-            builder = builder.spin_before_park(d);
-        }
-        let spawned = builder
-            .name(&format!("blast-{index}"))
+        let heartbeat = Heartbeat::new();
+        heartbeats.push(heartbeat.clone());
+        let spawned = crate::runtime::Executor::new(format!("blast-{index}"), Placement::Fixed(cpu))
+            .busy_poll(plan.busy_poll)
             .ring_depth(RING_DEPTH)
-            .io_memory(IO_MEMORY)
-            // One task queue of short tasks: preemption buys nothing, and its timers cost
-            // io_uring_enter calls on every turn of the loop (patch in third_party/glommio).
-            .preempt_timer(Duration::MAX)
+            .heartbeat(heartbeat)
             .spawn(move || shard::run(cfg));
         match spawned {
             Ok(h) => handles.push(h),
@@ -131,11 +132,15 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
     // Every shard connects first; the clock starts for all of them at once.
     let shards = plan.shard_cpus.len();
     let mut ready = 0;
-    while ready < shards {
-        match rx.recv_timeout(WATCHDOG) {
+    let connecting = Instant::now();
+    while ready < shards && connecting.elapsed() < WATCHDOG {
+        match rx.recv_timeout(COLLECTOR_CHECK) {
             Ok((_, Message::Ready)) => ready += 1,
             Ok((_, Message::Snapshot(_))) => {}
-            Err(_) => break,
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+            // A shard that died while connecting never says it is ready.
+            Err(mpsc::RecvTimeoutError::Timeout) if heartbeats.iter().any(|h| h.pulse() == Pulse::Died) => break,
+            Err(mpsc::RecvTimeoutError::Timeout) => {}
         }
     }
     // Distributed runs begin together at --start-at; a worker that connected too late says so.
@@ -184,16 +189,42 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
     // When the load ended, if it ended before the plan did (seen to within an interval).
     let mut stopped_at: Option<f64> = None;
     let mut stuck = false;
+    // When a stop was first seen: from then, shards have their drain and LAST_WORD to finish.
+    let mut stop_seen: Option<(Instant, Duration)> = None;
+    let mut last_message = Instant::now();
     loop {
-        let message = match rx.recv_timeout(WATCHDOG) {
+        if stop_seen.is_none() && control.is_stopped() {
+            let drain =
+                if control.is_interrupted() { shard::DRAIN_INTERRUPTED } else { shard::DRAIN_MAX.min(plan.timeout) };
+            stop_seen = Some((Instant::now(), drain + LAST_WORD));
+        }
+        // A shard that died sends nothing more (a panic leaks its sender rather than drop
+        // it): the intervals complete without it.
+        for (last, h) in last_seq.iter_mut().zip(&heartbeats) {
+            if last.is_none() && h.pulse() == Pulse::Died {
+                *last = Some(0);
+            }
+        }
+        let give_up = match stop_seen {
+            Some((at, grace)) => at + grace,
+            None => last_message + WATCHDOG,
+        };
+        let message = match rx.recv_timeout(give_up.saturating_duration_since(Instant::now()).min(COLLECTOR_CHECK)) {
             Ok((_, m)) => m,
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
-            Err(mpsc::RecvTimeoutError::Timeout) => {
+            Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= give_up => {
                 stuck = true;
                 control.stop();
                 break;
             }
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                if last_seq.iter().all(Option::is_some) {
+                    break;
+                }
+                continue;
+            }
         };
+        last_message = Instant::now();
         if stopped_at.is_none() && control.is_stopped() {
             stopped_at = Some(start.elapsed().as_secs_f64());
         }
@@ -224,16 +255,20 @@ pub fn run(plan: &Plan, control: &Control, mut on_interval: impl FnMut(&Interval
         warnings.push(format!("started {late:.3} s after --start-at (connecting took until then)"));
     }
     for (i, h) in handles.into_iter().enumerate() {
-        if stuck && last_seq[i].is_none() {
+        let pulse = heartbeats[i].pulse();
+        if stuck && last_seq[i].is_none() && pulse != Pulse::Died {
             // Joining would wait forever; the thread ends with the process.
             warnings.push(format!(
-                "shard {i} stopped reporting for {} s and was abandoned; its figures end at its last report",
-                WATCHDOG.as_secs()
+                "shard {i} stopped reporting and was abandoned ({}); its figures end at its last report",
+                match pulse {
+                    Pulse::Late(age) => format!("no heartbeat for {:.1} s", age.as_secs_f64()),
+                    _ => "its heartbeat went on".to_string(),
+                }
             ));
             continue;
         }
-        if let Err(e) = h.join() {
-            warnings.push(format!("shard {i} failed: {e}; its last interval may be missing"));
+        if h.join().is_err() || pulse == Pulse::Died {
+            warnings.push(format!("shard {i} died (a panic); its figures end at its last report"));
         }
     }
     let mut summary = Summary::new(&plan.target.url, plan.conns, shards, &totals, elapsed);

@@ -30,6 +30,7 @@ pub mod listen;
 pub mod metrics;
 pub mod plan;
 pub mod profiles;
+pub mod runtime;
 pub mod scenario;
 pub mod schedule;
 mod shard;

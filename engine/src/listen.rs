@@ -10,7 +10,9 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use glommio::net::{TcpListener, TcpStream};
-use glommio::{ExecutorJoinHandle, LocalExecutorBuilder, Placement};
+use glommio::ExecutorJoinHandle;
+
+use crate::runtime::{tick, Executor};
 
 /// Why a server did not start.
 #[derive(Debug, thiserror::Error)]
@@ -39,18 +41,11 @@ fn claim(addr: SocketAddr) -> Result<SocketAddr, ListenError> {
     probe.local_addr().map_err(|cause| ListenError::Bind { addr, cause })
 }
 
-/// Starts executor `name` at `placement`, binds there (SO_REUSEPORT: several executors
-/// may bind one port) and runs `serve` with the listener. Returns the bound address and the
-/// executor's handle once listening.
-///
-/// `busy_poll`: after its last event the executor polls for this long before it sleeps. A
-/// sleeping executor's next event waits for its CPU to wake (tens of µs on a VM whose idle
-/// vCPUs halt); polling trades a busy CPU at light load for that latency. Only an executor
-/// pinned to CPUs polls (glommio ignores it for `Placement::Unbound`).
+/// Starts `executor`, binds there (SO_REUSEPORT: several executors may bind one port) and
+/// runs `serve` with the listener. Returns the bound address and the executor's handle once
+/// listening.
 pub fn spawn_bound<F, Fut>(
-    name: &str,
-    placement: Placement,
-    busy_poll: Option<Duration>,
+    executor: Executor,
     bind: Bind,
     serve: F,
 ) -> Result<(SocketAddr, ExecutorJoinHandle<()>), ListenError>
@@ -63,17 +58,8 @@ where
         Bind::Join(addr) => addr,
     };
     let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
-    let mut builder = LocalExecutorBuilder::new(placement);
-    if let Some(d) = busy_poll {
-        builder = builder.spin_before_park(d);
-    }
-    let handle = builder
-        .name(name)
-        // glommio reserves 10 MiB per executor for file I/O by default; sockets need none.
-        .io_memory(64 * 1024)
-        // One task queue of short tasks: preemption buys nothing, and its timers cost
-        // io_uring_enter calls on every turn of the loop (patch in third_party/glommio).
-        .preempt_timer(std::time::Duration::MAX)
+    let name = executor.name().to_string();
+    let handle = executor
         .spawn(move || async move {
             let listener = match TcpListener::bind(addr) {
                 Ok(l) => l,
@@ -85,13 +71,16 @@ where
             let _ = tx.send(listener.local_addr().map_err(Into::into));
             serve(listener).await;
         })
-        .map_err(|e| ListenError::Spawn { name: name.to_string(), reason: e.to_string() })?;
+        .map_err(|e| ListenError::Spawn { name: e.name, reason: e.reason })?;
     match rx.recv() {
         Ok(Ok(bound)) => Ok((bound, handle)),
         Ok(Err(cause)) => Err(ListenError::Bind { addr, cause }),
-        Err(_) => Err(ListenError::Spawn { name: name.to_string(), reason: "it exited before listening".into() }),
+        Err(_) => Err(ListenError::Spawn { name, reason: "it exited before listening".into() }),
     }
 }
+
+/// How often [`accept_until`] reads its stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(50);
 
 /// Accepts connections and hands each to `each` until `stop` says so (checked every 50 ms).
 /// Accept errors (out of descriptors, a connection reset while queued) pause 5 ms and go on.
@@ -106,7 +95,7 @@ pub async fn accept_until(listener: &TcpListener, stop: impl Fn() -> bool, mut e
     };
     let watch = async {
         while !stop() {
-            glommio::timer::sleep(Duration::from_millis(50)).await;
+            glommio::timer::sleep(tick(STOP_CHECK)).await;
         }
     };
     futures_lite::future::or(accept, watch).await;

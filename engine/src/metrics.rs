@@ -163,9 +163,7 @@ pub fn serve(addr: SocketAddr, render: PrometheusHandle) -> Result<MetricsServer
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
     let (bound, handle) = crate::listen::spawn_bound(
-        "metrics",
-        Placement::Unbound,
-        None,
+        crate::runtime::Executor::new("metrics", Placement::Unbound),
         crate::listen::Bind::Own(addr),
         move |listener| async move {
             crate::listen::accept_until(

@@ -24,9 +24,9 @@ const READ_BUF: usize = 64 * 1024;
 const CONNECTS_IN_PROGRESS: u64 = 256;
 /// How long in-flight requests may still complete after the run's end (capped by
 /// `--timeout`); after that they are abandoned and counted as such.
-const DRAIN_MAX: Duration = Duration::from_secs(2);
+pub(crate) const DRAIN_MAX: Duration = Duration::from_secs(2);
 /// After an interrupt (Ctrl-C) the user wants the report now.
-const DRAIN_INTERRUPTED: Duration = Duration::from_millis(300);
+pub(crate) const DRAIN_INTERRUPTED: Duration = Duration::from_millis(300);
 /// How often the control loop looks at the stop flag: the only cross-thread read a shard
 /// makes while running.
 const CONTROL_TICK: Duration = Duration::from_millis(25);
@@ -215,7 +215,7 @@ pub(crate) async fn run(cfg: ShardConfig) {
         if ramp.is_some() {
             shard.set_active(active_at((now - start).as_secs_f64()));
         }
-        let wake = report_at.min(end).min(now + CONTROL_TICK);
+        let wake = report_at.min(end).min(now + crate::runtime::tick(CONTROL_TICK));
         glommio::timer::sleep(wake.saturating_duration_since(now)).await;
     };
 

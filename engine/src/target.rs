@@ -19,11 +19,15 @@ use glommio::net::{TcpListener, TcpStream};
 use glommio::Placement;
 
 use crate::http::header_slots;
+use crate::runtime::{tick, Executor};
 
 /// Largest request head the target reads; more is answered with 431 and a close.
 const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Largest response body `engine target` serves: the whole response is held in memory, once.
 pub const MAX_BODY_SIZE: usize = 1 << 30;
+
+/// How often a shard reads the stop flag and publishes its count of responses.
+const TICK: Duration = Duration::from_millis(20);
 
 /// Largest request body the target skips over on a kept-alive connection.
 const MAX_REQUEST_BODY: u64 = 64 * 1024 * 1024;
@@ -77,10 +81,11 @@ impl Target {
             let (shard_stop, served, response) = (stop.clone(), served.clone(), response.clone());
             let delay = cfg.delay;
             let bind = if i == 0 { crate::listen::Bind::Own(addr) } else { crate::listen::Bind::Join(addr) };
-            let started =
-                crate::listen::spawn_bound(&format!("target-{i}"), Placement::Fixed(cpu), None, bind, move |l| {
-                    serve(l, shard_stop, served, response, delay)
-                });
+            let started = crate::listen::spawn_bound(
+                Executor::new(format!("target-{i}"), Placement::Fixed(cpu)),
+                bind,
+                move |l| serve(l, shard_stop, served, response, delay),
+            );
             let (bound, handle) = match started {
                 Ok(s) => s,
                 Err(e) => {
@@ -185,7 +190,7 @@ async fn serve(
     };
     let watch = async {
         while !stop.load(Ordering::Relaxed) {
-            glommio::timer::sleep(Duration::from_millis(20)).await;
+            glommio::timer::sleep(tick(TICK)).await;
             served.fetch_add(shard.served.replace(0), Ordering::Relaxed);
         }
     };

@@ -40,9 +40,7 @@ impl Admin {
         let flag = stop.clone();
         let token: Option<Arc<str>> = token.map(Into::into);
         let (bound, handle) = engine_core::listen::spawn_bound(
-            "proxy-admin",
-            Placement::Unbound,
-            None,
+            engine_core::runtime::Executor::new("proxy-admin", Placement::Unbound),
             engine_core::listen::Bind::Own(addr),
             move |listener| async move {
                 engine_core::listen::accept_until(
@@ -164,10 +162,25 @@ fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// `ok` while every shard beats; 503 naming the shards that died or stopped beating, so a
+/// liveness probe restarts a proxy that still accepts on a dead shard's port share.
+fn healthz(shared: &Shared) -> Reply {
+    let faults = shared.unhealthy();
+    if faults.is_empty() {
+        return Reply { status: 200, content_type: "text/plain", body: b"ok\n".to_vec(), extra: "" };
+    }
+    Reply {
+        status: 503,
+        content_type: "text/plain",
+        body: format!("unhealthy: {}\n", faults.join("; ")).into_bytes(),
+        extra: "",
+    }
+}
+
 fn route(shared: &Shared, token: Option<&str>, head: &request::RequestHead<'_, '_>, body: &[u8]) -> Reply {
     let path = head.target.split('?').next().unwrap_or("");
     if path == "/healthz" && head.method == "GET" {
-        return Reply { status: 200, content_type: "text/plain", body: b"ok\n".to_vec(), extra: "" };
+        return healthz(shared);
     }
     if !header(head, "host").is_some_and(host_is_literal) {
         return Reply::error(403, "Host must be an IP address or localhost");

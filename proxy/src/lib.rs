@@ -20,6 +20,7 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use engine_core::runtime::{Executor, Heartbeat, Pulse};
 use glommio::Placement;
 
 mod admin;
@@ -132,6 +133,8 @@ pub(crate) struct Shared {
     pub start: Instant,
     pub shards: usize,
     pub metrics: metrics::ProxyMetrics,
+    /// One per shard, for `/healthz`.
+    pub heartbeats: Vec<Heartbeat>,
 }
 
 impl Shared {
@@ -143,6 +146,22 @@ impl Shared {
     pub fn metrics(&self) -> String {
         let p = self.published.lock().unwrap_or_else(|e| e.into_inner());
         self.metrics.render(&p, &self.routes)
+    }
+
+    /// Why the proxy is not healthy: shards that died or stopped beating. A shard that
+    /// finished its drain is not a fault.
+    pub fn unhealthy(&self) -> Vec<String> {
+        self.heartbeats
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| match h.pulse() {
+                Pulse::Alive | Pulse::Finished => None,
+                Pulse::Died => Some(format!("shard {i} (proxy-{i}) died")),
+                Pulse::Late(age) => {
+                    Some(format!("shard {i} (proxy-{i}) has not beaten for {:.1} s", age.as_secs_f64()))
+                }
+            })
+            .collect()
     }
 }
 
@@ -194,6 +213,7 @@ impl Proxy {
             start: Instant::now(),
             shards,
             metrics: metrics::ProxyMetrics::new(),
+            heartbeats: (0..shards).map(|_| Heartbeat::new()).collect(),
         });
         shared.published.lock().unwrap_or_else(|e| e.into_inner()).totals = ShardStats::new(shared.routes.len());
 
@@ -211,13 +231,11 @@ impl Proxy {
             let sh = shared.clone();
             let bind =
                 if i == 0 { engine_core::listen::Bind::Own(addr) } else { engine_core::listen::Bind::Join(addr) };
-            let started = engine_core::listen::spawn_bound(
-                &format!("proxy-{i}"),
-                Placement::Fixed(cpu),
-                cfg.busy_poll,
-                bind,
-                move |l| shard::run(i, sh, l, max_per_shard),
-            );
+            let executor = Executor::new(format!("proxy-{i}"), Placement::Fixed(cpu))
+                .busy_poll(cfg.busy_poll)
+                .heartbeat(shared.heartbeats[i].clone());
+            let started =
+                engine_core::listen::spawn_bound(executor, bind, move |l| shard::run(i, sh, l, max_per_shard));
             let (bound, handle) = started.inspect_err(|_| shared.state.store(STOPPING, Ordering::SeqCst))?;
             addr = bound;
             handles.push(handle);

@@ -138,7 +138,7 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener
     let tick = async {
         let mut n = 0u32;
         while shard.shared.state.load(Ordering::Relaxed) == RUNNING {
-            glommio::timer::sleep(TICK).await;
+            glommio::timer::sleep(engine_core::runtime::tick(TICK)).await;
             shard.sweep();
             shard.faults.borrow_mut().refresh();
             n += 1;

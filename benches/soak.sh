@@ -1,0 +1,123 @@
+#!/usr/bin/env bash
+# Soak: engine target <- engine proxy (admin scraped every second) <- engine blast --rate,
+# for DURATION. Every minute it samples each process's RSS and open descriptors into a CSV;
+# at the end it adds the blast's exact p99 per minute (engine report windows) and judges:
+# no process died, RSS within +10% of its 5-minute value, descriptors flat, per-minute p99
+# within +-20% of its median.
+#
+#   DURATION=2h benches/soak.sh            # by hand, in the background; minutes of output
+#   ENGINE=target/release/engine RATE=200 DURATION=10m OUT=/tmp/soak benches/soak.sh
+#
+# Loopback only. Exit 0 when every judgement holds, 1 otherwise.
+set -euo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+ENGINE=${ENGINE:-target/release/engine}
+DURATION=${DURATION:-2h}
+RATE=${RATE:-200}
+OUT=${OUT:-soak-$(date -u +%Y%m%d-%H%M%S)}
+SAMPLE_EVERY=${SAMPLE_EVERY:-60}
+
+[ -x "$ENGINE" ] || { echo "soak: build first: cargo build --release (or set ENGINE)" >&2; exit 2; }
+command -v curl >/dev/null || { echo "soak: needs curl" >&2; exit 2; }
+mkdir -p "$OUT"
+csv="$OUT/samples.csv"
+
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill -INT "$p" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+}
+trap cleanup EXIT
+
+# Starts a server with --listen on port 0 and waits for its start line in LOG.
+start() {
+    local log=$1; shift
+    "$ENGINE" "$@" >"$log" 2>&1 &
+    pids+=($!)
+    for _ in $(seq 100); do
+        grep -q "http://" "$log" 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "soak: '$*' did not start:" >&2; cat "$log" >&2; exit 1
+}
+
+start "$OUT/target.log" target --listen 127.0.0.1:0 --shards 1
+target_pid=${pids[-1]}
+target_addr=$(grep -o 'http://[0-9.:]*' "$OUT/target.log" | head -1 | sed 's|http://||')
+start "$OUT/proxy.log" proxy --listen 127.0.0.1:0 --admin 127.0.0.1:0 --upstream "$target_addr"
+proxy_pid=${pids[-1]}
+proxy_addr=$(grep -o 'http://[0-9.:]*' "$OUT/proxy.log" | head -1 | sed 's|http://||')
+admin_addr=$(grep -o 'admin http://[0-9.:]*' "$OUT/proxy.log" | sed 's|admin http://||')
+
+"$ENGINE" blast "http://$proxy_addr/" --rate "$RATE" -c 64 --shards 1 -d "$DURATION" --out "$OUT/blast" \
+    >"$OUT/blast.log" 2>&1 &
+blast_pid=$!
+pids+=("$blast_pid")
+
+# The admin API scraped every second, as Prometheus and a dashboard would.
+scrape_failures="$OUT/scrape-failures"
+: >"$scrape_failures"
+(
+    while kill -0 "$blast_pid" 2>/dev/null; do
+        for path in stats metrics healthz; do
+            curl -sf -m 2 -o /dev/null "http://$admin_addr/$path" || echo "$(date -u +%T) /$path" >>"$scrape_failures"
+        done
+        sleep 1
+    done
+) &
+pids+=($!)
+
+rss() { awk '/^VmRSS:/ {print $2}' "/proc/$1/status" 2>/dev/null || echo ""; }
+fds() { ls "/proc/$1/fd" 2>/dev/null | wc -l; }
+
+echo "minute,t_s,target_rss_kib,target_fds,proxy_rss_kib,proxy_fds,blast_rss_kib,blast_fds,scrape_failures" >"$csv"
+echo "soak: target $target_addr, proxy $proxy_addr (admin $admin_addr), blast --rate $RATE for $DURATION; samples in $csv"
+t0=$(date +%s)
+minute=0
+while kill -0 "$blast_pid" 2>/dev/null; do
+    now=$(date +%s)
+    echo "$minute,$((now - t0)),$(rss "$target_pid"),$(fds "$target_pid"),$(rss "$proxy_pid"),$(fds "$proxy_pid"),$(rss "$blast_pid"),$(fds "$blast_pid"),$(wc -l <"$scrape_failures")" >>"$csv"
+    minute=$((minute + 1))
+    # Sleep to the next sample, waking early when the blast ends.
+    for _ in $(seq "$SAMPLE_EVERY"); do
+        kill -0 "$blast_pid" 2>/dev/null || break
+        sleep 1
+    done
+done
+blast_rc=0
+wait "$blast_pid" || blast_rc=$?
+alive=1
+for p in "$target_pid" "$proxy_pid"; do kill -0 "$p" 2>/dev/null || alive=0; done
+"$ENGINE" report windows "$OUT/blast" --every "${SAMPLE_EVERY}s" >"$OUT/p99-per-window.csv"
+
+python3 - "$OUT" "$blast_rc" "$alive" <<'EOF'
+import csv, statistics, sys
+out, blast_rc, alive = sys.argv[1], int(sys.argv[2]), sys.argv[3] == "1"
+rows = list(csv.DictReader(open(f"{out}/samples.csv")))
+windows = [w for w in csv.DictReader(open(f"{out}/p99-per-window.csv")) if w["p99_ms"]]
+# The last window is cut short by the end of the run (and its drain): not a full minute.
+p99 = [float(w["p99_ms"]) for w in windows[:-1]] or [float(w["p99_ms"]) for w in windows]
+ok = True
+def judge(name, good, detail):
+    global ok
+    ok &= good
+    print(f"{'PASS' if good else 'FAIL'}  {name}: {detail}")
+judge("no process died", alive and blast_rc == 0, f"blast exit {blast_rc}, target and proxy {'alive' if alive else 'GONE'}")
+base_row = rows[min(5, len(rows) - 1)]
+for proc in ("target", "proxy", "blast"):
+    series = [int(r[f"{proc}_rss_kib"]) for r in rows if r[f"{proc}_rss_kib"]]
+    base = int(base_row[f"{proc}_rss_kib"] or series[0])
+    top = max(series[min(5, len(series) - 1):])
+    judge(f"{proc} RSS", top <= base * 1.10, f"5-minute value {base} KiB, highest after it {top} KiB ({(top / base - 1) * 100:+.1f}%)")
+    f = [int(r[f"{proc}_fds"]) for r in rows[1:]] or [0]
+    judge(f"{proc} descriptors", max(f) - min(f) <= 2, f"from {min(f)} to {max(f)}")
+med = statistics.median(p99)
+lo, hi = min(p99), max(p99)
+judge("blast p99 per minute", lo >= med * 0.8 and hi <= med * 1.2,
+      f"median {med:.3f} ms, range {lo:.3f}..{hi:.3f} ms ({(lo / med - 1) * 100:+.0f}% / {(hi / med - 1) * 100:+.0f}%) over {len(p99)} windows")
+fails = int(rows[-1]["scrape_failures"]) if rows else 0
+judge("admin scrapes", fails == 0, f"{fails} failed (stats, metrics, healthz every second)")
+print(f"samples: {len(rows)} in {out}/samples.csv; p99 per window in {out}/p99-per-window.csv")
+sys.exit(0 if ok else 1)
+EOF
