@@ -3,8 +3,8 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};
-use engine_core::http::{Progress, ResponseFramer};
-use engine_core::stats::ShardStats;
+use engine_http::{Progress, ResponseFramer};
+use engine_results::stats::ShardStats;
 
 fn responses() -> Vec<(&'static str, Vec<u8>)> {
     let small = b"HTTP/1.1 200 OK\r\nServer: nginx\r\nDate: Sun, 22 Nov 2026 20:00:00 GMT\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: keep-alive\r\n\r\nok".to_vec();

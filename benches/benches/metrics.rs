@@ -5,11 +5,11 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use engine_core::blast::IntervalReport;
-use engine_core::metrics::BlastMetrics;
-use engine_core::stats::Totals;
-use engine_core::summary::Point;
-use engine_core::PlanInput;
+use engine_blast::blast::IntervalReport;
+use engine_blast::metrics::BlastMetrics;
+use engine_blast::PlanInput;
+use engine_results::stats::Totals;
+use engine_results::summary::Point;
 
 fn interval(requests: u64) -> Totals {
     let mut t = Totals::default();

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
-use engine_core::plan::Model;
-use engine_core::profiles::{self, Criterion, ProfileName, ProfileReport, StressWatch};
-use engine_core::scenario::Scenario;
-use engine_core::summary::Threshold;
-use engine_core::thresholds::{Expr, Figures, SafetyStops};
-use engine_core::{Control, PlanInput, RunError};
+use engine_blast::plan::Model;
+use engine_blast::profiles::ProfileName;
+use engine_blast::scenario::Scenario;
+use engine_blast::{Control, PlanInput, RunError};
+use engine_results::profile::{self as profiles, Criterion, ProfileReport, StressWatch};
+use engine_results::summary::Threshold;
+use engine_results::thresholds::{Expr, Figures, SafetyStops};
 
 use crate::exit;
 use crate::output::{self, Progress};
@@ -48,7 +49,7 @@ pub struct BlastArgs {
     #[arg(short, long, value_name = "N")]
     pub conns: Option<u64>,
     /// How long to send requests: 500ms, 10s, 5m, 1h (with --stages, their sum) [default: 10s]
-    #[arg(short, long, value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(short, long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub duration: Option<std::time::Duration>,
     /// Open model: total requests per second on a fixed schedule, whatever the responses do
     /// (latency is then measured from when each request was due). With --stages: the rate
@@ -57,7 +58,7 @@ pub struct BlastArgs {
     pub rate: Option<f64>,
     /// Linear ramps TARGET:DURATION,...; targets are connections, or requests per second with
     /// --rate. Ramps start from 0 (from --rate in the open model). E.g. 100:30s,1000:1m,0:30s
-    #[arg(long, value_name = "LIST", value_parser = engine_core::schedule::parse_stages, conflicts_with = "profile")]
+    #[arg(long, value_name = "LIST", value_parser = engine_blast::schedule::parse_stages, conflicts_with = "profile")]
     pub stages: Option<Stages>,
     /// A named load profile, scaled to --peak: ramp, spike, stress, soak, recovery
     /// (see --print-plan). Levels are connections, or requests per second with --rate
@@ -67,7 +68,7 @@ pub struct BlastArgs {
     #[arg(long, value_name = "N")]
     pub peak: Option<f64>,
     /// How long a profile holds each level [default: 30s]
-    #[arg(long, value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub step: Option<std::time::Duration>,
     /// Pass/fail condition on the whole run, e.g. 'p95<200ms', 'error_rate<0.1%', 'rps>1000'
     /// (repeatable; metrics p50 p90 p95 p99 p999 max mean error_rate rps). Any failure: exit 4
@@ -94,10 +95,10 @@ pub struct BlastArgs {
     #[arg(short, long, value_name = "TEXT|@FILE")]
     pub body: Option<String>,
     /// Per-request timeout, from write to complete response [default: 30s]
-    #[arg(long, value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub timeout: Option<std::time::Duration>,
     /// Timeout of each TCP connect
-    #[arg(long, default_value = "5s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, default_value = "5s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub connect_timeout: std::time::Duration,
     /// Executors (default: one per CPU the process may run on)
     #[arg(long, value_name = "N")]
@@ -109,7 +110,7 @@ pub struct BlastArgs {
     /// sleeping shard's CPU must wake for each response, and that wake-up (tens of µs on a VM)
     /// lands in every measured latency; polling keeps it out, for a CPU kept busy. For light
     /// rates on a CPU of its own: 200us..1ms
-    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub busy_poll: std::time::Duration,
     /// Write the summary JSON to PATH, or to stdout with '-' (the text summary then goes to stderr)
     #[arg(long, value_name = "PATH|-")]
@@ -131,7 +132,7 @@ pub struct BlastArgs {
     pub worker_count: Option<u32>,
     /// Begin the load at this time (after connecting), so workers start together: Unix seconds
     /// or RFC 3339 (2026-11-22T23:30:00Z); a worker that connects later says by how much
-    #[arg(long, value_name = "TIME", value_parser = engine_core::units::parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = engine_runtime::units::parse_time)]
     pub start_at: Option<std::time::SystemTime>,
     /// Local addresses to connect from, in turn: a list and/or CIDR blocks, e.g. 127.0.0.2,127.0.0.3 or
     /// 10.0.1.0/28; each adds one address's ephemeral ports towards the target
@@ -145,17 +146,17 @@ pub struct BlastArgs {
     pub push: Option<String>,
     /// The scenario's requests, once merged in.
     #[arg(skip)]
-    pub requests: Vec<engine_core::plan::RequestSpec>,
+    pub requests: Vec<engine_blast::plan::RequestSpec>,
     /// The scenario's flows, once merged in.
     #[arg(skip)]
-    pub flows: Vec<engine_core::plan::FlowSpec>,
+    pub flows: Vec<engine_blast::plan::FlowSpec>,
     /// The scenario's data file, once read.
     #[arg(skip)]
-    pub data: Option<std::sync::Arc<engine_core::http::template::DataTable>>,
+    pub data: Option<std::sync::Arc<engine_http::template::DataTable>>,
 }
 
 /// The stages as one value (clap would read a bare `Vec` as a repeated flag).
-pub type Stages = Vec<engine_core::schedule::Stage>;
+pub type Stages = Vec<engine_blast::schedule::Stage>;
 
 /// Source addresses as one value (clap would read a bare `Vec` as a repeated flag).
 #[derive(Debug, Clone)]
@@ -203,7 +204,7 @@ fn parse_source_ips(text: &str) -> Result<SourceIps, String> {
 pub struct CpuList(pub Vec<usize>);
 
 fn parse_cores(text: &str) -> Result<CpuList, String> {
-    engine_core::affinity::parse_cpu_list(text).map(CpuList)
+    engine_runtime::affinity::parse_cpu_list(text).map(CpuList)
 }
 
 pub fn main(mut args: BlastArgs) -> u8 {
@@ -224,7 +225,7 @@ pub fn main(mut args: BlastArgs) -> u8 {
         }
         return exit::OK;
     }
-    for w in engine_core::limits::host_warnings(plan.conns, plan.source_ips.len() as u64) {
+    for w in engine_runtime::limits::host_warnings(plan.conns, plan.source_ips.len() as u64) {
         eprintln!("engine: note: {w}");
     }
     let push = match args.push.as_deref().map(crate::push::parse).transpose() {
@@ -232,9 +233,9 @@ pub fn main(mut args: BlastArgs) -> u8 {
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
     let metrics =
-        (args.metrics_addr.is_some() || push.is_some()).then(|| engine_core::metrics::BlastMetrics::new(&plan));
+        (args.metrics_addr.is_some() || push.is_some()).then(|| engine_blast::metrics::BlastMetrics::new(&plan));
     let _metrics_server = match (args.metrics_addr, &metrics) {
-        (Some(addr), Some(m)) => match engine_core::metrics::serve(addr, m.handle()) {
+        (Some(addr), Some(m)) => match engine_blast::metrics::serve(addr, m.handle()) {
             Ok(server) => {
                 eprintln!("metrics: http://{}/metrics", server.local_addr());
                 Some(server)
@@ -262,7 +263,7 @@ pub fn main(mut args: BlastArgs) -> u8 {
         handler.stop();
         // The summary is written within STOP_WITHIN; a stuck shard does not hold the process.
         crate::fatal::exit_after(
-            engine_core::blast::STOP_WITHIN + std::time::Duration::from_secs(1),
+            engine_blast::blast::STOP_WITHIN + std::time::Duration::from_secs(1),
             exit::INTERRUPTED,
             "the run did not stop in time; exiting".into(),
         );
@@ -309,9 +310,9 @@ pub fn main(mut args: BlastArgs) -> u8 {
     let mut hlog: Option<results::HlogWriter> = None;
     let mut hlog_error: Option<anyhow::Error> = None;
     let mut prev_t = 0.0;
-    let stage_ends = engine_core::schedule::stage_ends(plan.model.profile().stages());
+    let stage_ends = engine_blast::schedule::stage_ends(plan.model.profile().stages());
     let mut stage = 0usize;
-    let run = engine_core::run(&plan, &control, |i| {
+    let run = engine_blast::run(&plan, &control, |i| {
         progress.update(i);
         if i.seq == 1 {
             run_log.line(&format!("start: connections open, load begins (interval 1 ends at {:.1}s)", i.elapsed_s));
@@ -456,10 +457,10 @@ pub fn main(mut args: BlastArgs) -> u8 {
 fn profile_report(
     name: ProfileName,
     peak: f64,
-    plan: &engine_core::Plan,
+    plan: &engine_blast::Plan,
     stress: Option<StressWatch>,
     criterion: Criterion,
-    summary: &engine_core::Summary,
+    summary: &engine_blast::Summary,
 ) -> ProfileReport {
     let open = matches!(plan.model, Model::Open(_));
     let mut report =
@@ -476,11 +477,11 @@ fn profile_report(
     report
 }
 
-fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
+fn plan(args: &BlastArgs) -> anyhow::Result<engine_blast::Plan> {
     let body = match args.body.as_deref() {
         None => Vec::new(),
         Some(b) => match b.strip_prefix('@') {
-            Some(file) => engine_core::files::read_limited(file.as_ref(), engine_core::plan::MAX_BODY as u64)
+            Some(file) => engine_runtime::files::read_limited(file.as_ref(), engine_blast::plan::MAX_BODY as u64)
                 .with_context(|| format!("cannot read body file '{file}'"))?,
             None => b.as_bytes().to_vec(),
         },
@@ -492,8 +493,8 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     input.rate = args.rate;
     input.stages = match (args.profile, args.peak) {
         (Some(p), Some(peak)) => {
-            if !(peak.is_finite() && (1.0..=engine_core::schedule::MAX_STAGE_TARGET).contains(&peak)) {
-                anyhow::bail!("--peak must be a level from 1 to {}", engine_core::schedule::MAX_STAGE_TARGET);
+            if !(peak.is_finite() && (1.0..=engine_blast::schedule::MAX_STAGE_TARGET).contains(&peak)) {
+                anyhow::bail!("--peak must be a level from 1 to {}", engine_blast::schedule::MAX_STAGE_TARGET);
             }
             if step(args).is_zero() {
                 anyhow::bail!("--step must be more than 0: each level of the profile is held that long");
@@ -505,7 +506,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     input.method = args.method.clone();
     input.headers = args.headers.clone();
     input.body = body;
-    input.timeout = args.timeout.unwrap_or(engine_core::plan::DEFAULT_TIMEOUT);
+    input.timeout = args.timeout.unwrap_or(engine_blast::plan::DEFAULT_TIMEOUT);
     input.requests = args.requests.clone();
     input.flows = args.flows.clone();
     input.data = args.data.clone();
@@ -514,7 +515,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_core::Plan> {
     input.cores = args.cores.as_ref().map(|c| c.0.clone());
     input.busy_poll = Some(args.busy_poll);
     input.worker =
-        args.worker_index.zip(args.worker_count).map(|(index, count)| engine_core::plan::Worker { index, count });
+        args.worker_index.zip(args.worker_count).map(|(index, count)| engine_results::summary::Worker { index, count });
     input.start_at = args.start_at;
     input.source_ips = args.source_ips.as_ref().map(|s| s.0.clone()).unwrap_or_default();
     let plan = input.build()?;
@@ -547,7 +548,7 @@ fn merge_scenario(args: &mut BlastArgs) -> anyhow::Result<()> {
     let dur = |field: &str, v: &Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
         v.as_deref()
             .map(|t| {
-                engine_core::units::parse_duration(t)
+                engine_runtime::units::parse_duration(t)
                     .map_err(|e| anyhow::anyhow!("scenario '{}': {field}: {e}", path.display()))
             })
             .transpose()
@@ -563,7 +564,7 @@ fn merge_scenario(args: &mut BlastArgs) -> anyhow::Result<()> {
     if args.stages.is_none() && args.profile.is_none() {
         if let Some(st) = &sc.load.stages {
             args.stages = Some(
-                engine_core::schedule::parse_stages(st)
+                engine_blast::schedule::parse_stages(st)
                     .map_err(anyhow::Error::msg)
                     .with_context(|| ctx("load.stages"))?,
             );
@@ -593,7 +594,7 @@ fn merge_scenario(args: &mut BlastArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn write_json(mut out: impl Write, summary: &engine_core::Summary) -> anyhow::Result<()> {
+fn write_json(mut out: impl Write, summary: &engine_blast::Summary) -> anyhow::Result<()> {
     let text = serde_json::to_string_pretty(summary)? + "\n";
     out.write_all(text.as_bytes())?;
     Ok(())

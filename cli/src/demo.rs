@@ -3,10 +3,10 @@
 use std::time::Duration;
 
 use clap::Args;
-use engine_core::summary::Latency;
-use engine_core::target::{Target, TargetConfig};
-use engine_core::{Control, PlanInput};
+use engine_blast::{Control, PlanInput};
 use engine_proxy::{Proxy, ProxyConfig, Rule};
+use engine_results::summary::Latency;
+use engine_target::{Target, TargetConfig};
 
 use crate::exit;
 use crate::output;
@@ -31,12 +31,12 @@ pub struct DemoArgs {
     #[arg(short, long, default_value_t = 64)]
     pub conns: u64,
     /// How long to blast
-    #[arg(short, long, default_value = "3s", value_parser = engine_core::units::parse_duration)]
+    #[arg(short, long, default_value = "3s", value_parser = engine_runtime::units::parse_duration)]
     pub duration: Duration,
 }
 
 pub fn main(args: DemoArgs) -> u8 {
-    let cpus = match engine_core::affinity::allowed_cpus() {
+    let cpus = match engine_runtime::affinity::allowed_cpus() {
         Ok(c) => c,
         Err(e) => return crate::fail(exit::FAILURE, &anyhow::anyhow!("cannot read CPU affinity: {e}")),
     };
@@ -83,14 +83,14 @@ pub fn main(args: DemoArgs) -> u8 {
     let _ = ctrlc::set_handler(move || {
         handler.stop();
         crate::fatal::exit_after(
-            engine_core::blast::STOP_WITHIN + Duration::from_secs(1),
+            engine_blast::blast::STOP_WITHIN + Duration::from_secs(1),
             exit::INTERRUPTED,
             "the demo did not stop in time; exiting".into(),
         );
     });
     println!("{}", output::banner(&plan));
     let mut progress = output::Progress::new(false, &plan);
-    let summary = match engine_core::run(&plan, &control, |i| progress.update(i)) {
+    let summary = match engine_blast::run(&plan, &control, |i| progress.update(i)) {
         Ok(s) => s,
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };

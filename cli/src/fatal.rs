@@ -22,7 +22,7 @@ static ON_PANIC: OnceLock<Box<dyn Fn() + Send + Sync>> = OnceLock::new();
 pub fn install() {
     std::panic::set_hook(Box::new(|info| {
         let thread = std::thread::current();
-        let name = match engine_core::runtime::current_executor() {
+        let name = match engine_runtime::current_executor() {
             Some(executor) => format!("executor '{executor}'"),
             None => format!("thread '{}'", thread.name().unwrap_or("unnamed")),
         };

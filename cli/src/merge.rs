@@ -12,9 +12,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{anyhow, bail, Context};
 use base64::Engine as _;
 use clap::Args;
-use engine_core::stats::{new_histogram, ErrorKind, Totals};
-use engine_core::summary::{Latency, Point, Summary, Threshold};
-use engine_core::thresholds::{Expr, Figures};
+use engine_results::stats::{new_histogram, ErrorKind, Totals};
+use engine_results::summary::{Latency, Point, Summary, Threshold};
+use engine_results::thresholds::{Expr, Figures};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;
@@ -60,7 +60,7 @@ pub(crate) struct Hlog {
 
 /// Reads a latency.hlog written by `engine blast` (corrected untagged, uncorrected tagged).
 pub(crate) fn read_hlog(path: &Path) -> anyhow::Result<Hlog> {
-    let bytes = engine_core::files::read_limited(path, results::MAX_HLOG)
+    let bytes = engine_runtime::files::read_limited(path, results::MAX_HLOG)
         .with_context(|| format!("cannot read '{}'", path.display()))?;
     let mut base = 0.0;
     // Corrected and uncorrected histograms of one interval come as two lines.
@@ -106,7 +106,7 @@ struct Input {
 fn read_input(path: &Path) -> anyhow::Result<Input> {
     if path.is_dir() {
         let summary: Value = serde_json::from_str(
-            &engine_core::files::read_limited_string(&path.join("summary.json"), results::MAX_SUMMARY)
+            &engine_runtime::files::read_limited_string(&path.join("summary.json"), results::MAX_SUMMARY)
                 .with_context(|| format!("{} is not a results folder (no summary.json)", path.display()))?,
         )
         .with_context(|| format!("{}/summary.json is not JSON", path.display()))?;

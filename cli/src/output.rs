@@ -3,10 +3,11 @@
 use std::fmt::Write as _;
 use std::io::{IsTerminal, Write};
 
-use engine_core::plan::Model;
-use engine_core::profiles::{Criterion, ProfileName};
-use engine_core::summary::Latency;
-use engine_core::{IntervalReport, Plan, Summary};
+use engine_blast::plan::Model;
+use engine_blast::profiles::ProfileName;
+use engine_blast::{IntervalReport, Plan, Summary};
+use engine_results::profile::Criterion;
+use engine_results::summary::Latency;
 
 pub fn banner(plan: &Plan) -> String {
     let shards = plan.shard_cpus.len();
@@ -55,7 +56,7 @@ pub fn shared_cpus(shard_cpus: &[usize]) -> String {
     }
 }
 
-fn stages(p: &engine_core::schedule::Profile) -> String {
+fn stages(p: &engine_blast::schedule::Profile) -> String {
     if p.stages().len() > 4 {
         return format!("({} stages, see --print-plan)", p.stages().len());
     }
@@ -134,7 +135,7 @@ pub struct Progress {
 impl Progress {
     pub fn new(quiet: bool, plan: &Plan) -> Self {
         let stages = plan.model.profile().stages();
-        let stage_ends = if stages.len() > 1 { engine_core::schedule::stage_ends(stages) } else { Vec::new() };
+        let stage_ends = if stages.len() > 1 { engine_blast::schedule::stage_ends(stages) } else { Vec::new() };
         Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false, stage_ends }
     }
 

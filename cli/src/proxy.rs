@@ -60,26 +60,26 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N")]
     pub max_conns: Option<u64>,
     /// A request head must arrive within this time of its first byte (408 otherwise)
-    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub header_timeout: Duration,
     /// Idle kept-alive client connections close after this
-    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub idle_timeout: Duration,
     /// Longest wait for the upstream's response (504 when nothing came)
-    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub upstream_timeout: Duration,
     /// Longest wait for a connection to the upstream (502 after it)
-    #[arg(long, default_value = "3s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, default_value = "3s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub connect_timeout: Duration,
     /// On SIGTERM, how long in-flight requests may take before connections are cut
-    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub drain_timeout: Duration,
     /// Each shard polls this long after its last event before it sleeps (0: at once). At light
     /// load a sleeping shard's CPU must wake for each packet, tens of µs on a VM; polling saves
     /// that, but keeps the CPU busy while traffic flows, so requests per CPU-second drop, and
     /// it helps only while client and upstream have CPU to spare. 200us..1ms covers the gaps
     /// of light traffic
-    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub busy_poll: Duration,
 }
 
@@ -89,7 +89,7 @@ pub fn main(args: ProxyArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
-    let _ = engine_core::limits::raise_nofile();
+    let _ = engine_runtime::limits::raise_nofile();
     let (shards, upstream, drain_timeout) = (cfg.shard_cpus.len(), cfg.upstream, cfg.limits.drain_timeout);
     let polling = cfg.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}"));
     let capped = match cfg.limits.max_conns {
@@ -152,7 +152,7 @@ const DEFAULT_MAX_CONNS: u64 = 10_000;
 
 fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
     let upstream = resolve(&args.upstream)?;
-    let cpus = engine_core::affinity::allowed_cpus().context("cannot read CPU affinity")?;
+    let cpus = engine_runtime::affinity::allowed_cpus().context("cannot read CPU affinity")?;
     let shards = match args.shards {
         Some(0) => bail!("--shards must be at least 1"),
         Some(n) => n,
@@ -165,7 +165,7 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
     let token = match &args.admin_token_file {
         None => None,
         Some(path) => {
-            let t = engine_core::files::read_limited_string(path, 4096)
+            let t = engine_runtime::files::read_limited_string(path, 4096)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let t = t.trim().to_string();
             if t.len() < 16 {
@@ -190,7 +190,7 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
     let faults = match &args.faults {
         None => Vec::new(),
         Some(path) => {
-            let text = engine_core::files::read_limited_string(path, engine_proxy::faults::MAX_FILE)
+            let text = engine_runtime::files::read_limited_string(path, engine_proxy::faults::MAX_FILE)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let rules = engine_proxy::faults::parse_faults_file(&text).with_context(|| path.display().to_string())?;
             for (i, r) in rules.iter().enumerate() {
@@ -213,13 +213,13 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
             bail!("--route {r:?} is given twice");
         }
     }
-    let (_, hard) = engine_core::limits::nofile().context("cannot read the open-files limit")?;
+    let (_, hard) = engine_runtime::limits::nofile().context("cannot read the open-files limit")?;
     let max_conns = match args.max_conns {
         Some(0) => bail!("--max-conns must be at least 1"),
         Some(n) => n,
-        None => DEFAULT_MAX_CONNS.min(engine_core::limits::proxy_conns_budget(shards as u64, hard)).max(1),
+        None => DEFAULT_MAX_CONNS.min(engine_proxy::limits::conns_budget(shards as u64, hard)).max(1),
     };
-    engine_core::limits::check_proxy(max_conns, shards as u64, hard)?;
+    engine_proxy::limits::check(max_conns, shards as u64, hard)?;
     for (flag, d) in [
         ("--header-timeout", args.header_timeout),
         ("--idle-timeout", args.idle_timeout),
@@ -230,11 +230,11 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
             bail!("{flag} must be above zero");
         }
     }
-    if args.busy_poll > engine_core::plan::MAX_BUSY_POLL {
+    if args.busy_poll > engine_blast::plan::MAX_BUSY_POLL {
         bail!(
             "--busy-poll {:?} is over {:?}: a shard would poll for that long between requests; 100us..1ms covers the gaps of light traffic",
             args.busy_poll,
-            engine_core::plan::MAX_BUSY_POLL
+            engine_blast::plan::MAX_BUSY_POLL
         );
     }
     Ok(ProxyConfig {

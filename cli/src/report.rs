@@ -91,7 +91,7 @@ fn load(path: &Path) -> anyhow::Result<Value> {
     if file.exists() && !file.is_file() {
         anyhow::bail!("'{}' is neither a results folder nor a summary.json", path.display());
     }
-    let text = engine_core::files::read_limited_string(&file, results::MAX_SUMMARY)
+    let text = engine_runtime::files::read_limited_string(&file, results::MAX_SUMMARY)
         .with_context(|| format!("cannot read '{}'", file.display()))?;
     let v: Value = serde_json::from_str(&text).with_context(|| format!("'{}' is not JSON", file.display()))?;
     if !v["requests"].is_u64() || !v["latency_ms"].is_object() {

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use clap::Args;
-use engine_core::target::{Target, TargetConfig};
+use engine_target::{Target, TargetConfig};
 
 use crate::exit;
 
@@ -22,7 +22,7 @@ pub struct TargetArgs {
     #[arg(short, long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Wait this long before each response
-    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub delay: Duration,
     /// Response body size in bytes (at most 1 GiB: the response is held in memory, once)
     #[arg(long, default_value_t = 2, value_name = "BYTES")]
@@ -33,25 +33,25 @@ pub struct TargetArgs {
 }
 
 pub fn main(args: TargetArgs) -> u8 {
-    let cpus = match engine_core::affinity::allowed_cpus() {
+    let cpus = match engine_runtime::affinity::allowed_cpus() {
         Ok(c) => c,
         Err(e) => return crate::fail(exit::FAILURE, &anyhow::anyhow!("cannot read CPU affinity: {e}")),
     };
     let shards = match args.shards {
         Some(0) => return crate::fail(exit::USAGE, &anyhow::anyhow!("--shards must be at least 1")),
-        Some(n) if n as u64 > engine_core::limits::MAX_SHARDS => {
-            return crate::fail(exit::USAGE, &engine_core::limits::LimitError::Shards(n as u64).into())
+        Some(n) if n as u64 > engine_runtime::limits::MAX_SHARDS => {
+            return crate::fail(exit::USAGE, &engine_runtime::limits::LimitError::Shards(n as u64).into())
         }
         Some(n) => n,
         None => cpus.len(),
     };
-    if args.body_size > engine_core::target::MAX_BODY_SIZE {
+    if args.body_size > engine_target::MAX_BODY_SIZE {
         return crate::fail(
             exit::USAGE,
-            &anyhow::anyhow!("--body-size {} is over {} (1 GiB)", args.body_size, engine_core::target::MAX_BODY_SIZE),
+            &anyhow::anyhow!("--body-size {} is over {} (1 GiB)", args.body_size, engine_target::MAX_BODY_SIZE),
         );
     }
-    let _ = engine_core::limits::raise_nofile();
+    let _ = engine_runtime::limits::raise_nofile();
     let cfg = TargetConfig {
         listen: args.listen,
         body_size: args.body_size,

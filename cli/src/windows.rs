@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use engine_core::stats::new_histogram;
+use engine_results::stats::new_histogram;
 
 #[derive(Args, Debug)]
 #[command(
@@ -23,7 +23,7 @@ pub struct WindowsArgs {
     /// A results folder, or a latency .hlog file
     run: PathBuf,
     /// Window length: 10s, 1m, 1h
-    #[arg(long, default_value = "1m", value_name = "DUR", value_parser = engine_core::units::parse_duration)]
+    #[arg(long, default_value = "1m", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     every: Duration,
 }
 

@@ -3,7 +3,7 @@
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use engine_core::target::{Target, TargetConfig};
+use engine_target::{Target, TargetConfig};
 
 /// Tests that load the machine run one at a time: the stress test measures a capacity.
 static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());

@@ -4,7 +4,7 @@
 //!
 //! `ENGINE_TEST_TICK_DIVISOR` shortens every periodic tick (stop-flag checks, sweeps,
 //! heartbeats) so seconds run the ticks of hours; `ENGINE_TEST_FAULT` makes one executor
-//! panic or stall (engine_core::runtime). The churn figure of a million connections is a run
+//! panic or stall (engine_runtime). The churn figure of a million connections is a run
 //! by hand (`ENGINE_CHURN_SECS=60`); CI churns for a few seconds.
 
 use std::io::{BufRead, BufReader, Read, Write};

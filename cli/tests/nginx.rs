@@ -192,7 +192,7 @@ fn stages_ramp_to_ten_thousand_and_back() {
     let nginx = Nginx::start();
     // A saturated nginx accepts slowly; a connect timeout above the kernel's third SYN
     // retransmit (1 + 2 + 4 s) keeps a late accept from becoming a connect error.
-    let cpus = engine_core::affinity::allowed_cpus().unwrap();
+    let cpus = engine_runtime::affinity::allowed_cpus().unwrap();
     let last = cpus.last().unwrap().to_string();
     let (v, _) = blast(&[
         "blast",

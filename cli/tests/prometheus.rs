@@ -10,7 +10,7 @@ use std::process::{Child, Command, Stdio};
 use std::thread;
 use std::time::{Duration, Instant};
 
-use engine_core::target::{Target, TargetConfig};
+use engine_target::{Target, TargetConfig};
 
 /// These tests load the machine; one at a time, so the rate checks are not starved.
 static HEAVY: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -274,7 +274,7 @@ fn a_real_prometheus_scrapes_a_blast_and_a_proxy() {
     // The same bucket: Prometheus interpolates inside a bucket, the summary reports the
     // HdrHistogram value; both must fall between the same two bounds.
     let p99 = p99.expect("Prometheus has the latency histogram");
-    let bounds = engine_core::metrics::LATENCY_BUCKETS_S;
+    let bounds = engine_results::stats::LATENCY_BUCKETS_S;
     let bucket = |v: f64| bounds.iter().position(|&le| v <= le * (1.0 + 1e-9)).unwrap_or(bounds.len());
     assert_eq!(
         bucket(p99),

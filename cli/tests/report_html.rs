@@ -5,7 +5,7 @@ use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use engine_core::target::{Target, TargetConfig};
+use engine_target::{Target, TargetConfig};
 
 fn chromium(args: &[&str], page: &Path, profile: &Path) -> std::process::Output {
     let bin = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]

@@ -3,7 +3,7 @@
 use std::process::Command;
 use std::time::Duration;
 
-use engine_core::target::{Target, TargetConfig};
+use engine_target::{Target, TargetConfig};
 use hdrhistogram::serialization::interval_log::{IntervalLogIterator, LogEntry};
 use hdrhistogram::serialization::Deserializer;
 use hdrhistogram::Histogram;

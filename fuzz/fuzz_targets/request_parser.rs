@@ -3,8 +3,8 @@
 //! again with the same framing (the re-rendering cannot open a smuggling gap).
 #![no_main]
 
-use engine_core::http::header_slots;
-use engine_proxy::request::{parse, MAX_REQUEST_HEADERS};
+use engine_http::header_slots;
+use engine_http::request::{parse, MAX_REQUEST_HEADERS};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!matches!(parse(&data[..cut], &mut s), Ok(Some(_))));
     }
     let mut out = Vec::new();
-    engine_proxy::forward::upstream_request(&head, b"127.0.0.1", "127.0.0.1:1", &mut out);
+    engine_http::forward::upstream_request(&head, b"127.0.0.1", "127.0.0.1:1", &mut out);
     let mut again = header_slots();
     let twice = parse(&out, &mut again).expect("the rendered head parses").expect("and is complete");
     assert_eq!(twice.len, out.len());

@@ -2,7 +2,7 @@
 //! bytes than it was given, and frames the same whole or split.
 #![no_main]
 
-use engine_core::http::{Progress, ResponseFramer};
+use engine_http::{Progress, ResponseFramer};
 use libfuzzer_sys::fuzz_target;
 
 /// Frames `input` fed as two pieces split at `split`; returns the statuses and the error.

@@ -9,8 +9,8 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use engine_core::target::{Target, TargetConfig};
-use engine_core::{Control, PlanInput};
+use engine_blast::{Control, PlanInput};
+use engine_target::{Target, TargetConfig};
 use proxy_support::{proxy, Client};
 
 /// Polling shards take a CPU each: the tests of this file run one after the other.
@@ -62,7 +62,7 @@ fn busy_polling_blast_shards_see_each_response_without_sleeping_first() {
     input.busy_poll = Some(Duration::from_secs(1));
     let plan = input.build().expect("valid plan");
     let started = Instant::now();
-    let s = engine_core::run(&plan, &Control::new(), |_| {}).expect("run completes");
+    let s = engine_blast::run(&plan, &Control::new(), |_| {}).expect("run completes");
     assert!(started.elapsed() < Duration::from_secs(3), "the run took {:?}", started.elapsed());
     assert_eq!(s.errors.total, 0, "{:?}", s.errors);
     eprintln!("{} requests, p50 {} ms", s.requests, s.latency_ms.p50);

@@ -4,8 +4,8 @@ mod support;
 
 use std::time::Duration;
 
-use engine_core::target::{Target, TargetConfig};
-use engine_core::{Control, PlanInput, RunError};
+use engine_blast::{Control, PlanInput, RunError};
+use engine_target::{Target, TargetConfig};
 
 fn target(delay: Duration) -> Target {
     Target::start(TargetConfig::loopback(delay).unwrap()).unwrap()
@@ -39,7 +39,7 @@ fn latency_reflects_the_server_delay() {
 #[test]
 fn shards_split_connections_and_merge_exactly() {
     let t = target(Duration::ZERO);
-    let cpus = engine_core::affinity::allowed_cpus().unwrap();
+    let cpus = engine_runtime::affinity::allowed_cpus().unwrap();
     let mut input = PlanInput::new(format!("http://{}/", t.local_addr()));
     input.conns = 9;
     input.duration = Duration::from_millis(600);
@@ -47,7 +47,7 @@ fn shards_split_connections_and_merge_exactly() {
     input.cores = Some(cpus);
     let plan = input.build().unwrap();
     assert_eq!(plan.shard_cpus.len(), 3);
-    let r = engine_core::run(&plan, &Control::new(), |_| {}).unwrap();
+    let r = engine_blast::run(&plan, &Control::new(), |_| {}).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(r.shards, 3);
     assert_eq!(r.connections.opened, 9);
@@ -66,7 +66,7 @@ fn stop_ends_the_run_early_with_a_summary() {
     let control = Control::new();
     let stopper = control.clone();
     let started = std::time::Instant::now();
-    let r = engine_core::run(&plan, &control, move |i| {
+    let r = engine_blast::run(&plan, &control, move |i| {
         if i.seq == 1 {
             stopper.stop();
         }
@@ -81,6 +81,6 @@ fn stop_ends_the_run_early_with_a_summary() {
 fn unreachable_target_fails_before_the_start() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let plan = PlanInput::new(format!("http://127.0.0.1:{port}/")).build().unwrap();
-    let r = engine_core::run(&plan, &Control::new(), |_| {});
+    let r = engine_blast::run(&plan, &Control::new(), |_| {});
     assert!(matches!(r, Err(RunError::Unreachable { .. })));
 }

@@ -237,12 +237,12 @@ fn connect_refused_is_counted_during_the_run() {
         let _ = listener.accept();
         drop(listener);
     });
-    let mut input = engine_core::PlanInput::new(format!("http://{addr}/"));
+    let mut input = engine_blast::PlanInput::new(format!("http://{addr}/"));
     input.conns = 2;
     input.duration = Duration::from_millis(300);
     input.shards = Some(1);
     let plan = input.build().unwrap();
-    let r = engine_core::run(&plan, &engine_core::Control::new(), |_| {});
+    let r = engine_blast::run(&plan, &engine_blast::Control::new(), |_| {});
     handle.join().unwrap();
     let r = r.unwrap();
     assert_eq!(r.requests, 0);

@@ -5,14 +5,14 @@ mod support;
 use std::io::Write;
 use std::time::{Duration, Instant};
 
-use engine_core::schedule::parse_stages;
-use engine_core::target::{Target, TargetConfig};
-use engine_core::{Control, PlanInput, Summary};
+use engine_blast::schedule::parse_stages;
+use engine_blast::{Control, PlanInput, Summary};
+use engine_target::{Target, TargetConfig};
 use support::{read_request, Scripted};
 
 fn run(input: PlanInput) -> Summary {
     let plan = input.build().expect("valid plan");
-    engine_core::run(&plan, &Control::new(), |_| {}).expect("run completes")
+    engine_blast::run(&plan, &Control::new(), |_| {}).expect("run completes")
 }
 
 fn target() -> Target {

@@ -10,9 +10,9 @@ use std::sync::atomic::Ordering;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use engine_core::target::{Target, TargetConfig};
-use engine_core::{Control, PlanInput, Summary};
+use engine_blast::{Control, PlanInput, Summary};
 use engine_proxy::Rule;
+use engine_target::{Target, TargetConfig};
 use proxy_support::{admin, proxy, Client, Upstream};
 
 fn target(delay: Duration) -> Target {
@@ -235,7 +235,7 @@ fn faults_change_through_the_admin_api_under_load_within_a_second() {
         input.conns = 8;
         input.duration = Duration::from_millis(4000);
         input.shards = Some(1);
-        engine_core::run(&input.build().unwrap(), &Control::new(), |_| {}).unwrap()
+        engine_blast::run(&input.build().unwrap(), &Control::new(), |_| {}).unwrap()
     });
     // A probe records (start, status, body) of sequential requests.
     let probe = thread::spawn(move || {

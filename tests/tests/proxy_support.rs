@@ -16,7 +16,7 @@ use engine_proxy::{Proxy, ProxyConfig};
 /// shards; `tune` adjusts the configuration first.
 pub fn proxy(upstream: SocketAddr, shards: usize, tune: impl FnOnce(&mut ProxyConfig)) -> Proxy {
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse().unwrap(), upstream).unwrap();
-    let cpus = engine_core::affinity::allowed_cpus().unwrap();
+    let cpus = engine_runtime::affinity::allowed_cpus().unwrap();
     cfg.shard_cpus = (0..shards).map(|i| cpus[i % cpus.len()]).collect();
     cfg.admin = Some("127.0.0.1:0".parse().unwrap());
     tune(&mut cfg);

@@ -11,7 +11,7 @@ mod support;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use engine_core::target::{Target, TargetConfig};
+use engine_target::{Target, TargetConfig};
 
 #[test]
 fn target_stops_after_every_blast() {

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
-use engine_core::{Control, PlanInput, Summary};
+use engine_blast::{Control, PlanInput, Summary};
 
 /// A server whose every connection is handed to `behave`. Stops (and stops accepting) on drop.
 pub struct Scripted {
@@ -85,5 +85,5 @@ pub fn blast(url: &str, conns: u64, ms: u64, timeout_ms: u64) -> Summary {
     input.timeout = Duration::from_millis(timeout_ms);
     input.shards = Some(1);
     let plan = input.build().expect("valid plan");
-    engine_core::run(&plan, &Control::new(), |_| {}).expect("run completes")
+    engine_blast::run(&plan, &Control::new(), |_| {}).expect("run completes")
 }

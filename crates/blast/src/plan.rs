@@ -1,0 +1,555 @@
+//! The validated, immutable description of a run. Everything a user can get wrong is
+//! checked here, once, with an error that says what to do; nothing downstream re-validates.
+
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
+
+use std::sync::Arc;
+
+use crate::schedule::{Profile, Stage};
+use engine_http::template::DataTable;
+use engine_http::RenderedRequest;
+use engine_runtime::limits::{self, LimitError};
+
+mod scenario;
+use scenario::{plan_flows, plan_requests};
+pub use scenario::{CaptureSource, FlowPlan, FlowSpec, FlowStep, RequestSpec, StepSpec};
+
+/// A higher rate than this is a typo, not a plan (it is ~100 times what one host can send).
+pub const MAX_RATE: f64 = 10_000_000.0;
+
+/// Default per-request timeout: long enough for any sane server, short enough that a
+/// wedged one shows up as errors within a run.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+/// Largest request body accepted on the command line; a load test re-sends it on every
+/// request, so anything bigger is almost certainly a mistake.
+pub const MAX_BODY: usize = 16 * 1024 * 1024;
+
+/// What a user asked for, before validation (the "low" arguments).
+#[derive(Debug, Clone)]
+pub struct PlanInput {
+    pub url: String,
+    pub conns: u64,
+    pub duration: Duration,
+    pub method: String,
+    /// `Name: value` strings as typed.
+    pub headers: Vec<String>,
+    pub body: Vec<u8>,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// Executors to run; `None` = one per allowed CPU.
+    pub shards: Option<usize>,
+    /// CPUs to pin shards to; `None` = the process's affinity mask.
+    pub cores: Option<Vec<usize>>,
+    /// How often shards report (the live line, time series, safety stops).
+    pub interval: Duration,
+    /// Open model: total requests per second (the starting rate when there are stages).
+    pub rate: Option<f64>,
+    /// This process is one of several that together run the plan (distributed mode).
+    pub worker: Option<Worker>,
+    /// Begin the load at this wall-clock time (after connecting), so workers start together.
+    pub start_at: Option<std::time::SystemTime>,
+    /// Local addresses connections rotate over (more connections to one target than one
+    /// address's ephemeral ports allow); empty: the kernel picks.
+    pub source_ips: Vec<std::net::IpAddr>,
+    /// Linear ramps of connections (closed model) or of rate (open model).
+    pub stages: Option<Vec<Stage>>,
+    /// Named, weighted requests (a scenario). Empty: one request from `method`, `headers`,
+    /// `body` and the URL's path.
+    pub requests: Vec<RequestSpec>,
+    /// Flows (a scenario); instead of `requests`.
+    pub flows: Vec<FlowSpec>,
+    /// Rows for `{{csv.COLUMN}}` templates.
+    pub data: Option<Arc<DataTable>>,
+    /// Shards poll this long after their last event before they sleep (`None`: at once).
+    pub busy_poll: Option<Duration>,
+}
+
+pub use engine_results::summary::Worker;
+
+/// A request ready to send, with its name and weight.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlannedRequest {
+    pub name: String,
+    pub method: String,
+    pub request: RenderedRequest,
+    pub weight: u32,
+}
+
+impl PlanInput {
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            conns: 64,
+            duration: Duration::from_secs(10),
+            method: "GET".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            timeout: DEFAULT_TIMEOUT,
+            connect_timeout: Duration::from_secs(5),
+            shards: None,
+            cores: None,
+            interval: Duration::from_secs(1),
+            rate: None,
+            worker: None,
+            start_at: None,
+            source_ips: Vec::new(),
+            stages: None,
+            requests: Vec::new(),
+            flows: Vec::new(),
+            data: None,
+            busy_poll: None,
+        }
+    }
+}
+
+/// The target, resolved once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Target {
+    /// The URL as given, for reports.
+    pub url: String,
+    pub addr: SocketAddr,
+    /// `host[:port]` as sent in the Host header.
+    pub authority: String,
+    /// Path and query as sent on the request line.
+    pub path: String,
+}
+
+/// How load is generated.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Model {
+    /// Each connection sends its next request as soon as the previous response completes;
+    /// the profile is the number of connections over time.
+    Closed(Profile),
+    /// Requests are due on a fixed schedule whatever the responses do; the profile is the
+    /// total rate (requests per second) over time.
+    Open(Profile),
+}
+
+impl Model {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Model::Closed(_) => "closed",
+            Model::Open(_) => "open",
+        }
+    }
+
+    pub fn profile(&self) -> &Profile {
+        match self {
+            Model::Closed(p) | Model::Open(p) => p,
+        }
+    }
+}
+
+/// A validated run.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: Target,
+    /// At least one; several with weights in a scenario (with flows: every step's request).
+    pub requests: Vec<PlannedRequest>,
+    /// Flows; when present each connection runs them instead of picking single requests.
+    pub flows: Vec<FlowPlan>,
+    /// Names of the values flows capture, by index.
+    pub captures: Vec<String>,
+    /// The data file of `{{csv.COLUMN}}` templates.
+    pub data: Option<Arc<DataTable>>,
+    pub model: Model,
+    /// Connections in the pool: the most that are ever open at once.
+    pub conns: u64,
+    pub duration: Duration,
+    pub timeout: Duration,
+    pub connect_timeout: Duration,
+    /// One CPU per shard (a CPU may repeat when there are more shards than CPUs).
+    pub shard_cpus: Vec<usize>,
+    pub interval: Duration,
+    pub worker: Option<Worker>,
+    pub start_at: Option<std::time::SystemTime>,
+    pub source_ips: Vec<std::net::IpAddr>,
+    /// Shards poll this long after their last event before they sleep: the shard's own
+    /// wake-up then stays out of the measured latency, for a CPU kept busy (`None`: sleep).
+    pub busy_poll: Option<Duration>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("invalid URL '{url}': {reason}")]
+    Url { url: String, reason: String },
+    #[error("https is not supported yet: use an http:// URL (TLS is on the roadmap)")]
+    Https,
+    #[error("cannot resolve '{host}': {reason}")]
+    Resolve { host: String, reason: String },
+    #[error("--conns must be at least 1")]
+    NoConns,
+    #[error("--duration must be more than 0")]
+    NoDuration,
+    #[error("--timeout must be more than 0")]
+    NoTimeout,
+    #[error("--connect-timeout must be more than 0")]
+    NoConnectTimeout,
+    #[error("invalid method '{0}': a method is an HTTP token such as GET or POST")]
+    Method(String),
+    #[error("invalid header '{0}': expected 'Name: value' with a token name and no line breaks")]
+    Header(String),
+    #[error("request '{name}': {reason}")]
+    Request { name: String, reason: String },
+    #[error("{0}")]
+    Template(String),
+    #[error("flow '{name}': {reason}")]
+    Flow { name: String, reason: String },
+    #[error("the request weights add up to 0: nothing would be sent")]
+    NoWeight,
+    #[error("request body of {0} bytes is larger than the {MAX_BODY}-byte limit")]
+    BodyTooLarge(usize),
+    #[error("--rate must be a number of requests per second above 0 and at most {MAX_RATE}")]
+    Rate,
+    #[error("invalid --stages: {0}")]
+    Stages(String),
+    #[error("--shards must be at least 1")]
+    NoShards,
+    #[error("CPU {0} is not in this process's affinity mask (see `taskset -p $$`)")]
+    Cpu(usize),
+    #[error("cannot read this process's CPU affinity: {0}")]
+    Affinity(std::io::Error),
+    #[error("cannot read the open-files limit: {0}")]
+    Nofile(std::io::Error),
+    #[error(transparent)]
+    Limit(#[from] LimitError),
+    #[error("{0}")]
+    Worker(String),
+    #[error("{0}")]
+    SourceIp(String),
+    #[error("--busy-poll {0:?} is over {MAX_BUSY_POLL:?}: a shard would poll for that long between responses; 100us..1ms covers the gaps of light traffic")]
+    BusyPoll(Duration),
+}
+
+/// The longest `busy_poll` a plan accepts.
+pub const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
+
+impl PlanInput {
+    /// Validates everything and resolves the target.
+    pub fn build(mut self) -> Result<Plan, PlanError> {
+        if let Some(w) = self.worker {
+            self.take_worker_share(w)?;
+        }
+        let target = parse_target(&self.url)?;
+        let model = match (self.rate, self.stages) {
+            (Some(r), _) if !(0.0..=MAX_RATE).contains(&r) => return Err(PlanError::Rate),
+            (Some(0.0), None) => return Err(PlanError::Rate),
+            (Some(r), None) => Model::Open(Profile::constant(r, self.duration)),
+            (Some(r), Some(stages)) => {
+                if stages.iter().any(|s| s.target > MAX_RATE) {
+                    return Err(PlanError::Rate);
+                }
+                let p = Profile::ramps_from(r, stages);
+                if p.max() <= 0.0 {
+                    return Err(PlanError::Stages("every rate is 0: nothing would be sent".into()));
+                }
+                Model::Open(p)
+            }
+            (None, None) => Model::Closed(Profile::constant(self.conns as f64, self.duration)),
+            (None, Some(stages)) => {
+                let p = Profile::ramps(stages);
+                if p.max() < 1.0 {
+                    return Err(PlanError::Stages("every stage has 0 connections: nothing would be sent".into()));
+                }
+                Model::Closed(p)
+            }
+        };
+        // The closed model's pool is its highest stage; the open model's is --conns.
+        let conns = match &model {
+            Model::Closed(p) => p.max().ceil() as u64,
+            Model::Open(_) => self.conns,
+        };
+        if conns == 0 {
+            return Err(PlanError::NoConns);
+        }
+        let duration = model.profile().duration();
+        if duration.is_zero() {
+            return Err(PlanError::NoDuration);
+        }
+        if self.timeout.is_zero() {
+            return Err(PlanError::NoTimeout);
+        }
+        if self.connect_timeout.is_zero() {
+            return Err(PlanError::NoConnectTimeout);
+        }
+        let headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
+        let (flows, captures, flow_requests) = plan_flows(&self.flows, matches!(model, Model::Open(_)))?;
+        let requests = if !flow_requests.is_empty() {
+            plan_requests(&flow_requests, &target, &headers)?
+        } else if self.requests.is_empty() {
+            let method = self.method.to_ascii_uppercase();
+            if method.is_empty() || !method.bytes().all(is_token) {
+                return Err(PlanError::Method(self.method));
+            }
+            if self.body.len() > MAX_BODY {
+                return Err(PlanError::BodyTooLarge(self.body.len()));
+            }
+            let request = RenderedRequest::render(&method, &target.path, &target.authority, &headers, &self.body)
+                .map_err(|e| PlanError::Template(e.to_string()))?;
+            vec![PlannedRequest { name: "default".into(), method, request, weight: 1 }]
+        } else {
+            plan_requests(&self.requests, &target, &headers)?
+        };
+        let allowed = engine_runtime::affinity::allowed_cpus().map_err(PlanError::Affinity)?;
+        let cpus = match self.cores {
+            Some(list) => {
+                if let Some(&c) = list.iter().find(|c| !allowed.contains(c)) {
+                    return Err(PlanError::Cpu(c));
+                }
+                list
+            }
+            None => allowed,
+        };
+        let shards = match self.shards {
+            Some(0) => return Err(PlanError::NoShards),
+            Some(n) => n,
+            None => cpus.len(),
+        };
+        // No shard without a connection to drive.
+        let shards = shards.min(conns as usize).max(1);
+        let shard_cpus = (0..shards).map(|i| cpus[i % cpus.len()]).collect::<Vec<_>>();
+
+        if let Some(d) = self.busy_poll.filter(|d| *d > MAX_BUSY_POLL) {
+            return Err(PlanError::BusyPoll(d));
+        }
+        let (_, hard) = limits::nofile().map_err(PlanError::Nofile)?;
+        if let Some(ip) = self.source_ips.iter().find(|ip| ip.is_ipv4() != target.addr.is_ipv4()) {
+            return Err(PlanError::SourceIp(format!("--source-ips {ip} is not of the target's address family")));
+        }
+        let sources = self.source_ips.len().max(1) as u64;
+        limits::check(conns, shards as u64, hard, limits::ephemeral_port_range(), sources)?;
+
+        let mut requests = requests;
+        for r in &mut requests {
+            let name = r.name.clone();
+            r.request
+                .resolve_captures(&captures)
+                .map_err(|e| PlanError::Request { name: name.clone(), reason: e.to_string() })?;
+            let columns = self.data.as_ref().map(|d| d.columns.as_slice()).unwrap_or_default();
+            r.request.resolve_columns(columns).map_err(|e| PlanError::Request { name, reason: e.to_string() })?;
+        }
+        Ok(Plan {
+            target,
+            requests,
+            flows,
+            captures,
+            data: self.data,
+            model,
+            conns,
+            duration,
+            timeout: self.timeout,
+            connect_timeout: self.connect_timeout,
+            shard_cpus,
+            interval: self.interval,
+            worker: self.worker,
+            start_at: self.start_at,
+            source_ips: self.source_ips,
+            busy_poll: self.busy_poll.filter(|d| !d.is_zero()),
+        })
+    }
+}
+
+impl PlanInput {
+    /// Keeps this worker's share of the plan: of the connections and the rate (and of every
+    /// stage's target) an even split, of the data file's rows every `count`-th from `index`,
+    /// so the workers together run exactly the whole plan.
+    fn take_worker_share(&mut self, w: Worker) -> Result<(), PlanError> {
+        if w.count == 0 || w.index >= w.count {
+            return Err(PlanError::Worker(format!(
+                "--worker-index {} must be below --worker-count {}",
+                w.index, w.count
+            )));
+        }
+        let (n, i) = (w.count as usize, w.index as usize);
+        let open = self.rate.is_some();
+        self.conns = split(self.conns, n, i);
+        if self.conns == 0 && self.stages.is_none() {
+            return Err(PlanError::Worker(format!(
+                "worker {i} of {n} gets no connections: --conns must be at least --worker-count"
+            )));
+        }
+        self.rate = self.rate.map(|r| r / n as f64);
+        if let Some(stages) = &mut self.stages {
+            for s in stages {
+                s.target = if open { s.target / n as f64 } else { split(s.target.round() as u64, n, i) as f64 };
+            }
+        }
+        if let Some(data) = &self.data {
+            let mut mine = (**data).clone();
+            mine.rows = data.rows.iter().skip(i).step_by(n).cloned().collect();
+            if mine.rows.is_empty() {
+                return Err(PlanError::Worker(format!("worker {i} of {n} gets no rows of the data file")));
+            }
+            self.data = Some(Arc::new(mine));
+        }
+        Ok(())
+    }
+}
+
+impl Plan {
+    /// Connections of shard `i`: an even split, the remainder to the first shards.
+    pub fn shard_conns(&self, i: usize) -> u64 {
+        split(self.conns, self.shard_cpus.len(), i)
+    }
+
+    /// Shard `i`'s part of the open model's rate: its part of the connections.
+    pub fn shard_share(&self, i: usize) -> f64 {
+        self.shard_conns(i) as f64 / self.conns as f64
+    }
+}
+
+/// Part `i` of `total` split over `parts`: even, the remainder to the first parts.
+pub fn split(total: u64, parts: usize, i: usize) -> u64 {
+    let n = parts as u64;
+    total / n + u64::from((i as u64) < total % n)
+}
+
+impl Plan {
+    /// Requests the open model's schedule asks for; `None` in the closed model.
+    pub fn expected_requests(&self) -> Option<f64> {
+        self.expected_requests_until(f64::INFINITY)
+    }
+
+    /// Requests the open model's schedule asks for in its first `t` seconds.
+    pub fn expected_requests_until(&self, t: f64) -> Option<f64> {
+        match &self.model {
+            Model::Open(p) => Some(p.integral_until(t)),
+            Model::Closed(_) => None,
+        }
+    }
+}
+
+/// Parses and resolves an `http://` URL.
+pub fn parse_target(text: &str) -> Result<Target, PlanError> {
+    let bad = |reason: &str| PlanError::Url { url: text.to_string(), reason: reason.to_string() };
+    if !text.contains("://") {
+        // `host:port` alone reads as a relative URL, or as a URL whose scheme is the host.
+        return Err(bad(&format!("no scheme; did you mean 'http://{text}'?")));
+    }
+    let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
+    match url.scheme() {
+        "http" => {}
+        "https" => return Err(PlanError::Https),
+        other => return Err(bad(&format!("scheme '{other}' is not supported; use http://"))),
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(bad(
+            "credentials in the URL are not sent; pass them as a header, e.g. -H 'Authorization: Basic ...'",
+        ));
+    }
+    let host = url.host_str().ok_or_else(|| bad("no host"))?.to_string();
+    let port = url.port_or_known_default().unwrap_or(80);
+    // url keeps IPv6 hosts in brackets, which is also how Host and to_socket_addrs want them.
+    let authority = match url.port() {
+        Some(p) => format!("{host}:{p}"),
+        None => host.clone(),
+    };
+    let lookup = format!("{host}:{port}");
+    let addr = lookup
+        .to_socket_addrs()
+        .map_err(|e| PlanError::Resolve { host: host.clone(), reason: e.to_string() })?
+        .next()
+        .ok_or_else(|| PlanError::Resolve { host: host.clone(), reason: "no address".into() })?;
+    // The URL parser percent-encodes braces in the path; templates (`{{seq}}`) need them back.
+    let mut path = url.path().replace("%7B%7B", "{{").replace("%7D%7D", "}}");
+    if let Some(q) = url.query() {
+        path.push('?');
+        path.push_str(q);
+    }
+    Ok(Target { url: text.to_string(), addr, authority, path })
+}
+
+fn parse_header(text: &str) -> Result<(String, String), PlanError> {
+    let bad = || PlanError::Header(text.to_string());
+    let (name, value) = text.split_once(':').ok_or_else(bad)?;
+    let name = name.trim();
+    let value = value.trim();
+    if name.is_empty() || !name.bytes().all(is_token) || value.bytes().any(|b| b == b'\r' || b == b'\n' || b == 0) {
+        return Err(bad());
+    }
+    Ok((name.to_string(), value.to_string()))
+}
+
+/// `tchar` of RFC 9110 §5.6.2.
+fn is_token(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets() {
+        let t = parse_target("http://127.0.0.1:8080/a/b?x=1").unwrap();
+        assert_eq!(t.addr, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!((t.authority.as_str(), t.path.as_str()), ("127.0.0.1:8080", "/a/b?x=1"));
+        let t = parse_target("http://[::1]:9/").unwrap();
+        assert_eq!(t.addr, "[::1]:9".parse().unwrap());
+        assert_eq!(parse_target("http://localhost").unwrap().addr.port(), 80);
+        assert!(matches!(parse_target("https://127.0.0.1/"), Err(PlanError::Https)));
+        assert!(matches!(parse_target("ftp://127.0.0.1/"), Err(PlanError::Url { .. })));
+        for (text, hint) in [
+            ("127.0.0.1:80", "did you mean 'http://127.0.0.1:80'?"),
+            ("localhost:8080/x", "did you mean 'http://localhost:8080/x'?"),
+            ("http://user:pw@127.0.0.1/", "credentials in the URL are not sent"),
+            ("http://user@127.0.0.1/", "credentials in the URL are not sent"),
+        ] {
+            let e = parse_target(text).unwrap_err().to_string();
+            assert!(e.contains(hint), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn validation() {
+        let ok = PlanInput::new("http://127.0.0.1:1/");
+        let plan = ok.clone().build().unwrap();
+        assert!(!plan.shard_cpus.is_empty());
+        let total: u64 = (0..plan.shard_cpus.len()).map(|i| plan.shard_conns(i)).sum();
+        assert_eq!(total, 64);
+
+        let with = |f: &dyn Fn(&mut PlanInput)| {
+            let mut p = ok.clone();
+            f(&mut p);
+            p.build()
+        };
+        assert!(matches!(with(&|p| p.conns = 0), Err(PlanError::NoConns)));
+        assert!(matches!(with(&|p| p.method = "G T".into()), Err(PlanError::Method(_))));
+        assert!(matches!(with(&|p| p.headers = vec!["NoColon".into()]), Err(PlanError::Header(_))));
+        assert!(matches!(with(&|p| p.headers = vec!["Bad Name: x".into()]), Err(PlanError::Header(_))));
+        assert!(matches!(with(&|p| p.shards = Some(0)), Err(PlanError::NoShards)));
+        assert!(matches!(with(&|p| p.cores = Some(vec![100_000])), Err(PlanError::Cpu(_))));
+        assert!(matches!(with(&|p| p.conns = 10_000_000), Err(PlanError::Limit(_))));
+        assert_eq!(with(&|p| p.conns = 1).unwrap().shard_cpus.len(), 1);
+        assert!(matches!(with(&|p| p.rate = Some(0.0)), Err(PlanError::Rate)));
+        assert!(matches!(with(&|p| p.rate = Some(f64::NAN)), Err(PlanError::Rate)));
+        let stages = crate::schedule::parse_stages("0:1s").unwrap();
+        assert!(matches!(with(&|p| p.stages = Some(stages.clone())), Err(PlanError::Stages(_))));
+        let stages = crate::schedule::parse_stages("10:1s,30:2s,0:1s").unwrap();
+        let closed = with(&|p| p.stages = Some(stages.clone())).unwrap();
+        assert_eq!((closed.conns, closed.duration), (30, Duration::from_secs(4)));
+        let open = with(&|p| {
+            p.stages = Some(stages.clone());
+            p.rate = Some(10.0)
+        })
+        .unwrap();
+        assert_eq!((open.conns, open.model.name()), (64, "open"));
+        assert_eq!(open.expected_requests(), Some(10.0 + 40.0 + 15.0));
+
+        let spec = |name: &str, weight: u32| RequestSpec {
+            name: name.into(),
+            method: "get".into(),
+            path: "/x".into(),
+            headers: vec!["X-A: 1".into()],
+            body: Vec::new(),
+            weight,
+        };
+        let two = with(&|p| p.requests = vec![spec("a", 1), spec("b", 3)]).unwrap();
+        assert_eq!(two.requests.len(), 2);
+        assert!(two.requests[1].request.bytes().starts_with(b"GET /x HTTP/1.1"));
+        assert!(matches!(with(&|p| p.requests = vec![spec("a", 0)]), Err(PlanError::NoWeight)));
+        assert!(matches!(with(&|p| p.requests = vec![spec("a", 1), spec("a", 1)]), Err(PlanError::Request { .. })));
+        assert!(matches!(with(&|p| p.requests = vec![spec("a b", 1)]), Err(PlanError::Request { .. })));
+    }
+}

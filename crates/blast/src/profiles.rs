@@ -1,0 +1,119 @@
+//! Named load profiles: the test plans capacity teams write by hand, as stages scaled to a
+//! peak, and the figures each one is run for (capacity, recovery time).
+//!
+//! A profile is only a set of stages: `engine blast --profile NAME --peak N --print-plan`
+//! prints them, and the printed `--stages` can be copied and edited.
+
+use std::time::Duration;
+
+use crate::schedule::Stage;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProfileName {
+    /// Stepwise up: 1%, 5%, 10%, 25%, 50%, 75%, 100% of the peak (100 → 10k users at 10k).
+    Ramp,
+    /// Baseline (2% of the peak), a sudden jump to the peak (50×), back to the baseline.
+    Spike,
+    /// Up in steps of 5% of the peak until a step fails; the last good step is the capacity.
+    Stress,
+    /// Up to the peak, then held for 60 steps: watch for drift.
+    Soak,
+    /// Up to the peak, held, dropped to 10%: how fast latency returns to the baseline.
+    Recovery,
+}
+
+impl ProfileName {
+    pub const ALL: [ProfileName; 5] = [Self::Ramp, Self::Spike, Self::Stress, Self::Soak, Self::Recovery];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Ramp => "ramp",
+            Self::Spike => "spike",
+            Self::Stress => "stress",
+            Self::Soak => "soak",
+            Self::Recovery => "recovery",
+        }
+    }
+
+    pub fn parse(text: &str) -> Result<Self, String> {
+        Self::ALL.into_iter().find(|p| p.name() == text).ok_or_else(|| {
+            let names: Vec<_> = Self::ALL.iter().map(|p| p.name()).collect();
+            format!("unknown profile '{text}' (one of: {})", names.join(", "))
+        })
+    }
+
+    /// The stages for a peak level (connections, or requests per second) and a step length
+    /// (how long each level is held).
+    pub fn stages(self, peak: f64, step: Duration) -> Vec<Stage> {
+        let s = |target: f64, d: Duration| Stage { target: target.round().max(0.0), duration: d };
+        let ramp = (step / 6).max(Duration::from_secs(1));
+        let jump = Duration::from_secs(1);
+        let mut out = Vec::new();
+        match self {
+            Self::Ramp => {
+                for f in [0.01, 0.05, 0.1, 0.25, 0.5, 0.75, 1.0] {
+                    out.push(s(peak * f, ramp));
+                    out.push(s(peak * f, step));
+                }
+                out.push(s(0.0, ramp));
+            }
+            Self::Spike => {
+                let base = peak / 50.0;
+                out.extend([s(base, ramp), s(base, step), s(peak, jump), s(peak, step), s(base, jump)]);
+                out.extend([s(base, step * 2), s(0.0, ramp)]);
+            }
+            Self::Stress => {
+                for k in 1..=STRESS_STEPS {
+                    let level = peak * k as f64 / STRESS_STEPS as f64;
+                    out.push(s(level, jump));
+                    out.push(s(level, step));
+                }
+            }
+            Self::Soak => out.extend([s(peak, step), s(peak, step * 60), s(0.0, ramp)]),
+            Self::Recovery => {
+                // The baseline is 10% of the peak; the ramp up to the peak takes one step.
+                out.extend([s(peak / 10.0, ramp), s(peak / 10.0, step), s(peak, step), s(peak, step)]);
+                out.extend([s(peak / 10.0, jump), s(peak / 10.0, step * 3), s(0.0, ramp)]);
+            }
+        }
+        out
+    }
+}
+
+impl ProfileName {
+    /// Spike and recovery: (end of the baseline, end of the drop) in seconds from the start.
+    pub fn recovery_window(self, stages: &[Stage]) -> Option<(f64, f64)> {
+        let ends = crate::schedule::stage_ends(stages);
+        match self {
+            // Stages: ramp, baseline, jump, peak, drop, ...
+            Self::Spike | Self::Recovery if ends.len() >= 5 => Some((ends[1], ends[4])),
+            _ => None,
+        }
+    }
+}
+
+/// Levels of the stress profile.
+pub const STRESS_STEPS: u32 = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn profiles_scale_to_the_peak() {
+        let step = Duration::from_secs(30);
+        let ramp = ProfileName::Ramp.stages(10_000.0, step);
+        let levels: Vec<f64> = ramp.iter().step_by(2).map(|s| s.target).collect();
+        assert_eq!(levels, vec![100.0, 500.0, 1000.0, 2500.0, 5000.0, 7500.0, 10_000.0, 0.0]);
+        let spike = ProfileName::Spike.stages(5000.0, step);
+        assert_eq!(spike[1].target * 50.0, spike[3].target);
+        let stress = ProfileName::Stress.stages(1000.0, step);
+        assert_eq!(stress.len(), 2 * STRESS_STEPS as usize);
+        assert_eq!(stress.last().unwrap().target, 1000.0);
+        for p in ProfileName::ALL {
+            assert_eq!(ProfileName::parse(p.name()), Ok(p));
+            assert!(p.stages(100.0, step).iter().all(|s| !s.duration.is_zero()));
+        }
+        assert!(ProfileName::parse("bogus").is_err());
+    }
+}

@@ -1,0 +1,294 @@
+//! Scenario files (TOML): the target, default headers and timeout, weighted named requests,
+//! the load (connections, duration, rate, stages or a profile), thresholds and safety stops.
+//!
+//! TOML because a test plan is edited by hand and reviewed in merge requests: comments,
+//! no significant indentation, tables that read like the sections of a plan, and a parser
+//! that reports the line of a mistake. Unknown keys are errors, so a typo never silently
+//! turns into a default.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::Deserialize;
+
+use crate::plan::{CaptureSource, FlowSpec, RequestSpec, StepSpec};
+use engine_http::template::DataTable;
+
+/// Larger scenario files are refused before parsing: a plan is a page, not a data set.
+pub const MAX_FILE: u64 = 1024 * 1024;
+
+/// A scenario as written, every field optional but the target and one request.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Scenario {
+    /// Base URL: scheme, host, port. Request paths are joined to it.
+    pub target: String,
+    #[serde(default)]
+    pub defaults: Defaults,
+    #[serde(default)]
+    pub load: Load,
+    #[serde(default, rename = "request")]
+    pub requests: Vec<Request>,
+    /// Flows: ordered steps each connection walks through as one user (instead of requests).
+    #[serde(default, rename = "flow")]
+    pub flows: Vec<Flow>,
+    /// Expressions such as `p95<200ms` or `p95{name=login}<75ms`.
+    #[serde(default)]
+    pub thresholds: Vec<String>,
+    /// Safety stops, same syntax.
+    #[serde(default)]
+    pub abort_on: Vec<String>,
+    /// A CSV file whose rows feed `{{csv.COLUMN}}`.
+    pub data: Option<Data>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Data {
+    /// Relative to the scenario file.
+    pub file: String,
+    /// `round-robin` (default) or `random`.
+    #[serde(default)]
+    pub order: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Defaults {
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub timeout: Option<String>,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    pub conns: Option<u64>,
+    pub duration: Option<String>,
+    pub rate: Option<f64>,
+    pub stages: Option<String>,
+    pub profile: Option<String>,
+    pub peak: Option<f64>,
+    pub step: Option<String>,
+    pub abort_grace: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Request {
+    pub name: String,
+    #[serde(default = "get")]
+    pub method: String,
+    pub path: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Flow {
+    pub name: String,
+    #[serde(default = "one")]
+    pub weight: u32,
+    #[serde(rename = "step")]
+    pub steps: Vec<Step>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Step {
+    pub name: String,
+    #[serde(default = "get")]
+    pub method: String,
+    pub path: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub body: Option<String>,
+    /// Pause after the response, e.g. "500ms".
+    pub think: Option<String>,
+    /// `variable = "header:NAME"` or `variable = "json:FIELD"`, used later as `{{cap.variable}}`.
+    #[serde(default)]
+    pub capture: BTreeMap<String, String>,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ScenarioError {
+    #[error("cannot read scenario '{path}': {cause}")]
+    Read { path: String, cause: std::io::Error },
+    #[error("scenario '{path}' is over {MAX_FILE} bytes (a scenario is a plan, not a data set)")]
+    TooLarge { path: String },
+    #[error("scenario '{path}', line {line}: {reason}")]
+    Invalid { path: String, line: usize, reason: String },
+    #[error("scenario '{path}': {reason}")]
+    Check { path: String, reason: String },
+}
+
+impl Scenario {
+    /// Reads and checks a scenario file.
+    pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
+        let name = path.display().to_string();
+        let text = engine_runtime::files::read_limited_string(path, MAX_FILE).map_err(|e| match e {
+            engine_runtime::files::FileError::TooLarge { .. } => ScenarioError::TooLarge { path: name.clone() },
+            engine_runtime::files::FileError::Io(cause) => ScenarioError::Read { path: name.clone(), cause },
+        })?;
+        Self::parse(&text, &name)
+    }
+
+    /// Parses scenario text; `name` is used in errors.
+    pub fn parse(text: &str, name: &str) -> Result<Scenario, ScenarioError> {
+        let s: Scenario = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|sp| text[..sp.start.min(text.len())].matches('\n').count() + 1).unwrap_or(1);
+            ScenarioError::Invalid { path: name.to_string(), line, reason: e.message().trim().to_string() }
+        })?;
+        let check = |reason: &str| ScenarioError::Check { path: name.to_string(), reason: reason.to_string() };
+        if s.requests.is_empty() && s.flows.is_empty() {
+            return Err(check("no [[request]] and no [[flow]]: a scenario needs one or the other"));
+        }
+        if !s.requests.is_empty() && !s.flows.is_empty() {
+            return Err(check("both [[request]] and [[flow]]: a scenario has one or the other"));
+        }
+        let weights: u64 =
+            s.requests.iter().map(|r| u64::from(r.weight)).chain(s.flows.iter().map(|f| u64::from(f.weight))).sum();
+        if weights == 0 {
+            return Err(check("the weights add up to 0: nothing would be sent"));
+        }
+        s.flow_specs(name)?;
+        Ok(s)
+    }
+
+    /// The flows for [`crate::PlanInput::flows`].
+    pub fn flow_specs(&self, name: &str) -> Result<Vec<FlowSpec>, ScenarioError> {
+        let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
+        let mut out = Vec::new();
+        for f in &self.flows {
+            let mut steps = Vec::new();
+            for st in &f.steps {
+                let think = match &st.think {
+                    Some(t) => engine_runtime::units::parse_duration(t)
+                        .map_err(|e| check(format!("flow '{}', step '{}': think: {e}", f.name, st.name)))?,
+                    None => std::time::Duration::ZERO,
+                };
+                let captures = st
+                    .capture
+                    .iter()
+                    .map(|(var, src)| CaptureSource::parse(src).map(|c| (var.clone(), c)))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(|e| check(format!("flow '{}', step '{}': {e}", f.name, st.name)))?;
+                let request = RequestSpec {
+                    name: st.name.clone(),
+                    method: st.method.clone(),
+                    path: st.path.clone(),
+                    headers: st.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+                    body: st.body.clone().unwrap_or_default().into_bytes(),
+                    weight: 1,
+                };
+                steps.push(StepSpec { request, think, captures });
+            }
+            out.push(FlowSpec { name: f.name.clone(), weight: f.weight, steps });
+        }
+        Ok(out)
+    }
+
+    /// Reads the data file, if the scenario has one; `base` is the scenario's folder.
+    pub fn data_table(&self, base: &Path, name: &str) -> Result<Option<DataTable>, ScenarioError> {
+        let Some(d) = &self.data else { return Ok(None) };
+        let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
+        let random = match d.order.as_deref() {
+            None | Some("round-robin") => false,
+            Some("random") => true,
+            Some(o) => return Err(check(format!("data.order '{o}': use round-robin or random"))),
+        };
+        DataTable::read(&base.join(&d.file), random).map(Some).map_err(check)
+    }
+
+    /// The default headers as `Name: value` lines.
+    pub fn default_headers(&self) -> Vec<String> {
+        self.defaults.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect()
+    }
+
+    /// The requests for [`crate::PlanInput::requests`].
+    pub fn request_specs(&self) -> Vec<RequestSpec> {
+        self.requests
+            .iter()
+            .map(|r| RequestSpec {
+                name: r.name.clone(),
+                method: r.method.clone(),
+                path: r.path.clone(),
+                headers: r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+                body: r.body.clone().unwrap_or_default().into_bytes(),
+                weight: r.weight,
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+target = "http://127.0.0.1:8080"
+thresholds = ["p95<200ms", "p95{name=login}<75ms"]
+
+[defaults]
+headers = { "X-Team" = "capacity" }
+timeout = "5s"
+
+[load]
+conns = 100
+duration = "1m"
+
+[[request]]
+name = "health"
+path = "/health"
+weight = 30
+
+[[request]]
+name = "echo"
+method = "POST"
+path = "/api/echo"
+body = '{"hello": "world"}'
+headers = { "Content-Type" = "application/json" }
+"#;
+
+    #[test]
+    fn a_full_scenario() {
+        let s = Scenario::parse(GOOD, "good.toml").unwrap();
+        assert_eq!(s.requests.len(), 2);
+        assert_eq!(s.requests[1].weight, 1);
+        assert_eq!(s.load.conns, Some(100));
+        let specs = s.request_specs();
+        assert_eq!(specs[1].method, "POST");
+        assert_eq!(specs[1].headers, vec!["Content-Type: application/json".to_string()]);
+        assert_eq!(s.default_headers(), vec!["X-Team: capacity".to_string()]);
+    }
+
+    #[test]
+    fn hostile_files_get_one_clear_error() {
+        let cases: &[(&str, &str)] = &[
+            ("target = \"http://x\"\n[[request]]\nname = \"a\"\npath = \"/\"\nbogus = 1\n", "line 5"),
+            ("target = \"http://x\"\n[[request]]\nname = \"a\"\npath = \"/\"\nweight = 0\n", "add up to 0"),
+            ("target = \"http://x\"\n", "no [[request]] and no [[flow]]"),
+            ("target = \"http://x\"\n[[request]]\nname = \"a\"\npath = \"/\"\nweight = -1\n", "line 5"),
+            ("[[request]]\nname = \"a\"\npath = \"/\"\n", "target"),
+            ("target = \"http://x\"\n[load]\nconns = \"many\"\n[[request]]\nname = \"a\"\npath = \"/\"\n", "line 3"),
+            ("this is not toml", "line 1"),
+        ];
+        for (text, want) in cases {
+            let e = Scenario::parse(text, "f.toml").unwrap_err().to_string();
+            assert!(e.contains(want), "{text:?}: {e}");
+            assert!(e.starts_with("scenario 'f.toml'"), "{e}");
+        }
+    }
+}

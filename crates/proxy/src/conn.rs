@@ -1,0 +1,451 @@
+//! One client connection: read a head (within the header timeout), validate it, let the
+//! faults decide, forward to the upstream and stream the response back; repeat while both
+//! sides keep the connection alive. Every wait is armed in the connection's [`Slot`], whose
+//! deadlines the shard's tick enforces.
+
+use std::io;
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use engine_http::{header_slots, BodyDecoder};
+use futures_lite::io::AsyncWriteExt;
+use glommio::net::TcpStream;
+
+use crate::faults::FaultKind;
+use crate::inject::{Decision, End};
+use crate::iobuf::IoBuf;
+use crate::pool::Upstream;
+use crate::shard::Shard;
+use crate::slot::{Slot, Wait};
+use crate::stats::{route_of, UpstreamError};
+use engine_http::forward::{downstream_response, reason, upstream_request, UpstreamHead};
+use engine_http::request::{self, Framing};
+
+/// How a throttled response is paced: one slice per this interval.
+const THROTTLE_SLICE: Duration = Duration::from_millis(50);
+
+/// What is kept of a request head once its buffer moves on.
+struct Prepared {
+    framing: Framing,
+    keep_alive: bool,
+    expect_continue: bool,
+    head_request: bool,
+    version: u8,
+    route: usize,
+}
+
+/// Why an exchange ended without a complete response to the client.
+enum Failed {
+    /// The upstream failed; `answered` when the client already has part of the response
+    /// (then the only honest signal left is closing the connection).
+    Upstream { error: UpstreamError, answered: bool, retryable: bool },
+    /// The client went away, stalled, or sent a bad body.
+    Client,
+}
+
+/// What to do after a request.
+enum Next {
+    KeepAlive,
+    Close,
+}
+
+struct Conn {
+    shard: Rc<Shard>,
+    down: TcpStream,
+    slot: Rc<Slot>,
+    /// The client's address as text, for X-Forwarded-For.
+    peer: Vec<u8>,
+    /// Bytes from the client not yet used (a partial head, body bytes, pipelined requests).
+    buf: IoBuf,
+    /// The request head for the upstream, then the response head for the client.
+    up_head: Vec<u8>,
+    out: Vec<u8>,
+}
+
+pub(crate) async fn serve(shard: Rc<Shard>, down: TcpStream, peer: std::net::IpAddr, slot: Rc<Slot>) {
+    let _ = down.set_nodelay(true);
+    let mut c = Conn {
+        shard,
+        down,
+        slot,
+        peer: peer.to_string().into_bytes(),
+        // Most request heads are a few hundred bytes; buffers grow for the others.
+        buf: IoBuf::with_capacity(2048),
+        up_head: Vec::new(),
+        out: Vec::new(),
+    };
+    while let Next::KeepAlive = c.one_request().await {}
+}
+
+impl Conn {
+    fn deadline(&self, timeout: Duration) -> Instant {
+        self.shard.deadline(timeout)
+    }
+
+    /// Reads more from the client as a `what` wait; `Err(what)` if it timed out, `Ok(0)` at
+    /// the end of the stream or on an error.
+    async fn read_client(&mut self, what: Wait, deadline: Instant) -> Result<usize, Wait> {
+        let r = {
+            let _armed = self.slot.arm(what, self.down.as_raw_fd(), deadline);
+            self.buf.read_from(&mut self.down).await
+        };
+        match (r, self.slot.expired()) {
+            (_, Some(w)) => Err(w),
+            (Ok(n), None) => Ok(n),
+            (Err(_), None) => Ok(0),
+        }
+    }
+
+    /// Writes to the client; a client that does not take the bytes within the idle timeout
+    /// is cut off.
+    async fn write_client(&mut self, bytes: &[u8]) -> io::Result<()> {
+        let deadline = self.deadline(self.shard.shared.limits.idle_timeout);
+        let _armed = self.slot.arm(Wait::Write, self.down.as_raw_fd(), deadline);
+        self.down.write_all(bytes).await
+    }
+
+    async fn one_request(&mut self) -> Next {
+        let (idle_timeout, header_timeout) =
+            (self.shard.shared.limits.idle_timeout, self.shard.shared.limits.header_timeout);
+        self.slot.busy.set(false);
+        if self.buf.is_empty() {
+            if self.shard.draining() {
+                return Next::Close;
+            }
+            match self.read_client(Wait::Idle, self.deadline(idle_timeout)).await {
+                Ok(n) if n > 0 => {}
+                _ => return Next::Close,
+            }
+        }
+        self.slot.busy.set(true);
+
+        // The whole head must arrive within the header timeout of its first byte, so a client
+        // trickling bytes (slowloris) cannot hold the connection.
+        let mut deadline = None;
+        let (prep, decision) = loop {
+            let mut slots = header_slots();
+            match request::parse(&self.buf, &mut slots) {
+                Ok(Some(head)) => {
+                    let header =
+                        |name: &str| head.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
+                    let decision = self.shard.faults.borrow_mut().decide(head.method, head.target, header);
+                    upstream_request(&head, &self.peer, &self.shard.shared.upstream_host, &mut self.up_head);
+                    let prep = Prepared {
+                        framing: head.framing,
+                        keep_alive: head.keep_alive,
+                        expect_continue: head.expect_continue,
+                        head_request: head.method == "HEAD",
+                        version: head.version,
+                        route: route_of(&self.shard.shared.routes, head.target),
+                    };
+                    let len = head.len;
+                    self.buf.consume(len);
+                    break (prep, decision);
+                }
+                Ok(None) => {
+                    let d = *deadline.get_or_insert_with(|| self.deadline(header_timeout));
+                    match self.read_client(Wait::Header, d).await {
+                        Ok(n) if n > 0 => {}
+                        Ok(_) => return Next::Close,
+                        Err(_) => return self.refuse(408).await,
+                    }
+                }
+                Err(e) => return self.refuse(e.status()).await,
+            }
+        };
+        self.shard.stats.borrow_mut().requests += 1;
+        self.apply(prep, decision).await
+    }
+
+    /// Acts on the faults' decision, then forwards.
+    async fn apply(&mut self, prep: Prepared, decision: Decision) -> Next {
+        let has_body = prep.framing != Framing::None;
+        // A request whose body is not read leaves the connection unusable for another.
+        let close_after_answer = has_body || !prep.keep_alive || self.shard.draining();
+        match decision.end {
+            Some(End::Respond { head, body, kind }) => {
+                self.shard.stats.borrow_mut().fault(kind);
+                return self.answer(&head, &body, close_after_answer).await;
+            }
+            Some(End::Reset) => {
+                self.shard.stats.borrow_mut().fault(FaultKind::Reset);
+                reset(&self.down);
+                return Next::Close;
+            }
+            Some(End::Hang) => {
+                self.shard.stats.borrow_mut().fault(FaultKind::Hang);
+                // Idle as far as a drain is concerned: it closes hanging connections at once.
+                self.slot.busy.set(false);
+                while matches!(self.read_client(Wait::Idle, far_future()).await, Ok(n) if n > 0) {
+                    self.buf.clear();
+                }
+                return Next::Close;
+            }
+            None => {}
+        }
+        let mut _permit = None;
+        if let Some(limiter) = &decision.limiter {
+            match limiter.acquire().await {
+                Some(p) => _permit = Some(p),
+                None => {
+                    self.shard.stats.borrow_mut().fault(FaultKind::Overload);
+                    let (head, body) = &limiter.refusal;
+                    return self.answer(head, body, close_after_answer).await;
+                }
+            }
+        }
+        if !decision.delay.is_zero() {
+            self.shard.stats.borrow_mut().fault(FaultKind::Delay);
+            glommio::timer::sleep(decision.delay).await;
+        }
+        if decision.throttle.is_some() {
+            self.shard.stats.borrow_mut().fault(FaultKind::Throttle);
+        }
+
+        let mut result = self.exchange(&prep, decision.throttle, false).await;
+        if let Err(Failed::Upstream { retryable: true, .. }) = result {
+            // A pooled connection the upstream had closed while idle: once more on a fresh one.
+            result = self.exchange(&prep, decision.throttle, true).await;
+        }
+        drop(_permit);
+        match result {
+            Ok(Next::KeepAlive) => Next::KeepAlive,
+            Ok(Next::Close) | Err(Failed::Client) => Next::Close,
+            Err(Failed::Upstream { error, answered, .. }) => {
+                self.shard.stats.borrow_mut().upstream_error(error);
+                if answered {
+                    return Next::Close;
+                }
+                let status = error.status();
+                let body = format!("engine-proxy: upstream {}\n", error.name());
+                let head = format!(
+                    "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nVia: 1.1 engine-proxy\r\n",
+                    reason(status),
+                    body.len()
+                );
+                // After a failure half-way through a request body the stream is unusable.
+                let close = has_body || !prep.keep_alive || self.shard.draining();
+                self.answer(head.as_bytes(), body.as_bytes(), close).await
+            }
+        }
+    }
+
+    /// Forwards one request and its response.
+    async fn exchange(&mut self, prep: &Prepared, throttle: Option<u64>, fresh: bool) -> Result<Next, Failed> {
+        let shard = self.shard.clone();
+        let limits = &shard.shared.limits;
+        let has_body = prep.framing != Framing::None;
+        let refused = |_| Failed::Upstream { error: UpstreamError::Refused, answered: false, retryable: false };
+        let mut up = if fresh {
+            shard.pool.connect().await.map_err(refused)?
+        } else {
+            shard.pool.get(has_body).await.map_err(refused)?
+        };
+        // Only a request the upstream cannot have acted on is sent twice.
+        let retryable = up.reused && !has_body;
+        let lost = |error: UpstreamError, answered: bool| Failed::Upstream {
+            error,
+            answered,
+            retryable: retryable && !answered && error != UpstreamError::Timeout,
+        };
+
+        let sent = {
+            let _armed = self.slot.arm(Wait::Upstream, up.stream.as_raw_fd(), self.deadline(limits.upstream_timeout));
+            let w = up.stream.write_all(&self.up_head).await;
+            if w.is_err() || self.slot.expired().is_some() {
+                return Err(lost(UpstreamError::Reset, false));
+            }
+            drop(_armed);
+            if prep.expect_continue && has_body && self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
+                return Err(Failed::Client);
+            }
+            if has_body {
+                self.send_body(&mut up, prep.framing).await?;
+            }
+            Instant::now()
+        };
+
+        // The response head (1xx interim responses are dropped: the proxy answered Expect itself).
+        let mut ttfb = None;
+        let mut reads = 0u32;
+        let (status, head_len, mut body, reusable, close) = loop {
+            if !up.buf.is_empty() {
+                // A drain that began while the request was upstream closes the connection after it.
+                let close = !prep.keep_alive || shard.draining();
+                match downstream_response(&up.buf, prep.head_request, close, prep.version, &mut self.out) {
+                    Ok(Some(UpstreamHead::Interim { len })) => {
+                        up.buf.consume(len);
+                        continue;
+                    }
+                    Ok(Some(UpstreamHead::Final { status, len, body, reusable, close })) => {
+                        break (status, len, body, reusable, close)
+                    }
+                    Ok(None) => {}
+                    Err(_) => return Err(lost(UpstreamError::Invalid, false)),
+                }
+            }
+            let n = self.read_upstream(&mut up).await.map_err(|e| lost(e, false))?;
+            if n == 0 {
+                return Err(lost(UpstreamError::Reset, false));
+            }
+            reads += 1;
+            ttfb.get_or_insert_with(|| sent.elapsed());
+        };
+        let ttfb = ttfb.unwrap_or_default();
+
+        // The head, with whatever body bytes came with it, in one write.
+        let (n, mut done) = body.feed(&up.buf[head_len..]).map_err(|_| lost(UpstreamError::Invalid, true))?;
+        let mut out = std::mem::take(&mut self.out);
+        let wrote = if throttle.is_none() {
+            out.extend_from_slice(&up.buf[head_len..head_len + n]);
+            self.write_client(&out).await
+        } else {
+            match self.write_paced(&out, throttle).await {
+                Ok(()) => self.write_paced(&up.buf[head_len..head_len + n], throttle).await,
+                e => e,
+            }
+        };
+        self.out = out;
+        wrote.map_err(|_| Failed::Client)?;
+        let mut leftover = head_len + n < up.buf.len();
+        let single_read = done && reads == 1;
+        // From here the client has the head: a failure can only cut the connection.
+        while !done {
+            up.buf.clear();
+            let got = self.read_upstream(&mut up).await.map_err(|e| lost(e, true))?;
+            if got == 0 {
+                if body.is_until_eof() {
+                    break;
+                }
+                return Err(lost(UpstreamError::Reset, true));
+            }
+            let (n, end) = body.feed(&up.buf).map_err(|_| lost(UpstreamError::Invalid, true))?;
+            done = end;
+            leftover = n < up.buf.len();
+            self.write_paced(&up.buf[..n], throttle).await.map_err(|_| Failed::Client)?;
+        }
+        {
+            // A response that came in one read ended at its first byte: no second clock read.
+            let total = if single_read { ttfb } else { sent.elapsed() };
+            let mut stats = shard.stats.borrow_mut();
+            stats.upstream(prep.route, status, ttfb, Some(total));
+            stats.response(status);
+        }
+        // Bytes after the response's end mean the upstream broke framing: do not reuse it.
+        if reusable && !leftover && !shard.draining() {
+            shard.pool.put(up);
+        }
+        Ok(if close { Next::Close } else { Next::KeepAlive })
+    }
+
+    /// Reads more of the upstream's response; the error says a timeout or a reset.
+    async fn read_upstream(&self, up: &mut Upstream) -> Result<usize, UpstreamError> {
+        let r = {
+            let deadline = self.deadline(self.shard.shared.limits.upstream_timeout);
+            let _armed = self.slot.arm(Wait::Upstream, up.stream.as_raw_fd(), deadline);
+            up.buf.read_from(&mut up.stream).await
+        };
+        match (r, self.slot.expired()) {
+            (_, Some(_)) => Err(UpstreamError::Timeout),
+            (Ok(n), None) => Ok(n),
+            (Err(_), None) => Err(UpstreamError::Reset),
+        }
+    }
+
+    /// Streams the request body from the client to the upstream, starting with what is
+    /// already buffered; bytes of a pipelined next request stay in the buffer.
+    async fn send_body(&mut self, up: &mut Upstream, framing: Framing) -> Result<(), Failed> {
+        let mut body = match framing {
+            Framing::Length(n) => BodyDecoder::length(n),
+            Framing::Chunked => BodyDecoder::chunked(),
+            Framing::None => return Ok(()),
+        };
+        let idle = self.shard.shared.limits.idle_timeout;
+        let upstream_timeout = self.shard.shared.limits.upstream_timeout;
+        loop {
+            if !self.buf.is_empty() {
+                let (n, done) = body.feed(&self.buf).map_err(|_| Failed::Client)?;
+                let w = {
+                    let _armed = self.slot.arm(Wait::Upstream, up.stream.as_raw_fd(), self.deadline(upstream_timeout));
+                    up.stream.write_all(&self.buf[..n]).await
+                };
+                if w.is_err() || self.slot.expired().is_some() {
+                    return Err(Failed::Upstream { error: UpstreamError::Reset, answered: false, retryable: false });
+                }
+                self.buf.consume(n);
+                if done {
+                    return Ok(());
+                }
+            }
+            match self.read_client(Wait::Body, self.deadline(idle)).await {
+                Ok(n) if n > 0 => {}
+                _ => return Err(Failed::Client),
+            }
+        }
+    }
+
+    /// Writes `bytes`, at most `rate` bytes per second when throttled.
+    async fn write_paced(&mut self, bytes: &[u8], rate: Option<u64>) -> io::Result<()> {
+        let Some(rate) = rate else { return self.write_client(bytes).await };
+        let slice = ((rate as f64 * THROTTLE_SLICE.as_secs_f64()) as usize).max(1);
+        for piece in bytes.chunks(slice) {
+            self.write_client(piece).await?;
+            glommio::timer::sleep(Duration::from_secs_f64(piece.len() as f64 / rate as f64)).await;
+        }
+        Ok(())
+    }
+
+    /// Sends a canned answer: `head` holds the status line and fields without the blank line.
+    async fn answer(&mut self, head: &[u8], body: &[u8], close: bool) -> Next {
+        let mut out = std::mem::take(&mut self.out);
+        out.clear();
+        out.extend_from_slice(head);
+        if close {
+            out.extend_from_slice(b"Connection: close\r\n");
+        }
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(body);
+        self.shard.stats.borrow_mut().response(status_of(head));
+        let wrote = self.write_client(&out).await;
+        self.out = out;
+        if wrote.is_err() || close {
+            Next::Close
+        } else {
+            Next::KeepAlive
+        }
+    }
+
+    /// Answers a request that is not forwarded (bad, hostile, too slow) and closes.
+    async fn refuse(&mut self, status: u16) -> Next {
+        self.shard.stats.borrow_mut().rejected(status);
+        let body = format!("engine-proxy: {}\n", reason(status));
+        let head = format!("HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n", reason(status), body.len());
+        self.answer(head.as_bytes(), body.as_bytes(), true).await
+    }
+}
+
+/// A deadline that never comes (a wait only a close or a drain ends).
+fn far_future() -> Instant {
+    Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
+}
+
+/// Makes the coming close send a TCP reset: a linger time of zero sends RST, not FIN.
+fn reset(down: &TcpStream) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: the fd is open (we hold the stream) and `linger` is a valid, sized option value.
+    unsafe {
+        libc::setsockopt(
+            down.as_raw_fd(),
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
+}
+
+/// The status code of a head that starts `HTTP/1.1 NNN`.
+fn status_of(head: &[u8]) -> u16 {
+    head.get(9..12).and_then(|d| std::str::from_utf8(d).ok()).and_then(|d| d.parse().ok()).unwrap_or(0)
+}

@@ -1,0 +1,300 @@
+//! The sidecar reverse proxy behind `engine proxy`: forwards to one upstream, injects
+//! backpressure faults, records what the upstream itself took, and takes fault changes at
+//! run time through an admin API.
+//!
+//! # Layout
+//! - The strict downstream request parser and the heads sent upstream and back are the
+//!   codec's (`engine_http::request`, `engine_http::forward`).
+//! - [`faults`]: fault rules (match, probability, schedule, action) and the shared [`FaultBook`].
+//! - `inject`: a shard's copy of the rules, its limiters and token buckets, the per-request decision.
+//! - `shard`, `conn`, `pool`: one executor per CPU, one task per client connection, a
+//!   keep-alive pool to the upstream per shard.
+//! - [`stats`]: per-shard server-side latency histograms and counters, merged once per tick.
+//! - `admin`, `metrics`: the admin API (JSON) and its Prometheus metrics (the `metrics` facade).
+//!
+//! The library neither prints nor exits; the `engine` binary does both.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use engine_runtime::{Executor, Heartbeat, Pulse};
+use glommio::Placement;
+
+mod admin;
+mod conn;
+pub mod faults;
+mod inject;
+mod iobuf;
+pub mod limits;
+mod metrics;
+mod pool;
+mod shard;
+mod slot;
+pub mod stats;
+
+pub use faults::{FaultBook, FaultError, Rule};
+pub use stats::StatsReport;
+
+use stats::{Gauges, Published, ShardStats};
+
+pub(crate) const RUNNING: u8 = 0;
+pub(crate) const DRAINING: u8 = 1;
+pub(crate) const STOPPING: u8 = 2;
+
+/// Timeouts and limits that protect the proxy from slow or greedy clients and upstreams.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    /// Client connections at once, over all shards; more are answered 503 and closed.
+    pub max_conns: u64,
+    /// A request head must arrive within this time of its first byte (slowloris).
+    pub header_timeout: Duration,
+    /// A kept-alive client connection with no request in progress closes after this.
+    pub idle_timeout: Duration,
+    /// Longest wait for the upstream's response (its head, and each read of its body).
+    pub upstream_timeout: Duration,
+    pub connect_timeout: Duration,
+    /// After a drain begins, in-flight requests get this long before connections are cut.
+    pub drain_timeout: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_conns: 10_000,
+            header_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            upstream_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(3),
+            drain_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    pub listen: SocketAddr,
+    pub upstream: SocketAddr,
+    /// The admin API's address; `None` runs without one.
+    pub admin: Option<SocketAddr>,
+    /// When set, every admin endpoint but `/healthz` wants `Authorization: Bearer <token>`.
+    pub admin_token: Option<String>,
+    /// Rules in force at the start (the faults file).
+    pub faults: Vec<Rule>,
+    /// Path prefixes the server-side latency is broken down by.
+    pub routes: Vec<String>,
+    pub shard_cpus: Vec<usize>,
+    pub limits: Limits,
+    /// Each shard polls this long after its last event before it sleeps (`None`: sleeps at
+    /// once). Lower latency at light load, paid for with a busy CPU per shard.
+    pub busy_poll: Option<Duration>,
+}
+
+impl ProxyConfig {
+    /// A proxy on `listen` in front of `upstream`, one shard on the first allowed CPU, no admin API.
+    pub fn new(listen: SocketAddr, upstream: SocketAddr) -> io::Result<Self> {
+        let cpu = engine_runtime::affinity::allowed_cpus()?.first().copied().unwrap_or(0);
+        Ok(ProxyConfig {
+            listen,
+            upstream,
+            admin: None,
+            admin_token: None,
+            faults: Vec::new(),
+            routes: Vec::new(),
+            shard_cpus: vec![cpu],
+            limits: Limits::default(),
+            busy_poll: None,
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProxyError {
+    #[error(transparent)]
+    Listen(#[from] engine_runtime::listen::ListenError),
+    #[error(transparent)]
+    Fault(#[from] FaultError),
+    #[error("{0}")]
+    Config(String),
+}
+
+/// What every shard and the admin API share. Touched per tick, never per request.
+pub(crate) struct Shared {
+    pub upstream: SocketAddr,
+    pub upstream_host: String,
+    pub routes: Vec<String>,
+    pub limits: Limits,
+    pub book: Arc<FaultBook>,
+    pub published: Mutex<Published>,
+    pub state: AtomicU8,
+    pub start: Instant,
+    pub shards: usize,
+    pub metrics: metrics::ProxyMetrics,
+    /// One per shard, for `/healthz`.
+    pub heartbeats: Vec<Heartbeat>,
+}
+
+impl Shared {
+    pub fn report(&self) -> StatsReport {
+        let p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        StatsReport::new(&p, &self.routes, self.start.elapsed())
+    }
+
+    pub fn metrics(&self) -> String {
+        let p = self.published.lock().unwrap_or_else(|e| e.into_inner());
+        self.metrics.render(&p, &self.routes)
+    }
+
+    /// Why the proxy is not healthy: shards that died or stopped beating. A shard that
+    /// finished its drain is not a fault.
+    pub fn unhealthy(&self) -> Vec<String> {
+        self.heartbeats
+            .iter()
+            .enumerate()
+            .filter_map(|(i, h)| match h.pulse() {
+                Pulse::Alive | Pulse::Finished => None,
+                Pulse::Died => Some(format!("shard {i} (proxy-{i}) died")),
+                Pulse::Late(age) => {
+                    Some(format!("shard {i} (proxy-{i}) has not beaten for {:.1} s", age.as_secs_f64()))
+                }
+            })
+            .collect()
+    }
+}
+
+/// A running proxy. Dropping it stops it at once; [`Proxy::drain`] stops it gracefully.
+pub struct Proxy {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+    admin: Option<admin::Admin>,
+}
+
+/// Asks a running proxy to drain, from anywhere (a signal handler, say).
+#[derive(Clone)]
+pub struct DrainHandle(Arc<Shared>);
+
+impl DrainHandle {
+    /// The first call starts a graceful drain; a second one cuts connections at once.
+    pub fn drain(&self) {
+        let _ = self.0.state.compare_exchange(RUNNING, DRAINING, Ordering::SeqCst, Ordering::SeqCst).or_else(|_| {
+            self.0.state.store(STOPPING, Ordering::SeqCst);
+            Ok::<u8, u8>(STOPPING)
+        });
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.0.state.load(Ordering::SeqCst) != RUNNING
+    }
+}
+
+impl Proxy {
+    /// Binds every shard's listener (and the admin API) and returns once all accept.
+    pub fn start(cfg: ProxyConfig) -> Result<Proxy, ProxyError> {
+        if cfg.shard_cpus.is_empty() {
+            return Err(ProxyError::Config("at least one shard is needed".into()));
+        }
+        let shards = cfg.shard_cpus.len();
+        let book = Arc::new(FaultBook::new(shards));
+        for rule in cfg.faults {
+            book.add(rule)?;
+        }
+        let shared = Arc::new(Shared {
+            upstream: cfg.upstream,
+            upstream_host: cfg.upstream.to_string(),
+            routes: cfg.routes,
+            limits: cfg.limits,
+            book,
+            published: Mutex::new(Published { totals: ShardStats::new(0), gauges: vec![Gauges::default(); shards] }),
+            state: AtomicU8::new(RUNNING),
+            start: Instant::now(),
+            shards,
+            metrics: metrics::ProxyMetrics::new(),
+            heartbeats: (0..shards).map(|_| Heartbeat::new()).collect(),
+        });
+        shared.published.lock().unwrap_or_else(|e| e.into_inner()).totals = ShardStats::new(shared.routes.len());
+
+        // Admin first: a bad admin address fails before any client port is taken.
+        let admin = match cfg.admin {
+            Some(addr) => Some(admin::Admin::start(addr, cfg.admin_token, shared.clone())?),
+            None => None,
+        };
+        // Each shard takes its share of the connection limit.
+        let max_per_shard = shared.limits.max_conns.div_ceil(shards as u64).max(1);
+        let mut addr = cfg.listen;
+        let mut handles = Vec::new();
+        for (i, &cpu) in cfg.shard_cpus.iter().enumerate() {
+            // The first shard binds (port 0 picks a port); the others join its port.
+            let sh = shared.clone();
+            let bind =
+                if i == 0 { engine_runtime::listen::Bind::Own(addr) } else { engine_runtime::listen::Bind::Join(addr) };
+            let executor = Executor::new(format!("proxy-{i}"), Placement::Fixed(cpu))
+                .busy_poll(cfg.busy_poll)
+                .heartbeat(shared.heartbeats[i].clone());
+            let started =
+                engine_runtime::listen::spawn_bound(executor, bind, move |l| shard::run(i, sh, l, max_per_shard));
+            let (bound, handle) = started.inspect_err(|_| shared.state.store(STOPPING, Ordering::SeqCst))?;
+            addr = bound;
+            handles.push(handle);
+        }
+        Ok(Proxy { addr, shared, handles, admin })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
+    }
+
+    /// The rules in force; changes reach every shard within one tick (100 ms).
+    pub fn faults(&self) -> &FaultBook {
+        &self.shared.book
+    }
+
+    /// The published statistics (shards publish every 500 ms).
+    pub fn stats(&self) -> StatsReport {
+        self.shared.report()
+    }
+
+    /// The Prometheus text of `GET /metrics`.
+    pub fn metrics(&self) -> String {
+        self.shared.metrics()
+    }
+
+    pub fn drain_handle(&self) -> DrainHandle {
+        DrainHandle(self.shared.clone())
+    }
+
+    /// Blocks until the shards have finished: after a drain was asked for, when in-flight
+    /// requests are done (or the drain timeout cut them).
+    pub fn wait(mut self) -> StatsReport {
+        self.join();
+        self.shared.report()
+    }
+
+    /// Stops accepting, finishes in-flight requests, and returns the final statistics.
+    pub fn drain(self) -> StatsReport {
+        self.drain_handle().drain();
+        self.wait()
+    }
+
+    fn join(&mut self) {
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+        if let Some(a) = self.admin.take() {
+            a.stop();
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        self.shared.state.store(STOPPING, Ordering::SeqCst);
+        self.join();
+    }
+}

@@ -1,0 +1,340 @@
+//! What the proxy measures: server-side latency (upstream time to first byte and total) by
+//! route and status class, faults injected, upstream errors, refused requests. Each shard
+//! records into its own [`ShardStats`] and adds it into the shared [`Published`] once per tick;
+//! `/stats` and `/metrics` read only the published merge.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use engine_results::stats::{micros, new_histogram};
+use engine_results::summary::Latency;
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::faults::FaultKind;
+
+/// Why an exchange with the upstream failed. `Refused` and `Reset` and `Invalid` answer the
+/// client 502, `Timeout` 504 (or a closed connection once the response had begun).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum UpstreamError {
+    /// The connection could not be opened.
+    Refused,
+    /// Reset or closed before the response was complete.
+    Reset,
+    /// No response (or no more of it) within the upstream timeout.
+    Timeout,
+    /// The response could not be framed.
+    Invalid,
+}
+
+impl UpstreamError {
+    pub const ALL: [UpstreamError; 4] =
+        [UpstreamError::Refused, UpstreamError::Reset, UpstreamError::Timeout, UpstreamError::Invalid];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            UpstreamError::Refused => "refused",
+            UpstreamError::Reset => "reset",
+            UpstreamError::Timeout => "timeout",
+            UpstreamError::Invalid => "invalid",
+        }
+    }
+
+    pub fn status(self) -> u16 {
+        if self == UpstreamError::Timeout {
+            504
+        } else {
+            502
+        }
+    }
+}
+
+/// Status classes 1xx..5xx as indexes 0..5.
+pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+fn class_of(status: u16) -> usize {
+    usize::from(status / 100).clamp(1, 5) - 1
+}
+
+/// Upstream latency of one route and status class. Histograms are allocated at the first
+/// sample: most (route, class) pairs never see one.
+#[derive(Debug, Clone, Default)]
+pub struct Cell {
+    pub count: u64,
+    pub ttfb: Option<Box<Histogram<u64>>>,
+    pub total: Option<Box<Histogram<u64>>>,
+}
+
+impl Cell {
+    fn add(&mut self, other: &Cell) {
+        self.count += other.count;
+        for (mine, theirs) in [(&mut self.ttfb, &other.ttfb), (&mut self.total, &other.total)] {
+            if let Some(t) = theirs {
+                // Same bounds on both sides, so adding cannot fail.
+                let _ = mine.get_or_insert_with(|| Box::new(new_histogram())).add(t.as_ref());
+            }
+        }
+    }
+
+    fn reset(&mut self) {
+        self.count = 0;
+        self.ttfb.iter_mut().chain(self.total.iter_mut()).for_each(|h| h.reset());
+    }
+}
+
+/// Counters and histograms of one shard over one tick, or the merge of all of them.
+#[derive(Debug, Clone)]
+pub struct ShardStats {
+    /// `[route][class]`; the last route is everything no prefix matched.
+    pub cells: Vec<[Cell; 5]>,
+    /// Requests whose head was read and accepted.
+    pub requests: u64,
+    /// Responses sent to clients by status class (the proxy's own answers included).
+    pub responses: [u64; 5],
+    pub faults: [u64; FaultKind::ALL.len()],
+    pub upstream_errors: [u64; UpstreamError::ALL.len()],
+    /// Requests refused before forwarding (bad or hostile), by the status answered.
+    pub rejected: BTreeMap<u16, u64>,
+    pub conns_accepted: u64,
+    /// Connections turned away at the connection limit.
+    pub conns_refused: u64,
+}
+
+impl ShardStats {
+    pub fn new(routes: usize) -> Self {
+        ShardStats {
+            cells: vec![Default::default(); routes + 1],
+            requests: 0,
+            responses: [0; 5],
+            faults: [0; FaultKind::ALL.len()],
+            upstream_errors: [0; UpstreamError::ALL.len()],
+            rejected: BTreeMap::new(),
+            conns_accepted: 0,
+            conns_refused: 0,
+        }
+    }
+
+    /// One upstream exchange that produced a response head (`total` is `None` when the body
+    /// did not complete).
+    pub fn upstream(&mut self, route: usize, status: u16, ttfb: Duration, total: Option<Duration>) {
+        let cell = &mut self.cells[route][class_of(status)];
+        cell.count += 1;
+        let _ = cell.ttfb.get_or_insert_with(|| Box::new(new_histogram())).record(micros(ttfb));
+        if let Some(t) = total {
+            let _ = cell.total.get_or_insert_with(|| Box::new(new_histogram())).record(micros(t));
+        }
+    }
+
+    pub fn response(&mut self, status: u16) {
+        self.responses[class_of(status)] += 1;
+    }
+
+    pub fn fault(&mut self, kind: FaultKind) {
+        self.faults[kind as usize] += 1;
+    }
+
+    pub fn upstream_error(&mut self, e: UpstreamError) {
+        self.upstream_errors[e as usize] += 1;
+    }
+
+    pub fn rejected(&mut self, status: u16) {
+        *self.rejected.entry(status).or_default() += 1;
+    }
+
+    pub fn add(&mut self, o: &ShardStats) {
+        for (mine, theirs) in self.cells.iter_mut().zip(&o.cells) {
+            for (m, t) in mine.iter_mut().zip(theirs) {
+                m.add(t);
+            }
+        }
+        self.requests += o.requests;
+        self.conns_accepted += o.conns_accepted;
+        self.conns_refused += o.conns_refused;
+        add_arrays(&mut self.responses, &o.responses);
+        add_arrays(&mut self.faults, &o.faults);
+        add_arrays(&mut self.upstream_errors, &o.upstream_errors);
+        for (k, v) in &o.rejected {
+            *self.rejected.entry(*k).or_default() += v;
+        }
+    }
+
+    /// Zeroes everything, keeping the histograms' memory for the next tick.
+    pub fn reset(&mut self) {
+        self.cells.iter_mut().flatten().for_each(Cell::reset);
+        self.requests = 0;
+        self.conns_accepted = 0;
+        self.conns_refused = 0;
+        self.responses = [0; 5];
+        self.faults = [0; FaultKind::ALL.len()];
+        self.upstream_errors = [0; UpstreamError::ALL.len()];
+        self.rejected.clear();
+    }
+}
+
+fn add_arrays<const N: usize>(a: &mut [u64; N], b: &[u64; N]) {
+    a.iter_mut().zip(b).for_each(|(x, y)| *x += y);
+}
+
+/// A shard's instantaneous figures, replaced (not added) at each tick.
+#[derive(Debug, Clone, Copy, Default, Serialize)]
+pub struct Gauges {
+    pub connections_open: u64,
+    pub concurrency_in_use: u64,
+    pub queue_depth: u64,
+}
+
+/// The merge of every shard's published ticks since the start.
+#[derive(Debug, Clone)]
+pub struct Published {
+    pub totals: ShardStats,
+    pub gauges: Vec<Gauges>,
+}
+
+/// `GET /stats`: the published figures as JSON, latencies in milliseconds.
+#[derive(Debug, Clone, Serialize)]
+pub struct StatsReport {
+    pub uptime_s: f64,
+    pub requests: u64,
+    pub responses: BTreeMap<&'static str, u64>,
+    /// Upstream latency over every route and class.
+    pub server_latency_ms: ServerLatency,
+    pub routes: Vec<RouteReport>,
+    pub faults_injected: BTreeMap<&'static str, u64>,
+    pub upstream_errors: BTreeMap<&'static str, u64>,
+    pub rejected: BTreeMap<String, u64>,
+    pub connections: ConnectionsReport,
+    pub concurrency_in_use: u64,
+    pub queue_depth: u64,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ServerLatency {
+    pub count: u64,
+    pub ttfb: Latency,
+    pub total: Latency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RouteReport {
+    pub route: String,
+    pub status_class: &'static str,
+    pub count: u64,
+    pub ttfb_ms: Latency,
+    pub total_ms: Latency,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionsReport {
+    pub open: u64,
+    pub accepted: u64,
+    pub refused: u64,
+}
+
+impl StatsReport {
+    pub fn new(p: &Published, route_names: &[String], uptime: Duration) -> Self {
+        let t = &p.totals;
+        let gauge = |f: fn(&Gauges) -> u64| p.gauges.iter().map(f).sum::<u64>();
+        let (mut all_ttfb, mut all_total) = (new_histogram(), new_histogram());
+        let mut routes = Vec::new();
+        for (r, cells) in t.cells.iter().enumerate() {
+            for (c, cell) in cells.iter().enumerate() {
+                if cell.count == 0 {
+                    continue;
+                }
+                let lat =
+                    |h: &Option<Box<Histogram<u64>>>| h.as_deref().map(Latency::from_histogram).unwrap_or_default();
+                if let Some(h) = &cell.ttfb {
+                    let _ = all_ttfb.add(h.as_ref());
+                }
+                if let Some(h) = &cell.total {
+                    let _ = all_total.add(h.as_ref());
+                }
+                routes.push(RouteReport {
+                    route: route_name(route_names, r).to_string(),
+                    status_class: CLASSES[c],
+                    count: cell.count,
+                    ttfb_ms: lat(&cell.ttfb),
+                    total_ms: lat(&cell.total),
+                });
+            }
+        }
+        StatsReport {
+            uptime_s: (uptime.as_secs_f64() * 1000.0).round() / 1000.0,
+            requests: t.requests,
+            responses: CLASSES.iter().zip(t.responses).map(|(c, n)| (*c, n)).collect(),
+            server_latency_ms: ServerLatency {
+                count: all_ttfb.len(),
+                ttfb: Latency::from_histogram(&all_ttfb),
+                total: Latency::from_histogram(&all_total),
+            },
+            routes,
+            faults_injected: FaultKind::ALL.iter().map(|k| (k.name(), t.faults[*k as usize])).collect(),
+            upstream_errors: UpstreamError::ALL.iter().map(|k| (k.name(), t.upstream_errors[*k as usize])).collect(),
+            rejected: t.rejected.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+            connections: ConnectionsReport {
+                open: gauge(|g| g.connections_open),
+                accepted: t.conns_accepted,
+                refused: t.conns_refused,
+            },
+            concurrency_in_use: gauge(|g| g.concurrency_in_use),
+            queue_depth: gauge(|g| g.queue_depth),
+        }
+    }
+}
+
+/// The label of route `i`: its prefix, or `other` for the catch-all.
+pub fn route_name(routes: &[String], i: usize) -> &str {
+    routes.get(i).map_or("other", String::as_str)
+}
+
+/// The route of a path: the longest configured prefix it starts with, else the catch-all.
+pub fn route_of(routes: &[String], path: &str) -> usize {
+    routes
+        .iter()
+        .enumerate()
+        .filter(|(_, p)| path.starts_with(p.as_str()))
+        .max_by_key(|(_, p)| p.len())
+        .map_or(routes.len(), |(i, _)| i)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_take_the_longest_prefix() {
+        let routes = vec!["/api".to_string(), "/api/v2".to_string()];
+        assert_eq!(route_of(&routes, "/api/v2/x"), 1);
+        assert_eq!(route_of(&routes, "/api/v1"), 0);
+        assert_eq!(route_of(&routes, "/"), 2);
+        assert_eq!(route_name(&routes, 2), "other");
+    }
+
+    #[test]
+    fn merge_is_exact_and_reset_keeps_shape() {
+        let mut a = ShardStats::new(1);
+        let mut b = ShardStats::new(1);
+        for i in 1..=100u64 {
+            a.upstream(0, 200, Duration::from_micros(i * 10), Some(Duration::from_micros(i * 20)));
+            b.upstream(1, 503, Duration::from_micros(i * 1000), None);
+        }
+        a.fault(FaultKind::Abort);
+        b.rejected(431);
+        let mut total = ShardStats::new(1);
+        total.add(&a);
+        total.add(&b);
+        let p = Published { totals: total, gauges: vec![Gauges { connections_open: 3, ..Default::default() }; 2] };
+        let r = StatsReport::new(&p, &["/api".to_string()], Duration::from_secs(1));
+        assert_eq!(r.server_latency_ms.count, 200);
+        assert_eq!(r.routes.len(), 2);
+        assert_eq!((r.routes[0].route.as_str(), r.routes[0].status_class, r.routes[0].count), ("/api", "2xx", 100));
+        assert_eq!(r.routes[1].route, "other");
+        assert_eq!(r.routes[1].total_ms.p50, 0.0);
+        assert_eq!(r.faults_injected["abort"], 1);
+        assert_eq!(r.rejected["431"], 1);
+        assert_eq!(r.connections.open, 6);
+        a.reset();
+        assert_eq!(a.cells[0][1].count, 0);
+        assert!(a.cells[0][1].ttfb.as_ref().unwrap().is_empty());
+    }
+}

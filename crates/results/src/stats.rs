@@ -1,0 +1,340 @@
+//! Per-shard measurements and their exact merge.
+//!
+//! A shard records into its own [`ShardStats`] with no synchronisation; once per interval it
+//! hands a [`Snapshot`] (the interval's delta) to the collector, which adds snapshots into
+//! [`Totals`]. Histograms add exactly, so the final figures are those of all samples.
+
+use std::time::Duration;
+
+use hdrhistogram::Histogram;
+
+/// Lowest and highest latency the histograms hold, in microseconds: 1 µs .. 1 h.
+pub const LATENCY_LOW_US: u64 = 1;
+pub const LATENCY_HIGH_US: u64 = 3_600_000_000;
+/// Significant decimal digits kept: 0.1% relative error.
+pub const LATENCY_DIGITS: u8 = 3;
+
+/// Prometheus latency bucket bounds (seconds), for the blast and the proxy alike: 50 µs steps at the bottom, because a loopback target
+/// answers in tens of microseconds, up to the 30 s default timeout.
+pub const LATENCY_BUCKETS_S: [f64; 22] = [
+    0.00005, 0.0001, 0.00025, 0.0005, 0.00075, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5,
+    0.75, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The named kinds every failure is counted as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ErrorKind {
+    /// The TCP connection could not be opened (refused, unreachable, connect timeout).
+    Connect,
+    /// No complete response within `--timeout`.
+    Timeout,
+    /// The peer reset the connection (ECONNRESET, EPIPE).
+    Reset,
+    /// The peer closed the connection before the response was complete.
+    Closed,
+    /// The response was not valid HTTP/1.1 (or exceeded a size limit).
+    Parse,
+}
+
+impl ErrorKind {
+    pub const ALL: [ErrorKind; 5] = [Self::Connect, Self::Timeout, Self::Reset, Self::Closed, Self::Parse];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Timeout => "timeout",
+            Self::Reset => "reset",
+            Self::Closed => "closed",
+            Self::Parse => "parse",
+        }
+    }
+
+    /// Maps an I/O error to its kind; anything unexpected counts as `reset`, the closest
+    /// description of a connection the kernel gave up on.
+    pub fn from_io(e: &std::io::Error) -> Self {
+        use std::io::ErrorKind as K;
+        match e.kind() {
+            K::TimedOut | K::WouldBlock => Self::Timeout,
+            K::UnexpectedEof => Self::Closed,
+            _ => Self::Reset,
+        }
+    }
+}
+
+/// Status codes are three digits (httparse enforces it), so an array indexes them directly.
+const STATUS_SLOTS: usize = 1000;
+
+/// Additive counters: a shard's interval delta, or a merged total.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Counters {
+    pub requests: u64,
+    pub errors: [u64; 5],
+    status: Box<[u64; STATUS_SLOTS]>,
+    pub bytes_sent: u64,
+    pub bytes_received: u64,
+    pub conns_opened: u64,
+    /// Requests still in flight when the run ended, neither completed nor failed.
+    pub abandoned: u64,
+    /// Requests started (written, or tried).
+    pub sent: u64,
+}
+
+impl Default for Counters {
+    fn default() -> Self {
+        Self {
+            requests: 0,
+            errors: [0; 5],
+            status: Box::new([0; STATUS_SLOTS]),
+            bytes_sent: 0,
+            bytes_received: 0,
+            conns_opened: 0,
+            abandoned: 0,
+            sent: 0,
+        }
+    }
+}
+
+impl Counters {
+    pub fn error(&mut self, kind: ErrorKind) {
+        self.errors[kind as usize] += 1;
+    }
+
+    pub fn errors_of(&self, kind: ErrorKind) -> u64 {
+        self.errors[kind as usize]
+    }
+
+    pub fn errors_total(&self) -> u64 {
+        self.errors.iter().sum()
+    }
+
+    pub fn status(&mut self, code: u16) {
+        self.status_n(code, 1);
+    }
+
+    /// Counts `n` responses of status `code` (merging runs).
+    pub fn status_n(&mut self, code: u16, n: u64) {
+        self.status[code as usize % STATUS_SLOTS] += n;
+    }
+
+    /// `(status, count)` for every status seen, ascending.
+    pub fn statuses(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.status.iter().enumerate().filter(|(_, &n)| n > 0).map(|(c, &n)| (c as u16, n))
+    }
+
+    pub fn add(&mut self, other: &Counters) {
+        self.requests += other.requests;
+        for (a, b) in self.errors.iter_mut().zip(other.errors) {
+            *a += b;
+        }
+        for (a, b) in self.status.iter_mut().zip(other.status.iter()) {
+            *a += b;
+        }
+        self.bytes_sent += other.bytes_sent;
+        self.bytes_received += other.bytes_received;
+        self.conns_opened += other.conns_opened;
+        self.abandoned += other.abandoned;
+        self.sent += other.sent;
+    }
+}
+
+pub fn new_histogram() -> Histogram<u64> {
+    // The bounds are constants within hdrhistogram's valid range, so this cannot fail.
+    Histogram::new_with_bounds(LATENCY_LOW_US, LATENCY_HIGH_US, LATENCY_DIGITS).expect("valid histogram bounds")
+}
+
+/// Microseconds of a duration, clamped into the histogram's range.
+pub fn micros(d: Duration) -> u64 {
+    (d.as_micros() as u64).clamp(LATENCY_LOW_US, LATENCY_HIGH_US)
+}
+
+/// Measurements: what a shard measures during one interval, and also the exact merge of
+/// such intervals (of one interval across shards, or of a whole run), which has the same
+/// shape.
+#[derive(Debug, Clone)]
+pub struct ShardStats {
+    pub counters: Counters,
+    /// Response complete − intended start.
+    pub latency: Histogram<u64>,
+    /// Response complete − actual write.
+    pub latency_uncorrected: Histogram<u64>,
+    /// Connections open now, and the most open at once this interval.
+    pub open: u64,
+    pub peak_open: u64,
+    /// Requests written whose response has not completed.
+    pub in_flight: u64,
+    /// Open model: the most a request started after it was due, this interval (µs).
+    pub max_lag_us: u64,
+    /// Per named request, in the plan's order (empty when the plan has one request).
+    pub names: Vec<NameStats>,
+}
+
+/// What is measured per named request: its counts and its (corrected) latency.
+#[derive(Debug, Clone)]
+pub struct NameStats {
+    pub counters: Counters,
+    pub latency: Histogram<u64>,
+}
+
+impl Default for NameStats {
+    fn default() -> Self {
+        Self { counters: Counters::default(), latency: new_histogram() }
+    }
+}
+
+/// The merge of [`ShardStats`] across shards or intervals.
+pub type Totals = ShardStats;
+
+impl Default for ShardStats {
+    fn default() -> Self {
+        Self {
+            counters: Counters::default(),
+            latency: new_histogram(),
+            latency_uncorrected: new_histogram(),
+            open: 0,
+            peak_open: 0,
+            in_flight: 0,
+            max_lag_us: 0,
+            names: Vec::new(),
+        }
+    }
+}
+
+impl ShardStats {
+    /// Measurements with a slot per named request.
+    pub fn with_names(n: usize) -> Self {
+        Self { names: (0..n).map(|_| NameStats::default()).collect(), ..Self::default() }
+    }
+
+    pub fn record_named(&mut self, which: usize, status: u16, corrected: Duration) {
+        if let Some(n) = self.names.get_mut(which) {
+            n.counters.requests += 1;
+            n.counters.status(status);
+            n.latency.saturating_record(micros(corrected));
+        }
+    }
+
+    pub fn error_named(&mut self, which: usize, kind: ErrorKind) {
+        if let Some(n) = self.names.get_mut(which) {
+            n.counters.error(kind);
+        }
+    }
+
+    /// A request starts, `lag` after it was due (zero in the closed model).
+    pub fn sent(&mut self, lag: Duration) {
+        self.counters.sent += 1;
+        self.max_lag_us = self.max_lag_us.max(lag.as_micros() as u64);
+    }
+
+    pub fn record(&mut self, status: u16, corrected: Duration, uncorrected: Duration) {
+        self.counters.requests += 1;
+        self.counters.status(status);
+        self.latency.saturating_record(micros(corrected));
+        self.latency_uncorrected.saturating_record(micros(uncorrected));
+    }
+
+    pub fn opened(&mut self) {
+        self.counters.conns_opened += 1;
+        self.open += 1;
+        self.peak_open = self.peak_open.max(self.open);
+    }
+
+    pub fn closed(&mut self) {
+        self.open = self.open.saturating_sub(1);
+    }
+
+    /// Takes this interval's figures, leaving the gauges (open, in flight) in place.
+    pub fn take(&mut self, shard: usize, seq: u64, last: bool) -> Snapshot {
+        let stats = ShardStats {
+            counters: std::mem::take(&mut self.counters),
+            latency: self.latency.clone(),
+            latency_uncorrected: self.latency_uncorrected.clone(),
+            max_lag_us: std::mem::take(&mut self.max_lag_us),
+            names: self
+                .names
+                .iter_mut()
+                .map(|n| {
+                    let taken = NameStats { counters: std::mem::take(&mut n.counters), latency: n.latency.clone() };
+                    n.latency.reset();
+                    taken
+                })
+                .collect(),
+            ..*self
+        };
+        self.latency.reset();
+        self.latency_uncorrected.reset();
+        self.peak_open = self.open;
+        Snapshot { shard, seq, last, stats }
+    }
+
+    /// Adds one shard's snapshot of an interval. Gauges are summed, which is right for
+    /// snapshots of one interval from different shards.
+    pub fn add(&mut self, s: &Snapshot) {
+        let s = &s.stats;
+        self.add_counts(s);
+        self.open += s.open;
+        self.peak_open += s.peak_open;
+        self.in_flight += s.in_flight;
+    }
+
+    /// Adds a whole interval (already merged across shards) to a run total: counts add,
+    /// gauges are the latest, the peak is the highest interval's.
+    pub fn add_interval(&mut self, i: &ShardStats) {
+        self.add_counts(i);
+        self.open = i.open;
+        self.peak_open = self.peak_open.max(i.peak_open);
+        self.in_flight = i.in_flight;
+    }
+
+    fn add_counts(&mut self, o: &ShardStats) {
+        self.counters.add(&o.counters);
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = self.latency.add(&o.latency);
+        let _ = self.latency_uncorrected.add(&o.latency_uncorrected);
+        self.max_lag_us = self.max_lag_us.max(o.max_lag_us);
+        if self.names.len() < o.names.len() {
+            self.names.resize_with(o.names.len(), NameStats::default);
+        }
+        for (a, b) in self.names.iter_mut().zip(&o.names) {
+            a.counters.add(&b.counters);
+            let _ = a.latency.add(&b.latency);
+        }
+    }
+}
+
+/// One shard's delta for one interval, sent to the collector.
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub shard: usize,
+    /// Interval number, from 1; `last` marks the shard's final snapshot.
+    pub seq: u64,
+    pub last: bool,
+    pub stats: ShardStats,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merge_is_exact() {
+        let mut a = ShardStats::default();
+        let mut b = ShardStats::default();
+        for v in 1..=1000u64 {
+            a.record(200, Duration::from_micros(v), Duration::from_micros(v));
+            b.record(503, Duration::from_micros(v * 1000), Duration::from_micros(v));
+        }
+        a.counters.error(ErrorKind::Timeout);
+        let mut t = Totals::default();
+        t.add(&a.take(0, 1, false));
+        t.add(&b.take(1, 1, true));
+        assert_eq!(t.counters.requests, 2000);
+        assert_eq!(t.latency.len(), 2000);
+        assert_eq!(t.counters.statuses().collect::<Vec<_>>(), vec![(200, 1000), (503, 1000)]);
+        assert_eq!(t.counters.errors_of(ErrorKind::Timeout), 1);
+        // The median of the union lies between the two shards' ranges.
+        assert!(t.latency.value_at_quantile(0.5) <= 1001);
+        assert!(t.latency.value_at_quantile(0.51) >= 10_000);
+        // Taking resets the interval.
+        assert_eq!(a.take(0, 2, false).stats.counters.requests, 0);
+    }
+}

@@ -1,0 +1,307 @@
+//! The summary of a run: the figures of the JSON contract in DESIGN.md, computed from the
+//! exact merge of every shard's measurements.
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+use serde::Serialize;
+
+use crate::stats::{ErrorKind, Totals};
+
+/// One of `count` processes that together run one plan; `index` counts from 0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct Worker {
+    pub index: u32,
+    pub count: u32,
+}
+
+/// Latency figures in milliseconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+pub struct Latency {
+    pub mean: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub p999: f64,
+    pub max: f64,
+}
+
+impl Latency {
+    pub fn from_histogram(h: &Histogram<u64>) -> Self {
+        if h.is_empty() {
+            return Self::default();
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        // Quantiles report the highest value equivalent to the bucket, like wrk and HdrHistogram.
+        let q = |p: f64| ms(h.value_at_quantile(p));
+        Self {
+            mean: (h.mean() / 1000.0 * 1000.0).round() / 1000.0,
+            p50: q(0.50),
+            p90: q(0.90),
+            p95: q(0.95),
+            p99: q(0.99),
+            p999: q(0.999),
+            max: ms(h.max()),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Errors {
+    pub total: u64,
+    pub connect: u64,
+    pub timeout: u64,
+    pub reset: u64,
+    pub closed: u64,
+    pub parse: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Connections {
+    /// TCP connections established during the run (reconnects included).
+    pub opened: u64,
+    /// Most connections open at once (per interval, summed over shards).
+    pub peak_open: u64,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Bytes {
+    pub sent: u64,
+    pub received: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Threshold {
+    pub expr: String,
+    pub pass: bool,
+    /// The value measured over the whole run (ms, a fraction, or requests per second).
+    pub value: f64,
+}
+
+/// One named request's figures (scenarios).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct NamedSummary {
+    pub method: String,
+    pub weight: u32,
+    pub requests: u64,
+    pub rps: f64,
+    pub status: BTreeMap<String, u64>,
+    pub errors: Errors,
+    /// Corrected latency.
+    pub latency_ms: Latency,
+}
+
+impl NamedSummary {
+    pub fn new(method: &str, weight: u32, n: &crate::stats::NameStats, duration_s: f64) -> Self {
+        let c = &n.counters;
+        NamedSummary {
+            method: method.to_string(),
+            weight,
+            requests: c.requests,
+            rps: if duration_s > 0.0 { round3(c.requests as f64 / duration_s) } else { 0.0 },
+            status: c.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
+            errors: Errors::of(c),
+            latency_ms: Latency::from_histogram(&n.latency),
+        }
+    }
+}
+
+impl Errors {
+    pub fn of(c: &crate::stats::Counters) -> Self {
+        let e = |k: ErrorKind| c.errors_of(k);
+        Errors {
+            total: c.errors_total(),
+            connect: e(ErrorKind::Connect),
+            timeout: e(ErrorKind::Timeout),
+            reset: e(ErrorKind::Reset),
+            closed: e(ErrorKind::Closed),
+            parse: e(ErrorKind::Parse),
+        }
+    }
+}
+
+/// The latency percentile distribution, HdrHistogram-style: percentiles from 0 to 99.999
+/// spaced evenly on a log scale of 1/(1-p), then the maximum (100).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Distribution {
+    pub percentile: Vec<f64>,
+    pub corrected_ms: Vec<f64>,
+    pub uncorrected_ms: Vec<f64>,
+}
+
+impl Distribution {
+    pub fn new(corrected: &Histogram<u64>, uncorrected: &Histogram<u64>) -> Self {
+        if corrected.is_empty() {
+            return Self::default();
+        }
+        let mut d = Self::default();
+        for k in 0..=51 {
+            let q = if k == 51 { 1.0 } else { 1.0 - 10f64.powf(-(k as f64) / 10.0) };
+            d.percentile.push(round3(q * 100.0));
+            d.corrected_ms.push(corrected.value_at_quantile(q) as f64 / 1000.0);
+            d.uncorrected_ms.push(uncorrected.value_at_quantile(q) as f64 / 1000.0);
+        }
+        d
+    }
+}
+
+/// The open model's schedule against what was sent.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Schedule {
+    /// Requests per second asked for, on average over the run.
+    pub target_rps: f64,
+    /// Requests the schedule asked for, and requests started.
+    pub expected: u64,
+    pub sent: u64,
+    /// Completed responses per second.
+    pub achieved_rps: f64,
+    /// The most any request started after it was due: how far behind the schedule the run fell.
+    pub max_lag_ms: f64,
+    /// Fewer than 99% of the scheduled requests were sent: the asked rate was not reached.
+    pub behind: bool,
+}
+
+/// One interval of the run, merged across shards.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Point {
+    /// Seconds since the start at the end of the interval.
+    pub t_s: f64,
+    /// What the plan asked for at the end of the interval: connections (closed model) or
+    /// requests per second (open model).
+    pub target: f64,
+    pub requests: u64,
+    pub rps: f64,
+    pub errors: u64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub p50_uncorrected_ms: f64,
+    pub p99_uncorrected_ms: f64,
+    pub open: u64,
+}
+
+/// The run's summary; serialises to the summary JSON of the contract.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Summary {
+    pub target: String,
+    /// `closed` (as fast as responses return) or `open` (fixed arrival rate).
+    pub model: &'static str,
+    pub conns: u64,
+    pub shards: usize,
+    /// Completed responses, whatever their status.
+    pub requests: u64,
+    /// Seconds spent opening the connections before the clock started.
+    pub connect_s: f64,
+    /// When the load began (after the connect phase), in seconds since the Unix epoch: the
+    /// wall clock `report merge` aligns workers' time series on.
+    pub start_unix_s: f64,
+    /// This run's place among workers that ran one plan together.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<Worker>,
+    /// Seconds of load, from the start after the connect phase to the last response.
+    pub duration_s: f64,
+    pub rps: f64,
+    pub status: BTreeMap<String, u64>,
+    pub errors: Errors,
+    pub latency_ms: Latency,
+    pub latency_uncorrected_ms: Latency,
+    pub latency_distribution: Distribution,
+    /// Per named request, when the plan has several (a scenario).
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub requests_by_name: BTreeMap<String, NamedSummary>,
+    pub connections: Connections,
+    pub bytes: Bytes,
+    /// Open model only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schedule: Option<Schedule>,
+    pub thresholds: Vec<Threshold>,
+    /// The safety stop (`--abort-on`) that ended the run, if one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<crate::thresholds::Fired>,
+    /// What a named profile was run for (capacity, recovery time).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub profile: Option<crate::profile::ProfileReport>,
+    /// Requests still in flight when the run ended (neither completed nor errors).
+    pub abandoned: u64,
+    /// The run was stopped by an interrupt before its planned end.
+    pub interrupted: bool,
+    pub timeseries: Vec<Point>,
+    /// Anything that makes the figures less than complete (a failed shard, say).
+    pub warnings: Vec<String>,
+}
+
+impl Summary {
+    pub fn new(target: &str, conns: u64, shards: usize, totals: &Totals, duration_s: f64) -> Self {
+        let c = &totals.counters;
+        Summary {
+            target: target.to_string(),
+            model: "closed",
+            conns,
+            shards,
+            requests: c.requests,
+            connect_s: 0.0,
+            start_unix_s: 0.0,
+            worker: None,
+            duration_s: round3(duration_s),
+            rps: if duration_s > 0.0 { round3(c.requests as f64 / duration_s) } else { 0.0 },
+            status: c.statuses().map(|(s, n)| (s.to_string(), n)).collect(),
+            errors: Errors::of(c),
+            latency_ms: Latency::from_histogram(&totals.latency),
+            latency_uncorrected_ms: Latency::from_histogram(&totals.latency_uncorrected),
+            latency_distribution: Distribution::new(&totals.latency, &totals.latency_uncorrected),
+            requests_by_name: BTreeMap::new(),
+            connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
+            bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },
+            schedule: None,
+            thresholds: Vec::new(),
+            profile: None,
+            stopped_by: None,
+            abandoned: c.abandoned,
+            interrupted: false,
+            timeseries: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+}
+
+impl Point {
+    pub fn new(t_s: f64, interval_s: f64, target: f64, i: &Totals) -> Self {
+        let ms = |h: &Histogram<u64>, q: f64| {
+            if h.is_empty() {
+                0.0
+            } else {
+                h.value_at_quantile(q) as f64 / 1000.0
+            }
+        };
+        Point {
+            t_s: round3(t_s),
+            target: round3(target),
+            requests: i.counters.requests,
+            rps: round3(i.counters.requests as f64 / interval_s),
+            errors: i.counters.errors_total(),
+            p50_ms: ms(&i.latency, 0.5),
+            p99_ms: ms(&i.latency, 0.99),
+            p50_uncorrected_ms: ms(&i.latency_uncorrected, 0.5),
+            p99_uncorrected_ms: ms(&i.latency_uncorrected, 0.99),
+            open: i.open,
+        }
+    }
+}
+
+impl Schedule {
+    pub fn new(expected: f64, duration_s: f64, totals: &Totals, elapsed_s: f64) -> Self {
+        let sent = totals.counters.sent;
+        Schedule {
+            target_rps: round3(expected / duration_s),
+            expected: expected.round() as u64,
+            sent,
+            achieved_rps: round3(totals.counters.requests as f64 / elapsed_s.max(1e-9)),
+            max_lag_ms: totals.max_lag_us as f64 / 1000.0,
+            behind: (sent as f64) < 0.99 * expected.round(),
+        }
+    }
+}
+
+pub(crate) fn round3(x: f64) -> f64 {
+    (x * 1000.0).round() / 1000.0
+}

@@ -1,0 +1,102 @@
+//! Servers on their own executor: [`spawn_bound`] starts a glommio executor that binds a
+//! listener and serves it, and returns once the address is bound (or binding failed), so the
+//! caller learns the port that `:0` picked. Used by `engine target`, the proxy's shards and
+//! admin API, and the blast's `/metrics` endpoint.
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use glommio::net::{TcpListener, TcpStream};
+use glommio::ExecutorJoinHandle;
+
+use crate::executor::{tick, Executor};
+
+/// Why a server did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ListenError {
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: io::Error },
+    #[error("cannot start the {name} executor: {reason}")]
+    Spawn { name: String, reason: String },
+}
+
+/// Where a server binds.
+#[derive(Debug, Clone, Copy)]
+pub enum Bind {
+    /// A port nothing else listens on (port 0 picks one).
+    Own(SocketAddr),
+    /// The port an earlier executor of this process took with [`Bind::Own`].
+    Join(SocketAddr),
+}
+
+/// Checks that nothing listens on `addr` and resolves port 0. glommio sets SO_REUSEPORT on
+/// every listener, so without this a second proxy or target started on a port in use, or a
+/// metrics endpoint aimed at one, would bind beside the first and silently take a share of
+/// its connections. The probe sets no SO_REUSEPORT, so any listener on the port refuses it.
+fn claim(addr: SocketAddr) -> Result<SocketAddr, ListenError> {
+    let probe = std::net::TcpListener::bind(addr).map_err(|cause| ListenError::Bind { addr, cause })?;
+    probe.local_addr().map_err(|cause| ListenError::Bind { addr, cause })
+}
+
+/// Starts `executor`, binds there (SO_REUSEPORT: several executors may bind one port) and
+/// runs `serve` with the listener. Returns the bound address and the executor's handle once
+/// listening.
+pub fn spawn_bound<F, Fut>(
+    executor: Executor,
+    bind: Bind,
+    serve: F,
+) -> Result<(SocketAddr, ExecutorJoinHandle<()>), ListenError>
+where
+    F: FnOnce(TcpListener) -> Fut + Send + 'static,
+    Fut: Future<Output = ()> + 'static,
+{
+    let addr = match bind {
+        Bind::Own(addr) => claim(addr)?,
+        Bind::Join(addr) => addr,
+    };
+    let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
+    let name = executor.name().to_string();
+    let handle = executor
+        .spawn(move || async move {
+            let listener = match TcpListener::bind(addr) {
+                Ok(l) => l,
+                Err(e) => {
+                    let _ = tx.send(Err(e.into()));
+                    return;
+                }
+            };
+            let _ = tx.send(listener.local_addr().map_err(Into::into));
+            serve(listener).await;
+        })
+        .map_err(|e| ListenError::Spawn { name: e.name, reason: e.reason })?;
+    match rx.recv() {
+        Ok(Ok(bound)) => Ok((bound, handle)),
+        Ok(Err(cause)) => Err(ListenError::Bind { addr, cause }),
+        Err(_) => Err(ListenError::Spawn { name, reason: "it exited before listening".into() }),
+    }
+}
+
+/// How often [`accept_until`] reads its stop flag.
+const STOP_CHECK: Duration = Duration::from_millis(50);
+
+/// Accepts connections and hands each to `each` until `stop` says so (checked every 50 ms).
+/// Accept errors (out of descriptors, a connection reset while queued) pause 5 ms and go on.
+pub async fn accept_until(listener: &TcpListener, stop: impl Fn() -> bool, mut each: impl FnMut(TcpStream)) {
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok(s) => each(s),
+                Err(_) => glommio::timer::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    };
+    let watch = async {
+        while !stop() {
+            glommio::timer::sleep(tick(STOP_CHECK)).await;
+        }
+    };
+    futures_lite::future::or(accept, watch).await;
+}

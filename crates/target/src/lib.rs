@@ -1,0 +1,332 @@
+//! `engine target`: a small, fast HTTP/1.1 server to aim a blast at (demos, self-tests,
+//! calibration). One glommio executor per CPU, all accepting on one port (SO_REUSEPORT).
+//! Keep-alive, pipelining, a fixed body, an optional delay before each response.
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, RawFd};
+use std::pin::Pin;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::future::poll_fn;
+use futures_lite::io::{AsyncRead, AsyncWriteExt};
+use glommio::net::{TcpListener, TcpStream};
+use glommio::Placement;
+
+use engine_http::header_slots;
+use engine_runtime::{listen, tick, Executor};
+
+/// Largest request head the target reads; more is answered with 431 and a close.
+const MAX_REQUEST_HEAD: usize = 16 * 1024;
+/// Largest response body `engine target` serves: the whole response is held in memory, once.
+pub const MAX_BODY_SIZE: usize = 1 << 30;
+
+/// How often a shard reads the stop flag and publishes its count of responses.
+const TICK: Duration = Duration::from_millis(20);
+
+/// Largest request body the target skips over on a kept-alive connection.
+const MAX_REQUEST_BODY: u64 = 64 * 1024 * 1024;
+
+#[derive(Debug, Clone)]
+pub struct TargetConfig {
+    pub listen: SocketAddr,
+    /// Size of the response body (bytes of `x`; 2 bytes `ok` by default).
+    pub body_size: usize,
+    /// Wait this long before answering each request.
+    pub delay: Duration,
+    pub shard_cpus: Vec<usize>,
+}
+
+impl TargetConfig {
+    /// One shard on the first CPU the process may use, on a free loopback port: the target
+    /// for demos and tests.
+    pub fn loopback(delay: Duration) -> io::Result<Self> {
+        let cpu = engine_runtime::affinity::allowed_cpus()?.first().copied().unwrap_or(0);
+        Ok(Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), body_size: 2, delay, shard_cpus: vec![cpu] })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TargetError {
+    #[error("cannot listen on {addr}: {cause}")]
+    Bind { addr: SocketAddr, cause: io::Error },
+    #[error("cannot start target shard on CPU {cpu}: {reason}")]
+    Spawn { cpu: usize, reason: String },
+}
+
+/// A running target. Dropping it stops it.
+pub struct Target {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+    handles: Vec<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl Target {
+    /// Starts the shards and returns once every one of them is listening.
+    pub fn start(cfg: TargetConfig) -> Result<Target, TargetError> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served = Arc::new(AtomicU64::new(0));
+        let response = Arc::new(Responses::new(cfg.body_size));
+
+        let mut addr = cfg.listen;
+        let mut handles = Vec::new();
+        for (i, &cpu) in cfg.shard_cpus.iter().enumerate() {
+            // The first shard binds (port 0 picks a port); the others join its port.
+            let (shard_stop, served, response) = (stop.clone(), served.clone(), response.clone());
+            let delay = cfg.delay;
+            let bind = if i == 0 { listen::Bind::Own(addr) } else { listen::Bind::Join(addr) };
+            let started =
+                listen::spawn_bound(Executor::new(format!("target-{i}"), Placement::Fixed(cpu)), bind, move |l| {
+                    serve(l, shard_stop, served, response, delay)
+                });
+            let (bound, handle) = match started {
+                Ok(s) => s,
+                Err(e) => {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(match e {
+                        listen::ListenError::Bind { addr, cause } => TargetError::Bind { addr, cause },
+                        listen::ListenError::Spawn { reason, .. } => TargetError::Spawn { cpu, reason },
+                    });
+                }
+            };
+            addr = bound;
+            handles.push(handle);
+        }
+        Ok(Target { addr, stop, served, handles })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Responses written so far, over all shards.
+    pub fn served(&self) -> u64 {
+        self.served.load(Ordering::Relaxed)
+    }
+
+    /// Stops accepting, closes connections and waits for the shards.
+    pub fn stop(mut self) {
+        self.shutdown();
+    }
+
+    /// Blocks until the target is stopped by `stop_flag` (a signal handler, say).
+    pub fn stop_flag(&self) -> Arc<AtomicBool> {
+        self.stop.clone()
+    }
+
+    fn shutdown(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        for h in self.handles.drain(..) {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Target {
+    fn drop(&mut self) {
+        self.shutdown();
+    }
+}
+
+/// The bytes the target answers with, rendered once.
+struct Responses {
+    full: Vec<u8>,
+    head_len: usize,
+}
+
+impl Responses {
+    fn new(body_size: usize) -> Self {
+        let body = if body_size == 2 { b"ok".to_vec() } else { vec![b'x'; body_size] };
+        let mut full = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n", body.len())
+            .into_bytes();
+        let head_len = full.len();
+        full.extend_from_slice(&body);
+        Self { full, head_len }
+    }
+}
+
+/// Per-shard state of the target.
+struct TargetShard {
+    response: Arc<Responses>,
+    delay: Duration,
+    /// Responses written since the last publication to the shared counter.
+    served: Cell<u64>,
+    /// Open connections' sockets, so a stop can wake every pending read.
+    open: RefCell<HashMap<u64, RawFd>>,
+    next_id: Cell<u64>,
+}
+
+async fn serve(
+    listener: TcpListener,
+    stop: Arc<AtomicBool>,
+    served: Arc<AtomicU64>,
+    response: Arc<Responses>,
+    delay: Duration,
+) {
+    let shard = Rc::new(TargetShard {
+        response,
+        delay,
+        served: Cell::new(0),
+        open: RefCell::new(HashMap::new()),
+        next_id: Cell::new(0),
+    });
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => {
+                    glommio::spawn_local(connection(shard.clone(), stream)).detach();
+                }
+                // Out of descriptors, or a connection reset while queued: keep accepting.
+                Err(_) => glommio::timer::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    };
+    let watch = async {
+        while !stop.load(Ordering::Relaxed) {
+            glommio::timer::sleep(tick(TICK)).await;
+            served.fetch_add(shard.served.replace(0), Ordering::Relaxed);
+        }
+    };
+    futures_lite::future::or(accept, watch).await;
+    drop(listener);
+    // Wake every connection; each sees end of stream and finishes.
+    for &fd in shard.open.borrow().values() {
+        // SAFETY: the fd belongs to a connection still registered, hence still open.
+        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+    }
+    for _ in 0..100 {
+        if shard.open.borrow().is_empty() {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(5)).await;
+    }
+    served.fetch_add(shard.served.replace(0), Ordering::Relaxed);
+}
+
+/// Removes a connection from the registry however its task ends.
+struct Registered<'a>(&'a TargetShard, u64);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.open.borrow_mut().remove(&self.1);
+    }
+}
+
+async fn connection(shard: Rc<TargetShard>, mut stream: TcpStream) {
+    let id = shard.next_id.get();
+    shard.next_id.set(id + 1);
+    shard.open.borrow_mut().insert(id, stream.as_raw_fd());
+    let _registered = Registered(&shard, id);
+    let _ = stream.set_nodelay(true);
+
+    let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    let mut out: Vec<u8> = Vec::new();
+    let mut skip: u64 = 0;
+    loop {
+        if buf.len() == buf.capacity() {
+            buf.reserve(4096);
+        }
+        let old = buf.len();
+        buf.resize(buf.capacity(), 0);
+        let n = poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut buf[old..])).await;
+        let n = match n {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        buf.truncate(old + n);
+
+        let mut pos = 0;
+        let mut close = false;
+        out.clear();
+        let mut answered = 0u64;
+        loop {
+            let take = skip.min((buf.len() - pos) as u64);
+            pos += take as usize;
+            skip -= take;
+            if skip > 0 || pos == buf.len() {
+                break;
+            }
+            match parse_request(&buf[pos..]) {
+                Parsed::Partial if buf.len() - pos > MAX_REQUEST_HEAD => {
+                    out.extend_from_slice(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    close = true;
+                    break;
+                }
+                Parsed::Partial => break,
+                Parsed::Bad => {
+                    out.extend_from_slice(
+                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                    close = true;
+                    break;
+                }
+                Parsed::Request { len, body, head, keep_alive } => {
+                    pos += len;
+                    skip = body;
+                    let r = &shard.response;
+                    out.extend_from_slice(if head { &r.full[..r.head_len] } else { &r.full });
+                    answered += 1;
+                    if !keep_alive {
+                        close = true;
+                        break;
+                    }
+                }
+            }
+        }
+        buf.drain(..pos);
+        if !out.is_empty() {
+            if !shard.delay.is_zero() {
+                glommio::timer::sleep(shard.delay).await;
+            }
+            if stream.write_all(&out).await.is_err() {
+                return;
+            }
+            shard.served.set(shard.served.get() + answered);
+        }
+        if close {
+            return;
+        }
+    }
+}
+
+enum Parsed {
+    Partial,
+    Bad,
+    Request { len: usize, body: u64, head: bool, keep_alive: bool },
+}
+
+fn parse_request(input: &[u8]) -> Parsed {
+    let mut slots = header_slots::<64>();
+    let mut req = httparse::Request::new(&mut []);
+    let len = match req.parse_with_uninit_headers(input, &mut slots) {
+        Ok(httparse::Status::Complete(n)) => n,
+        Ok(httparse::Status::Partial) => return Parsed::Partial,
+        Err(_) => return Parsed::Bad,
+    };
+    let mut body = 0u64;
+    let mut close = false;
+    let mut keep_alive = false;
+    for h in req.headers.iter() {
+        if h.name.eq_ignore_ascii_case("content-length") {
+            match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
+                Some(v) if v <= MAX_REQUEST_BODY => body = v,
+                _ => return Parsed::Bad,
+            }
+        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
+            // Chunked request bodies are not needed to calibrate a client.
+            return Parsed::Bad;
+        } else if h.name.eq_ignore_ascii_case("connection") {
+            let v = h.value.to_ascii_lowercase();
+            close |= v.windows(5).any(|w| w == b"close");
+            keep_alive |= v.windows(10).any(|w| w == b"keep-alive");
+        }
+    }
+    let keep_alive = !close && (req.version == Some(1) || keep_alive);
+    Parsed::Request { len, body, head: req.method == Some("HEAD"), keep_alive }
+}
