@@ -5,9 +5,9 @@
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use engine_blast::blast::IntervalReport;
 use engine_blast::metrics::BlastMetrics;
 use engine_blast::PlanInput;
+use engine_results::observe::Interval;
 use engine_results::stats::Totals;
 use engine_results::summary::Point;
 
@@ -26,10 +26,20 @@ fn publish(c: &mut Criterion) {
     let metrics = BlastMetrics::new(&plan);
     let totals = interval(100_000);
     let point = Point::new(1.0, 1.0, 64.0, &totals);
-    let report = IntervalReport { seq: 1, elapsed_s: 1.0, planned_s: 10.0, interval: &totals, point: &point };
+    let report = Interval {
+        seq: 1,
+        elapsed_s: 1.0,
+        from_s: 0.0,
+        planned_s: 10.0,
+        stage: 1,
+        started: std::time::SystemTime::now(),
+        totals: &totals,
+        point: &point,
+        busy: &[0.5],
+    };
     let mut g = c.benchmark_group("metrics");
     g.throughput(Throughput::Elements(100_000));
-    g.bench_function("publish 100k requests", |b| b.iter(|| metrics.publish(&report, 1)));
+    g.bench_function("publish 100k requests", |b| b.iter(|| metrics.publish(&report)));
     g.bench_function("render", |b| b.iter(|| metrics.render()));
     g.finish();
 }

@@ -5,17 +5,19 @@ use std::path::PathBuf;
 
 use anyhow::Context as _;
 use clap::Args;
+use engine_blast::metrics::BlastMetrics;
 use engine_blast::plan::Model;
-use engine_blast::profiles::ProfileName;
+use engine_blast::profiles::{ProfileName, ProfileWatch};
 use engine_blast::scenario::Scenario;
 use engine_blast::{Control, PlanInput, RunError};
-use engine_results::profile::{self as profiles, Criterion, ProfileReport, StressWatch};
-use engine_results::summary::Threshold;
-use engine_results::thresholds::{Expr, Figures, SafetyStops};
+use engine_results::folder::{self, RunLog};
+use engine_results::hlog::{self, HlogObserver};
+use engine_results::observe::Observer;
+use engine_results::profile::Criterion;
+use engine_results::thresholds::{Expr, SafetyStops, SafetyWatch, Thresholds};
 
 use crate::exit;
 use crate::output::{self, Progress};
-use crate::results;
 
 #[derive(Args, Debug, Clone)]
 #[command(
@@ -208,54 +210,50 @@ fn parse_cores(text: &str) -> Result<CpuList, String> {
 }
 
 pub fn main(mut args: BlastArgs) -> u8 {
-    if let Err(e) = merge_scenario(&mut args) {
-        return crate::fail(exit::USAGE, &e);
-    }
-    let plan = match plan(&args) {
+    let plan = match merge_scenario(&mut args).and_then(|()| plan(&args)) {
         Ok(p) => p,
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
     if args.print_plan {
-        print!("{}", output::plan_text(&plan, args.profile, args.peak, step(&args)));
-        for t in &args.threshold {
-            println!("threshold: {t}");
-        }
-        for a in &args.abort_on {
-            println!("safety stop: {a} for {} consecutive intervals", grace(&args));
-        }
+        print_plan(&args, &plan);
         return exit::OK;
     }
     for w in engine_runtime::limits::host_warnings(plan.conns, plan.source_ips.len() as u64) {
         eprintln!("engine: note: {w}");
     }
-    let push = match args.push.as_deref().map(crate::push::parse).transpose() {
-        Ok(p) => p,
+    let mut outputs = match Outputs::open(&args, &plan) {
+        Ok(o) => o,
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
-    let metrics =
-        (args.metrics_addr.is_some() || push.is_some()).then(|| engine_blast::metrics::BlastMetrics::new(&plan));
-    let _metrics_server = match (args.metrics_addr, &metrics) {
-        (Some(addr), Some(m)) => match engine_blast::metrics::serve(addr, m.handle()) {
-            Ok(server) => {
-                eprintln!("metrics: http://{}/metrics", server.local_addr());
-                Some(server)
-            }
-            Err(e) => return crate::fail(exit::USAGE, &anyhow::anyhow!("--metrics-addr {addr}: {e}")),
-        },
-        _ => None,
-    };
-    let open = matches!(plan.model, Model::Open(_));
-    let criterion = Criterion::default();
-    let mut stress = (args.profile == Some(ProfileName::Stress)).then(|| StressWatch::new(criterion, open));
-
-    let mut safety = SafetyStops::new(args.abort_on.clone(), grace(&args));
-    let mut fired = None;
-
     let control = Control::new();
-    let handler = control.clone();
+    on_signals(&control);
+    let summary = match run(&args, &plan, &control, &mut outputs) {
+        Ok(s) => s,
+        Err(e @ RunError::Unreachable { .. }) => return crate::fail(exit::UNREACHABLE, &e.into()),
+        Err(e) => return crate::fail(exit::FAILURE, &e.into()),
+    };
+    if let Err(e) = outputs.finish(&summary) {
+        return crate::fail(exit::FAILURE, &e);
+    }
+    crate::fatal::or_panic(exit_code(&summary))
+}
+
+fn print_plan(args: &BlastArgs, plan: &engine_blast::Plan) {
+    print!("{}", output::plan_text(plan, args.profile, args.peak, step(args)));
+    for t in &args.threshold {
+        println!("threshold: {t}");
+    }
+    for a in &args.abort_on {
+        println!("safety stop: {a} for {} consecutive intervals", grace(args));
+    }
+}
+
+/// Ctrl-C or SIGTERM stops the run (a short drain, then the summary); a second one leaves at
+/// once, for a run whose drain the user will not wait for. A panic stops it the same way.
+fn on_signals(control: &Control) {
     let on_panic = control.clone();
     crate::fatal::on_panic(move || on_panic.stop());
-    // A second Ctrl-C leaves at once, for a run whose drain the user will not wait for.
+    let handler = control.clone();
     let _ = ctrlc::set_handler(move || {
         if handler.is_stopped() {
             std::process::exit(exit::INTERRUPTED as i32);
@@ -268,182 +266,47 @@ pub fn main(mut args: BlastArgs) -> u8 {
             "the run did not stop in time; exiting".into(),
         );
     });
+}
 
-    let json_to_stdout = args.json.as_deref().is_some_and(|p| p.as_os_str() == "-");
-    // Opened now, so a path that cannot be written is refused before the run, not after it.
-    let json_file = match args.json.as_deref().filter(|p| p.as_os_str() != "-") {
-        Some(p) => match std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(p) {
-            Ok(f) => Some((p, f)),
-            Err(e) => {
-                return crate::fail(
-                    exit::USAGE,
-                    &anyhow::anyhow!("cannot write the summary JSON to '{}': {e}", p.display()),
-                )
-            }
-        },
-        None => None,
-    };
-    let out = match results::folder(args.out.as_deref()) {
-        Ok(d) => d,
-        Err(e) => return crate::fail(exit::USAGE, &e),
-    };
-    let mut progress = Progress::new(args.quiet, &plan);
-    let banner = output::banner(&plan);
+/// Runs the plan with every observer: the progress line, the results folder's run.log and
+/// latency.hlog, the metrics, the safety stops, the profile, the thresholds.
+fn run(
+    args: &BlastArgs,
+    plan: &engine_blast::Plan,
+    control: &Control,
+    outputs: &mut Outputs,
+) -> Result<engine_blast::Summary, RunError> {
+    let banner = output::banner(plan);
     eprintln!("{banner}");
-
-    let mut run_log = match results::RunLog::create(&out) {
-        Ok(l) => l,
-        Err(e) => return crate::fail(exit::USAGE, &e),
-    };
-    let command: Vec<String> = std::env::args().collect();
-    let command = command.join(" ");
-    let started = std::time::SystemTime::now();
-    run_log.line(&format!("command: {command}"));
-    run_log.line(&format!("plan: {banner}"));
-    let mut hlog_file = match std::fs::File::create(out.join("latency.hlog")) {
-        Ok(f) => std::io::BufWriter::new(f),
-        Err(e) => return crate::fail(exit::USAGE, &anyhow::anyhow!("cannot create latency.hlog: {e}")),
-    };
-    let mut serializer = hdrhistogram::serialization::V2DeflateSerializer::new();
-    // The log begins at the first interval, when the load's start time is known.
-    let (mut file_slot, mut ser_slot) = (Some(&mut hlog_file), Some(&mut serializer));
-    let mut hlog: Option<results::HlogWriter> = None;
-    let mut hlog_error: Option<anyhow::Error> = None;
-    let mut prev_t = 0.0;
-    let stage_ends = engine_blast::schedule::stage_ends(plan.model.profile().stages());
-    let mut stage = 0usize;
-    let run = engine_blast::run(&plan, &control, |i| {
-        progress.update(i);
-        if i.seq == 1 {
-            run_log.line(&format!("start: connections open, load begins (interval 1 ends at {:.1}s)", i.elapsed_s));
-        }
-        if hlog.is_none() && hlog_error.is_none() {
-            if let (Some(f), Some(s)) = (file_slot.take(), ser_slot.take()) {
-                let t0 = std::time::SystemTime::now() - std::time::Duration::from_secs_f64(i.elapsed_s);
-                match results::begin_hlog(f, s, t0) {
-                    Ok(w) => hlog = Some(w),
-                    Err(e) => hlog_error = Some(e),
-                }
-            }
-        }
-        if let Some(w) = hlog.as_mut() {
-            if let Err(e) = results::write_interval(w, i.interval, prev_t, i.elapsed_s) {
-                hlog_error.get_or_insert(e);
-            }
-        }
-        prev_t = i.elapsed_s;
-        while stage + 1 < stage_ends.len() && i.elapsed_s >= stage_ends[stage] {
-            stage += 1;
-            run_log.line(&format!(
-                "stage {}: towards {} ({:.1}s)",
-                stage + 1,
-                plan.model.profile().stages()[stage].target,
-                i.elapsed_s
-            ));
-        }
-        if let Some(m) = &metrics {
-            m.publish(i, stage + 1);
-        }
-        if stress.as_mut().is_some_and(|w| w.observe(i.point)) {
-            control.finish();
-        }
-        if fired.is_none() {
-            if let Some(f) = safety.observe(&Figures::of_interval(i.interval, i.point.rps), i.elapsed_s) {
-                run_log.line(&format!(
-                    "safety stop fired: '{}' held {} intervals (value {})",
-                    f.expr,
-                    grace(&args),
-                    f.value
-                ));
-                fired = Some(f);
-                control.finish();
-            }
-        }
+    outputs.run_log.line(&format!("command: {}", outputs.command));
+    outputs.run_log.line(&format!("plan: {banner}"));
+    let mut progress = Progress::new(args.quiet, plan);
+    let names = if plan.requests.len() > 1 { plan.requests.iter().map(|r| r.name.clone()).collect() } else { vec![] };
+    let mut hlog = HlogObserver::new(hlog::Writer::new(outputs.dir.join("latency.hlog"), names));
+    let mut safety = SafetyWatch::new(SafetyStops::new(args.abort_on.clone(), grace(args)));
+    let mut thresholds = Thresholds(args.threshold.clone());
+    let open = matches!(plan.model, Model::Open(_));
+    let mut profile = args.profile.zip(args.peak).map(|(name, peak)| {
+        ProfileWatch::new(name, peak, plan.model.profile().stages().to_vec(), open, Criterion::default())
     });
-    let mut summary = match run {
-        Ok(s) => s,
-        Err(e @ RunError::Unreachable { .. }) => {
-            run_log.line(&format!("pre-flight failed: {e}"));
-            return crate::fail(exit::UNREACHABLE, &e.into());
-        }
-        Err(e) => {
-            run_log.line(&format!("failed: {e}"));
-            return crate::fail(exit::FAILURE, &e.into());
-        }
-    };
-    progress.finish();
-    drop(hlog);
-    if let Err(e) = std::io::Write::flush(&mut hlog_file) {
-        hlog_error.get_or_insert(e.into());
+    let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut hlog, &mut safety];
+    if let Some(m) = outputs.metrics.as_mut() {
+        observers.push(m);
     }
-    if let Some(e) = hlog_error {
-        summary.warnings.push(format!("latency.hlog is incomplete: {e:#}"));
+    if let Some(p) = profile.as_mut() {
+        observers.push(p);
     }
-    summary.stopped_by = fired;
-    let whole = Figures::of_summary(&summary);
-    summary.thresholds = args
-        .threshold
-        .iter()
-        .map(|e| {
-            // Names were checked against the plan before the run.
-            let figures = match &e.name {
-                Some(n) => summary.requests_by_name.get(n).map(Figures::of_named).unwrap_or(whole),
-                None => whole,
-            };
-            Threshold { expr: e.text.clone(), pass: e.holds(&figures), value: e.measure(&figures) }
-        })
-        .collect();
-    if let (Some(name), Some(peak)) = (args.profile, args.peak) {
-        summary.profile = Some(profile_report(name, peak, &plan, stress, criterion, &summary));
+    observers.push(&mut thresholds);
+    observers.push(&mut outputs.run_log);
+    let run = engine_blast::run(plan, control, &mut observers);
+    if let Err(e) = &run {
+        outputs.run_log.line(&format!("failed: {e}"));
     }
+    run
+}
 
-    let text = output::summary_text(&summary);
-    if json_to_stdout {
-        eprint!("{text}");
-    } else {
-        print!("{text}");
-    }
-    // A summary JSON that cannot be written fails the run, but only after the results folder.
-    let json_error = match json_file {
-        Some((path, file)) => {
-            // set_len fails on a pipe or a device, where there is nothing to truncate.
-            let _ = file.set_len(0);
-            write_json(file, &summary)
-                .with_context(|| format!("cannot write the summary JSON to '{}'", path.display()))
-                .err()
-        }
-        None if json_to_stdout => {
-            write_json(std::io::stdout(), &summary).context("cannot write the summary JSON to stdout").err()
-        }
-        None => None,
-    };
-    for t in &summary.thresholds {
-        run_log.line(&format!("threshold {} {} (value {})", if t.pass { "PASS" } else { "FAIL" }, t.expr, t.value));
-    }
-    run_log.line(&format!(
-        "end: {} requests in {:.2}s, {} errors{}",
-        summary.requests,
-        summary.duration_s,
-        summary.errors.total,
-        if summary.interrupted { ", interrupted" } else { "" }
-    ));
-    if let Err(e) = results::write_summary(&out, &summary, &command, started) {
-        return crate::fail(exit::FAILURE, &e);
-    }
-    if let (Some(target), Some(m)) = (&push, &metrics) {
-        match crate::push::push(target, &m.render()) {
-            Ok(()) => run_log.line(&format!("pushed metrics to {}{}", target.hostport, target.path)),
-            Err(e) => {
-                eprintln!("engine: warning: --push failed: {e:#}");
-                run_log.line(&format!("push failed: {e:#}"));
-            }
-        }
-    }
-    eprintln!("results: {}", out.display());
-    if let Some(e) = json_error {
-        return crate::fail(exit::FAILURE, &e);
-    }
-    crate::fatal::or_panic(if summary.interrupted {
+fn exit_code(summary: &engine_blast::Summary) -> u8 {
+    if summary.interrupted {
         exit::INTERRUPTED
     } else if summary.stopped_by.is_some() {
         exit::SAFETY_STOP
@@ -451,30 +314,94 @@ pub fn main(mut args: BlastArgs) -> u8 {
         exit::THRESHOLD
     } else {
         exit::OK
-    })
+    }
 }
 
-fn profile_report(
-    name: ProfileName,
-    peak: f64,
-    plan: &engine_blast::Plan,
-    stress: Option<StressWatch>,
-    criterion: Criterion,
-    summary: &engine_blast::Summary,
-) -> ProfileReport {
-    let open = matches!(plan.model, Model::Open(_));
-    let mut report =
-        ProfileReport { name: name.name(), peak, criterion: criterion.describe(open), ..Default::default() };
-    if let Some(mut w) = stress {
-        w.finish();
-        report.capacity = w.last_good;
-        report.failed_at = w.failed_at;
-        report.best_rps = Some(w.best_rps);
+/// Where a blast's results go: the terminal, the summary JSON (a file opened before the run,
+/// so a path that cannot be written is refused before anything is sent), the results folder,
+/// the metrics endpoint and the Pushgateway.
+struct Outputs {
+    dir: std::path::PathBuf,
+    run_log: RunLog,
+    command: String,
+    started: std::time::SystemTime,
+    json: Json,
+    metrics: Option<BlastMetrics>,
+    _metrics_server: Option<engine_blast::metrics::MetricsServer>,
+    push: Option<crate::push::PushTarget>,
+}
+
+/// Where the summary JSON goes.
+enum Json {
+    None,
+    Stdout,
+    File(std::path::PathBuf, std::fs::File),
+}
+
+impl Outputs {
+    fn open(args: &BlastArgs, plan: &engine_blast::Plan) -> anyhow::Result<Outputs> {
+        let push = args.push.as_deref().map(crate::push::parse).transpose()?;
+        let mut metrics = (args.metrics_addr.is_some() || push.is_some()).then(|| BlastMetrics::new(plan));
+        let metrics_server = match (args.metrics_addr, metrics.as_mut()) {
+            (Some(addr), Some(m)) => {
+                let server = engine_blast::metrics::serve(addr, m.handle())
+                    .map_err(|e| anyhow::anyhow!("--metrics-addr {addr}: {e}"))?;
+                eprintln!("metrics: http://{}/metrics", server.local_addr());
+                Some(server)
+            }
+            _ => None,
+        };
+        let json = match args.json.as_deref() {
+            None => Json::None,
+            Some(p) if p.as_os_str() == "-" => Json::Stdout,
+            Some(p) => match std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(p) {
+                Ok(f) => Json::File(p.to_path_buf(), f),
+                Err(e) => anyhow::bail!("cannot write the summary JSON to '{}': {e}", p.display()),
+            },
+        };
+        let dir = folder::create(args.out.as_deref(), "")?;
+        let stage_targets = plan.model.profile().stages().iter().map(|s| s.target).collect();
+        let run_log = RunLog::create(&dir)?.with_stages(stage_targets);
+        let command = std::env::args().collect::<Vec<_>>().join(" ");
+        let started = std::time::SystemTime::now();
+        Ok(Outputs { dir, run_log, command, started, json, metrics, _metrics_server: metrics_server, push })
     }
-    if let Some((baseline_end, drop_end)) = name.recovery_window(plan.model.profile().stages()) {
-        report.recovery_s = profiles::recovery_time(&summary.timeseries, baseline_end, drop_end, 1.5);
+
+    /// Prints the summary and writes it everywhere. A summary JSON that cannot be written
+    /// fails the run, but only after the results folder.
+    fn finish(&mut self, summary: &engine_blast::Summary) -> anyhow::Result<()> {
+        let text = output::summary_text(summary);
+        if matches!(self.json, Json::Stdout) {
+            eprint!("{text}");
+        } else {
+            print!("{text}");
+        }
+        let json_error = match &self.json {
+            Json::File(path, file) => {
+                // set_len fails on a pipe or a device, where there is nothing to truncate.
+                let _ = file.set_len(0);
+                write_json(file, summary)
+                    .with_context(|| format!("cannot write the summary JSON to '{}'", path.display()))
+                    .err()
+            }
+            Json::Stdout => {
+                write_json(std::io::stdout(), summary).context("cannot write the summary JSON to stdout").err()
+            }
+            Json::None => None,
+        };
+        folder::write_summary(&self.dir, summary, &self.command, self.started)?;
+        if let (Some(target), Some(m)) = (&self.push, &self.metrics) {
+            match crate::push::push(target, &m.render()) {
+                Ok(()) => self.run_log.line(&format!("pushed metrics to {}{}", target.hostport, target.path)),
+                Err(e) => {
+                    eprintln!("engine: warning: --push failed: {e:#}");
+                    self.run_log.line(&format!("push failed: {e:#}"));
+                }
+            }
+        }
+        eprintln!("results: {}", self.dir.display());
+        json_error.map_or(Ok(()), Err)
     }
-    report
 }
 
 fn plan(args: &BlastArgs) -> anyhow::Result<engine_blast::Plan> {

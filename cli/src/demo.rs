@@ -90,11 +90,10 @@ pub fn main(args: DemoArgs) -> u8 {
     });
     println!("{}", output::banner(&plan));
     let mut progress = output::Progress::new(false, &plan);
-    let summary = match engine_blast::run(&plan, &control, |i| progress.update(i)) {
+    let summary = match engine_blast::run(&plan, &control, &mut [&mut progress]) {
         Ok(s) => s,
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };
-    progress.finish();
     // In-flight requests finish their 5 ms; the drain publishes the proxy's last figures.
     let server = proxy.drain();
     std::thread::sleep(Duration::from_millis(50));

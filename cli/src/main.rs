@@ -4,13 +4,11 @@
 mod blast;
 mod demo;
 mod fatal;
-mod html;
 mod merge;
 mod output;
 mod proxy;
 mod push;
 mod report;
-mod results;
 mod target;
 mod windows;
 

@@ -5,7 +5,8 @@ use std::io::{IsTerminal, Write};
 
 use engine_blast::plan::Model;
 use engine_blast::profiles::ProfileName;
-use engine_blast::{IntervalReport, Plan, Summary};
+use engine_blast::{Plan, Summary};
+use engine_results::observe::{Flow, Interval, Observer};
 use engine_results::profile::Criterion;
 use engine_results::summary::Latency;
 
@@ -128,26 +129,27 @@ pub struct Progress {
     quiet: bool,
     tty: bool,
     drawn: bool,
-    /// End of each stage (seconds), when the plan has several.
-    stage_ends: Vec<f64>,
+    /// Stages of the plan, when it has several.
+    stages: usize,
+    /// The generator was saturated in an earlier interval: said once, on its own line.
+    warned: bool,
 }
 
 impl Progress {
     pub fn new(quiet: bool, plan: &Plan) -> Self {
-        let stages = plan.model.profile().stages();
-        let stage_ends = if stages.len() > 1 { engine_blast::schedule::stage_ends(stages) } else { Vec::new() };
-        Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false, stage_ends }
+        let stages = plan.model.profile().stages().len();
+        Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false, stages, warned: false }
     }
 
-    pub fn update(&mut self, i: &IntervalReport) {
+    fn update(&mut self, i: &Interval<'_>) {
         if self.quiet {
             return;
         }
         let p = i.point;
-        let stage = match self.stage_ends.iter().position(|&end| i.elapsed_s <= end + 1e-9) {
-            _ if self.stage_ends.is_empty() => String::new(),
-            Some(k) => format!("  stage {}/{}", k + 1, self.stage_ends.len()),
-            None => format!("  stage {0}/{0}", self.stage_ends.len()),
+        let stage = if self.stages > 1 {
+            format!("  stage {}/{}", i.stage.min(self.stages), self.stages)
+        } else {
+            String::new()
         };
         let line = format!(
             "[{:>5.1}s/{:.0}s] {:>10.0} req/s  p50 {}  p99 {}  errors {}  open {}  target {}{stage}",
@@ -161,6 +163,17 @@ impl Progress {
             p.target
         );
         let mut err = std::io::stderr().lock();
+        let busiest = i.busy.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1));
+        if let Some((shard, &busy)) = busiest.filter(|(_, &b)| b > engine_results::summary::SATURATED && !self.warned) {
+            self.warned = true;
+            let _ = write!(err, "{}", if self.drawn { "\r\x1b[2K" } else { "" });
+            let _ = writeln!(
+                err,
+                "engine: warning: shard {shard} was on the CPU {:.0}% of the last second: the generator is saturated, \
+                 and latency includes its own queueing (add shards or hosts)",
+                busy * 100.0
+            );
+        }
         if self.tty {
             let _ = write!(err, "\r\x1b[2K{line}");
             self.drawn = true;
@@ -175,6 +188,17 @@ impl Progress {
             eprintln!();
             self.drawn = false;
         }
+    }
+}
+
+impl Observer for Progress {
+    fn interval(&mut self, i: &Interval<'_>) -> Flow {
+        self.update(i);
+        Flow::Continue
+    }
+
+    fn finish(&mut self, _: &mut Summary) {
+        Progress::finish(self);
     }
 }
 
@@ -223,7 +247,7 @@ pub fn summary_text(s: &Summary) -> String {
         if let Some(b) = p.best_rps {
             line += &format!("; best held rate {b:.1} req/s");
         }
-        match (p.name, p.recovery_s) {
+        match (p.name.as_str(), p.recovery_s) {
             (_, Some(r)) => line += &format!("; p99 recovered {r:.0}s after the drop"),
             ("spike" | "recovery", None) => line += "; p99 did not recover to the baseline",
             _ => {}

@@ -4,9 +4,8 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 use clap::{Args, Subcommand};
-use serde_json::Value;
 
-use crate::{exit, results};
+use crate::exit;
 
 #[derive(Args, Debug)]
 #[command(about = "Compare runs, merge workers' runs, re-render reports")]
@@ -79,94 +78,37 @@ pub fn main(args: ReportArgs) -> u8 {
 }
 
 fn html(dir: &Path) -> anyhow::Result<PathBuf> {
-    let summary = load(dir)?;
+    let summary = engine_results::folder::read_summary(dir)?;
     let path = if dir.is_dir() { dir.join("report.html") } else { dir.with_file_name("report.html") };
-    std::fs::write(&path, crate::html::render(&serde_json::to_string_pretty(&summary)?))
+    let json = serde_json::to_string_pretty(&summary)?;
+    std::fs::write(&path, engine_results::html::render(&json))
         .with_context(|| format!("cannot write '{}'", path.display()))?;
     Ok(path)
 }
 
-fn load(path: &Path) -> anyhow::Result<Value> {
-    let file = if path.is_dir() { path.join("summary.json") } else { path.to_path_buf() };
-    if file.exists() && !file.is_file() {
-        anyhow::bail!("'{}' is neither a results folder nor a summary.json", path.display());
-    }
-    let text = engine_runtime::files::read_limited_string(&file, results::MAX_SUMMARY)
-        .with_context(|| format!("cannot read '{}'", file.display()))?;
-    let v: Value = serde_json::from_str(&text).with_context(|| format!("'{}' is not JSON", file.display()))?;
-    if !v["requests"].is_u64() || !v["latency_ms"].is_object() {
-        anyhow::bail!("'{}' is not an engine summary (no requests or latency_ms)", file.display());
-    }
-    Ok(v)
-}
-
-/// One compared figure: its name, how to read it, and whether higher is better.
-struct Figure {
-    name: &'static str,
-    read: fn(&Value) -> f64,
-    higher_is_better: bool,
-    unit: &'static str,
-}
-
-fn error_rate(v: &Value) -> f64 {
-    let requests = v["requests"].as_f64().unwrap_or(0.0);
-    let errors = v["errors"]["total"].as_f64().unwrap_or(0.0);
-    let failed: f64 = v["status"]
-        .as_object()
-        .map(|m| m.iter().filter(|(k, _)| k.as_str() >= "500").filter_map(|(_, n)| n.as_f64()).sum())
-        .unwrap_or(0.0);
-    if requests + errors == 0.0 {
-        0.0
-    } else {
-        (errors + failed) / (requests + errors)
-    }
-}
-
-const FIGURES: [Figure; 5] = [
-    Figure { name: "rps", read: |v| v["rps"].as_f64().unwrap_or(0.0), higher_is_better: true, unit: "/s" },
-    Figure {
-        name: "p50",
-        read: |v| v["latency_ms"]["p50"].as_f64().unwrap_or(0.0),
-        higher_is_better: false,
-        unit: "ms",
-    },
-    Figure {
-        name: "p95",
-        read: |v| v["latency_ms"]["p95"].as_f64().unwrap_or(0.0),
-        higher_is_better: false,
-        unit: "ms",
-    },
-    Figure {
-        name: "p99",
-        read: |v| v["latency_ms"]["p99"].as_f64().unwrap_or(0.0),
-        higher_is_better: false,
-        unit: "ms",
-    },
-    Figure { name: "error_rate", read: error_rate, higher_is_better: false, unit: "" },
-];
-
-/// Error rates near zero make relative changes meaningless: below this floor (0.1%) the
-/// change is measured against the floor.
-const ERROR_RATE_FLOOR: f64 = 0.001;
-
 fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
-    let base = load(&args.baseline)?;
-    let cur = load(&args.current)?;
+    let base = engine_results::folder::read_summary(&args.baseline)?;
+    let cur = engine_results::folder::read_summary(&args.current)?;
+    let rows = engine_results::compare::compare(&base, &cur, args.max_regression);
     println!("{:<12}{:>14}{:>14}{:>10}", "figure", "baseline", "current", "change");
-    let mut regressed = Vec::new();
-    for f in &FIGURES {
-        let (b, c) = ((f.read)(&base), (f.read)(&cur));
-        let denominator = if f.name == "error_rate" { b.max(ERROR_RATE_FLOOR) } else { b };
-        let change = if denominator > 0.0 { (c - b) / denominator } else { 0.0 };
-        let worse = if f.higher_is_better { -change } else { change };
-        let flag = if worse > args.max_regression { "  REGRESSED" } else { "" };
-        let show =
-            |x: f64| if f.name == "error_rate" { format!("{:.3}%", x * 100.0) } else { format!("{x:.3}{}", f.unit) };
-        println!("{:<12}{:>14}{:>14}{:>+9.1}%{flag}", f.name, show(b), show(c), change * 100.0);
-        if !flag.is_empty() {
-            regressed.push(f.name);
-        }
+    for row in &rows {
+        let show = |x: f64| {
+            if row.name == "error_rate" {
+                format!("{:.3}%", x * 100.0)
+            } else {
+                format!("{x:.3}{}", row.unit)
+            }
+        };
+        let flag = if row.regressed { "  REGRESSED" } else { "" };
+        println!(
+            "{:<12}{:>14}{:>14}{:>+9.1}%{flag}",
+            row.name,
+            show(row.baseline),
+            show(row.current),
+            row.change * 100.0
+        );
     }
+    let regressed: Vec<&str> = rows.iter().filter(|r| r.regressed).map(|r| r.name).collect();
     if regressed.is_empty() {
         println!("no figure regressed by more than {:.1}%", args.max_regression * 100.0);
         Ok(exit::OK)

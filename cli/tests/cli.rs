@@ -386,23 +386,30 @@ fn safety_stop_ends_the_run_with_exit_5_and_a_summary() {
     assert!(stderr(&o).contains("safety stop"));
 }
 
+/// A real summary of a short run, as JSON to edit.
+fn real_summary() -> serde_json::Value {
+    let t = target();
+    let o = engine(&["blast", &format!("http://{}/", t.local_addr()), "-c", "2", "-d", "300ms", "-q", "--json", "-"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
 #[test]
 fn report_compare_flags_a_regression() {
     let dir = std::env::temp_dir().join(format!("engine-compare-{}", std::process::id()));
     std::fs::create_dir_all(dir.join("base")).unwrap();
+    let real = real_summary();
     let summary = |p95: f64| {
-        serde_json::json!({
-            "requests": 10000, "rps": 5000.0, "errors": {"total": 0}, "status": {"200": 10000},
-            "latency_ms": {"p50": 1.0, "p95": p95, "p99": 3.0}
-        })
-        .to_string()
+        let mut v = real.clone();
+        v["latency_ms"]["p95"] = p95.into();
+        v.to_string()
     };
     std::fs::write(dir.join("base/summary.json"), summary(2.0)).unwrap();
     std::fs::write(dir.join("same.json"), summary(2.0)).unwrap();
     std::fs::write(dir.join("worse.json"), summary(2.6)).unwrap();
     let base = dir.join("base");
     let o = engine(&["report", "compare", base.to_str().unwrap(), dir.join("same.json").to_str().unwrap()]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stdout));
+    assert_eq!(o.status.code(), Some(0), "{}{}", String::from_utf8_lossy(&o.stdout), stderr(&o));
     let o = engine(&["report", "compare", base.to_str().unwrap(), dir.join("worse.json").to_str().unwrap()]);
     let out = String::from_utf8_lossy(&o.stdout);
     assert_eq!(o.status.code(), Some(4), "{out}");
@@ -419,7 +426,42 @@ fn report_compare_flags_a_regression() {
     assert_eq!(o.status.code(), Some(0));
     let o = engine(&["report", "compare", base.to_str().unwrap(), dir.join("nope.json").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(stderr(&o).contains("cannot read"));
+    assert!(stderr(&o).contains("no such file"), "{}", stderr(&o));
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+/// Summaries are read typed: a field missing is an error naming it (never a silent 0), a
+/// newer schema is refused, and a summary from before the schema says so; one line each.
+#[test]
+fn report_reads_summaries_typed_and_refuses_what_it_cannot_trust() {
+    let dir = std::env::temp_dir().join(format!("engine-typed-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let real = real_summary();
+    assert_eq!(real["schema_version"], 1);
+    let write = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
+        let mut v = real.clone();
+        edit(&mut v);
+        let path = dir.join(name);
+        std::fs::write(&path, v.to_string()).unwrap();
+        path.display().to_string()
+    };
+    let good = write("good.json", &|_| {});
+    let cases: [(&str, &dyn Fn(&mut serde_json::Value), &str); 4] = [
+        ("no-p95.json", &|v| drop(v["latency_ms"].as_object_mut().unwrap().remove("p95")), "missing field `p95`"),
+        ("newer.json", &|v| v["schema_version"] = 99.into(), "schema version 99, newer than this engine reads (1)"),
+        ("older.json", &|v| drop(v.as_object_mut().unwrap().remove("schema_version")), "written by an older engine"),
+        ("typo.json", &|v| v["rps"] = "fast".into(), "invalid type"),
+    ];
+    for (name, edit, want) in cases {
+        let bad = write(name, edit);
+        for args in [vec!["report", "compare", &good, &bad], vec!["report", "html", &bad]] {
+            let o = engine(&args);
+            let err = stderr(&o);
+            assert_eq!(o.status.code(), Some(2), "{args:?}: {err}");
+            assert!(err.contains(want), "{args:?}: {err}");
+            assert_eq!(err.lines().count(), 1, "{err}");
+        }
+    }
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -62,7 +62,7 @@ fn busy_polling_blast_shards_see_each_response_without_sleeping_first() {
     input.busy_poll = Some(Duration::from_secs(1));
     let plan = input.build().expect("valid plan");
     let started = Instant::now();
-    let s = engine_blast::run(&plan, &Control::new(), |_| {}).expect("run completes");
+    let s = engine_blast::run(&plan, &Control::new(), &mut []).expect("run completes");
     assert!(started.elapsed() < Duration::from_secs(3), "the run took {:?}", started.elapsed());
     assert_eq!(s.errors.total, 0, "{:?}", s.errors);
     eprintln!("{} requests, p50 {} ms", s.requests, s.latency_ms.p50);

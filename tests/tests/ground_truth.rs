@@ -5,6 +5,7 @@ mod support;
 use std::time::Duration;
 
 use engine_blast::{Control, PlanInput, RunError};
+use engine_results::observe::{Flow, Interval, Observer};
 use engine_target::{Target, TargetConfig};
 
 fn target(delay: Duration) -> Target {
@@ -47,7 +48,7 @@ fn shards_split_connections_and_merge_exactly() {
     input.cores = Some(cpus);
     let plan = input.build().unwrap();
     assert_eq!(plan.shard_cpus.len(), 3);
-    let r = engine_blast::run(&plan, &Control::new(), |_| {}).unwrap();
+    let r = engine_blast::run(&plan, &Control::new(), &mut []).unwrap();
     std::thread::sleep(Duration::from_millis(100));
     assert_eq!(r.shards, 3);
     assert_eq!(r.connections.opened, 9);
@@ -66,12 +67,15 @@ fn stop_ends_the_run_early_with_a_summary() {
     let control = Control::new();
     let stopper = control.clone();
     let started = std::time::Instant::now();
-    let r = engine_blast::run(&plan, &control, move |i| {
-        if i.seq == 1 {
-            stopper.stop();
+    /// Stops the run from outside after its first interval, as Ctrl-C would.
+    struct StopAfterFirst(Control);
+    impl Observer for StopAfterFirst {
+        fn interval(&mut self, _: &Interval<'_>) -> Flow {
+            self.0.stop();
+            Flow::Continue
         }
-    })
-    .unwrap();
+    }
+    let r = engine_blast::run(&plan, &control, &mut [&mut StopAfterFirst(stopper)]).unwrap();
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(r.interrupted);
     assert!(r.requests > 0);
@@ -81,6 +85,6 @@ fn stop_ends_the_run_early_with_a_summary() {
 fn unreachable_target_fails_before_the_start() {
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let plan = PlanInput::new(format!("http://127.0.0.1:{port}/")).build().unwrap();
-    let r = engine_blast::run(&plan, &Control::new(), |_| {});
+    let r = engine_blast::run(&plan, &Control::new(), &mut []);
     assert!(matches!(r, Err(RunError::Unreachable { .. })));
 }

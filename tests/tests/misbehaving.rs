@@ -242,7 +242,7 @@ fn connect_refused_is_counted_during_the_run() {
     input.duration = Duration::from_millis(300);
     input.shards = Some(1);
     let plan = input.build().unwrap();
-    let r = engine_blast::run(&plan, &engine_blast::Control::new(), |_| {});
+    let r = engine_blast::run(&plan, &engine_blast::Control::new(), &mut []);
     handle.join().unwrap();
     let r = r.unwrap();
     assert_eq!(r.requests, 0);

@@ -12,7 +12,7 @@ use support::{read_request, Scripted};
 
 fn run(input: PlanInput) -> Summary {
     let plan = input.build().expect("valid plan");
-    engine_blast::run(&plan, &Control::new(), |_| {}).expect("run completes")
+    engine_blast::run(&plan, &Control::new(), &mut []).expect("run completes")
 }
 
 fn target() -> Target {
@@ -30,7 +30,7 @@ fn rate_is_held() {
     std::thread::sleep(Duration::from_millis(100));
     let served = t.served() as f64;
     assert!((served - 4000.0).abs() <= 40.0, "served {served}, asked 4000");
-    assert_eq!(r.model, "open");
+    assert_eq!(r.model, engine_results::summary::Model::Open);
     let s = r.schedule.expect("open model has a schedule");
     assert_eq!(s.expected, 4000);
     assert!(!s.behind);

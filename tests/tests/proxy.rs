@@ -235,7 +235,7 @@ fn faults_change_through_the_admin_api_under_load_within_a_second() {
         input.conns = 8;
         input.duration = Duration::from_millis(4000);
         input.shards = Some(1);
-        engine_blast::run(&input.build().unwrap(), &Control::new(), |_| {}).unwrap()
+        engine_blast::run(&input.build().unwrap(), &Control::new(), &mut []).unwrap()
     });
     // A probe records (start, status, body) of sequential requests.
     let probe = thread::spawn(move || {

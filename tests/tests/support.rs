@@ -85,5 +85,5 @@ pub fn blast(url: &str, conns: u64, ms: u64, timeout_ms: u64) -> Summary {
     input.timeout = Duration::from_millis(timeout_ms);
     input.shards = Some(1);
     let plan = input.build().expect("valid plan");
-    engine_blast::run(&plan, &Control::new(), |_| {}).expect("run completes")
+    engine_blast::run(&plan, &Control::new(), &mut []).expect("run completes")
 }

@@ -2,25 +2,35 @@
 //!
 //! # Layout
 //! - [`plan`]: the validated description of a run; every user error is caught there.
-//! - `shard`: one glommio executor per CPU owning its connections, buffer and statistics.
-//! - `conn`: one connection's loop: connect, write, read and frame, record, repeat.
+//! - `fleet`: the shards of a run, started on their CPUs, started together, joined.
+//! - `shard`: one shard's control loop (connect phase, ramps, snapshots, drain);
+//!   `state`: what the shard owns and its connections share.
+//! - `conn`: one connection's loop: wait for its turn, connect, write, read and frame,
+//!   record, repeat; `transport`: the byte stream under it (plain TCP; TLS plugs in there).
+//! - `collect`: merges the shards' snapshots per interval, hands each interval to the
+//!   observers (`engine_results::observe`), watches the generator's own load, builds the
+//!   summary once.
 //! - [`scenario`]: scenario files (TOML): weighted named requests, load, thresholds.
 //! - [`schedule`]: stages (linear ramps) and the open model's arrival schedule.
-//! - [`profiles`]: named load profiles (ramp, spike, stress, soak, recovery) and their analysis.
-//! - [`blast`]: pre-flight, shard start-up and the collector that merges snapshots.
+//! - [`profiles`]: named load profiles (ramp, spike, stress, soak, recovery) as stages.
+//! - [`blast`]: the run: pre-flight, shards, collector, observers.
 //! - [`metrics`]: the blast's Prometheus metrics and the `/metrics` endpoint that serves them.
 //!
 //! The library neither prints nor exits; the `engine` binary does both.
 
 pub mod blast;
+mod collect;
 mod conn;
+mod fleet;
 pub mod metrics;
 pub mod plan;
 pub mod profiles;
 pub mod scenario;
 pub mod schedule;
 mod shard;
+mod state;
+mod transport;
 
-pub use blast::{preflight, run, Control, IntervalReport, RunError};
+pub use blast::{preflight, run, Control, RunError};
 pub use engine_results::Summary;
 pub use plan::{Plan, PlanError, PlanInput};

@@ -19,8 +19,8 @@ use hdrhistogram::Histogram;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
-use crate::blast::IntervalReport;
 use crate::plan::{Model, Plan};
+use engine_results::observe::{Flow, Interval, Observer};
 use engine_results::stats::ErrorKind;
 
 use engine_results::stats::LATENCY_BUCKETS_S;
@@ -61,6 +61,10 @@ impl BlastMetrics {
                 Unit::Seconds,
                 "Latency from the intended start (corrected for coordinated omission) to the complete response."
             );
+            describe_gauge!(
+                "engine_blast_shard_busy_ratio",
+                "Share of the last interval each shard's thread was on the CPU; near 1 the generator is the bottleneck."
+            );
             describe_counter!("engine_blast_named_requests_total", "Completed responses by request name (scenarios).");
             describe_histogram!(
                 "engine_blast_named_request_duration_seconds",
@@ -81,8 +85,8 @@ impl BlastMetrics {
 
     /// Publishes one interval: counters grow by its counts, gauges take its values, and its
     /// latency samples go into the histograms.
-    pub fn publish(&self, i: &IntervalReport, stage: usize) {
-        let t = i.interval;
+    pub fn publish(&self, i: &Interval<'_>) {
+        let t = i.totals;
         metrics::with_local_recorder(&self.recorder, || {
             counter!("engine_blast_requests_total").increment(t.counters.requests);
             for kind in ErrorKind::ALL {
@@ -99,7 +103,10 @@ impl BlastMetrics {
             gauge!("engine_blast_target_rate").set(rate);
             gauge!("engine_blast_target_connections").set(conns);
             gauge!("engine_blast_achieved_rate").set(i.point.rps);
-            gauge!("engine_blast_stage").set(stage as f64);
+            gauge!("engine_blast_stage").set(i.stage as f64);
+            for (shard, busy) in i.busy.iter().enumerate() {
+                gauge!("engine_blast_shard_busy_ratio", "shard" => shard.to_string()).set(*busy);
+            }
             record(&histogram!("engine_blast_request_duration_seconds"), &t.latency);
             for (name, n) in self.names.iter().zip(&t.names) {
                 counter!("engine_blast_named_requests_total", "name" => name.clone()).increment(n.counters.requests);
@@ -207,6 +214,13 @@ async fn answer(mut s: TcpStream, render: PrometheusHandle) {
         body.len()
     );
     let _ = s.write_all(reply.as_bytes()).await;
+}
+
+impl Observer for BlastMetrics {
+    fn interval(&mut self, i: &Interval<'_>) -> Flow {
+        self.publish(i);
+        Flow::Continue
+    }
 }
 
 #[cfg(test)]

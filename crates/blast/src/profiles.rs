@@ -6,6 +6,10 @@
 
 use std::time::Duration;
 
+use engine_results::observe::{Flow, Interval, Observer};
+use engine_results::profile::{recovery_time, Criterion, StressWatch};
+use engine_results::summary::{ProfileReport, Summary};
+
 use crate::schedule::Stage;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +93,55 @@ impl ProfileName {
             Self::Spike | Self::Recovery if ends.len() >= 5 => Some((ends[1], ends[4])),
             _ => None,
         }
+    }
+}
+
+/// A named profile as an observer of its run: a stress run stops at the first level that
+/// fails; at the end the summary gets what the profile was run for.
+pub struct ProfileWatch {
+    name: ProfileName,
+    peak: f64,
+    stages: Vec<Stage>,
+    open: bool,
+    criterion: Criterion,
+    stress: Option<StressWatch>,
+}
+
+impl ProfileWatch {
+    /// `open`: the levels are rates (the open model), not connections.
+    pub fn new(name: ProfileName, peak: f64, stages: Vec<Stage>, open: bool, criterion: Criterion) -> Self {
+        let stress = (name == ProfileName::Stress).then(|| StressWatch::new(criterion, open));
+        ProfileWatch { name, peak, stages, open, criterion, stress }
+    }
+}
+
+impl Observer for ProfileWatch {
+    fn interval(&mut self, i: &Interval<'_>) -> Flow {
+        let stop = self.stress.as_mut().is_some_and(|w| w.observe(i.point));
+        if stop {
+            Flow::Stop
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn finish(&mut self, summary: &mut Summary) {
+        let mut report = ProfileReport {
+            name: self.name.name().to_string(),
+            peak: self.peak,
+            criterion: self.criterion.describe(self.open),
+            ..Default::default()
+        };
+        if let Some(w) = self.stress.as_mut() {
+            w.finish();
+            report.capacity = w.last_good;
+            report.failed_at = w.failed_at;
+            report.best_rps = Some(w.best_rps);
+        }
+        if let Some((baseline_end, drop_end)) = self.name.recovery_window(&self.stages) {
+            report.recovery_s = recovery_time(&summary.timeseries, baseline_end, drop_end, 1.5);
+        }
+        summary.profile = Some(report);
     }
 }
 

@@ -1,27 +1,19 @@
 //! One shard: a glommio executor pinned to one CPU that owns its connections, its read
-//! buffer and its statistics. Nothing here is shared with another shard; once per
-//! interval the shard sends a [`Snapshot`] to the collector.
+//! buffer and its statistics ([`crate::state`]). Its control loop connects, starts the
+//! connections together with the other shards, follows a ramp, sweeps timeouts, and once per
+//! interval sends a [`Snapshot`] to the collector.
 
-use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
-use std::task::Waker;
-
-use glommio::sync::Semaphore;
+use engine_results::stats::ShardStats;
+use engine_runtime::tick;
 
 use crate::plan::{split, Model, Plan};
-use crate::schedule::{Arrivals, Picker};
-use engine_http::template::{Rng, Values};
-use engine_results::stats::{ShardStats, Snapshot};
+use crate::state::Shard;
 
-/// One read buffer per shard, shared by its connections in turn: large enough for a whole
-/// response head ([`engine_http::MAX_HEAD`]) and for bulk body reads.
-const READ_BUF: usize = 64 * 1024;
-/// Handshakes in progress at once per shard (see `conn::connect`).
-const CONNECTS_IN_PROGRESS: u64 = 256;
 /// How long in-flight requests may still complete after the run's end (capped by
 /// `--timeout`); after that they are abandoned and counted as such.
 pub(crate) const DRAIN_MAX: Duration = Duration::from_secs(2);
@@ -30,82 +22,26 @@ pub(crate) const DRAIN_INTERRUPTED: Duration = Duration::from_millis(300);
 /// How often the control loop looks at the stop flag: the only cross-thread read a shard
 /// makes while running.
 const CONTROL_TICK: Duration = Duration::from_millis(25);
-
 /// The longest the connect phase may last before the load starts anyway; connections not
 /// open by then keep connecting during the run.
 const CONNECT_PHASE_MAX: Duration = Duration::from_secs(10);
+
+/// One shard's figures of one interval.
+pub(crate) struct Snapshot {
+    pub shard: usize,
+    /// Interval number, from 1; `last` marks the shard's final snapshot.
+    pub seq: u64,
+    pub last: bool,
+    pub stats: ShardStats,
+    /// The share of the interval the shard's thread spent on the CPU.
+    pub busy: f64,
+}
 
 /// What a shard tells the collector.
 pub(crate) enum Message {
     /// Every connection of the shard has tried to connect once: the shard is ready to start.
     Ready,
     Snapshot(Box<Snapshot>),
-}
-
-/// Per-connection state the sweeper reads: the socket and when its request started.
-pub(crate) struct Slot {
-    pub fd: Cell<i32>,
-    pub started: Cell<Option<Instant>>,
-    pub timed_out: Cell<bool>,
-    /// A connection parked by a ramp waits here to be woken when its slot becomes active.
-    pub waker: Cell<Option<Waker>>,
-}
-
-pub(crate) struct Shard {
-    pub plan: Arc<Plan>,
-    pub stats: RefCell<ShardStats>,
-    pub read_buf: RefCell<Box<[u8]>>,
-    /// Connections start new requests only while this is true.
-    pub running: Cell<bool>,
-    pub connect_gate: Semaphore,
-    /// The next source address (`--source-ips`), rotating per connect.
-    pub next_source: Cell<usize>,
-    pub slots: Box<[Slot]>,
-    /// Connections that have tried to connect once (the connect phase ends at all of them).
-    pub attempted: Cell<u64>,
-    /// Holds connections back until the shard starts; one permit per connection then.
-    pub go: Semaphore,
-    /// Connections with a slot below this may run; the others are parked (closed-model ramps).
-    pub active: Cell<u64>,
-    /// The open model's arrival schedule (seconds after `start`).
-    pub arrivals: Option<RefCell<Arrivals>>,
-    /// The run's start, known once the connect phase is over.
-    pub start: Cell<Option<Instant>>,
-    /// Which of the plan's requests comes next.
-    pub picker: RefCell<Picker>,
-    /// Which flow a connection starts next.
-    pub flow_picker: RefCell<Picker>,
-    /// Sequence number and random state of templated requests.
-    pub values: RefCell<Values>,
-    index: u64,
-    shards: u64,
-    seq: Cell<u64>,
-}
-
-impl Shard {
-    /// The values for the next templated request: `seq` is unique over the run's shards.
-    pub fn template_values(&self) -> std::cell::RefMut<'_, Values> {
-        let n = self.seq.get();
-        self.seq.set(n + 1);
-        let mut v = self.values.borrow_mut();
-        v.seq = n * self.shards + self.index;
-        let rows = v.data.as_ref().map(|d| (d.rows.len() as u64, d.random));
-        if let Some((rows, random)) = rows {
-            // In turn over the whole run (shards interleaved), or at random.
-            v.row = (if random { v.rng.next() } else { v.seq } % rows) as usize;
-        }
-        v
-    }
-
-    /// Sets how many connections may run, waking the ones a ramp-up admits.
-    fn set_active(&self, n: u64) {
-        let old = self.active.replace(n);
-        for slot in self.slots.iter().take(n as usize).skip(old as usize) {
-            if let Some(w) = slot.waker.take() {
-                w.wake();
-            }
-        }
-    }
 }
 
 /// What a shard thread needs; all of it `Send`.
@@ -118,43 +54,38 @@ pub(crate) struct ShardConfig {
     pub stop: Arc<AtomicBool>,
 }
 
+/// Takes snapshots: the interval's figures and how busy the thread was.
+struct Reporter<'a> {
+    cfg: &'a ShardConfig,
+    seq: u64,
+    at: Instant,
+    /// The thread's CPU time and the wall clock at the last snapshot.
+    cpu: Duration,
+    wall: Instant,
+}
+
+impl Reporter<'_> {
+    fn send(&mut self, shard: &Shard, last: bool) {
+        let (cpu, wall) = (thread_cpu_time(), Instant::now());
+        let busy = (cpu.saturating_sub(self.cpu).as_secs_f64() / (wall - self.wall).as_secs_f64().max(1e-6)).min(1.0);
+        (self.cpu, self.wall) = (cpu, wall);
+        let snap = Snapshot { shard: self.cfg.index, seq: self.seq, last, stats: shard.stats().take(), busy };
+        let _ = self.cfg.tx.send((self.cfg.index, Message::Snapshot(Box::new(snap))));
+        self.seq += 1;
+    }
+
+    /// Sends every interval that ended by `now`.
+    fn due(&mut self, shard: &Shard, now: Instant) {
+        while now >= self.at {
+            self.send(shard, false);
+            self.at += self.cfg.plan.interval;
+        }
+    }
+}
+
 pub(crate) async fn run(cfg: ShardConfig) {
     let conns = cfg.plan.shard_conns(cfg.index) as usize;
-    let shard = Rc::new(Shard {
-        plan: cfg.plan.clone(),
-        stats: RefCell::new(ShardStats::with_names(if cfg.plan.requests.len() > 1 {
-            cfg.plan.requests.len()
-        } else {
-            0
-        })),
-        picker: RefCell::new(Picker::new(cfg.plan.requests.iter().map(|r| r.weight))),
-        flow_picker: RefCell::new(Picker::new(cfg.plan.flows.iter().map(|f| f.weight))),
-        values: RefCell::new(Values { seq: 0, rng: Rng::new(seed(cfg.index)), data: cfg.plan.data.clone(), row: 0 }),
-        index: cfg.index as u64,
-        shards: cfg.plan.shard_cpus.len() as u64,
-        seq: Cell::new(0),
-        read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
-        running: Cell::new(true),
-        connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),
-        // Shards start at different addresses so small pools still spread over all of them.
-        next_source: Cell::new(cfg.index),
-        slots: (0..conns)
-            .map(|_| Slot {
-                fd: Cell::new(-1),
-                started: Cell::new(None),
-                timed_out: Cell::new(false),
-                waker: Cell::new(None),
-            })
-            .collect(),
-        attempted: Cell::new(0),
-        go: Semaphore::new(0),
-        active: Cell::new(0),
-        arrivals: match &cfg.plan.model {
-            Model::Open(p) => Some(RefCell::new(Arrivals::new(p.clone(), cfg.plan.shard_share(cfg.index)))),
-            Model::Closed(_) => None,
-        },
-        start: Cell::new(None),
-    });
+    let shard = Shard::new(cfg.plan.clone(), cfg.index, seed(cfg.index));
     let shards = cfg.plan.shard_cpus.len();
     // The closed model's ramps set how many of the shard's connections run.
     let ramp = match &cfg.plan.model {
@@ -165,47 +96,19 @@ pub(crate) async fn run(cfg: ShardConfig) {
         Some(p) => split(p.at(t).round() as u64, shards, cfg.index).min(conns as u64),
         None => conns as u64,
     };
-    shard.active.set(active_at(0.0));
+    shard.set_active(active_at(0.0));
     let tasks: Vec<_> = (0..conns).map(|i| glommio::spawn_local(crate::conn::run(shard.clone(), i))).collect();
     let sweeper = glommio::spawn_local(sweep(shard.clone()));
 
-    // Connect phase: all connections open before the clock starts, so a run at 10,000
-    // connections measures load, not the target's accept queue.
-    let phase_end = Instant::now() + CONNECT_PHASE_MAX;
-    while shard.attempted.get() < shard.active.get() && Instant::now() < phase_end && !cfg.stop.load(Ordering::Relaxed)
-    {
-        glommio::timer::sleep(Duration::from_millis(1)).await;
-    }
-    let _ = cfg.tx.send((cfg.index, Message::Ready));
-    let start = loop {
-        match cfg.start_rx.try_recv() {
-            Ok(start) => break start,
-            Err(mpsc::TryRecvError::Empty) => glommio::timer::sleep(Duration::from_millis(1)).await,
-            // The collector is gone: nobody wants the results.
-            Err(mpsc::TryRecvError::Disconnected) => return,
-        }
-    };
-    shard.start.set(Some(start));
-    // One permit per connection, including those a ramp admits later.
-    shard.go.signal(conns as u64);
-
-    let plan = &cfg.plan;
-    let end = start + plan.duration;
-    let mut seq = 1u64;
-    let mut report_at = start + plan.interval;
-    let report = |shard: &Shard, seq: &mut u64, report_at: &mut Instant, now: Instant| {
-        while now >= *report_at {
-            let snap = shard.stats.borrow_mut().take(cfg.index, *seq, false);
-            let _ = cfg.tx.send((cfg.index, Message::Snapshot(Box::new(snap))));
-            *seq += 1;
-            *report_at += plan.interval;
-        }
-    };
-
+    let Some(start) = connect_phase(&cfg, &shard).await else { return };
+    shard.begin(start);
+    let end = start + cfg.plan.duration;
+    let mut reporter =
+        Reporter { cfg: &cfg, seq: 1, at: start + cfg.plan.interval, cpu: thread_cpu_time(), wall: start };
     // Run until the end or an interrupt.
     let interrupted = loop {
         let now = Instant::now();
-        report(&shard, &mut seq, &mut report_at, now);
+        reporter.due(&shard, now);
         if cfg.stop.load(Ordering::Relaxed) {
             break true;
         }
@@ -215,25 +118,10 @@ pub(crate) async fn run(cfg: ShardConfig) {
         if ramp.is_some() {
             shard.set_active(active_at((now - start).as_secs_f64()));
         }
-        let wake = report_at.min(end).min(now + engine_runtime::tick(CONTROL_TICK));
+        let wake = reporter.at.min(end).min(now + tick(CONTROL_TICK));
         glommio::timer::sleep(wake.saturating_duration_since(now)).await;
     };
-
-    // Drain: no new requests; in-flight ones may finish for a short while.
-    shard.running.set(false);
-    let grace = if interrupted { DRAIN_INTERRUPTED } else { DRAIN_MAX.min(plan.timeout) };
-    let drain_end = Instant::now() + grace;
-    loop {
-        let now = Instant::now();
-        report(&shard, &mut seq, &mut report_at, now);
-        if shard.stats.borrow().in_flight == 0 || now >= drain_end {
-            break;
-        }
-        if !interrupted && cfg.stop.load(Ordering::Relaxed) {
-            break;
-        }
-        glommio::timer::sleep(Duration::from_millis(2)).await;
-    }
+    drain(&cfg, &shard, &mut reporter, interrupted).await;
     // Dropping a glommio task cancels it; each connection's guard settles its gauges.
     drop(tasks);
     drop(sweeper);
@@ -242,7 +130,7 @@ pub(crate) async fn run(cfg: ShardConfig) {
     // snapshot.
     for _ in 0..50 {
         let settled = {
-            let st = shard.stats.borrow();
+            let st = shard.stats();
             st.open == 0 && st.in_flight == 0
         };
         if settled {
@@ -250,8 +138,53 @@ pub(crate) async fn run(cfg: ShardConfig) {
         }
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
-    let last = shard.stats.borrow_mut().take(cfg.index, seq, true);
-    let _ = cfg.tx.send((cfg.index, Message::Snapshot(Box::new(last))));
+    reporter.send(&shard, true);
+}
+
+/// Connect phase: all connections open before the clock starts, so a run at 10,000
+/// connections measures load, not the target's accept queue. Returns the run's common
+/// start, or `None` when the collector is gone (nobody wants the results).
+async fn connect_phase(cfg: &ShardConfig, shard: &Shard) -> Option<Instant> {
+    let phase_end = Instant::now() + CONNECT_PHASE_MAX;
+    while !shard.all_attempted() && Instant::now() < phase_end && !cfg.stop.load(Ordering::Relaxed) {
+        glommio::timer::sleep(Duration::from_millis(1)).await;
+    }
+    let _ = cfg.tx.send((cfg.index, Message::Ready));
+    loop {
+        match cfg.start_rx.try_recv() {
+            Ok(start) => return Some(start),
+            Err(mpsc::TryRecvError::Empty) => glommio::timer::sleep(Duration::from_millis(1)).await,
+            Err(mpsc::TryRecvError::Disconnected) => return None,
+        }
+    }
+}
+
+/// No new requests; in-flight ones may finish for a short while.
+async fn drain(cfg: &ShardConfig, shard: &Shard, reporter: &mut Reporter<'_>, interrupted: bool) {
+    shard.stop_running();
+    let grace = if interrupted { DRAIN_INTERRUPTED } else { DRAIN_MAX.min(cfg.plan.timeout) };
+    let drain_end = Instant::now() + grace;
+    loop {
+        let now = Instant::now();
+        reporter.due(shard, now);
+        if shard.stats().in_flight == 0 || now >= drain_end {
+            break;
+        }
+        if !interrupted && cfg.stop.load(Ordering::Relaxed) {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+/// This thread's CPU time (user and system) so far.
+fn thread_cpu_time() -> Duration {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: clock_gettime writes into the timespec we own.
+    if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {
+        return Duration::ZERO;
+    }
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 /// A different random stream per shard and per run.
@@ -264,19 +197,10 @@ fn seed(index: usize) -> u64 {
 /// Times requests out without a timer per request: a scan of the slots every tenth of the
 /// timeout, which shuts a late socket down so its pending read or write ends at once.
 async fn sweep(shard: Rc<Shard>) {
-    let timeout = shard.plan.timeout;
-    let tick = (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100));
+    let timeout = shard.plan().timeout;
+    let every = (timeout / 10).clamp(Duration::from_millis(1), Duration::from_millis(100));
     loop {
-        glommio::timer::sleep(tick).await;
-        let now = Instant::now();
-        for slot in shard.slots.iter() {
-            let late = slot.started.get().is_some_and(|s| now.duration_since(s) >= timeout);
-            if late && !slot.timed_out.get() && slot.fd.get() >= 0 {
-                slot.timed_out.set(true);
-                // SAFETY: the fd belongs to a live connection of this shard (its guard resets
-                // the slot before the stream is dropped); shutdown does not close it.
-                unsafe { libc::shutdown(slot.fd.get(), libc::SHUT_RDWR) };
-            }
-        }
+        glommio::timer::sleep(every).await;
+        shard.sweep(Instant::now());
     }
 }

@@ -166,6 +166,31 @@ impl BodyDecoder {
     }
 }
 
+/// The data of a whole chunked body, its framing removed (what a flow's capture reads a JSON
+/// value from). `raw` is the body as it came, last chunk and trailers included.
+pub fn dechunk(raw: &[u8]) -> Result<Vec<u8>, FrameError> {
+    let mut decoder = BodyDecoder::chunked();
+    let mut out = Vec::new();
+    let mut pos = 0;
+    while pos < raw.len() {
+        // Chunk data is copied a run at a time; the framing around it a byte at a time.
+        let step = match decoder.0 {
+            Body::Chunked(Chunk::Data(n)) => {
+                let run = n.min((raw.len() - pos) as u64) as usize;
+                out.extend_from_slice(&raw[pos..pos + run]);
+                run
+            }
+            _ => 1,
+        };
+        let (used, done) = decoder.feed(&raw[pos..pos + step])?;
+        pos += used;
+        if done {
+            return Ok(out);
+        }
+    }
+    Err(FrameError::Truncated)
+}
+
 fn check_line(line: usize) -> Result<(), FrameError> {
     if line >= MAX_CHUNK_LINE {
         Err(FrameError::ChunkLineTooLong)

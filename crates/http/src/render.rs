@@ -107,8 +107,7 @@ impl RenderedRequest {
         t.body.render(scratch, values, caps);
         if t.length {
             out.extend_from_slice(b"Content-Length: ");
-            let mut n = itoa(scratch.len());
-            out.extend_from_slice(n.as_bytes_mut());
+            crate::template::push_u64(out, scratch.len() as u64);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
@@ -122,30 +121,6 @@ impl RenderedRequest {
     /// The response to a HEAD request has no body whatever its headers say.
     pub fn is_head(&self) -> bool {
         self.head_request
-    }
-}
-
-/// Decimal digits of `n` on the stack.
-struct Digits {
-    buf: [u8; 20],
-    start: usize,
-}
-
-impl Digits {
-    fn as_bytes_mut(&mut self) -> &[u8] {
-        &self.buf[self.start..]
-    }
-}
-
-fn itoa(mut n: usize) -> Digits {
-    let mut d = Digits { buf: [0; 20], start: 20 };
-    loop {
-        d.start -= 1;
-        d.buf[d.start] = b'0' + (n % 10) as u8;
-        n /= 10;
-        if n == 0 {
-            return d;
-        }
     }
 }
 

@@ -11,6 +11,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use engine_runtime::fd::{shutdown, How};
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::TcpListener;
 
@@ -160,15 +161,14 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener
         shard.sweep();
         for slot in shard.open.borrow().values() {
             if !slot.busy.get() {
-                // SAFETY: the fd belongs to a connection still registered, hence still open.
-                unsafe { libc::shutdown(slot.fd, libc::SHUT_RDWR) };
+                // The fd belongs to a connection still registered, hence still open.
+                shutdown(slot.fd, How::Both);
             }
         }
         if Instant::now() >= deadline || shard.shared.state.load(Ordering::Relaxed) > crate::DRAINING {
             hard_since.get_or_insert_with(Instant::now);
             for slot in shard.open.borrow().values() {
-                // SAFETY: as above.
-                unsafe { libc::shutdown(slot.fd, libc::SHUT_RDWR) };
+                shutdown(slot.fd, How::Both);
             }
         }
         // After a hard stop, connections get a second to notice their closed sockets.

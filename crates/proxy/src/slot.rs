@@ -6,6 +6,7 @@
 //! Deadlines come from the shard's coarse clock (updated every tick), pushed one tick later so
 //! a wait never ends early: a timeout `t` fires between `t` and `t` + two ticks.
 
+use engine_runtime::fd::{shutdown, How};
 use std::cell::Cell;
 use std::os::fd::RawFd;
 use std::time::Instant;
@@ -59,10 +60,10 @@ impl Slot {
                 self.wait.set(None);
                 self.expired.set(Some(what));
                 // A head that timed out still gets its 408, so only reading stops there.
-                let how = if what == Wait::Header { libc::SHUT_RD } else { libc::SHUT_RDWR };
-                // SAFETY: the fd is open: its wait is armed only while an `Armed` guard lives,
-                // and the guard is dropped before the socket it watches.
-                unsafe { libc::shutdown(fd, how) };
+                // The fd is open: its wait is armed only while an `Armed` guard lives, and the
+                // guard is dropped before the socket it watches.
+                let how = if what == Wait::Header { How::Read } else { How::Both };
+                shutdown(fd, how);
             }
         }
     }

@@ -1,8 +1,9 @@
 //! Per-shard measurements and their exact merge.
 //!
 //! A shard records into its own [`ShardStats`] with no synchronisation; once per interval it
-//! hands a [`Snapshot`] (the interval's delta) to the collector, which adds snapshots into
-//! [`Totals`]. Histograms add exactly, so the final figures are those of all samples.
+//! takes the interval's delta ([`ShardStats::take`]) for the collector, which adds the
+//! deltas into [`Totals`]. Histograms add exactly, so the final figures are those of all
+//! samples.
 
 use std::time::Duration;
 
@@ -243,7 +244,7 @@ impl ShardStats {
     }
 
     /// Takes this interval's figures, leaving the gauges (open, in flight) in place.
-    pub fn take(&mut self, shard: usize, seq: u64, last: bool) -> Snapshot {
+    pub fn take(&mut self) -> ShardStats {
         let stats = ShardStats {
             counters: std::mem::take(&mut self.counters),
             latency: self.latency.clone(),
@@ -263,13 +264,12 @@ impl ShardStats {
         self.latency.reset();
         self.latency_uncorrected.reset();
         self.peak_open = self.open;
-        Snapshot { shard, seq, last, stats }
+        stats
     }
 
-    /// Adds one shard's snapshot of an interval. Gauges are summed, which is right for
-    /// snapshots of one interval from different shards.
-    pub fn add(&mut self, s: &Snapshot) {
-        let s = &s.stats;
+    /// Adds one shard's figures of an interval. Gauges are summed, which is right for
+    /// figures of one interval from different shards.
+    pub fn add(&mut self, s: &ShardStats) {
         self.add_counts(s);
         self.open += s.open;
         self.peak_open += s.peak_open;
@@ -301,16 +301,6 @@ impl ShardStats {
     }
 }
 
-/// One shard's delta for one interval, sent to the collector.
-#[derive(Debug, Clone)]
-pub struct Snapshot {
-    pub shard: usize,
-    /// Interval number, from 1; `last` marks the shard's final snapshot.
-    pub seq: u64,
-    pub last: bool,
-    pub stats: ShardStats,
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -325,8 +315,8 @@ mod tests {
         }
         a.counters.error(ErrorKind::Timeout);
         let mut t = Totals::default();
-        t.add(&a.take(0, 1, false));
-        t.add(&b.take(1, 1, true));
+        t.add(&a.take());
+        t.add(&b.take());
         assert_eq!(t.counters.requests, 2000);
         assert_eq!(t.latency.len(), 2000);
         assert_eq!(t.counters.statuses().collect::<Vec<_>>(), vec![(200, 1000), (503, 1000)]);
@@ -335,6 +325,6 @@ mod tests {
         assert!(t.latency.value_at_quantile(0.5) <= 1001);
         assert!(t.latency.value_at_quantile(0.51) >= 10_000);
         // Taking resets the interval.
-        assert_eq!(a.take(0, 2, false).stats.counters.requests, 0);
+        assert_eq!(a.take().counters.requests, 0);
     }
 }

@@ -1,22 +1,31 @@
-//! The summary of a run: the figures of the JSON contract in DESIGN.md, computed from the
-//! exact merge of every shard's measurements.
+//! The summary of a run: the typed, versioned contract of `summary.json` (DESIGN.md),
+//! computed from the exact merge of every shard's measurements, and read back typed by
+//! `engine report` (compare, html, merge, windows).
+//!
+//! [`SCHEMA_VERSION`] is written with every summary. A summary of a newer version is
+//! refused; a field missing from an older one is an error, never a silent 0.
 
 use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::stats::{ErrorKind, Totals};
 
+/// The version of the summary's shape. Raise it when a field is added, removed or changes
+/// meaning.
+pub const SCHEMA_VERSION: u32 = 1;
+
 /// One of `count` processes that together run one plan; `index` counts from 0.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Worker {
     pub index: u32,
     pub count: u32,
 }
 
 /// Latency figures in milliseconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Latency {
     pub mean: f64,
     pub p50: f64,
@@ -47,7 +56,8 @@ impl Latency {
     }
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Errors {
     pub total: u64,
     pub connect: u64,
@@ -57,7 +67,8 @@ pub struct Errors {
     pub parse: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Connections {
     /// TCP connections established during the run (reconnects included).
     pub opened: u64,
@@ -65,13 +76,15 @@ pub struct Connections {
     pub peak_open: u64,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Bytes {
     pub sent: u64,
     pub received: u64,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Threshold {
     pub expr: String,
     pub pass: bool,
@@ -80,7 +93,8 @@ pub struct Threshold {
 }
 
 /// One named request's figures (scenarios).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct NamedSummary {
     pub method: String,
     pub weight: u32,
@@ -123,7 +137,8 @@ impl Errors {
 
 /// The latency percentile distribution, HdrHistogram-style: percentiles from 0 to 99.999
 /// spaced evenly on a log scale of 1/(1-p), then the maximum (100).
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Distribution {
     pub percentile: Vec<f64>,
     pub corrected_ms: Vec<f64>,
@@ -147,7 +162,8 @@ impl Distribution {
 }
 
 /// The open model's schedule against what was sent.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Schedule {
     /// Requests per second asked for, on average over the run.
     pub target_rps: f64,
@@ -163,7 +179,8 @@ pub struct Schedule {
 }
 
 /// One interval of the run, merged across shards.
-#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Point {
     /// Seconds since the start at the end of the interval.
     pub t_s: f64,
@@ -178,14 +195,95 @@ pub struct Point {
     pub p50_uncorrected_ms: f64,
     pub p99_uncorrected_ms: f64,
     pub open: u64,
+    /// The busiest shard's share of the interval on the CPU: near 1, the generator itself
+    /// was the bottleneck and latency includes its own queueing.
+    pub busy: f64,
+}
+
+/// How load was generated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Model {
+    /// As fast as responses return, from a number of connections.
+    Closed,
+    /// A fixed arrival rate, whatever the responses do.
+    Open,
+}
+
+impl Model {
+    pub fn name(self) -> &'static str {
+        match self {
+            Model::Closed => "closed",
+            Model::Open => "open",
+        }
+    }
+}
+
+/// Which safety stop fired, and when.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Fired {
+    pub expr: String,
+    /// Seconds since the start at the end of the interval that fired it.
+    pub at_s: f64,
+    /// The value measured in that interval.
+    pub value: f64,
+}
+
+/// The figures a named profile was run for.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileReport {
+    pub name: String,
+    /// Connections (closed model) or requests per second (open model) at the peak.
+    pub peak: f64,
+    /// Stress: the highest level whose every held interval met the criterion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacity: Option<f64>,
+    /// Stress: the level that failed it (the run stopped there).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_at: Option<f64>,
+    /// Stress: the highest completed rate of any interval that met the criterion.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub best_rps: Option<f64>,
+    /// Spike and recovery: seconds after the drop until p99 was back within 1.5x of the
+    /// baseline; `None` if it never was.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub recovery_s: Option<f64>,
+    /// The criterion an interval had to meet, in words.
+    pub criterion: String,
+}
+
+/// How busy the generator itself was: a shard whose thread was on the CPU for most of an
+/// interval could not send or read on time, and its latency includes its own queueing.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Generator {
+    /// Some shard was busy above [`SATURATED`] of an interval.
+    pub saturated: bool,
+    pub shards: Vec<ShardLoad>,
+}
+
+/// A shard busy above this share of an interval is saturated.
+pub const SATURATED: f64 = 0.9;
+
+/// One shard's time on the CPU, as shares of an interval.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ShardLoad {
+    pub cpu: usize,
+    pub busy_mean: f64,
+    pub busy_max: f64,
 }
 
 /// The run's summary; serialises to the summary JSON of the contract.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct Summary {
+    /// [`SCHEMA_VERSION`] of the engine that wrote it.
+    pub schema_version: u32,
     pub target: String,
-    /// `closed` (as fast as responses return) or `open` (fixed arrival rate).
-    pub model: &'static str,
+    pub model: Model,
     pub conns: u64,
     pub shards: usize,
     /// Completed responses, whatever their status.
@@ -196,7 +294,7 @@ pub struct Summary {
     /// wall clock `report merge` aligns workers' time series on.
     pub start_unix_s: f64,
     /// This run's place among workers that ran one plan together.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub worker: Option<Worker>,
     /// Seconds of load, from the start after the connect phase to the last response.
     pub duration_s: f64,
@@ -207,20 +305,21 @@ pub struct Summary {
     pub latency_uncorrected_ms: Latency,
     pub latency_distribution: Distribution,
     /// Per named request, when the plan has several (a scenario).
-    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub requests_by_name: BTreeMap<String, NamedSummary>,
     pub connections: Connections,
     pub bytes: Bytes,
+    pub generator: Generator,
     /// Open model only.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
     pub thresholds: Vec<Threshold>,
     /// The safety stop (`--abort-on`) that ended the run, if one did.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub stopped_by: Option<crate::thresholds::Fired>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stopped_by: Option<Fired>,
     /// What a named profile was run for (capacity, recovery time).
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub profile: Option<crate::profile::ProfileReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub profile: Option<ProfileReport>,
     /// Requests still in flight when the run ended (neither completed nor errors).
     pub abandoned: u64,
     /// The run was stopped by an interrupt before its planned end.
@@ -234,8 +333,9 @@ impl Summary {
     pub fn new(target: &str, conns: u64, shards: usize, totals: &Totals, duration_s: f64) -> Self {
         let c = &totals.counters;
         Summary {
+            schema_version: SCHEMA_VERSION,
             target: target.to_string(),
-            model: "closed",
+            model: Model::Closed,
             conns,
             shards,
             requests: c.requests,
@@ -252,6 +352,7 @@ impl Summary {
             requests_by_name: BTreeMap::new(),
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
             bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },
+            generator: Generator::default(),
             schedule: None,
             thresholds: Vec::new(),
             profile: None,
@@ -284,6 +385,7 @@ impl Point {
             p50_uncorrected_ms: ms(&i.latency_uncorrected, 0.5),
             p99_uncorrected_ms: ms(&i.latency_uncorrected, 0.99),
             open: i.open,
+            busy: 0.0,
         }
     }
 }

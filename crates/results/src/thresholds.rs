@@ -3,8 +3,9 @@
 
 use std::fmt;
 
+use crate::observe::{Flow, Interval, Observer};
 use crate::stats::Totals;
-use crate::summary::{Latency, Summary};
+use crate::summary::{Fired, Latency, NamedSummary, Summary, Threshold};
 
 /// What an expression measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,7 +56,7 @@ impl Figures {
         Self { latency_ms: s.latency_ms, error_rate: error_rate(s.requests, s.errors.total, failed_status), rps: s.rps }
     }
 
-    pub fn of_named(n: &crate::summary::NamedSummary) -> Self {
+    pub fn of_named(n: &NamedSummary) -> Self {
         let failed_status: u64 =
             n.status.iter().filter(|(code, _)| code.parse::<u16>().is_ok_and(failed)).map(|(_, n)| n).sum();
         Self { latency_ms: n.latency_ms, error_rate: error_rate(n.requests, n.errors.total, failed_status), rps: n.rps }
@@ -188,16 +189,6 @@ pub struct SafetyStops {
     streak: Vec<u32>,
 }
 
-/// Which safety stop fired, and when.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
-pub struct Fired {
-    pub expr: String,
-    /// Seconds since the start at the end of the interval that fired it.
-    pub at_s: f64,
-    /// The value measured in that interval.
-    pub value: f64,
-}
-
 impl SafetyStops {
     pub fn new(exprs: Vec<Expr>, grace: u32) -> Self {
         let streak = vec![0; exprs.len()];
@@ -213,6 +204,75 @@ impl SafetyStops {
             }
         }
         None
+    }
+}
+
+/// Judges thresholds on a finished run: each on the whole run's figures, or on its named
+/// request's own when it selects one (`p99{name=login}<100ms`). A name the run does not have
+/// fails, measured as 0 (plans refuse such names before they start).
+pub fn judge(exprs: &[Expr], s: &Summary) -> Vec<Threshold> {
+    let whole = Figures::of_summary(s);
+    exprs
+        .iter()
+        .map(|e| {
+            let figures = match &e.name {
+                None => Some(whole),
+                Some(n) => s.requests_by_name.get(n).map(Figures::of_named),
+            };
+            match figures {
+                Some(f) => Threshold { expr: e.text.clone(), pass: e.holds(&f), value: e.measure(&f) },
+                None => Threshold { expr: e.text.clone(), pass: false, value: 0.0 },
+            }
+        })
+        .collect()
+}
+
+/// Thresholds as an observer of the run: judged once, on the summary.
+pub struct Thresholds(pub Vec<Expr>);
+
+impl Observer for Thresholds {
+    fn interval(&mut self, _: &Interval<'_>) -> Flow {
+        Flow::Continue
+    }
+
+    fn finish(&mut self, summary: &mut Summary) {
+        summary.thresholds = judge(&self.0, summary);
+    }
+}
+
+/// Safety stops as an observer: each interval is judged; the first stop that holds for its
+/// grace stops the run, and the summary says which.
+pub struct SafetyWatch {
+    stops: SafetyStops,
+    fired: Option<Fired>,
+}
+
+impl SafetyWatch {
+    pub fn new(stops: SafetyStops) -> Self {
+        SafetyWatch { stops, fired: None }
+    }
+
+    pub fn fired(&self) -> Option<&Fired> {
+        self.fired.as_ref()
+    }
+}
+
+impl Observer for SafetyWatch {
+    fn interval(&mut self, i: &Interval<'_>) -> Flow {
+        if self.fired.is_some() {
+            return Flow::Continue;
+        }
+        match self.stops.observe(&Figures::of_interval(i.totals, i.point.rps), i.elapsed_s) {
+            Some(f) => {
+                self.fired = Some(f);
+                Flow::Stop
+            }
+            None => Flow::Continue,
+        }
+    }
+
+    fn finish(&mut self, summary: &mut Summary) {
+        summary.stopped_by = self.fired.clone();
     }
 }
 

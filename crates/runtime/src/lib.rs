@@ -6,6 +6,7 @@
 //! - [`executor`]: the one executor builder ([`Executor`]), [`Heartbeat`]s, periodic [`tick`]s
 //!   and the test-only knobs (`ENGINE_TEST_TICK_DIVISOR`, `ENGINE_TEST_FAULT`).
 //! - [`affinity`]: the CPUs this process may run on, CPU lists.
+//! - [`fd`]: shutting a socket down from outside the task that owns it.
 //! - [`listen`]: servers on their own executor, and the accept loop with a stop flag.
 //! - [`limits`]: open files and ephemeral ports, checked before a run starts.
 //! - [`files`]: reading the files a user names, with a size bound.
@@ -15,6 +16,7 @@
 
 pub mod affinity;
 pub mod executor;
+pub mod fd;
 pub mod files;
 pub mod limits;
 pub mod listen;

@@ -197,8 +197,8 @@ async fn serve(
     drop(listener);
     // Wake every connection; each sees end of stream and finishes.
     for &fd in shard.open.borrow().values() {
-        // SAFETY: the fd belongs to a connection still registered, hence still open.
-        unsafe { libc::shutdown(fd, libc::SHUT_RDWR) };
+        // The fd belongs to a connection still registered, hence still open.
+        engine_runtime::fd::shutdown(fd, engine_runtime::fd::How::Both);
     }
     for _ in 0..100 {
         if shard.open.borrow().is_empty() {

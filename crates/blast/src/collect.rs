@@ -1,0 +1,241 @@
+//! The collector: merges the shards' snapshots of each interval, hands the merged interval
+//! to the observers, watches the generator's own load, and builds the summary once.
+
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::time::{Duration, Instant, SystemTime};
+
+use engine_results::observe::{Flow, Interval, Observer};
+use engine_results::stats::Totals;
+use engine_results::summary::{Generator, Model, NamedSummary, Point, Schedule, ShardLoad, Summary, SATURATED};
+
+use crate::blast::{Control, LAST_WORD};
+use crate::fleet::{Fleet, CHECK, WATCHDOG};
+use crate::plan::{self, Plan};
+use crate::shard::{self, Message, Snapshot};
+
+/// One interval's snapshots, as they arrive from the shards in any order.
+#[derive(Default)]
+struct Pending {
+    shards: usize,
+    totals: Totals,
+    busy: Vec<f64>,
+}
+
+/// A shard's time on the CPU over the run's intervals.
+#[derive(Default, Clone, Copy)]
+struct Load {
+    sum: f64,
+    intervals: u32,
+    max: f64,
+}
+
+pub(crate) struct Collector<'p> {
+    plan: &'p Plan,
+    control: &'p Control,
+    start: Instant,
+    started: SystemTime,
+    stage_ends: Vec<f64>,
+    totals: Totals,
+    timeseries: Vec<Point>,
+    pending: BTreeMap<u64, Pending>,
+    /// Per shard: the number of its last snapshot, once sent (0 for a shard that died).
+    last_seq: Vec<Option<u64>>,
+    load: Vec<Load>,
+    prev_elapsed: f64,
+    /// When the load ended, if it ended before the plan did (seen to within an interval).
+    stopped_at: Option<f64>,
+    stuck: bool,
+}
+
+impl<'p> Collector<'p> {
+    pub fn new(plan: &'p Plan, control: &'p Control, start: Instant, started: SystemTime) -> Self {
+        let shards = plan.shard_cpus.len();
+        Collector {
+            plan,
+            control,
+            start,
+            started,
+            stage_ends: crate::schedule::stage_ends(plan.model.profile().stages()),
+            totals: Totals::default(),
+            timeseries: Vec::new(),
+            pending: BTreeMap::new(),
+            last_seq: vec![None; shards],
+            load: vec![Load::default(); shards],
+            prev_elapsed: 0.0,
+            stopped_at: None,
+            stuck: false,
+        }
+    }
+
+    /// The collector gave up on a shard that went silent.
+    pub fn stuck(&self) -> bool {
+        self.stuck
+    }
+
+    /// Per shard: it sent its last snapshot (or died).
+    pub fn finished(&self) -> Vec<bool> {
+        self.last_seq.iter().map(Option::is_some).collect()
+    }
+
+    /// Receives snapshots until every shard has sent its last (or died, or went silent past
+    /// the watchdog, or past its drain after a stop). Intervals go to `observers` in order as
+    /// soon as every shard has reported them.
+    pub fn collect(&mut self, fleet: &mut Fleet, observers: &mut [&mut dyn Observer]) {
+        // When a stop was first seen: from then, shards have their drain and LAST_WORD.
+        let mut stop_seen: Option<Instant> = None;
+        let mut last_message = Instant::now();
+        loop {
+            if stop_seen.is_none() && self.control.is_stopped() {
+                stop_seen = Some(Instant::now());
+            }
+            // A shard that died sends nothing more (a panic leaks its sender rather than
+            // drop it): the intervals complete without it.
+            for (i, last) in self.last_seq.iter_mut().enumerate() {
+                if last.is_none() && fleet.died(i) {
+                    *last = Some(0);
+                }
+            }
+            let give_up = match stop_seen {
+                Some(at) => at + self.drain_grace() + LAST_WORD,
+                None => last_message + WATCHDOG,
+            };
+            match fleet.rx.recv_timeout(give_up.saturating_duration_since(Instant::now()).min(CHECK)) {
+                Ok((_, Message::Snapshot(snap))) => {
+                    last_message = Instant::now();
+                    self.take(*snap, observers);
+                }
+                Ok((_, Message::Ready)) => last_message = Instant::now(),
+                Err(mpsc::RecvTimeoutError::Disconnected) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) if Instant::now() >= give_up => {
+                    self.stuck = true;
+                    self.control.stop();
+                    break;
+                }
+                Err(mpsc::RecvTimeoutError::Timeout) if self.last_seq.iter().all(Option::is_some) => break,
+                Err(mpsc::RecvTimeoutError::Timeout) => {}
+            }
+        }
+        // Shards that died leave intervals incomplete; their figures still count.
+        while let Some((seq, p)) = self.pending.pop_first() {
+            self.emit(seq, p, observers);
+        }
+    }
+
+    fn drain_grace(&self) -> Duration {
+        if self.control.is_interrupted() {
+            shard::DRAIN_INTERRUPTED
+        } else {
+            shard::DRAIN_MAX.min(self.plan.timeout)
+        }
+    }
+
+    fn take(&mut self, snap: Snapshot, observers: &mut [&mut dyn Observer]) {
+        if self.stopped_at.is_none() && self.control.is_stopped() {
+            self.stopped_at = Some(self.start.elapsed().as_secs_f64());
+        }
+        if snap.last {
+            self.last_seq[snap.shard] = Some(snap.seq);
+        } else {
+            // A shard's last snapshot covers a partial interval and its drain: not a load.
+            let l = &mut self.load[snap.shard];
+            (l.sum, l.intervals, l.max) = (l.sum + snap.busy, l.intervals + 1, l.max.max(snap.busy));
+        }
+        let shards = self.plan.shard_cpus.len();
+        let p = self.pending.entry(snap.seq).or_default();
+        p.shards += 1;
+        p.totals.add(&snap.stats);
+        p.busy.resize(shards, 0.0);
+        p.busy[snap.shard] = snap.busy;
+        while let Some((&seq, p)) = self.pending.first_key_value() {
+            let finished_before = self.last_seq.iter().filter(|l| l.is_some_and(|l| l < seq)).count();
+            if p.shards + finished_before < shards {
+                break;
+            }
+            let (_, p) = self.pending.pop_first().expect("first key exists");
+            self.emit(seq, p, observers);
+        }
+    }
+
+    fn emit(&mut self, seq: u64, p: Pending, observers: &mut [&mut dyn Observer]) {
+        let interval_s = self.plan.interval.as_secs_f64();
+        // The last interval is cut short by the end of the run.
+        let elapsed = (seq as f64 * interval_s).min(self.start.elapsed().as_secs_f64());
+        let target = self.plan.model.profile().at(elapsed);
+        let mut point = Point::new(elapsed, (elapsed - self.prev_elapsed).max(1e-3), target, &p.totals);
+        point.busy = p.busy.iter().copied().fold(0.0, f64::max);
+        self.totals.add_interval(&p.totals);
+        let interval = Interval {
+            seq,
+            elapsed_s: elapsed,
+            from_s: self.prev_elapsed,
+            planned_s: self.plan.duration.as_secs_f64(),
+            stage: 1 + self.stage_ends.iter().filter(|&&end| elapsed > end + 1e-9).count(),
+            started: self.started,
+            totals: &p.totals,
+            point: &point,
+            busy: &p.busy,
+        };
+        let mut stop = false;
+        for o in observers.iter_mut() {
+            stop |= o.interval(&interval) == Flow::Stop;
+        }
+        if stop {
+            self.control.finish();
+        }
+        self.prev_elapsed = elapsed;
+        self.timeseries.push(point);
+    }
+
+    /// The summary of the run, built once from the merged totals.
+    pub fn summarize(self, connect_s: f64, mut warnings: Vec<String>) -> Summary {
+        let plan = self.plan;
+        let elapsed = self.start.elapsed().as_secs_f64();
+        let mut summary = Summary::new(&plan.target.url, plan.conns, plan.shard_cpus.len(), &self.totals, elapsed);
+        summary.model = match plan.model {
+            plan::Model::Open(_) => Model::Open,
+            plan::Model::Closed(_) => Model::Closed,
+        };
+        for (r, n) in plan.requests.iter().zip(&self.totals.names) {
+            summary.requests_by_name.insert(r.name.clone(), NamedSummary::new(&r.method, r.weight, n, elapsed));
+        }
+        // A run that ended early is judged on the part of the schedule it ran.
+        let ran_s = self.stopped_at.unwrap_or(f64::INFINITY).min(plan.duration.as_secs_f64());
+        if let Some(expected) = plan.expected_requests_until(ran_s) {
+            summary.schedule = Some(Schedule::new(expected, ran_s, &self.totals, elapsed));
+        }
+        summary.generator = generator(plan, &self.load);
+        if summary.generator.saturated {
+            let busiest = summary.generator.shards.iter().map(|s| s.busy_max).fold(0.0, f64::max);
+            warnings.push(format!(
+                "the generator was saturated: a shard was on the CPU for {:.0}% of an interval, so latency includes \
+                 the engine's own queueing; add shards (CPUs) or hosts",
+                busiest * 100.0
+            ));
+        }
+        summary.interrupted = self.control.is_interrupted();
+        summary.connect_s = (connect_s * 1000.0).round() / 1000.0;
+        let unix_s = self.started.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+        summary.start_unix_s = (unix_s * 1000.0).round() / 1000.0;
+        summary.worker = plan.worker;
+        summary.timeseries = self.timeseries;
+        summary.warnings = warnings;
+        summary
+    }
+}
+
+/// Each shard's time on the CPU over the run, and whether any was saturated.
+fn generator(plan: &Plan, load: &[Load]) -> Generator {
+    let round = |x: f64| (x * 1000.0).round() / 1000.0;
+    let shards: Vec<ShardLoad> = plan
+        .shard_cpus
+        .iter()
+        .zip(load)
+        .map(|(&cpu, l)| ShardLoad {
+            cpu,
+            busy_mean: round(if l.intervals == 0 { 0.0 } else { l.sum / f64::from(l.intervals) }),
+            busy_max: round(l.max),
+        })
+        .collect();
+    Generator { saturated: shards.iter().any(|s| s.busy_max > SATURATED), shards }
+}

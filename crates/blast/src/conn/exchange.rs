@@ -1,0 +1,160 @@
+//! One request on a connection: write it, then read and frame the response. Reads land in
+//! the shard's one read buffer and are framed on the spot, so an idle connection holds no
+//! buffer at all; only a response head split across reads is kept, in the connection's
+//! `carry`, which is empty (and unallocated) in the steady state.
+
+use std::task::{Context, Poll};
+
+use engine_http::response::Capture;
+use engine_http::{FrameError, Progress, Response, ResponseFramer};
+use engine_results::stats::ErrorKind;
+use futures_lite::future::poll_fn;
+
+use crate::state::Shard;
+use crate::transport::Stream;
+
+/// Bytes added to `carry` per read while a head is incomplete.
+const CARRY_STEP: usize = 4096;
+/// A carry that grew past this is freed after use rather than kept for the next head.
+const CARRY_KEEP: usize = 16 * 1024;
+/// Reads of one response between turns the task gives the executor.
+const READS_PER_TURN: u32 = 16;
+
+/// How one request ended.
+pub(super) enum Step {
+    More,
+    Done { response: Response, reuse: bool, unsolicited: bool },
+    Fail(ErrorKind),
+}
+
+/// One request to write, and what to keep of its response.
+pub(super) struct Outgoing<'a> {
+    pub bytes: &'a [u8],
+    pub head: bool,
+    pub capture: Option<Box<Capture>>,
+}
+
+/// Writes the request and reads until its response is complete or fails.
+pub(super) async fn exchange(
+    shard: &Shard,
+    slot: usize,
+    stream: &mut Stream,
+    out: Outgoing<'_>,
+    framer: &mut ResponseFramer,
+    carry: &mut Vec<u8>,
+) -> Step {
+    let Outgoing { bytes: request, head, capture } = out;
+    let timed_out = || shard.slot(slot).timed_out();
+    if let Err(e) = stream.write_all(request).await {
+        return Step::Fail(if timed_out() { ErrorKind::Timeout } else { ErrorKind::from_io(&e) });
+    }
+    shard.stats().counters.bytes_sent += request.len() as u64;
+    match capture {
+        Some(c) => framer.start_capturing(head, c),
+        None => framer.start(head),
+    }
+    let mut reads = 0u32;
+    loop {
+        let step = poll_fn(|cx| read_step(cx, shard, stream, framer, carry)).await;
+        reads += 1;
+        // A long response (or a server that never stops sending) is read without waiting
+        // for the peer, so the task would keep the shard from its timers and sweeper: every
+        // READS_PER_TURN-th read lets the executor poll I/O first (glommio patch, PATCHES.md).
+        if reads % READS_PER_TURN == 0 {
+            glommio::executor().yield_task_queue_now().await;
+        }
+        match step {
+            // The sweeper shuts a timed-out socket down, which ends the read in some error, or
+            // in an EOF that would complete a close-delimited body as if it were whole; and on
+            // Linux a TCP socket shut down for reading still takes what keeps arriving, so a
+            // server that never stops sending (1xx after 1xx, an endless body) is caught here.
+            _ if timed_out() => return Step::Fail(ErrorKind::Timeout),
+            Step::More => continue,
+            other => return other,
+        }
+    }
+}
+
+/// One read: into the shard buffer when no partial head is pending, else onto `carry`.
+fn read_step(
+    cx: &mut Context<'_>,
+    shard: &Shard,
+    stream: &mut Stream,
+    framer: &mut ResponseFramer,
+    carry: &mut Vec<u8>,
+) -> Poll<Step> {
+    if carry.is_empty() {
+        let mut buf = shard.read_buf();
+        let n = match stream.poll_read(cx, &mut buf[..]) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => return Poll::Ready(Step::Fail(ErrorKind::from_io(&e))),
+        };
+        if n == 0 {
+            return Poll::Ready(eof(framer));
+        }
+        shard.stats().counters.bytes_received += n as u64;
+        let data = &buf[..n];
+        let (step, consumed) = frame(framer, data);
+        if matches!(step, Step::More) && consumed < n {
+            carry.extend_from_slice(&data[consumed..]);
+        }
+        Poll::Ready(step)
+    } else {
+        let old = carry.len();
+        // The framer fails a head of MAX_HEAD bytes, so `carry` stays below MAX_HEAD + CARRY_STEP.
+        carry.resize(old + CARRY_STEP, 0);
+        let n = match stream.poll_read(cx, &mut carry[old..]) {
+            Poll::Pending => {
+                carry.truncate(old);
+                return Poll::Pending;
+            }
+            Poll::Ready(Ok(n)) => n,
+            Poll::Ready(Err(e)) => {
+                carry.truncate(old);
+                return Poll::Ready(Step::Fail(ErrorKind::from_io(&e)));
+            }
+        };
+        carry.truncate(old + n);
+        if n == 0 {
+            return Poll::Ready(eof(framer));
+        }
+        shard.stats().counters.bytes_received += n as u64;
+        let (step, consumed) = frame(framer, carry);
+        if matches!(step, Step::More) {
+            carry.drain(..consumed);
+        } else if carry.capacity() > CARRY_KEEP {
+            *carry = Vec::new();
+        } else {
+            carry.clear();
+        }
+        Poll::Ready(step)
+    }
+}
+
+fn frame(framer: &mut ResponseFramer, data: &[u8]) -> (Step, usize) {
+    match framer.feed(data) {
+        Ok(Progress::Incomplete { consumed }) => (Step::More, consumed),
+        Ok(Progress::Complete { consumed, response }) => {
+            // Bytes past the response were never asked for: the connection is out of step.
+            let unsolicited = consumed < data.len();
+            (Step::Done { response, reuse: response.keep_alive && !unsolicited, unsolicited }, consumed)
+        }
+        Err(e) => (Step::Fail(error_kind(e)), 0),
+    }
+}
+
+fn eof(framer: &mut ResponseFramer) -> Step {
+    match framer.feed_eof() {
+        Ok(response) => Step::Done { response, reuse: false, unsolicited: false },
+        Err(e) => Step::Fail(error_kind(e)),
+    }
+}
+
+fn error_kind(e: FrameError) -> ErrorKind {
+    if e.is_close() {
+        ErrorKind::Closed
+    } else {
+        ErrorKind::Parse
+    }
+}

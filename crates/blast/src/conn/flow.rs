@@ -1,0 +1,122 @@
+//! What a connection sends next: one of the plan's weighted requests, or the next step of
+//! the flow its user walks, with the values that flow has captured so far.
+
+use std::time::Duration;
+
+use engine_http::response::{Capture, ResponseFramer, MAX_CAPTURED_BODY};
+
+use crate::plan::CaptureSource;
+use crate::state::Shard;
+
+/// One turn: the request to send and, in a flow, its step.
+pub(super) struct Turn {
+    /// Index into the plan's requests.
+    pub request: usize,
+    /// What to keep of the response for this step's captures.
+    pub capture: Option<Box<Capture>>,
+}
+
+/// A connection's place in the plan: which flow and step its user is at, and the values
+/// its flow captured (by the plan's capture index).
+pub(super) struct Cursor {
+    flows: bool,
+    several: bool,
+    flow: usize,
+    step: usize,
+    /// The capture buffer, kept between steps so the steady state allocates nothing.
+    kept: Option<Box<Capture>>,
+    pub values: Vec<Vec<u8>>,
+}
+
+impl Cursor {
+    pub fn new(shard: &Shard) -> Self {
+        let plan = shard.plan();
+        Cursor {
+            flows: !plan.flows.is_empty(),
+            several: plan.requests.len() > 1,
+            flow: 0,
+            step: 0,
+            kept: Some(Box::default()),
+            values: vec![Vec::new(); plan.captures.len()],
+        }
+    }
+
+    /// Whether responses are recorded per request name.
+    pub fn named(&self) -> bool {
+        self.several
+    }
+
+    /// The next request to send.
+    pub fn turn(&mut self, shard: &Shard) -> Turn {
+        if !self.flows {
+            let request = if self.several { shard.pick_request() } else { 0 };
+            return Turn { request, capture: None };
+        }
+        if self.step == 0 {
+            self.flow = shard.pick_flow();
+        }
+        let st = &shard.plan().flows[self.flow].steps[self.step];
+        let mut capture = None;
+        if !st.captures.is_empty() {
+            let mut c = self.kept.take().unwrap_or_default();
+            let header = st.captures.iter().find_map(|(_, s)| match s {
+                CaptureSource::Header(h) => Some(h.as_str()),
+                CaptureSource::Json(_) => None,
+            });
+            // The kept buffer usually names the same header already: no new String then.
+            if c.header.as_deref() != header {
+                c.header = header.map(str::to_string);
+            }
+            c.body = st.captures.iter().any(|(_, s)| matches!(s, CaptureSource::Json(_)));
+            capture = Some(c);
+        }
+        Turn { request: st.request, capture }
+    }
+
+    /// The turn ended (`ok`: a complete response): keep what the step captured and move the
+    /// user on; a failed step sends the user back to the flow's start (log in again, say).
+    /// Returns the think time to wait before the next step.
+    pub fn advance(&mut self, shard: &Shard, ok: bool, framer: &mut ResponseFramer) -> Duration {
+        if !self.flows {
+            return Duration::ZERO;
+        }
+        let flow = &shard.plan().flows[self.flow];
+        let st = &flow.steps[self.step];
+        if let Some(c) = framer.take_capture() {
+            apply_captures(&st.captures, &c, &mut self.values);
+            self.kept = Some(c);
+        }
+        self.step = if ok { (self.step + 1) % flow.steps.len() } else { 0 };
+        if ok {
+            st.think
+        } else {
+            Duration::ZERO
+        }
+    }
+}
+
+/// Stores what a flow step captured. A value that is missing leaves the variable as it was.
+fn apply_captures(wanted: &[(usize, CaptureSource)], c: &Capture, values: &mut [Vec<u8>]) {
+    let mut json: Option<serde_json::Value> = None;
+    for (var, source) in wanted {
+        let value = match source {
+            CaptureSource::Header(_) => c.header_value.clone(),
+            CaptureSource::Json(field) => {
+                if json.is_none() && c.body_bytes.len() < MAX_CAPTURED_BODY {
+                    json = if c.chunked {
+                        engine_http::body::dechunk(&c.body_bytes).ok().and_then(|b| serde_json::from_slice(&b).ok())
+                    } else {
+                        serde_json::from_slice(&c.body_bytes).ok()
+                    };
+                }
+                json.as_ref().and_then(|j| j.get(field)).map(|v| match v {
+                    serde_json::Value::String(s) => s.clone().into_bytes(),
+                    other => other.to_string().into_bytes(),
+                })
+            }
+        };
+        if let Some(v) = value {
+            values[*var] = v;
+        }
+    }
+}

@@ -1,0 +1,230 @@
+//! One connection's loop: wait for its turn (the open model's schedule, a ramp's admission),
+//! connect with back-off, write and read one request ([`exchange`]), record the outcome,
+//! repeat. What goes over the wire is the transport's ([`crate::transport`]); which request
+//! goes next is the flow cursor's ([`flow`]).
+
+mod exchange;
+mod flow;
+
+use std::io;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use engine_http::ResponseFramer;
+use engine_results::stats::ErrorKind;
+
+use crate::state::Shard;
+use crate::transport::Stream;
+use exchange::{exchange, Outgoing, Step};
+use flow::Cursor;
+
+/// First and longest pause between failed connects: a dead target must not turn every
+/// connection into a busy loop, and a target that comes back must be noticed quickly.
+const BACKOFF_MIN: Duration = Duration::from_millis(10);
+const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A request due sooner than this is sent at once: a timer costs more than the error.
+const SCHEDULE_SLACK: Duration = Duration::from_micros(50);
+
+/// Keeps the shard's gauges right however the task ends, cancellation included.
+struct Guard {
+    shard: Rc<Shard>,
+    slot: usize,
+    open: bool,
+    in_flight: bool,
+}
+
+impl Guard {
+    fn set_open(&mut self, stream: Option<&Stream>) {
+        let mut st = self.shard.stats();
+        match (stream, self.open) {
+            (Some(s), false) => {
+                st.opened();
+                self.shard.slot(self.slot).set_fd(Some(s.fd()));
+            }
+            (None, true) => {
+                st.closed();
+                self.shard.slot(self.slot).set_fd(None);
+            }
+            _ => {}
+        }
+        self.open = stream.is_some();
+    }
+
+    fn set_in_flight(&mut self, started: Option<Instant>) {
+        self.shard.slot(self.slot).set_started(started);
+        let mut st = self.shard.stats();
+        if started.is_some() {
+            st.in_flight += 1;
+        } else {
+            st.in_flight -= 1;
+        }
+        self.in_flight = started.is_some();
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if self.in_flight {
+            self.set_in_flight(None);
+            self.shard.stats().counters.abandoned += 1;
+        }
+        self.set_open(None);
+    }
+}
+
+/// A connection's own state between requests.
+struct Conn {
+    guard: Guard,
+    stream: Option<Stream>,
+    framer: ResponseFramer,
+    carry: Vec<u8>,
+    cursor: Cursor,
+    /// Templated requests are rendered into these, reused from request to request.
+    rendered: Vec<u8>,
+    scratch: Vec<u8>,
+    failures: u32,
+}
+
+impl Conn {
+    /// Closes the connection (after a response that ends it, a failure, a ramp's parking).
+    fn close(&mut self) {
+        if self.stream.take().is_some() {
+            self.guard.set_open(None);
+            self.carry = Vec::new();
+        }
+    }
+
+    /// Opens the connection if it has none; on failure counts the error and backs off.
+    async fn ensure_open(&mut self, shard: &Shard) -> bool {
+        if self.stream.is_some() {
+            return true;
+        }
+        match connect(shard).await {
+            Ok(s) => {
+                self.failures = 0;
+                self.guard.set_open(Some(&s));
+                self.stream = Some(s);
+                true
+            }
+            Err(_) => {
+                shard.stats().counters.error(ErrorKind::Connect);
+                self.failures += 1;
+                let pause = BACKOFF_MIN.saturating_mul(1 << self.failures.min(7)).min(BACKOFF_MAX);
+                glommio::timer::sleep(pause).await;
+                false
+            }
+        }
+    }
+}
+
+/// Drives connection `slot` of the shard until the shard stops.
+pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
+    let mut c = Conn {
+        guard: Guard { shard: shard.clone(), slot, open: false, in_flight: false },
+        stream: None,
+        framer: ResponseFramer::new(),
+        carry: Vec::new(),
+        cursor: Cursor::new(&shard),
+        rendered: Vec::new(),
+        scratch: Vec::new(),
+        failures: 0,
+    };
+    // Until the shard's start a connection only connects (see `shard::run`): the connect
+    // phase ends when every admitted connection has tried once, however it went.
+    let mut first = true;
+    while shard.is_running() {
+        if !shard.is_active(slot) {
+            // Parked by a ramp: close (after the last response) and wait to be admitted.
+            c.close();
+            shard.parked(slot).await;
+            continue;
+        }
+        let opened = c.ensure_open(&shard).await;
+        if std::mem::take(&mut first) {
+            shard.attempted();
+            shard.wait_for_start().await;
+            continue;
+        }
+        if !opened {
+            continue;
+        }
+        // Open model: the next due time of the shard's schedule, waited for if it is ahead.
+        let Some(due) = shard.next_due() else { break };
+        if let Some(due) = due {
+            let ahead = due.saturating_duration_since(Instant::now());
+            if ahead > SCHEDULE_SLACK {
+                glommio::timer::sleep(ahead).await;
+            }
+        }
+        let think = one_request(&shard, &mut c, due).await;
+        if !think.is_zero() {
+            glommio::timer::sleep(think).await;
+        }
+    }
+}
+
+/// Sends one request, due at `due` (the open model) or now, and records how it ended.
+/// Returns the flow's think time before the next one.
+async fn one_request(shard: &Shard, c: &mut Conn, due: Option<Instant>) -> Duration {
+    let start = Instant::now();
+    let intended = due.unwrap_or(start);
+    shard.stats().sent(start.saturating_duration_since(intended));
+    c.guard.set_in_flight(Some(start));
+    let turn = c.cursor.turn(shard);
+    let request = &shard.plan().requests[turn.request].request;
+    let bytes: &[u8] = if request.is_templated() {
+        request.write_to(&mut c.rendered, &mut c.scratch, &mut shard.template_values(), &c.cursor.values);
+        &c.rendered
+    } else {
+        request.bytes()
+    };
+    let out = Outgoing { bytes, head: request.is_head(), capture: turn.capture };
+    let stream = c.stream.as_mut().expect("opened before the request");
+    let outcome = exchange(shard, c.guard.slot, stream, out, &mut c.framer, &mut c.carry).await;
+    let done = Instant::now();
+    c.guard.set_in_flight(None);
+
+    let ok = matches!(outcome, Step::Done { .. });
+    let keep = record(shard, &c.cursor, turn.request, outcome, done - intended, done - start);
+    if !keep {
+        c.close();
+    }
+    c.cursor.advance(shard, ok, &mut c.framer)
+}
+
+/// Records a request's outcome; returns whether the connection may be reused.
+fn record(shard: &Shard, cursor: &Cursor, which: usize, outcome: Step, corrected: Duration, actual: Duration) -> bool {
+    let mut st = shard.stats();
+    match outcome {
+        Step::Done { response, reuse, unsolicited } => {
+            st.record(response.status, corrected, actual);
+            if cursor.named() {
+                st.record_named(which, response.status, corrected);
+            }
+            if unsolicited {
+                st.counters.error(ErrorKind::Parse);
+            }
+            reuse
+        }
+        Step::Fail(kind) => {
+            st.counters.error(kind);
+            if cursor.named() {
+                st.error_named(which, kind);
+            }
+            false
+        }
+        Step::More => unreachable!("exchange returns only when the request ended"),
+    }
+}
+
+/// Opens a connection. Pacing: at most `CONNECTS_IN_PROGRESS` handshakes per shard at once,
+/// so the connect phase opens 10,000 connections to an idle target without overflowing its
+/// SYN and accept queues. A ramp under load opens connections when the plan says, as real
+/// clients would: a saturated server that accepts more slowly than the ramp overflows its
+/// accept queue, and the kernel's SYN retransmits show in those connections' latency.
+async fn connect(shard: &Shard) -> io::Result<Stream> {
+    let _permit = shard.connect_permit().await;
+    let plan = shard.plan();
+    let source = (!plan.source_ips.is_empty()).then(|| plan.source_ips[shard.next_source() % plan.source_ips.len()]);
+    Stream::connect(plan.target.addr, source, plan.connect_timeout).await
+}
