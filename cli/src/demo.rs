@@ -55,42 +55,15 @@ pub fn main(args: DemoArgs) -> u8 {
     if let Err(e) = input("http://127.0.0.1:1/".to_string()).build() {
         return crate::fail(exit::USAGE, &e.into());
     }
-    let loopback = "127.0.0.1:0".parse().expect("literal address");
-    let cfg = TargetConfig { listen: loopback, body_size: 2, delay: Duration::ZERO, shard_cpus: vec![server_cpu] };
-    let target = match Target::start(cfg) {
-        Ok(t) => t,
-        Err(e) => return crate::fail(exit::FAILURE, &e.into()),
-    };
-    let proxy = match start_proxy(target.local_addr(), server_cpu) {
-        Ok(p) => p,
+    let (target, proxy) = match start_servers(server_cpu) {
+        Ok(s) => s,
         Err(e) => return crate::fail(exit::FAILURE, &e),
     };
-    println!("engine demo: target on http://{}/ (CPU {server_cpu})", target.local_addr());
-    println!(
-        "             proxy  on http://{}/ (CPU {server_cpu}, admin http://{}/): 10% answered 503, +5 ms on the rest",
-        proxy.local_addr(),
-        proxy.admin_addr().expect("the demo starts an admin API")
-    );
-
     let plan = match input(format!("http://{}/", proxy.local_addr())).build() {
         Ok(p) => p,
         Err(e) => return crate::fail(exit::USAGE, &e.into()),
     };
-    let control = Control::new();
-    let handler = control.clone();
-    let on_panic = control.clone();
-    crate::fatal::on_panic(move || on_panic.stop());
-    let _ = ctrlc::set_handler(move || {
-        handler.stop();
-        crate::fatal::exit_after(
-            engine_blast::blast::STOP_WITHIN + Duration::from_secs(1),
-            exit::INTERRUPTED,
-            "the demo did not stop in time; exiting".into(),
-        );
-    });
-    println!("{}", output::banner(&plan));
-    let mut progress = output::Progress::new(false, &plan);
-    let summary = match engine_blast::run(&plan, &control, &mut [&mut progress]) {
+    let summary = match blast(&plan) {
         Ok(s) => s,
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };
@@ -108,6 +81,40 @@ pub fn main(args: DemoArgs) -> u8 {
         summary.requests, summary.abandoned
     );
     crate::fatal::or_panic(if summary.interrupted { exit::INTERRUPTED } else { exit::OK })
+}
+
+/// The target and, in front of it, the proxy with the demo's faults; both on `cpu`.
+fn start_servers(cpu: usize) -> anyhow::Result<(Target, Proxy)> {
+    let loopback = "127.0.0.1:0".parse().expect("literal address");
+    let cfg = TargetConfig { listen: loopback, body_size: 2, delay: Duration::ZERO, shard_cpus: vec![cpu] };
+    let target = Target::start(cfg)?;
+    let proxy = start_proxy(target.local_addr(), cpu)?;
+    println!("engine demo: target on http://{}/ (CPU {cpu})", target.local_addr());
+    println!(
+        "             proxy  on http://{}/ (CPU {cpu}, admin http://{}/): 10% answered 503, +5 ms on the rest",
+        proxy.local_addr(),
+        proxy.admin_addr().expect("the demo starts an admin API")
+    );
+    Ok((target, proxy))
+}
+
+/// The blast through the proxy, with its progress line; Ctrl-C stops it as in `engine blast`.
+fn blast(plan: &engine_blast::Plan) -> Result<engine_blast::Summary, engine_blast::RunError> {
+    let control = Control::new();
+    let handler = control.clone();
+    let on_panic = control.clone();
+    crate::fatal::on_panic(move || on_panic.stop());
+    let _ = ctrlc::set_handler(move || {
+        handler.stop();
+        crate::fatal::exit_after(
+            engine_blast::blast::STOP_WITHIN + Duration::from_secs(1),
+            exit::INTERRUPTED,
+            "the demo did not stop in time; exiting".into(),
+        );
+    });
+    println!("{}", output::banner(plan));
+    let mut progress = output::Progress::new(false, plan);
+    engine_blast::run(plan, &control, &mut [&mut progress])
 }
 
 fn start_proxy(upstream: std::net::SocketAddr, cpu: usize) -> anyhow::Result<Proxy> {

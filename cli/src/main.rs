@@ -47,7 +47,15 @@ enum Command {
 
 fn main() -> ExitCode {
     fatal::install();
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => return ExitCode::from(usage_error(e)),
+    };
+    if !matches!(cli.command, Command::Report(_)) {
+        if let Err(e) = engine_runtime::probe::io_uring() {
+            return ExitCode::from(fail(exit::USAGE, &e.into()));
+        }
+    }
     let code = match cli.command {
         Command::Blast(args) => blast::main(*args),
         Command::Proxy(args) => proxy::main(*args),
@@ -56,6 +64,26 @@ fn main() -> ExitCode {
         Command::Report(args) => report::main(args),
     };
     ExitCode::from(code)
+}
+
+/// Help and version go to stdout (exit 0); any other parse error is one line on stderr,
+/// exit 2: clap's own text without its blank lines and usage block.
+fn usage_error(e: clap::Error) -> u8 {
+    use clap::error::ErrorKind;
+    if matches!(
+        e.kind(),
+        ErrorKind::DisplayHelp | ErrorKind::DisplayVersion | ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand
+    ) {
+        let _ = e.print();
+        return if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand { exit::USAGE } else { exit::OK };
+    }
+    let text = e.render().to_string();
+    let text = text.split("\n\nUsage:").next().unwrap_or("");
+    let text = text.split("\n\nFor more information").next().unwrap_or("");
+    let line: Vec<&str> = text.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let line = line.join(" ");
+    eprintln!("engine: {} (see --help)", line.strip_prefix("error: ").unwrap_or(&line));
+    exit::USAGE
 }
 
 /// Prints one error line (with its causes) and returns the exit code.

@@ -216,60 +216,9 @@ pub fn summary_text(s: &Summary) -> String {
     if s.latency_uncorrected_ms != s.latency_ms {
         latency_line(&mut o, "uncorrected", &s.latency_uncorrected_ms);
     }
-    if let Some(sch) = &s.schedule {
-        let pct = if sch.target_rps > 0.0 { sch.achieved_rps / sch.target_rps * 100.0 } else { 0.0 };
-        let _ = writeln!(
-            o,
-            "  {:<12}asked {:.1}/s, achieved {:.1}/s ({pct:.1}%); sent {} of {} scheduled; at most {} behind schedule",
-            "rate",
-            sch.target_rps,
-            sch.achieved_rps,
-            sch.sent,
-            sch.expected,
-            ms(sch.max_lag_ms)
-        );
-        if sch.behind {
-            let _ = writeln!(
-                o,
-                "  {:<12}the asked rate was NOT reached: the connections could not keep up (add -c) or the target is at capacity",
-                "warning"
-            );
-        }
-    }
-    if let Some(p) = &s.profile {
-        let mut line = format!("{} at peak {}", p.name, p.peak);
-        if let Some(c) = p.capacity {
-            line += &format!("; capacity {c} (last level that held)");
-        }
-        if let Some(f) = p.failed_at {
-            line += &format!("; failed at {f}");
-        }
-        if let Some(b) = p.best_rps {
-            line += &format!("; best held rate {b:.1} req/s");
-        }
-        match (p.name.as_str(), p.recovery_s) {
-            (_, Some(r)) => line += &format!("; p99 recovered {r:.0}s after the drop"),
-            ("spike" | "recovery", None) => line += "; p99 did not recover to the baseline",
-            _ => {}
-        }
-        let _ = writeln!(o, "  {:<12}{line}", "profile");
-    }
-    if !s.requests_by_name.is_empty() {
-        let total_weight: u64 = s.requests_by_name.values().map(|n| u64::from(n.weight)).sum();
-        for (name, n) in &s.requests_by_name {
-            let _ = writeln!(
-                o,
-                "  {:<12}{name:<16} {:>5.1}%  {:>9} req  p50 {}  p95 {}  p99 {}  errors {}",
-                "by name",
-                f64::from(n.weight) * 100.0 / total_weight.max(1) as f64,
-                n.requests,
-                ms(n.latency_ms.p50),
-                ms(n.latency_ms.p95),
-                ms(n.latency_ms.p99),
-                n.errors.total
-            );
-        }
-    }
+    schedule_lines(&mut o, s);
+    profile_line(&mut o, s);
+    named_lines(&mut o, s);
     let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "  {:<12}{}", "status", if status.is_empty() { "none".into() } else { status.join("  ") });
     let e = &s.errors;
@@ -291,15 +240,15 @@ pub fn summary_text(s: &Summary) -> String {
             String::new()
         }
     );
+    verdict_lines(&mut o, s);
+    o
+}
+
+/// Thresholds, the safety stop that fired, warnings.
+fn verdict_lines(o: &mut String, s: &Summary) {
     for t in &s.thresholds {
-        let _ = writeln!(
-            o,
-            "  {:<12}{} {} (measured {})",
-            "threshold",
-            if t.pass { "PASS" } else { "FAIL" },
-            t.expr,
-            measured(&t.expr, t.value)
-        );
+        let verdict = if t.pass { "PASS" } else { "FAIL" };
+        let _ = writeln!(o, "  {:<12}{verdict} {} (measured {})", "threshold", t.expr, measured(&t.expr, t.value));
     }
     if let Some(f) = &s.stopped_by {
         let _ = writeln!(
@@ -314,7 +263,6 @@ pub fn summary_text(s: &Summary) -> String {
     for w in &s.warnings {
         let _ = writeln!(o, "  warning: {w}");
     }
-    o
 }
 
 /// A measured value in the unit its expression uses.
@@ -374,5 +322,67 @@ fn human_duration(s: f64) -> String {
         format!("{}m{:02.0}s", (s / 60.0).floor(), s % 60.0)
     } else {
         format!("{s:.2}s")
+    }
+}
+
+/// The open model's schedule: asked, achieved, sent, lag.
+fn schedule_lines(o: &mut String, s: &Summary) {
+    let Some(sch) = &s.schedule else { return };
+    let pct = if sch.target_rps > 0.0 { sch.achieved_rps / sch.target_rps * 100.0 } else { 0.0 };
+    let _ = writeln!(
+        o,
+        "  {:<12}asked {:.1}/s, achieved {:.1}/s ({pct:.1}%); sent {} of {} scheduled; at most {} behind schedule",
+        "rate",
+        sch.target_rps,
+        sch.achieved_rps,
+        sch.sent,
+        sch.expected,
+        ms(sch.max_lag_ms)
+    );
+    if sch.behind {
+        let _ = writeln!(
+            o,
+            "  {:<12}the asked rate was NOT reached: the connections could not keep up (add -c) or the target is at capacity",
+            "warning"
+        );
+    }
+}
+
+/// What a named profile was run for.
+fn profile_line(o: &mut String, s: &Summary) {
+    let Some(p) = &s.profile else { return };
+    let mut line = format!("{} at peak {}", p.name, p.peak);
+    if let Some(c) = p.capacity {
+        line += &format!("; capacity {c} (last level that held)");
+    }
+    if let Some(f) = p.failed_at {
+        line += &format!("; failed at {f}");
+    }
+    if let Some(b) = p.best_rps {
+        line += &format!("; best held rate {b:.1} req/s");
+    }
+    match (p.name.as_str(), p.recovery_s) {
+        (_, Some(r)) => line += &format!("; p99 recovered {r:.0}s after the drop"),
+        ("spike" | "recovery", None) => line += "; p99 did not recover to the baseline",
+        _ => {}
+    }
+    let _ = writeln!(o, "  {:<12}{line}", "profile");
+}
+
+/// Per named request (scenarios).
+fn named_lines(o: &mut String, s: &Summary) {
+    let total_weight: u64 = s.requests_by_name.values().map(|n| u64::from(n.weight)).sum();
+    for (name, n) in &s.requests_by_name {
+        let _ = writeln!(
+            o,
+            "  {:<12}{name:<16} {:>5.1}%  {:>9} req  p50 {}  p95 {}  p99 {}  errors {}",
+            "by name",
+            f64::from(n.weight) * 100.0 / total_weight.max(1) as f64,
+            n.requests,
+            ms(n.latency_ms.p50),
+            ms(n.latency_ms.p95),
+            ms(n.latency_ms.p99),
+            n.errors.total
+        );
     }
 }

@@ -153,11 +153,43 @@ const DEFAULT_MAX_CONNS: u64 = 10_000;
 fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
     let upstream = resolve(&args.upstream)?;
     let cpus = engine_runtime::affinity::allowed_cpus().context("cannot read CPU affinity")?;
-    let shards = match args.shards {
-        Some(0) => bail!("--shards must be at least 1"),
-        Some(n) => n,
-        None => cpus.len(),
+    let shards = engine_runtime::affinity::shard_count(args.shards, &cpus)?;
+    let (admin, admin_token) = admin(&args)?;
+    let faults = match &args.faults {
+        None => Vec::new(),
+        Some(path) => faults_file(path, shards)?,
     };
+    for (i, r) in args.routes.iter().enumerate() {
+        if !r.starts_with('/') {
+            bail!("--route {r:?} must start with /");
+        }
+        if args.routes[..i].contains(r) {
+            bail!("--route {r:?} is given twice");
+        }
+    }
+    let limits = limits(&args, shards)?;
+    if args.busy_poll > engine_blast::plan::MAX_BUSY_POLL {
+        bail!(
+            "--busy-poll {:?} is over {:?}: a shard would poll for that long between requests; 100us..1ms covers the gaps of light traffic",
+            args.busy_poll,
+            engine_blast::plan::MAX_BUSY_POLL
+        );
+    }
+    Ok(ProxyConfig {
+        listen: args.listen,
+        upstream,
+        admin,
+        admin_token,
+        faults,
+        routes: args.routes,
+        shard_cpus: engine_runtime::affinity::spread(shards, &cpus),
+        limits,
+        busy_poll: Some(args.busy_poll).filter(|d| !d.is_zero()),
+    })
+}
+
+/// The admin API's address (`off`: none) and its token, checked against --listen.
+fn admin(args: &ProxyArgs) -> anyhow::Result<(Option<SocketAddr>, Option<String>)> {
     let admin = match args.admin.as_str() {
         "off" | "none" => None,
         a => Some(a.parse::<SocketAddr>().map_err(|_| anyhow!("--admin {a:?} is not an IP:PORT address (or `off`)"))?),
@@ -187,32 +219,28 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
             bail!("--admin {a} is not a loopback address: the admin API changes live traffic, so it needs --admin-token-file there");
         }
     }
-    let faults = match &args.faults {
-        None => Vec::new(),
-        Some(path) => {
-            let text = engine_runtime::files::read_limited_string(path, engine_proxy::faults::MAX_FILE)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let rules = engine_proxy::faults::parse_faults_file(&text).with_context(|| path.display().to_string())?;
-            for (i, r) in rules.iter().enumerate() {
-                r.validate(shards).with_context(|| path.display().to_string())?;
-                if let Some(id) = r.id.as_deref().filter(|id| rules[..i].iter().any(|o| o.id.as_deref() == Some(id))) {
-                    bail!(
-                        "{}: two faults have id {id:?}; ids name rules for the admin API, so each must be unique",
-                        path.display()
-                    );
-                }
-            }
-            rules
-        }
-    };
-    for (i, r) in args.routes.iter().enumerate() {
-        if !r.starts_with('/') {
-            bail!("--route {r:?} must start with /");
-        }
-        if args.routes[..i].contains(r) {
-            bail!("--route {r:?} is given twice");
+    Ok((admin, token))
+}
+
+/// The rules of a faults file, each valid for `shards` shards, ids unique.
+fn faults_file(path: &std::path::Path, shards: usize) -> anyhow::Result<Vec<engine_proxy::Rule>> {
+    let text = engine_runtime::files::read_limited_string(path, engine_proxy::faults::MAX_FILE)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let rules = engine_proxy::faults::parse_faults_file(&text).with_context(|| path.display().to_string())?;
+    for (i, r) in rules.iter().enumerate() {
+        r.validate(shards).with_context(|| path.display().to_string())?;
+        if let Some(id) = r.id.as_deref().filter(|id| rules[..i].iter().any(|o| o.id.as_deref() == Some(id))) {
+            bail!(
+                "{}: two faults have id {id:?}; ids name rules for the admin API, so each must be unique",
+                path.display()
+            );
         }
     }
+    Ok(rules)
+}
+
+/// Timeouts and the connection limit (by default what the open-files limit holds).
+fn limits(args: &ProxyArgs, shards: usize) -> anyhow::Result<Limits> {
     let (_, hard) = engine_runtime::limits::nofile().context("cannot read the open-files limit")?;
     let max_conns = match args.max_conns {
         Some(0) => bail!("--max-conns must be at least 1"),
@@ -230,30 +258,13 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
             bail!("{flag} must be above zero");
         }
     }
-    if args.busy_poll > engine_blast::plan::MAX_BUSY_POLL {
-        bail!(
-            "--busy-poll {:?} is over {:?}: a shard would poll for that long between requests; 100us..1ms covers the gaps of light traffic",
-            args.busy_poll,
-            engine_blast::plan::MAX_BUSY_POLL
-        );
-    }
-    Ok(ProxyConfig {
-        listen: args.listen,
-        upstream,
-        admin,
-        admin_token: token,
-        faults,
-        routes: args.routes,
-        shard_cpus: (0..shards).map(|i| cpus[i % cpus.len()]).collect(),
-        limits: Limits {
-            max_conns,
-            header_timeout: args.header_timeout,
-            idle_timeout: args.idle_timeout,
-            upstream_timeout: args.upstream_timeout,
-            connect_timeout: args.connect_timeout,
-            drain_timeout: args.drain_timeout,
-        },
-        busy_poll: Some(args.busy_poll).filter(|d| !d.is_zero()),
+    Ok(Limits {
+        max_conns,
+        header_timeout: args.header_timeout,
+        idle_timeout: args.idle_timeout,
+        upstream_timeout: args.upstream_timeout,
+        connect_timeout: args.connect_timeout,
+        drain_timeout: args.drain_timeout,
     })
 }
 

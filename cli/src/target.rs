@@ -37,13 +37,9 @@ pub fn main(args: TargetArgs) -> u8 {
         Ok(c) => c,
         Err(e) => return crate::fail(exit::FAILURE, &anyhow::anyhow!("cannot read CPU affinity: {e}")),
     };
-    let shards = match args.shards {
-        Some(0) => return crate::fail(exit::USAGE, &anyhow::anyhow!("--shards must be at least 1")),
-        Some(n) if n as u64 > engine_runtime::limits::MAX_SHARDS => {
-            return crate::fail(exit::USAGE, &engine_runtime::limits::LimitError::Shards(n as u64).into())
-        }
-        Some(n) => n,
-        None => cpus.len(),
+    let shards = match engine_runtime::affinity::shard_count(args.shards, &cpus) {
+        Ok(n) => n,
+        Err(e) => return crate::fail(exit::USAGE, &e.into()),
     };
     if args.body_size > engine_target::MAX_BODY_SIZE {
         return crate::fail(
@@ -56,7 +52,7 @@ pub fn main(args: TargetArgs) -> u8 {
         listen: args.listen,
         body_size: args.body_size,
         delay: args.delay,
-        shard_cpus: (0..shards).map(|i| cpus[i % cpus.len()]).collect(),
+        shard_cpus: engine_runtime::affinity::spread(shards, &cpus),
     };
     let target = match Target::start(cfg) {
         Ok(t) => t,

@@ -1,67 +1,15 @@
-//! Running a blast: pre-flight, the shards ([`crate::fleet`]), and the collector that
-//! merges their snapshots and hands each interval to the observers ([`crate::collect`]).
+//! Running a blast: pre-flight, the shards (`fleet`), and the collector that
+//! merges their snapshots and hands each interval to the observers (`collect`).
 
-use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use engine_results::observe::Observer;
 use engine_results::Summary;
 
 use crate::collect::Collector;
+pub use crate::control::{Control, RunError, STOP_WITHIN};
 use crate::fleet::Fleet;
 use crate::plan::Plan;
-use crate::shard;
-
-/// After a stop, how long past its drain a shard may take to send its last snapshot
-/// before it counts as stuck.
-pub(crate) const LAST_WORD: Duration = Duration::from_millis(400);
-/// The longest [`run`] takes to return after [`Control::stop`], whatever the shards do.
-pub const STOP_WITHIN: Duration = shard::DRAIN_INTERRUPTED.saturating_add(LAST_WORD);
-
-/// Stops a run from another thread (a Ctrl-C handler, say). Cheap to clone.
-#[derive(Debug, Clone, Default)]
-pub struct Control {
-    pub(crate) stop: Arc<AtomicBool>,
-    /// The stop was the plan's own (a stress run that found its limit), not an interrupt.
-    planned: Arc<AtomicBool>,
-}
-
-impl Control {
-    pub fn new() -> Self {
-        Self::default()
-    }
-
-    /// Asks the run to stop: no new requests, a short drain, then the summary.
-    pub fn stop(&self) {
-        self.stop.store(true, Ordering::Relaxed);
-    }
-
-    pub fn is_stopped(&self) -> bool {
-        self.stop.load(Ordering::Relaxed)
-    }
-
-    /// Ends the run early because it has what it was for; the summary is not marked
-    /// interrupted.
-    pub fn finish(&self) {
-        self.planned.store(true, Ordering::Relaxed);
-        self.stop();
-    }
-
-    /// Stopped by [`Control::stop`] (Ctrl-C, say) rather than by [`Control::finish`].
-    pub fn is_interrupted(&self) -> bool {
-        self.is_stopped() && !self.planned.load(Ordering::Relaxed)
-    }
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum RunError {
-    #[error("target {addr} is unreachable: {cause}")]
-    Unreachable { addr: std::net::SocketAddr, cause: io::Error },
-    #[error("cannot start shard {shard} on CPU {cpu}: {reason}")]
-    Spawn { shard: usize, cpu: usize, reason: String },
-}
 
 /// Tries one connection to the target, as the run will.
 pub fn preflight(plan: &Plan) -> Result<(), RunError> {
@@ -82,7 +30,10 @@ pub fn run(plan: &Plan, control: &Control, observers: &mut [&mut dyn Observer]) 
     let connect_start = Instant::now();
     let mut fleet = Fleet::start(plan, control)?;
     // Every shard connects first; the clock starts for all of them at once.
-    fleet.wait_ready();
+    if let Err(e) = fleet.wait_ready(plan) {
+        control.stop();
+        return Err(e);
+    }
     // Distributed runs begin together at --start-at; a worker that connected too late says so.
     // Late means: already past the start time when connecting ended (waking from the sleep
     // below is always a little past it, and is not late).

@@ -9,7 +9,7 @@ use engine_results::observe::{Flow, Interval, Observer};
 use engine_results::stats::Totals;
 use engine_results::summary::{Generator, Model, NamedSummary, Point, Schedule, ShardLoad, Summary, SATURATED};
 
-use crate::blast::{Control, LAST_WORD};
+use crate::control::{Control, LAST_WORD};
 use crate::fleet::{Fleet, CHECK, WATCHDOG};
 use crate::plan::{self, Plan};
 use crate::shard::{self, Message, Snapshot};
@@ -163,7 +163,7 @@ impl<'p> Collector<'p> {
         let elapsed = (seq as f64 * interval_s).min(self.start.elapsed().as_secs_f64());
         let target = self.plan.model.profile().at(elapsed);
         let mut point = Point::new(elapsed, (elapsed - self.prev_elapsed).max(1e-3), target, &p.totals);
-        point.busy = p.busy.iter().copied().fold(0.0, f64::max);
+        point.busy = (p.busy.iter().copied().fold(0.0, f64::max) * 1000.0).round() / 1000.0;
         self.totals.add_interval(&p.totals);
         let interval = Interval {
             seq,

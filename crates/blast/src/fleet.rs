@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use engine_runtime::{Executor, Heartbeat, Pulse};
 use glommio::{ExecutorJoinHandle, Placement};
 
-use crate::blast::{Control, RunError};
+use crate::control::{Control, RunError};
 use crate::plan::Plan;
 use crate::shard::{self, Message, ShardConfig};
 
@@ -19,6 +19,9 @@ const RING_DEPTH: usize = 1024;
 /// (an executor that no longer wakes up); the run then ends with what was measured and a
 /// warning rather than hang.
 pub(crate) const WATCHDOG: Duration = Duration::from_secs(15);
+/// An executor's thread runs its first task within milliseconds; one that has not after
+/// this failed to start (glommio reports that only to its join handle).
+const START_WITHIN: Duration = Duration::from_secs(2);
 /// How often the collector looks for a stop or a dead shard while it waits.
 pub(crate) const CHECK: Duration = Duration::from_millis(100);
 
@@ -71,11 +74,21 @@ impl Fleet {
         self.heartbeats[i].pulse() == Pulse::Died
     }
 
-    /// Waits until every shard has connected (or died, or the watchdog ran out).
-    pub fn wait_ready(&self) {
+    /// Waits until every shard has connected (or died, or the watchdog ran out). A shard
+    /// whose executor never started fails the run.
+    pub fn wait_ready(&self, plan: &Plan) -> Result<(), RunError> {
         let mut ready = 0;
         let connecting = Instant::now();
         while ready < self.len() && connecting.elapsed() < WATCHDOG {
+            if connecting.elapsed() > START_WITHIN {
+                if let Some(i) = (0..self.len()).find(|&i| self.heartbeats[i].pulse() == Pulse::NotStarted) {
+                    return Err(RunError::Spawn {
+                        shard: i,
+                        cpu: plan.shard_cpus[i],
+                        reason: format!("its executor did not start within {START_WITHIN:?}"),
+                    });
+                }
+            }
             match self.rx.recv_timeout(CHECK) {
                 Ok((_, Message::Ready)) => ready += 1,
                 Ok((_, Message::Snapshot(_))) => {}
@@ -85,6 +98,7 @@ impl Fleet {
                 Err(mpsc::RecvTimeoutError::Timeout) => {}
             }
         }
+        Ok(())
     }
 
     /// The common start, to every shard.

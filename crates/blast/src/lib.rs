@@ -21,6 +21,7 @@
 pub mod blast;
 mod collect;
 mod conn;
+mod control;
 mod fleet;
 pub mod metrics;
 pub mod plan;

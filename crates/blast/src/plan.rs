@@ -15,8 +15,7 @@ mod scenario;
 use scenario::{plan_flows, plan_requests};
 pub use scenario::{CaptureSource, FlowPlan, FlowSpec, FlowStep, RequestSpec, StepSpec};
 
-/// A higher rate than this is a typo, not a plan (it is ~100 times what one host can send).
-pub const MAX_RATE: f64 = 10_000_000.0;
+pub use crate::schedule::MAX_RATE;
 
 /// Default per-request timeout: long enough for any sane server, short enough that a
 /// wedged one shows up as errors within a run.
@@ -232,29 +231,7 @@ impl PlanInput {
             self.take_worker_share(w)?;
         }
         let target = parse_target(&self.url)?;
-        let model = match (self.rate, self.stages) {
-            (Some(r), _) if !(0.0..=MAX_RATE).contains(&r) => return Err(PlanError::Rate),
-            (Some(0.0), None) => return Err(PlanError::Rate),
-            (Some(r), None) => Model::Open(Profile::constant(r, self.duration)),
-            (Some(r), Some(stages)) => {
-                if stages.iter().any(|s| s.target > MAX_RATE) {
-                    return Err(PlanError::Rate);
-                }
-                let p = Profile::ramps_from(r, stages);
-                if p.max() <= 0.0 {
-                    return Err(PlanError::Stages("every rate is 0: nothing would be sent".into()));
-                }
-                Model::Open(p)
-            }
-            (None, None) => Model::Closed(Profile::constant(self.conns as f64, self.duration)),
-            (None, Some(stages)) => {
-                let p = Profile::ramps(stages);
-                if p.max() < 1.0 {
-                    return Err(PlanError::Stages("every stage has 0 connections: nothing would be sent".into()));
-                }
-                Model::Closed(p)
-            }
-        };
+        let model = model(self.rate, self.stages, self.conns, self.duration)?;
         // The closed model's pool is its highest stage; the open model's is --conns.
         let conns = match &model {
             Model::Closed(p) => p.max().ceil() as u64,
@@ -278,16 +255,7 @@ impl PlanInput {
         let requests = if !flow_requests.is_empty() {
             plan_requests(&flow_requests, &target, &headers)?
         } else if self.requests.is_empty() {
-            let method = self.method.to_ascii_uppercase();
-            if method.is_empty() || !method.bytes().all(is_token) {
-                return Err(PlanError::Method(self.method));
-            }
-            if self.body.len() > MAX_BODY {
-                return Err(PlanError::BodyTooLarge(self.body.len()));
-            }
-            let request = RenderedRequest::render(&method, &target.path, &target.authority, &headers, &self.body)
-                .map_err(|e| PlanError::Template(e.to_string()))?;
-            vec![PlannedRequest { name: "default".into(), method, request, weight: 1 }]
+            vec![single_request(&self.method, &target, &headers, &self.body)?]
         } else {
             plan_requests(&self.requests, &target, &headers)?
         };
@@ -308,7 +276,7 @@ impl PlanInput {
         };
         // No shard without a connection to drive.
         let shards = shards.min(conns as usize).max(1);
-        let shard_cpus = (0..shards).map(|i| cpus[i % cpus.len()]).collect::<Vec<_>>();
+        let shard_cpus = engine_runtime::affinity::spread(shards, &cpus);
 
         if let Some(d) = self.busy_poll.filter(|d| *d > MAX_BUSY_POLL) {
             return Err(PlanError::BusyPoll(d));
@@ -348,6 +316,52 @@ impl PlanInput {
             busy_poll: self.busy_poll.filter(|d| !d.is_zero()),
         })
     }
+}
+
+/// The load model from `--rate` and `--stages` (a constant run is one stage).
+fn model(rate: Option<f64>, stages: Option<Vec<Stage>>, conns: u64, duration: Duration) -> Result<Model, PlanError> {
+    Ok(match (rate, stages) {
+        (Some(r), _) if !(0.0..=MAX_RATE).contains(&r) => return Err(PlanError::Rate),
+        (Some(0.0), None) => return Err(PlanError::Rate),
+        (Some(r), None) => Model::Open(Profile::constant(r, duration)),
+        (Some(r), Some(stages)) => {
+            if stages.iter().any(|s| s.target > MAX_RATE) {
+                return Err(PlanError::Rate);
+            }
+            let p = Profile::ramps_from(r, stages);
+            if p.max() <= 0.0 {
+                return Err(PlanError::Stages("every rate is 0: nothing would be sent".into()));
+            }
+            Model::Open(p)
+        }
+        (None, None) => Model::Closed(Profile::constant(conns as f64, duration)),
+        (None, Some(stages)) => {
+            let p = Profile::ramps(stages);
+            if p.max() < 1.0 {
+                return Err(PlanError::Stages("every stage has 0 connections: nothing would be sent".into()));
+            }
+            Model::Closed(p)
+        }
+    })
+}
+
+/// The one request of a plan without a scenario: method, headers and body from the flags.
+fn single_request(
+    method: &str,
+    target: &Target,
+    headers: &[(String, String)],
+    body: &[u8],
+) -> Result<PlannedRequest, PlanError> {
+    let upper = method.to_ascii_uppercase();
+    if upper.is_empty() || !upper.bytes().all(is_token) {
+        return Err(PlanError::Method(method.to_string()));
+    }
+    if body.len() > MAX_BODY {
+        return Err(PlanError::BodyTooLarge(body.len()));
+    }
+    let request = RenderedRequest::render(&upper, &target.path, &target.authority, headers, body)
+        .map_err(|e| PlanError::Template(e.to_string()))?;
+    Ok(PlannedRequest { name: "default".into(), method: upper, request, weight: 1 })
 }
 
 impl PlanInput {

@@ -17,8 +17,10 @@ pub struct Stage {
     pub duration: Duration,
 }
 
+/// A higher rate than this is a typo, not a plan (it is ~100 times what one host can send).
+pub const MAX_RATE: f64 = 10_000_000.0;
 /// The highest stage target: the highest --rate; no host holds that many connections either.
-pub const MAX_STAGE_TARGET: f64 = crate::plan::MAX_RATE;
+pub const MAX_STAGE_TARGET: f64 = MAX_RATE;
 
 /// Parses `TARGET:DURATION[,TARGET:DURATION...]`, e.g. `100:30s,1000:1m,0:30s`.
 pub fn parse_stages(text: &str) -> Result<Vec<Stage>, String> {

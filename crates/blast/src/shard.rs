@@ -177,8 +177,22 @@ async fn drain(cfg: &ShardConfig, shard: &Shard, reporter: &mut Reporter<'_>, in
     }
 }
 
-/// This thread's CPU time (user and system) so far.
+/// This thread's time on the CPU or runnable and waiting for it, so far: a shard that had
+/// work all the time counts as busy all the time, even while another thread held its CPU.
+/// From `/proc/thread-self/schedstat` (on-CPU and run-queue nanoseconds); where the kernel
+/// keeps no such figures, the thread's CPU clock.
 fn thread_cpu_time() -> Duration {
+    if let Ok(text) = std::fs::read_to_string("/proc/thread-self/schedstat") {
+        let mut it = text.split_whitespace().map(|v| v.parse::<u64>().ok());
+        if let (Some(Some(run)), Some(Some(wait))) = (it.next(), it.next()) {
+            return Duration::from_nanos(run.saturating_add(wait));
+        }
+    }
+    thread_cpu_clock()
+}
+
+/// This thread's CPU time (user and system) so far.
+fn thread_cpu_clock() -> Duration {
     let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
     // SAFETY: clock_gettime writes into the timespec we own.
     if unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) } != 0 {

@@ -7,8 +7,8 @@
 //!   codec's (`engine_http::request`, `engine_http::forward`).
 //! - [`faults`]: fault rules (match, probability, schedule, action) and the shared [`FaultBook`].
 //! - `inject`: a shard's copy of the rules, its limiters and token buckets, the per-request decision.
-//! - `shard`, `conn`, `pool`: one executor per CPU, one task per client connection, a
-//!   keep-alive pool to the upstream per shard.
+//! - `server`, `shard`, `conn`, `pool`: one executor per CPU (its loops; what it owns), one
+//!   task per client connection, a keep-alive pool to the upstream per shard.
 //! - [`stats`]: per-shard server-side latency histograms and counters, merged once per tick.
 //! - `admin`, `metrics`: the admin API (JSON) and its Prometheus metrics (the `metrics` facade).
 //!
@@ -31,6 +31,7 @@ mod iobuf;
 pub mod limits;
 mod metrics;
 mod pool;
+mod server;
 mod shard;
 mod slot;
 pub mod stats;
@@ -154,7 +155,7 @@ impl Shared {
             .iter()
             .enumerate()
             .filter_map(|(i, h)| match h.pulse() {
-                Pulse::Alive | Pulse::Finished => None,
+                Pulse::NotStarted | Pulse::Alive | Pulse::Finished => None,
                 Pulse::Died => Some(format!("shard {i} (proxy-{i}) died")),
                 Pulse::Late(age) => {
                     Some(format!("shard {i} (proxy-{i}) has not beaten for {:.1} s", age.as_secs_f64()))
@@ -234,7 +235,7 @@ impl Proxy {
                 .busy_poll(cfg.busy_poll)
                 .heartbeat(shared.heartbeats[i].clone());
             let started =
-                engine_runtime::listen::spawn_bound(executor, bind, move |l| shard::run(i, sh, l, max_per_shard));
+                engine_runtime::listen::spawn_bound(executor, bind, move |l| server::run(i, sh, l, max_per_shard));
             let (bound, handle) = started.inspect_err(|_| shared.state.store(STOPPING, Ordering::SeqCst))?;
             addr = bound;
             handles.push(handle);

@@ -1,30 +1,23 @@
-//! One proxy shard: a glommio executor pinned to a CPU with its own listener (SO_REUSEPORT),
-//! upstream pool, fault state and statistics. A tick pulls fault changes and publishes the
-//! statistics; a drain stops accepting, lets in-flight requests finish and closes idle
-//! connections.
+//! What one proxy shard owns and its connections share: its upstream pool, fault state,
+//! statistics and the registry of open client connections. The shard's loops (accept, tick,
+//! drain) are [`crate::server`]'s.
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use engine_runtime::fd::{shutdown, How};
-use futures_lite::io::AsyncWriteExt;
-use glommio::net::TcpListener;
 
 use crate::inject::ShardFaults;
 use crate::pool::Pool;
 use crate::slot::Slot;
 use crate::stats::{Gauges, ShardStats};
-use crate::{Shared, RUNNING};
+use crate::Shared;
 
 /// How often a shard looks for fault changes; "changes apply within one interval".
 pub(crate) const TICK: Duration = Duration::from_millis(100);
-/// Statistics are published every this many ticks.
-const PUBLISH_EVERY: u32 = 5;
 
 pub(crate) struct Shard {
     pub index: usize,
@@ -42,6 +35,20 @@ pub(crate) struct Shard {
 }
 
 impl Shard {
+    pub fn new(index: usize, shared: Arc<Shared>) -> Rc<Shard> {
+        Rc::new(Shard {
+            index,
+            stats: RefCell::new(ShardStats::new(shared.routes.len())),
+            faults: RefCell::new(ShardFaults::new(shared.book.clone(), shared.start, index, shared.shards)),
+            pool: Pool::new(shared.upstream, shared.limits.connect_timeout),
+            shared,
+            open: RefCell::new(HashMap::new()),
+            next_id: Cell::new(0),
+            draining: Cell::new(false),
+            now: Cell::new(Instant::now()),
+        })
+    }
+
     pub fn draining(&self) -> bool {
         self.draining.get()
     }
@@ -49,6 +56,46 @@ impl Shard {
     /// A deadline `timeout` from now, never early (see [`crate::slot`]).
     pub fn deadline(&self, timeout: Duration) -> Instant {
         self.now.get() + timeout + TICK
+    }
+
+    /// Client connections open now.
+    pub fn open_count(&self) -> usize {
+        self.open.borrow().len()
+    }
+
+    /// Registers a client connection; it stays registered while the guard lives.
+    pub fn register(&self, slot: Rc<Slot>) -> u64 {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        self.open.borrow_mut().insert(id, slot);
+        id
+    }
+
+    pub fn unregister(&self, id: u64) {
+        self.open.borrow_mut().remove(&id);
+    }
+
+    /// From now on, connections close after their response and the pool is emptied.
+    pub fn start_draining(&self) {
+        self.draining.set(true);
+        self.pool.clear();
+    }
+
+    /// Shuts down the connections that wait for a request (`busy_too`: all of them), so their
+    /// tasks end. Registered sockets are open: a connection leaves the registry before its
+    /// socket is dropped.
+    pub fn close_connections(&self, busy_too: bool) {
+        for slot in self.open.borrow().values() {
+            if busy_too || !slot.busy.get() {
+                shutdown(slot.fd, How::Both);
+            }
+        }
+    }
+
+    /// One tick: time out waits, take fault changes.
+    pub fn tick(&self) {
+        self.sweep();
+        self.faults.borrow_mut().refresh();
     }
 
     /// Times out every wait past its deadline.
@@ -60,7 +107,8 @@ impl Shard {
         }
     }
 
-    fn publish(&self) {
+    /// Adds the shard's statistics to the published figures and starts afresh.
+    pub fn publish(&self) {
         let (in_use, waiting) = self.faults.borrow().occupancy();
         let gauges = Gauges {
             connections_open: self.open.borrow().len() as u64,
@@ -74,109 +122,4 @@ impl Shard {
         drop(p);
         stats.reset();
     }
-}
-
-/// Removes a connection from the registry however its task ends.
-struct Registered<'a>(&'a Shard, u64);
-
-impl Drop for Registered<'_> {
-    fn drop(&mut self) {
-        self.0.open.borrow_mut().remove(&self.1);
-    }
-}
-
-pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener, max_conns: u64) {
-    let shard = Rc::new(Shard {
-        index,
-        stats: RefCell::new(ShardStats::new(shared.routes.len())),
-        faults: RefCell::new(ShardFaults::new(shared.book.clone(), shared.start, index, shared.shards)),
-        pool: Pool::new(shared.upstream, shared.limits.connect_timeout),
-        shared,
-        open: RefCell::new(HashMap::new()),
-        next_id: Cell::new(0),
-        draining: Cell::new(false),
-        now: Cell::new(Instant::now()),
-    });
-
-    let accept = async {
-        loop {
-            let stream = match listener.accept().await {
-                Ok(s) => s,
-                // Out of descriptors, or a connection reset while queued: keep accepting.
-                Err(_) => {
-                    glommio::timer::sleep(Duration::from_millis(5)).await;
-                    continue;
-                }
-            };
-            shard.stats.borrow_mut().conns_accepted += 1;
-            if shard.open.borrow().len() as u64 >= max_conns {
-                shard.stats.borrow_mut().conns_refused += 1;
-                glommio::spawn_local(async move {
-                    let mut s = stream;
-                    let _ = s
-                        .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")
-                        .await;
-                })
-                .detach();
-                continue;
-            }
-            let peer = match stream.peer_addr() {
-                Ok(a) => a.ip(),
-                Err(_) => continue,
-            };
-            let id = shard.next_id.get();
-            shard.next_id.set(id + 1);
-            let slot = Rc::new(Slot::new(stream.as_raw_fd()));
-            shard.open.borrow_mut().insert(id, slot.clone());
-            let s = shard.clone();
-            glommio::spawn_local(async move {
-                let _registered = Registered(&s, id);
-                crate::conn::serve(s.clone(), stream, peer, slot).await;
-            })
-            .detach();
-        }
-    };
-    let tick = async {
-        let mut n = 0u32;
-        while shard.shared.state.load(Ordering::Relaxed) == RUNNING {
-            glommio::timer::sleep(engine_runtime::tick(TICK)).await;
-            shard.sweep();
-            shard.faults.borrow_mut().refresh();
-            n += 1;
-            if n % PUBLISH_EVERY == 0 {
-                shard.publish();
-            }
-        }
-    };
-    futures_lite::future::or(accept, tick).await;
-    drop(listener);
-
-    // Drain: idle connections close now, busy ones after their response (each checks
-    // `draining` before reading another request), all of them by the drain deadline.
-    shard.draining.set(true);
-    shard.pool.clear();
-    let deadline = Instant::now() + shard.shared.limits.drain_timeout;
-    let mut hard_since: Option<Instant> = None;
-    loop {
-        shard.sweep();
-        for slot in shard.open.borrow().values() {
-            if !slot.busy.get() {
-                // The fd belongs to a connection still registered, hence still open.
-                shutdown(slot.fd, How::Both);
-            }
-        }
-        if Instant::now() >= deadline || shard.shared.state.load(Ordering::Relaxed) > crate::DRAINING {
-            hard_since.get_or_insert_with(Instant::now);
-            for slot in shard.open.borrow().values() {
-                shutdown(slot.fd, How::Both);
-            }
-        }
-        // After a hard stop, connections get a second to notice their closed sockets.
-        if shard.open.borrow().is_empty() || hard_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
-            break;
-        }
-        glommio::timer::sleep(Duration::from_millis(20)).await;
-        shard.faults.borrow_mut().refresh();
-    }
-    shard.publish();
 }

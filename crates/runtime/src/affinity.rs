@@ -16,6 +16,30 @@ pub fn allowed_cpus() -> io::Result<Vec<usize>> {
     }
 }
 
+/// Why a shard count was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ShardsError {
+    #[error("--shards must be at least 1")]
+    Zero,
+    #[error(transparent)]
+    Limit(#[from] crate::limits::LimitError),
+}
+
+/// The shard count asked for (`None`: one per CPU of `cpus`), checked.
+pub fn shard_count(shards: Option<usize>, cpus: &[usize]) -> Result<usize, ShardsError> {
+    match shards {
+        Some(0) => Err(ShardsError::Zero),
+        Some(n) if n as u64 > crate::limits::MAX_SHARDS => Err(crate::limits::LimitError::Shards(n as u64).into()),
+        Some(n) => Ok(n),
+        None => Ok(cpus.len().max(1)),
+    }
+}
+
+/// One CPU per shard, over `cpus` in turn: a CPU repeats when shards outnumber them.
+pub fn spread(shards: usize, cpus: &[usize]) -> Vec<usize> {
+    (0..shards).map(|i| cpus[i % cpus.len()]).collect()
+}
+
 /// Parses a CPU list such as `0,2-3`.
 pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
     let mut cpus = Vec::new();

@@ -149,6 +149,7 @@ fn now_ms() -> u64 {
     EPOCH.get_or_init(Instant::now).elapsed().as_millis() as u64 + 1
 }
 
+const NOT_STARTED: u64 = 0;
 const FINISHED: u64 = u64::MAX - 1;
 const DIED: u64 = u64::MAX;
 
@@ -159,7 +160,9 @@ pub struct Heartbeat(Arc<AtomicU64>);
 /// What a [`Heartbeat`] says.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Pulse {
-    /// Beat within [`LATE_AFTER`] (or not started yet).
+    /// The executor has not run yet (its thread is starting, or failed to).
+    NotStarted,
+    /// Beat within [`LATE_AFTER`].
     Alive,
     /// No beat for this long: stuck.
     Late(Duration),
@@ -171,7 +174,7 @@ pub enum Pulse {
 
 impl Default for Heartbeat {
     fn default() -> Self {
-        Heartbeat(Arc::new(AtomicU64::new(now_ms())))
+        Heartbeat(Arc::new(AtomicU64::new(NOT_STARTED)))
     }
 }
 
@@ -186,6 +189,7 @@ impl Heartbeat {
 
     fn pulse_at(&self, now_ms: u64) -> Pulse {
         match self.0.load(Ordering::Relaxed) {
+            NOT_STARTED => Pulse::NotStarted,
             DIED => Pulse::Died,
             FINISHED => Pulse::Finished,
             last => {
@@ -293,10 +297,12 @@ mod tests {
     #[test]
     fn a_heartbeat_says_alive_finished_or_died() {
         let h = Heartbeat::new();
+        assert_eq!(h.pulse(), Pulse::NotStarted);
         let handle = Executor::new("hb-test", Placement::Unbound)
             .heartbeat(h.clone())
-            .spawn(|| async { glommio::timer::sleep(Duration::from_millis(50)).await })
+            .spawn(|| async { glommio::timer::sleep(Duration::from_millis(100)).await })
             .unwrap();
+        std::thread::sleep(Duration::from_millis(50));
         assert_eq!(h.pulse(), Pulse::Alive);
         handle.join().unwrap();
         assert_eq!(h.pulse(), Pulse::Finished);

@@ -8,6 +8,8 @@
 //! - [`affinity`]: the CPUs this process may run on, CPU lists.
 //! - [`fd`]: shutting a socket down from outside the task that owns it.
 //! - [`listen`]: servers on their own executor, and the accept loop with a stop flag.
+//! - [`probe`]: what the engine needs from the kernel (io_uring with COOP_TASKRUN), checked
+//!   at start.
 //! - [`limits`]: open files and ephemeral ports, checked before a run starts.
 //! - [`files`]: reading the files a user names, with a size bound.
 //! - [`units`]: durations and times as users type them.
@@ -20,6 +22,7 @@ pub mod fd;
 pub mod files;
 pub mod limits;
 pub mod listen;
+pub mod probe;
 pub mod units;
 
 pub use executor::{current_executor, tick, Executor, Heartbeat, Pulse, SpawnError, BEAT, LATE_AFTER};

@@ -4,7 +4,7 @@
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
-use std::io;
+use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
@@ -18,18 +18,19 @@ use futures_lite::io::{AsyncRead, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::Placement;
 
+use engine_http::body::BodyDecoder;
+use engine_http::forward::reason;
 use engine_http::header_slots;
+use engine_http::request::{self, Framing, MAX_REQUEST_HEADERS};
 use engine_runtime::{listen, tick, Executor};
 
-/// Largest request head the target reads; more is answered with 431 and a close.
-const MAX_REQUEST_HEAD: usize = 16 * 1024;
 /// Largest response body `engine target` serves: the whole response is held in memory, once.
 pub const MAX_BODY_SIZE: usize = 1 << 30;
 
 /// How often a shard reads the stop flag and publishes its count of responses.
 const TICK: Duration = Duration::from_millis(20);
 
-/// Largest request body the target skips over on a kept-alive connection.
+/// Largest request body the target skips over on a kept-alive connection (413 above).
 const MAX_REQUEST_BODY: u64 = 64 * 1024 * 1024;
 
 #[derive(Debug, Clone)]
@@ -227,7 +228,8 @@ async fn connection(shard: Rc<TargetShard>, mut stream: TcpStream) {
 
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::new();
-    let mut skip: u64 = 0;
+    // The body of the last request, skipped as it arrives.
+    let mut body: Option<BodyDecoder> = None;
     loop {
         if buf.len() == buf.capacity() {
             buf.reserve(4096);
@@ -240,45 +242,8 @@ async fn connection(shard: Rc<TargetShard>, mut stream: TcpStream) {
             Ok(n) => n,
         };
         buf.truncate(old + n);
-
-        let mut pos = 0;
-        let mut close = false;
         out.clear();
-        let mut answered = 0u64;
-        loop {
-            let take = skip.min((buf.len() - pos) as u64);
-            pos += take as usize;
-            skip -= take;
-            if skip > 0 || pos == buf.len() {
-                break;
-            }
-            match parse_request(&buf[pos..]) {
-                Parsed::Partial if buf.len() - pos > MAX_REQUEST_HEAD => {
-                    out.extend_from_slice(b"HTTP/1.1 431 Request Header Fields Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
-                    close = true;
-                    break;
-                }
-                Parsed::Partial => break,
-                Parsed::Bad => {
-                    out.extend_from_slice(
-                        b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-                    );
-                    close = true;
-                    break;
-                }
-                Parsed::Request { len, body, head, keep_alive } => {
-                    pos += len;
-                    skip = body;
-                    let r = &shard.response;
-                    out.extend_from_slice(if head { &r.full[..r.head_len] } else { &r.full });
-                    answered += 1;
-                    if !keep_alive {
-                        close = true;
-                        break;
-                    }
-                }
-            }
-        }
+        let Ok((pos, answered, close)) = answer(&shard, &buf, &mut body, &mut out) else { return };
         buf.drain(..pos);
         if !out.is_empty() {
             if !shard.delay.is_zero() {
@@ -295,38 +260,60 @@ async fn connection(shard: Rc<TargetShard>, mut stream: TcpStream) {
     }
 }
 
-enum Parsed {
-    Partial,
-    Bad,
-    Request { len: usize, body: u64, head: bool, keep_alive: bool },
-}
-
-fn parse_request(input: &[u8]) -> Parsed {
-    let mut slots = header_slots::<64>();
-    let mut req = httparse::Request::new(&mut []);
-    let len = match req.parse_with_uninit_headers(input, &mut slots) {
-        Ok(httparse::Status::Complete(n)) => n,
-        Ok(httparse::Status::Partial) => return Parsed::Partial,
-        Err(_) => return Parsed::Bad,
-    };
-    let mut body = 0u64;
-    let mut close = false;
-    let mut keep_alive = false;
-    for h in req.headers.iter() {
-        if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value).ok().and_then(|v| v.trim().parse::<u64>().ok()) {
-                Some(v) if v <= MAX_REQUEST_BODY => body = v,
-                _ => return Parsed::Bad,
+/// Answers every complete request in `buf` into `out`, skipping bodies: returns the bytes
+/// used, the responses written, and whether the connection closes after them. `Err`: a body
+/// the client framed wrongly, after which nothing on the connection can be read.
+fn answer(
+    shard: &TargetShard,
+    buf: &[u8],
+    body: &mut Option<BodyDecoder>,
+    out: &mut Vec<u8>,
+) -> Result<(usize, u64, bool), engine_http::FrameError> {
+    let (mut pos, mut answered) = (0, 0u64);
+    loop {
+        if let Some(b) = body.as_mut() {
+            let (used, done) = b.feed(&buf[pos..])?;
+            pos += used;
+            if !done {
+                return Ok((pos, answered, false));
             }
-        } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            // Chunked request bodies are not needed to calibrate a client.
-            return Parsed::Bad;
-        } else if h.name.eq_ignore_ascii_case("connection") {
-            let v = h.value.to_ascii_lowercase();
-            close |= v.windows(5).any(|w| w == b"close");
-            keep_alive |= v.windows(10).any(|w| w == b"keep-alive");
+            *body = None;
+        }
+        if pos == buf.len() {
+            return Ok((pos, answered, false));
+        }
+        let mut slots = header_slots::<MAX_REQUEST_HEADERS>();
+        match request::parse(&buf[pos..], &mut slots) {
+            Ok(None) => return Ok((pos, answered, false)),
+            Err(e) => {
+                let status = e.status();
+                let _ = write!(
+                    out,
+                    "HTTP/1.1 {status} {}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    reason(status)
+                );
+                return Ok((buf.len(), answered, true));
+            }
+            Ok(Some(head)) => {
+                pos += head.len;
+                *body = match head.framing {
+                    Framing::None => None,
+                    Framing::Length(n) if n > MAX_REQUEST_BODY => {
+                        out.extend_from_slice(
+                            b"HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                        );
+                        return Ok((buf.len(), answered, true));
+                    }
+                    Framing::Length(n) => Some(BodyDecoder::length(n)),
+                    Framing::Chunked => Some(BodyDecoder::chunked()),
+                };
+                let r = &shard.response;
+                out.extend_from_slice(if head.method == "HEAD" { &r.full[..r.head_len] } else { &r.full });
+                answered += 1;
+                if !head.keep_alive {
+                    return Ok((buf.len(), answered, true));
+                }
+            }
         }
     }
-    let keep_alive = !close && (req.version == Some(1) || keep_alive);
-    Parsed::Request { len, body, head: req.method == Some("HEAD"), keep_alive }
 }

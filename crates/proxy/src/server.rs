@@ -1,0 +1,103 @@
+//! One proxy shard's loops: accept client connections on its own listener (SO_REUSEPORT),
+//! tick (time out waits, take fault changes, publish statistics), and on a drain stop
+//! accepting, let in-flight requests finish and close idle connections.
+
+use std::os::fd::AsRawFd;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use futures_lite::io::AsyncWriteExt;
+use glommio::net::{TcpListener, TcpStream};
+
+use crate::shard::{Shard, TICK};
+use crate::slot::Slot;
+use crate::{Shared, DRAINING, RUNNING};
+
+/// Statistics are published every this many ticks.
+const PUBLISH_EVERY: u32 = 5;
+
+/// Removes a connection from the registry however its task ends.
+struct Registered<'a>(&'a Shard, u64);
+
+impl Drop for Registered<'_> {
+    fn drop(&mut self) {
+        self.0.unregister(self.1);
+    }
+}
+
+pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener, max_conns: u64) {
+    let shard = Shard::new(index, shared);
+    let accept = async {
+        loop {
+            match listener.accept().await {
+                Ok(stream) => admit(&shard, stream, max_conns),
+                // Out of descriptors, or a connection reset while queued: keep accepting.
+                Err(_) => glommio::timer::sleep(Duration::from_millis(5)).await,
+            }
+        }
+    };
+    let tick = async {
+        let mut n = 0u32;
+        while shard.shared.state.load(Ordering::Relaxed) == RUNNING {
+            glommio::timer::sleep(engine_runtime::tick(TICK)).await;
+            shard.tick();
+            n += 1;
+            if n % PUBLISH_EVERY == 0 {
+                shard.publish();
+            }
+        }
+    };
+    futures_lite::future::or(accept, tick).await;
+    drop(listener);
+    drain(&shard).await;
+    shard.publish();
+}
+
+/// A new client connection: served by a task of its own, or answered 503 when the shard
+/// holds its share of --max-conns already.
+fn admit(shard: &Rc<Shard>, stream: TcpStream, max_conns: u64) {
+    shard.stats.borrow_mut().conns_accepted += 1;
+    if shard.open_count() as u64 >= max_conns {
+        shard.stats.borrow_mut().conns_refused += 1;
+        glommio::spawn_local(async move {
+            let mut s = stream;
+            let _ = s
+                .write_all(b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\nRetry-After: 1\r\nConnection: close\r\n\r\n")
+                .await;
+        })
+        .detach();
+        return;
+    }
+    let Ok(peer) = stream.peer_addr().map(|a| a.ip()) else { return };
+    let slot = Rc::new(Slot::new(stream.as_raw_fd()));
+    let id = shard.register(slot.clone());
+    let s = shard.clone();
+    glommio::spawn_local(async move {
+        let _registered = Registered(&s, id);
+        crate::conn::serve(s.clone(), stream, peer, slot).await;
+    })
+    .detach();
+}
+
+/// Idle connections close now, busy ones after their response (each checks `draining`
+/// before reading another request), all of them by the drain deadline.
+async fn drain(shard: &Shard) {
+    shard.start_draining();
+    let deadline = Instant::now() + shard.shared.limits.drain_timeout;
+    let mut hard_since: Option<Instant> = None;
+    loop {
+        shard.tick();
+        shard.close_connections(false);
+        if Instant::now() >= deadline || shard.shared.state.load(Ordering::Relaxed) > DRAINING {
+            hard_since.get_or_insert_with(Instant::now);
+            shard.close_connections(true);
+        }
+        // After a hard stop, connections get a second to notice their closed sockets.
+        if shard.open_count() == 0 || hard_since.is_some_and(|t| t.elapsed() >= Duration::from_secs(1)) {
+            break;
+        }
+        glommio::timer::sleep(Duration::from_millis(20)).await;
+    }
+}
