@@ -42,7 +42,7 @@ fn recording(c: &mut Criterion) {
     c.bench_function("record", |b| {
         b.iter(|| {
             v = (v + 7919) % 100_000;
-            stats.record(200, Duration::from_micros(v + 50), Duration::from_micros(v + 40));
+            stats.record(200, Duration::from_micros(v + 50), Duration::from_micros(v + 40), true);
         })
     });
 }

@@ -16,7 +16,7 @@ fn interval(requests: u64) -> Totals {
     // A loopback-like spread: 60 µs .. 6 ms, many distinct values.
     for i in 0..requests {
         let us = 60 + (i * 7919) % 6000;
-        t.record(200, Duration::from_micros(us), Duration::from_micros(us));
+        t.record(200, Duration::from_micros(us), Duration::from_micros(us), true);
     }
     t
 }

@@ -8,7 +8,6 @@ use clap::Args;
 use engine_blast::metrics::BlastMetrics;
 use engine_blast::plan::Model;
 use engine_blast::profiles::{ProfileName, ProfileWatch};
-use engine_blast::scenario::Scenario;
 use engine_blast::{Control, PlanInput, RunError};
 use engine_results::folder::{self, RunLog};
 use engine_results::hlog::{self, HlogObserver};
@@ -96,6 +95,11 @@ pub struct BlastArgs {
     /// Request body: TEXT, or @FILE to read it from a file (up to 16 MiB)
     #[arg(short, long, value_name = "TEXT|@FILE")]
     pub body: Option<String>,
+    /// Statuses a response may have without failing, e.g. 200-399,404 [default: 200-399].
+    /// Any other is a failed request (error kind `status`): in the error rate, the
+    /// thresholds, the safety stops and every chart
+    #[arg(long, value_name = "LIST", value_parser = crate::scenario::parse_expect)]
+    pub expect_status: Option<engine_blast::plan::StatusSet>,
     /// Per-request timeout, from write to complete response [default: 30s]
     #[arg(long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub timeout: Option<std::time::Duration>,
@@ -155,6 +159,9 @@ pub struct BlastArgs {
     /// The scenario's data file, once read.
     #[arg(skip)]
     pub data: Option<std::sync::Arc<engine_http::template::DataTable>>,
+    /// What a profile's level must meet (the scenario's `[profile]`, else the defaults).
+    #[arg(skip)]
+    pub criterion: Criterion,
 }
 
 /// The stages as one value (clap would read a bare `Vec` as a repeated flag).
@@ -210,10 +217,13 @@ fn parse_cores(text: &str) -> Result<CpuList, String> {
 }
 
 pub fn main(mut args: BlastArgs) -> u8 {
-    let plan = match merge_scenario(&mut args).and_then(|()| plan(&args)) {
+    let (plan, notes) = match crate::scenario::merge(&mut args).and_then(|notes| Ok((plan(&args)?, notes))) {
         Ok(p) => p,
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
+    for n in &notes {
+        eprintln!("engine: note: {n}");
+    }
     if args.print_plan {
         print_plan(&args, &plan);
         return exit::OK;
@@ -225,6 +235,9 @@ pub fn main(mut args: BlastArgs) -> u8 {
         Ok(o) => o,
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
+    for n in &notes {
+        outputs.run_log.line(&format!("note: {n}"));
+    }
     let control = Control::new();
     on_signals(&control);
     let summary = match run(&args, &plan, &control, &mut outputs) {
@@ -287,7 +300,7 @@ fn run(
     let mut thresholds = Thresholds(args.threshold.clone());
     let open = matches!(plan.model, Model::Open(_));
     let mut profile = args.profile.zip(args.peak).map(|(name, peak)| {
-        ProfileWatch::new(name, peak, plan.model.profile().stages().to_vec(), open, Criterion::default())
+        ProfileWatch::new(name, peak, plan.model.profile().stages().to_vec(), open, args.criterion)
     });
     let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut hlog, &mut safety];
     if let Some(m) = outputs.metrics.as_mut() {
@@ -413,7 +426,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_blast::Plan> {
             None => b.as_bytes().to_vec(),
         },
     };
-    let url = args.url.as_deref().context("give a URL or --scenario")?;
+    let url = args.url.as_deref().context("no target: give a URL, or `target = \"http://...\"` in the scenario")?;
     let mut input = PlanInput::new(url);
     input.conns = args.conns.unwrap_or(64);
     input.duration = args.duration.unwrap_or(std::time::Duration::from_secs(10));
@@ -445,19 +458,44 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_blast::Plan> {
         args.worker_index.zip(args.worker_count).map(|(index, count)| engine_results::summary::Worker { index, count });
     input.start_at = args.start_at;
     input.source_ips = args.source_ips.as_ref().map(|s| s.0.clone()).unwrap_or_default();
+    input.expect_status = args.expect_status.unwrap_or_default();
     let plan = input.build()?;
+    check_expressions(args, &plan)?;
+    Ok(plan)
+}
+
+/// Every threshold and safety stop can be judged on this plan.
+fn check_expressions(args: &BlastArgs, plan: &engine_blast::Plan) -> anyhow::Result<()> {
+    use engine_results::thresholds::Metric;
     for e in args.threshold.iter().chain(&args.abort_on) {
-        if let Some(name) = &e.name {
-            if plan.requests.len() < 2 || !plan.requests.iter().any(|r| &r.name == name) {
+        if let Some(name) = e.name() {
+            if plan.requests.len() < 2 || !plan.requests.iter().any(|r| r.name == name) {
                 let names: Vec<&str> = plan.requests.iter().map(|r| r.name.as_str()).collect();
                 anyhow::bail!("'{e}' names no request of this plan (requests: {})", names.join(", "));
             }
         }
-        if e.name.is_some() && args.abort_on.contains(e) {
+    }
+    for e in &args.abort_on {
+        if e.name().is_some() {
             anyhow::bail!("'{e}': safety stops apply to the whole run, not to one request");
         }
+        if !e.metric.per_interval() {
+            anyhow::bail!("'{e}': recovery_s and capacity are known at the end of the run; use them as --threshold");
+        }
     }
-    Ok(plan)
+    for e in &args.threshold {
+        if e.grace.is_some() {
+            anyhow::bail!("'{e}': 'for N' is a safety stop's grace; a threshold is judged once, on the whole run");
+        }
+        match (e.metric, args.profile) {
+            (Metric::Capacity, Some(ProfileName::Stress)) => {}
+            (Metric::Capacity, _) => anyhow::bail!("'{e}': capacity is what --profile stress finds"),
+            (Metric::RecoveryS, Some(ProfileName::Spike | ProfileName::Recovery)) => {}
+            (Metric::RecoveryS, _) => anyhow::bail!("'{e}': recovery_s is what --profile spike or recovery measures"),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn step(args: &BlastArgs) -> std::time::Duration {
@@ -466,59 +504,6 @@ fn step(args: &BlastArgs) -> std::time::Duration {
 
 fn grace(args: &BlastArgs) -> u32 {
     args.abort_grace.unwrap_or(3)
-}
-
-/// Fills what the command line left out from the scenario file; flags win.
-fn merge_scenario(args: &mut BlastArgs) -> anyhow::Result<()> {
-    let Some(path) = args.scenario.clone() else { return Ok(()) };
-    let sc = Scenario::load(&path)?;
-    let dur = |field: &str, v: &Option<String>| -> anyhow::Result<Option<std::time::Duration>> {
-        v.as_deref()
-            .map(|t| {
-                engine_runtime::units::parse_duration(t)
-                    .map_err(|e| anyhow::anyhow!("scenario '{}': {field}: {e}", path.display()))
-            })
-            .transpose()
-    };
-    let ctx = |field: &str| format!("scenario '{}': {field}", path.display());
-    args.url.get_or_insert(sc.target.clone());
-    args.conns = args.conns.or(sc.load.conns);
-    args.duration = args.duration.or(dur("load.duration", &sc.load.duration)?);
-    args.timeout = args.timeout.or(dur("defaults.timeout", &sc.defaults.timeout)?);
-    args.step = args.step.or(dur("load.step", &sc.load.step)?);
-    args.rate = args.rate.or(sc.load.rate);
-    args.abort_grace = args.abort_grace.or(sc.load.abort_grace);
-    if args.stages.is_none() && args.profile.is_none() {
-        if let Some(st) = &sc.load.stages {
-            args.stages = Some(
-                engine_blast::schedule::parse_stages(st)
-                    .map_err(anyhow::Error::msg)
-                    .with_context(|| ctx("load.stages"))?,
-            );
-        }
-        if let Some(p) = &sc.load.profile {
-            args.profile =
-                Some(ProfileName::parse(p).map_err(anyhow::Error::msg).with_context(|| ctx("load.profile"))?);
-            args.peak = args.peak.or(sc.load.peak);
-            if args.peak.is_none() {
-                anyhow::bail!("{}: a profile needs a peak", ctx("load"));
-            }
-        }
-    }
-    let mut headers = sc.default_headers();
-    headers.append(&mut args.headers);
-    args.headers = headers;
-    for t in &sc.thresholds {
-        args.threshold.push(Expr::parse(t).map_err(anyhow::Error::msg).with_context(|| ctx("thresholds"))?);
-    }
-    for t in &sc.abort_on {
-        args.abort_on.push(Expr::parse(t).map_err(anyhow::Error::msg).with_context(|| ctx("abort_on"))?);
-    }
-    args.requests = sc.request_specs();
-    args.flows = sc.flow_specs(&path.display().to_string())?;
-    let base = path.parent().unwrap_or(std::path::Path::new("."));
-    args.data = sc.data_table(base, &path.display().to_string())?.map(std::sync::Arc::new);
-    Ok(())
 }
 
 fn write_json(mut out: impl Write, summary: &engine_blast::Summary) -> anyhow::Result<()> {

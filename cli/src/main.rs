@@ -9,6 +9,7 @@ mod output;
 mod proxy;
 mod push;
 mod report;
+mod scenario;
 mod target;
 mod windows;
 

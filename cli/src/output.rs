@@ -110,7 +110,7 @@ pub fn plan_text(plan: &Plan, profile: Option<ProfileName>, peak: Option<f64>, s
         );
     }
     if let Some(expected) = plan.expected_requests() {
-        let _ = writeln!(o, "requests scheduled: {expected:.0}");
+        let _ = writeln!(o, "requests scheduled: {expected}");
     }
     o
 }
@@ -169,7 +169,7 @@ impl Progress {
             let _ = write!(err, "{}", if self.drawn { "\r\x1b[2K" } else { "" });
             let _ = writeln!(
                 err,
-                "engine: warning: shard {shard} was on the CPU {:.0}% of the last second: the generator is saturated, \
+                "engine: warning: shard {shard} was on the CPU or waiting for it {:.0}% of the last second: the generator is saturated, \
                  and latency includes its own queueing (add shards or hosts)",
                 busy * 100.0
             );
@@ -216,6 +216,10 @@ pub fn summary_text(s: &Summary) -> String {
     if s.latency_uncorrected_ms != s.latency_ms {
         latency_line(&mut o, "uncorrected", &s.latency_uncorrected_ms);
     }
+    if s.errors.status > 0 {
+        // Fast failures would flatter the whole: the expected responses' own latency.
+        latency_line(&mut o, "expected", &s.latency_ok_ms);
+    }
     schedule_lines(&mut o, s);
     profile_line(&mut o, s);
     named_lines(&mut o, s);
@@ -224,8 +228,16 @@ pub fn summary_text(s: &Summary) -> String {
     let e = &s.errors;
     let _ = writeln!(
         o,
-        "  {:<12}{} (connect {}, timeout {}, reset {}, closed {}, parse {})",
-        "errors", e.total, e.connect, e.timeout, e.reset, e.closed, e.parse
+        "  {:<12}{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}){}",
+        "errors",
+        e.total,
+        e.connect,
+        e.timeout,
+        e.reset,
+        e.closed,
+        e.parse,
+        e.status,
+        if s.requests + e.total > 0 { format!("; error rate {:.2}%", error_rate(s) * 100.0) } else { String::new() }
     );
     let _ = writeln!(o, "  {:<12}sent {}, received {}", "transfer", bytes(s.bytes.sent), bytes(s.bytes.received));
     let _ = writeln!(
@@ -266,13 +278,19 @@ fn verdict_lines(o: &mut String, s: &Summary) {
 }
 
 /// A measured value in the unit its expression uses.
+fn error_rate(s: &Summary) -> f64 {
+    engine_results::thresholds::Figures::of_summary(s, &engine_results::thresholds::Selector::All)
+        .map_or(0.0, |f| f.error_rate)
+}
+
+/// A measured value in the unit of its expression: `1.230%`, `950.0/s`, `12.50ms`.
 fn measured(expr: &str, v: f64) -> String {
-    if expr.starts_with("error_rate") {
-        format!("{:.3}%", v * 100.0)
-    } else if expr.starts_with("rps") {
-        format!("{v:.1}/s")
-    } else {
-        ms(v)
+    match engine_results::thresholds::Expr::parse(expr).map(|e| e.metric) {
+        Ok(engine_results::thresholds::Metric::ErrorRate) => format!("{:.3}%", v * 100.0),
+        Ok(engine_results::thresholds::Metric::Rps) => format!("{v:.1}/s"),
+        Ok(engine_results::thresholds::Metric::RecoveryS) => format!("{v:.1}s"),
+        Ok(engine_results::thresholds::Metric::Capacity) => format!("{v}"),
+        _ => ms(v),
     }
 }
 

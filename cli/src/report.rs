@@ -90,7 +90,11 @@ fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
     let base = engine_results::folder::read_summary(&args.baseline)?;
     let cur = engine_results::folder::read_summary(&args.current)?;
     let rows = engine_results::compare::compare(&base, &cur, args.max_regression);
-    println!("{:<12}{:>14}{:>14}{:>10}", "figure", "baseline", "current", "change");
+    let differences = engine_results::compare::plan_differences(&base, &cur);
+    if !differences.is_empty() {
+        println!("warning: the two runs' plans differ ({}): the figures compare the plans too", differences.join("; "));
+    }
+    println!("{:<12}{:>14}{:>14}{:>12}", "figure", "baseline", "current", "change");
     for row in &rows {
         let show = |x: f64| {
             if row.name == "error_rate" {
@@ -100,13 +104,12 @@ fn compare(args: &CompareArgs) -> anyhow::Result<u8> {
             }
         };
         let flag = if row.regressed { "  REGRESSED" } else { "" };
-        println!(
-            "{:<12}{:>14}{:>14}{:>+9.1}%{flag}",
-            row.name,
-            show(row.baseline),
-            show(row.current),
-            row.change * 100.0
-        );
+        let change = if row.absolute {
+            format!("{:+.2} pp", (row.current - row.baseline) * 100.0)
+        } else {
+            format!("{:+.1}%", row.change * 100.0)
+        };
+        println!("{:<12}{:>14}{:>14}{change:>12}{flag}", row.name, show(row.baseline), show(row.current));
     }
     let regressed: Vec<&str> = rows.iter().filter(|r| r.regressed).map(|r| r.name).collect();
     if regressed.is_empty() {

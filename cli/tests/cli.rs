@@ -431,6 +431,22 @@ fn report_compare_flags_a_regression() {
     let o = engine(&["report", "compare", base.to_str().unwrap(), dir.join("nope.json").to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(2));
     assert!(stderr(&o).contains("no such file"), "{}", stderr(&o));
+    // An error rate from 0 to 18% is shown in points, not as +18000%; a different plan is
+    // said before the figures.
+    let mut failing = real.clone();
+    let requests = failing["requests"].as_u64().unwrap();
+    let bad = requests * 18 / 100;
+    failing["errors"]["status"] = bad.into();
+    failing["errors"]["total"] = bad.into();
+    failing["conns"] = 999.into();
+    std::fs::write(dir.join("failing.json"), failing.to_string()).unwrap();
+    let o = engine(&["report", "compare", base.to_str().unwrap(), dir.join("failing.json").to_str().unwrap()]);
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(o.status.code(), Some(4), "{out}");
+    let line = out.lines().find(|l| l.starts_with("error_rate")).unwrap();
+    let want = format!("+{:.2} pp", bad as f64 * 100.0 / requests as f64);
+    assert!(line.contains(&want) && line.contains("REGRESSED"), "{want}: {out}");
+    assert!(out.lines().next().unwrap().contains("plans differ (connections 2 vs 999)"), "{out}");
     let _ = std::fs::remove_dir_all(dir);
 }
 

@@ -109,35 +109,44 @@ impl Drop for Nginx {
 }
 
 /// Runs the engine to completion; returns its JSON summary and peak RSS in KiB.
-// The child is reaped with wait4, which also gives its peak RSS; clippy cannot see that.
-#[allow(clippy::zombie_processes)]
+///
+/// The peak is sampled from /proc/PID/status (VmHWM) while the engine runs. The kernel's own
+/// figure for a child (wait4's ru_maxrss) carries the RSS the process had before exec, which
+/// for a child of this test binary is the test binary's: a busy test process made a 33 MiB
+/// blast read as 86 MiB.
 fn blast(args: &[&str]) -> (serde_json::Value, u64) {
-    let child = Command::new(env!("CARGO_BIN_EXE_engine"))
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
         .args(args)
         .args(["--json", "-", "-q"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let pid = child.id() as i32;
-    let mut stdout = child.stdout.unwrap();
-    let mut stderr = child.stderr.unwrap();
+    let pid = child.id();
+    let peak = Arc::new(AtomicU64::new(0));
+    let sampler = {
+        let peak = peak.clone();
+        std::thread::spawn(move || loop {
+            let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return };
+            let Some(hwm) = status.lines().find(|l| l.starts_with("VmHWM:")) else { return };
+            let kib: u64 = hwm.split_whitespace().nth(1).and_then(|v| v.parse().ok()).unwrap_or(0);
+            peak.fetch_max(kib, Ordering::Relaxed);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        })
+    };
+    let mut stderr = child.stderr.take().unwrap();
     let err_reader = std::thread::spawn(move || {
         let mut e = String::new();
         let _ = stderr.read_to_string(&mut e);
         e
     });
     let mut out = String::new();
-    stdout.read_to_string(&mut out).unwrap();
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is valid; wait4 fills it for the child we started.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    // SAFETY: wait4 writes the status and usage we own, for our own child.
-    let rc = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
-    assert_eq!(rc, pid);
+    child.stdout.take().unwrap().read_to_string(&mut out).unwrap();
+    let status = child.wait().unwrap();
+    sampler.join().unwrap();
     let err = err_reader.join().unwrap();
-    assert!(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0, "engine failed: {err}");
-    (serde_json::from_str(&out).expect("summary JSON on stdout"), usage.ru_maxrss as u64)
+    assert!(status.success(), "engine failed: {err}");
+    (serde_json::from_str(&out).expect("summary JSON on stdout"), peak.load(Ordering::Relaxed))
 }
 
 #[test]
@@ -439,6 +448,11 @@ fn a_saturated_generator_says_so_and_a_light_one_does_not() {
     assert!(err.contains("the generator is saturated"), "{err}");
     assert!(closed["timeseries"].as_array().unwrap().iter().any(|p| p["busy"].as_f64().unwrap() > 0.9));
 
+    if cpus.len() < 2 {
+        // The blast then waits for its CPU while nginx holds it: that is queueing too.
+        eprintln!("skipped the light half: one CPU, shared with nginx");
+        return;
+    }
     let (open, err) = run(&["-R", "1000", "-c", "16"]);
     let shard = &open["generator"]["shards"][0];
     assert!(shard["busy_max"].as_f64().unwrap() < 0.5, "{}", open["generator"]);

@@ -41,7 +41,7 @@ fn report_renders_in_chromium_without_errors_or_network() {
         assert!(!html.contains(needle), "report.html references something external: {needle}");
     }
 
-    // The script ran to its end: three charts and the marker it sets last.
+    // The script ran to its end: four charts and the marker it sets last.
     let profile = dir.join("chromium-profile");
     let netlog = dir.join("netlog.json");
     let o = chromium(
@@ -52,7 +52,7 @@ fn report_renders_in_chromium_without_errors_or_network() {
     let dom = String::from_utf8_lossy(&o.stdout);
     let log = String::from_utf8_lossy(&o.stderr);
     assert!(dom.contains("data-rendered=\"ok\""), "the report script did not finish; browser log:\n{log}");
-    assert_eq!(dom.matches("class=\"uplot").count(), 3, "three charts");
+    assert_eq!(dom.matches("class=\"uplot").count(), 4, "four charts");
     assert!(!log.contains("Uncaught"), "script error:\n{log}");
     // Chromium talks to its own (Google) hosts whatever the page does; nothing else may appear.
     let net = std::fs::read_to_string(&netlog).unwrap_or_default();
@@ -69,5 +69,62 @@ fn report_renders_in_chromium_without_errors_or_network() {
     let _ = chromium(&["--window-size=1100,1600", &format!("--screenshot={}", shot.display())], &page, &profile);
     let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
     assert!(size > 40_000, "screenshot of {size} bytes looks blank");
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// What the report shows, read from the data its script writes back into the page: open
+/// connections on an axis of their own (not the req/s axis, where a ramp was a flat line),
+/// gaps where an interval had no responses (not 0 ms), the profile's results, thresholds in
+/// their units.
+#[test]
+fn the_report_shows_the_shape_of_the_run() {
+    let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("engine-html-shape-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["blast", &format!("http://{}/", t.local_addr()), "-c", "4", "-d", "3s", "-q"])
+        .args(["--threshold", "p99<1s", "--threshold", "error_rate<1%", "--out"])
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    // A second without responses (a stalled server) and a stress profile's results.
+    let path = dir.join("summary.json");
+    let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let gap = 1;
+    v["timeseries"][gap]["requests"] = 0.into();
+    v["timeseries"][gap]["rps"] = 0.0.into();
+    v["profile"] = serde_json::json!({
+        "name": "stress", "peak": 400.0, "capacity": 300.0, "failed_at": 320.0, "best_rps": 298.5,
+        "criterion": "p99 <= 1000 ms, errors <= 1%"
+    });
+    std::fs::write(&path, v.to_string()).unwrap();
+    let o = Command::new(env!("CARGO_BIN_EXE_engine")).args(["report", "html"]).arg(&dir).output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let o = chromium(&["--dump-dom"], &dir.join("report.html"), &dir.join("chromium-profile"));
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert!(dom.contains("data-rendered=\"ok\""), "{}", String::from_utf8_lossy(&o.stderr));
+    let json = dom.split("id=\"charts\">").nth(1).and_then(|s| s.split("</script>").next()).expect("the charts' data");
+    let charts: serde_json::Value = serde_json::from_str(json).unwrap();
+    let chart = |title: &str| charts.as_array().unwrap().iter().find(|c| c["title"] == title).unwrap().clone();
+    let throughput = chart("Throughput and errors");
+    let connections = chart("Connections");
+    let scales =
+        |c: &serde_json::Value| c["series"].as_array().unwrap().iter().map(|s| s["scale"].clone()).collect::<Vec<_>>();
+    assert!(!throughput["series"].to_string().contains("connections"), "{throughput}");
+    assert_eq!(scales(&connections)[0], "conns");
+    assert!(!scales(&throughput).contains(&"conns".into()));
+    assert_eq!(connections["data"][0][0], 4, "4 connections open: {connections}");
+    let latency = chart("Latency over time (ms)");
+    assert!(latency["data"][0][gap].is_null(), "no responses, no latency: {latency}");
+    assert!(latency["data"][0][0].as_f64().unwrap() > 0.0);
+    // The profile's results and the thresholds, in their units.
+    let profile = dom.split("id=\"profile\"").nth(1).unwrap_or("");
+    assert!(profile.contains("capacity") && profile.contains("300 (the last level that held)"), "{profile}");
+    assert!(profile.contains("failed level") && profile.contains("320"), "{profile}");
+    let thresholds = dom.split("id=\"thresholds\"").nth(1).unwrap_or("");
+    assert!(thresholds.contains("0.00%"), "an error rate as a percentage: {thresholds}");
+    assert!(thresholds.contains(" ms") || thresholds.contains(" µs"), "a latency with its unit: {thresholds}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -121,3 +121,45 @@ fn open_stages_ramp_the_rate() {
     assert!(rps[0] > 300.0 && rps[0] < 700.0, "first second ramps 0 -> 1000: {rps:?}");
     assert!(rps[1] > 900.0, "{rps:?}");
 }
+
+/// Sent equals scheduled, and the server's count equals sent, over a grid of rates, durations
+/// and shard counts (adding up 1/rate steps once sent one request too many per shard: 6,002
+/// of 6,000 at 1,500/s over 4 s on two shards). The target has two shards of its own.
+/// Only a rate the machine cannot reach may send fewer, and then the schedule says it fell
+/// behind.
+#[test]
+fn sent_equals_scheduled_and_served_equals_sent() {
+    let cpus = engine_runtime::affinity::allowed_cpus().unwrap();
+    let mut cfg = TargetConfig::loopback(Duration::ZERO).unwrap();
+    cfg.shard_cpus = engine_runtime::affinity::spread(2, &cpus);
+    let t = Target::start(cfg).unwrap();
+    let mut failures = Vec::new();
+    for rate in [1.0, 7.0, 500.0, 1500.0, 2997.0, 33333.0] {
+        for secs in [1.0, 4.0, 7.5] {
+            for shards in [1, 2] {
+                let before = t.served();
+                let mut input = PlanInput::new(format!("http://{}/", t.local_addr()));
+                input.rate = Some(rate);
+                input.duration = Duration::from_secs_f64(secs);
+                input.conns = 64;
+                input.shards = Some(shards);
+                let r = run(input);
+                // The target publishes its count every 20 ms.
+                std::thread::sleep(Duration::from_millis(60));
+                let served = t.served() - before;
+                let s = r.schedule.unwrap();
+                let want = (rate * secs).ceil() as u64;
+                // A generator that cannot keep up (33,333/s from a debug build on a busy
+                // 2-CPU machine) sends fewer, late, and says so; it never sends more.
+                let sent_ok = s.sent == want || (s.behind && s.sent < want && rate > 3000.0);
+                if s.expected != want || !sent_ok || served != s.sent || r.requests != s.sent || r.errors.total != 0 {
+                    failures.push(format!(
+                        "{rate}/s for {secs} s on {shards} shard(s): scheduled {}, sent {}, completed {}, served {served}, errors {}; want {want}",
+                        s.expected, s.sent, r.requests, r.errors.total
+                    ));
+                }
+            }
+        }
+    }
+    assert!(failures.is_empty(), "{}", failures.join("\n"));
+}

@@ -208,7 +208,7 @@ impl<'p> Collector<'p> {
         if summary.generator.saturated {
             let busiest = summary.generator.shards.iter().map(|s| s.busy_max).fold(0.0, f64::max);
             warnings.push(format!(
-                "the generator was saturated: a shard was on the CPU for {:.0}% of an interval, so latency includes \
+                "the generator was saturated: a shard was on the CPU or waiting for it {:.0}% of an interval, so latency includes \
                  the engine's own queueing; add shards (CPUs) or hosts",
                 busiest * 100.0
             ));

@@ -11,7 +11,9 @@ use engine_http::template::DataTable;
 use engine_http::RenderedRequest;
 use engine_runtime::limits::{self, LimitError};
 
+mod expect;
 mod scenario;
+pub use expect::StatusSet;
 use scenario::{plan_flows, plan_requests};
 pub use scenario::{CaptureSource, FlowPlan, FlowSpec, FlowStep, RequestSpec, StepSpec};
 
@@ -62,6 +64,8 @@ pub struct PlanInput {
     pub data: Option<Arc<DataTable>>,
     /// Shards poll this long after their last event before they sleep (`None`: at once).
     pub busy_poll: Option<Duration>,
+    /// The statuses a response may have without failing (each request may have its own).
+    pub expect_status: StatusSet,
 }
 
 pub use engine_results::summary::Worker;
@@ -73,6 +77,8 @@ pub struct PlannedRequest {
     pub method: String,
     pub request: RenderedRequest,
     pub weight: u32,
+    /// The statuses its response may have without failing.
+    pub expect: StatusSet,
 }
 
 impl PlanInput {
@@ -98,6 +104,7 @@ impl PlanInput {
             flows: Vec::new(),
             data: None,
             busy_poll: None,
+            expect_status: StatusSet::default(),
         }
     }
 }
@@ -253,11 +260,11 @@ impl PlanInput {
         let headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
         let (flows, captures, flow_requests) = plan_flows(&self.flows, matches!(model, Model::Open(_)))?;
         let requests = if !flow_requests.is_empty() {
-            plan_requests(&flow_requests, &target, &headers)?
+            plan_requests(&flow_requests, &target, &headers, self.expect_status)?
         } else if self.requests.is_empty() {
-            vec![single_request(&self.method, &target, &headers, &self.body)?]
+            vec![single_request(&self.method, &target, &headers, &self.body, self.expect_status)?]
         } else {
-            plan_requests(&self.requests, &target, &headers)?
+            plan_requests(&self.requests, &target, &headers, self.expect_status)?
         };
         let allowed = engine_runtime::affinity::allowed_cpus().map_err(PlanError::Affinity)?;
         let cpus = match self.cores {
@@ -351,6 +358,7 @@ fn single_request(
     target: &Target,
     headers: &[(String, String)],
     body: &[u8],
+    expect: StatusSet,
 ) -> Result<PlannedRequest, PlanError> {
     let upper = method.to_ascii_uppercase();
     if upper.is_empty() || !upper.bytes().all(is_token) {
@@ -361,7 +369,7 @@ fn single_request(
     }
     let request = RenderedRequest::render(&upper, &target.path, &target.authority, headers, body)
         .map_err(|e| PlanError::Template(e.to_string()))?;
-    Ok(PlannedRequest { name: "default".into(), method: upper, request, weight: 1 })
+    Ok(PlannedRequest { name: "default".into(), method: upper, request, weight: 1, expect })
 }
 
 impl PlanInput {
@@ -421,14 +429,14 @@ pub fn split(total: u64, parts: usize, i: usize) -> u64 {
 
 impl Plan {
     /// Requests the open model's schedule asks for; `None` in the closed model.
-    pub fn expected_requests(&self) -> Option<f64> {
+    pub fn expected_requests(&self) -> Option<u64> {
         self.expected_requests_until(f64::INFINITY)
     }
 
     /// Requests the open model's schedule asks for in its first `t` seconds.
-    pub fn expected_requests_until(&self, t: f64) -> Option<f64> {
+    pub fn expected_requests_until(&self, t: f64) -> Option<u64> {
         match &self.model {
-            Model::Open(p) => Some(p.integral_until(t)),
+            Model::Open(p) => Some(crate::schedule::scheduled(p.integral_until(t))),
             Model::Closed(_) => None,
         }
     }
@@ -549,7 +557,7 @@ mod tests {
         })
         .unwrap();
         assert_eq!((open.conns, open.model.name()), (64, "open"));
-        assert_eq!(open.expected_requests(), Some(10.0 + 40.0 + 15.0));
+        assert_eq!(open.expected_requests(), Some(10 + 40 + 15));
 
         let spec = |name: &str, weight: u32| RequestSpec {
             name: name.into(),
@@ -558,10 +566,14 @@ mod tests {
             headers: vec!["X-A: 1".into()],
             body: Vec::new(),
             weight,
+            expect: (name == "b").then(|| StatusSet::parse("200-299,404").unwrap()),
         };
         let two = with(&|p| p.requests = vec![spec("a", 1), spec("b", 3)]).unwrap();
         assert_eq!(two.requests.len(), 2);
         assert!(two.requests[1].request.bytes().starts_with(b"GET /x HTTP/1.1"));
+        // A request's own expected statuses, or the plan's.
+        assert!(!two.requests[0].expect.contains(404) && two.requests[1].expect.contains(404));
+        assert!(two.requests[0].expect.contains(302) && !two.requests[1].expect.contains(302));
         assert!(matches!(with(&|p| p.requests = vec![spec("a", 0)]), Err(PlanError::NoWeight)));
         assert!(matches!(with(&|p| p.requests = vec![spec("a", 1), spec("a", 1)]), Err(PlanError::Request { .. })));
         assert!(matches!(with(&|p| p.requests = vec![spec("a b", 1)]), Err(PlanError::Request { .. })));

@@ -11,18 +11,19 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use crate::plan::{CaptureSource, FlowSpec, RequestSpec, StepSpec};
+use crate::plan::{CaptureSource, FlowSpec, RequestSpec, StatusSet, StepSpec};
 use engine_http::template::DataTable;
 
 /// Larger scenario files are refused before parsing: a plan is a page, not a data set.
 pub const MAX_FILE: u64 = 1024 * 1024;
 
-/// A scenario as written, every field optional but the target and one request.
+/// A scenario as written, every field optional but one request (or flow).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Scenario {
-    /// Base URL: scheme, host, port. Request paths are joined to it.
-    pub target: String,
+    /// Base URL: scheme, host, port. Request paths are joined to it. A URL given on the
+    /// command line replaces it (so the same plan runs against staging and production).
+    pub target: Option<String>,
     #[serde(default)]
     pub defaults: Defaults,
     #[serde(default)]
@@ -40,6 +41,19 @@ pub struct Scenario {
     pub abort_on: Vec<String>,
     /// A CSV file whose rows feed `{{csv.COLUMN}}`.
     pub data: Option<Data>,
+    /// What a profile's level must meet to count as held (stress, spike, recovery).
+    #[serde(default)]
+    pub profile: ProfileCriteria,
+}
+
+/// The criterion of a profile's levels: `p99 = "500ms"`, `error_rate = "1%"`,
+/// `achieved = "95%"` (open model: the completed rate as a share of the asked rate).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ProfileCriteria {
+    pub p99: Option<String>,
+    pub error_rate: Option<String>,
+    pub achieved: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -58,6 +72,8 @@ pub struct Defaults {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub timeout: Option<String>,
+    /// Statuses a response may have without failing, e.g. "200-399,404" (default 200-399).
+    pub expect_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -85,6 +101,8 @@ pub struct Request {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub body: Option<String>,
+    /// This request's expected statuses, instead of the default.
+    pub expect_status: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -112,6 +130,8 @@ pub struct Step {
     /// `variable = "header:NAME"` or `variable = "json:FIELD"`, used later as `{{cap.variable}}`.
     #[serde(default)]
     pub capture: BTreeMap<String, String>,
+    /// This step's expected statuses, instead of the default.
+    pub expect_status: Option<String>,
 }
 
 fn get() -> String {
@@ -164,7 +184,19 @@ impl Scenario {
             return Err(check("the weights add up to 0: nothing would be sent"));
         }
         s.flow_specs(name)?;
+        s.request_specs(name)?;
+        s.expect_status(name)?;
         Ok(s)
+    }
+
+    /// The default expected statuses (`[defaults] expect_status`), if the file sets them.
+    pub fn expect_status(&self, name: &str) -> Result<Option<StatusSet>, ScenarioError> {
+        let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
+        self.defaults
+            .expect_status
+            .as_deref()
+            .map(|e| StatusSet::parse(e).map_err(|e| check(format!("defaults.expect_status: {e}"))))
+            .transpose()
     }
 
     /// The flows for [`crate::PlanInput::flows`].
@@ -185,6 +217,12 @@ impl Scenario {
                     .map(|(var, src)| CaptureSource::parse(src).map(|c| (var.clone(), c)))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(|e| check(format!("flow '{}', step '{}': {e}", f.name, st.name)))?;
+                let expect = st
+                    .expect_status
+                    .as_deref()
+                    .map(StatusSet::parse)
+                    .transpose()
+                    .map_err(|e| check(format!("flow '{}', step '{}': expect_status: {e}", f.name, st.name)))?;
                 let request = RequestSpec {
                     name: st.name.clone(),
                     method: st.method.clone(),
@@ -192,6 +230,7 @@ impl Scenario {
                     headers: st.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
                     body: st.body.clone().unwrap_or_default().into_bytes(),
                     weight: 1,
+                    expect,
                 };
                 steps.push(StepSpec { request, think, captures });
             }
@@ -218,16 +257,26 @@ impl Scenario {
     }
 
     /// The requests for [`crate::PlanInput::requests`].
-    pub fn request_specs(&self) -> Vec<RequestSpec> {
+    pub fn request_specs(&self, name: &str) -> Result<Vec<RequestSpec>, ScenarioError> {
+        let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
         self.requests
             .iter()
-            .map(|r| RequestSpec {
-                name: r.name.clone(),
-                method: r.method.clone(),
-                path: r.path.clone(),
-                headers: r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
-                body: r.body.clone().unwrap_or_default().into_bytes(),
-                weight: r.weight,
+            .map(|r| {
+                let expect = r
+                    .expect_status
+                    .as_deref()
+                    .map(StatusSet::parse)
+                    .transpose()
+                    .map_err(|e| check(format!("request '{}': expect_status: {e}", r.name)))?;
+                Ok(RequestSpec {
+                    name: r.name.clone(),
+                    method: r.method.clone(),
+                    path: r.path.clone(),
+                    headers: r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+                    body: r.body.clone().unwrap_or_default().into_bytes(),
+                    weight: r.weight,
+                    expect,
+                })
             })
             .collect()
     }
@@ -268,7 +317,7 @@ headers = { "Content-Type" = "application/json" }
         assert_eq!(s.requests.len(), 2);
         assert_eq!(s.requests[1].weight, 1);
         assert_eq!(s.load.conns, Some(100));
-        let specs = s.request_specs();
+        let specs = s.request_specs("good.toml").unwrap();
         assert_eq!(specs[1].method, "POST");
         assert_eq!(specs[1].headers, vec!["Content-Type: application/json".to_string()]);
         assert_eq!(s.default_headers(), vec!["X-Team: capacity".to_string()]);
@@ -281,7 +330,14 @@ headers = { "Content-Type" = "application/json" }
             ("target = \"http://x\"\n[[request]]\nname = \"a\"\npath = \"/\"\nweight = 0\n", "add up to 0"),
             ("target = \"http://x\"\n", "no [[request]] and no [[flow]]"),
             ("target = \"http://x\"\n[[request]]\nname = \"a\"\npath = \"/\"\nweight = -1\n", "line 5"),
-            ("[[request]]\nname = \"a\"\npath = \"/\"\n", "target"),
+            (
+                "target = \"http://x\"\n[[request]]\nname = \"a\"\npath = \"/\"\nexpect_status = \"2xx\"\n",
+                "request 'a': expect_status",
+            ),
+            (
+                "[defaults]\nexpect_status = \"600-100\"\n[[request]]\nname = \"a\"\npath = \"/\"\n",
+                "defaults.expect_status",
+            ),
             ("target = \"http://x\"\n[load]\nconns = \"many\"\n[[request]]\nname = \"a\"\npath = \"/\"\n", "line 3"),
             ("this is not toml", "line 1"),
         ];

@@ -136,65 +136,78 @@ impl Profile {
     }
 }
 
+/// Requests a schedule whose rate integrates to `area` asks for: arrival k is due when the
+/// area under the rate reaches k, so the arrivals of a schedule are the k below its area.
+pub fn scheduled(area: f64) -> u64 {
+    // A hair below the area: an area of exactly 6000 means arrivals 0..5999, not 6000 with
+    // a last one due at the very end.
+    (area - 1e-9).ceil().max(0.0) as u64
+}
+
 /// The open model's arrival schedule for one shard: intended start times (seconds after the
-/// start) at `share` of the profile's rate. Requests are due at these times whether or not a
-/// connection is free; a late one is measured from when it was due.
+/// start). Requests are due at these times whether or not a connection is free; a late one
+/// is measured from when it was due.
 ///
-/// Arrival k is due when the area under the rate curve reaches k, solved exactly on each
-/// linear segment, so a ramp from 0 starts sending at once rather than after a first step
-/// of 1/rate.
+/// The run's arrivals are numbered once for all shards: arrival k is due when the area under
+/// the whole rate curve reaches k, solved exactly on each linear segment (so a ramp from 0
+/// starts sending at once rather than after a first step of 1/rate), and shard i of S takes
+/// the k with k mod S = i. Each arrival's time is computed from its number, not by adding up
+/// intervals, so the shards together send exactly [`scheduled`] requests, whatever the rate,
+/// the duration and the number of shards.
 #[derive(Debug, Clone)]
 pub struct Arrivals {
-    /// `(begin, end, rate at begin, rate at end)` of each stage, in this shard's share.
+    /// `(begin, end, rate at begin, rate at end)` of each stage.
     segments: Vec<(f64, f64, f64, f64)>,
-    next: f64,
-    end: f64,
+    /// Arrivals of the whole run.
+    total: u64,
+    next: u64,
+    step: u64,
 }
 
 impl Arrivals {
-    pub fn new(profile: Profile, share: f64) -> Self {
+    /// Shard `index` of `shards`' part of the schedule of `profile` (a rate over time).
+    pub fn new(profile: Profile, index: usize, shards: usize) -> Self {
         let mut segments = Vec::with_capacity(profile.stages.len());
-        let (mut begin, mut from) = (0.0, profile.start * share);
+        let (mut begin, mut from) = (0.0, profile.start);
         for st in &profile.stages {
             let end = begin + st.duration.as_secs_f64();
-            let to = st.target * share;
-            segments.push((begin, end, from, to));
+            segments.push((begin, end, from, st.target));
             begin = end;
-            from = to;
+            from = st.target;
         }
-        Self { segments, next: 0.0, end: begin }
+        let total = scheduled(profile.integral());
+        Self { segments, total, next: index as u64, step: shards.max(1) as u64 }
     }
 
-    /// The next intended start, or `None` when the schedule is over.
+    /// The next intended start of this shard, or `None` when its part is done.
     #[allow(clippy::should_implement_trait)]
     pub fn next(&mut self) -> Option<f64> {
-        if self.next >= self.end {
+        if self.next >= self.total {
             return None;
         }
-        let t = self.next;
-        self.next = self.advance(t, 1.0);
+        let t = self.time_of(self.next as f64);
+        self.next += self.step;
         Some(t)
     }
 
-    /// The time after `t` at which the area under the rate reaches `need` (or the end).
-    fn advance(&self, mut t: f64, mut need: f64) -> f64 {
+    /// When the area under the rate reaches `need`.
+    fn time_of(&self, mut need: f64) -> f64 {
+        let mut t = 0.0;
         for &(b0, b1, r0, r1) in &self.segments {
-            if t >= b1 {
-                continue;
+            if need <= 0.0 {
+                return t;
             }
             let slope = (r1 - r0) / (b1 - b0);
-            let a = r0 + slope * (t - b0);
-            let span = b1 - t;
-            let area = a * span + slope * span * span / 2.0;
+            let area = (r0 + r1) / 2.0 * (b1 - b0);
             if area >= need {
-                // a·Δ + slope·Δ²/2 = need, in the form that stays exact when slope is 0.
-                let disc = (a * a + 2.0 * slope * need).max(0.0);
-                return t + 2.0 * need / (a + disc.sqrt());
+                // r0·Δ + slope·Δ²/2 = need, in the form that stays exact when slope is 0.
+                let disc = (r0 * r0 + 2.0 * slope * need).max(0.0);
+                return b0 + 2.0 * need / (r0 + disc.sqrt());
             }
             need -= area;
             t = b1;
         }
-        self.end
+        t
     }
 }
 
@@ -276,7 +289,7 @@ mod tests {
     #[test]
     fn arrivals_match_the_integral() {
         let p = Profile::constant(5000.0, Duration::from_secs(10));
-        let mut a = Arrivals::new(p, 0.5);
+        let mut a = Arrivals::new(p, 0, 1);
         let mut n = 0;
         let mut last = 0.0;
         while let Some(t) = a.next() {
@@ -284,22 +297,50 @@ mod tests {
             last = t;
             n += 1;
         }
-        assert_eq!(n, 25_000);
+        assert_eq!(n, 25_000 * 2);
 
         let p = Profile::ramps(parse_stages("0:1s,1000:2s,0:1s").unwrap());
         let want = p.integral();
-        let mut a = Arrivals::new(p, 1.0);
+        let mut a = Arrivals::new(p, 0, 1);
         let times: Vec<f64> = std::iter::from_fn(|| a.next()).collect();
-        assert!((times.len() as f64 - want).abs() <= 1.0, "{} vs {want}", times.len());
+        assert_eq!(times.len() as f64, want);
         // Nothing is due while the rate is 0; the ramp's first second holds a quarter.
         assert!(times[1] > 1.0);
         let first = times.iter().filter(|&&t| t < 2.0).count() as f64;
         assert!((first - 250.0).abs() <= 2.0, "{first}");
 
         // A ramp from 0 sends at once, not after a step of 1/rate.
-        let mut a = Arrivals::new(Profile::ramps(parse_stages("1000:1s").unwrap()), 1.0);
+        let mut a = Arrivals::new(Profile::ramps(parse_stages("1000:1s").unwrap()), 0, 1);
         let times: Vec<f64> = std::iter::from_fn(|| a.next()).collect();
         assert!(times[1] < 0.05, "{:?}", &times[..3]);
-        assert!((times.len() as f64 - 500.0).abs() <= 1.0);
+        assert_eq!(times.len(), 500);
+    }
+
+    /// The shards together send exactly what the schedule asks for: never one request too
+    /// many per shard (as adding up 1/rate steps did: 6,002 of 6,000 at 1,500/s over 4 s).
+    #[test]
+    fn shards_together_send_exactly_the_schedule() {
+        for rate in [1.0, 7.0, 500.0, 1500.0, 2997.0, 33333.0] {
+            for secs in [1.0, 4.0, 7.5] {
+                let p = Profile::constant(rate, Duration::from_secs_f64(secs));
+                let want = scheduled(p.integral());
+                assert_eq!(want, (rate * secs).ceil() as u64);
+                for shards in 1..=3 {
+                    let mut all: Vec<f64> = (0..shards)
+                        .flat_map(|i| {
+                            let mut a = Arrivals::new(p.clone(), i, shards);
+                            std::iter::from_fn(move || a.next()).collect::<Vec<_>>()
+                        })
+                        .collect();
+                    assert_eq!(all.len() as u64, want, "{rate}/s for {secs} s on {shards} shards");
+                    all.sort_by(f64::total_cmp);
+                    assert!(all.iter().all(|&t| (0.0..secs).contains(&t)), "{rate}/s {secs} s");
+                    // Evenly spaced, whichever shard sends each.
+                    for (k, t) in all.iter().enumerate() {
+                        assert!((t - k as f64 / rate).abs() < 1e-6, "{rate}/s: arrival {k} at {t}");
+                    }
+                }
+            }
+        }
     }
 }

@@ -117,7 +117,7 @@ impl Shard {
             go: Semaphore::new(0),
             active: Cell::new(0),
             arrivals: match &plan.model {
-                Model::Open(p) => Some(RefCell::new(Arrivals::new(p.clone(), plan.shard_share(index)))),
+                Model::Open(p) => Some(RefCell::new(Arrivals::new(p.clone(), index, plan.shard_cpus.len()))),
                 Model::Closed(_) => None,
             },
             start: Cell::new(None),

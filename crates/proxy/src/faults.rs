@@ -25,6 +25,7 @@ pub struct Rule {
     pub probability: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    #[serde(deserialize_with = "action_or_name")]
     pub action: Action,
 }
 
@@ -63,6 +64,17 @@ pub struct Schedule {
     pub from_s: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub to_s: Option<f64>,
+}
+
+/// An action, or the bare name of one whose fields all have defaults: `"action": "hang"`
+/// is `{"hang": {}}`, `"abort"` is a 503.
+fn action_or_name<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Action, D::Error> {
+    let v = serde_json::Value::deserialize(d)?;
+    let v = match v {
+        serde_json::Value::String(name) => serde_json::json!({ name: {} }),
+        other => other,
+    };
+    Action::deserialize(v).map_err(serde::de::Error::custom)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -442,6 +454,15 @@ mod tests {
             let r = rule(&format!(r#"{{"action": {a}}}"#));
             assert_eq!(r.validate(2), Ok(()), "{a}");
         }
+        // Actions whose fields all have defaults may be given by name, in JSON and TOML.
+        for name in ["hang", "reset", "abort"] {
+            let bare = rule(&format!(r#"{{"action": "{name}"}}"#));
+            assert_eq!(bare.action, rule(&format!(r#"{{"action": {{"{name}": {{}}}}}}"#)).action, "{name}");
+        }
+        let toml = parse_faults_file("[[fault]]\naction = \"hang\"\n").unwrap();
+        assert_eq!(toml[0].action, Action::Hang {});
+        assert!(serde_json::from_str::<Rule>(r#"{"action": "delay"}"#).unwrap_err().to_string().contains("ms"));
+        assert!(serde_json::from_str::<Rule>(r#"{"action": "explode"}"#).is_err());
     }
 
     #[test]

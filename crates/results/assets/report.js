@@ -1,10 +1,12 @@
 // Renders report.html from the summary JSON embedded in the page. No network: uPlot is
-// inlined next to this script.
+// inlined next to this script. What each chart shows is also written back into the page as
+// JSON (script#charts), so a test can read it without parsing pixels.
 (function () {
   "use strict";
   const S = JSON.parse(document.getElementById("summary").textContent);
   const main = document.getElementById("main");
   const W = Math.min(1000, window.innerWidth - 40);
+  const described = [];
 
   function el(tag, attrs, children) {
     const e = document.createElement(tag);
@@ -20,45 +22,86 @@
     main.append(body);
   }
   const ms = (v) => (v >= 1000 ? (v / 1000).toFixed(2) + " s" : v >= 1 ? v.toFixed(2) + " ms" : (v * 1000).toFixed(0) + " µs");
-  const L = S.latency_ms, U = S.latency_uncorrected_ms;
+  const pct = (v) => (v * 100).toFixed(2) + "%";
+  // A threshold's measured value in its metric's unit.
+  function measured(expr, v) {
+    const metric = expr.replace(/[{<>].*$/, "").trim();
+    if (metric === "error_rate") return pct(v);
+    if (metric === "rps") return v.toFixed(1) + " req/s";
+    if (metric === "recovery_s") return v.toFixed(1) + " s";
+    if (metric === "capacity") return String(v);
+    return ms(v);
+  }
+  const L = S.latency_ms, U = S.latency_uncorrected_ms, OK = S.latency_ok_ms;
+  const E = S.errors;
+  const attempts = S.requests + E.total - E.status;
 
   document.getElementById("title").textContent = "engine blast " + S.target;
   const facts = [
     ["model", S.model + ", " + S.conns + " connections, " + S.shards + " shard(s)"],
     ["requests", S.requests + " in " + S.duration_s + " s (" + S.rps.toFixed(1) + " req/s)"],
-    ["errors", S.errors.total + " (connect " + S.errors.connect + ", timeout " + S.errors.timeout + ", reset " + S.errors.reset + ", closed " + S.errors.closed + ", parse " + S.errors.parse + ")"],
+    ["errors", E.total + " (connect " + E.connect + ", timeout " + E.timeout + ", reset " + E.reset + ", closed " + E.closed +
+      ", parse " + E.parse + ", status " + E.status + "); error rate " + pct(attempts > 0 ? E.total / attempts : 0)],
     ["connections", "opened " + S.connections.opened + ", peak open " + S.connections.peak_open],
   ];
   if (S.schedule) facts.push(["asked rate", S.schedule.target_rps + " req/s; sent " + S.schedule.sent + " of " + S.schedule.expected + (S.schedule.behind ? " — BEHIND SCHEDULE" : "")]);
-  if (S.stopped_by) facts.push(["safety stop", S.stopped_by.expr + " at " + S.stopped_by.at_s + " s"]);
+  if (S.stopped_by) facts.push(["safety stop", S.stopped_by.expr + " at " + S.stopped_by.at_s + " s (measured " + measured(S.stopped_by.expr, S.stopped_by.value) + ")"]);
+  if (S.generator && S.generator.saturated) facts.push(["generator", "SATURATED: latency includes the engine's own queueing"]);
   if (S.interrupted) facts.push(["interrupted", "yes"]);
   section("Summary", table(["", ""], facts));
-  section("Latency", table(["", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"], [
-    ["corrected", ms(L.mean), ms(L.p50), ms(L.p90), ms(L.p95), ms(L.p99), ms(L.p999), ms(L.max)],
-    ["uncorrected", ms(U.mean), ms(U.p50), ms(U.p90), ms(U.p95), ms(U.p99), ms(U.p999), ms(U.max)],
-  ]));
+  const lrow = (label, l) => [label, ms(l.mean), ms(l.p50), ms(l.p90), ms(l.p95), ms(l.p99), ms(l.p999), ms(l.max)];
+  const lrows = [lrow("corrected", L), lrow("uncorrected", U)];
+  if (E.status > 0) lrows.push(lrow("expected statuses", OK));
+  for (const [cls, l] of Object.entries(S.latency_by_class_ms || {})) lrows.push(lrow(cls, l));
+  section("Latency", table(["", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"], lrows));
+
+  if (S.profile) {
+    const p = S.profile;
+    const rows = [["profile", p.name + " at peak " + p.peak], ["a level holds when", p.criterion]];
+    if (p.capacity !== undefined) rows.push(["capacity", p.capacity + " (the last level that held)"]);
+    if (p.failed_at !== undefined) rows.push(["failed level", String(p.failed_at)]);
+    if (p.best_rps !== undefined) rows.push(["best held rate", p.best_rps.toFixed(1) + " req/s"]);
+    if (p.recovery_s !== undefined) rows.push(["recovery", p.recovery_s.toFixed(1) + " s after the drop"]);
+    else if (p.name === "spike" || p.name === "recovery") rows.push(["recovery", "p99 never returned to the baseline"]);
+    section("Profile", el("div", { id: "profile" }, table(["", ""], rows)));
+  }
 
   const ts = S.timeseries || [];
   const t = ts.map((p) => p.t_s);
+  // An interval without responses has no latency: a gap, not a 0.
+  const lat = (f) => ts.map((p) => (p.requests > 0 ? f(p) : null));
   function chart(title, series, data, scales, axes, xLabel) {
     const box = el("div", { class: "chart" });
     section(title, box);
     const sc = Object.assign({ x: { time: false } }, scales || {});
     new uPlot({ width: W, height: 280, series: [{ label: xLabel || "seconds" }].concat(series), scales: sc, axes: axes }, data, box);
+    described.push({
+      title: title,
+      series: series.map((s) => ({ label: s.label, scale: s.scale || "y" })),
+      axes: (axes || []).slice(1).map((a) => ({ scale: a.scale || "y", label: a.label })),
+      data: data.slice(1),
+    });
   }
   chart("Throughput and errors", [
     { label: "req/s", stroke: "#1f77b4", width: 2, scale: "rps" },
-    { label: "errors/s", stroke: "#d62728", width: 2, scale: "err" },
-    { label: "open connections", stroke: "#7f7f7f", dash: [4, 4], scale: "rps" },
-  ], [t, ts.map((p) => p.rps), ts.map((p) => p.errors), ts.map((p) => p.open)], {}, [
-    { label: "seconds" }, { scale: "rps", label: "req/s, connections" }, { scale: "err", side: 1, label: "errors/s", grid: { show: false } },
+    { label: "errors/s", stroke: "#d62728", width: 2, scale: "rps" },
+  ], [t, ts.map((p) => p.rps), ts.map((p) => p.errors)], {}, [
+    { label: "seconds" }, { scale: "rps", label: "per second" },
   ]);
+  const closed = S.model === "closed";
+  chart("Connections", [
+    { label: "open connections", stroke: "#7f7f7f", width: 2, scale: "conns" },
+  ].concat(closed ? [{ label: "target connections", stroke: "#9467bd", dash: [4, 4], scale: "conns" }] : [
+    { label: "asked req/s", stroke: "#9467bd", dash: [4, 4], scale: "rate" },
+  ]), [t, ts.map((p) => p.open), ts.map((p) => p.target)], {}, [
+    { label: "seconds" }, { scale: "conns", label: "connections" },
+  ].concat(closed ? [] : [{ scale: "rate", side: 1, label: "req/s", grid: { show: false } }]));
   chart("Latency over time (ms)", [
     { label: "p50", stroke: "#2ca02c", width: 2 },
     { label: "p99", stroke: "#d62728", width: 2 },
     { label: "p50 uncorrected", stroke: "#2ca02c", dash: [5, 5] },
     { label: "p99 uncorrected", stroke: "#d62728", dash: [5, 5] },
-  ], [t, ts.map((p) => p.p50_ms), ts.map((p) => p.p99_ms), ts.map((p) => p.p50_uncorrected_ms), ts.map((p) => p.p99_uncorrected_ms)],
+  ], [t, lat((p) => p.p50_ms), lat((p) => p.p99_ms), lat((p) => p.p50_uncorrected_ms), lat((p) => p.p99_uncorrected_ms)],
   {}, [{ label: "seconds" }, { label: "ms" }]);
 
   // HdrHistogram-style: x = 1/(1-p) on a log axis, so the tail gets the room.
@@ -84,7 +127,10 @@
         n.errors.total, Object.entries(n.status).map(([k, v]) => k + ": " + v).join(", ")]))
     : el("p", {}, "One request (no scenario)."));
   section("Thresholds", (S.thresholds || []).length
-    ? table(["expression", "result", "measured"], S.thresholds.map((h) => [h.expr, h.pass ? "PASS" : "FAIL", h.value]))
+    ? el("div", { id: "thresholds" }, table(["expression", "result", "measured"], S.thresholds.map((h) => [h.expr, h.pass ? "PASS" : "FAIL", measured(h.expr, h.value)])))
     : el("p", {}, "No thresholds were set."));
+  const out = el("script", { type: "application/json", id: "charts" });
+  out.textContent = JSON.stringify(described);
+  document.body.append(out);
   document.body.setAttribute("data-rendered", "ok");
 })();

@@ -35,10 +35,14 @@ pub enum ErrorKind {
     Closed,
     /// The response was not valid HTTP/1.1 (or exceeded a size limit).
     Parse,
+    /// A complete response whose status the plan does not expect (by default 200–399): the
+    /// server answered, and said it failed.
+    Status,
 }
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 5] = [Self::Connect, Self::Timeout, Self::Reset, Self::Closed, Self::Parse];
+    pub const ALL: [ErrorKind; 6] =
+        [Self::Connect, Self::Timeout, Self::Reset, Self::Closed, Self::Parse, Self::Status];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -47,6 +51,7 @@ impl ErrorKind {
             Self::Reset => "reset",
             Self::Closed => "closed",
             Self::Parse => "parse",
+            Self::Status => "status",
         }
     }
 
@@ -68,8 +73,9 @@ const STATUS_SLOTS: usize = 1000;
 /// Additive counters: a shard's interval delta, or a merged total.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Counters {
+    /// Completed responses, whatever their status.
     pub requests: u64,
-    pub errors: [u64; 5],
+    pub errors: [u64; 6],
     status: Box<[u64; STATUS_SLOTS]>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
@@ -84,7 +90,7 @@ impl Default for Counters {
     fn default() -> Self {
         Self {
             requests: 0,
-            errors: [0; 5],
+            errors: [0; 6],
             status: Box::new([0; STATUS_SLOTS]),
             bytes_sent: 0,
             bytes_received: 0,
@@ -104,8 +110,22 @@ impl Counters {
         self.errors[kind as usize]
     }
 
+    /// Failed requests: those without a response, and responses of an unexpected status.
     pub fn errors_total(&self) -> u64 {
         self.errors.iter().sum()
+    }
+
+    /// Requests tried: responses, and failures that got none (a failed status is a response).
+    pub fn attempts(&self) -> u64 {
+        self.requests + self.errors_total() - self.errors_of(ErrorKind::Status)
+    }
+
+    /// Failed requests over requests tried (0 when none was tried).
+    pub fn error_rate(&self) -> f64 {
+        match self.attempts() {
+            0 => 0.0,
+            n => self.errors_total() as f64 / n as f64,
+        }
     }
 
     pub fn status(&mut self, code: u16) {
@@ -158,6 +178,11 @@ pub struct ShardStats {
     pub latency: Histogram<u64>,
     /// Response complete − actual write.
     pub latency_uncorrected: Histogram<u64>,
+    /// Corrected latency of the responses whose status was expected.
+    pub latency_ok: Histogram<u64>,
+    /// Corrected latency per status class (`1xx` at 0 .. `5xx` at 4), made when a class is
+    /// first seen: most runs see one or two.
+    pub by_class: [Option<Box<Histogram<u64>>>; 5],
     /// Connections open now, and the most open at once this interval.
     pub open: u64,
     pub peak_open: u64,
@@ -191,6 +216,8 @@ impl Default for ShardStats {
             counters: Counters::default(),
             latency: new_histogram(),
             latency_uncorrected: new_histogram(),
+            latency_ok: new_histogram(),
+            by_class: Default::default(),
             open: 0,
             peak_open: 0,
             in_flight: 0,
@@ -206,10 +233,13 @@ impl ShardStats {
         Self { names: (0..n).map(|_| NameStats::default()).collect(), ..Self::default() }
     }
 
-    pub fn record_named(&mut self, which: usize, status: u16, corrected: Duration) {
+    pub fn record_named(&mut self, which: usize, status: u16, corrected: Duration, expected: bool) {
         if let Some(n) = self.names.get_mut(which) {
             n.counters.requests += 1;
             n.counters.status(status);
+            if !expected {
+                n.counters.error(ErrorKind::Status);
+            }
             n.latency.saturating_record(micros(corrected));
         }
     }
@@ -226,11 +256,27 @@ impl ShardStats {
         self.max_lag_us = self.max_lag_us.max(lag.as_micros() as u64);
     }
 
-    pub fn record(&mut self, status: u16, corrected: Duration, uncorrected: Duration) {
+    /// A complete response; `expected`: its status is one the plan expects, else it also
+    /// counts as an error of kind [`ErrorKind::Status`].
+    pub fn record(&mut self, status: u16, corrected: Duration, uncorrected: Duration, expected: bool) {
+        let us = micros(corrected);
         self.counters.requests += 1;
         self.counters.status(status);
-        self.latency.saturating_record(micros(corrected));
+        self.latency.saturating_record(us);
         self.latency_uncorrected.saturating_record(micros(uncorrected));
+        if expected {
+            self.latency_ok.saturating_record(us);
+        } else {
+            self.counters.error(ErrorKind::Status);
+        }
+        if let Some(slot) = self.by_class.get_mut(usize::from(status / 100).wrapping_sub(1)) {
+            slot.get_or_insert_with(|| Box::new(new_histogram())).saturating_record(us);
+        }
+    }
+
+    /// The latency of status class `class` (1 for 1xx .. 5 for 5xx), if any was seen.
+    pub fn class(&self, class: u16) -> Option<&Histogram<u64>> {
+        self.by_class.get(usize::from(class).wrapping_sub(1)).and_then(|h| h.as_deref())
     }
 
     pub fn opened(&mut self) {
@@ -249,6 +295,8 @@ impl ShardStats {
             counters: std::mem::take(&mut self.counters),
             latency: self.latency.clone(),
             latency_uncorrected: self.latency_uncorrected.clone(),
+            latency_ok: self.latency_ok.clone(),
+            by_class: self.by_class.clone(),
             max_lag_us: std::mem::take(&mut self.max_lag_us),
             names: self
                 .names
@@ -263,6 +311,10 @@ impl ShardStats {
         };
         self.latency.reset();
         self.latency_uncorrected.reset();
+        self.latency_ok.reset();
+        for h in self.by_class.iter_mut().flatten() {
+            h.reset();
+        }
         self.peak_open = self.open;
         stats
     }
@@ -290,6 +342,12 @@ impl ShardStats {
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&o.latency);
         let _ = self.latency_uncorrected.add(&o.latency_uncorrected);
+        let _ = self.latency_ok.add(&o.latency_ok);
+        for (a, b) in self.by_class.iter_mut().zip(&o.by_class) {
+            if let Some(b) = b.as_deref().filter(|b| !b.is_empty()) {
+                let _ = a.get_or_insert_with(|| Box::new(new_histogram())).add(b);
+            }
+        }
         self.max_lag_us = self.max_lag_us.max(o.max_lag_us);
         if self.names.len() < o.names.len() {
             self.names.resize_with(o.names.len(), NameStats::default);
@@ -310,8 +368,8 @@ mod tests {
         let mut a = ShardStats::default();
         let mut b = ShardStats::default();
         for v in 1..=1000u64 {
-            a.record(200, Duration::from_micros(v), Duration::from_micros(v));
-            b.record(503, Duration::from_micros(v * 1000), Duration::from_micros(v));
+            a.record(200, Duration::from_micros(v), Duration::from_micros(v), true);
+            b.record(503, Duration::from_micros(v * 1000), Duration::from_micros(v), false);
         }
         a.counters.error(ErrorKind::Timeout);
         let mut t = Totals::default();
@@ -321,6 +379,14 @@ mod tests {
         assert_eq!(t.latency.len(), 2000);
         assert_eq!(t.counters.statuses().collect::<Vec<_>>(), vec![(200, 1000), (503, 1000)]);
         assert_eq!(t.counters.errors_of(ErrorKind::Timeout), 1);
+        // The 503s failed: 1,001 failures over 2,001 attempts (the timeout had no response).
+        assert_eq!(t.counters.errors_of(ErrorKind::Status), 1000);
+        assert_eq!(t.counters.attempts(), 2001);
+        assert_eq!(t.latency_ok.len(), 1000);
+        assert!(t.latency_ok.max() <= 1001);
+        assert_eq!(t.class(5).unwrap().len(), 1000);
+        assert_eq!(t.class(2).unwrap().len(), 1000);
+        assert!(t.class(4).is_none());
         // The median of the union lies between the two shards' ranges.
         assert!(t.latency.value_at_quantile(0.5) <= 1001);
         assert!(t.latency.value_at_quantile(0.51) >= 10_000);

@@ -59,12 +59,15 @@ impl Latency {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Errors {
+    /// Failed requests: those without a response, and responses of an unexpected status.
     pub total: u64,
     pub connect: u64,
     pub timeout: u64,
     pub reset: u64,
     pub closed: u64,
     pub parse: u64,
+    /// Responses whose status the plan does not expect (by default outside 200–399).
+    pub status: u64,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -131,6 +134,7 @@ impl Errors {
             reset: e(ErrorKind::Reset),
             closed: e(ErrorKind::Closed),
             parse: e(ErrorKind::Parse),
+            status: e(ErrorKind::Status),
         }
     }
 }
@@ -195,6 +199,8 @@ pub struct Point {
     pub p50_uncorrected_ms: f64,
     pub p99_uncorrected_ms: f64,
     pub open: u64,
+    /// Failed requests over requests tried, this interval.
+    pub error_rate: f64,
     /// The busiest shard's share of the interval on the CPU: near 1, the generator itself
     /// was the bottleneck and latency includes its own queueing.
     pub busy: f64,
@@ -303,6 +309,11 @@ pub struct Summary {
     pub errors: Errors,
     pub latency_ms: Latency,
     pub latency_uncorrected_ms: Latency,
+    /// Corrected latency of the responses whose status was expected: fast failures (a quick
+    /// 503) cannot flatter it.
+    pub latency_ok_ms: Latency,
+    /// Corrected latency per status class seen (`2xx`, `5xx`, ...).
+    pub latency_by_class_ms: BTreeMap<String, Latency>,
     pub latency_distribution: Distribution,
     /// Per named request, when the plan has several (a scenario).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
@@ -348,6 +359,12 @@ impl Summary {
             errors: Errors::of(c),
             latency_ms: Latency::from_histogram(&totals.latency),
             latency_uncorrected_ms: Latency::from_histogram(&totals.latency_uncorrected),
+            latency_ok_ms: Latency::from_histogram(&totals.latency_ok),
+            latency_by_class_ms: (1..=5u16)
+                .filter_map(|c| {
+                    totals.class(c).filter(|h| !h.is_empty()).map(|h| (format!("{c}xx"), Latency::from_histogram(h)))
+                })
+                .collect(),
             latency_distribution: Distribution::new(&totals.latency, &totals.latency_uncorrected),
             requests_by_name: BTreeMap::new(),
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
@@ -385,23 +402,29 @@ impl Point {
             p50_uncorrected_ms: ms(&i.latency_uncorrected, 0.5),
             p99_uncorrected_ms: ms(&i.latency_uncorrected, 0.99),
             open: i.open,
+            error_rate: round6(i.counters.error_rate()),
             busy: 0.0,
         }
     }
 }
 
 impl Schedule {
-    pub fn new(expected: f64, duration_s: f64, totals: &Totals, elapsed_s: f64) -> Self {
+    /// `expected` requests scheduled in `duration_s` (of the plan, or of the part that ran).
+    pub fn new(expected: u64, duration_s: f64, totals: &Totals, elapsed_s: f64) -> Self {
         let sent = totals.counters.sent;
         Schedule {
-            target_rps: round3(expected / duration_s),
-            expected: expected.round() as u64,
+            target_rps: round3(expected as f64 / duration_s),
+            expected,
             sent,
             achieved_rps: round3(totals.counters.requests as f64 / elapsed_s.max(1e-9)),
             max_lag_ms: totals.max_lag_us as f64 / 1000.0,
-            behind: (sent as f64) < 0.99 * expected.round(),
+            behind: (sent as f64) < 0.99 * expected as f64,
         }
     }
+}
+
+fn round6(x: f64) -> f64 {
+    (x * 1e6).round() / 1e6
 }
 
 pub(crate) fn round3(x: f64) -> f64 {

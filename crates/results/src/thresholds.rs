@@ -1,11 +1,15 @@
 //! Thresholds (`p95<200ms`, `error_rate<0.1%`, `rps>1000`): pass/fail conditions on a whole
 //! run, and the same expressions as safety stops evaluated on each interval.
+//!
+//! An expression may select part of the run: `{name=login}` one named request,
+//! `{status=ok}` the responses whose status was expected, `{status=5xx}` a status class.
+//! A safety stop may carry its own grace: `error_rate>10% for 3` must hold three intervals.
 
 use std::fmt;
 
 use crate::observe::{Flow, Interval, Observer};
-use crate::stats::Totals;
-use crate::summary::{Fired, Latency, NamedSummary, Summary, Threshold};
+use crate::stats::{ErrorKind, Totals};
+use crate::summary::{Errors, Fired, Latency, Summary, Threshold};
 
 /// What an expression measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,6 +23,24 @@ pub enum Metric {
     Mean,
     ErrorRate,
     Rps,
+    /// A profile's recovery time (spike, recovery), in seconds.
+    RecoveryS,
+    /// A stress profile's capacity: the last level that held.
+    Capacity,
+}
+
+impl Metric {
+    /// Whether the metric exists for one interval (safety stops), not only for a whole run.
+    pub fn per_interval(self) -> bool {
+        !matches!(self, Metric::RecoveryS | Metric::Capacity)
+    }
+
+    fn is_latency(self) -> bool {
+        matches!(
+            self,
+            Metric::P50 | Metric::P90 | Metric::P95 | Metric::P99 | Metric::P999 | Metric::Max | Metric::Mean
+        )
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -29,85 +51,137 @@ pub enum Op {
     Ge,
 }
 
-/// A parsed expression: `metric op value`, the value in milliseconds for latencies, a
-/// fraction for `error_rate`, requests per second for `rps`.
+/// The part of a run an expression is evaluated on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Selector {
+    All,
+    /// `{name=login}`: one named request (scenarios).
+    Name(String),
+    /// `{status=ok}`: responses whose status was expected.
+    Ok,
+    /// `{status=5xx}`: responses of one status class (1 to 5).
+    Class(u16),
+}
+
+/// A parsed expression: `metric{selector} op value [for N]`, the value in milliseconds for
+/// latencies, a fraction for `error_rate`, requests per second for `rps`, seconds for
+/// `recovery_s`, a level for `capacity`.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Expr {
     pub text: String,
-    /// `{name=login}`: evaluated on that named request's figures only.
-    pub name: Option<String>,
+    pub selector: Selector,
     pub metric: Metric,
     pub op: Op,
     pub value: f64,
+    /// As a safety stop: consecutive intervals it must hold (`for N`).
+    pub grace: Option<u32>,
 }
 
-/// The figures an expression is evaluated on: a whole run or one interval.
-#[derive(Debug, Clone, Copy, PartialEq)]
+/// The figures an expression is evaluated on: a whole run (or part of it) or one interval.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Figures {
     pub latency_ms: Latency,
     pub error_rate: f64,
     pub rps: f64,
+    pub recovery_s: Option<f64>,
+    pub capacity: Option<f64>,
 }
 
-impl Figures {
-    pub fn of_summary(s: &Summary) -> Self {
-        let failed_status: u64 =
-            s.status.iter().filter(|(code, _)| code.parse::<u16>().is_ok_and(failed)).map(|(_, n)| n).sum();
-        Self { latency_ms: s.latency_ms, error_rate: error_rate(s.requests, s.errors.total, failed_status), rps: s.rps }
-    }
-
-    pub fn of_named(n: &NamedSummary) -> Self {
-        let failed_status: u64 =
-            n.status.iter().filter(|(code, _)| code.parse::<u16>().is_ok_and(failed)).map(|(_, n)| n).sum();
-        Self { latency_ms: n.latency_ms, error_rate: error_rate(n.requests, n.errors.total, failed_status), rps: n.rps }
-    }
-
-    pub fn of_interval(t: &Totals, rps: f64) -> Self {
-        let c = &t.counters;
-        let failed_status: u64 = c.statuses().filter(|(code, _)| failed(*code)).map(|(_, n)| n).sum();
-        Self {
-            latency_ms: Latency::from_histogram(&t.latency),
-            error_rate: error_rate(c.requests, c.errors_total(), failed_status),
-            rps,
-        }
-    }
-}
-
-/// A response that says the server failed: 5xx. (4xx is the client's side of the contract,
-/// 429 included: count it with a status threshold when it matters.)
-fn failed(status: u16) -> bool {
-    status >= 500
-}
-
-/// Failed attempts (errors of any kind, and 5xx responses) over all attempts.
-fn error_rate(responses: u64, errors: u64, failed_responses: u64) -> f64 {
-    let attempts = responses + errors;
+fn rate_of(errors: &Errors, responses: u64) -> f64 {
+    let attempts = responses + errors.total - errors.status;
     if attempts == 0 {
         0.0
     } else {
-        (errors + failed_responses) as f64 / attempts as f64
+        errors.total as f64 / attempts as f64
+    }
+}
+
+impl Figures {
+    /// The figures of the part of a finished run `sel` selects; `None` when the run has no
+    /// such part (a name it did not send, a status class it did not see).
+    pub fn of_summary(s: &Summary, sel: &Selector) -> Option<Self> {
+        let per_s = |n: u64| if s.duration_s > 0.0 { n as f64 / s.duration_s } else { 0.0 };
+        let profile = s.profile.as_ref();
+        let mut f = Figures {
+            latency_ms: s.latency_ms,
+            error_rate: rate_of(&s.errors, s.requests),
+            rps: s.rps,
+            recovery_s: profile.and_then(|p| p.recovery_s),
+            capacity: profile.and_then(|p| p.capacity),
+        };
+        match sel {
+            Selector::All => {}
+            Selector::Name(n) => {
+                let named = s.requests_by_name.get(n)?;
+                f.latency_ms = named.latency_ms;
+                f.error_rate = rate_of(&named.errors, named.requests);
+                f.rps = named.rps;
+            }
+            Selector::Ok => {
+                f.latency_ms = s.latency_ok_ms;
+                f.rps = per_s(s.requests - s.errors.status);
+            }
+            Selector::Class(c) => {
+                let class = format!("{c}xx");
+                f.latency_ms = *s.latency_by_class_ms.get(&class)?;
+                let count = s.status.iter().filter(|(code, _)| code.starts_with(&c.to_string())).map(|(_, n)| n).sum();
+                f.rps = per_s(count);
+            }
+        }
+        Some(f)
+    }
+
+    /// One interval's figures (merged across shards), `rps` its completed rate.
+    pub fn of_interval(t: &Totals, rps: f64, sel: &Selector) -> Self {
+        let c = &t.counters;
+        let latency = match sel {
+            Selector::Ok => Latency::from_histogram(&t.latency_ok),
+            Selector::Class(k) => t.class(*k).map(Latency::from_histogram).unwrap_or_default(),
+            Selector::All | Selector::Name(_) => Latency::from_histogram(&t.latency),
+        };
+        let share = |n: u64| if c.requests == 0 { 0.0 } else { rps * n as f64 / c.requests as f64 };
+        let rps = match sel {
+            Selector::Ok => share(c.requests - c.errors_of(ErrorKind::Status)),
+            Selector::Class(k) => share(t.class(*k).map_or(0, |h| h.len())),
+            Selector::All | Selector::Name(_) => rps,
+        };
+        Figures { latency_ms: latency, error_rate: c.error_rate(), rps, recovery_s: None, capacity: None }
     }
 }
 
 impl Expr {
-    /// Parses `p95<200ms`, `p99<=1.5s`, `mean<50ms`, `error_rate<0.1%`, `rps>1000`.
+    /// Parses `p95<200ms`, `p99{status=ok}<=1.5s`, `mean<50ms`, `error_rate<0.1%`,
+    /// `rps>1000`, `capacity>=2000`, `recovery_s<30`, and `error_rate>10% for 3`.
     pub fn parse(text: &str) -> Result<Expr, String> {
-        let t: String = text.chars().filter(|c| !c.is_whitespace()).collect();
         let bad = |why: &str| {
-            format!("invalid expression '{text}': {why} (examples: p95<200ms, error_rate<0.1%, rps>1000, mean<=1s)")
+            format!(
+                "invalid expression '{text}': {why} (examples: p95<200ms, p99{{status=ok}}<1s, error_rate<0.1%, \
+                 rps>1000, error_rate>10% for 3)"
+            )
         };
+        let (body, grace) = match text.trim().rsplit_once(" for ") {
+            Some((body, n)) => (
+                body,
+                Some(
+                    n.trim()
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|n| *n >= 1)
+                        .ok_or_else(|| bad("'for N' takes a count of intervals from 1"))?,
+                ),
+            ),
+            None => (text, None),
+        };
+        let t: String = body.chars().filter(|c| !c.is_whitespace()).collect();
         let at = t.find(['<', '>']).ok_or_else(|| bad("no comparison (<, <=, >, >=)"))?;
         let (name, rest) = t.split_at(at);
-        let (name, request) = match name.split_once('{') {
+        let (name, selector) = match name.split_once('{') {
             Some((metric, sel)) => {
-                let sel = sel.strip_suffix('}').ok_or_else(|| bad("a selector is {name=REQUEST}"))?;
-                let req = sel.strip_prefix("name=").ok_or_else(|| bad("a selector is {name=REQUEST}"))?;
-                if req.is_empty() {
-                    return Err(bad("a selector is {name=REQUEST}"));
-                }
-                (metric, Some(req.to_string()))
+                let sel =
+                    sel.strip_suffix('}').ok_or_else(|| bad("a selector is {name=REQUEST} or {status=ok|2xx}"))?;
+                (metric, parse_selector(sel).map_err(|why| bad(&why))?)
             }
-            None => (name, None),
+            None => (name, Selector::All),
         };
         let (op, value) = match rest.as_bytes() {
             [b'<', b'=', ..] => (Op::Le, &rest[2..]),
@@ -115,41 +189,30 @@ impl Expr {
             [b'<', ..] => (Op::Lt, &rest[1..]),
             _ => (Op::Gt, &rest[1..]),
         };
-        let metric = match name {
-            "p50" | "med" => Metric::P50,
-            "p90" => Metric::P90,
-            "p95" => Metric::P95,
-            "p99" => Metric::P99,
-            "p999" | "p99.9" => Metric::P999,
-            "max" => Metric::Max,
-            "mean" | "avg" => Metric::Mean,
-            "error_rate" => Metric::ErrorRate,
-            "rps" => Metric::Rps,
-            "" => return Err(bad("no metric")),
-            _ => return Err(bad(&format!("unknown metric '{name}' (p50 p90 p95 p99 p999 max mean error_rate rps)"))),
-        };
-        let number = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
-        let value = match metric {
-            Metric::ErrorRate => match value.strip_suffix('%') {
-                Some(v) => number(v).map(|v| v / 100.0),
-                None => number(value),
-            }
-            .filter(|v| *v <= 1.0)
-            .ok_or_else(|| bad("error_rate is a fraction (0.01) or a percentage (1%)"))?,
-            Metric::Rps => number(value).ok_or_else(|| bad("rps is a number of requests per second"))?,
-            _ => engine_runtime::units::parse_duration(value)
-                .ok()
-                .filter(|_| value.ends_with(|c: char| c.is_ascii_alphabetic()))
-                .map(|d| d.as_secs_f64() * 1000.0)
-                .ok_or_else(|| bad("a latency needs a unit: us, ms, s"))?,
-        };
-        Ok(Expr { text: text.trim().to_string(), name: request, metric, op, value })
+        let metric = parse_metric(name).map_err(|why| bad(&why))?;
+        if !matches!(selector, Selector::All | Selector::Name(_)) && metric == Metric::ErrorRate {
+            return Err(bad("error_rate is of all requests; a status selector does not apply"));
+        }
+        if selector != Selector::All && !metric.per_interval() {
+            return Err(bad("recovery_s and capacity are of the whole run; they take no selector"));
+        }
+        let value = parse_value(metric, value).map_err(|why| bad(&why))?;
+        Ok(Expr { text: text.trim().to_string(), selector, metric, op, value, grace })
     }
 
-    /// The measured value this expression compares.
-    pub fn measure(&self, f: &Figures) -> f64 {
+    /// The named request the expression selects, if it selects one.
+    pub fn name(&self) -> Option<&str> {
+        match &self.selector {
+            Selector::Name(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The measured value this expression compares; `None` when the run has no such figure
+    /// (a capacity without a stress profile).
+    pub fn measure(&self, f: &Figures) -> Option<f64> {
         let l = &f.latency_ms;
-        match self.metric {
+        Some(match self.metric {
             Metric::P50 => l.p50,
             Metric::P90 => l.p90,
             Metric::P95 => l.p95,
@@ -159,18 +222,95 @@ impl Expr {
             Metric::Mean => l.mean,
             Metric::ErrorRate => f.error_rate,
             Metric::Rps => f.rps,
-        }
+            Metric::RecoveryS => f.recovery_s?,
+            Metric::Capacity => f.capacity?,
+        })
     }
 
-    /// Whether the comparison holds for these figures.
+    /// Whether the comparison holds for these figures (never for a figure the run lacks).
     pub fn holds(&self, f: &Figures) -> bool {
-        let v = self.measure(f);
+        let Some(v) = self.measure(f) else { return false };
         match self.op {
             Op::Lt => v < self.value,
             Op::Le => v <= self.value,
             Op::Gt => v > self.value,
             Op::Ge => v >= self.value,
         }
+    }
+
+    /// The metric and selector it judges: a threshold given as a flag replaces one from a
+    /// scenario with the same key.
+    pub fn key(&self) -> (Metric, &Selector) {
+        (self.metric, &self.selector)
+    }
+
+    /// The measured value as a person reads it: `12.3 ms`, `1.20%`, `950.0/s`, `4.0 s`.
+    pub fn show(&self, value: f64) -> String {
+        match self.metric {
+            m if m.is_latency() => format!("{value:.3} ms"),
+            Metric::ErrorRate => format!("{:.2}%", value * 100.0),
+            Metric::Rps => format!("{value:.1}/s"),
+            Metric::RecoveryS => format!("{value:.1} s"),
+            _ => format!("{value}"),
+        }
+    }
+}
+
+fn parse_selector(sel: &str) -> Result<Selector, String> {
+    match sel.split_once('=') {
+        Some(("name", n)) if !n.is_empty() => Ok(Selector::Name(n.to_string())),
+        Some(("status", "ok")) => Ok(Selector::Ok),
+        Some(("status", c)) => match c.as_bytes() {
+            [d @ b'1'..=b'5', b'x', b'x'] => Ok(Selector::Class(u16::from(d - b'0'))),
+            _ => Err(format!("status={c}: a status selector is ok or a class 1xx..5xx")),
+        },
+        _ => Err("a selector is {name=REQUEST} or {status=ok|2xx}".into()),
+    }
+}
+
+fn parse_metric(name: &str) -> Result<Metric, String> {
+    Ok(match name {
+        "p50" | "med" => Metric::P50,
+        "p90" => Metric::P90,
+        "p95" => Metric::P95,
+        "p99" => Metric::P99,
+        "p999" | "p99.9" => Metric::P999,
+        "max" => Metric::Max,
+        "mean" | "avg" => Metric::Mean,
+        "error_rate" => Metric::ErrorRate,
+        "rps" => Metric::Rps,
+        "recovery_s" => Metric::RecoveryS,
+        "capacity" => Metric::Capacity,
+        "" => return Err("no metric".into()),
+        _ => {
+            return Err(format!(
+                "unknown metric '{name}' (p50 p90 p95 p99 p999 max mean error_rate rps recovery_s capacity)"
+            ))
+        }
+    })
+}
+
+fn parse_value(metric: Metric, value: &str) -> Result<f64, String> {
+    let number = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
+    match metric {
+        Metric::ErrorRate => match value.strip_suffix('%') {
+            Some(v) => number(v).map(|v| v / 100.0),
+            None => number(value),
+        }
+        .filter(|v| *v <= 1.0)
+        .ok_or_else(|| "error_rate is a fraction (0.01) or a percentage (1%)".into()),
+        Metric::Rps => number(value).ok_or_else(|| "rps is a number of requests per second".into()),
+        Metric::Capacity => {
+            number(value).ok_or_else(|| "capacity is a level (connections or requests per second)".into())
+        }
+        Metric::RecoveryS => number(value)
+            .or_else(|| engine_runtime::units::parse_duration(value).ok().map(|d| d.as_secs_f64()))
+            .ok_or_else(|| "recovery_s is seconds (30, or 30s)".into()),
+        _ => engine_runtime::units::parse_duration(value)
+            .ok()
+            .filter(|_| value.ends_with(|c: char| c.is_ascii_alphabetic()))
+            .map(|d| d.as_secs_f64() * 1000.0)
+            .ok_or_else(|| "a latency needs a unit: us, ms, s".into()),
     }
 }
 
@@ -180,49 +320,15 @@ impl fmt::Display for Expr {
     }
 }
 
-/// Safety stops: each expression is a condition to stop on, and it must hold for `grace`
-/// consecutive intervals before the run stops.
-#[derive(Debug, Clone)]
-pub struct SafetyStops {
-    exprs: Vec<Expr>,
-    grace: u32,
-    streak: Vec<u32>,
-}
-
-impl SafetyStops {
-    pub fn new(exprs: Vec<Expr>, grace: u32) -> Self {
-        let streak = vec![0; exprs.len()];
-        Self { exprs, grace: grace.max(1), streak }
-    }
-
-    /// Takes one interval's figures; returns the stop that fired, if one did.
-    pub fn observe(&mut self, f: &Figures, at_s: f64) -> Option<Fired> {
-        for (e, streak) in self.exprs.iter().zip(self.streak.iter_mut()) {
-            *streak = if e.holds(f) { *streak + 1 } else { 0 };
-            if *streak >= self.grace {
-                return Some(Fired { expr: e.text.clone(), at_s, value: e.measure(f) });
-            }
-        }
-        None
-    }
-}
-
-/// Judges thresholds on a finished run: each on the whole run's figures, or on its named
-/// request's own when it selects one (`p99{name=login}<100ms`). A name the run does not have
-/// fails, measured as 0 (plans refuse such names before they start).
+/// Judges thresholds on a finished run, each on the part of it that it selects. A part the
+/// run does not have (plans refuse names they do not send) fails, measured as 0.
 pub fn judge(exprs: &[Expr], s: &Summary) -> Vec<Threshold> {
-    let whole = Figures::of_summary(s);
     exprs
         .iter()
         .map(|e| {
-            let figures = match &e.name {
-                None => Some(whole),
-                Some(n) => s.requests_by_name.get(n).map(Figures::of_named),
-            };
-            match figures {
-                Some(f) => Threshold { expr: e.text.clone(), pass: e.holds(&f), value: e.measure(&f) },
-                None => Threshold { expr: e.text.clone(), pass: false, value: 0.0 },
-            }
+            let value = Figures::of_summary(s, &e.selector).and_then(|f| e.measure(&f));
+            let pass = Figures::of_summary(s, &e.selector).is_some_and(|f| e.holds(&f));
+            Threshold { expr: e.text.clone(), pass, value: value.unwrap_or(0.0) }
         })
         .collect()
 }
@@ -237,6 +343,35 @@ impl Observer for Thresholds {
 
     fn finish(&mut self, summary: &mut Summary) {
         summary.thresholds = judge(&self.0, summary);
+    }
+}
+
+/// Safety stops: each expression is a condition to stop on, and it must hold for its grace
+/// (`for N`, else the default) in consecutive intervals before the run stops.
+#[derive(Debug, Clone)]
+pub struct SafetyStops {
+    exprs: Vec<Expr>,
+    grace: u32,
+    streak: Vec<u32>,
+}
+
+impl SafetyStops {
+    /// `grace`: for the stops without a `for N` of their own.
+    pub fn new(exprs: Vec<Expr>, grace: u32) -> Self {
+        let streak = vec![0; exprs.len()];
+        Self { exprs, grace: grace.max(1), streak }
+    }
+
+    /// Takes one interval's figures; returns the stop that fired, if one did.
+    pub fn observe(&mut self, t: &Totals, rps: f64, at_s: f64) -> Option<Fired> {
+        for (e, streak) in self.exprs.iter().zip(self.streak.iter_mut()) {
+            let f = Figures::of_interval(t, rps, &e.selector);
+            *streak = if e.holds(&f) { *streak + 1 } else { 0 };
+            if *streak >= e.grace.unwrap_or(self.grace) {
+                return Some(Fired { expr: e.text.clone(), at_s, value: e.measure(&f).unwrap_or(0.0) });
+            }
+        }
+        None
     }
 }
 
@@ -262,7 +397,7 @@ impl Observer for SafetyWatch {
         if self.fired.is_some() {
             return Flow::Continue;
         }
-        match self.stops.observe(&Figures::of_interval(i.totals, i.point.rps), i.elapsed_s) {
+        match self.stops.observe(i.totals, i.point.rps, i.elapsed_s) {
             Some(f) => {
                 self.fired = Some(f);
                 Flow::Stop
@@ -281,7 +416,7 @@ mod tests {
     use super::*;
 
     fn figures(p95: f64, error_rate: f64, rps: f64) -> Figures {
-        Figures { latency_ms: Latency { p95, ..Default::default() }, error_rate, rps }
+        Figures { latency_ms: Latency { p95, ..Default::default() }, error_rate, rps, ..Default::default() }
     }
 
     #[test]
@@ -294,7 +429,14 @@ mod tests {
         assert_eq!(Expr::parse("error_rate>0.1").unwrap().value, 0.1);
         assert_eq!(Expr::parse("rps>=1000").unwrap().op, Op::Ge);
         let e = Expr::parse("p95{name=login}<75ms").unwrap();
-        assert_eq!((e.name.as_deref(), e.value), (Some("login"), 75.0));
+        assert_eq!((e.name(), e.value), (Some("login"), 75.0));
+        assert_eq!(Expr::parse("p95{status=ok}<200ms").unwrap().selector, Selector::Ok);
+        assert_eq!(Expr::parse("p99{status=5xx}<1s").unwrap().selector, Selector::Class(5));
+        let e = Expr::parse("error_rate>10% for 3").unwrap();
+        assert_eq!((e.grace, e.value), (Some(3), 0.1));
+        assert_eq!(Expr::parse("capacity>=2000").unwrap().metric, Metric::Capacity);
+        assert_eq!(Expr::parse("recovery_s<30").unwrap().value, 30.0);
+        assert_eq!(Expr::parse("recovery_s<1m").unwrap().value, 60.0);
         for bad in [
             "",
             "p95",
@@ -306,6 +448,12 @@ mod tests {
             "<1",
             "p95{login}<1ms",
             "p95{name=}<1ms",
+            "p95{status=6xx}<1ms",
+            "p95{status=200}<1ms",
+            "error_rate{status=ok}<1%",
+            "capacity{status=ok}>1",
+            "error_rate>1% for 0",
+            "error_rate>1% for x",
         ] {
             assert!(Expr::parse(bad).is_err(), "{bad}");
         }
@@ -318,19 +466,32 @@ mod tests {
         assert!(!Expr::parse("p95<100ms").unwrap().holds(&f));
         assert!(!Expr::parse("error_rate<1%").unwrap().holds(&f));
         assert!(!Expr::parse("rps>1000").unwrap().holds(&f));
+        assert!(!Expr::parse("capacity>1").unwrap().holds(&f), "no capacity: never holds");
+        assert!(Expr::parse("capacity>1").unwrap().holds(&Figures { capacity: Some(5.0), ..f }));
+        assert_eq!(Expr::parse("error_rate<1%").unwrap().show(0.0123), "1.23%");
+        assert_eq!(Expr::parse("p99<1s").unwrap().show(12.5), "12.500 ms");
     }
 
     #[test]
-    fn safety_stops_need_consecutive_intervals() {
+    fn safety_stops_need_consecutive_intervals_each_its_own_grace() {
+        let failing = |n: u64| {
+            let mut t = Totals::default();
+            for _ in 0..n {
+                t.record(503, std::time::Duration::from_millis(1), std::time::Duration::from_millis(1), false);
+            }
+            t.record(200, std::time::Duration::from_millis(1), std::time::Duration::from_millis(1), true);
+            t
+        };
+        let (bad, good) = (failing(9), failing(0));
         let mut s = SafetyStops::new(vec![Expr::parse("error_rate>10%").unwrap()], 3);
-        let bad = figures(1.0, 0.5, 1.0);
-        let good = figures(1.0, 0.0, 1.0);
-        assert_eq!(s.observe(&bad, 1.0), None);
-        assert_eq!(s.observe(&bad, 2.0), None);
-        assert_eq!(s.observe(&good, 3.0), None);
-        assert_eq!(s.observe(&bad, 4.0), None);
-        assert_eq!(s.observe(&bad, 5.0), None);
-        let fired = s.observe(&bad, 6.0).unwrap();
-        assert_eq!((fired.expr.as_str(), fired.at_s, fired.value), ("error_rate>10%", 6.0, 0.5));
+        assert_eq!(s.observe(&bad, 10.0, 1.0), None);
+        assert_eq!(s.observe(&bad, 10.0, 2.0), None);
+        assert_eq!(s.observe(&good, 10.0, 3.0), None);
+        assert_eq!(s.observe(&bad, 10.0, 4.0), None);
+        assert_eq!(s.observe(&bad, 10.0, 5.0), None);
+        let fired = s.observe(&bad, 10.0, 6.0).unwrap();
+        assert_eq!((fired.expr.as_str(), fired.at_s, fired.value), ("error_rate>10%", 6.0, 0.9));
+        let mut quick = SafetyStops::new(vec![Expr::parse("error_rate>10% for 1").unwrap()], 3);
+        assert!(quick.observe(&bad, 10.0, 1.0).is_some());
     }
 }

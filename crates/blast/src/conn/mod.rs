@@ -197,9 +197,10 @@ fn record(shard: &Shard, cursor: &Cursor, which: usize, outcome: Step, corrected
     let mut st = shard.stats();
     match outcome {
         Step::Done { response, reuse, unsolicited } => {
-            st.record(response.status, corrected, actual);
+            let expected = shard.plan().requests[which].expect.contains(response.status);
+            st.record(response.status, corrected, actual, expected);
             if cursor.named() {
-                st.record_named(which, response.status, corrected);
+                st.record_named(which, response.status, corrected, expected);
             }
             if unsolicited {
                 st.counters.error(ErrorKind::Parse);

@@ -3,6 +3,7 @@
 
 use std::time::Duration;
 
+use super::expect::StatusSet;
 use super::{is_token, parse_header, PlanError, PlannedRequest, Target, MAX_BODY};
 use engine_http::RenderedRequest;
 
@@ -18,6 +19,8 @@ pub struct RequestSpec {
     pub body: Vec<u8>,
     /// Share of the requests: weight / sum of weights.
     pub weight: u32,
+    /// The statuses this request expects (`None`: the plan's).
+    pub expect: Option<StatusSet>,
 }
 
 /// A flow of a scenario, before validation: steps one connection runs in order, as a user.
@@ -128,6 +131,7 @@ pub(super) fn plan_requests(
     specs: &[RequestSpec],
     target: &Target,
     defaults: &[(String, String)],
+    expect: StatusSet,
 ) -> Result<Vec<PlannedRequest>, PlanError> {
     let mut out: Vec<PlannedRequest> = Vec::with_capacity(specs.len());
     for spec in specs {
@@ -155,7 +159,8 @@ pub(super) fn plan_requests(
         headers.extend(own);
         let request = RenderedRequest::render(&method, &spec.path, &target.authority, &headers, &spec.body)
             .map_err(|e| bad(e.to_string()))?;
-        out.push(PlannedRequest { name: spec.name.clone(), method, request, weight: spec.weight });
+        let expect = spec.expect.unwrap_or(expect);
+        out.push(PlannedRequest { name: spec.name.clone(), method, request, weight: spec.weight, expect });
     }
     if out.iter().map(|r| u64::from(r.weight)).sum::<u64>() == 0 {
         return Err(PlanError::NoWeight);
