@@ -95,6 +95,11 @@ pub struct BlastArgs {
     /// Request body: TEXT, or @FILE to read it from a file (up to 16 MiB)
     #[arg(short, long, value_name = "TEXT|@FILE")]
     pub body: Option<String>,
+    /// Arrival-rate flows (--rate with a scenario's [[flow]]): the most users walking a flow
+    /// at once, each on a connection of its own [default: --conns]. An iteration due while
+    /// every user is busy is dropped, and counted
+    #[arg(long, value_name = "N")]
+    pub max_users: Option<u64>,
     /// Statuses a response may have without failing, e.g. 200-399,404 [default: 200-399].
     /// Any other is a failed request (error kind `status`): in the error rate, the
     /// thresholds, the safety stops and every chart
@@ -459,6 +464,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_blast::Plan> {
     input.start_at = args.start_at;
     input.source_ips = args.source_ips.as_ref().map(|s| s.0.clone()).unwrap_or_default();
     input.expect_status = args.expect_status.unwrap_or_default();
+    input.max_users = args.max_users;
     let plan = input.build()?;
     check_expressions(args, &plan)?;
     Ok(plan)

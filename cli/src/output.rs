@@ -221,6 +221,7 @@ pub fn summary_text(s: &Summary) -> String {
         latency_line(&mut o, "expected", &s.latency_ok_ms);
     }
     schedule_lines(&mut o, s);
+    iteration_line(&mut o, s);
     profile_line(&mut o, s);
     named_lines(&mut o, s);
     let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
@@ -403,4 +404,24 @@ fn named_lines(o: &mut String, s: &Summary) {
             n.errors.total
         );
     }
+}
+
+/// Arrival-rate flows: iterations started, completed, dropped, and the users in flight.
+fn iteration_line(o: &mut String, s: &Summary) {
+    let Some(i) = &s.iterations else { return };
+    let _ = writeln!(
+        o,
+        "  {:<12}{} started ({:.1}/s), {} completed, {} failed, {} dropped (every user busy); users in flight {:.1} \
+         (Little's law), peak {}; iteration p50 {} p99 {}",
+        "iterations",
+        i.started,
+        i.rate,
+        i.completed,
+        i.failed,
+        i.dropped,
+        i.users_littles_law,
+        i.users_peak,
+        ms(i.latency_ms.p50),
+        ms(i.latency_ms.p99)
+    );
 }

@@ -303,3 +303,75 @@ fn every_flag_that_meets_a_scenario_value_says_what_wins() {
     }
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// Arrival-rate flows: at 50 iterations a second, a flow of three steps with 1 s of think time
+/// after each of the first two takes about 2 s, so about 100 users walk it at once (Little's
+/// law). With room for only 20 users the iterations that find none free are dropped, and
+/// counted.
+#[test]
+fn arrival_rate_flows_start_users_at_the_rate() {
+    let t = engine_target::Target::start(engine_target::TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("engine-arrivals-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let scenario = dir.join("flow.toml");
+    std::fs::write(
+        &scenario,
+        format!(
+            r#"target = "http://{}"
+[[flow]]
+name = "shop"
+[[flow.step]]
+name = "login"
+path = "/login"
+think = "1s"
+[[flow.step]]
+name = "browse"
+path = "/browse"
+think = "1s"
+[[flow.step]]
+name = "buy"
+path = "/buy"
+"#,
+            t.local_addr()
+        ),
+    )
+    .unwrap();
+    let run = |users: &str| -> serde_json::Value {
+        let o = engine(&[
+            "blast",
+            "--scenario",
+            scenario.to_str().unwrap(),
+            "--rate",
+            "50",
+            "-d",
+            "6s",
+            "--max-users",
+            users,
+            "-q",
+            "--json",
+            "-",
+            "--out",
+            dir.join(format!("run-{users}")).to_str().unwrap(),
+        ]);
+        assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+        serde_json::from_slice(&o.stdout).unwrap()
+    };
+    let v = run("200");
+    let it = &v["iterations"];
+    assert_eq!(it["started"], 300, "{it}");
+    assert_eq!(it["dropped"], 0, "{it}");
+    assert!(close(it["rate"].as_f64().unwrap(), 50.0, 0.5), "{it}");
+    assert!(close(it["users_littles_law"].as_f64().unwrap(), 100.0, 10.0), "{it}");
+    assert!((90..=115).contains(&it["users_peak"].as_u64().unwrap()), "{it}");
+    assert!(close(it["latency_ms"]["p50"].as_f64().unwrap(), 2000.0, 100.0), "{it}");
+    // Users spread over the run: never 100, 0, 100, 0 requests a second.
+    for p in v["timeseries"].as_array().unwrap().iter().skip(2).take(3) {
+        assert!(p["requests"].as_u64().unwrap() > 100, "{p}");
+    }
+    let v = run("20");
+    let it = &v["iterations"];
+    let (started, dropped) = (it["started"].as_u64().unwrap(), it["dropped"].as_u64().unwrap());
+    assert!(dropped > 150 && started + dropped <= 300, "{it}");
+    assert!(it["users_peak"].as_u64().unwrap() <= 20, "{it}");
+    let _ = std::fs::remove_dir_all(&dir);
+}

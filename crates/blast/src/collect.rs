@@ -7,7 +7,9 @@ use std::time::{Duration, Instant, SystemTime};
 
 use engine_results::observe::{Flow, Interval, Observer};
 use engine_results::stats::Totals;
-use engine_results::summary::{Generator, Model, NamedSummary, Point, Schedule, ShardLoad, Summary, SATURATED};
+use engine_results::summary::{
+    Generator, IterationSummary, Model, NamedSummary, Point, Schedule, ShardLoad, Summary, SATURATED,
+};
 
 use crate::control::{Control, LAST_WORD};
 use crate::fleet::{Fleet, CHECK, WATCHDOG};
@@ -202,7 +204,14 @@ impl<'p> Collector<'p> {
         // A run that ended early is judged on the part of the schedule it ran.
         let ran_s = self.stopped_at.unwrap_or(f64::INFINITY).min(plan.duration.as_secs_f64());
         if let Some(expected) = plan.expected_requests_until(ran_s) {
-            summary.schedule = Some(Schedule::new(expected, ran_s, &self.totals, elapsed));
+            let mut schedule = Schedule::new(expected, ran_s, &self.totals, elapsed);
+            // Arrival-rate flows schedule iterations, not requests.
+            if let Some(it) = self.totals.iterations.as_deref().filter(|_| plan.arrival_flows()) {
+                schedule.sent = it.started;
+                schedule.behind = (it.started as f64) < 0.99 * expected as f64;
+                summary.iterations = Some(IterationSummary::new(it, ran_s));
+            }
+            summary.schedule = Some(schedule);
         }
         summary.generator = generator(plan, &self.load);
         if summary.generator.saturated {

@@ -66,6 +66,9 @@ pub struct PlanInput {
     pub busy_poll: Option<Duration>,
     /// The statuses a response may have without failing (each request may have its own).
     pub expect_status: StatusSet,
+    /// Arrival-rate flows (`rate` with `flows`): the most users walking a flow at once, each
+    /// on a connection of its own (`None`: `conns`).
+    pub max_users: Option<u64>,
 }
 
 pub use engine_results::summary::Worker;
@@ -105,6 +108,7 @@ impl PlanInput {
             data: None,
             busy_poll: None,
             expect_status: StatusSet::default(),
+            max_users: None,
         }
     }
 }
@@ -239,11 +243,19 @@ impl PlanInput {
         }
         let target = parse_target(&self.url)?;
         let model = model(self.rate, self.stages, self.conns, self.duration)?;
-        // The closed model's pool is its highest stage; the open model's is --conns.
+        // The closed model's pool is its highest stage; the open model's is --conns, or for
+        // arrival-rate flows the users (each on a connection of its own).
         let conns = match &model {
             Model::Closed(p) => p.max().ceil() as u64,
+            Model::Open(_) if !self.flows.is_empty() => self.max_users.unwrap_or(self.conns),
             Model::Open(_) => self.conns,
         };
+        if self.max_users.is_some() && (self.flows.is_empty() || matches!(model, Model::Closed(_))) {
+            return Err(PlanError::Flow {
+                name: "--max-users".into(),
+                reason: "caps the users of arrival-rate flows: --rate with a scenario's [[flow]]".into(),
+            });
+        }
         if conns == 0 {
             return Err(PlanError::NoConns);
         }
@@ -258,7 +270,7 @@ impl PlanInput {
             return Err(PlanError::NoConnectTimeout);
         }
         let headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
-        let (flows, captures, flow_requests) = plan_flows(&self.flows, matches!(model, Model::Open(_)))?;
+        let (flows, captures, flow_requests) = plan_flows(&self.flows)?;
         let requests = if !flow_requests.is_empty() {
             plan_requests(&flow_requests, &target, &headers, self.expect_status)?
         } else if self.requests.is_empty() {
@@ -410,6 +422,11 @@ impl PlanInput {
 }
 
 impl Plan {
+    /// Arrival-rate flows: the open model's arrivals start users that each walk a flow.
+    pub fn arrival_flows(&self) -> bool {
+        matches!(self.model, Model::Open(_)) && !self.flows.is_empty()
+    }
+
     /// Connections of shard `i`: an even split, the remainder to the first shards.
     pub fn shard_conns(&self, i: usize) -> u64 {
         split(self.conns, self.shard_cpus.len(), i)

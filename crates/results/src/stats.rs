@@ -192,6 +192,63 @@ pub struct ShardStats {
     pub max_lag_us: u64,
     /// Per named request, in the plan's order (empty when the plan has one request).
     pub names: Vec<NameStats>,
+    /// Arrival-rate flows only.
+    pub iterations: Option<Box<Iterations>>,
+}
+
+/// Arrival-rate flows: iterations (a user walking a whole flow) started, ended and dropped,
+/// and how long they took from when each was due.
+#[derive(Debug, Clone)]
+pub struct Iterations {
+    pub started: u64,
+    /// Walked to the flow's end.
+    pub completed: u64,
+    /// Ended at a step that failed.
+    pub failed: u64,
+    /// Due while every user was busy: never started.
+    pub dropped: u64,
+    /// Users walking a flow now, and the most at once this interval.
+    pub users: u64,
+    pub peak_users: u64,
+    /// Iteration end − when it was due.
+    pub latency: Histogram<u64>,
+}
+
+impl Default for Iterations {
+    fn default() -> Self {
+        Iterations {
+            started: 0,
+            completed: 0,
+            failed: 0,
+            dropped: 0,
+            users: 0,
+            peak_users: 0,
+            latency: new_histogram(),
+        }
+    }
+}
+
+impl Iterations {
+    fn add(&mut self, o: &Iterations) {
+        self.started += o.started;
+        self.completed += o.completed;
+        self.failed += o.failed;
+        self.dropped += o.dropped;
+        let _ = self.latency.add(&o.latency);
+    }
+
+    /// This interval's figures, leaving the gauge (users now) in place.
+    fn take(&mut self) -> Iterations {
+        let taken = Iterations {
+            latency: self.latency.clone(),
+            peak_users: self.peak_users,
+            users: self.users,
+            ..std::mem::take(self)
+        };
+        self.users = taken.users;
+        self.peak_users = taken.users;
+        taken
+    }
 }
 
 /// What is measured per named request: its counts and its (corrected) latency.
@@ -223,6 +280,7 @@ impl Default for ShardStats {
             in_flight: 0,
             max_lag_us: 0,
             names: Vec::new(),
+            iterations: None,
         }
     }
 }
@@ -248,6 +306,11 @@ impl ShardStats {
         if let Some(n) = self.names.get_mut(which) {
             n.counters.error(kind);
         }
+    }
+
+    /// The arrival-rate flows' figures (made on first use).
+    pub fn iterations(&mut self) -> &mut Iterations {
+        self.iterations.get_or_insert_with(Box::default)
     }
 
     /// A request starts, `lag` after it was due (zero in the closed model).
@@ -298,6 +361,7 @@ impl ShardStats {
             latency_ok: self.latency_ok.clone(),
             by_class: self.by_class.clone(),
             max_lag_us: std::mem::take(&mut self.max_lag_us),
+            iterations: self.iterations.as_mut().map(|i| Box::new(i.take())),
             names: self
                 .names
                 .iter_mut()
@@ -326,6 +390,11 @@ impl ShardStats {
         self.open += s.open;
         self.peak_open += s.peak_open;
         self.in_flight += s.in_flight;
+        if let Some(o) = &s.iterations {
+            let i = self.iterations();
+            i.users += o.users;
+            i.peak_users += o.peak_users;
+        }
     }
 
     /// Adds a whole interval (already merged across shards) to a run total: counts add,
@@ -335,6 +404,11 @@ impl ShardStats {
         self.open = i.open;
         self.peak_open = self.peak_open.max(i.peak_open);
         self.in_flight = i.in_flight;
+        if let Some(o) = &i.iterations {
+            let t = self.iterations();
+            t.users = o.users;
+            t.peak_users = t.peak_users.max(o.peak_users);
+        }
     }
 
     fn add_counts(&mut self, o: &ShardStats) {
@@ -349,6 +423,9 @@ impl ShardStats {
             }
         }
         self.max_lag_us = self.max_lag_us.max(o.max_lag_us);
+        if let Some(it) = &o.iterations {
+            self.iterations().add(it);
+        }
         if self.names.len() < o.names.len() {
             self.names.resize_with(o.names.len(), NameStats::default);
         }

@@ -260,6 +260,43 @@ pub struct ProfileReport {
     pub criterion: String,
 }
 
+/// Arrival-rate flows: iterations (a user walking a whole flow) started at the asked rate.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct IterationSummary {
+    pub started: u64,
+    pub completed: u64,
+    pub failed: u64,
+    /// Due while every user was busy (`--max-users`): never started.
+    pub dropped: u64,
+    /// Iterations started per second of the schedule.
+    pub rate: f64,
+    /// Iteration end − when it was due (corrected for coordinated omission).
+    pub latency_ms: Latency,
+    /// The most users walking a flow at once.
+    pub users_peak: u64,
+    /// Users in flight by Little's law: the rate times the mean iteration time.
+    pub users_littles_law: f64,
+}
+
+impl IterationSummary {
+    /// `ran_s`: the seconds of schedule that ran.
+    pub fn new(i: &crate::stats::Iterations, ran_s: f64) -> Self {
+        let rate = if ran_s > 0.0 { i.started as f64 / ran_s } else { 0.0 };
+        let latency_ms = Latency::from_histogram(&i.latency);
+        IterationSummary {
+            started: i.started,
+            completed: i.completed,
+            failed: i.failed,
+            dropped: i.dropped,
+            rate: round3(rate),
+            latency_ms,
+            users_peak: i.peak_users,
+            users_littles_law: round3(rate * latency_ms.mean / 1000.0),
+        }
+    }
+}
+
 /// How busy the generator itself was: a shard whose thread was on the CPU for most of an
 /// interval could not send or read on time, and its latency includes its own queueing.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -321,6 +358,9 @@ pub struct Summary {
     pub connections: Connections,
     pub bytes: Bytes,
     pub generator: Generator,
+    /// Arrival-rate flows only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<IterationSummary>,
     /// Open model only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
@@ -370,6 +410,7 @@ impl Summary {
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
             bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },
             generator: Generator::default(),
+            iterations: None,
             schedule: None,
             thresholds: Vec::new(),
             profile: None,

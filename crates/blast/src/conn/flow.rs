@@ -41,6 +41,11 @@ impl Cursor {
         }
     }
 
+    /// At a flow's first step: a user starting (or back at the start after a failure).
+    pub fn at_start(&self) -> bool {
+        self.step == 0
+    }
+
     /// Whether responses are recorded per request name.
     pub fn named(&self) -> bool {
         self.several

@@ -24,6 +24,9 @@ const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// A request due sooner than this is sent at once: a timer costs more than the error.
 const SCHEDULE_SLACK: Duration = Duration::from_micros(50);
+/// Arrival-rate flows: an iteration no user could start within this of when it was due is
+/// dropped (every user was busy), as k6 drops one when no VU is free.
+const START_SLACK: Duration = Duration::from_millis(10);
 
 /// Keeps the shard's gauges right however the task ends, cancellation included.
 struct Guard {
@@ -129,6 +132,8 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
         scratch: Vec::new(),
         failures: 0,
     };
+    // Arrival-rate flows: each due time starts a user walking a whole flow.
+    let flows = shard.plan().arrival_flows();
     // Until the shard's start a connection only connects (see `shard::run`): the connect
     // phase ends when every admitted connection has tried once, however it went.
     let mut first = true;
@@ -151,21 +156,83 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
         // Open model: the next due time of the shard's schedule, waited for if it is ahead.
         let Some(due) = shard.next_due() else { break };
         if let Some(due) = due {
+            if flows && Instant::now() > due + START_SLACK {
+                shard.stats().iterations().dropped += 1;
+                continue;
+            }
             let ahead = due.saturating_duration_since(Instant::now());
             if ahead > SCHEDULE_SLACK {
                 glommio::timer::sleep(ahead).await;
             }
         }
-        let think = one_request(&shard, &mut c, due).await;
+        let think = match due {
+            Some(due) if flows => iteration(&shard, &mut c, due).await,
+            _ => one_request(&shard, &mut c, due).await.1,
+        };
         if !think.is_zero() {
             glommio::timer::sleep(think).await;
         }
     }
 }
 
+/// Arrival-rate flows: one user walks a whole flow from its first step, the first request
+/// measured from when the iteration was due. Returns no think time: the next iteration has
+/// its own due time.
+async fn iteration(shard: &Shard, c: &mut Conn, due: Instant) -> Duration {
+    let _user = User::enter(shard);
+    let mut intended = Some(due);
+    let ok = loop {
+        if !c.ensure_open(shard).await {
+            break false;
+        }
+        let (ok, think) = one_request(shard, c, intended).await;
+        if !ok || c.cursor.at_start() {
+            break ok;
+        }
+        if !shard.is_running() {
+            // The run ended mid-flow: the iteration neither completed nor failed.
+            return Duration::ZERO;
+        }
+        glommio::timer::sleep(think).await;
+        intended = None;
+    };
+    let end = Instant::now();
+    let mut st = shard.stats();
+    let it = st.iterations();
+    if ok {
+        it.completed += 1;
+        it.latency.saturating_record(engine_results::stats::micros(end - due));
+    } else {
+        it.failed += 1;
+    }
+    Duration::ZERO
+}
+
+/// A user walking a flow, counted in the shard's gauge however the iteration ends.
+struct User<'a>(&'a Shard);
+
+impl<'a> User<'a> {
+    fn enter(shard: &'a Shard) -> Self {
+        let mut st = shard.stats();
+        let it = st.iterations();
+        it.started += 1;
+        it.users += 1;
+        it.peak_users = it.peak_users.max(it.users);
+        User(shard)
+    }
+}
+
+impl Drop for User<'_> {
+    fn drop(&mut self) {
+        let mut st = self.0.stats();
+        let it = st.iterations();
+        it.users = it.users.saturating_sub(1);
+    }
+}
+
 /// Sends one request, due at `due` (the open model) or now, and records how it ended.
-/// Returns the flow's think time before the next one.
-async fn one_request(shard: &Shard, c: &mut Conn, due: Option<Instant>) -> Duration {
+/// Returns whether it got a complete response, and the flow's think time before the next.
+async fn one_request(shard: &Shard, c: &mut Conn, due: Option<Instant>) -> (bool, Duration) {
     let start = Instant::now();
     let intended = due.unwrap_or(start);
     shard.stats().sent(start.saturating_duration_since(intended));
@@ -184,12 +251,14 @@ async fn one_request(shard: &Shard, c: &mut Conn, due: Option<Instant>) -> Durat
     let done = Instant::now();
     c.guard.set_in_flight(None);
 
-    let ok = matches!(outcome, Step::Done { .. });
+    // A step ends well with a response of a status it expects (a refused login ends the flow).
+    let expect = &shard.plan().requests[turn.request].expect;
+    let ok = matches!(&outcome, Step::Done { response, .. } if expect.contains(response.status));
     let keep = record(shard, &c.cursor, turn.request, outcome, done - intended, done - start);
     if !keep {
         c.close();
     }
-    c.cursor.advance(shard, ok, &mut c.framer)
+    (ok, c.cursor.advance(shard, ok, &mut c.framer))
 }
 
 /// Records a request's outcome; returns whether the connection may be reused.

@@ -81,17 +81,10 @@ pub struct FlowStep {
 /// Flows flattened: the plans, the capture variable names, and every step's request.
 type FlattenedFlows = (Vec<FlowPlan>, Vec<String>, Vec<RequestSpec>);
 
-pub(super) fn plan_flows(specs: &[FlowSpec], open: bool) -> Result<FlattenedFlows, PlanError> {
+pub(super) fn plan_flows(specs: &[FlowSpec]) -> Result<FlattenedFlows, PlanError> {
     let mut flows = Vec::new();
     let mut captures: Vec<String> = Vec::new();
     let mut requests = Vec::new();
-    if !specs.is_empty() && open {
-        let name = specs[0].name.clone();
-        return Err(PlanError::Flow {
-            name,
-            reason: "flows run in the closed model (each connection is a user): drop --rate".into(),
-        });
-    }
     for f in specs {
         let bad = |reason: &str| PlanError::Flow { name: f.name.clone(), reason: reason.to_string() };
         if f.steps.is_empty() {
