@@ -7,7 +7,7 @@
 # Each figure is the difference of a short (2 s) and a long (6 s) run, divided by the
 # difference of their completed requests, so start-up and shutdown cancel out. The blast runs
 # under valgrind with one shard and 16 connections against the bench nginx
-# (../shared/bench/target.sh); for the proxy, `engine proxy --shards 1` runs under valgrind
+# (benches/rig/target.sh); for the proxy, `engine proxy --shards 1` runs under valgrind
 # on CPU 1 and a native blast (the same binary) drives it from CPU 0.
 #
 # The proxy's figure varies by a few percent between runs (how many requests each turn of its
@@ -17,7 +17,7 @@
 # Run it from a scratch directory: it writes callgrind.out.* files and results/ folders there.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-bench="$(cd "$here/../../shared/bench" && pwd)"
+bench="$here/rig"
 engine="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 what="${2:-both}"
 port=18095

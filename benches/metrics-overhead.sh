@@ -2,12 +2,12 @@
 # The cost of --metrics-addr: served requests per CPU-second of `engine blast` with and
 # without it (scraped every second, as Prometheus would), interleaved A B B A A B ... (the
 # order alternates, so a penalty of going second does not land on one side), on the
-# ../shared/bench rig (nginx on CPU 0, the blast on CPU 1, nginx's own served counter).
+# benches/rig (nginx on CPU 0, the blast on CPU 1, nginx's own served counter).
 # usage: benches/metrics-overhead.sh ENGINE_BIN [CONNS]    env: PAIRS (5), DURATION (10)
 # Run it from a scratch directory: each blast writes a results/ folder into the cwd.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-bench="$(cd "$here/../../shared/bench" && pwd)"
+bench="$here/rig"
 engine="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 conns="${2:-64}"; pairs="${PAIRS:-5}"; dur="${DURATION:-10}"
 port=19464

@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
-# engine blast against wrk like ../shared/bench/compare.sh, but with the order alternating in
+# engine blast against wrk like benches/rig/compare.sh, but with the order alternating in
 # each pair (engine first in odd pairs, wrk first in even ones): on the 2-core bench VM the
 # second run of a pair measured lower on its own. Prints served per CPU-second per pair.
 # usage: benches/wrk-alternating.sh ENGINE_BIN [CONNS]   env: PAIRS (6), DURATION (10)
 # Run it from a scratch directory: each blast writes a results/ folder into the cwd.
 set -uo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-bench="$(cd "$here/../../shared/bench" && pwd)"
+bench="$here/rig"
 engine="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 conns="${2:-64}"; pairs="${PAIRS:-6}"; dur="${DURATION:-10}"
 val() { grep -oP "(^| )$1=\K[^ ]+" <<<"$2"; }

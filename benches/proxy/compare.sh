@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Overhead of `engine proxy` against direct traffic and against nginx's own proxy_pass, on
-# this 2-core box: origin nginx (../shared/bench/target.sh) and the blast on CPU 0, the proxy
+# this 2-core box: origin nginx (benches/rig/target.sh) and the blast on CPU 0, the proxy
 # under test alone on CPU 1 (engine proxy --shards 1, or one nginx worker).
 #
 #   1. throughput, closed model, -c CONNS for DURATION s, engine proxy and nginx interleaved
@@ -18,7 +18,7 @@
 # Run it from a scratch directory: each blast writes a results/ folder into the cwd.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
-bench="$(cd "$here/../../../shared/bench" && pwd)"
+bench="$(cd "$here/../rig" && pwd)"
 engine="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 conns="${CONNS:-64}"; dur="${DURATION:-10}"; rate="${RATE:-5000}"; pairs="${PAIRS:-3}"
 busy_poll="${BUSY_POLL:-200us}"
