@@ -62,7 +62,8 @@ pub struct ProxyArgs {
     /// A request head must arrive within this time of its first byte (408 otherwise)
     #[arg(long, default_value = "10s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub header_timeout: Duration,
-    /// Idle kept-alive client connections close after this
+    /// Idle kept-alive client connections close after this, and so do pooled upstream connections
+    /// nobody used for as long
     #[arg(long, default_value = "60s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub idle_timeout: Duration,
     /// Longest wait for the upstream's response (504 when nothing came)

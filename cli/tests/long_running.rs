@@ -382,3 +382,38 @@ fn connections_churned_through_the_proxy_leave_nothing_behind() {
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
     assert_eq!(stats["connections"]["open"], 0, "{stats}");
 }
+
+/// A burst of concurrent requests grows the proxy's upstream pool; once those connections
+/// have been idle for the idle timeout they are closed, and the descriptors on both sides
+/// come back to what one connection at a time needs (a soak's descriptor count stays flat).
+#[test]
+fn a_bursts_upstream_connections_close_after_the_idle_timeout() {
+    let _serial = one_at_a_time();
+    let t = target(&[]);
+    let p = proxy(t.addr, &["--shards", "1", "--idle-timeout", "1s"], &[]);
+    let blast = |conns: &str| {
+        let out = std::env::temp_dir().join(format!("engine-burst-{}-{conns}", std::process::id()));
+        let o =
+            command(&["blast", &format!("http://{}/", p.addr), "-c", conns, "-d", "1s", "--shards", "1", "-q"], &[])
+                .arg("--out")
+                .arg(&out)
+                .output()
+                .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let (tpid, ppid) = (t.child.id(), p.child.id());
+    let before = (open_fds(tpid), open_fds(ppid));
+    blast("48");
+    let burst = (open_fds(tpid), open_fds(ppid));
+    assert!(
+        burst.0 >= before.0 + 8,
+        "the burst should have grown the pool: target descriptors {before:?} -> {burst:?}"
+    );
+    std::thread::sleep(Duration::from_millis(2600));
+    let after = (open_fds(tpid), open_fds(ppid));
+    eprintln!(
+        "descriptors (target, proxy): before {before:?}, after the burst {burst:?}, idle timeout later {after:?}"
+    );
+    assert!(after.0 <= before.0 + 2, "target descriptors {before:?} -> {after:?}: the pool kept idle connections");
+    assert!(after.1 <= before.1 + 2, "proxy descriptors {before:?} -> {after:?}: the pool kept idle connections");
+}

@@ -334,7 +334,7 @@ impl Conn {
         }
         // Bytes after the response's end mean the upstream broke framing: do not reuse it.
         if reusable && !leftover && !shard.draining() {
-            shard.pool.put(up);
+            shard.pool.put(up, shard.now());
         }
         Ok(if close { Next::Close } else { Next::KeepAlive })
     }

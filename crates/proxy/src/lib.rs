@@ -52,7 +52,8 @@ pub struct Limits {
     pub max_conns: u64,
     /// A request head must arrive within this time of its first byte (slowloris).
     pub header_timeout: Duration,
-    /// A kept-alive client connection with no request in progress closes after this.
+    /// A kept-alive client connection with no request in progress closes after this, and so
+    /// does a pooled upstream connection nobody has used for as long.
     pub idle_timeout: Duration,
     /// Longest wait for the upstream's response (its head, and each read of its body).
     pub upstream_timeout: Duration,

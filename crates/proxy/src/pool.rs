@@ -1,11 +1,13 @@
 //! A shard's keep-alive connections to the upstream. Reused last-in first-out: the most
 //! recently used connection is the least likely to have been closed by the upstream's idle
-//! timeout.
+//! timeout. Connections idle longer than the idle timeout are closed (oldest first), so a
+//! burst's extra connections do not hold descriptors here and on the upstream for ever.
 
 use std::cell::RefCell;
+use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use glommio::net::TcpStream;
 
@@ -29,19 +31,21 @@ pub(crate) struct Upstream {
 pub(crate) struct Pool {
     addr: SocketAddr,
     connect_timeout: Duration,
-    idle: RefCell<Vec<Upstream>>,
+    keep_idle: Duration,
+    /// Most recently returned at the back, with the time it was returned.
+    idle: RefCell<VecDeque<(Upstream, Instant)>>,
 }
 
 impl Pool {
-    pub fn new(addr: SocketAddr, connect_timeout: Duration) -> Self {
-        Pool { addr, connect_timeout, idle: RefCell::new(Vec::new()) }
+    pub fn new(addr: SocketAddr, connect_timeout: Duration, keep_idle: Duration) -> Self {
+        Pool { addr, connect_timeout, keep_idle, idle: RefCell::new(VecDeque::new()) }
     }
 
     /// An idle connection, or a new one. With `checked`, idle connections the upstream has
     /// closed meanwhile are skipped: a request with a body cannot be retried once sent, so it
     /// pays one non-blocking peek to avoid a dead connection (bodiless requests retry instead).
     pub async fn get(&self, checked: bool) -> io::Result<Upstream> {
-        while let Some(mut up) = self.idle.borrow_mut().pop() {
+        while let Some((mut up, _)) = self.idle.borrow_mut().pop_back() {
             if checked && !alive(&up.stream) {
                 continue;
             }
@@ -57,8 +61,8 @@ impl Pool {
         Ok(Upstream { stream, buf: IoBuf::with_capacity(BUF), reused: false })
     }
 
-    /// Returns a connection whose last response ended cleanly.
-    pub fn put(&self, mut up: Upstream) {
+    /// Returns a connection whose last response ended cleanly; `now` is the shard's clock.
+    pub fn put(&self, mut up: Upstream, now: Instant) {
         let mut idle = self.idle.borrow_mut();
         if idle.len() < MAX_IDLE {
             up.buf.clear();
@@ -66,7 +70,15 @@ impl Pool {
                 // A big response grew it; do not keep that memory per idle connection.
                 up.buf = IoBuf::with_capacity(BUF);
             }
-            idle.push(up);
+            idle.push_back((up, now));
+        }
+    }
+
+    /// Closes the connections idle for longer than the idle timeout.
+    pub fn expire(&self, now: Instant) {
+        let mut idle = self.idle.borrow_mut();
+        while idle.front().is_some_and(|(_, since)| now.saturating_duration_since(*since) > self.keep_idle) {
+            idle.pop_front();
         }
     }
 

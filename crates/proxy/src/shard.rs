@@ -40,7 +40,7 @@ impl Shard {
             index,
             stats: RefCell::new(ShardStats::new(shared.routes.len())),
             faults: RefCell::new(ShardFaults::new(shared.book.clone(), shared.start, index, shared.shards)),
-            pool: Pool::new(shared.upstream, shared.limits.connect_timeout),
+            pool: Pool::new(shared.upstream, shared.limits.connect_timeout, shared.limits.idle_timeout),
             shared,
             open: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
@@ -56,6 +56,11 @@ impl Shard {
     /// A deadline `timeout` from now, never early (see [`crate::slot`]).
     pub fn deadline(&self, timeout: Duration) -> Instant {
         self.now.get() + timeout + TICK
+    }
+
+    /// The time at the last tick.
+    pub fn now(&self) -> Instant {
+        self.now.get()
     }
 
     /// Client connections open now.
@@ -92,9 +97,10 @@ impl Shard {
         }
     }
 
-    /// One tick: time out waits, take fault changes.
+    /// One tick: time out waits, close upstream connections idle too long, take fault changes.
     pub fn tick(&self) {
         self.sweep();
+        self.pool.expire(self.now.get());
         self.faults.borrow_mut().refresh();
     }
 
