@@ -4,7 +4,8 @@
 # usage: benches/rig/compare.sh ENGINE_BIN [CONNS ...]        (default CONNS: 64 1000 10000)
 # env: URL (default http://127.0.0.1:18080/; https://127.0.0.1:18443/ for TLS), PAIRS (default 3),
 #      DURATION (seconds, default 10), PAUSE (default 3),
-#      WARMUP (seconds of discarded wrk warm-up first, default 5; 0 = none), RESULTS (log file)
+#      WARMUP (seconds of discarded wrk warm-up first, default 5; 0 = none), RESULTS (log file),
+#      AGAINST (another engine binary to be B instead of wrk: a before/after comparison)
 # Both tools run on CPU 1 (taskset), nginx on CPU 0; 'served' is nginx's own counter.
 # The engine is run as: ENGINE_BIN blast http://127.0.0.1:18080/ --conns N --duration 10s
 # It must respect the CPU affinity it is started with (one shard on CPU 1 here).
@@ -49,7 +50,12 @@ for c in "${conns_list[@]}"; do
     for p in $(seq "$pairs"); do
         a="$(ENGINE_BIN="$engine" "$here/run-one.sh" engine "$c" "$dur")"; echo "pair=$p $a" | tee -a "$results" >&2
         sleep "$pause"
-        b="$("$here/run-one.sh" wrk "$c" "$dur")"; echo "pair=$p $b" | tee -a "$results" >&2
+        if [[ -n "${AGAINST:-}" ]]; then
+            b="$(ENGINE_BIN="$AGAINST" "$here/run-one.sh" engine "$c" "$dur")"
+        else
+            b="$("$here/run-one.sh" wrk "$c" "$dur")"
+        fi
+        echo "pair=$p $b" | tee -a "$results" >&2
         sleep "$pause"
         for m in served_per_cpu_s rps_served; do
             ea="$(val "$m" "$a")"; wb="$(val "$m" "$b")"
@@ -63,7 +69,7 @@ for c in "${conns_list[@]}"; do
         fi
     done
     med() { printf '%s\n' "$@" | grep -v NA | sort -g | awk '{x[NR]=$1} END { if (NR == 0) print "NA"; else if (NR % 2) print x[(NR+1)/2]; else printf "%.3f\n", (x[NR/2] + x[NR/2+1]) / 2 }'; }
-    line="conns=$c engine/wrk served_per_cpu_s=$(med "${ratios_cpu[@]}") (pairs: ${ratios_cpu[*]}) rps_served=$(med "${ratios_rps[@]}") (pairs: ${ratios_rps[*]})"
+    line="conns=$c engine/${AGAINST:-wrk} served_per_cpu_s=$(med "${ratios_cpu[@]}") (pairs: ${ratios_cpu[*]}) rps_served=$(med "${ratios_rps[@]}") (pairs: ${ratios_rps[*]})"
     echo "$line" | tee -a "$results"
 done
 echo "raw lines: $results; table: $here/summarize.py $results" >&2

@@ -33,13 +33,14 @@ use crate::output::{self, Progress};
         engine blast http://127.0.0.1:8080/ --stages 100:30s,1000:1m,0:30s\n  \
         engine blast http://127.0.0.1:8080/ --profile stress --peak 20000 --rate 0 -c 500 --print-plan\n  \
         engine blast http://127.0.0.1:8080/api -m POST -H 'Content-Type: application/json' -b @body.json\n  \
-        engine blast http://127.0.0.1:8080/ --json - > summary.json\n\n\
+        engine blast http://127.0.0.1:8080/ --json - > summary.json\n  \
+        engine blast https://127.0.0.1:8443/ --cacert ca.pem -H 'Connection: close' --no-tls-resume\n\n\
         Exit codes: 0 success, 2 usage or configuration error, 3 target unreachable before the start, \
         4 a threshold failed, 5 stopped by a safety stop, 130 interrupted (the summary is still \
         printed and written)."
 )]
 pub struct BlastArgs {
-    /// Target URL (http:// only for now); with --scenario, the scenario's target by default
+    /// Target URL, http:// or https://; with --scenario, the scenario's target by default
     #[arg(required_unless_present = "scenario")]
     pub url: Option<String>,
     /// A scenario file (TOML): target, weighted named requests, load, thresholds, safety stops.
@@ -149,6 +150,8 @@ pub struct BlastArgs {
     /// 10.0.1.0/28; each adds one address's ephemeral ports towards the target
     #[arg(long, value_name = "LIST", value_parser = parse_source_ips)]
     pub source_ips: Option<SourceIps>,
+    #[command(flatten)]
+    pub tls: crate::tls_args::TlsArgs,
     /// Serve Prometheus metrics (GET /metrics) on ADDR while the run lasts, e.g. 127.0.0.1:9464
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -247,7 +250,9 @@ pub fn main(mut args: BlastArgs) -> u8 {
     on_signals(&control);
     let summary = match run(&args, &plan, &control, &mut outputs) {
         Ok(s) => s,
-        Err(e @ RunError::Unreachable { .. }) => return crate::fail(exit::UNREACHABLE, &e.into()),
+        Err(e @ (RunError::Unreachable { .. } | RunError::Handshake { .. })) => {
+            return crate::fail(exit::UNREACHABLE, &e.into())
+        }
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };
     if let Err(e) = outputs.finish(&summary) {
@@ -298,6 +303,12 @@ fn run(
     eprintln!("{banner}");
     outputs.run_log.line(&format!("command: {}", outputs.command));
     outputs.run_log.line(&format!("plan: {banner}"));
+    let pre = engine_blast::preflight(plan)?;
+    if let (Some(t), Some(n)) = (&plan.tls, pre.tls) {
+        let line = format!("TLS: {} {}, {}", n.version, n.cipher, t.verify);
+        eprintln!("{line}");
+        outputs.run_log.line(&line);
+    }
     let mut progress = Progress::new(args.quiet, plan);
     let names = if plan.requests.len() > 1 { plan.requests.iter().map(|r| r.name.clone()).collect() } else { vec![] };
     let mut hlog = HlogObserver::new(hlog::Writer::new(outputs.dir.join("latency.hlog"), names));
@@ -316,7 +327,7 @@ fn run(
     }
     observers.push(&mut thresholds);
     observers.push(&mut outputs.run_log);
-    let run = engine_blast::run(plan, control, &mut observers);
+    let run = engine_blast::run_checked(plan, &pre, control, &mut observers);
     if let Err(e) = &run {
         outputs.run_log.line(&format!("failed: {e}"));
     }
@@ -465,6 +476,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_blast::Plan> {
     input.source_ips = args.source_ips.as_ref().map(|s| s.0.clone()).unwrap_or_default();
     input.expect_status = args.expect_status.unwrap_or_default();
     input.max_users = args.max_users;
+    input.tls = args.tls.options(url)?;
     let plan = input.build()?;
     check_expressions(args, &plan)?;
     Ok(plan)

@@ -11,6 +11,7 @@ mod push;
 mod report;
 mod scenario;
 mod target;
+mod tls_args;
 mod windows;
 
 use std::process::ExitCode;

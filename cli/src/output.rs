@@ -229,7 +229,7 @@ pub fn summary_text(s: &Summary) -> String {
     let e = &s.errors;
     let _ = writeln!(
         o,
-        "  {:<12}{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}){}",
+        "  {:<12}{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}){}",
         "errors",
         e.total,
         e.connect,
@@ -238,6 +238,7 @@ pub fn summary_text(s: &Summary) -> String {
         e.closed,
         e.parse,
         e.status,
+        e.tls,
         if s.requests + e.total > 0 { format!("; error rate {:.2}%", error_rate(s) * 100.0) } else { String::new() }
     );
     let _ = writeln!(o, "  {:<12}sent {}, received {}", "transfer", bytes(s.bytes.sent), bytes(s.bytes.received));
@@ -253,8 +254,48 @@ pub fn summary_text(s: &Summary) -> String {
             String::new()
         }
     );
+    tls_lines(&mut o, s);
     verdict_lines(&mut o, s);
     o
+}
+
+/// Connect and handshake times, and how TLS went.
+fn tls_lines(o: &mut String, s: &Summary) {
+    if let Some(l) = &s.connect_ms {
+        latency_line(o, "connect", l);
+    }
+    if let Some(l) = &s.tls_handshake_ms {
+        latency_line(o, "handshake", l);
+    }
+    if let Some(t) = &s.tls {
+        let _ = writeln!(
+            o,
+            "  {:<12}{} {}; handshakes {} full, {} resumed ({:.1}% resumed), {:.1}/s",
+            "tls",
+            t.version,
+            t.cipher,
+            t.handshakes_full,
+            t.handshakes_resumed,
+            t.resumed_share * 100.0,
+            t.handshakes_per_s
+        );
+        let e = &t.errors;
+        let reasons: Vec<String> = [
+            ("certificate", e.certificate),
+            ("alert", e.alert),
+            ("bad_record", e.bad_record),
+            ("truncated", e.truncated),
+            ("handshake", e.handshake),
+            ("other", e.other),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect();
+        if !reasons.is_empty() {
+            let _ = writeln!(o, "  {:<12}{}", "tls errors", reasons.join(", "));
+        }
+    }
 }
 
 /// Thresholds, the safety stop that fired, warnings.

@@ -11,21 +11,47 @@ pub use crate::control::{Control, RunError, STOP_WITHIN};
 use crate::fleet::Fleet;
 use crate::plan::Plan;
 
-/// Tries one connection to the target, as the run will.
-pub fn preflight(plan: &Plan) -> Result<(), RunError> {
-    std::net::TcpStream::connect_timeout(&plan.target.addr, plan.connect_timeout)
-        .map(drop)
-        .map_err(|cause| RunError::Unreachable { addr: plan.target.addr, cause })
+/// What the pre-flight found.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Preflight {
+    /// https:// targets: what a full handshake negotiated.
+    pub tls: Option<engine_tls::Negotiated>,
+}
+
+/// Tries one connection to the target, as the run will: with TLS, a full handshake (and a
+/// moment for an alert that follows it), but no request.
+pub fn preflight(plan: &Plan) -> Result<Preflight, RunError> {
+    let addr = plan.target.addr;
+    let mut tcp = std::net::TcpStream::connect_timeout(&addr, plan.connect_timeout)
+        .map_err(|cause| RunError::Unreachable { addr, cause })?;
+    let Some(tls) = &plan.tls else { return Ok(Preflight::default()) };
+    match tls.client.preflight(&mut tcp, plan.connect_timeout) {
+        Ok(n) => Ok(Preflight { tls: Some(n) }),
+        Err(cause) => {
+            let advice = engine_tls::Failure::of(&cause).and_then(|f| f.advice());
+            Err(RunError::Handshake { addr, name: tls.client.server_name(), cause, advice: advice.unwrap_or("") })
+        }
+    }
 }
 
 /// Runs the plan to its end (or until `control` stops it, or an observer asks to) and
 /// returns the exact summary. Each interval, merged across shards, goes to `observers` in
 /// turn, on this thread; at the end each adds to the summary, in the same order.
 pub fn run(plan: &Plan, control: &Control, observers: &mut [&mut dyn Observer]) -> Result<Summary, RunError> {
+    let pre = preflight(plan)?;
+    run_checked(plan, &pre, control, observers)
+}
+
+/// [`run`] after the caller's own [`preflight`] (to show what it found first).
+pub fn run_checked(
+    plan: &Plan,
+    pre: &Preflight,
+    control: &Control,
+    observers: &mut [&mut dyn Observer],
+) -> Result<Summary, RunError> {
     // Best effort: if it fails, the fd budget was already checked against the soft limit's
     // ceiling, and connects will report EMFILE as connect errors.
     let _ = engine_runtime::limits::raise_nofile();
-    preflight(plan)?;
 
     let connect_start = Instant::now();
     let mut fleet = Fleet::start(plan, control)?;
@@ -57,6 +83,9 @@ pub fn run(plan: &Plan, control: &Control, observers: &mut [&mut dyn Observer]) 
     }
     warnings.extend(fleet.join(collector.stuck(), &collector.finished()));
     let mut summary = collector.summarize((start - connect_start).as_secs_f64(), warnings);
+    if let (Some(t), Some(n)) = (summary.tls.as_mut(), pre.tls) {
+        (t.version, t.cipher) = (n.version.to_string(), n.cipher.to_string());
+    }
     for o in observers.iter_mut() {
         o.finish(&mut summary);
     }

@@ -53,6 +53,8 @@ impl Control {
 pub enum RunError {
     #[error("target {addr} is unreachable: {cause}")]
     Unreachable { addr: std::net::SocketAddr, cause: io::Error },
+    #[error("TLS handshake with {addr} (as {name}) failed: {cause}{}", if advice.is_empty() { String::new() } else { format!("; {advice}") })]
+    Handshake { addr: std::net::SocketAddr, name: String, cause: io::Error, advice: &'static str },
     #[error("cannot start shard {shard} on CPU {cpu}: {reason}")]
     Spawn { shard: usize, cpu: usize, reason: String },
 }

@@ -32,6 +32,6 @@ mod shard;
 mod state;
 mod transport;
 
-pub use blast::{preflight, run, Control, RunError};
+pub use blast::{preflight, run, run_checked, Control, Preflight, RunError};
 pub use engine_results::Summary;
 pub use plan::{Plan, PlanError, PlanInput};

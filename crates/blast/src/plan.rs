@@ -69,6 +69,8 @@ pub struct PlanInput {
     /// Arrival-rate flows (`rate` with `flows`): the most users walking a flow at once, each
     /// on a connection of its own (`None`: `conns`).
     pub max_users: Option<u64>,
+    /// TLS options for an https:// URL.
+    pub tls: engine_tls::ClientOptions,
 }
 
 pub use engine_results::summary::Worker;
@@ -109,6 +111,7 @@ impl PlanInput {
             busy_poll: None,
             expect_status: StatusSet::default(),
             max_users: None,
+            tls: engine_tls::ClientOptions::default(),
         }
     }
 }
@@ -123,6 +126,10 @@ pub struct Target {
     pub authority: String,
     /// Path and query as sent on the request line.
     pub path: String,
+    /// The host as the URL names it (no port, IPv6 without brackets).
+    pub host: String,
+    /// An https:// URL.
+    pub tls: bool,
 }
 
 /// How load is generated.
@@ -178,14 +185,42 @@ pub struct Plan {
     /// Shards poll this long after their last event before they sleep: the shard's own
     /// wake-up then stays out of the measured latency, for a CPU kept busy (`None`: sleep).
     pub busy_poll: Option<Duration>,
+    /// https:// targets: the client configuration (each shard takes its own copy).
+    pub tls: Option<TlsPlan>,
+}
+
+impl From<engine_tls::SetupError> for PlanError {
+    fn from(e: engine_tls::SetupError) -> Self {
+        PlanError::Tls(e)
+    }
+}
+
+/// TLS to the target.
+#[derive(Debug, Clone)]
+pub struct TlsPlan {
+    pub client: engine_tls::Client,
+    /// What the server's certificate is verified against, for the banner.
+    pub verify: String,
+}
+
+impl TlsPlan {
+    fn new(opts: &engine_tls::ClientOptions, target: &Target) -> Result<TlsPlan, PlanError> {
+        let client = engine_tls::Client::new(opts, &target.host)?;
+        let verify = match (&opts.cacert, opts.insecure) {
+            (_, true) => "NOT VERIFIED (-k)".to_string(),
+            (Some(ca), false) => format!("verified for {} against {}", client.server_name(), ca.display()),
+            (None, false) => format!("verified for {} against the system's roots", client.server_name()),
+        };
+        Ok(TlsPlan { client, verify })
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("invalid URL '{url}': {reason}")]
     Url { url: String, reason: String },
-    #[error("https is not supported yet: use an http:// URL (TLS is on the roadmap)")]
-    Https,
+    #[error("TLS: {0}")]
+    Tls(engine_tls::SetupError),
     #[error("cannot resolve '{host}': {reason}")]
     Resolve { host: String, reason: String },
     #[error("--conns must be at least 1")]
@@ -242,6 +277,7 @@ impl PlanInput {
             self.take_worker_share(w)?;
         }
         let target = parse_target(&self.url)?;
+        let tls = target.tls.then(|| TlsPlan::new(&self.tls, &target)).transpose()?;
         let model = model(self.rate, self.stages, self.conns, self.duration)?;
         // The closed model's pool is its highest stage; the open model's is --conns, or for
         // arrival-rate flows the users (each on a connection of its own).
@@ -333,6 +369,7 @@ impl PlanInput {
             start_at: self.start_at,
             source_ips: self.source_ips,
             busy_poll: self.busy_poll.filter(|d| !d.is_zero()),
+            tls,
         })
     }
 }
@@ -459,7 +496,7 @@ impl Plan {
     }
 }
 
-/// Parses and resolves an `http://` URL.
+/// Parses and resolves an `http://` or `https://` URL.
 pub fn parse_target(text: &str) -> Result<Target, PlanError> {
     let bad = |reason: &str| PlanError::Url { url: text.to_string(), reason: reason.to_string() };
     if !text.contains("://") {
@@ -468,9 +505,8 @@ pub fn parse_target(text: &str) -> Result<Target, PlanError> {
     }
     let url = url::Url::parse(text).map_err(|e| bad(&e.to_string()))?;
     match url.scheme() {
-        "http" => {}
-        "https" => return Err(PlanError::Https),
-        other => return Err(bad(&format!("scheme '{other}' is not supported; use http://"))),
+        "http" | "https" => {}
+        other => return Err(bad(&format!("scheme '{other}' is not supported; use http:// or https://"))),
     }
     if !url.username().is_empty() || url.password().is_some() {
         return Err(bad(
@@ -478,7 +514,8 @@ pub fn parse_target(text: &str) -> Result<Target, PlanError> {
         ));
     }
     let host = url.host_str().ok_or_else(|| bad("no host"))?.to_string();
-    let port = url.port_or_known_default().unwrap_or(80);
+    let tls = url.scheme() == "https";
+    let port = url.port_or_known_default().unwrap_or(if tls { 443 } else { 80 });
     // url keeps IPv6 hosts in brackets, which is also how Host and to_socket_addrs want them.
     let authority = match url.port() {
         Some(p) => format!("{host}:{p}"),
@@ -496,7 +533,8 @@ pub fn parse_target(text: &str) -> Result<Target, PlanError> {
         path.push('?');
         path.push_str(q);
     }
-    Ok(Target { url: text.to_string(), addr, authority, path })
+    let bare = host.trim_start_matches('[').trim_end_matches(']').to_string();
+    Ok(Target { url: text.to_string(), addr, authority, path, host: bare, tls })
 }
 
 fn parse_header(text: &str) -> Result<(String, String), PlanError> {
@@ -527,7 +565,9 @@ mod tests {
         let t = parse_target("http://[::1]:9/").unwrap();
         assert_eq!(t.addr, "[::1]:9".parse().unwrap());
         assert_eq!(parse_target("http://localhost").unwrap().addr.port(), 80);
-        assert!(matches!(parse_target("https://127.0.0.1/"), Err(PlanError::Https)));
+        let t = parse_target("https://[::1]/").unwrap();
+        assert_eq!((t.addr.port(), t.tls, t.host.as_str(), t.authority.as_str()), (443, true, "::1", "[::1]"));
+        assert!(!parse_target("http://localhost").unwrap().tls);
         assert!(matches!(parse_target("ftp://127.0.0.1/"), Err(PlanError::Url { .. })));
         for (text, hint) in [
             ("127.0.0.1:80", "did you mean 'http://127.0.0.1:80'?"),

@@ -93,6 +93,8 @@ pub(crate) struct Shard {
     index: u64,
     shards: u64,
     seq: Cell<u64>,
+    /// https:// targets: this shard's TLS client, with its own session cache.
+    tls: Option<engine_tls::Client>,
 }
 
 impl Shard {
@@ -107,6 +109,7 @@ impl Shard {
             index: index as u64,
             shards: plan.shard_cpus.len() as u64,
             seq: Cell::new(0),
+            tls: plan.tls.as_ref().map(|t| t.client.for_shard()),
             read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
             running: Cell::new(true),
             connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),
@@ -127,6 +130,11 @@ impl Shard {
 
     pub fn plan(&self) -> &Plan {
         &self.plan
+    }
+
+    /// This shard's TLS client (https:// targets).
+    pub fn tls(&self) -> Option<&engine_tls::Client> {
+        self.tls.as_ref()
     }
 
     pub fn stats(&self) -> RefMut<'_, ShardStats> {

@@ -41,9 +41,16 @@
     ["model", S.model + ", " + S.conns + " connections, " + S.shards + " shard(s)"],
     ["requests", S.requests + " in " + S.duration_s + " s (" + S.rps.toFixed(1) + " req/s)"],
     ["errors", E.total + " (connect " + E.connect + ", timeout " + E.timeout + ", reset " + E.reset + ", closed " + E.closed +
-      ", parse " + E.parse + ", status " + E.status + "); error rate " + pct(attempts > 0 ? E.total / attempts : 0)],
+      ", parse " + E.parse + ", status " + E.status + ", tls " + E.tls + "); error rate " + pct(attempts > 0 ? E.total / attempts : 0)],
     ["connections", "opened " + S.connections.opened + ", peak open " + S.connections.peak_open],
   ];
+  if (S.tls) {
+    const T = S.tls, TE = T.errors;
+    facts.push(["TLS", T.version + " " + T.cipher + "; handshakes " + T.handshakes_full + " full, " + T.handshakes_resumed +
+      " resumed (" + pct(T.resumed_share) + "), " + T.handshakes_per_s.toFixed(1) + "/s"]);
+    const reasons = Object.entries(TE).filter(([, n]) => n > 0).map(([k, n]) => k + " " + n);
+    if (reasons.length) facts.push(["TLS errors", reasons.join(", ")]);
+  }
   if (S.schedule) facts.push(["asked rate", S.schedule.target_rps + " req/s; sent " + S.schedule.sent + " of " + S.schedule.expected + (S.schedule.behind ? " — BEHIND SCHEDULE" : "")]);
   if (S.stopped_by) facts.push(["safety stop", S.stopped_by.expr + " at " + S.stopped_by.at_s + " s (measured " + measured(S.stopped_by.expr, S.stopped_by.value) + ")"]);
   if (S.generator && S.generator.saturated) facts.push(["generator", "SATURATED: latency includes the engine's own queueing"]);
@@ -53,6 +60,8 @@
   const lrows = [lrow("corrected", L), lrow("uncorrected", U)];
   if (E.status > 0) lrows.push(lrow("expected statuses", OK));
   for (const [cls, l] of Object.entries(S.latency_by_class_ms || {})) lrows.push(lrow(cls, l));
+  if (S.connect_ms) lrows.push(lrow("TCP connect", S.connect_ms));
+  if (S.tls_handshake_ms) lrows.push(lrow("TLS handshake", S.tls_handshake_ms));
   section("Latency", table(["", "mean", "p50", "p90", "p95", "p99", "p99.9", "max"], lrows));
 
   if (S.profile) {

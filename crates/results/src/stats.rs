@@ -38,11 +38,17 @@ pub enum ErrorKind {
     /// A complete response whose status the plan does not expect (by default 200–399): the
     /// server answered, and said it failed.
     Status,
+    /// TLS failed: the handshake (a certificate, an alert, no common version) or a record
+    /// (one that does not decrypt, a truncated stream). [`Setup::tls_errors`] has the reasons.
+    Tls,
 }
 
+/// Error kinds counted.
+pub const ERROR_KINDS: usize = 7;
+
 impl ErrorKind {
-    pub const ALL: [ErrorKind; 6] =
-        [Self::Connect, Self::Timeout, Self::Reset, Self::Closed, Self::Parse, Self::Status];
+    pub const ALL: [ErrorKind; ERROR_KINDS] =
+        [Self::Connect, Self::Timeout, Self::Reset, Self::Closed, Self::Parse, Self::Status, Self::Tls];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -52,6 +58,7 @@ impl ErrorKind {
             Self::Closed => "closed",
             Self::Parse => "parse",
             Self::Status => "status",
+            Self::Tls => "tls",
         }
     }
 
@@ -75,7 +82,7 @@ const STATUS_SLOTS: usize = 1000;
 pub struct Counters {
     /// Completed responses, whatever their status.
     pub requests: u64,
-    pub errors: [u64; 6],
+    pub errors: [u64; ERROR_KINDS],
     status: Box<[u64; STATUS_SLOTS]>,
     pub bytes_sent: u64,
     pub bytes_received: u64,
@@ -90,7 +97,7 @@ impl Default for Counters {
     fn default() -> Self {
         Self {
             requests: 0,
-            errors: [0; 6],
+            errors: [0; ERROR_KINDS],
             status: Box::new([0; STATUS_SLOTS]),
             bytes_sent: 0,
             bytes_received: 0,
@@ -194,6 +201,68 @@ pub struct ShardStats {
     pub names: Vec<NameStats>,
     /// Arrival-rate flows only.
     pub iterations: Option<Box<Iterations>>,
+    /// Connection set-up (made at the first connect).
+    pub setup: Option<Box<Setup>>,
+}
+
+/// TLS failure reasons counted (the names are engine-tls's `Reason`s, in its order).
+pub const TLS_REASONS: [&str; 6] = ["certificate", "alert", "bad_record", "truncated", "handshake", "other"];
+
+/// How connections were set up: TCP connect time, TLS handshakes and their failures.
+#[derive(Debug, Clone)]
+pub struct Setup {
+    /// SYN sent to connected.
+    pub connect: Histogram<u64>,
+    /// Connected to the handshake's end (TLS only).
+    pub handshake: Histogram<u64>,
+    pub handshakes_full: u64,
+    pub handshakes_resumed: u64,
+    /// TLS failures by reason, indexed as [`TLS_REASONS`].
+    pub tls_errors: [u64; 6],
+}
+
+impl Default for Setup {
+    fn default() -> Self {
+        Setup {
+            connect: new_histogram(),
+            handshake: new_histogram(),
+            handshakes_full: 0,
+            handshakes_resumed: 0,
+            tls_errors: [0; 6],
+        }
+    }
+}
+
+impl Setup {
+    fn add(&mut self, o: &Setup) {
+        let _ = self.connect.add(&o.connect);
+        let _ = self.handshake.add(&o.handshake);
+        self.handshakes_full += o.handshakes_full;
+        self.handshakes_resumed += o.handshakes_resumed;
+        for (a, b) in self.tls_errors.iter_mut().zip(o.tls_errors) {
+            *a += b;
+        }
+    }
+
+    fn take(&mut self) -> Setup {
+        let taken = self.clone();
+        self.connect.reset();
+        self.handshake.reset();
+        self.handshakes_full = 0;
+        self.handshakes_resumed = 0;
+        self.tls_errors = [0; 6];
+        taken
+    }
+
+    /// A TLS handshake ended, in `took`; `resumed`: an abbreviated one.
+    pub fn handshake(&mut self, took: Duration, resumed: bool) {
+        self.handshake.saturating_record(micros(took));
+        if resumed {
+            self.handshakes_resumed += 1;
+        } else {
+            self.handshakes_full += 1;
+        }
+    }
 }
 
 /// Arrival-rate flows: iterations (a user walking a whole flow) started, ended and dropped,
@@ -281,6 +350,7 @@ impl Default for ShardStats {
             max_lag_us: 0,
             names: Vec::new(),
             iterations: None,
+            setup: None,
         }
     }
 }
@@ -305,6 +375,19 @@ impl ShardStats {
     pub fn error_named(&mut self, which: usize, kind: ErrorKind) {
         if let Some(n) = self.names.get_mut(which) {
             n.counters.error(kind);
+        }
+    }
+
+    /// The connection set-up figures (made on first use).
+    pub fn setup(&mut self) -> &mut Setup {
+        self.setup.get_or_insert_with(Box::default)
+    }
+
+    /// A TLS failure: an error of kind `tls`, counted by reason (an index of [`TLS_REASONS`]).
+    pub fn tls_error(&mut self, reason: usize) {
+        self.counters.error(ErrorKind::Tls);
+        if let Some(n) = self.setup().tls_errors.get_mut(reason) {
+            *n += 1;
         }
     }
 
@@ -362,6 +445,7 @@ impl ShardStats {
             by_class: self.by_class.clone(),
             max_lag_us: std::mem::take(&mut self.max_lag_us),
             iterations: self.iterations.as_mut().map(|i| Box::new(i.take())),
+            setup: self.setup.as_mut().map(|s| Box::new(s.take())),
             names: self
                 .names
                 .iter_mut()
@@ -425,6 +509,9 @@ impl ShardStats {
         self.max_lag_us = self.max_lag_us.max(o.max_lag_us);
         if let Some(it) = &o.iterations {
             self.iterations().add(it);
+        }
+        if let Some(su) = &o.setup {
+            self.setup().add(su);
         }
         if self.names.len() < o.names.len() {
             self.names.resize_with(o.names.len(), NameStats::default);

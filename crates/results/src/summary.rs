@@ -14,7 +14,7 @@ use crate::stats::{ErrorKind, Totals};
 
 /// The version of the summary's shape. Raise it when a field is added, removed or changes
 /// meaning.
-pub const SCHEMA_VERSION: u32 = 1;
+pub const SCHEMA_VERSION: u32 = 2;
 
 /// One of `count` processes that together run one plan; `index` counts from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,6 +68,65 @@ pub struct Errors {
     pub parse: u64,
     /// Responses whose status the plan does not expect (by default outside 200–399).
     pub status: u64,
+    /// TLS failures (the reasons are in [`TlsSummary::errors`]).
+    pub tls: u64,
+}
+
+/// How TLS went (https:// targets only).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSummary {
+    /// Negotiated in the pre-flight handshake: `TLSv1.3`, `TLSv1.2`.
+    pub version: String,
+    /// The cipher suite's IANA name.
+    pub cipher: String,
+    pub handshakes_full: u64,
+    pub handshakes_resumed: u64,
+    /// Handshakes completed per second of the run.
+    pub handshakes_per_s: f64,
+    /// Resumed handshakes over all handshakes (0 when there was none).
+    pub resumed_share: f64,
+    pub errors: TlsErrors,
+}
+
+/// TLS failures by reason.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsErrors {
+    /// The server's certificate was refused (untrusted, expired, another name), or ours.
+    pub certificate: u64,
+    /// The server sent a fatal alert.
+    pub alert: u64,
+    /// Bytes that are not valid TLS, or do not decrypt.
+    pub bad_record: u64,
+    /// The connection closed mid-record, or without close_notify where that loses data.
+    pub truncated: u64,
+    /// The handshake did not complete (no common version or cipher, closed, timed out).
+    pub handshake: u64,
+    pub other: u64,
+}
+
+impl TlsSummary {
+    pub fn new(setup: &crate::stats::Setup, duration_s: f64) -> Self {
+        let (full, resumed) = (setup.handshakes_full, setup.handshakes_resumed);
+        let e = setup.tls_errors;
+        TlsSummary {
+            version: String::new(),
+            cipher: String::new(),
+            handshakes_full: full,
+            handshakes_resumed: resumed,
+            handshakes_per_s: if duration_s > 0.0 { round3((full + resumed) as f64 / duration_s) } else { 0.0 },
+            resumed_share: if full + resumed > 0 { round6(resumed as f64 / (full + resumed) as f64) } else { 0.0 },
+            errors: TlsErrors {
+                certificate: e[0],
+                alert: e[1],
+                bad_record: e[2],
+                truncated: e[3],
+                handshake: e[4],
+                other: e[5],
+            },
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -135,6 +194,7 @@ impl Errors {
             closed: e(ErrorKind::Closed),
             parse: e(ErrorKind::Parse),
             status: e(ErrorKind::Status),
+            tls: e(ErrorKind::Tls),
         }
     }
 }
@@ -352,6 +412,15 @@ pub struct Summary {
     /// Corrected latency per status class seen (`2xx`, `5xx`, ...).
     pub latency_by_class_ms: BTreeMap<String, Latency>,
     pub latency_distribution: Distribution,
+    /// TCP connect time (SYN to connected) of the connections opened.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connect_ms: Option<Latency>,
+    /// TLS handshake time (connected to the handshake's end), https:// targets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls_handshake_ms: Option<Latency>,
+    /// TLS versions, handshakes and failures, https:// targets only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tls: Option<TlsSummary>,
     /// Per named request, when the plan has several (a scenario).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub requests_by_name: BTreeMap<String, NamedSummary>,
@@ -406,6 +475,21 @@ impl Summary {
                 })
                 .collect(),
             latency_distribution: Distribution::new(&totals.latency, &totals.latency_uncorrected),
+            connect_ms: totals
+                .setup
+                .as_ref()
+                .filter(|s| !s.connect.is_empty())
+                .map(|s| Latency::from_histogram(&s.connect)),
+            tls_handshake_ms: totals
+                .setup
+                .as_ref()
+                .filter(|s| !s.handshake.is_empty())
+                .map(|s| Latency::from_histogram(&s.handshake)),
+            tls: totals
+                .setup
+                .as_ref()
+                .filter(|s| !s.handshake.is_empty() || c.errors_of(ErrorKind::Tls) > 0)
+                .map(|s| TlsSummary::new(s, duration_s)),
             requests_by_name: BTreeMap::new(),
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
             bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },

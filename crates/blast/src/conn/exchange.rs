@@ -23,8 +23,14 @@ const READS_PER_TURN: u32 = 16;
 /// How one request ended.
 pub(super) enum Step {
     More,
-    Done { response: Response, reuse: bool, unsolicited: bool },
+    Done {
+        response: Response,
+        reuse: bool,
+        unsolicited: bool,
+    },
     Fail(ErrorKind),
+    /// A TLS failure, by reason (an index of `engine_results::stats::TLS_REASONS`).
+    Tls(usize),
 }
 
 /// One request to write, and what to keep of its response.
@@ -46,7 +52,7 @@ pub(super) async fn exchange(
     let Outgoing { bytes: request, head, capture } = out;
     let timed_out = || shard.slot(slot).timed_out();
     if let Err(e) = stream.write_all(request).await {
-        return Step::Fail(if timed_out() { ErrorKind::Timeout } else { ErrorKind::from_io(&e) });
+        return if timed_out() { Step::Fail(ErrorKind::Timeout) } else { failed(&e) };
     }
     shard.stats().counters.bytes_sent += request.len() as u64;
     match capture {
@@ -88,10 +94,10 @@ fn read_step(
         let n = match stream.poll_read(cx, &mut buf[..]) {
             Poll::Pending => return Poll::Pending,
             Poll::Ready(Ok(n)) => n,
-            Poll::Ready(Err(e)) => return Poll::Ready(Step::Fail(ErrorKind::from_io(&e))),
+            Poll::Ready(Err(e)) => return Poll::Ready(failed(&e)),
         };
         if n == 0 {
-            return Poll::Ready(eof(framer));
+            return Poll::Ready(eof(framer, stream));
         }
         shard.stats().counters.bytes_received += n as u64;
         let data = &buf[..n];
@@ -112,12 +118,12 @@ fn read_step(
             Poll::Ready(Ok(n)) => n,
             Poll::Ready(Err(e)) => {
                 carry.truncate(old);
-                return Poll::Ready(Step::Fail(ErrorKind::from_io(&e)));
+                return Poll::Ready(failed(&e));
             }
         };
         carry.truncate(old + n);
         if n == 0 {
-            return Poll::Ready(eof(framer));
+            return Poll::Ready(eof(framer, stream));
         }
         shard.stats().counters.bytes_received += n as u64;
         let (step, consumed) = frame(framer, carry);
@@ -144,10 +150,21 @@ fn frame(framer: &mut ResponseFramer, data: &[u8]) -> (Step, usize) {
     }
 }
 
-fn eof(framer: &mut ResponseFramer) -> Step {
+/// The peer closed. A body that ends at the close is whole only if TLS says it ended
+/// cleanly (close_notify): an attacker or a crash can cut a TLS stream as well as a TCP one.
+fn eof(framer: &mut ResponseFramer, stream: &Stream) -> Step {
     match framer.feed_eof() {
+        Ok(_) if stream.truncated() => failed(&engine_tls::Failure::truncated()),
         Ok(response) => Step::Done { response, reuse: false, unsolicited: false },
         Err(e) => Step::Fail(error_kind(e)),
+    }
+}
+
+/// An I/O error's kind; a TLS failure by its reason.
+fn failed(e: &std::io::Error) -> Step {
+    match engine_tls::Failure::of(e) {
+        Some(f) => Step::Tls(f.reason_index()),
+        None => Step::Fail(ErrorKind::from_io(e)),
     }
 }
 

@@ -11,10 +11,10 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use engine_http::ResponseFramer;
-use engine_results::stats::ErrorKind;
+use engine_results::stats::{micros, ErrorKind};
 
 use crate::state::Shard;
-use crate::transport::Stream;
+use crate::transport::{OpenError, Opened, Stream};
 use exchange::{exchange, Outgoing, Step};
 use flow::Cursor;
 
@@ -103,14 +103,25 @@ impl Conn {
             return true;
         }
         match connect(shard).await {
-            Ok(s) => {
+            Ok(opened) => {
                 self.failures = 0;
-                self.guard.set_open(Some(&s));
-                self.stream = Some(s);
+                {
+                    let mut st = shard.stats();
+                    let setup = st.setup();
+                    setup.connect.saturating_record(micros(opened.connect));
+                    if let Some((took, resumed)) = opened.handshake {
+                        setup.handshake(took, resumed);
+                    }
+                }
+                self.guard.set_open(Some(&opened.stream));
+                self.stream = Some(opened.stream);
                 true
             }
-            Err(_) => {
-                shard.stats().counters.error(ErrorKind::Connect);
+            Err(e) => {
+                match e {
+                    OpenError::Connect => shard.stats().counters.error(ErrorKind::Connect),
+                    OpenError::Tls(e) => shard.stats().tls_error(tls_reason(&e)),
+                }
                 self.failures += 1;
                 let pause = BACKOFF_MIN.saturating_mul(1 << self.failures.min(7)).min(BACKOFF_MAX);
                 glommio::timer::sleep(pause).await;
@@ -283,6 +294,13 @@ fn record(shard: &Shard, cursor: &Cursor, which: usize, outcome: Step, corrected
             }
             false
         }
+        Step::Tls(reason) => {
+            st.tls_error(reason);
+            if cursor.named() {
+                st.error_named(which, ErrorKind::Tls);
+            }
+            false
+        }
         Step::More => unreachable!("exchange returns only when the request ended"),
     }
 }
@@ -292,9 +310,14 @@ fn record(shard: &Shard, cursor: &Cursor, which: usize, outcome: Step, corrected
 /// SYN and accept queues. A ramp under load opens connections when the plan says, as real
 /// clients would: a saturated server that accepts more slowly than the ramp overflows its
 /// accept queue, and the kernel's SYN retransmits show in those connections' latency.
-async fn connect(shard: &Shard) -> io::Result<Stream> {
+async fn connect(shard: &Shard) -> Result<Opened, OpenError> {
     let _permit = shard.connect_permit().await;
     let plan = shard.plan();
     let source = (!plan.source_ips.is_empty()).then(|| plan.source_ips[shard.next_source() % plan.source_ips.len()]);
-    Stream::connect(plan.target.addr, source, plan.connect_timeout).await
+    Stream::connect(plan.target.addr, source, plan.connect_timeout, shard.tls()).await
+}
+
+/// The reason a TLS failure is counted under (an I/O error in the handshake: `handshake`).
+pub(crate) fn tls_reason(e: &io::Error) -> usize {
+    engine_tls::Failure::of(e).map_or(engine_tls::Reason::Handshake as usize, |f| f.reason_index())
 }

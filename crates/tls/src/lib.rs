@@ -1,0 +1,48 @@
+//! TLS under the HTTP codec, for the blast's connections, the proxy's two legs and the target.
+//!
+//! - `client`, `server`: configurations from the options a user gives (curl's for a client).
+//! - `stream`: a TLS session over a glommio socket on rustls's unbuffered API: records are
+//!   decrypted in the thread's scratch buffer into the caller's own buffer, so an idle
+//!   connection keeps no buffer of its own.
+//! - `error`: setup errors (a user's files and flags) and connection failures by reason.
+//!
+//! The crypto provider is ring: *ring* and aws-lc-rs measured alike for this work on this
+//! machine (handshakes and AES-GCM records, see benches/RESULTS.md), and ring builds with no
+//! C toolchain beyond cc, no cmake, in a fraction of the time.
+
+mod client;
+mod error;
+mod pem;
+mod server;
+mod stream;
+mod verify;
+
+pub use client::{Client, ClientOptions};
+pub use error::{Failure, Reason, SetupError};
+pub use server::{accept, server_config};
+pub use stream::{Negotiated, Side, TlsStream};
+
+pub use rustls::client::UnbufferedClientConnection as ClientConnection;
+pub use rustls::server::UnbufferedServerConnection as ServerConnection;
+pub use rustls::ServerConfig;
+
+/// The one application protocol offered and accepted.
+pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+
+/// A TLS version a user can ask for alone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Version {
+    Tls12,
+    Tls13,
+}
+
+static TLS12_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS12];
+static TLS13_ONLY: [&rustls::SupportedProtocolVersion; 1] = [&rustls::version::TLS13];
+
+fn versions(only: Option<Version>) -> &'static [&'static rustls::SupportedProtocolVersion] {
+    match only {
+        None => rustls::ALL_VERSIONS,
+        Some(Version::Tls12) => &TLS12_ONLY,
+        Some(Version::Tls13) => &TLS13_ONLY,
+    }
+}
