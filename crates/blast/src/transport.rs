@@ -35,6 +35,20 @@ pub(crate) enum OpenError {
     Tls(io::Error),
 }
 
+/// A TLS handshake on a connected socket, within `timeout`.
+async fn handshake(
+    tcp: TcpStream,
+    client: &engine_tls::Client,
+    timeout: Duration,
+) -> io::Result<TlsStream<ClientConnection>> {
+    let conn = client.connection().map_err(engine_tls::Failure::from_rustls)?;
+    let late = async {
+        glommio::timer::sleep(timeout).await;
+        Err(engine_tls::Failure::timed_out())
+    };
+    futures_lite::future::or(TlsStream::handshake(tcp, conn), late).await
+}
+
 impl Stream {
     /// Connects to `target` within `timeout`, from `source` when given (`--source-ips`), and
     /// with `tls` runs the handshake within `timeout` too.
@@ -56,13 +70,9 @@ impl Stream {
         let Some(client) = tls else {
             return Ok(Opened { stream: Stream::Tcp(s), connect, handshake: None });
         };
-        let conn = client.connection().map_err(|e| OpenError::Tls(engine_tls::Failure::from_rustls(e)))?;
-        let handshake = TlsStream::handshake(s, conn);
-        let late = async {
-            glommio::timer::sleep(timeout).await;
-            Err(engine_tls::Failure::timed_out())
-        };
-        let t = futures_lite::future::or(handshake, late).await.map_err(OpenError::Tls)?;
+        // Boxed: a handshake's state is kilobytes, and inline it would size every
+        // connection's task for its whole life (handshakes run a few hundred at a time).
+        let t = Box::pin(handshake(s, client, timeout)).await.map_err(OpenError::Tls)?;
         let resumed = t.negotiated().resumed;
         Ok(Opened { stream: Stream::Tls(Box::new(t)), connect, handshake: Some((connected.elapsed(), resumed)) })
     }

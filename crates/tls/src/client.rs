@@ -218,10 +218,9 @@ impl Client {
                 other => return other.map(drop).map_err(tls_error),
             }
         };
-        while conn.is_handshaking() {
+        while conn.is_handshaking() || conn.wants_write() {
             step(&mut conn)?;
         }
-        step(&mut conn)?;
         tcp.set_read_timeout(Some(AFTER_HANDSHAKE))?;
         loop {
             match conn.read_tls(tcp) {
