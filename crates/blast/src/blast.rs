@@ -25,7 +25,9 @@ pub fn preflight(plan: &Plan) -> Result<Preflight, RunError> {
     let mut tcp = std::net::TcpStream::connect_timeout(&addr, plan.connect_timeout)
         .map_err(|cause| RunError::Unreachable { addr, cause })?;
     let Some(tls) = &plan.tls else { return Ok(Preflight::default()) };
-    match tls.client.preflight(&mut tcp, plan.connect_timeout) {
+    let t = &plan.target;
+    let probe = format!("GET {} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n", t.path, t.authority);
+    match tls.client.preflight(&mut tcp, plan.connect_timeout, probe.as_bytes()) {
         Ok(n) => Ok(Preflight { tls: Some(n) }),
         Err(cause) => {
             let advice = engine_tls::Failure::of(&cause).and_then(|f| f.advice());

@@ -4,6 +4,7 @@
 //! between cores).
 
 use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
@@ -191,15 +192,21 @@ const AFTER_HANDSHAKE: std::time::Duration = std::time::Duration::from_millis(30
 
 impl Client {
     /// A full handshake on a blocking socket, as a check before the run: the certificate, the
-    /// name, the version, a client certificate the server refuses. Sends no request.
+    /// name, the version, a client certificate the server refuses. Sends no request, except
+    /// when the server asks for a client certificate and none was given: then `probe` (one
+    /// request) shows whether it requires one (nginx completes the handshake and answers 400).
     pub fn preflight(
         &self,
         tcp: &mut std::net::TcpStream,
         timeout: std::time::Duration,
+        probe: &[u8],
     ) -> std::io::Result<Negotiated> {
         use std::io::ErrorKind as K;
         let mut config = (*self.config).clone();
         config.resumption = Resumption::disabled();
+        let asked =
+            Arc::new(AskRecorder { asked: AtomicBool::new(false), inner: config.client_auth_cert_resolver.clone() });
+        config.client_auth_cert_resolver = asked.clone();
         let mut conn = rustls::ClientConnection::new(Arc::new(config), self.name.clone()).map_err(Failure::rustls)?;
         tcp.set_read_timeout(Some(timeout))?;
         tcp.set_write_timeout(Some(timeout))?;
@@ -233,8 +240,63 @@ impl Client {
                 Err(e) => return Err(e),
             }
         }
+        if asked.asked.load(Ordering::Relaxed) && !asked.inner.has_certs() {
+            tcp.set_read_timeout(Some(timeout))?;
+            if let Some(status) = probe_status(&mut conn, tcp, probe)?.filter(|s| *s >= 400) {
+                return Err(Failure::client_certificate_required(status));
+            }
+        }
         conn.send_close_notify();
         let _ = conn.write_tls(tcp);
         Ok(crate::stream::negotiated_of(&conn))
+    }
+}
+
+/// Sends `probe` and reads the response's status (`None` if the server closed first).
+fn probe_status(
+    conn: &mut rustls::ClientConnection,
+    tcp: &mut std::net::TcpStream,
+    probe: &[u8],
+) -> std::io::Result<Option<u16>> {
+    use std::io::{Read, Write};
+    conn.writer().write_all(probe)?;
+    let mut head = Vec::new();
+    let mut stream = rustls::Stream::new(conn, tcp);
+    let mut buf = [0u8; 512];
+    while head.len() < 12 {
+        match stream.read(&mut buf) {
+            Ok(0) => return Ok(None),
+            Ok(n) => head.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => {
+                return Err(match e.get_ref().and_then(|i| i.downcast_ref::<rustls::Error>()) {
+                    Some(r) => Failure::rustls(r.clone()),
+                    None => e,
+                })
+            }
+        }
+    }
+    Ok(std::str::from_utf8(&head[9..12]).ok().and_then(|s| s.parse().ok()))
+}
+
+/// Passes the configured client certificate through, noting that the server asked for one.
+#[derive(Debug)]
+struct AskRecorder {
+    asked: AtomicBool,
+    inner: Arc<dyn rustls::client::ResolvesClientCert>,
+}
+
+impl rustls::client::ResolvesClientCert for AskRecorder {
+    fn resolve(
+        &self,
+        root_hint_subjects: &[&[u8]],
+        sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        self.asked.store(true, Ordering::Relaxed);
+        self.inner.resolve(root_hint_subjects, sigschemes)
+    }
+
+    fn has_certs(&self) -> bool {
+        self.inner.has_certs()
     }
 }

@@ -95,6 +95,9 @@ pub struct Failure {
 enum Detail {
     Rustls(rustls::Error),
     Text(&'static str),
+    /// The server asked for a client certificate, none was given, and it refused a request
+    /// with this status.
+    ClientCertificateRequired(u16),
 }
 
 impl Failure {
@@ -105,6 +108,10 @@ impl Failure {
     /// A rustls error as a TLS failure.
     pub fn from_rustls(e: rustls::Error) -> io::Error {
         Self::rustls(e)
+    }
+
+    pub(crate) fn client_certificate_required(status: u16) -> io::Error {
+        Self::wrap(Failure { reason: Reason::Certificate, detail: Detail::ClientCertificateRequired(status) })
     }
 
     /// The handshake did not complete in time.
@@ -137,7 +144,13 @@ impl Failure {
 
     /// What a user should do about it, for a pre-flight that failed: the flag that changes it.
     pub fn advice(&self) -> Option<&'static str> {
-        let Detail::Rustls(e) = &self.detail else { return None };
+        let e = match &self.detail {
+            Detail::Rustls(e) => e,
+            Detail::ClientCertificateRequired(_) => {
+                return Some("pass a client certificate with --cert FILE --key FILE")
+            }
+            Detail::Text(_) => return None,
+        };
         use rustls::Error as E;
         Some(match e {
             e if self_signed(e) => "the server presents a self-signed certificate: trust it with --cacert FILE (that certificate), or -k to skip verification",
@@ -176,6 +189,11 @@ impl fmt::Display for Failure {
             }
             Detail::Rustls(e) => write!(f, "TLS {}: {e}", self.reason.name()),
             Detail::Text(t) => write!(f, "TLS {}: {t}", self.reason.name()),
+            Detail::ClientCertificateRequired(status) => write!(
+                f,
+                "TLS {}: the server asked for a client certificate, none was given, and it answered {status} without one",
+                self.reason.name()
+            ),
         }
     }
 }
