@@ -96,7 +96,7 @@ pub struct BlastArgs {
     /// Request body: TEXT, or @FILE to read it from a file (up to 16 MiB)
     #[arg(short, long, value_name = "TEXT|@FILE")]
     pub body: Option<String>,
-    /// Arrival-rate flows (--rate with a scenario's [[flow]]): the most users walking a flow
+    /// Arrival-rate flows (--rate with a scenario's `[[flow]]`): the most users walking a flow
     /// at once, each on a connection of its own [default: --conns]. An iteration due while
     /// every user is busy is dropped, and counted
     #[arg(long, value_name = "N")]

@@ -24,7 +24,8 @@ const FAULTS: [&str; 2] = [
     long_about = "Start the built-in target on a free loopback port, put the proxy in front of it with two \
         faults (10% of requests answered 503 with Retry-After, 5 ms added to the rest), blast through the proxy \
         for a few seconds, and print what the client saw beside what the server itself took, with the counts \
-        of every part. Nothing to install or configure."
+        of every part. Nothing to install or configure. With --tls, every hop is HTTPS.",
+    after_help = "Examples:\n  engine demo\n  engine demo --tls -c 16 -d 2s"
 )]
 pub struct DemoArgs {
     /// Connections of the blast
@@ -33,6 +34,36 @@ pub struct DemoArgs {
     /// How long to blast
     #[arg(short, long, default_value = "3s", value_parser = engine_runtime::units::parse_duration)]
     pub duration: Duration,
+    /// Everything over TLS (blast to proxy, proxy to target) with a throwaway self-signed
+    /// certificate for 127.0.0.1, which the blast and the proxy trust as --cacert
+    #[arg(long)]
+    pub tls: bool,
+}
+
+/// The demo's throwaway certificate: the servers' configuration, and its PEM in a file the
+/// clients trust (removed when the demo ends).
+struct DemoTls {
+    server: std::sync::Arc<engine_tls::ServerConfig>,
+    cacert: std::path::PathBuf,
+}
+
+impl DemoTls {
+    fn new() -> anyhow::Result<DemoTls> {
+        let (server, pem) = engine_tls::self_signed(&["127.0.0.1", "localhost"])?;
+        let cacert = std::env::temp_dir().join(format!("engine-demo-{}.pem", std::process::id()));
+        std::fs::write(&cacert, pem)?;
+        Ok(DemoTls { server, cacert })
+    }
+
+    fn client_options(&self) -> engine_tls::ClientOptions {
+        engine_tls::ClientOptions { cacert: Some(self.cacert.clone()), ..Default::default() }
+    }
+}
+
+impl Drop for DemoTls {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.cacert);
+    }
 }
 
 pub fn main(args: DemoArgs) -> u8 {
@@ -43,8 +74,16 @@ pub fn main(args: DemoArgs) -> u8 {
     // Target and proxy on the first CPU, blast on the others (all on one on a single-CPU box).
     let server_cpu = cpus[0];
     let blast_cpus: Vec<usize> = if cpus.len() > 1 { cpus[1..].to_vec() } else { cpus.clone() };
+    let tls = match args.tls.then(DemoTls::new).transpose() {
+        Ok(t) => t,
+        Err(e) => return crate::fail(exit::FAILURE, &e.context("cannot make the demo's certificate")),
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let input = |url: String| {
         let mut input = PlanInput::new(url);
+        if let Some(t) = &tls {
+            input.tls = t.client_options();
+        }
         input.conns = args.conns;
         input.duration = args.duration;
         input.cores = Some(blast_cpus.clone());
@@ -52,14 +91,14 @@ pub fn main(args: DemoArgs) -> u8 {
     };
     // The flags are checked before the target and the proxy start (the blast's address is
     // only known then).
-    if let Err(e) = input("http://127.0.0.1:1/".to_string()).build() {
+    if let Err(e) = input(format!("{scheme}://127.0.0.1:1/")).build() {
         return crate::fail(exit::USAGE, &e.into());
     }
-    let (target, proxy) = match start_servers(server_cpu) {
+    let (target, proxy) = match start_servers(server_cpu, tls.as_ref()) {
         Ok(s) => s,
         Err(e) => return crate::fail(exit::FAILURE, &e),
     };
-    let plan = match input(format!("http://{}/", proxy.local_addr())).build() {
+    let plan = match input(format!("{scheme}://{}/", proxy.local_addr())).build() {
         Ok(p) => p,
         Err(e) => return crate::fail(exit::USAGE, &e.into()),
     };
@@ -84,14 +123,21 @@ pub fn main(args: DemoArgs) -> u8 {
 }
 
 /// The target and, in front of it, the proxy with the demo's faults; both on `cpu`.
-fn start_servers(cpu: usize) -> anyhow::Result<(Target, Proxy)> {
+fn start_servers(cpu: usize, tls: Option<&DemoTls>) -> anyhow::Result<(Target, Proxy)> {
     let loopback = "127.0.0.1:0".parse().expect("literal address");
-    let cfg = TargetConfig { listen: loopback, body_size: 2, delay: Duration::ZERO, shard_cpus: vec![cpu] };
+    let cfg = TargetConfig {
+        listen: loopback,
+        body_size: 2,
+        delay: Duration::ZERO,
+        shard_cpus: vec![cpu],
+        tls: tls.map(|t| t.server.clone()),
+    };
     let target = Target::start(cfg)?;
-    let proxy = start_proxy(target.local_addr(), cpu)?;
-    println!("engine demo: target on http://{}/ (CPU {cpu})", target.local_addr());
+    let proxy = start_proxy(target.local_addr(), cpu, tls)?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    println!("engine demo: target on {scheme}://{}/ (CPU {cpu})", target.local_addr());
     println!(
-        "             proxy  on http://{}/ (CPU {cpu}, admin http://{}/): 10% answered 503, +5 ms on the rest",
+        "             proxy  on {scheme}://{}/ (CPU {cpu}, admin http://{}/): 10% answered 503, +5 ms on the rest",
         proxy.local_addr(),
         proxy.admin_addr().expect("the demo starts an admin API")
     );
@@ -117,8 +163,12 @@ fn blast(plan: &engine_blast::Plan) -> Result<engine_blast::Summary, engine_blas
     engine_blast::run(plan, &control, &mut [&mut progress])
 }
 
-fn start_proxy(upstream: std::net::SocketAddr, cpu: usize) -> anyhow::Result<Proxy> {
+fn start_proxy(upstream: std::net::SocketAddr, cpu: usize, tls: Option<&DemoTls>) -> anyhow::Result<Proxy> {
     let mut cfg = ProxyConfig::new("127.0.0.1:0".parse()?, upstream)?;
+    if let Some(t) = tls {
+        cfg.tls = Some(engine_proxy::ServerTls { config: t.server.clone(), files: None });
+        cfg.upstream_tls = Some(engine_tls::Client::new(&t.client_options(), "127.0.0.1")?);
+    }
     cfg.shard_cpus = vec![cpu];
     cfg.admin = Some("127.0.0.1:0".parse()?);
     cfg.faults = FAULTS.iter().map(|f| serde_json::from_str::<Rule>(f)).collect::<Result<_, _>>()?;

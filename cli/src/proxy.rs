@@ -37,9 +37,26 @@ pub struct ProxyArgs {
     /// Address to accept clients on (port 0 picks a free port, printed at start)
     #[arg(short, long, default_value = "127.0.0.1:8081", value_name = "ADDR")]
     pub listen: SocketAddr,
-    /// The one upstream to forward to: HOST:PORT or http://HOST:PORT (resolved once at start)
+    /// The one upstream to forward to: HOST:PORT, http://HOST:PORT or https://HOST:PORT (443 if omitted)
+    /// (resolved once at start; https verifies the upstream's certificate for HOST)
     #[arg(short, long, value_name = "ADDR")]
     pub upstream: String,
+    /// Terminate TLS on --listen with this certificate chain (PEM; with --tls-key). SIGHUP
+    /// reads both files again: new handshakes use them, open connections keep theirs
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+    /// https upstream: trust these PEM roots instead of the system's
+    #[arg(long, value_name = "FILE")]
+    pub upstream_ca: Option<PathBuf>,
+    /// https upstream: the name sent as SNI and verified, instead of the URL's host
+    #[arg(long, value_name = "NAME")]
+    pub upstream_servername: Option<String>,
+    /// https upstream: do not verify its certificate at all
+    #[arg(long)]
+    pub upstream_insecure: bool,
     /// Admin API address; a non-loopback one needs --admin-token-file. `off` runs without it
     #[arg(long, default_value = "127.0.0.1:9901", value_name = "ADDR|off")]
     pub admin: String,
@@ -91,15 +108,9 @@ pub fn main(args: ProxyArgs) -> u8 {
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
     let _ = engine_runtime::limits::raise_nofile();
-    let (shards, upstream, drain_timeout) = (cfg.shard_cpus.len(), cfg.upstream, cfg.limits.drain_timeout);
-    let polling = cfg.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}"));
-    let capped = match cfg.limits.max_conns {
-        n if n < DEFAULT_MAX_CONNS && !max_conns_given => {
-            format!("; at most {n} client connections (open-files limit)")
-        }
-        _ => String::new(),
-    };
-    let shared = crate::output::shared_cpus(&cfg.shard_cpus);
+    let drain_timeout = cfg.limits.drain_timeout;
+    let tls_listen = cfg.tls.is_some();
+    let start_line = StartLine::of(&cfg, max_conns_given);
     let proxy = match Proxy::start(cfg) {
         Ok(p) => p,
         Err(e) => return crate::fail(exit::USAGE, &e.into()),
@@ -112,7 +123,8 @@ pub fn main(args: ProxyArgs) -> u8 {
     crate::fatal::on_panic(move || {
         let _ = on_panic.lock().map(|tx| tx.send(()));
     });
-    if let Err(e) = ctrlc::set_handler(move || {
+    let reload = tls_listen.then(|| proxy.reload_handle());
+    if let Err(e) = on_signals(reload, move || {
         if !handler.is_draining() {
             // A shard that is stuck never finishes its drain; the process ends anyway.
             crate::fatal::exit_after(
@@ -126,12 +138,7 @@ pub fn main(args: ProxyArgs) -> u8 {
     }) {
         return crate::fail(exit::FAILURE, &anyhow!("cannot install the signal handler: {e}"));
     }
-    let admin = proxy.admin_addr().map_or_else(|| "off".to_string(), |a| format!("http://{a}/"));
-    println!(
-        "engine proxy on http://{}/ -> upstream {upstream} ({shards} shard{}{shared}{polling}); admin {admin}{capped}; SIGTERM or Ctrl-C drains",
-        proxy.local_addr(),
-        if shards == 1 { "" } else { "s" }
-    );
+    println!("{}", start_line.with(&proxy));
     let _ = rx.recv();
     if crate::fatal::panicked() {
         // /healthz names the dead shard for a moment before the drain takes the admin API
@@ -145,6 +152,70 @@ pub fn main(args: ProxyArgs) -> u8 {
     crate::fatal::or_panic(exit::OK)
 }
 
+/// What the proxy prints when it starts, but for the addresses it binds.
+struct StartLine {
+    scheme: &'static str,
+    upstream: String,
+    shards: usize,
+    /// The CPUs' notes, busy polling, the connection cap.
+    notes: String,
+    capped: String,
+}
+
+impl StartLine {
+    fn of(cfg: &ProxyConfig, max_conns_given: bool) -> StartLine {
+        let upstream = match &cfg.upstream_tls {
+            Some(c) => format!("https://{} (verified as {})", cfg.upstream, c.server_name()),
+            None => cfg.upstream.to_string(),
+        };
+        let polling = cfg.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}"));
+        let capped = match cfg.limits.max_conns {
+            n if n < DEFAULT_MAX_CONNS && !max_conns_given => {
+                format!("; at most {n} client connections (open-files limit)")
+            }
+            _ => String::new(),
+        };
+        StartLine {
+            scheme: if cfg.tls.is_some() { "https" } else { "http" },
+            upstream,
+            shards: cfg.shard_cpus.len(),
+            notes: format!("{}{polling}", crate::output::shared_cpus(&cfg.shard_cpus)),
+            capped,
+        }
+    }
+
+    fn with(&self, proxy: &Proxy) -> String {
+        let admin = proxy.admin_addr().map_or_else(|| "off".to_string(), |a| format!("http://{a}/"));
+        let StartLine { scheme, upstream, shards, notes, capped } = self;
+        format!(
+            "engine proxy on {scheme}://{}/ -> upstream {upstream} ({shards} shard{}{notes}); admin {admin}{capped}; SIGTERM or Ctrl-C drains",
+            proxy.local_addr(),
+            if *shards == 1 { "" } else { "s" }
+        )
+    }
+}
+
+/// SIGINT and SIGTERM call `stop`; SIGHUP reloads the listener's certificate and key when
+/// the proxy terminates TLS (a failed reload keeps the old ones), and is ignored otherwise
+/// (a sidecar's supervisor may send it to the whole group).
+fn on_signals(reload: Option<engine_proxy::ReloadHandle>, stop: impl Fn() + Send + 'static) -> std::io::Result<()> {
+    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
+    std::thread::Builder::new().name("signals".into()).spawn(move || {
+        for sig in signals.forever() {
+            match (sig, &reload) {
+                (SIGHUP, Some(handle)) => match handle.reload() {
+                    Ok(()) => println!("engine proxy: SIGHUP: certificate and key reloaded; new handshakes use them"),
+                    Err(e) => eprintln!("engine proxy: SIGHUP: reload failed, the previous certificate stays: {e}"),
+                },
+                (SIGHUP, None) => {}
+                _ => stop(),
+            }
+        }
+    })?;
+    Ok(())
+}
+
 /// After a panic, how long /healthz says so before the drain.
 const SAY_DEAD: Duration = Duration::from_millis(300);
 
@@ -152,7 +223,13 @@ const SAY_DEAD: Duration = Duration::from_millis(300);
 const DEFAULT_MAX_CONNS: u64 = 10_000;
 
 fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
-    let upstream = resolve(&args.upstream)?;
+    let (upstream, upstream_tls) = upstream(&args)?;
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(engine_proxy::ServerTls::from_files(cert.clone(), key.clone()).context("--tls-cert/--tls-key")?)
+        }
+        _ => None,
+    };
     let cpus = engine_runtime::affinity::allowed_cpus().context("cannot read CPU affinity")?;
     let shards = engine_runtime::affinity::shard_count(args.shards, &cpus)?;
     let (admin, admin_token) = admin(&args)?;
@@ -186,7 +263,41 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
         shard_cpus: engine_runtime::affinity::spread(shards, &cpus),
         limits,
         busy_poll: Some(args.busy_poll).filter(|d| !d.is_zero()),
+        tls,
+        upstream_tls,
     })
+}
+
+/// The upstream's address and, for https://, the TLS client that verifies it.
+fn upstream(args: &ProxyArgs) -> anyhow::Result<(SocketAddr, Option<engine_tls::Client>)> {
+    let https = args.upstream.strip_prefix("https://");
+    if https.is_none() {
+        for (given, flag) in [
+            (args.upstream_ca.is_some(), "--upstream-ca"),
+            (args.upstream_servername.is_some(), "--upstream-servername"),
+            (args.upstream_insecure, "--upstream-insecure"),
+        ] {
+            if given {
+                bail!("{flag} is for an https:// upstream; --upstream {} is plain HTTP", args.upstream);
+            }
+        }
+        return Ok((resolve(&args.upstream)?, None));
+    }
+    let hostport = https.unwrap_or_default().trim_end_matches('/');
+    let host = match hostport.rsplit_once(':') {
+        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
+        _ => hostport,
+    };
+    let with_port = if host == hostport { format!("{hostport}:443") } else { hostport.to_string() };
+    let addr = resolve(&with_port).with_context(|| format!("--upstream {}", args.upstream))?;
+    let opts = engine_tls::ClientOptions {
+        cacert: args.upstream_ca.clone(),
+        insecure: args.upstream_insecure,
+        servername: args.upstream_servername.clone(),
+        ..Default::default()
+    };
+    let client = engine_tls::Client::new(&opts, host).context("--upstream TLS")?;
+    Ok((addr, Some(client)))
 }
 
 /// The admin API's address (`off`: none) and its token, checked against --listen.
@@ -271,9 +382,6 @@ fn limits(args: &ProxyArgs, shards: usize) -> anyhow::Result<Limits> {
 
 /// `HOST:PORT` or `http://HOST:PORT[/]` to one socket address.
 fn resolve(upstream: &str) -> anyhow::Result<SocketAddr> {
-    if upstream.starts_with("https://") {
-        bail!("--upstream {upstream}: TLS to the upstream is not supported yet");
-    }
     let hostport = upstream.strip_prefix("http://").unwrap_or(upstream).trim_end_matches('/');
     if hostport.contains('/') {
         bail!("--upstream {upstream}: give HOST:PORT only; paths are the client's");

@@ -15,7 +15,9 @@ use crate::exit;
     long_about = "Serve a fast built-in HTTP/1.1 server (keep-alive, pipelining, one fixed 200 response) \
         until Ctrl-C: a calibration target for `engine blast`. With --delay every response waits that long, \
         so a closed-model blast with C connections can do at most C / delay requests per second.",
-    after_help = "Example:\n  engine target --listen 127.0.0.1:8080 --delay 5ms &\n  engine blast http://127.0.0.1:8080/ -c 100 -d 10s"
+    after_help = "Examples:\n  engine target --listen 127.0.0.1:8080 --delay 5ms &\n  engine blast http://127.0.0.1:8080/ -c 100 -d 10s\n\n  \
+        engine target --listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem &\n  \
+        engine blast https://127.0.0.1:8443/ --cacert cert.pem -c 100 -d 10s"
 )]
 pub struct TargetArgs {
     /// Address to listen on (port 0 picks a free port, printed at start)
@@ -30,6 +32,12 @@ pub struct TargetArgs {
     /// Executors (default: one per CPU the process may run on)
     #[arg(long, value_name = "N")]
     pub shards: Option<usize>,
+    /// Serve HTTPS with this certificate chain (PEM; with --tls-key)
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 pub fn main(args: TargetArgs) -> u8 {
@@ -47,8 +55,17 @@ pub fn main(args: TargetArgs) -> u8 {
             &anyhow::anyhow!("--body-size {} is over {} (1 GiB)", args.body_size, engine_target::MAX_BODY_SIZE),
         );
     }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => match engine_tls::server_config(cert, key) {
+            Ok(c) => Some(c),
+            Err(e) => return crate::fail(exit::USAGE, &anyhow::anyhow!("--tls-cert/--tls-key: {e}")),
+        },
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let _ = engine_runtime::limits::raise_nofile();
     let cfg = TargetConfig {
+        tls,
         listen: args.listen,
         body_size: args.body_size,
         delay: args.delay,
@@ -68,7 +85,7 @@ pub fn main(args: TargetArgs) -> u8 {
         crate::fatal::exit_after(STOP_DEADLINE, exit::FAILURE, "the target did not stop in time; exiting".into());
     });
     println!(
-        "engine target listening on http://{}/ ({} shard{}); Ctrl-C stops",
+        "engine target listening on {scheme}://{}/ ({} shard{}); Ctrl-C stops",
         target.local_addr(),
         shards,
         if shards == 1 { "" } else { "s" }

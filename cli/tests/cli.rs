@@ -32,7 +32,8 @@ fn stderr(o: &Output) -> String {
 fn usage_errors_exit_2_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
         (&["blast", "not a url"], "invalid URL"),
-        (&["blast", "https://127.0.0.1/"], "https is not supported yet"),
+        (&["blast", "http://127.0.0.1:1/", "--cacert", "x.pem"], "TLS flags (--cacert, -k"),
+        (&["blast", "https://127.0.0.1:1/", "--cacert", "/nonexistent.pem"], "/nonexistent.pem"),
         (&["blast", "http://127.0.0.1:1/", "--conns", "0"], "--conns must be at least 1"),
         (&["blast", "http://127.0.0.1:1/", "-d", "ten"], "invalid duration"),
         (&["blast", "http://127.0.0.1:1/", "-H", "no colon"], "invalid header"),

@@ -50,7 +50,13 @@ fn peak_rss_kib(pid: u32) -> u64 {
 #[test]
 fn bad_flags_exit_2_with_one_line() {
     let cases: &[(&[&str], &str)] = &[
-        (&["proxy", "--upstream", "https://127.0.0.1:1"], "TLS to the upstream is not supported yet"),
+        (
+            &["proxy", "--upstream", "127.0.0.1:1", "--upstream-ca", "ca.pem"],
+            "--upstream-ca is for an https:// upstream",
+        ),
+        (&["proxy", "--upstream", "https://127.0.0.1:1", "--upstream-ca", "/nonexistent.pem"], "/nonexistent.pem"),
+        (&["proxy", "--upstream", "127.0.0.1:1", "--tls-cert", "c.pem"], "--tls-key"),
+        (&["proxy", "--upstream", "127.0.0.1:1", "--tls-cert", "/no/c.pem", "--tls-key", "/no/k.pem"], "/no/c.pem"),
         (&["proxy", "--upstream", "127.0.0.1:1/path"], "HOST:PORT only"),
         (&["proxy", "--upstream", "no-port"], "is not a HOST:PORT"),
         (&["proxy", "--upstream", "127.0.0.1:1", "--admin", "0.0.0.0:0"], "needs --admin-token-file"),

@@ -10,6 +10,8 @@ use super::template::{Template, TemplateError, Values};
 pub struct RenderedRequest {
     bytes: Vec<u8>,
     head_request: bool,
+    /// The request asks the server to close after its response (`Connection: close`).
+    closes: bool,
     templated: Option<Box<Templated>>,
 }
 
@@ -68,7 +70,10 @@ impl RenderedRequest {
         head.push_str("\r\n");
         let mut bytes = head.into_bytes();
         bytes.extend_from_slice(body);
-        Ok(Self { bytes, head_request: method == "HEAD", templated })
+        let closes = headers.iter().any(|(k, v)| {
+            k.eq_ignore_ascii_case("connection") && v.split(',').any(|t| t.trim().eq_ignore_ascii_case("close"))
+        });
+        Ok(Self { bytes, head_request: method == "HEAD", closes, templated })
     }
 
     /// Resolves `{{cap.NAME}}` against the flow's capture names.
@@ -87,6 +92,12 @@ impl RenderedRequest {
             t.body.resolve_columns(columns)?;
         }
         Ok(())
+    }
+
+    /// The request carries `Connection: close`: its connection ends with the response, even
+    /// when the server does not say so.
+    pub fn closes(&self) -> bool {
+        self.closes
     }
 
     /// Whether the request must be rendered per request with [`Self::write_to`].

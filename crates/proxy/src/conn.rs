@@ -4,13 +4,11 @@
 //! deadlines the shard's tick enforces.
 
 use std::io;
-use std::os::fd::AsRawFd;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use engine_http::{header_slots, BodyDecoder};
-use futures_lite::io::AsyncWriteExt;
-use glommio::net::TcpStream;
+use engine_tls::{ServerConnection, Stream};
 
 use crate::faults::FaultKind;
 use crate::inject::{Decision, End};
@@ -52,7 +50,7 @@ enum Next {
 
 struct Conn {
     shard: Rc<Shard>,
-    down: TcpStream,
+    down: Stream<ServerConnection>,
     slot: Rc<Slot>,
     /// The client's address as text, for X-Forwarded-For.
     peer: Vec<u8>,
@@ -63,8 +61,7 @@ struct Conn {
     out: Vec<u8>,
 }
 
-pub(crate) async fn serve(shard: Rc<Shard>, down: TcpStream, peer: std::net::IpAddr, slot: Rc<Slot>) {
-    let _ = down.set_nodelay(true);
+pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer: std::net::IpAddr, slot: Rc<Slot>) {
     let mut c = Conn {
         shard,
         down,
@@ -87,7 +84,7 @@ impl Conn {
     /// the end of the stream or on an error.
     async fn read_client(&mut self, what: Wait, deadline: Instant) -> Result<usize, Wait> {
         let r = {
-            let _armed = self.slot.arm(what, self.down.as_raw_fd(), deadline);
+            let _armed = self.slot.arm(what, self.down.fd(), deadline);
             self.buf.read_from(&mut self.down).await
         };
         match (r, self.slot.expired()) {
@@ -101,7 +98,7 @@ impl Conn {
     /// is cut off.
     async fn write_client(&mut self, bytes: &[u8]) -> io::Result<()> {
         let deadline = self.deadline(self.shard.shared.limits.idle_timeout);
-        let _armed = self.slot.arm(Wait::Write, self.down.as_raw_fd(), deadline);
+        let _armed = self.slot.arm(Wait::Write, self.down.fd(), deadline);
         self.down.write_all(bytes).await
     }
 
@@ -170,7 +167,7 @@ impl Conn {
             }
             Some(End::Reset) => {
                 self.shard.stats.borrow_mut().fault(FaultKind::Reset);
-                reset(&self.down);
+                reset(self.down.fd());
                 return Next::Close;
             }
             Some(End::Hang) => {
@@ -236,12 +233,7 @@ impl Conn {
         let shard = self.shard.clone();
         let limits = &shard.shared.limits;
         let has_body = prep.framing != Framing::None;
-        let refused = |_| Failed::Upstream { error: UpstreamError::Refused, answered: false, retryable: false };
-        let mut up = if fresh {
-            shard.pool.connect().await.map_err(refused)?
-        } else {
-            shard.pool.get(has_body).await.map_err(refused)?
-        };
+        let mut up = upstream(&shard, fresh, has_body).await?;
         // Only a request the upstream cannot have acted on is sent twice.
         let retryable = up.reused && !has_body;
         let lost = |error: UpstreamError, answered: bool| Failed::Upstream {
@@ -251,7 +243,7 @@ impl Conn {
         };
 
         let sent = {
-            let _armed = self.slot.arm(Wait::Upstream, up.stream.as_raw_fd(), self.deadline(limits.upstream_timeout));
+            let _armed = self.slot.arm(Wait::Upstream, up.stream.fd(), self.deadline(limits.upstream_timeout));
             let w = up.stream.write_all(&self.up_head).await;
             if w.is_err() || self.slot.expired().is_some() {
                 return Err(lost(UpstreamError::Reset, false));
@@ -343,7 +335,7 @@ impl Conn {
     async fn read_upstream(&self, up: &mut Upstream) -> Result<usize, UpstreamError> {
         let r = {
             let deadline = self.deadline(self.shard.shared.limits.upstream_timeout);
-            let _armed = self.slot.arm(Wait::Upstream, up.stream.as_raw_fd(), deadline);
+            let _armed = self.slot.arm(Wait::Upstream, up.stream.fd(), deadline);
             up.buf.read_from(&mut up.stream).await
         };
         match (r, self.slot.expired()) {
@@ -367,7 +359,7 @@ impl Conn {
             if !self.buf.is_empty() {
                 let (n, done) = body.feed(&self.buf).map_err(|_| Failed::Client)?;
                 let w = {
-                    let _armed = self.slot.arm(Wait::Upstream, up.stream.as_raw_fd(), self.deadline(upstream_timeout));
+                    let _armed = self.slot.arm(Wait::Upstream, up.stream.fd(), self.deadline(upstream_timeout));
                     up.stream.write_all(&self.buf[..n]).await
                 };
                 if w.is_err() || self.slot.expired().is_some() {
@@ -425,18 +417,34 @@ impl Conn {
     }
 }
 
+/// A connection to the upstream: a pooled one (checked first when `has_body`), or a new one
+/// (`fresh`, or none idle). A new TLS connection's handshake is counted apart.
+async fn upstream(shard: &Shard, fresh: bool, has_body: bool) -> Result<Upstream, Failed> {
+    let got = if fresh { shard.pool.connect().await } else { shard.pool.get(has_body).await };
+    let mut up = got.map_err(|e| {
+        if engine_tls::Failure::of(&e).is_some() {
+            shard.stats.borrow_mut().tls_upstream.failed(&e);
+        }
+        Failed::Upstream { error: UpstreamError::Refused, answered: false, retryable: false }
+    })?;
+    if let Some((took, resumed)) = up.handshake.take() {
+        shard.stats.borrow_mut().tls_upstream.handshake(Some(took), resumed);
+    }
+    Ok(up)
+}
+
 /// A deadline that never comes (a wait only a close or a drain ends).
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
 }
 
 /// Makes the coming close send a TCP reset: a linger time of zero sends RST, not FIN.
-fn reset(down: &TcpStream) {
+fn reset(fd: std::os::fd::RawFd) {
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: the fd is open (we hold the stream) and `linger` is a valid, sized option value.
     unsafe {
         libc::setsockopt(
-            down.as_raw_fd(),
+            fd,
             libc::SOL_SOCKET,
             libc::SO_LINGER,
             (&linger as *const libc::linger).cast(),

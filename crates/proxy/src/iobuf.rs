@@ -10,9 +10,28 @@ use std::ops::Deref;
 use std::pin::Pin;
 use std::time::Duration;
 
+use std::task::{Context, Poll};
+
 use futures_lite::future::poll_fn;
 use futures_lite::io::AsyncRead;
 use glommio::net::TcpStream;
+
+/// What a buffer reads from: a plain socket (the admin API) or a connection's stream.
+pub(crate) trait Source {
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>>;
+}
+
+impl Source for TcpStream {
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        Pin::new(self).poll_read(cx, buf)
+    }
+}
+
+impl<S: engine_tls::Side> Source for engine_tls::Stream<S> {
+    fn poll_read_into(&mut self, cx: &mut Context<'_>, buf: &mut [u8]) -> Poll<io::Result<usize>> {
+        self.poll_read(cx, buf)
+    }
+}
 
 /// Reads that fill the buffer double it up to this size: large bodies then move in 64 KiB
 /// reads, not thousands of small ones.
@@ -61,10 +80,10 @@ impl IoBuf {
     }
 
     /// Reads what is available. `Ok(0)` is the end of the stream.
-    pub async fn read_from(&mut self, s: &mut TcpStream) -> io::Result<usize> {
+    pub async fn read_from(&mut self, s: &mut impl Source) -> io::Result<usize> {
         let room = self.spare();
         let want = room.len();
-        let n = poll_fn(|cx| Pin::new(&mut *s).poll_read(cx, &mut *room)).await?;
+        let n = poll_fn(|cx| s.poll_read_into(cx, &mut *room)).await?;
         self.end += n;
         if n == want && self.data.len() < GROW_LIMIT {
             self.data.resize(self.data.len() * 2, 0);

@@ -16,7 +16,8 @@
 
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -92,6 +93,42 @@ pub struct ProxyConfig {
     /// Each shard polls this long after its last event before it sleeps (`None`: sleeps at
     /// once). Lower latency at light load, paid for with a busy CPU per shard.
     pub busy_poll: Option<Duration>,
+    /// Terminate TLS on `listen`.
+    pub tls: Option<ServerTls>,
+    /// Speak TLS to the upstream (`--upstream https://`).
+    pub upstream_tls: Option<engine_tls::Client>,
+}
+
+/// TLS on the proxy's listener: the configuration in force, and the files it came from (a
+/// reload reads them again; a throwaway certificate has none).
+#[derive(Debug, Clone)]
+pub struct ServerTls {
+    pub config: Arc<engine_tls::ServerConfig>,
+    pub files: Option<(PathBuf, PathBuf)>,
+}
+
+impl ServerTls {
+    /// From a certificate chain and key in PEM files.
+    pub fn from_files(cert: PathBuf, key: PathBuf) -> Result<Self, engine_tls::SetupError> {
+        Ok(ServerTls { config: engine_tls::server_config(&cert, &key)?, files: Some((cert, key)) })
+    }
+}
+
+/// The listener's TLS as the shards share it: a new configuration bumps the generation, and
+/// each shard takes it at its next tick (new handshakes use it; open connections keep theirs).
+pub(crate) struct TlsListener {
+    current: Mutex<ServerTls>,
+    generation: AtomicU64,
+}
+
+impl TlsListener {
+    pub fn generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
+    pub fn config(&self) -> Arc<engine_tls::ServerConfig> {
+        self.current.lock().unwrap_or_else(|e| e.into_inner()).config.clone()
+    }
 }
 
 impl ProxyConfig {
@@ -108,6 +145,8 @@ impl ProxyConfig {
             shard_cpus: vec![cpu],
             limits: Limits::default(),
             busy_poll: None,
+            tls: None,
+            upstream_tls: None,
         })
     }
 }
@@ -120,6 +159,8 @@ pub enum ProxyError {
     Fault(#[from] FaultError),
     #[error("{0}")]
     Config(String),
+    #[error(transparent)]
+    Tls(#[from] engine_tls::SetupError),
 }
 
 /// What every shard and the admin API share. Touched per tick, never per request.
@@ -136,6 +177,8 @@ pub(crate) struct Shared {
     pub metrics: metrics::ProxyMetrics,
     /// One per shard, for `/healthz`.
     pub heartbeats: Vec<Heartbeat>,
+    pub tls: Option<TlsListener>,
+    pub upstream_tls: Option<engine_tls::Client>,
 }
 
 impl Shared {
@@ -178,6 +221,25 @@ pub struct Proxy {
 #[derive(Clone)]
 pub struct DrainHandle(Arc<Shared>);
 
+/// Reloads the listener's certificate and key from their files (SIGHUP), from anywhere.
+#[derive(Clone)]
+pub struct ReloadHandle(Arc<Shared>);
+
+impl ReloadHandle {
+    /// Reads the files again. On success new handshakes use them within a tick (100 ms) and
+    /// open connections are untouched; on failure the configuration in force stays.
+    pub fn reload(&self) -> Result<(), ProxyError> {
+        let Some(tls) = &self.0.tls else { return Err(ProxyError::Config("the proxy does not terminate TLS".into())) };
+        let mut current = tls.current.lock().unwrap_or_else(|e| e.into_inner());
+        let Some((cert, key)) = current.files.clone() else {
+            return Err(ProxyError::Config("the certificate was not read from files".into()));
+        };
+        *current = ServerTls::from_files(cert, key)?;
+        tls.generation.fetch_add(1, Ordering::AcqRel);
+        Ok(())
+    }
+}
+
 impl DrainHandle {
     /// The first call starts a graceful drain; a second one cuts connections at once.
     pub fn drain(&self) {
@@ -215,6 +277,8 @@ impl Proxy {
             shards,
             metrics: metrics::ProxyMetrics::new(),
             heartbeats: (0..shards).map(|_| Heartbeat::new()).collect(),
+            tls: cfg.tls.map(|t| TlsListener { current: Mutex::new(t), generation: AtomicU64::new(0) }),
+            upstream_tls: cfg.upstream_tls,
         });
         shared.published.lock().unwrap_or_else(|e| e.into_inner()).totals = ShardStats::new(shared.routes.len());
 
@@ -269,6 +333,10 @@ impl Proxy {
 
     pub fn drain_handle(&self) -> DrainHandle {
         DrainHandle(self.shared.clone())
+    }
+
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.shared.clone())
     }
 
     /// Blocks until the shards have finished: after a drain was asked for, when in-flight

@@ -60,6 +60,16 @@ impl ProxyMetrics {
             describe_gauge!("engine_proxy_connections_open", "Client connections open.");
             describe_gauge!("engine_proxy_concurrency_in_use", "Requests holding a slot of a concurrency fault.");
             describe_gauge!("engine_proxy_queue_depth", "Requests queued for a concurrency fault's slot.");
+            describe_counter!(
+                "engine_proxy_tls_handshakes_total",
+                "TLS handshakes completed, by side (downstream: clients; upstream) and kind (full, resumed)."
+            );
+            describe_counter!("engine_proxy_tls_errors_total", "TLS failures by side and reason.");
+            describe_histogram!(
+                "engine_proxy_upstream_tls_handshake_seconds",
+                Unit::Seconds,
+                "TLS handshakes with the upstream, after the TCP connect (not in the upstream's latency)."
+            );
             // Every status the proxy refuses with exists from the first scrape, at 0.
             for status in REFUSALS {
                 counter!("engine_proxy_rejected_requests_total", "status" => status.to_string()).absolute(0);
@@ -93,6 +103,18 @@ impl ProxyMetrics {
             gauge!("engine_proxy_connections_open").set(sum(|g| g.connections_open));
             gauge!("engine_proxy_concurrency_in_use").set(sum(|g| g.concurrency_in_use));
             gauge!("engine_proxy_queue_depth").set(sum(|g| g.queue_depth));
+            for (side, c) in [("downstream", &t.tls_downstream), ("upstream", &t.tls_upstream)] {
+                counter!("engine_proxy_tls_handshakes_total", "side" => side, "kind" => "full").absolute(c.full);
+                counter!("engine_proxy_tls_handshakes_total", "side" => side, "kind" => "resumed").absolute(c.resumed);
+                for r in engine_tls::Reason::ALL {
+                    counter!("engine_proxy_tls_errors_total", "side" => side, "reason" => r.name())
+                        .absolute(c.errors[r as usize]);
+                }
+            }
+            if let Some(now) = t.tls_upstream.handshake.as_deref() {
+                let then = given.as_ref().and_then(|g| g.tls_upstream.handshake.as_deref());
+                record_since(&histogram!("engine_proxy_upstream_tls_handshake_seconds"), now, then);
+            }
             for (r, cells) in t.cells.iter().enumerate() {
                 for (c, cell) in cells.iter().enumerate() {
                     let before = given.as_ref().map(|g| &g.cells[r][c]);

@@ -9,6 +9,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use engine_tls::{ClientConnection, Stream};
 use glommio::net::TcpStream;
 
 use crate::iobuf::IoBuf;
@@ -21,8 +22,10 @@ const MAX_IDLE: usize = 512;
 const BUF: usize = 4 * 1024;
 
 pub(crate) struct Upstream {
-    pub stream: TcpStream,
+    pub stream: Stream<ClientConnection>,
     pub buf: IoBuf,
+    /// A new TLS connection's handshake, for the shard's figures: how long, and resumed.
+    pub handshake: Option<(Duration, bool)>,
     /// Came from the pool: a failure before any response byte may be a connection the
     /// upstream closed while idle, and a bodiless request is retried once on a fresh one.
     pub reused: bool,
@@ -30,6 +33,8 @@ pub(crate) struct Upstream {
 
 pub(crate) struct Pool {
     addr: SocketAddr,
+    /// This shard's TLS client for the upstream: its own session cache, so reconnects resume.
+    tls: Option<engine_tls::Client>,
     connect_timeout: Duration,
     keep_idle: Duration,
     /// Most recently returned at the back, with the time it was returned.
@@ -37,8 +42,13 @@ pub(crate) struct Pool {
 }
 
 impl Pool {
-    pub fn new(addr: SocketAddr, connect_timeout: Duration, keep_idle: Duration) -> Self {
-        Pool { addr, connect_timeout, keep_idle, idle: RefCell::new(VecDeque::new()) }
+    pub fn new(
+        addr: SocketAddr,
+        tls: Option<engine_tls::Client>,
+        connect_timeout: Duration,
+        keep_idle: Duration,
+    ) -> Self {
+        Pool { addr, tls, connect_timeout, keep_idle, idle: RefCell::new(VecDeque::new()) }
     }
 
     /// An idle connection, or a new one. With `checked`, idle connections the upstream has
@@ -46,7 +56,7 @@ impl Pool {
     /// pays one non-blocking peek to avoid a dead connection (bodiless requests retry instead).
     pub async fn get(&self, checked: bool) -> io::Result<Upstream> {
         while let Some((mut up, _)) = self.idle.borrow_mut().pop_back() {
-            if checked && !alive(&up.stream) {
+            if checked && !alive(up.stream.fd()) {
                 continue;
             }
             up.reused = true;
@@ -55,10 +65,23 @@ impl Pool {
         self.connect().await
     }
 
+    /// A new connection; with TLS, its handshake within the connect timeout too. A TLS
+    /// failure is an [`engine_tls::Failure`] inside the error.
     pub async fn connect(&self) -> io::Result<Upstream> {
-        let stream = TcpStream::connect_timeout(self.addr, self.connect_timeout).await?;
-        stream.set_nodelay(true)?;
-        Ok(Upstream { stream, buf: IoBuf::with_capacity(BUF), reused: false })
+        let tcp = TcpStream::connect_timeout(self.addr, self.connect_timeout).await?;
+        tcp.set_nodelay(true)?;
+        let (stream, handshake) = match &self.tls {
+            None => (Stream::Tcp(tcp), None),
+            Some(client) => {
+                let t0 = Instant::now();
+                let conn = client.connection().map_err(engine_tls::Failure::from_rustls)?;
+                // Boxed: a handshake's state is kilobytes; the connection's future stays small.
+                let tls = Box::pin(engine_tls::handshake_within(tcp, conn, self.connect_timeout)).await?;
+                let resumed = tls.negotiated().resumed;
+                (Stream::Tls(Box::new(tls)), Some((t0.elapsed(), resumed)))
+            }
+        };
+        Ok(Upstream { stream, buf: IoBuf::with_capacity(BUF), handshake, reused: false })
     }
 
     /// Returns a connection whose last response ended cleanly; `now` is the shard's clock.
@@ -89,11 +112,10 @@ impl Pool {
 }
 
 /// True when an idle connection has neither been closed nor sent anything unasked.
-fn alive(stream: &TcpStream) -> bool {
-    use std::os::fd::AsRawFd;
+/// (With TLS, a close_notify the upstream sent counts as closed: bytes are waiting.)
+fn alive(fd: std::os::fd::RawFd) -> bool {
     let mut b = 0u8;
     // SAFETY: a one-byte peek into a valid local on an open socket we own.
-    let n =
-        unsafe { libc::recv(stream.as_raw_fd(), (&mut b as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
+    let n = unsafe { libc::recv(fd, (&mut b as *mut u8).cast(), 1, libc::MSG_PEEK | libc::MSG_DONTWAIT) };
     n < 0 && matches!(io::Error::last_os_error().kind(), io::ErrorKind::WouldBlock)
 }

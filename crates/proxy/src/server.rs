@@ -8,6 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use engine_tls::{ServerConnection, Stream, TlsStream};
 use futures_lite::io::AsyncWriteExt;
 use glommio::net::{TcpListener, TcpStream};
 
@@ -59,8 +60,13 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener
 /// holds its share of --max-conns already.
 fn admit(shard: &Rc<Shard>, stream: TcpStream, max_conns: u64) {
     shard.stats.borrow_mut().conns_accepted += 1;
+    let tls = shard.tls_config();
     if shard.open_count() as u64 >= max_conns {
         shard.stats.borrow_mut().conns_refused += 1;
+        if tls.is_some() {
+            // A TLS client cannot read a plain 503: the close is the answer.
+            return;
+        }
         glommio::spawn_local(async move {
             let mut s = stream;
             let _ = s
@@ -76,9 +82,46 @@ fn admit(shard: &Rc<Shard>, stream: TcpStream, max_conns: u64) {
     let s = shard.clone();
     glommio::spawn_local(async move {
         let _registered = Registered(&s, id);
-        crate::conn::serve(s.clone(), stream, peer, slot).await;
+        let _ = stream.set_nodelay(true);
+        let down = match tls {
+            None => Stream::Tcp(stream),
+            Some(config) => match handshake(&s, stream, &config).await {
+                Some(t) => Stream::Tls(Box::new(t)),
+                None => return,
+            },
+        };
+        crate::conn::serve(s.clone(), down, peer, slot).await;
     })
     .detach();
+}
+
+/// A client's TLS handshake, within the header timeout (a client that stalls it is one more
+/// slowloris); counted in the shard's figures either way.
+async fn handshake(
+    shard: &Shard,
+    tcp: TcpStream,
+    config: &Arc<engine_tls::ServerConfig>,
+) -> Option<TlsStream<ServerConnection>> {
+    let conn = match engine_tls::accept(config) {
+        Ok(c) => c,
+        Err(e) => {
+            shard.stats.borrow_mut().tls_downstream.failed(&engine_tls::Failure::from_rustls(e));
+            return None;
+        }
+    };
+    // Boxed: the handshake's state is kilobytes; the connection's future stays small.
+    let done = Box::pin(engine_tls::handshake_within(tcp, conn, shard.shared.limits.header_timeout)).await;
+    let mut stats = shard.stats.borrow_mut();
+    match done {
+        Ok(t) => {
+            stats.tls_downstream.handshake(None, t.negotiated().resumed);
+            Some(t)
+        }
+        Err(e) => {
+            stats.tls_downstream.failed(&e);
+            None
+        }
+    }
 }
 
 /// Idle connections close now, busy ones after their response (each checks `draining`

@@ -25,6 +25,8 @@ pub(crate) struct Shard {
     pub stats: RefCell<ShardStats>,
     pub faults: RefCell<ShardFaults>,
     pub pool: Pool,
+    /// The listener's TLS configuration as of the last tick, and its generation.
+    tls: RefCell<Option<(u64, Arc<engine_tls::ServerConfig>)>>,
     /// Open client connections: their sockets, waits and whether a request is in progress,
     /// so the tick can time out waits and a drain can close idle connections at once.
     open: RefCell<HashMap<u64, Rc<Slot>>>,
@@ -40,7 +42,13 @@ impl Shard {
             index,
             stats: RefCell::new(ShardStats::new(shared.routes.len())),
             faults: RefCell::new(ShardFaults::new(shared.book.clone(), shared.start, index, shared.shards)),
-            pool: Pool::new(shared.upstream, shared.limits.connect_timeout, shared.limits.idle_timeout),
+            pool: Pool::new(
+                shared.upstream,
+                shared.upstream_tls.as_ref().map(engine_tls::Client::for_shard),
+                shared.limits.connect_timeout,
+                shared.limits.idle_timeout,
+            ),
+            tls: RefCell::new(shared.tls.as_ref().map(|t| (t.generation(), t.config()))),
             shared,
             open: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
@@ -102,6 +110,24 @@ impl Shard {
         self.sweep();
         self.pool.expire(self.now.get());
         self.faults.borrow_mut().refresh();
+        self.refresh_tls();
+    }
+
+    /// Takes a reloaded certificate (SIGHUP) for the handshakes from now on.
+    fn refresh_tls(&self) {
+        let (Some(shared), Some((generation, config))) = (&self.shared.tls, &mut *self.tls.borrow_mut()) else {
+            return;
+        };
+        let now = shared.generation();
+        if now != *generation {
+            *config = shared.config();
+            *generation = now;
+        }
+    }
+
+    /// The listener's TLS configuration, when the proxy terminates TLS.
+    pub fn tls_config(&self) -> Option<Arc<engine_tls::ServerConfig>> {
+        self.tls.borrow().as_ref().map(|(_, c)| c.clone())
     }
 
     /// Times out every wait past its deadline.

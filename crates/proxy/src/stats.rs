@@ -12,6 +12,55 @@ use hdrhistogram::Histogram;
 use serde::Serialize;
 
 use crate::faults::FaultKind;
+use engine_tls::Reason;
+
+/// TLS handshakes and failures on one side of the proxy.
+#[derive(Debug, Clone, Default)]
+pub struct TlsCounts {
+    pub full: u64,
+    pub resumed: u64,
+    /// Failed handshakes and sessions, by [`Reason`].
+    pub errors: [u64; Reason::ALL.len()],
+    /// Handshake durations (upstream only: a client's handshake is the client's time).
+    pub handshake: Option<Box<Histogram<u64>>>,
+}
+
+impl TlsCounts {
+    pub fn handshake(&mut self, took: Option<Duration>, resumed: bool) {
+        if resumed {
+            self.resumed += 1;
+        } else {
+            self.full += 1;
+        }
+        if let Some(t) = took {
+            let _ = self.handshake.get_or_insert_with(|| Box::new(new_histogram())).record(micros(t));
+        }
+    }
+
+    /// A failure: by its reason when TLS said why, else `other`.
+    pub fn failed(&mut self, e: &std::io::Error) {
+        let i = engine_tls::Failure::of(e).map_or(Reason::Other as usize, |f| f.reason_index());
+        self.errors[i] += 1;
+    }
+
+    fn add(&mut self, o: &TlsCounts) {
+        self.full += o.full;
+        self.resumed += o.resumed;
+        add_arrays(&mut self.errors, &o.errors);
+        if let Some(t) = &o.handshake {
+            let _ = self.handshake.get_or_insert_with(|| Box::new(new_histogram())).add(t.as_ref());
+        }
+    }
+
+    fn reset(&mut self) {
+        self.full = 0;
+        self.resumed = 0;
+        self.errors = [0; Reason::ALL.len()];
+        if let Some(h) = &mut self.handshake {
+            h.reset();
+        }
+    }
+}
 
 /// Why an exchange with the upstream failed. `Refused` and `Reset` and `Invalid` answer the
 /// client 502, `Timeout` 504 (or a closed connection once the response had begun).
@@ -98,6 +147,9 @@ pub struct ShardStats {
     pub conns_accepted: u64,
     /// Connections turned away at the connection limit.
     pub conns_refused: u64,
+    /// TLS with clients (termination) and with the upstream.
+    pub tls_downstream: TlsCounts,
+    pub tls_upstream: TlsCounts,
 }
 
 impl ShardStats {
@@ -111,6 +163,8 @@ impl ShardStats {
             rejected: BTreeMap::new(),
             conns_accepted: 0,
             conns_refused: 0,
+            tls_downstream: TlsCounts::default(),
+            tls_upstream: TlsCounts::default(),
         }
     }
 
@@ -156,6 +210,8 @@ impl ShardStats {
         for (k, v) in &o.rejected {
             *self.rejected.entry(*k).or_default() += v;
         }
+        self.tls_downstream.add(&o.tls_downstream);
+        self.tls_upstream.add(&o.tls_upstream);
     }
 
     /// Zeroes everything, keeping the histograms' memory for the next tick.
@@ -168,6 +224,8 @@ impl ShardStats {
         self.faults = [0; FaultKind::ALL.len()];
         self.upstream_errors = [0; UpstreamError::ALL.len()];
         self.rejected.clear();
+        self.tls_downstream.reset();
+        self.tls_upstream.reset();
     }
 }
 
@@ -205,6 +263,35 @@ pub struct StatsReport {
     pub connections: ConnectionsReport,
     pub concurrency_in_use: u64,
     pub queue_depth: u64,
+    /// TLS handshakes with clients and with the upstream, apart from the upstream's latency.
+    pub tls: TlsReport,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsReport {
+    pub downstream: TlsSide,
+    pub upstream: TlsSide,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TlsSide {
+    pub handshakes_full: u64,
+    pub handshakes_resumed: u64,
+    /// Upstream only: how long the handshakes took (after the TCP connect).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub handshake_ms: Option<Latency>,
+    pub errors: BTreeMap<&'static str, u64>,
+}
+
+impl TlsSide {
+    fn of(c: &TlsCounts, timed: bool) -> Self {
+        TlsSide {
+            handshakes_full: c.full,
+            handshakes_resumed: c.resumed,
+            handshake_ms: timed.then(|| c.handshake.as_deref().map(Latency::from_histogram).unwrap_or_default()),
+            errors: Reason::ALL.iter().map(|r| (r.name(), c.errors[*r as usize])).collect(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -278,6 +365,10 @@ impl StatsReport {
             },
             concurrency_in_use: gauge(|g| g.concurrency_in_use),
             queue_depth: gauge(|g| g.queue_depth),
+            tls: TlsReport {
+                downstream: TlsSide::of(&t.tls_downstream, false),
+                upstream: TlsSide::of(&t.tls_upstream, true),
+            },
         }
     }
 }

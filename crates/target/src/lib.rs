@@ -7,14 +7,11 @@ use std::collections::HashMap;
 use std::io::{self, Write as _};
 use std::net::SocketAddr;
 use std::os::fd::{AsRawFd, RawFd};
-use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures_lite::future::poll_fn;
-use futures_lite::io::{AsyncRead, AsyncWriteExt};
 use glommio::net::{TcpListener, TcpStream};
 use glommio::Placement;
 
@@ -23,6 +20,7 @@ use engine_http::forward::reason;
 use engine_http::header_slots;
 use engine_http::request::{self, Framing, MAX_REQUEST_HEADERS};
 use engine_runtime::{listen, tick, Executor};
+use engine_tls::{ServerConfig, ServerConnection, Stream};
 
 /// Largest response body `engine target` serves: the whole response is held in memory, once.
 pub const MAX_BODY_SIZE: usize = 1 << 30;
@@ -33,6 +31,9 @@ const TICK: Duration = Duration::from_millis(20);
 /// Largest request body the target skips over on a kept-alive connection (413 above).
 const MAX_REQUEST_BODY: u64 = 64 * 1024 * 1024;
 
+/// A client that has not finished its TLS handshake by then is dropped.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 #[derive(Debug, Clone)]
 pub struct TargetConfig {
     pub listen: SocketAddr,
@@ -41,6 +42,8 @@ pub struct TargetConfig {
     /// Wait this long before answering each request.
     pub delay: Duration,
     pub shard_cpus: Vec<usize>,
+    /// Serve HTTPS with this configuration (`--tls-cert/--tls-key`, or a throwaway one).
+    pub tls: Option<Arc<ServerConfig>>,
 }
 
 impl TargetConfig {
@@ -48,7 +51,13 @@ impl TargetConfig {
     /// for demos and tests.
     pub fn loopback(delay: Duration) -> io::Result<Self> {
         let cpu = engine_runtime::affinity::allowed_cpus()?.first().copied().unwrap_or(0);
-        Ok(Self { listen: SocketAddr::from(([127, 0, 0, 1], 0)), body_size: 2, delay, shard_cpus: vec![cpu] })
+        Ok(Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            body_size: 2,
+            delay,
+            shard_cpus: vec![cpu],
+            tls: None,
+        })
     }
 }
 
@@ -80,11 +89,11 @@ impl Target {
         for (i, &cpu) in cfg.shard_cpus.iter().enumerate() {
             // The first shard binds (port 0 picks a port); the others join its port.
             let (shard_stop, served, response) = (stop.clone(), served.clone(), response.clone());
-            let delay = cfg.delay;
+            let (delay, tls) = (cfg.delay, cfg.tls.clone());
             let bind = if i == 0 { listen::Bind::Own(addr) } else { listen::Bind::Join(addr) };
             let started =
                 listen::spawn_bound(Executor::new(format!("target-{i}"), Placement::Fixed(cpu)), bind, move |l| {
-                    serve(l, shard_stop, served, response, delay)
+                    serve(l, shard_stop, served, response, delay, tls)
                 });
             let (bound, handle) = match started {
                 Ok(s) => s,
@@ -135,20 +144,39 @@ impl Drop for Target {
     }
 }
 
-/// The bytes the target answers with, rendered once.
+/// The bytes the target answers with, rendered once: kept alive, and closing (for a request
+/// that asked `Connection: close`, the response says so).
 struct Responses {
     full: Vec<u8>,
     head_len: usize,
+    closing: Vec<u8>,
+    closing_head_len: usize,
 }
 
 impl Responses {
     fn new(body_size: usize) -> Self {
         let body = if body_size == 2 { b"ok".to_vec() } else { vec![b'x'; body_size] };
-        let mut full = format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n\r\n", body.len())
-            .into_bytes();
-        let head_len = full.len();
-        full.extend_from_slice(&body);
-        Self { full, head_len }
+        let render = |extra: &str| {
+            let mut full =
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {}\r\nContent-Type: text/plain\r\n{extra}\r\n", body.len())
+                    .into_bytes();
+            let head_len = full.len();
+            full.extend_from_slice(&body);
+            (full, head_len)
+        };
+        let (full, head_len) = render("");
+        let (closing, closing_head_len) = render("Connection: close\r\n");
+        Self { full, head_len, closing, closing_head_len }
+    }
+
+    /// The response to write: the head alone for HEAD.
+    fn bytes(&self, head_only: bool, close: bool) -> &[u8] {
+        let (full, head_len) = if close { (&self.closing, self.closing_head_len) } else { (&self.full, self.head_len) };
+        if head_only {
+            &full[..head_len]
+        } else {
+            full
+        }
     }
 }
 
@@ -156,6 +184,7 @@ impl Responses {
 struct TargetShard {
     response: Arc<Responses>,
     delay: Duration,
+    tls: Option<Arc<ServerConfig>>,
     /// Responses written since the last publication to the shared counter.
     served: Cell<u64>,
     /// Open connections' sockets, so a stop can wake every pending read.
@@ -169,10 +198,12 @@ async fn serve(
     served: Arc<AtomicU64>,
     response: Arc<Responses>,
     delay: Duration,
+    tls: Option<Arc<ServerConfig>>,
 ) {
     let shard = Rc::new(TargetShard {
         response,
         delay,
+        tls,
         served: Cell::new(0),
         open: RefCell::new(HashMap::new()),
         next_id: Cell::new(0),
@@ -219,12 +250,22 @@ impl Drop for Registered<'_> {
     }
 }
 
-async fn connection(shard: Rc<TargetShard>, mut stream: TcpStream) {
+/// The connection's stream, after the TLS handshake when the target serves HTTPS.
+async fn open(shard: &TargetShard, tcp: TcpStream) -> Option<Stream<ServerConnection>> {
+    let _ = tcp.set_nodelay(true);
+    let Some(config) = &shard.tls else { return Some(Stream::Tcp(tcp)) };
+    let conn = engine_tls::accept(config).ok()?;
+    // Boxed: the handshake's state is kilobytes, and only a few are in flight at a time.
+    let tls = Box::pin(engine_tls::handshake_within(tcp, conn, HANDSHAKE_TIMEOUT)).await.ok()?;
+    Some(Stream::Tls(Box::new(tls)))
+}
+
+async fn connection(shard: Rc<TargetShard>, tcp: TcpStream) {
     let id = shard.next_id.get();
     shard.next_id.set(id + 1);
-    shard.open.borrow_mut().insert(id, stream.as_raw_fd());
+    shard.open.borrow_mut().insert(id, tcp.as_raw_fd());
     let _registered = Registered(&shard, id);
-    let _ = stream.set_nodelay(true);
+    let Some(mut stream) = open(&shard, tcp).await else { return };
 
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     let mut out: Vec<u8> = Vec::new();
@@ -236,8 +277,7 @@ async fn connection(shard: Rc<TargetShard>, mut stream: TcpStream) {
         }
         let old = buf.len();
         buf.resize(buf.capacity(), 0);
-        let n = poll_fn(|cx| Pin::new(&mut stream).poll_read(cx, &mut buf[old..])).await;
-        let n = match n {
+        let n = match stream.read(&mut buf[old..]).await {
             Ok(0) | Err(_) => return,
             Ok(n) => n,
         };
@@ -307,8 +347,7 @@ fn answer(
                     Framing::Length(n) => Some(BodyDecoder::length(n)),
                     Framing::Chunked => Some(BodyDecoder::chunked()),
                 };
-                let r = &shard.response;
-                out.extend_from_slice(if head.method == "HEAD" { &r.full[..r.head_len] } else { &r.full });
+                out.extend_from_slice(shard.response.bytes(head.method == "HEAD", !head.keep_alive));
                 answered += 1;
                 if !head.keep_alive {
                     return Ok((buf.len(), answered, true));

@@ -17,6 +17,8 @@ pub enum SetupError {
     NoRoots(String),
     #[error("{0}")]
     Rustls(rustls::Error),
+    #[error("cannot make a self-signed certificate: {0}")]
+    Generate(String),
     #[error("'{0}' is not a host name or an IP address a certificate can be verified against")]
     BadName(String),
 }

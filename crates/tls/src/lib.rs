@@ -15,12 +15,14 @@ mod error;
 mod pem;
 mod server;
 mod stream;
+mod transport;
 mod verify;
 
 pub use client::{Client, ClientOptions};
 pub use error::{Failure, Reason, SetupError};
-pub use server::{accept, server_config};
+pub use server::{accept, self_signed, server_config};
 pub use stream::{Negotiated, Side, TlsStream};
+pub use transport::{handshake_within, Stream};
 
 pub use rustls::client::UnbufferedClientConnection as ClientConnection;
 pub use rustls::server::UnbufferedServerConnection as ServerConnection;

@@ -14,7 +14,7 @@ use engine_http::ResponseFramer;
 use engine_results::stats::{micros, ErrorKind};
 
 use crate::state::Shard;
-use crate::transport::{OpenError, Opened, Stream};
+use crate::transport::{self, OpenError, Opened, Stream};
 use exchange::{exchange, Outgoing, Step};
 use flow::Cursor;
 
@@ -285,7 +285,7 @@ fn record(shard: &Shard, cursor: &Cursor, which: usize, outcome: Step, corrected
             if unsolicited {
                 st.counters.error(ErrorKind::Parse);
             }
-            reuse
+            reuse && !shard.plan().requests[which].request.closes()
         }
         Step::Fail(kind) => {
             st.counters.error(kind);
@@ -314,7 +314,7 @@ async fn connect(shard: &Shard) -> Result<Opened, OpenError> {
     let _permit = shard.connect_permit().await;
     let plan = shard.plan();
     let source = (!plan.source_ips.is_empty()).then(|| plan.source_ips[shard.next_source() % plan.source_ips.len()]);
-    Stream::connect(plan.target.addr, source, plan.connect_timeout, shard.tls()).await
+    transport::connect(plan.target.addr, source, plan.connect_timeout, shard.tls()).await
 }
 
 /// The reason a TLS failure is counted under (an I/O error in the handshake: `handshake`).
