@@ -73,9 +73,9 @@ impl Drop for Killed {
 }
 
 /// `engine proxy` in front of `upstream`, its admin API on `admin`.
-fn proxy(upstream: SocketAddr, listen: u16, admin: u16, faults: Option<&Path>) -> Killed {
+fn proxy(upstream: &str, listen: u16, admin: u16, extra: &[&str]) -> Killed {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_engine"));
-    cmd.args(["proxy", "--listen", &format!("127.0.0.1:{listen}"), "--upstream", &upstream.to_string()]).args([
+    cmd.args(["proxy", "--listen", &format!("127.0.0.1:{listen}"), "--upstream", upstream]).args([
         "--admin",
         &format!("127.0.0.1:{admin}"),
         "--shards",
@@ -83,9 +83,7 @@ fn proxy(upstream: SocketAddr, listen: u16, admin: u16, faults: Option<&Path>) -
         "--route",
         "/api",
     ]);
-    if let Some(f) = faults {
-        cmd.args(["--faults", f.to_str().unwrap()]);
-    }
+    cmd.args(extra);
     let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
@@ -110,7 +108,23 @@ fn both_endpoints_pass_promtool_and_the_dashboard_names_only_real_metrics() {
     let dir = scratch("promtool");
     let faults = dir.join("faults.toml");
     std::fs::write(&faults, "[[fault]]\nprobability = 0.1\naction = { abort = { status = 503 } }\n").unwrap();
-    let _proxy = proxy(target.local_addr(), listen, admin, Some(&faults));
+    let _proxy = proxy(&target.local_addr().to_string(), listen, admin, &["--faults", faults.to_str().unwrap()]);
+    // The same over TLS: a blast to a proxy that terminates TLS, in front of an https target.
+    let (tls_listen, tls_admin, tls_metrics) = (free_port(), free_port(), free_port());
+    let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    std::fs::write(&cert, made.cert.pem()).unwrap();
+    std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+    let mut tls_cfg = TargetConfig::loopback(Duration::ZERO).unwrap();
+    tls_cfg.tls = Some(engine_tls::server_config(&cert, &key).unwrap());
+    let tls_target = Target::start(tls_cfg).unwrap();
+    let (cert, key) = (cert.to_str().unwrap(), key.to_str().unwrap());
+    let _tls_proxy = proxy(
+        &format!("https://{}", tls_target.local_addr()),
+        tls_listen,
+        tls_admin,
+        &["--tls-cert", cert, "--tls-key", key, "--upstream-ca", cert],
+    );
     let scenario = dir.join("two.toml");
     std::fs::write(
         &scenario,
@@ -129,14 +143,27 @@ fn both_endpoints_pass_promtool_and_the_dashboard_names_only_real_metrics() {
         .spawn()
         .unwrap();
     let blast = Killed(blast);
+    let tls_blast = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .current_dir(&dir)
+        .args(["blast", &format!("https://127.0.0.1:{tls_listen}/"), "--cacert", cert, "-c", "2", "-d", "3s", "-q"])
+        .args(["--metrics-addr", &format!("127.0.0.1:{tls_metrics}"), "-H", "Connection: close"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let tls_blast = Killed(tls_blast);
     // Scrape after two intervals, while the run goes on.
     thread::sleep(Duration::from_millis(2500));
     let blast_text = get(([127, 0, 0, 1], metrics).into(), "/metrics").expect("the blast serves /metrics");
+    let tls_blast_text = get(([127, 0, 0, 1], tls_metrics).into(), "/metrics").expect("the TLS blast's /metrics");
     thread::sleep(Duration::from_millis(700));
     let proxy_text = get(([127, 0, 0, 1], admin).into(), "/metrics").expect("the proxy serves /metrics");
-    drop(blast);
+    let tls_proxy_text = get(([127, 0, 0, 1], tls_admin).into(), "/metrics").expect("the TLS proxy's /metrics");
+    drop((blast, tls_blast));
 
-    for (what, text) in [("blast", &blast_text), ("proxy", &proxy_text)] {
+    for (what, text) in
+        [("blast", &blast_text), ("proxy", &proxy_text), ("TLS blast", &tls_blast_text), ("TLS proxy", &tls_proxy_text)]
+    {
         let (ok, said) = promtool_check(text);
         assert!(ok && said.trim().is_empty(), "promtool on the {what}'s /metrics: {said}\n{text}");
     }
@@ -161,9 +188,26 @@ fn both_endpoints_pass_promtool_and_the_dashboard_names_only_real_metrics() {
         assert!(proxy_text.contains(want), "proxy /metrics lacks {want}\n{proxy_text}");
     }
 
-    // Every query of the Grafana dashboard names metrics one of the two endpoints has.
+    for want in [
+        "engine_blast_tls_handshakes_total{kind=\"resumed\"}",
+        "engine_blast_tls_errors_total{reason=\"certificate\"} 0",
+        "engine_blast_tls_handshake_seconds_bucket{le=\"0.01\"}",
+        "engine_blast_connect_seconds_count",
+    ] {
+        assert!(tls_blast_text.contains(want), "TLS blast /metrics lacks {want}\n{tls_blast_text}");
+    }
+    for want in [
+        "engine_proxy_tls_handshakes_total{side=\"downstream\",kind=\"resumed\"}",
+        "engine_proxy_upstream_tls_handshake_seconds_count",
+    ] {
+        assert!(tls_proxy_text.contains(want), "TLS proxy /metrics lacks {want}\n{tls_proxy_text}");
+    }
+
+    // Every query of the Grafana dashboard names metrics one of the endpoints has.
     let mut known = families(&blast_text);
-    known.extend(families(&proxy_text));
+    for text in [&proxy_text, &tls_blast_text, &tls_proxy_text] {
+        known.extend(families(text));
+    }
     let dash: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(repo().join("deploy/grafana/engine-dashboard.json")).unwrap())
             .expect("the dashboard is valid JSON");
@@ -216,7 +260,7 @@ fn a_real_prometheus_scrapes_a_blast_and_a_proxy() {
     let _heavy = heavy();
     let target = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     let (listen, admin, metrics, prom_port) = (free_port(), free_port(), free_port(), free_port());
-    let _proxy = proxy(target.local_addr(), listen, admin, None);
+    let _proxy = proxy(&target.local_addr().to_string(), listen, admin, &[]);
     let dir = scratch("server");
     std::fs::write(
         dir.join("prometheus.yml"),

@@ -21,7 +21,7 @@ use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, Prometheu
 
 use crate::plan::{Model, Plan};
 use engine_results::observe::{Flow, Interval, Observer};
-use engine_results::stats::ErrorKind;
+use engine_results::stats::{ErrorKind, TLS_REASONS};
 
 use engine_results::stats::LATENCY_BUCKETS_S;
 
@@ -32,6 +32,8 @@ pub struct BlastMetrics {
     /// Request names (scenarios), for the per-name series; empty for a single request.
     names: Vec<String>,
     open_model: bool,
+    /// https: the TLS series are published.
+    tls: bool,
 }
 
 impl BlastMetrics {
@@ -41,7 +43,13 @@ impl BlastMetrics {
         let handle = recorder.handle();
         let names =
             if plan.requests.len() > 1 { plan.requests.iter().map(|r| r.name.clone()).collect() } else { vec![] };
-        let m = BlastMetrics { recorder, handle, names, open_model: matches!(plan.model, Model::Open(_)) };
+        let m = BlastMetrics {
+            recorder,
+            handle,
+            names,
+            open_model: matches!(plan.model, Model::Open(_)),
+            tls: plan.tls.is_some(),
+        };
         metrics::with_local_recorder(&m.recorder, || {
             describe_counter!("engine_blast_requests_total", "Completed responses.");
             describe_counter!(
@@ -67,6 +75,24 @@ impl BlastMetrics {
             );
             describe_counter!("engine_blast_named_requests_total", "Completed responses by request name (scenarios).");
             describe_histogram!(
+                "engine_blast_connect_seconds",
+                Unit::Seconds,
+                "TCP connect time of each new connection (SYN sent to connected)."
+            );
+            describe_histogram!(
+                "engine_blast_tls_handshake_seconds",
+                Unit::Seconds,
+                "TLS handshake time of each new connection, after its TCP connect (https only)."
+            );
+            describe_counter!(
+                "engine_blast_tls_handshakes_total",
+                "TLS handshakes completed, by kind (full, resumed)."
+            );
+            describe_counter!(
+                "engine_blast_tls_errors_total",
+                "TLS failures by reason (certificate, alert, bad_record, truncated, handshake, other)."
+            );
+            describe_histogram!(
                 "engine_blast_named_request_duration_seconds",
                 Unit::Seconds,
                 "Corrected latency by request name (scenarios)."
@@ -79,6 +105,14 @@ impl BlastMetrics {
             gauge!("engine_blast_connections_open").set(0.0);
             gauge!("engine_blast_achieved_rate").set(0.0);
             gauge!("engine_blast_stage").set(1.0);
+            if plan.tls.is_some() {
+                for kind in ["full", "resumed"] {
+                    counter!("engine_blast_tls_handshakes_total", "kind" => kind).absolute(0);
+                }
+                for reason in TLS_REASONS {
+                    counter!("engine_blast_tls_errors_total", "reason" => reason).absolute(0);
+                }
+            }
         });
         m
     }
@@ -108,6 +142,17 @@ impl BlastMetrics {
                 gauge!("engine_blast_shard_busy_ratio", "shard" => shard.to_string()).set(*busy);
             }
             record(&histogram!("engine_blast_request_duration_seconds"), &t.latency);
+            if let Some(s) = t.setup.as_deref() {
+                record(&histogram!("engine_blast_connect_seconds"), &s.connect);
+            }
+            if let Some(s) = t.setup.as_deref().filter(|_| self.tls) {
+                record(&histogram!("engine_blast_tls_handshake_seconds"), &s.handshake);
+                counter!("engine_blast_tls_handshakes_total", "kind" => "full").increment(s.handshakes_full);
+                counter!("engine_blast_tls_handshakes_total", "kind" => "resumed").increment(s.handshakes_resumed);
+                for (reason, n) in TLS_REASONS.iter().zip(s.tls_errors) {
+                    counter!("engine_blast_tls_errors_total", "reason" => *reason).increment(n);
+                }
+            }
             for (name, n) in self.names.iter().zip(&t.names) {
                 counter!("engine_blast_named_requests_total", "name" => name.clone()).increment(n.counters.requests);
                 record(&histogram!("engine_blast_named_request_duration_seconds", "name" => name.clone()), &n.latency);
