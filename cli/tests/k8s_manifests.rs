@@ -261,7 +261,7 @@ struct Probe {
 #[serde(deny_unknown_fields)]
 struct HttpGet {
     path: String,
-    port: serde_yaml::Value,
+    port: serde_norway::Value,
 }
 
 #[derive(Deserialize, Debug)]
@@ -310,7 +310,7 @@ struct ServiceSpec {
 struct ServicePort {
     name: String,
     port: u16,
-    target_port: serde_yaml::Value,
+    target_port: serde_norway::Value,
 }
 
 #[derive(Deserialize, Debug)]
@@ -332,7 +332,7 @@ fn objects(file: &str, substitute: &[(&str, &str)]) -> Vec<Object> {
     for (from, to) in substitute {
         text = text.replace(from, to);
     }
-    serde_yaml::Deserializer::from_str(&text)
+    serde_norway::Deserializer::from_str(&text)
         .map(|doc| Object::deserialize(doc).unwrap_or_else(|e| panic!("{file}: {e}")))
         .collect()
 }
@@ -450,7 +450,7 @@ fn the_check_refuses_what_kubernetes_would() {
     let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../deploy/k8s/blast-job.yaml");
     let text = std::fs::read_to_string(path).unwrap().replace("__START_AT__", "1").replace("__RUN__", "r");
     let parse = |t: &str| -> Result<Vec<Object>, String> {
-        serde_yaml::Deserializer::from_str(t).map(|d| Object::deserialize(d).map_err(|e| e.to_string())).collect()
+        serde_norway::Deserializer::from_str(t).map(|d| Object::deserialize(d).map_err(|e| e.to_string())).collect()
     };
     assert!(parse(&text).is_ok());
     for (from, to) in [

@@ -5,6 +5,9 @@
 // (cli/clippy.toml) is for its code.
 #![allow(clippy::too_many_lines)]
 
+#[macro_use]
+mod require;
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -151,6 +154,7 @@ fn blast(args: &[&str]) -> (serde_json::Value, u64) {
 
 #[test]
 fn requests_equal_nginx_served() {
+    require!("nginx");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let nginx = Nginx::start();
     let (_, before) = nginx.status().unwrap();
@@ -167,6 +171,7 @@ fn requests_equal_nginx_served() {
 
 #[test]
 fn ten_thousand_connections_in_40_mib() {
+    require!("nginx");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let nginx = Arc::new(Nginx::start());
     let stop = Arc::new(AtomicBool::new(false));
@@ -202,6 +207,7 @@ fn ten_thousand_connections_in_40_mib() {
 
 #[test]
 fn stages_ramp_to_ten_thousand_and_back() {
+    require!("nginx");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let nginx = Nginx::start();
     // A saturated nginx accepts slowly; a connect timeout above the kernel's third SYN
@@ -280,6 +286,7 @@ fn hlog_union(paths: &[PathBuf]) -> hdrhistogram::Histogram<u64> {
 
 #[test]
 fn three_workers_merge_into_one_honest_run() {
+    require!("nginx");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let nginx = Nginx::start();
     let dir = std::env::temp_dir().join(format!("engine-workers-{}", std::process::id()));
@@ -328,6 +335,7 @@ fn three_workers_merge_into_one_honest_run() {
 
 #[test]
 fn a_rate_split_over_three_workers_is_the_whole_rate() {
+    require!("nginx");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let nginx = Nginx::start();
     let dir = std::env::temp_dir().join(format!("engine-rate-workers-{}", std::process::id()));
@@ -362,6 +370,7 @@ fn a_rate_split_over_three_workers_is_the_whole_rate() {
 /// one address and held from three.
 #[test]
 fn source_ips_hold_more_connections_than_one_address_has_ports() {
+    require!("root", "nginx");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let dir = std::env::temp_dir().join(format!("engine-netns-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -425,6 +434,7 @@ echo "three_addresses_exit=$?"
 /// nothing.
 #[test]
 fn a_saturated_generator_says_so_and_a_light_one_does_not() {
+    require!("nginx");
     let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let nginx = Nginx::start();
     let cpus = engine_runtime::affinity::allowed_cpus().unwrap();

@@ -7,6 +7,9 @@
 // (cli/clippy.toml) is for its code.
 #![allow(clippy::too_many_lines)]
 
+#[macro_use]
+mod require;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
@@ -102,6 +105,7 @@ fn families(text: &str) -> Vec<String> {
 
 #[test]
 fn both_endpoints_pass_promtool_and_the_dashboard_names_only_real_metrics() {
+    require!("promtool");
     let _heavy = heavy();
     let target = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     let (listen, admin, metrics) = (free_port(), free_port(), free_port());
@@ -257,6 +261,7 @@ fn query(prom: SocketAddr, q: &str) -> Option<f64> {
 
 #[test]
 fn a_real_prometheus_scrapes_a_blast_and_a_proxy() {
+    require!("prometheus");
     let _heavy = heavy();
     let target = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     let (listen, admin, metrics, prom_port) = (free_port(), free_port(), free_port(), free_port());
@@ -333,6 +338,7 @@ fn a_real_prometheus_scrapes_a_blast_and_a_proxy() {
 
 #[test]
 fn push_sends_the_final_metrics_to_a_pushgateway() {
+    require!("promtool");
     let _heavy = heavy();
     let target = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     let gw = TcpListener::bind("127.0.0.1:0").unwrap();

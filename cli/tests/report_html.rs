@@ -1,6 +1,9 @@
 //! report.html in a real headless browser (Debian's chromium; `.ci/run` installs it):
 //! it renders its charts with no script error, draws a non-blank page and fetches nothing.
 
+#[macro_use]
+mod require;
+
 use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
@@ -24,6 +27,7 @@ fn chromium(args: &[&str], page: &Path, profile: &Path) -> std::process::Output 
 
 #[test]
 fn report_renders_in_chromium_without_errors_or_network() {
+    require!("chromium");
     let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     let dir = std::env::temp_dir().join(format!("engine-html-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
@@ -78,6 +82,7 @@ fn report_renders_in_chromium_without_errors_or_network() {
 /// their units.
 #[test]
 fn the_report_shows_the_shape_of_the_run() {
+    require!("chromium");
     let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     let dir = std::env::temp_dir().join(format!("engine-html-shape-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);

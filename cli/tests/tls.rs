@@ -4,6 +4,9 @@
 //! ends). Certificates are made per test with rcgen: a CA, a server certificate it signed, an
 //! expired one, and a client CA with its client certificate.
 
+#[macro_use]
+mod require;
+
 mod tls_support;
 
 use std::io::{Read, Write};
@@ -17,6 +20,7 @@ use tls_support::{blast, engine, refused, Certs, Nginx};
 
 #[test]
 fn https_counts_match_nginx_and_a_certificate_problem_names_its_flag() {
+    require!("nginx");
     let certs = Certs::make("verify");
     let n = Nginx::start(&certs);
     let url = format!("https://127.0.0.1:{}/", n.good);
@@ -53,6 +57,7 @@ fn https_counts_match_nginx_and_a_certificate_problem_names_its_flag() {
 
 #[test]
 fn a_server_that_requires_a_client_certificate() {
+    require!("nginx");
     let certs = Certs::make("mtls");
     let n = Nginx::start(&certs);
     let url = format!("https://127.0.0.1:{}/", n.mtls);
@@ -73,6 +78,7 @@ fn a_server_that_requires_a_client_certificate() {
 /// browser reconnects), full ones with --no-tls-resume.
 #[test]
 fn handshake_capacity_with_and_without_resumption() {
+    require!("nginx");
     let certs = Certs::make("resume");
     let n = Nginx::start(&certs);
     let url = format!("https://127.0.0.1:{}/", n.good);

@@ -3,6 +3,9 @@
 //! https upstream (nginx), its pooled connections resuming their sessions. Counts are checked
 //! against nginx's own.
 
+#[macro_use]
+mod require;
+
 mod tls_support;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -119,6 +122,7 @@ fn engine_target_serves_https_and_every_response_is_counted() {
 
 #[test]
 fn the_proxy_terminates_tls_and_speaks_tls_to_an_https_upstream() {
+    require!("nginx");
     let certs = Certs::make("proxy");
     let n = Nginx::start(&certs);
     let (cert, key, ca) = (certs.path("server.pem"), certs.path("server.key"), certs.path("ca.pem"));
@@ -175,6 +179,7 @@ fn the_proxy_terminates_tls_and_speaks_tls_to_an_https_upstream() {
 
 #[test]
 fn pooled_upstream_connections_resume_their_sessions() {
+    require!("nginx");
     let certs = Certs::make("resume");
     let n = Nginx::start(&certs);
     let ca = certs.path("ca.pem");
@@ -209,6 +214,7 @@ fn pooled_upstream_connections_resume_their_sessions() {
 
 #[test]
 fn sighup_reloads_the_certificate_without_dropping_connections() {
+    require!("nginx");
     let certs = Certs::make("reload");
     let other = Certs::make("reload-other");
     let dir = certs.dir.join("live");

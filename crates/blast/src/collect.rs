@@ -148,7 +148,11 @@ impl<'p> Collector<'p> {
         p.shards += 1;
         p.totals.add(&snap.stats);
         p.busy.resize(shards, 0.0);
-        p.busy[snap.shard] = snap.busy;
+        // A last snapshot's busy share is of a partial interval and the drain (a few ms, where
+        // one wake-up reads as 100%): not a load to show or warn about.
+        if !snap.last {
+            p.busy[snap.shard] = snap.busy;
+        }
         while let Some((&seq, p)) = self.pending.first_key_value() {
             let finished_before = self.last_seq.iter().filter(|l| l.is_some_and(|l| l < seq)).count();
             if p.shards + finished_before < shards {

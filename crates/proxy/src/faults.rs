@@ -290,17 +290,17 @@ impl Rule {
 
     /// True when the rule is active `t_s` seconds after the proxy started.
     pub fn active_at(&self, t_s: f64) -> bool {
-        self.schedule.map_or(true, |s| t_s >= s.from_s.unwrap_or(0.0) && s.to_s.map_or(true, |to| t_s < to))
+        self.schedule.is_none_or(|s| t_s >= s.from_s.unwrap_or(0.0) && s.to_s.is_none_or(|to| t_s < to))
     }
 
     /// True when the request matches; `header` looks a field up by (case-insensitive) name.
     pub fn matches<'a>(&self, method: &str, path: &str, header: impl Fn(&str) -> Option<&'a [u8]>) -> bool {
         let m = &self.matcher;
-        m.method.as_ref().map_or(true, |x| x == method)
-            && m.path_prefix.as_ref().map_or(true, |p| path.starts_with(p.as_str()))
-            && m.header.as_ref().map_or(true, |h| match header(&h.name) {
+        m.method.as_ref().is_none_or(|x| x == method)
+            && m.path_prefix.as_ref().is_none_or(|p| path.starts_with(p.as_str()))
+            && m.header.as_ref().is_none_or(|h| match header(&h.name) {
                 None => false,
-                Some(v) => h.value.as_ref().map_or(true, |want| v == want.as_bytes()),
+                Some(v) => h.value.as_ref().is_none_or(|want| v == want.as_bytes()),
             })
     }
 }

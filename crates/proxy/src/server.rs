@@ -45,7 +45,7 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener
             glommio::timer::sleep(engine_runtime::tick(TICK)).await;
             shard.tick();
             n += 1;
-            if n % PUBLISH_EVERY == 0 {
+            if n.is_multiple_of(PUBLISH_EVERY) {
                 shard.publish();
             }
         }

@@ -66,7 +66,7 @@ pub(super) async fn exchange(
         // A long response (or a server that never stops sending) is read without waiting
         // for the peer, so the task would keep the shard from its timers and sweeper: every
         // READS_PER_TURN-th read lets the executor poll I/O first (glommio patch, PATCHES.md).
-        if reads % READS_PER_TURN == 0 {
+        if reads.is_multiple_of(READS_PER_TURN) {
             glommio::executor().yield_task_queue_now().await;
         }
         match step {
