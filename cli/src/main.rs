@@ -2,6 +2,7 @@
 //! exits; the work happens in the `engine-core` library.
 
 mod blast;
+mod blast_args;
 mod demo;
 mod fatal;
 mod merge;
@@ -40,7 +41,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    Blast(Box<blast::BlastArgs>),
+    Blast(Box<blast_args::BlastArgs>),
     Proxy(Box<proxy::ProxyArgs>),
     Target(target::TargetArgs),
     Demo(demo::DemoArgs),

@@ -7,13 +7,12 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Context as _};
-use engine_blast::plan::StatusSet;
 use engine_blast::profiles::ProfileName;
 use engine_blast::scenario::Scenario;
 use engine_results::profile::Criterion;
 use engine_results::thresholds::Expr;
 
-use crate::blast::BlastArgs;
+use crate::blast_args::BlastArgs;
 
 /// Merges `--scenario` into the flags (and checks the flags' own shape); returns the notes
 /// to print.
@@ -229,9 +228,4 @@ fn criterion(sc: &Scenario, ctx: &dyn Fn(&str) -> String) -> anyhow::Result<Crit
         c.min_rate_share = a;
     }
     Ok(c)
-}
-
-/// `--expect-status`.
-pub fn parse_expect(text: &str) -> Result<StatusSet, String> {
-    StatusSet::parse(text)
 }

@@ -282,3 +282,47 @@ fn the_runner_maps_ports_and_refuses_other_hosts() {
     assert_eq!(page.script, "engine demo\n");
     assert_eq!(page.stray, vec!["engine blast x".to_string()]);
 }
+
+/// Every `--flag` the pages name exists in some `engine ... --help`: a flag list in a text
+/// block or a flag in prose drifts as surely as an example.
+#[test]
+fn every_flag_the_pages_name_exists() {
+    let help = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_engine")).args(args).arg("--help").output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let mut known = String::new();
+    for sub in [&["blast"][..], &["proxy"], &["target"], &["demo"], &["report", "compare"], &["report", "html"]] {
+        known.push_str(&help(sub));
+    }
+    for sub in [&["report", "merge"][..], &["report", "windows"]] {
+        known.push_str(&help(sub));
+    }
+    let flags_in = |text: &str| -> Vec<String> {
+        let b = text.as_bytes();
+        let mut found = Vec::new();
+        for i in 0..b.len().saturating_sub(2) {
+            let starts = b[i] == b'-' && b[i + 1] == b'-' && b[i + 2].is_ascii_lowercase();
+            if starts && (i == 0 || !(b[i - 1].is_ascii_alphanumeric() || b[i - 1] == b'-')) {
+                let end =
+                    (i + 2..b.len()).find(|&j| !(b[j].is_ascii_alphanumeric() || b[j] == b'-')).unwrap_or(b.len());
+                found.push(text[i..end].trim_end_matches('-').to_string());
+            }
+        }
+        found
+    };
+    // Other tools' flags the pages use beside the engine's.
+    let others = ["--release", "--for", "--nocapture", "--test"];
+    let mut unknown = Vec::new();
+    for page in pages() {
+        let name = page.strip_prefix(repo()).unwrap().display().to_string();
+        for flag in flags_in(&std::fs::read_to_string(&page).unwrap()) {
+            let word = |h: &str| h.split(|c: char| !(c.is_ascii_alphanumeric() || c == '-')).any(|w| w == flag);
+            if !word(&known) && !others.contains(&flag.as_str()) {
+                unknown.push(format!("{name}: {flag}"));
+            }
+        }
+    }
+    unknown.dedup();
+    assert!(unknown.is_empty(), "flags no --help knows:\n{}", unknown.join("\n"));
+}

@@ -31,7 +31,7 @@ fn results_folder_holds_every_file_and_the_hlog_matches_the_summary() {
 
     let log = std::fs::read(dir.join("latency.hlog")).unwrap();
     let mut total: Histogram<u64> = Histogram::new_with_bounds(1, 3_600_000_000, 3).unwrap();
-    let mut uncorrected = 0u64;
+    let (mut uncorrected, mut ok, mut connects) = (0u64, 0u64, 0u64);
     let mut deserializer = Deserializer::new();
     for entry in IntervalLogIterator::new(&log) {
         let LogEntry::Interval(h) = entry.expect("a valid interval log") else { continue };
@@ -39,16 +39,23 @@ fn results_folder_holds_every_file_and_the_hlog_matches_the_summary() {
         let hist: Histogram<u64> = deserializer.deserialize(&mut bytes.as_slice()).expect("a V2 histogram");
         match h.tag() {
             None => total.add(&hist).unwrap(),
-            Some(tag) => {
-                assert_eq!(tag.as_str(), "uncorrected");
-                uncorrected += hist.len();
-            }
+            // The other tags: expected statuses (`ok`), status classes (`class:2xx`), names,
+            // and the set-up figures (`connect`, `tls_handshake`).
+            Some(tag) if tag.as_str() == "uncorrected" => uncorrected += hist.len(),
+            Some(tag) if tag.as_str() == "ok" => ok += hist.len(),
+            Some(tag) if tag.as_str() == "connect" => connects += hist.len(),
+            Some(tag) => assert!(
+                tag.as_str().starts_with("class:") || tag.as_str().starts_with("name:"),
+                "unexpected tag {tag:?}"
+            ),
         }
     }
     let requests = v["requests"].as_u64().unwrap();
     assert!(requests > 1000);
     assert_eq!(total.len(), requests);
     assert_eq!(uncorrected, requests);
+    assert_eq!(ok, requests, "every response expected");
+    assert_eq!(connects, v["connections"]["opened"].as_u64().unwrap());
     assert_eq!(total.value_at_quantile(0.99) as f64 / 1000.0, v["latency_ms"]["p99"].as_f64().unwrap());
 
     let csv = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();
