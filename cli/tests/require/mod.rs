@@ -23,12 +23,17 @@ pub fn have(test: &str, what: &str, there: bool, install: &str) -> bool {
     if there {
         return true;
     }
+    // The test's thread is named after it.
+    let current = std::thread::current();
+    let test = current.name().unwrap_or(test);
     let required = std::env::var_os("ENGINE_TEST_REQUIRE").is_some_and(|v| !v.is_empty() && v != "0");
     assert!(
         !required,
         "{test}: {what} is missing ({install}); ENGINE_TEST_REQUIRE is set, so this fails rather than skips"
     );
-    eprintln!("skipped {test}: {what} is missing ({install}; .ci/run installs it)");
+    // Straight to stderr: the test harness shows captured output only for failures.
+    let line = format!("skipped {test}: {what} is missing ({install}; .ci/run installs it)\n");
+    let _ = std::io::Write::write_all(&mut std::io::stderr(), line.as_bytes());
     false
 }
 
