@@ -1,6 +1,7 @@
 //! TLS under the HTTP codec, for the blast's connections, the proxy's two legs and the target.
 //!
 //! - `client`, `server`: configurations from the options a user gives (curl's for a client).
+//! - `session`: a connection's TLS state apart from its socket (sans I/O: tests and fuzzing).
 //! - `stream`: a TLS session over a glommio socket on rustls's unbuffered API: records are
 //!   decrypted in the thread's scratch buffer into the caller's own buffer, so an idle
 //!   connection keeps no buffer of its own.
@@ -13,8 +14,10 @@
 
 mod client;
 mod error;
+pub mod memory;
 mod pem;
 mod server;
+mod session;
 mod stream;
 mod transport;
 mod verify;
@@ -22,7 +25,8 @@ mod verify;
 pub use client::{Client, ClientOptions};
 pub use error::{Failure, Reason, SetupError};
 pub use server::{accept, self_signed, server_config};
-pub use stream::{Negotiated, Side, TlsStream};
+pub use session::{Need, Session};
+pub use stream::{Negotiated, Side, TlsStream, SCRATCH};
 pub use transport::{handshake_within, Stream};
 
 pub use rustls::client::UnbufferedClientConnection as ClientConnection;

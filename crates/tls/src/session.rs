@@ -1,0 +1,340 @@
+//! The TLS state of one connection apart from its socket (sans I/O): rustls's unbuffered
+//! connection, the ciphertext it must be shown again, plaintext not yet taken, and the bytes
+//! owed to the peer. [`crate::TlsStream`] moves bytes between it and a socket; tests and the
+//! fuzz target move them between two sessions in memory.
+//!
+//! rustls requires the bytes it has looked at but not discarded (a handshake message
+//! spanning records) to be presented again, at the front, on the next call: `pending` is that
+//! front, on reads and writes alike.
+
+use std::io;
+
+use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus, WriteTraffic};
+
+use crate::stream::{negotiated_of, Side};
+use crate::{Failure, Negotiated, Reason};
+
+/// What a handshake needs next.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Need {
+    /// Send [`Session::outgoing`] to the peer, then call [`Session::sent`].
+    Send,
+    /// More bytes from the peer: [`Session::received`].
+    Read,
+    /// The handshake is complete.
+    Done,
+}
+
+pub struct Session<S: Side> {
+    conn: S,
+    /// Ciphertext rustls has not discarded yet: the start of a record still arriving.
+    pending: Vec<u8>,
+    /// Plaintext that did not fit the caller's buffer, from `plain_at` on.
+    plain: Vec<u8>,
+    plain_at: usize,
+    /// TLS bytes to send: handshake flights, replies owed (alerts, key updates), data.
+    out: Vec<u8>,
+    /// The peer sent close_notify: its data ended cleanly.
+    peer_closed: bool,
+    /// The connection ended without close_notify (see [`Session::truncated`]).
+    unclean_eof: bool,
+    /// `pending` may hold whole records not yet processed (left by the handshake).
+    unprocessed: bool,
+}
+
+impl<S: Side> Session<S> {
+    pub fn new(conn: S) -> Self {
+        Session {
+            conn,
+            pending: Vec::new(),
+            plain: Vec::new(),
+            plain_at: 0,
+            out: Vec::new(),
+            peer_closed: false,
+            unclean_eof: false,
+            unprocessed: false,
+        }
+    }
+
+    /// Advances the handshake as far as it goes without the peer.
+    pub fn handshake_step(&mut self) -> io::Result<Need> {
+        loop {
+            let UnbufferedStatus { discard, state } = self.conn.process(&mut self.pending);
+            let need = match state.map_err(Failure::rustls)? {
+                ConnectionState::EncodeTlsData(mut e) => {
+                    encode(&mut e, &mut self.out)?;
+                    None
+                }
+                // Sent before rustls is called again.
+                ConnectionState::TransmitTlsData(t) => {
+                    t.done();
+                    Some(Need::Send)
+                }
+                ConnectionState::BlockedHandshake => Some(Need::Read),
+                ConnectionState::ReadTraffic(mut r) => {
+                    while let Some(record) = r.next_record() {
+                        self.plain.extend_from_slice(record.map_err(Failure::rustls)?.payload);
+                    }
+                    None
+                }
+                ConnectionState::WriteTraffic(_) => Some(Need::Done),
+                ConnectionState::PeerClosed | ConnectionState::Closed => {
+                    return Err(Failure::io(Reason::Handshake, "the peer closed the session during the handshake"));
+                }
+                _ => None,
+            };
+            self.pending.drain(..discard);
+            if let Some(need) = need {
+                if need == Need::Done {
+                    self.unprocessed = !self.pending.is_empty();
+                    self.pending.shrink_to_fit();
+                }
+                return Ok(need);
+            }
+        }
+    }
+
+    /// The bytes to send now.
+    pub fn outgoing(&self) -> &[u8] {
+        &self.out
+    }
+
+    /// The outgoing bytes were sent.
+    pub fn sent(&mut self) {
+        self.out.clear();
+        if self.out.capacity() > OUT_KEEP {
+            self.out = Vec::new();
+        }
+    }
+
+    /// Bytes from the peer during the handshake.
+    pub fn received(&mut self, bytes: &[u8]) {
+        self.pending.extend_from_slice(bytes);
+    }
+
+    /// The buffer handshake reads go into: `n` bytes of room at its end (see [`Self::filled`]).
+    pub(crate) fn room(&mut self, n: usize) -> &mut [u8] {
+        let at = self.pending.len();
+        self.pending.resize(at + n, 0);
+        &mut self.pending[at..]
+    }
+
+    /// `n` of the bytes of the last [`Self::room`] were filled.
+    pub(crate) fn filled(&mut self, room: usize, n: usize) {
+        self.pending.truncate(self.pending.len() - room + n);
+    }
+
+    /// What the handshake settled.
+    pub fn negotiated(&self) -> Negotiated {
+        negotiated_of(&self.conn)
+    }
+
+    /// The peer ended the connection without close_notify: data that ends at the close (a
+    /// close-delimited body) may have been cut by an attacker or a crash, and is not whole.
+    pub fn truncated(&self) -> bool {
+        self.unclean_eof
+    }
+
+    /// The peer sent close_notify.
+    pub fn peer_closed(&self) -> bool {
+        self.peer_closed
+    }
+
+    /// Encrypts `data` into [`Self::outgoing`], after any TLS bytes the read path owes the peer.
+    pub fn encrypt(&mut self, data: &[u8]) -> io::Result<()> {
+        loop {
+            let UnbufferedStatus { discard, state } = self.conn.process(&mut self.pending);
+            let done = match state.map_err(Failure::rustls)? {
+                ConnectionState::EncodeTlsData(mut e) => {
+                    encode(&mut e, &mut self.out)?;
+                    false
+                }
+                // Queued in `out`, which goes out before the data.
+                ConnectionState::TransmitTlsData(t) => {
+                    t.done();
+                    false
+                }
+                ConnectionState::WriteTraffic(mut w) => {
+                    encrypt(&mut w, data, &mut self.out)?;
+                    true
+                }
+                ConnectionState::ReadTraffic(mut r) => {
+                    while let Some(record) = r.next_record() {
+                        self.plain.extend_from_slice(record.map_err(Failure::rustls)?.payload);
+                    }
+                    false
+                }
+                ConnectionState::PeerClosed => {
+                    self.peer_closed = true;
+                    false
+                }
+                ConnectionState::Closed => return Err(io::ErrorKind::BrokenPipe.into()),
+                _ => return Err(Failure::io(Reason::Handshake, "the session is not established")),
+            };
+            self.pending.drain(..discard);
+            if done {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Plaintext already decrypted (it did not fit an earlier read), or, if none, whether the
+    /// session has nothing more to give (the peer closed, or `buf` is empty): `Some(n)`.
+    pub fn buffered(&mut self, buf: &mut [u8]) -> Option<usize> {
+        if self.plain_at < self.plain.len() {
+            return Some(self.take_plain(buf));
+        }
+        (self.peer_closed || buf.is_empty()).then_some(0)
+    }
+
+    /// Decrypts `data` (new ciphertext from the peer) into `buf`, after the held front
+    /// (`pending`), using `scratch` to put them together: the bytes put into `buf`. Whatever
+    /// does not fit is kept for the next read, an incomplete record for the next `data`.
+    pub fn read(&mut self, data: &[u8], scratch: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
+        let held = self.pending.len();
+        if held + data.len() > scratch.len() {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "more ciphertext than the scratch buffer holds"));
+        }
+        scratch[..held].copy_from_slice(&self.pending);
+        scratch[held..held + data.len()].copy_from_slice(data);
+        self.pending.clear();
+        self.decrypt(&mut scratch[..held + data.len()], buf)
+    }
+
+    /// How many bytes of held front [`Self::read_in_place`] callers leave room for.
+    pub(crate) fn held(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The held front, copied to the start of `scratch`.
+    pub(crate) fn copy_held(&mut self, scratch: &mut [u8]) {
+        let held = self.pending.len();
+        scratch[..held].copy_from_slice(&self.pending);
+    }
+
+    /// Records left by the handshake are processed before anything new is read.
+    pub(crate) fn take_unprocessed(&mut self) -> bool {
+        std::mem::take(&mut self.unprocessed)
+    }
+
+    /// `scratch[..len]` is the held front and new bytes: decrypts it into `buf`.
+    pub(crate) fn decrypt_scratch(&mut self, scratch: &mut [u8], len: usize, buf: &mut [u8]) -> io::Result<usize> {
+        self.pending.clear();
+        self.decrypt(&mut scratch[..len], buf)
+    }
+
+    /// The peer closed the connection: an error if a record was cut, else the end.
+    pub fn eof(&mut self) -> io::Result<usize> {
+        if !self.pending.is_empty() {
+            return Err(Failure::io(Reason::Truncated, "the connection closed in the middle of a record"));
+        }
+        self.unclean_eof = !self.peer_closed;
+        Ok(0)
+    }
+
+    fn take_plain(&mut self, buf: &mut [u8]) -> usize {
+        let n = (self.plain.len() - self.plain_at).min(buf.len());
+        buf[..n].copy_from_slice(&self.plain[self.plain_at..self.plain_at + n]);
+        self.plain_at += n;
+        if self.plain_at == self.plain.len() {
+            self.plain = Vec::new();
+            self.plain_at = 0;
+        }
+        n
+    }
+
+    /// Processes the records in `data`: plaintext into `buf` (the rest into `plain`), replies
+    /// owed into `out`, an incomplete record's bytes into `pending`. Returns the bytes put
+    /// into `buf`.
+    fn decrypt(&mut self, data: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
+        let (mut off, mut got) = (0, 0);
+        loop {
+            let UnbufferedStatus { mut discard, state } = self.conn.process(&mut data[off..]);
+            let more = match state.map_err(Failure::rustls)? {
+                ConnectionState::ReadTraffic(mut r) => {
+                    while let Some(record) = r.next_record() {
+                        let record = record.map_err(Failure::rustls)?;
+                        discard += record.discard;
+                        let n = record.payload.len().min(buf.len() - got);
+                        buf[got..got + n].copy_from_slice(&record.payload[..n]);
+                        got += n;
+                        self.plain.extend_from_slice(&record.payload[n..]);
+                    }
+                    true
+                }
+                ConnectionState::EncodeTlsData(mut e) => {
+                    encode(&mut e, &mut self.out)?;
+                    true
+                }
+                ConnectionState::TransmitTlsData(t) => {
+                    t.done();
+                    true
+                }
+                ConnectionState::PeerClosed => {
+                    self.peer_closed = true;
+                    true
+                }
+                ConnectionState::Closed => {
+                    self.peer_closed = true;
+                    false
+                }
+                _ => false,
+            };
+            off += discard;
+            if !more {
+                break;
+            }
+        }
+        self.pending.extend_from_slice(&data[off..]);
+        Ok(got)
+    }
+}
+
+/// A send buffer grown past this (a large request body) is freed after use.
+const OUT_KEEP: usize = 4096;
+
+fn encode<D>(e: &mut EncodeTlsData<'_, D>, out: &mut Vec<u8>) -> io::Result<()> {
+    let at = out.len();
+    let mut room = 1024;
+    loop {
+        out.resize(at + room, 0);
+        match e.encode(&mut out[at..]) {
+            Ok(n) => {
+                out.truncate(at + n);
+                return Ok(());
+            }
+            Err(EncodeError::InsufficientSize(s)) => room = s.required_size,
+            Err(EncodeError::AlreadyEncoded) => {
+                out.truncate(at);
+                return Ok(());
+            }
+        }
+    }
+}
+
+fn encrypt<D>(w: &mut WriteTraffic<'_, D>, data: &[u8], out: &mut Vec<u8>) -> io::Result<()> {
+    let at = out.len();
+    // A record's overhead is at most 5 + 16 + 1 + 256 bytes (TLS 1.3 padding aside).
+    let mut room = data.len() + 64 * (data.len() / 16384 + 1);
+    loop {
+        out.resize(at + room, 0);
+        match w.encrypt(data, &mut out[at..]) {
+            Ok(n) => {
+                out.truncate(at + n);
+                return Ok(());
+            }
+            Err(EncryptError::InsufficientSize(s)) => room = s.required_size,
+            Err(e) => {
+                out.truncate(at);
+                return Err(Failure::io(
+                    Reason::Other,
+                    if matches!(e, EncryptError::EncryptExhausted) {
+                        "the session's keys are exhausted"
+                    } else {
+                        "encryption failed"
+                    },
+                ));
+            }
+        }
+    }
+}
