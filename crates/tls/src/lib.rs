@@ -8,9 +8,10 @@
 //! - `transport`: the one plain-or-TLS stream the blast, the proxy and the target read through.
 //! - `error`: setup errors (a user's files and flags) and connection failures by reason.
 //!
-//! The crypto provider is ring: it builds with a C compiler alone, in a fraction of
-//! aws-lc-rs's build time. The two have not been compared for speed here yet
-//! (benches/RESULTS.md).
+//! The crypto provider is ring, by measurement (benches/tls-providers, benches/RESULTS.md):
+//! on this machine it seals and opens 16 KiB records 1.56x as fast as aws-lc-rs, a blast's
+//! steady state; full handshakes are level and resumed ones 10% slower; and it builds in
+//! seconds where aws-lc-sys takes minutes.
 
 mod client;
 mod error;
