@@ -16,15 +16,20 @@ fn configs(p: Arc<CryptoProvider>, resume: bool) -> (Arc<ClientConfig>, Arc<Serv
     let mut roots = RootCertStore::empty();
     roots.add(cert.clone()).unwrap();
     let mut s = ServerConfig::builder_with_provider(p.clone())
-        .with_protocol_versions(&[&rustls::version::TLS13]).unwrap()
-        .with_no_client_auth().with_single_cert(vec![cert], key).unwrap();
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .unwrap();
     if !resume {
         s.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         s.send_tls13_tickets = 0;
     }
     let mut c = ClientConfig::builder_with_provider(p)
-        .with_protocol_versions(&[&rustls::version::TLS13]).unwrap()
-        .with_root_certificates(roots).with_no_client_auth();
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
     if !resume {
         c.resumption = rustls::client::Resumption::disabled();
     }
@@ -36,12 +41,29 @@ fn pump(c: &mut ClientConnection, s: &mut ServerConnection) {
     loop {
         let mut moved = false;
         buf.clear();
-        while c.wants_write() { c.write_tls(&mut buf).unwrap(); }
-        if !buf.is_empty() { moved = true; s.read_tls(&mut &buf[..]).unwrap(); s.process_new_packets().unwrap(); }
+        while c.wants_write() {
+            c.write_tls(&mut buf).unwrap();
+        }
+        if !buf.is_empty() {
+            moved = true;
+            s.read_tls(&mut &buf[..]).unwrap();
+            s.process_new_packets().unwrap();
+        }
         buf.clear();
-        while s.wants_write() { s.write_tls(&mut buf).unwrap(); }
-        if !buf.is_empty() { moved = true; let mut r = &buf[..]; while !r.is_empty() { c.read_tls(&mut r).unwrap(); c.process_new_packets().unwrap(); } }
-        if !moved { break; }
+        while s.wants_write() {
+            s.write_tls(&mut buf).unwrap();
+        }
+        if !buf.is_empty() {
+            moved = true;
+            let mut r = &buf[..];
+            while !r.is_empty() {
+                c.read_tls(&mut r).unwrap();
+                c.process_new_packets().unwrap();
+            }
+        }
+        if !moved {
+            break;
+        }
     }
 }
 
@@ -70,16 +92,30 @@ fn bulk(p: &Arc<CryptoProvider>, mib: usize) -> f64 {
     for _ in 0..mib * 64 {
         s.writer().write_all(&chunk).unwrap();
         wire.clear();
-        while s.wants_write() { s.write_tls(&mut wire).unwrap(); }
+        while s.wants_write() {
+            s.write_tls(&mut wire).unwrap();
+        }
         let mut r = &wire[..];
-        while !r.is_empty() { c.read_tls(&mut r).unwrap(); c.process_new_packets().unwrap(); }
-        loop { match c.reader().read(&mut out) { Ok(0) => break, Ok(_) => {}, Err(_) => break } }
+        while !r.is_empty() {
+            c.read_tls(&mut r).unwrap();
+            c.process_new_packets().unwrap();
+        }
+        loop {
+            match c.reader().read(&mut out) {
+                Ok(0) => break,
+                Ok(_) => {}
+                Err(_) => break,
+            }
+        }
     }
     mib as f64 / t.elapsed().as_secs_f64()
 }
 
 fn main() {
-    let providers = [("ring", Arc::new(rustls::crypto::ring::default_provider())), ("aws-lc-rs", Arc::new(rustls::crypto::aws_lc_rs::default_provider()))];
+    let providers = [
+        ("ring", Arc::new(rustls::crypto::ring::default_provider())),
+        ("aws-lc-rs", Arc::new(rustls::crypto::aws_lc_rs::default_provider())),
+    ];
     for round in 1..=3 {
         for (name, p) in &providers {
             let full = handshakes(p, 1500, false);
