@@ -248,7 +248,7 @@ impl Client {
         }
         conn.send_close_notify();
         let _ = conn.write_tls(tcp);
-        Ok(crate::stream::negotiated_of(&conn))
+        Ok(crate::session::negotiated_of(&conn))
     }
 }
 

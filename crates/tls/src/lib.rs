@@ -26,8 +26,8 @@ mod verify;
 pub use client::{Client, ClientOptions};
 pub use error::{Failure, Reason, SetupError};
 pub use server::{accept, self_signed, server_config};
-pub use session::{Need, Session};
-pub use stream::{Negotiated, Side, TlsStream, SCRATCH};
+pub use session::{Need, Negotiated, Session, Side};
+pub use stream::{TlsStream, SCRATCH};
 pub use transport::{handshake_within, Stream};
 
 pub use rustls::client::UnbufferedClientConnection as ClientConnection;

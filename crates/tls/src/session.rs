@@ -8,11 +8,58 @@
 //! front, on reads and writes alike.
 
 use std::io;
+use std::ops::DerefMut;
 
-use rustls::unbuffered::{ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedStatus, WriteTraffic};
+use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
+use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
+use rustls::unbuffered::{
+    ConnectionState, EncodeError, EncodeTlsData, EncryptError, UnbufferedConnectionCommon, UnbufferedStatus,
+    WriteTraffic,
+};
+use rustls::HandshakeKind;
 
-use crate::stream::{negotiated_of, Side};
-use crate::{Failure, Negotiated, Reason};
+use crate::{Failure, Reason};
+
+/// The client and server connections: one type each in rustls, one driver here.
+pub trait Side: DerefMut<Target = UnbufferedConnectionCommon<Self::Data>> {
+    type Data;
+    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data>;
+}
+
+impl Side for UnbufferedClientConnection {
+    type Data = ClientConnectionData;
+    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+}
+
+impl Side for UnbufferedServerConnection {
+    type Data = ServerConnectionData;
+    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
+        self.process_tls_records(incoming)
+    }
+}
+
+/// What the handshake settled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Negotiated {
+    /// `TLSv1_3` or `TLSv1_2`.
+    pub version: &'static str,
+    /// The cipher suite's IANA name, e.g. `TLS13_AES_128_GCM_SHA256`.
+    pub cipher: &'static str,
+    /// The session was resumed (an abbreviated handshake).
+    pub resumed: bool,
+}
+
+pub(crate) fn negotiated_of(state: &rustls::CommonState) -> Negotiated {
+    let version = match state.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
+        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
+        _ => "unknown",
+    };
+    let cipher = state.negotiated_cipher_suite().and_then(|s| s.suite().as_str()).unwrap_or("unknown");
+    Negotiated { version, cipher, resumed: state.handshake_kind() == Some(HandshakeKind::Resumed) }
+}
 
 /// What a handshake needs next.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

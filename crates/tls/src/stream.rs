@@ -6,20 +6,14 @@
 
 use std::cell::RefCell;
 use std::io;
-use std::ops::DerefMut;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 
+use crate::session::{Need, Negotiated, Session, Side};
+use crate::{Failure, Reason};
 use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use glommio::net::TcpStream;
-use rustls::client::{ClientConnectionData, UnbufferedClientConnection};
-use rustls::server::{ServerConnectionData, UnbufferedServerConnection};
-use rustls::unbuffered::{UnbufferedConnectionCommon, UnbufferedStatus};
-use rustls::HandshakeKind;
-
-use crate::session::{Need, Session};
-use crate::{Failure, Reason};
 
 /// The scratch buffer: a read of several records at once. The largest record on the wire
 /// is 16 KiB of plaintext plus 2 KiB of overhead (TLS 1.2), so a split one always fits.
@@ -29,47 +23,6 @@ const HANDSHAKE_READ: usize = 4096;
 
 thread_local! {
     static SCRATCH_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH].into_boxed_slice());
-}
-
-/// The client and server connections: one type each in rustls, one driver here.
-pub trait Side: DerefMut<Target = UnbufferedConnectionCommon<Self::Data>> {
-    type Data;
-    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data>;
-}
-
-impl Side for UnbufferedClientConnection {
-    type Data = ClientConnectionData;
-    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
-        self.process_tls_records(incoming)
-    }
-}
-
-impl Side for UnbufferedServerConnection {
-    type Data = ServerConnectionData;
-    fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
-        self.process_tls_records(incoming)
-    }
-}
-
-/// What the handshake settled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Negotiated {
-    /// `TLSv1_3` or `TLSv1_2`.
-    pub version: &'static str,
-    /// The cipher suite's IANA name, e.g. `TLS13_AES_128_GCM_SHA256`.
-    pub cipher: &'static str,
-    /// The session was resumed (an abbreviated handshake).
-    pub resumed: bool,
-}
-
-pub(crate) fn negotiated_of(state: &rustls::CommonState) -> Negotiated {
-    let version = match state.protocol_version() {
-        Some(rustls::ProtocolVersion::TLSv1_3) => "TLSv1.3",
-        Some(rustls::ProtocolVersion::TLSv1_2) => "TLSv1.2",
-        _ => "unknown",
-    };
-    let cipher = state.negotiated_cipher_suite().and_then(|s| s.suite().as_str()).unwrap_or("unknown");
-    Negotiated { version, cipher, resumed: state.handshake_kind() == Some(HandshakeKind::Resumed) }
 }
 
 pub struct TlsStream<S: Side> {
