@@ -156,10 +156,9 @@ http {{
     }
 }
 
-fn nginx_bin() -> &'static str {
-    ["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"]
-        .into_iter()
-        .find(|b| Path::new(b).exists())
+/// nginx where Debian puts it (the same places `require!("nginx")` looks).
+fn nginx_bin() -> std::path::PathBuf {
+    crate::require::find(&["/usr/sbin/nginx", "/usr/local/sbin/nginx", "/usr/bin/nginx"])
         .expect("nginx not found: install it (apt-get install -y nginx-light); .ci/run does")
 }
 
