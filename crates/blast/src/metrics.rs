@@ -146,7 +146,10 @@ impl BlastMetrics {
                 record(&histogram!("engine_blast_connect_seconds"), &s.connect);
             }
             if let Some(s) = t.setup.as_deref().filter(|_| self.tls) {
-                record(&histogram!("engine_blast_tls_handshake_seconds"), &s.handshake);
+                let handshakes = histogram!("engine_blast_tls_handshake_seconds");
+                if let Some(h) = &s.handshake {
+                    record(&handshakes, h);
+                }
                 counter!("engine_blast_tls_handshakes_total", "kind" => "full").increment(s.handshakes_full);
                 counter!("engine_blast_tls_handshakes_total", "kind" => "resumed").increment(s.handshakes_resumed);
                 for (reason, n) in TLS_REASONS.iter().zip(s.tls_errors) {

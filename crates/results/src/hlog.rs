@@ -196,8 +196,8 @@ impl Writer {
             self.line(Some(&tag), start, length, &totals.names[i].latency)?;
         }
         if let Some(setup) = &totals.setup {
-            for (tag, h) in [(CONNECT, &setup.connect), (HANDSHAKE, &setup.handshake)] {
-                if !h.is_empty() {
+            for (tag, h) in [(CONNECT, Some(&setup.connect)), (HANDSHAKE, setup.handshake.as_deref())] {
+                if let Some(h) = h.filter(|h| !h.is_empty()) {
                     self.line(Some(tag), start, length, h)?;
                 }
             }

@@ -205,7 +205,7 @@ fn add_interval(t: &mut Totals, iv: &hlog::Interval) {
         add(&mut t.setup().connect, h);
     }
     if let Some(h) = &iv.handshake {
-        add(&mut t.setup().handshake, h);
+        add(t.setup().handshake_histogram(), h);
     }
 }
 

@@ -165,6 +165,16 @@ impl Counters {
     }
 }
 
+/// Connection set-up times (TCP connect, TLS handshake) keep two digits, 1% relative error:
+/// a tenth of a request histogram's memory, and a run carries one per shard, per interval
+/// snapshot and per total.
+pub const SETUP_DIGITS: u8 = 2;
+
+/// A histogram for connection set-up times ([`SETUP_DIGITS`]).
+pub fn new_setup_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(LATENCY_LOW_US, LATENCY_HIGH_US, SETUP_DIGITS).expect("valid histogram bounds")
+}
+
 pub fn new_histogram() -> Histogram<u64> {
     // The bounds are constants within hdrhistogram's valid range, so this cannot fail.
     Histogram::new_with_bounds(LATENCY_LOW_US, LATENCY_HIGH_US, LATENCY_DIGITS).expect("valid histogram bounds")
@@ -213,8 +223,9 @@ pub const TLS_REASONS: [&str; 6] = ["certificate", "alert", "bad_record", "trunc
 pub struct Setup {
     /// SYN sent to connected.
     pub connect: Histogram<u64>,
-    /// Connected to the handshake's end (TLS only).
-    pub handshake: Histogram<u64>,
+    /// Connected to the handshake's end: made at the first TLS handshake, so plain HTTP
+    /// runs do not carry a second full-range histogram per shard and per snapshot.
+    pub handshake: Option<Box<Histogram<u64>>>,
     pub handshakes_full: u64,
     pub handshakes_resumed: u64,
     /// TLS failures by reason, indexed as [`TLS_REASONS`].
@@ -224,8 +235,8 @@ pub struct Setup {
 impl Default for Setup {
     fn default() -> Self {
         Setup {
-            connect: new_histogram(),
-            handshake: new_histogram(),
+            connect: new_setup_histogram(),
+            handshake: None,
             handshakes_full: 0,
             handshakes_resumed: 0,
             tls_errors: [0; 6],
@@ -236,7 +247,9 @@ impl Default for Setup {
 impl Setup {
     fn add(&mut self, o: &Setup) {
         let _ = self.connect.add(&o.connect);
-        let _ = self.handshake.add(&o.handshake);
+        if let Some(h) = &o.handshake {
+            let _ = self.handshake_histogram().add(h.as_ref());
+        }
         self.handshakes_full += o.handshakes_full;
         self.handshakes_resumed += o.handshakes_resumed;
         for (a, b) in self.tls_errors.iter_mut().zip(o.tls_errors) {
@@ -247,16 +260,23 @@ impl Setup {
     fn take(&mut self) -> Setup {
         let taken = self.clone();
         self.connect.reset();
-        self.handshake.reset();
+        if let Some(h) = &mut self.handshake {
+            h.reset();
+        }
         self.handshakes_full = 0;
         self.handshakes_resumed = 0;
         self.tls_errors = [0; 6];
         taken
     }
 
+    /// The handshake histogram, made when first needed.
+    pub fn handshake_histogram(&mut self) -> &mut Histogram<u64> {
+        self.handshake.get_or_insert_with(|| Box::new(new_setup_histogram()))
+    }
+
     /// A TLS handshake ended, in `took`; `resumed`: an abbreviated one.
     pub fn handshake(&mut self, took: Duration, resumed: bool) {
-        self.handshake.saturating_record(micros(took));
+        self.handshake_histogram().saturating_record(micros(took));
         if resumed {
             self.handshakes_resumed += 1;
         } else {

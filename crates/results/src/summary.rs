@@ -483,12 +483,13 @@ impl Summary {
             tls_handshake_ms: totals
                 .setup
                 .as_ref()
-                .filter(|s| !s.handshake.is_empty())
-                .map(|s| Latency::from_histogram(&s.handshake)),
+                .and_then(|s| s.handshake.as_deref())
+                .filter(|h| !h.is_empty())
+                .map(Latency::from_histogram),
             tls: totals
                 .setup
                 .as_ref()
-                .filter(|s| !s.handshake.is_empty() || c.errors_of(ErrorKind::Tls) > 0)
+                .filter(|s| s.handshake.as_deref().is_some_and(|h| !h.is_empty()) || c.errors_of(ErrorKind::Tls) > 0)
                 .map(|s| TlsSummary::new(s, duration_s)),
             requests_by_name: BTreeMap::new(),
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
