@@ -99,6 +99,17 @@ pub struct ProxyArgs {
     /// of light traffic
     #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub busy_poll: Duration,
+    /// Protocols a client may switch to (its `Upgrade` request field), comma-separated. On the
+    /// upstream's 101 the connection becomes a tunnel both ways until either side closes or it
+    /// idles past --idle-timeout; other upgrades are dropped and the request forwarded as plain
+    /// HTTP. `none` passes no upgrade
+    #[arg(long = "upgrade", default_value = "websocket", value_name = "LIST|none")]
+    pub upgrade: String,
+    /// Let a request ask for its own fault: x-engine-fault-delay-ms, x-engine-fault-abort-status,
+    /// x-engine-fault-bandwidth-bps. Honoured from loopback clients, or from any client that
+    /// sends the admin token in x-engine-fault-token; never forwarded (dropped even without this)
+    #[arg(long)]
+    pub fault_headers: bool,
 }
 
 pub fn main(args: ProxyArgs) -> u8 {
@@ -265,7 +276,32 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
         busy_poll: Some(args.busy_poll).filter(|d| !d.is_zero()),
         tls,
         upstream_tls,
+        upgrades: upgrades(&args.upgrade)?,
+        fault_headers: args.fault_headers,
     })
+}
+
+/// The protocol names of --upgrade, lower case (`none`: no upgrade).
+fn upgrades(list: &str) -> anyhow::Result<Vec<String>> {
+    if list.trim().eq_ignore_ascii_case("none") {
+        return Ok(Vec::new());
+    }
+    let mut names = Vec::new();
+    for name in list.split(',').map(str::trim) {
+        // A protocol name is an HTTP token (RFC 9110 §5.6.2); its version is the client's to offer.
+        let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
+        if name.is_empty() || !name.chars().all(tchar) {
+            bail!("--upgrade {list:?}: {name:?} is not a protocol name (like websocket); list them comma-separated, or `none`");
+        }
+        if name.eq_ignore_ascii_case("h2c") {
+            bail!(
+                "--upgrade h2c: the proxy forwards HTTP/1.1; an h2c tunnel would carry requests it never reads, past its \
+                 faults and figures"
+            );
+        }
+        names.push(name.to_ascii_lowercase());
+    }
+    Ok(names)
 }
 
 /// The upstream's address and, for https://, the TLS client that verifies it.

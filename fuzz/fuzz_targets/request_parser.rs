@@ -13,7 +13,7 @@ fuzz_target!(|data: &[u8]| {
     assert!(head.len <= data.len());
     // The proxy adds up to five fields (Host, X-Forwarded-For, Via, framing, Connection); past
     // that our own header-count limit, not a framing difference, would refuse the re-parse.
-    if head.headers.len() + 5 > MAX_REQUEST_HEADERS {
+    if head.headers.len() + 6 > MAX_REQUEST_HEADERS {
         return;
     }
     // A shorter prefix is never a complete request.
@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!matches!(parse(&data[..cut], &mut s), Ok(Some(_))));
     }
     let mut out = Vec::new();
-    engine_http::forward::upstream_request(&head, b"127.0.0.1", "127.0.0.1:1", &mut out);
+    engine_http::forward::upstream_request(&head, b"127.0.0.1", "127.0.0.1:1", head.upgrade, &mut out);
     let mut again = header_slots();
     let twice = parse(&out, &mut again).expect("the rendered head parses").expect("and is complete");
     assert_eq!(twice.len, out.len());

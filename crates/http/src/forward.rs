@@ -11,11 +11,27 @@ use crate::{header_slots, BodyDecoder, FrameError};
 
 use crate::request::{Framing, RequestHead, HOP_BY_HOP};
 
+/// Request fields addressed to the proxy's fault injection (`x-engine-fault-delay-ms`, ...):
+/// never forwarded, whether or not the proxy honours them.
+pub const FAULT_FIELD_PREFIX: &str = "x-engine-fault-";
+
+fn is_fault_field(name: &str) -> bool {
+    let p = FAULT_FIELD_PREFIX.as_bytes();
+    name.len() > p.len() && name.as_bytes()[..p.len()].eq_ignore_ascii_case(p)
+}
+
 /// Writes the request for the upstream into `out`. The upstream request uses the client's
 /// HTTP version (a 1.0 client gets no chunked response it cannot read), keeps every end-to-end
 /// field, and restates the body framing the parser validated. `client` is the client's
-/// address as text (formatted once per connection).
-pub fn upstream_request(head: &RequestHead<'_, '_>, client: &[u8], upstream_host: &str, out: &mut Vec<u8>) {
+/// address as text (formatted once per connection). `upgrade`: the protocols offered to the
+/// upstream (see [`allowed_upgrades`]), if the request is to upgrade.
+pub fn upstream_request(
+    head: &RequestHead<'_, '_>,
+    client: &[u8],
+    upstream_host: &str,
+    upgrade: Option<&[u8]>,
+    out: &mut Vec<u8>,
+) {
     out.clear();
     let v = head.version;
     let version: &[u8] = if v == 0 { b"HTTP/1.0" } else { b"HTTP/1.1" };
@@ -32,7 +48,7 @@ pub fn upstream_request(head: &RequestHead<'_, '_>, client: &[u8], upstream_host
                 forwarded_for = Some(h.value);
                 continue;
             }
-        } else if h.name.eq_ignore_ascii_case("content-length") || hop.contains(h.name) {
+        } else if h.name.eq_ignore_ascii_case("content-length") || hop.contains(h.name) || is_fault_field(h.name) {
             continue;
         }
         has_host |= h.name.eq_ignore_ascii_case("host");
@@ -57,10 +73,38 @@ pub fn upstream_request(head: &RequestHead<'_, '_>, client: &[u8], upstream_host
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
     }
-    if v == 0 {
+    if let Some(protocols) = upgrade {
+        out.extend_from_slice(b"Connection: upgrade\r\n");
+        push_field(out, b"Upgrade", protocols);
+    } else if v == 0 {
         out.extend_from_slice(b"Connection: keep-alive\r\n");
     }
     out.extend_from_slice(b"\r\n");
+}
+
+/// The protocols of a request's `Upgrade` field (`name[/version]`, RFC 9110 §7.8) whose names
+/// `allowed` holds (case-insensitively), in the client's order, into `out`: empty when none.
+pub fn allowed_upgrades<A: AsRef<str>>(offered: &[u8], allowed: &[A], out: &mut Vec<u8>) {
+    out.clear();
+    for t in tokens(offered) {
+        let name = t.split(|&b| b == b'/').next().unwrap_or(t);
+        if allowed.iter().any(|a| a.as_ref().as_bytes().eq_ignore_ascii_case(name)) {
+            if !out.is_empty() {
+                out.extend_from_slice(b", ");
+            }
+            out.extend_from_slice(t);
+        }
+    }
+}
+
+/// A `101` names in its `Upgrade` field only protocols the request offered (RFC 9110 §7.8).
+fn switches_to_offered(headers: &[httparse::Header<'_>], offered: &[u8]) -> bool {
+    let mut fields = headers.iter().filter(|h| h.name.eq_ignore_ascii_case("upgrade")).peekable();
+    fields.peek().is_some()
+        && fields.all(|h| {
+            let mut chosen = tokens(h.value).peekable();
+            chosen.peek().is_some() && chosen.all(|c| tokens(offered).any(|o| o.eq_ignore_ascii_case(c)))
+        })
 }
 
 /// Response fields for the proxy itself, never relayed, besides those `Connection` names.
@@ -126,6 +170,9 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 pub enum UpstreamHead {
     /// A 1xx interim response of `len` bytes: dropped (the proxy answers `Expect` itself).
     Interim { len: usize },
+    /// `101 Switching Protocols` to a protocol the request offered: the head for the client is
+    /// written; after its `len` bytes the connection is the new protocol's, both ways.
+    Switch { len: usize },
     Final {
         status: u16,
         len: usize,
@@ -139,19 +186,37 @@ pub enum UpstreamHead {
 
 /// Parses a response head at the start of `input` and, for a final one, writes the head for
 /// the client into `out`. `Ok(None)`: more bytes needed. `close` asks for `Connection: close`;
-/// a close-delimited body forces it.
+/// a close-delimited body forces it. `upgrade`: the protocols the request offered, if any;
+/// a `101` to anything else is an error (the connection would otherwise become a tunnel the
+/// client never asked for).
 pub fn downstream_response(
     input: &[u8],
     head_request: bool,
     mut close: bool,
     client_version: u8,
+    upgrade: Option<&[u8]>,
     out: &mut Vec<u8>,
 ) -> Result<Option<UpstreamHead>, FrameError> {
     let mut slots = header_slots();
     let Some((len, parsed)) = parse_response_head(input, &mut slots)? else { return Ok(None) };
     let status = parsed.code.unwrap_or(0);
     if status == 101 {
-        return Err(FrameError::Upgrade);
+        let headers = &*parsed.headers;
+        if !upgrade.is_some_and(|offered| switches_to_offered(headers, offered)) {
+            return Err(FrameError::Upgrade);
+        }
+        out.clear();
+        out.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
+        let hop = HopByHop::of(headers, &RESPONSE_HOP_BY_HOP);
+        for h in headers.iter().filter(|h| !hop.contains(h.name)) {
+            push_field(out, h.name.as_bytes(), h.value);
+        }
+        out.extend_from_slice(b"Via: 1.1 engine-proxy\r\nConnection: upgrade\r\n");
+        for h in headers.iter().filter(|h| h.name.eq_ignore_ascii_case("upgrade")) {
+            push_field(out, b"Upgrade", h.value);
+        }
+        out.extend_from_slice(b"\r\n");
+        return Ok(Some(UpstreamHead::Switch { len }));
     }
     if (100..200).contains(&status) {
         return Ok(Some(UpstreamHead::Interim { len }));
@@ -226,7 +291,7 @@ mod tests {
         let mut slots = header_slots();
         let head = parse(input, &mut slots).unwrap().unwrap();
         let mut out = Vec::new();
-        upstream_request(&head, b"10.0.0.7", "127.0.0.1:9000", &mut out);
+        upstream_request(&head, b"10.0.0.7", "127.0.0.1:9000", None, &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -282,7 +347,7 @@ mod tests {
     fn response_head_is_rewritten() {
         let mut out = Vec::new();
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: keep-alive\r\nKeep-Alive: timeout=5\r\n\r\nok";
-        let head = downstream_response(r, false, false, 1, &mut out).unwrap().unwrap();
+        let head = downstream_response(r, false, false, 1, None, &mut out).unwrap().unwrap();
         assert_eq!(
             head,
             UpstreamHead::Final {
@@ -299,26 +364,76 @@ mod tests {
         );
 
         let eof = b"HTTP/1.0 200 OK\r\n\r\nbody until close";
-        match downstream_response(eof, false, false, 1, &mut out).unwrap().unwrap() {
+        match downstream_response(eof, false, false, 1, None, &mut out).unwrap().unwrap() {
             UpstreamHead::Final { reusable, close, .. } => assert!(!reusable && close),
             other => panic!("{other:?}"),
         }
         assert!(String::from_utf8_lossy(&out).contains("Connection: close\r\n"));
         assert_eq!(
-            downstream_response(b"HTTP/1.1 100 Continue\r\n\r\n", false, false, 1, &mut out),
+            downstream_response(b"HTTP/1.1 100 Continue\r\n\r\n", false, false, 1, None, &mut out),
             Ok(Some(UpstreamHead::Interim { len: 25 }))
         );
         // Fields the upstream's Connection names stay between it and the proxy.
         let named =
             b"HTTP/1.1 204 No Content\r\nConnection: X-Internal\r\nX-Internal: 1\r\nUpgrade: h2\r\nX-Kept: 2\r\n\r\n";
-        downstream_response(named, false, false, 1, &mut out).unwrap().unwrap();
+        downstream_response(named, false, false, 1, None, &mut out).unwrap().unwrap();
         assert_eq!(
             String::from_utf8(out.clone()).unwrap(),
             "HTTP/1.1 204 No Content\r\nX-Kept: 2\r\nVia: 1.1 engine-proxy\r\n\r\n"
         );
-        assert_eq!(downstream_response(b"HTTP/1.1 200 OK\r\n", false, false, 1, &mut out), Ok(None));
-        assert!(
-            downstream_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, false, 1, &mut out).is_err()
+        assert_eq!(downstream_response(b"HTTP/1.1 200 OK\r\n", false, false, 1, None, &mut out), Ok(None));
+        assert!(downstream_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, false, 1, None, &mut out)
+            .is_err());
+    }
+
+    #[test]
+    fn fault_fields_never_go_upstream() {
+        let out = upstream(b"GET / HTTP/1.1\r\nHost: a\r\nX-Engine-Fault-Delay-Ms: 50\r\nx-engine-fault-token: t\r\nX-Engine-Faulty: 1\r\n\r\n");
+        assert!(!out.to_ascii_lowercase().contains("x-engine-fault-"), "{out}");
+        assert!(out.contains("X-Engine-Faulty: 1\r\n"), "{out}");
+    }
+
+    #[test]
+    fn upgrades_offer_only_allowed_protocols() {
+        let mut out = Vec::new();
+        allowed_upgrades(b"h2c, WebSocket, foo/2", &["websocket", "foo"], &mut out);
+        assert_eq!(out, b"WebSocket, foo/2");
+        allowed_upgrades(b"h2c", &["websocket"], &mut out);
+        assert!(out.is_empty());
+
+        let mut slots = header_slots();
+        let head = parse(
+            b"GET /ws HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Key: k\r\n\r\n",
+            &mut slots,
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(head.upgrade, Some(&b"websocket"[..]));
+        let mut req = Vec::new();
+        upstream_request(&head, b"10.0.0.7", "u", Some(b"websocket"), &mut req);
+        let req = String::from_utf8(req).unwrap();
+        assert!(req.contains("Sec-WebSocket-Key: k\r\n"), "{req}");
+        assert!(req.ends_with("Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"), "{req}");
+        assert_eq!(req.matches("pgrade").count(), 2, "{req}");
+    }
+
+    #[test]
+    fn a_switch_is_taken_only_to_a_protocol_offered() {
+        let mut out = Vec::new();
+        let ok = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: x\r\n\r\nframe";
+        let head = downstream_response(ok, false, false, 1, Some(b"websocket"), &mut out).unwrap().unwrap();
+        assert_eq!(head, UpstreamHead::Switch { len: ok.len() - 5 });
+        assert_eq!(
+            String::from_utf8(out.clone()).unwrap(),
+            "HTTP/1.1 101 Switching Protocols\r\nSec-WebSocket-Accept: x\r\nVia: 1.1 engine-proxy\r\n\
+             Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"
         );
+        // Not asked for, to another protocol, or naming none: never a tunnel.
+        let h2c = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n";
+        let bare = b"HTTP/1.1 101 Switching Protocols\r\n\r\n";
+        for (r, offered) in [(&ok[..], None), (&h2c[..], Some(&b"websocket"[..])), (&bare[..], Some(&b"websocket"[..]))]
+        {
+            assert_eq!(downstream_response(r, false, false, 1, offered, &mut out), Err(FrameError::Upgrade));
+        }
     }
 }

@@ -67,7 +67,7 @@ pub enum FrameError {
     InvalidTrailer,
     #[error("chunked trailers larger than {MAX_TRAILERS} bytes")]
     TrailersTooLarge,
-    #[error("101 Switching Protocols is not supported")]
+    #[error("101 Switching Protocols that was not asked for (or to a protocol not offered)")]
     Upgrade,
     #[error("server closed the connection in the middle of a response")]
     Truncated,

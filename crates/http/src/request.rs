@@ -54,6 +54,9 @@ pub struct RequestHead<'h, 'b> {
     pub keep_alive: bool,
     /// `Expect: 100-continue`: the client waits for a 100 before sending the body.
     pub expect_continue: bool,
+    /// The protocols of the one `Upgrade` field of an HTTP/1.1 request whose `Connection`
+    /// names `upgrade` (RFC 9110 §7.8); `None` otherwise (an HTTP/1.0 upgrade is ignored).
+    pub upgrade: Option<&'b [u8]>,
 }
 
 /// Why a request was refused; each maps to the status the client gets.
@@ -148,6 +151,8 @@ pub fn parse<'h, 'b>(
     let mut close = false;
     let mut keep_alive_token = false;
     let mut expect_continue = false;
+    let mut upgrade_token = false;
+    let (mut upgrade, mut upgrades) = (None, 0);
     for h in headers {
         let name = h.name;
         if name.eq_ignore_ascii_case("host") {
@@ -167,7 +172,11 @@ pub fn parse<'h, 'b>(
             for t in tokens(h.value) {
                 close |= t.eq_ignore_ascii_case(b"close");
                 keep_alive_token |= t.eq_ignore_ascii_case(b"keep-alive");
+                upgrade_token |= t.eq_ignore_ascii_case(b"upgrade");
             }
+        } else if name.eq_ignore_ascii_case("upgrade") {
+            upgrades += 1;
+            upgrade = Some(h.value);
         } else if name.eq_ignore_ascii_case("expect") {
             if !trim(h.value).eq_ignore_ascii_case(b"100-continue") {
                 return Err(RequestError::Expectation);
@@ -188,7 +197,9 @@ pub fn parse<'h, 'b>(
         (Some(n), false) => Framing::Length(n),
     };
     let keep_alive = !close && (version == 1 || keep_alive_token);
-    Ok(Some(RequestHead { method, target, version, headers, len, framing, keep_alive, expect_continue }))
+    // Two Upgrade fields are one list split in two: rare enough to read as no upgrade.
+    let upgrade = upgrade.filter(|_| version == 1 && upgrade_token && upgrades == 1);
+    Ok(Some(RequestHead { method, target, version, headers, len, framing, keep_alive, expect_continue, upgrade }))
 }
 
 /// `Content-Length = 1*DIGIT`, one value: the list form RFC 9110 §8.6 tolerates is exactly
@@ -329,5 +340,24 @@ mod tests {
         for head in [&b"GET / HTTP/1.1\r\nHost: a\r\n\r\n"[..], b"\r", b"a\r", b"\n", b"a\r\n b", b"a\rb\n c"] {
             assert_eq!(check_line_endings(head), first_line_ending_error(head), "{head:?}");
         }
+    }
+
+    #[test]
+    fn upgrade_needs_http_1_1_and_connection_upgrade() {
+        let upgrade = |raw: &[u8]| {
+            let mut slots = crate::header_slots();
+            parse(raw, &mut slots).unwrap().unwrap().upgrade.map(<[u8]>::to_vec)
+        };
+        assert_eq!(
+            upgrade(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: keep-alive, Upgrade\r\nUpgrade: websocket\r\n\r\n"),
+            Some(b"websocket".to_vec())
+        );
+        // Upgrade without Connection: upgrade, in HTTP/1.0, or in two fields: no upgrade.
+        assert_eq!(upgrade(b"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\n\r\n"), None);
+        assert_eq!(upgrade(b"GET / HTTP/1.0\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"), None);
+        assert_eq!(
+            upgrade(b"GET / HTTP/1.1\r\nHost: a\r\nConnection: upgrade\r\nUpgrade: a\r\nUpgrade: b\r\n\r\n"),
+            None
+        );
     }
 }

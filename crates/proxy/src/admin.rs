@@ -158,7 +158,7 @@ fn host_is_literal(host: &[u8]) -> bool {
 }
 
 /// Compares without stopping at the first difference, so timing does not leak the token.
-fn same_secret(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 

@@ -17,7 +17,7 @@ use crate::pool::Upstream;
 use crate::shard::Shard;
 use crate::slot::{Slot, Wait};
 use crate::stats::{route_of, UpstreamError};
-use engine_http::forward::{downstream_response, reason, upstream_request, UpstreamHead};
+use engine_http::forward::{allowed_upgrades, downstream_response, reason, upstream_request, UpstreamHead};
 use engine_http::request::{self, Framing};
 
 /// How a throttled response is paced: one slice per this interval.
@@ -31,6 +31,8 @@ struct Prepared {
     head_request: bool,
     version: u8,
     route: usize,
+    /// The request offers the upstream an upgrade (the protocols are in `Conn::offer`).
+    upgrade: bool,
 }
 
 /// Why an exchange ended without a complete response to the client.
@@ -46,6 +48,8 @@ enum Failed {
 enum Next {
     KeepAlive,
     Close,
+    /// The upstream switched protocols: splice the connections.
+    Tunnel(Box<Upstream>),
 }
 
 struct Conn {
@@ -54,11 +58,15 @@ struct Conn {
     slot: Rc<Slot>,
     /// The client's address as text, for X-Forwarded-For.
     peer: Vec<u8>,
+    /// The client is on this host: its `x-engine-fault-*` fields count without the token.
+    loopback: bool,
     /// Bytes from the client not yet used (a partial head, body bytes, pipelined requests).
     buf: IoBuf,
     /// The request head for the upstream, then the response head for the client.
     up_head: Vec<u8>,
     out: Vec<u8>,
+    /// The protocols of the current request's upgrade offered upstream (those allowed).
+    offer: Vec<u8>,
 }
 
 pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer: std::net::IpAddr, slot: Rc<Slot>) {
@@ -67,12 +75,24 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
         down,
         slot,
         peer: peer.to_string().into_bytes(),
+        loopback: peer.is_loopback()
+            || matches!(peer, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())),
         // Most request heads are a few hundred bytes; buffers grow for the others.
         buf: IoBuf::with_capacity(2048),
         up_head: Vec::new(),
         out: Vec::new(),
+        offer: Vec::new(),
     };
-    while let Next::KeepAlive = c.one_request().await {}
+    loop {
+        match c.one_request().await {
+            Next::KeepAlive => {}
+            Next::Close => break,
+            Next::Tunnel(up) => {
+                c.tunnel(*up).await;
+                break;
+            }
+        }
+    }
 }
 
 impl Conn {
@@ -126,8 +146,29 @@ impl Conn {
                 Ok(Some(head)) => {
                     let header =
                         |name: &str| head.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value);
-                    let decision = self.shard.faults.borrow_mut().decide(head.method, head.target, header);
-                    upstream_request(&head, &self.peer, &self.shard.shared.upstream_host, &mut self.up_head);
+                    let mut decision = self.shard.faults.borrow_mut().decide(head.method, head.target, header);
+                    let shared = &self.shard.shared;
+                    let asked = if shared.fault_headers
+                        && crate::asked::trusted(self.loopback, shared.admin_token.as_deref(), header)
+                    {
+                        crate::asked::apply(header, &mut decision).err()
+                    } else {
+                        None
+                    };
+                    // An upgrade with a body is taken as a plain request (RFC 9110 §7.8 lets a
+                    // server ignore Upgrade): the body's end is then never in doubt.
+                    self.offer.clear();
+                    if let Some(offered) = head.upgrade.filter(|_| head.framing == Framing::None) {
+                        allowed_upgrades(offered, &self.shard.shared.upgrades, &mut self.offer);
+                    }
+                    let upgrade = !self.offer.is_empty();
+                    upstream_request(
+                        &head,
+                        &self.peer,
+                        &self.shard.shared.upstream_host,
+                        upgrade.then_some(&self.offer[..]),
+                        &mut self.up_head,
+                    );
                     let prep = Prepared {
                         framing: head.framing,
                         keep_alive: head.keep_alive,
@@ -135,9 +176,13 @@ impl Conn {
                         head_request: head.method == "HEAD",
                         version: head.version,
                         route: route_of(&self.shard.shared.routes, head.target),
+                        upgrade,
                     };
                     let len = head.len;
                     self.buf.consume(len);
+                    if let Some(bad) = asked {
+                        return self.refuse_because(400, &bad.to_string()).await;
+                    }
                     break (prep, decision);
                 }
                 Ok(None) => {
@@ -205,9 +250,11 @@ impl Conn {
             // A pooled connection the upstream had closed while idle: once more on a fresh one.
             result = self.exchange(&prep, decision.throttle, true).await;
         }
+        // A tunnel holds no concurrency slot: the fault limits requests, and its request ended.
         drop(_permit);
         match result {
             Ok(Next::KeepAlive) => Next::KeepAlive,
+            Ok(Next::Tunnel(up)) => Next::Tunnel(up),
             Ok(Next::Close) | Err(Failed::Client) => Next::Close,
             Err(Failed::Upstream { error, answered, .. }) => {
                 self.shard.stats.borrow_mut().upstream_error(error);
@@ -265,10 +312,14 @@ impl Conn {
             if !up.buf.is_empty() {
                 // A drain that began while the request was upstream closes the connection after it.
                 let close = !prep.keep_alive || shard.draining();
-                match downstream_response(&up.buf, prep.head_request, close, prep.version, &mut self.out) {
+                let offer = prep.upgrade.then_some(&self.offer[..]);
+                match downstream_response(&up.buf, prep.head_request, close, prep.version, offer, &mut self.out) {
                     Ok(Some(UpstreamHead::Interim { len })) => {
                         up.buf.consume(len);
                         continue;
+                    }
+                    Ok(Some(UpstreamHead::Switch { len })) => {
+                        return self.switch(up, len, prep.route, ttfb.unwrap_or_default()).await;
                     }
                     Ok(Some(UpstreamHead::Final { status, len, body, reusable, close })) => {
                         break (status, len, body, reusable, close)
@@ -329,6 +380,47 @@ impl Conn {
             shard.pool.put(up, shard.now());
         }
         Ok(if close { Next::Close } else { Next::KeepAlive })
+    }
+
+    /// Passes the upstream's `101` (head in `self.out`, `len` bytes of `up.buf`) to the client,
+    /// with whatever of the new protocol came with it: the connection is a tunnel from here.
+    async fn switch(&mut self, mut up: Upstream, len: usize, route: usize, ttfb: Duration) -> Result<Next, Failed> {
+        {
+            let mut stats = self.shard.stats.borrow_mut();
+            stats.upstream(route, 101, ttfb, Some(ttfb));
+            stats.response(101);
+            stats.tunnel_bytes(0, (up.buf.len() - len) as u64);
+        }
+        let mut out = std::mem::take(&mut self.out);
+        out.extend_from_slice(&up.buf[len..]);
+        let wrote = self.write_client(&out).await;
+        self.out = out;
+        wrote.map_err(|_| Failed::Client)?;
+        up.buf.clear();
+        Ok(Next::Tunnel(Box::new(up)))
+    }
+
+    /// Splices the client's connection to `up` after a `101`, until the tunnel ends.
+    async fn tunnel(&mut self, mut up: Upstream) {
+        let shard = self.shard.clone();
+        // What the client sent after its request head is the new protocol's already.
+        if !self.buf.is_empty() {
+            let deadline = self.deadline(shard.shared.limits.idle_timeout);
+            let _armed = self.slot.arm(Wait::Upstream, up.stream.fd(), deadline);
+            if up.stream.write_all(&self.buf).await.is_err() || self.slot.expired().is_some() {
+                return;
+            }
+            shard.stats.borrow_mut().tunnel_bytes(self.buf.len() as u64, 0);
+            self.buf.clear();
+        }
+        // Idle as far as a drain is concerned: a drain closes tunnels at once.
+        self.slot.busy.set(false);
+        shard.stats.borrow_mut().tunnel_opened();
+        shard.tunnels.set(shard.tunnels.get() + 1);
+        let opened = Instant::now();
+        let _ = crate::tunnel::splice(&shard, &self.slot, &mut self.down, &mut up.stream).await;
+        shard.tunnels.set(shard.tunnels.get() - 1);
+        shard.stats.borrow_mut().tunnel_closed(opened.elapsed());
     }
 
     /// Reads more of the upstream's response; the error says a timeout or a reset.
@@ -410,8 +502,13 @@ impl Conn {
 
     /// Answers a request that is not forwarded (bad, hostile, too slow) and closes.
     async fn refuse(&mut self, status: u16) -> Next {
+        self.refuse_because(status, reason(status)).await
+    }
+
+    /// [`Self::refuse`], saying why.
+    async fn refuse_because(&mut self, status: u16, why: &str) -> Next {
         self.shard.stats.borrow_mut().rejected(status);
-        let body = format!("engine-proxy: {}\n", reason(status));
+        let body = format!("engine-proxy: {why}\n");
         let head = format!("HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n", reason(status), body.len());
         self.answer(head.as_bytes(), body.as_bytes(), true).await
     }

@@ -9,6 +9,7 @@
 //! - `inject`: a shard's copy of the rules, its limiters and token buckets, the per-request decision.
 //! - `server`, `shard`, `conn`, `pool`: one executor per CPU (its loops; what it owns), one
 //!   task per client connection, a keep-alive pool to the upstream per shard.
+//! - `tunnel`: an upgraded connection (WebSocket) spliced to its upstream connection, both ways.
 //! - [`stats`]: per-shard server-side latency histograms and counters, merged once per tick.
 //! - `admin`, `metrics`: the admin API (JSON) and its Prometheus metrics (the `metrics` facade).
 //!
@@ -25,6 +26,7 @@ use engine_runtime::{Executor, Heartbeat, Pulse};
 use glommio::Placement;
 
 mod admin;
+mod asked;
 mod conn;
 pub mod faults;
 mod inject;
@@ -36,6 +38,7 @@ mod server;
 mod shard;
 mod slot;
 pub mod stats;
+mod tunnel;
 
 pub use faults::{FaultBook, FaultError, Rule};
 pub use stats::StatsReport;
@@ -97,6 +100,11 @@ pub struct ProxyConfig {
     pub tls: Option<ServerTls>,
     /// Speak TLS to the upstream (`--upstream https://`).
     pub upstream_tls: Option<engine_tls::Client>,
+    /// Protocols a client may upgrade to (`Upgrade`, RFC 9110 §7.8), by name, lower case:
+    /// after the upstream's `101` the connection is a tunnel. Empty: upgrades are not passed.
+    pub upgrades: Vec<String>,
+    /// Honour `x-engine-fault-*` request fields (from loopback clients, or with the admin token).
+    pub fault_headers: bool,
 }
 
 /// TLS on the proxy's listener: the configuration in force, and the files it came from (a
@@ -147,6 +155,8 @@ impl ProxyConfig {
             busy_poll: None,
             tls: None,
             upstream_tls: None,
+            upgrades: vec!["websocket".to_string()],
+            fault_headers: false,
         })
     }
 }
@@ -179,6 +189,10 @@ pub(crate) struct Shared {
     pub heartbeats: Vec<Heartbeat>,
     pub tls: Option<TlsListener>,
     pub upstream_tls: Option<engine_tls::Client>,
+    pub upgrades: Vec<String>,
+    pub fault_headers: bool,
+    /// The admin token: a non-loopback client's fault fields count only with it.
+    pub admin_token: Option<String>,
 }
 
 impl Shared {
@@ -279,6 +293,9 @@ impl Proxy {
             heartbeats: (0..shards).map(|_| Heartbeat::new()).collect(),
             tls: cfg.tls.map(|t| TlsListener { current: Mutex::new(t), generation: AtomicU64::new(0) }),
             upstream_tls: cfg.upstream_tls,
+            upgrades: cfg.upgrades,
+            fault_headers: cfg.fault_headers,
+            admin_token: cfg.admin_token.clone(),
         });
         shared.published.lock().unwrap_or_else(|e| e.into_inner()).totals = ShardStats::new(shared.routes.len());
 

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 use engine_results::stats::LATENCY_BUCKETS_S;
 use hdrhistogram::Histogram;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
 use crate::faults::FaultKind;
 use crate::stats::{route_name, Published, ShardStats, UpstreamError, CLASSES};
@@ -17,6 +17,9 @@ use crate::stats::{route_name, Published, ShardStats, UpstreamError, CLASSES};
 /// The statuses of requests refused before forwarding (see `request::RequestError::status`
 /// and the header timeout).
 const REFUSALS: [u16; 6] = [400, 405, 408, 417, 431, 501];
+
+/// Tunnel lifetimes (seconds): a WebSocket lives for seconds to hours, not milliseconds.
+const TUNNEL_BUCKETS_S: [f64; 10] = [0.1, 1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 86400.0];
 
 pub(crate) struct ProxyMetrics {
     recorder: PrometheusRecorder,
@@ -27,8 +30,16 @@ pub(crate) struct ProxyMetrics {
 
 impl ProxyMetrics {
     pub fn new() -> Self {
-        let recorder =
-            PrometheusBuilder::new().set_buckets(&LATENCY_BUCKETS_S).expect("a non-empty bucket list").build_recorder();
+        let recorder = PrometheusBuilder::new()
+            .set_buckets(&LATENCY_BUCKETS_S)
+            .and_then(|b| {
+                b.set_buckets_for_metric(
+                    Matcher::Full("engine_proxy_tunnel_duration_seconds".into()),
+                    &TUNNEL_BUCKETS_S,
+                )
+            })
+            .expect("non-empty bucket lists")
+            .build_recorder();
         let handle = recorder.handle();
         metrics::with_local_recorder(&recorder, || {
             describe_counter!("engine_proxy_requests_total", "Client requests whose head was accepted.");
@@ -70,6 +81,17 @@ impl ProxyMetrics {
                 Unit::Seconds,
                 "TLS handshakes with the upstream, after the TCP connect (not in the upstream's latency)."
             );
+            describe_gauge!("engine_proxy_tunnels_open", "Upgrade tunnels (WebSocket, ...) open.");
+            describe_counter!("engine_proxy_tunnels_total", "Upgrade tunnels opened (a 101 passed to the client).");
+            describe_counter!(
+                "engine_proxy_tunnel_bytes_total",
+                "Bytes through upgrade tunnels, by direction (upstream: from clients; downstream: to them)."
+            );
+            describe_histogram!(
+                "engine_proxy_tunnel_duration_seconds",
+                Unit::Seconds,
+                "How long closed upgrade tunnels were open."
+            );
             // Every status the proxy refuses with exists from the first scrape, at 0.
             for status in REFUSALS {
                 counter!("engine_proxy_rejected_requests_total", "status" => status.to_string()).absolute(0);
@@ -103,6 +125,14 @@ impl ProxyMetrics {
             gauge!("engine_proxy_connections_open").set(sum(|g| g.connections_open));
             gauge!("engine_proxy_concurrency_in_use").set(sum(|g| g.concurrency_in_use));
             gauge!("engine_proxy_queue_depth").set(sum(|g| g.queue_depth));
+            gauge!("engine_proxy_tunnels_open").set(sum(|g| g.tunnels_open));
+            counter!("engine_proxy_tunnels_total").absolute(t.tunnels.opened);
+            counter!("engine_proxy_tunnel_bytes_total", "direction" => "upstream").absolute(t.tunnels.bytes_up);
+            counter!("engine_proxy_tunnel_bytes_total", "direction" => "downstream").absolute(t.tunnels.bytes_down);
+            if let Some(now) = t.tunnels.duration.as_deref() {
+                let then = given.as_ref().and_then(|g| g.tunnels.duration.as_deref());
+                record_since(&histogram!("engine_proxy_tunnel_duration_seconds"), now, then);
+            }
             for (side, c) in [("downstream", &t.tls_downstream), ("upstream", &t.tls_upstream)] {
                 counter!("engine_proxy_tls_handshakes_total", "side" => side, "kind" => "full").absolute(c.full);
                 counter!("engine_proxy_tls_handshakes_total", "side" => side, "kind" => "resumed").absolute(c.resumed);

@@ -8,8 +8,6 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine_runtime::fd::{shutdown, How};
-
 use crate::inject::ShardFaults;
 use crate::pool::Pool;
 use crate::slot::Slot;
@@ -34,6 +32,8 @@ pub(crate) struct Shard {
     now: Cell<Instant>,
     next_id: Cell<u64>,
     draining: Cell<bool>,
+    /// Upgrade tunnels open now.
+    pub tunnels: Cell<u64>,
 }
 
 impl Shard {
@@ -53,6 +53,7 @@ impl Shard {
             open: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
             draining: Cell::new(false),
+            tunnels: Cell::new(0),
             now: Cell::new(Instant::now()),
         })
     }
@@ -100,7 +101,7 @@ impl Shard {
     pub fn close_connections(&self, busy_too: bool) {
         for slot in self.open.borrow().values() {
             if busy_too || !slot.busy.get() {
-                shutdown(slot.fd, How::Both);
+                slot.shutdown();
             }
         }
     }
@@ -146,6 +147,7 @@ impl Shard {
             connections_open: self.open.borrow().len() as u64,
             concurrency_in_use: in_use,
             queue_depth: waiting,
+            tunnels_open: self.tunnels.get(),
         };
         let mut stats = self.stats.borrow_mut();
         let mut p = self.shared.published.lock().unwrap_or_else(|e| e.into_inner());

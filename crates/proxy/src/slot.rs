@@ -24,6 +24,9 @@ pub(crate) enum Wait {
     Write,
     /// The upstream: accepting the request, or sending (more of) its response.
     Upstream,
+    /// Bytes either way through an upgrade tunnel; the wait's fd is the upstream's, and a
+    /// timeout or a drain shuts down both sockets.
+    Tunnel,
 }
 
 /// One client connection's entry in its shard's registry.
@@ -48,6 +51,21 @@ impl Slot {
         Armed(self)
     }
 
+    /// Moves the current wait's deadline (a tunnel that moved bytes is not idle).
+    pub fn extend(&self, deadline: Instant) {
+        if let Some((what, fd, _)) = self.wait.get() {
+            self.wait.set(Some((what, fd, deadline)));
+        }
+    }
+
+    /// Shuts down the connection's socket, and a tunnel's upstream socket with it.
+    pub fn shutdown(&self) {
+        shutdown(self.fd, How::Both);
+        if let Some((Wait::Tunnel, fd, _)) = self.wait.get() {
+            shutdown(fd, How::Both);
+        }
+    }
+
     /// The wait that timed out since the last call, if one did.
     pub fn expired(&self) -> Option<Wait> {
         self.expired.take()
@@ -64,6 +82,9 @@ impl Slot {
                 // guard is dropped before the socket it watches.
                 let how = if what == Wait::Header { How::Read } else { How::Both };
                 shutdown(fd, how);
+                if what == Wait::Tunnel {
+                    shutdown(self.fd, How::Both);
+                }
             }
         }
     }

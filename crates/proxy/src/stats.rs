@@ -98,6 +98,38 @@ impl UpstreamError {
     }
 }
 
+/// Upgrade tunnels (WebSocket and the other protocols `--upgrade` allows).
+#[derive(Debug, Clone, Default)]
+pub struct TunnelCounts {
+    pub opened: u64,
+    pub closed: u64,
+    /// Client to upstream, and upstream to client, through open and closed tunnels.
+    pub bytes_up: u64,
+    pub bytes_down: u64,
+    /// How long closed tunnels were open.
+    pub duration: Option<Box<Histogram<u64>>>,
+}
+
+impl TunnelCounts {
+    fn add(&mut self, o: &TunnelCounts) {
+        self.opened += o.opened;
+        self.closed += o.closed;
+        self.bytes_up += o.bytes_up;
+        self.bytes_down += o.bytes_down;
+        if let Some(d) = &o.duration {
+            let _ = self.duration.get_or_insert_with(|| Box::new(new_histogram())).add(d.as_ref());
+        }
+    }
+
+    fn reset(&mut self) {
+        let duration = self.duration.take().map(|mut h| {
+            h.reset();
+            h
+        });
+        *self = TunnelCounts { duration, ..Default::default() };
+    }
+}
+
 /// Status classes 1xx..5xx as indexes 0..5.
 pub const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
@@ -150,6 +182,7 @@ pub struct ShardStats {
     /// TLS with clients (termination) and with the upstream.
     pub tls_downstream: TlsCounts,
     pub tls_upstream: TlsCounts,
+    pub tunnels: TunnelCounts,
 }
 
 impl ShardStats {
@@ -165,7 +198,22 @@ impl ShardStats {
             conns_refused: 0,
             tls_downstream: TlsCounts::default(),
             tls_upstream: TlsCounts::default(),
+            tunnels: TunnelCounts::default(),
         }
+    }
+
+    pub fn tunnel_opened(&mut self) {
+        self.tunnels.opened += 1;
+    }
+
+    pub fn tunnel_bytes(&mut self, up: u64, down: u64) {
+        self.tunnels.bytes_up += up;
+        self.tunnels.bytes_down += down;
+    }
+
+    pub fn tunnel_closed(&mut self, open_for: Duration) {
+        self.tunnels.closed += 1;
+        let _ = self.tunnels.duration.get_or_insert_with(|| Box::new(new_histogram())).record(micros(open_for));
     }
 
     /// One upstream exchange that produced a response head (`total` is `None` when the body
@@ -212,6 +260,7 @@ impl ShardStats {
         }
         self.tls_downstream.add(&o.tls_downstream);
         self.tls_upstream.add(&o.tls_upstream);
+        self.tunnels.add(&o.tunnels);
     }
 
     /// Zeroes everything, keeping the histograms' memory for the next tick.
@@ -226,6 +275,7 @@ impl ShardStats {
         self.rejected.clear();
         self.tls_downstream.reset();
         self.tls_upstream.reset();
+        self.tunnels.reset();
     }
 }
 
@@ -239,6 +289,7 @@ pub struct Gauges {
     pub connections_open: u64,
     pub concurrency_in_use: u64,
     pub queue_depth: u64,
+    pub tunnels_open: u64,
 }
 
 /// The merge of every shard's published ticks since the start.
@@ -265,6 +316,20 @@ pub struct StatsReport {
     pub queue_depth: u64,
     /// TLS handshakes with clients and with the upstream, apart from the upstream's latency.
     pub tls: TlsReport,
+    /// Upgrade tunnels; the time to each `101` is the upstream's latency of its request
+    /// (status class `1xx`).
+    pub tunnels: TunnelReport,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TunnelReport {
+    pub open: u64,
+    pub opened: u64,
+    pub closed: u64,
+    pub bytes_upstream: u64,
+    pub bytes_downstream: u64,
+    /// How long closed tunnels were open.
+    pub duration_ms: Latency,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -368,6 +433,14 @@ impl StatsReport {
             tls: TlsReport {
                 downstream: TlsSide::of(&t.tls_downstream, false),
                 upstream: TlsSide::of(&t.tls_upstream, true),
+            },
+            tunnels: TunnelReport {
+                open: gauge(|g| g.tunnels_open),
+                opened: t.tunnels.opened,
+                closed: t.tunnels.closed,
+                bytes_upstream: t.tunnels.bytes_up,
+                bytes_downstream: t.tunnels.bytes_down,
+                duration_ms: t.tunnels.duration.as_deref().map(Latency::from_histogram).unwrap_or_default(),
             },
         }
     }

@@ -12,7 +12,7 @@ use std::task::{Context, Poll};
 
 use crate::session::{Need, Negotiated, Session, Side};
 use crate::{Failure, Reason};
-use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 /// The scratch buffer: a read of several records at once. The largest record on the wire
@@ -28,12 +28,14 @@ thread_local! {
 pub struct TlsStream<S: Side> {
     tcp: TcpStream,
     session: Session<S>,
+    /// Bytes of the session's outgoing TLS already on the wire (a flush cut short).
+    out_at: usize,
 }
 
 impl<S: Side> TlsStream<S> {
     /// Runs the handshake on a connected socket. The caller bounds it in time.
     pub async fn handshake(tcp: TcpStream, conn: S) -> io::Result<TlsStream<S>> {
-        let mut s = TlsStream { tcp, session: Session::new(conn) };
+        let mut s = TlsStream { tcp, session: Session::new(conn), out_at: 0 };
         loop {
             match s.session.handshake_step()? {
                 Need::Done => break,
@@ -78,10 +80,37 @@ impl<S: Side> TlsStream<S> {
 
     /// Encrypts `data` and sends it, after any TLS bytes the read path owes the peer.
     pub async fn write_all(&mut self, data: &[u8]) -> io::Result<()> {
+        futures_lite::future::poll_fn(|cx| self.poll_flush(cx)).await?;
         self.session.encrypt(data)?;
-        let sent = self.tcp.write_all(self.session.outgoing()).await;
+        futures_lite::future::poll_fn(|cx| self.poll_flush(cx)).await
+    }
+
+    /// Encrypts `data` for the peer once what is owed has gone out: `Ready(Ok(data.len()))`
+    /// when it is queued; [`Self::poll_flush`] sends it.
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, data: &[u8]) -> Poll<io::Result<usize>> {
+        match self.poll_flush(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(self.session.encrypt(data).map(|()| data.len())),
+            other => other.map(|r| r.map(|()| 0)),
+        }
+    }
+
+    /// Sends the TLS bytes queued (data, and replies the read path owes the peer).
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        loop {
+            let out = &self.session.outgoing()[self.out_at..];
+            if out.is_empty() {
+                break;
+            }
+            match Pin::new(&mut self.tcp).poll_write(cx, out) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => self.out_at += n,
+            }
+        }
         self.session.sent();
-        sent
+        self.out_at = 0;
+        Poll::Ready(Ok(()))
     }
 
     /// Reads plaintext into `buf` (0: the peer closed; see [`TlsStream::truncated`]).

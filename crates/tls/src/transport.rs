@@ -7,7 +7,7 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use futures_lite::io::{AsyncRead, AsyncWriteExt};
+use futures_lite::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use glommio::net::TcpStream;
 
 use crate::{Failure, Side, TlsStream};
@@ -55,6 +55,22 @@ impl<S: Side> Stream<S> {
         match self {
             Stream::Tcp(s) => Pin::new(s).poll_read(cx, buf),
             Stream::Tls(t) => t.poll_read(cx, buf),
+        }
+    }
+
+    /// Writes some of `buf` (TLS: all of it, encrypted and queued for [`Self::poll_flush`]).
+    pub fn poll_write(&mut self, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        match self {
+            Stream::Tcp(s) => Pin::new(s).poll_write(cx, buf),
+            Stream::Tls(t) => t.poll_write(cx, buf),
+        }
+    }
+
+    /// Sends whatever a TLS session has queued (a plain socket queues nothing).
+    pub fn poll_flush(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self {
+            Stream::Tcp(_) => Poll::Ready(Ok(())),
+            Stream::Tls(t) => t.poll_flush(cx),
         }
     }
 
