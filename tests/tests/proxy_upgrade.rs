@@ -234,3 +234,46 @@ fn bytes_sent_with_the_upgrade_request_reach_the_upstream_after_the_101() {
     seen.recv_timeout(Duration::from_secs(5)).unwrap();
     assert_eq!(seen.recv_timeout(Duration::from_secs(5)).unwrap(), "early bytes");
 }
+
+#[test]
+fn a_limit_data_fault_closes_the_tunnel_after_its_bytes() {
+    let p = proxy(echo_server(), 1, |c| {
+        c.faults = vec![rule(r#"{"match": {"path_prefix": "/cut"}, "action": {"limit_data": {"bytes": 1000}}}"#)]
+    });
+    let mut ws = connect(p.local_addr(), "/cut");
+    let mut echoed = 0;
+    for _ in 0..100 {
+        if ws.send(Message::binary(vec![7u8; 100])).is_err() {
+            break;
+        }
+        match ws.read() {
+            Ok(_) => echoed += 1,
+            Err(_) => break,
+        }
+    }
+    // Each echo is 102 bytes on the wire (a 2-byte frame header): nine fit in 1000 bytes, the
+    // tenth is cut, and the tunnel with it.
+    assert_eq!(echoed, 9);
+    assert!(ws.read().is_err());
+}
+
+#[test]
+fn latency_upstream_delays_each_message_to_the_server() {
+    let p = proxy(echo_server(), 1, |c| {
+        c.faults = vec![rule(
+            r#"{"match": {"path_prefix": "/far"}, "action": {"latency": {"ms": 30, "direction": "upstream"}}}"#,
+        )]
+    });
+    let mut ws = connect(p.local_addr(), "/far");
+    let mut trips: Vec<Duration> = (0..20)
+        .map(|_| {
+            let t = Instant::now();
+            ws.send(Message::text("ping")).unwrap();
+            ws.read().unwrap();
+            t.elapsed()
+        })
+        .collect();
+    trips.sort();
+    let median = trips[trips.len() / 2];
+    assert!(median >= Duration::from_millis(30) && median < Duration::from_millis(60), "median round trip {median:?}");
+}

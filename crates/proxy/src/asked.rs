@@ -42,7 +42,8 @@ pub(crate) fn apply<'a>(header: impl Fn(&str) -> Option<&'a [u8]>, d: &mut Decis
     }
     if let Some(v) = header(BANDWIDTH) {
         let bps = number(BANDWIDTH, v, "a number of bytes per second, at least 1", 1, u64::MAX)?;
-        d.throttle = Some(d.throttle.map_or(bps, |t| t.min(bps)));
+        let shape = crate::shape::Shape { bytes_per_s: Some(bps), ..Default::default() };
+        d.stream(crate::faults::FaultKind::Bandwidth, crate::faults::Direction::Downstream, shape);
     }
     if let Some(v) = header(ABORT) {
         let status = number(ABORT, v, "a status within 200..599", 200, 599)? as u16;
@@ -95,10 +96,11 @@ mod tests {
 
     #[test]
     fn fields_add_to_the_decision_and_bad_values_are_named() {
-        let mut d = Decision { delay: Duration::from_millis(5), throttle: Some(100), ..Default::default() };
+        let mut d = Decision { delay: Duration::from_millis(5), ..Default::default() };
+        d.down.bytes_per_s = Some(100);
         apply(lookup(&[(DELAY, "50"), (BANDWIDTH, "1000"), ("X-Engine-Fault-Abort-Status", "429")]), &mut d).unwrap();
         assert_eq!(d.delay, Duration::from_millis(55));
-        assert_eq!(d.throttle, Some(100));
+        assert_eq!(d.down.bytes_per_s, Some(100));
         match &d.end {
             Some(End::Respond { head, .. }) => assert!(head.starts_with(b"HTTP/1.1 429 Too Many Requests\r\n")),
             _ => panic!("no abort"),

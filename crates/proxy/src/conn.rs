@@ -14,14 +14,12 @@ use crate::faults::FaultKind;
 use crate::inject::{Decision, End};
 use crate::iobuf::IoBuf;
 use crate::pool::Upstream;
+use crate::shape::{Shape, Shaper};
 use crate::shard::Shard;
 use crate::slot::{Slot, Wait};
 use crate::stats::{route_of, UpstreamError};
 use engine_http::forward::{allowed_upgrades, downstream_response, reason, upstream_request, UpstreamHead};
 use engine_http::request::{self, Framing};
-
-/// How a throttled response is paced: one slice per this interval.
-const THROTTLE_SLICE: Duration = Duration::from_millis(50);
 
 /// What is kept of a request head once its buffer moves on.
 struct Prepared {
@@ -67,6 +65,16 @@ struct Conn {
     out: Vec<u8>,
     /// The protocols of the current request's upgrade offered upstream (those allowed).
     offer: Vec<u8>,
+    /// The stream faults of the current request, to the upstream and to the client.
+    shapes: (Shape, Shape),
+}
+
+/// Why a shaped write to the upstream stopped.
+enum UpWrite {
+    /// The socket failed or timed out.
+    Reset,
+    /// A `limit_data` fault's bytes have passed: the connections are cut.
+    Limit,
 }
 
 pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer: std::net::IpAddr, slot: Rc<Slot>) {
@@ -82,6 +90,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
         up_head: Vec::new(),
         out: Vec::new(),
         offer: Vec::new(),
+        shapes: Default::default(),
     };
     loop {
         match c.one_request().await {
@@ -92,6 +101,10 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
                 break;
             }
         }
+    }
+    // A slow_close fault holds the client's connection open a while after the proxy is done.
+    if let Some(hold) = c.shapes.1.slow_close {
+        glommio::timer::sleep(Duration::from_millis(hold)).await;
     }
 }
 
@@ -241,14 +254,19 @@ impl Conn {
             self.shard.stats.borrow_mut().fault(FaultKind::Delay);
             glommio::timer::sleep(decision.delay).await;
         }
-        if decision.throttle.is_some() {
-            self.shard.stats.borrow_mut().fault(FaultKind::Throttle);
+        if decision.stream_kinds != 0 {
+            let mut stats = self.shard.stats.borrow_mut();
+            FaultKind::ALL
+                .iter()
+                .filter(|k| decision.stream_kinds & 1 << **k as u32 != 0)
+                .for_each(|k| stats.fault(*k));
         }
+        self.shapes = (decision.up, decision.down);
 
-        let mut result = self.exchange(&prep, decision.throttle, false).await;
+        let mut result = self.exchange(&prep, false).await;
         if let Err(Failed::Upstream { retryable: true, .. }) = result {
             // A pooled connection the upstream had closed while idle: once more on a fresh one.
-            result = self.exchange(&prep, decision.throttle, true).await;
+            result = self.exchange(&prep, true).await;
         }
         // A tunnel holds no concurrency slot: the fault limits requests, and its request ended.
         drop(_permit);
@@ -276,9 +294,8 @@ impl Conn {
     }
 
     /// Forwards one request and its response.
-    async fn exchange(&mut self, prep: &Prepared, throttle: Option<u64>, fresh: bool) -> Result<Next, Failed> {
+    async fn exchange(&mut self, prep: &Prepared, fresh: bool) -> Result<Next, Failed> {
         let shard = self.shard.clone();
-        let limits = &shard.shared.limits;
         let has_body = prep.framing != Framing::None;
         let mut up = upstream(&shard, fresh, has_body).await?;
         // Only a request the upstream cannot have acted on is sent twice.
@@ -289,18 +306,19 @@ impl Conn {
             retryable: retryable && !answered && error != UpstreamError::Timeout,
         };
 
+        let mut to_up = Shaper::new(self.shapes.0);
+        let mut to_down = Shaper::new(self.shapes.1);
         let sent = {
-            let _armed = self.slot.arm(Wait::Upstream, up.stream.fd(), self.deadline(limits.upstream_timeout));
-            let w = up.stream.write_all(&self.up_head).await;
-            if w.is_err() || self.slot.expired().is_some() {
-                return Err(lost(UpstreamError::Reset, false));
+            match self.send_up(&mut up, &self.up_head, &mut to_up).await {
+                Ok(()) => {}
+                Err(UpWrite::Reset) => return Err(lost(UpstreamError::Reset, false)),
+                Err(UpWrite::Limit) => return Err(Failed::Client),
             }
-            drop(_armed);
             if prep.expect_continue && has_body && self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
                 return Err(Failed::Client);
             }
             if has_body {
-                self.send_body(&mut up, prep.framing).await?;
+                self.send_body(&mut up, prep.framing, &mut to_up).await?;
             }
             Instant::now()
         };
@@ -340,17 +358,17 @@ impl Conn {
         // The head, with whatever body bytes came with it, in one write.
         let (n, mut done) = body.feed(&up.buf[head_len..]).map_err(|_| lost(UpstreamError::Invalid, true))?;
         let mut out = std::mem::take(&mut self.out);
-        let wrote = if throttle.is_none() {
-            out.extend_from_slice(&up.buf[head_len..head_len + n]);
-            self.write_client(&out).await
-        } else {
-            match self.write_paced(&out, throttle).await {
-                Ok(()) => self.write_paced(&up.buf[head_len..head_len + n], throttle).await,
+        let wrote = if to_down.active() {
+            match self.write_shaped(&out, &mut to_down).await {
+                Ok(()) => self.write_shaped(&up.buf[head_len..head_len + n], &mut to_down).await,
                 e => e,
             }
+        } else {
+            out.extend_from_slice(&up.buf[head_len..head_len + n]);
+            self.write_client(&out).await.map_err(|_| Failed::Client)
         };
         self.out = out;
-        wrote.map_err(|_| Failed::Client)?;
+        wrote?;
         let mut leftover = head_len + n < up.buf.len();
         let single_read = done && reads == 1;
         // From here the client has the head: a failure can only cut the connection.
@@ -366,7 +384,7 @@ impl Conn {
             let (n, end) = body.feed(&up.buf).map_err(|_| lost(UpstreamError::Invalid, true))?;
             done = end;
             leftover = n < up.buf.len();
-            self.write_paced(&up.buf[..n], throttle).await.map_err(|_| Failed::Client)?;
+            self.write_shaped(&up.buf[..n], &mut to_down).await?;
         }
         {
             // A response that came in one read ended at its first byte: no second clock read.
@@ -418,7 +436,11 @@ impl Conn {
         shard.stats.borrow_mut().tunnel_opened();
         shard.tunnels.set(shard.tunnels.get() + 1);
         let opened = Instant::now();
-        let _ = crate::tunnel::splice(&shard, &self.slot, &mut self.down, &mut up.stream).await;
+        // The read buffers become the tunnel's: the connection reads no more HTTP.
+        let bufs = (std::mem::replace(&mut self.buf, IoBuf::with_capacity(0)).into_vec(), up.buf.into_vec());
+        let _ = crate::tunnel::splice(&shard, &self.slot, &mut self.down, &mut up.stream, self.shapes, bufs).await;
+        // The tunnel held its own close.
+        self.shapes.1.slow_close = None;
         shard.tunnels.set(shard.tunnels.get() - 1);
         shard.stats.borrow_mut().tunnel_closed(opened.elapsed());
     }
@@ -439,23 +461,22 @@ impl Conn {
 
     /// Streams the request body from the client to the upstream, starting with what is
     /// already buffered; bytes of a pipelined next request stay in the buffer.
-    async fn send_body(&mut self, up: &mut Upstream, framing: Framing) -> Result<(), Failed> {
+    async fn send_body(&mut self, up: &mut Upstream, framing: Framing, to_up: &mut Shaper) -> Result<(), Failed> {
         let mut body = match framing {
             Framing::Length(n) => BodyDecoder::length(n),
             Framing::Chunked => BodyDecoder::chunked(),
             Framing::None => return Ok(()),
         };
         let idle = self.shard.shared.limits.idle_timeout;
-        let upstream_timeout = self.shard.shared.limits.upstream_timeout;
         loop {
             if !self.buf.is_empty() {
                 let (n, done) = body.feed(&self.buf).map_err(|_| Failed::Client)?;
-                let w = {
-                    let _armed = self.slot.arm(Wait::Upstream, up.stream.fd(), self.deadline(upstream_timeout));
-                    up.stream.write_all(&self.buf[..n]).await
-                };
-                if w.is_err() || self.slot.expired().is_some() {
-                    return Err(Failed::Upstream { error: UpstreamError::Reset, answered: false, retryable: false });
+                match self.send_up(up, &self.buf[..n], to_up).await {
+                    Ok(()) => {}
+                    Err(UpWrite::Reset) => {
+                        return Err(Failed::Upstream { error: UpstreamError::Reset, answered: false, retryable: false })
+                    }
+                    Err(UpWrite::Limit) => return Err(Failed::Client),
                 }
                 self.buf.consume(n);
                 if done {
@@ -469,13 +490,39 @@ impl Conn {
         }
     }
 
-    /// Writes `bytes`, at most `rate` bytes per second when throttled.
-    async fn write_paced(&mut self, bytes: &[u8], rate: Option<u64>) -> io::Result<()> {
-        let Some(rate) = rate else { return self.write_client(bytes).await };
-        let slice = ((rate as f64 * THROTTLE_SLICE.as_secs_f64()) as usize).max(1);
-        for piece in bytes.chunks(slice) {
-            self.write_client(piece).await?;
-            glommio::timer::sleep(Duration::from_secs_f64(piece.len() as f64 / rate as f64)).await;
+    /// Writes `bytes` to the client under the downstream stream faults; a data limit reached
+    /// cuts the connection.
+    async fn write_shaped(&mut self, bytes: &[u8], s: &mut Shaper) -> Result<(), Failed> {
+        if !s.active() {
+            return self.write_client(bytes).await.map_err(|_| Failed::Client);
+        }
+        pause(s.before_chunk()).await;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = s.piece(rest.len()).map_err(|_| Failed::Client)?;
+            self.write_client(&rest[..n]).await.map_err(|_| Failed::Client)?;
+            rest = &rest[n..];
+            pause(s.wrote(n)).await;
+        }
+        Ok(())
+    }
+
+    /// Writes `bytes` to the upstream (within the upstream timeout) under the upstream stream faults.
+    async fn send_up(&self, up: &mut Upstream, bytes: &[u8], s: &mut Shaper) -> Result<(), UpWrite> {
+        let timeout = self.shard.shared.limits.upstream_timeout;
+        pause(s.before_chunk()).await;
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            let n = if s.active() { s.piece(rest.len()).map_err(|_| UpWrite::Limit)? } else { rest.len() };
+            let w = {
+                let _armed = self.slot.arm(Wait::Upstream, up.stream.fd(), self.deadline(timeout));
+                up.stream.write_all(&rest[..n]).await
+            };
+            if w.is_err() || self.slot.expired().is_some() {
+                return Err(UpWrite::Reset);
+            }
+            rest = &rest[n..];
+            pause(s.wrote(n)).await;
         }
         Ok(())
     }
@@ -528,6 +575,13 @@ async fn upstream(shard: &Shard, fresh: bool, has_body: bool) -> Result<Upstream
         shard.stats.borrow_mut().tls_upstream.handshake(Some(took), resumed);
     }
     Ok(up)
+}
+
+/// Waits `d` (nothing at all when it is zero: the common, unfaulted case).
+async fn pause(d: Duration) {
+    if !d.is_zero() {
+        glommio::timer::sleep(d).await;
+    }
 }
 
 /// A deadline that never comes (a wait only a close or a drain ends).

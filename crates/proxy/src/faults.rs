@@ -122,6 +122,52 @@ pub enum Action {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         burst: Option<u32>,
     },
+    /// Stream faults, on bodies and upgrade tunnels, in one direction: each chunk that passes
+    /// waits `ms` plus a uniform random part up to `jitter_ms`.
+    Latency {
+        ms: u64,
+        #[serde(default)]
+        jitter_ms: u64,
+        #[serde(default)]
+        direction: Direction,
+    },
+    /// At most `bytes_per_s` (`throttle` is the downstream case).
+    Bandwidth {
+        bytes_per_s: u64,
+        #[serde(default)]
+        direction: Direction,
+    },
+    /// Writes cut into slices of at most `max_bytes`, `gap_ms` apart.
+    Slicer {
+        max_bytes: u64,
+        #[serde(default)]
+        gap_ms: u64,
+        #[serde(default)]
+        direction: Direction,
+    },
+    /// The connection is closed once `bytes` have passed (the rest is cut off).
+    LimitData {
+        bytes: u64,
+        #[serde(default)]
+        direction: Direction,
+    },
+    /// The close is held `ms` after the proxy would have closed: downstream, the client's
+    /// connection; upstream, a tunnel's half-close towards the upstream.
+    SlowClose {
+        ms: u64,
+        #[serde(default)]
+        direction: Direction,
+    },
+}
+
+/// Which way a stream fault acts: on bytes to the upstream (request bodies, a tunnel's client
+/// side) or to the client (response bodies, a tunnel's upstream side).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Direction {
+    Upstream,
+    #[default]
+    Downstream,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -153,10 +199,15 @@ pub enum FaultKind {
     Overload,
     /// Refused by a rate limit.
     RateLimit,
+    Latency,
+    Bandwidth,
+    Slicer,
+    LimitData,
+    SlowClose,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 7] = [
+    pub const ALL: [FaultKind; 12] = [
         FaultKind::Delay,
         FaultKind::Abort,
         FaultKind::Reset,
@@ -164,6 +215,11 @@ impl FaultKind {
         FaultKind::Hang,
         FaultKind::Overload,
         FaultKind::RateLimit,
+        FaultKind::Latency,
+        FaultKind::Bandwidth,
+        FaultKind::Slicer,
+        FaultKind::LimitData,
+        FaultKind::SlowClose,
     ];
 
     pub fn name(self) -> &'static str {
@@ -175,6 +231,11 @@ impl FaultKind {
             FaultKind::Hang => "hang",
             FaultKind::Overload => "concurrency",
             FaultKind::RateLimit => "rate_limit",
+            FaultKind::Latency => "latency",
+            FaultKind::Bandwidth => "bandwidth",
+            FaultKind::Slicer => "slicer",
+            FaultKind::LimitData => "limit_data",
+            FaultKind::SlowClose => "slow_close",
         }
     }
 }
@@ -262,6 +323,13 @@ impl Rule {
                 Ok(())
             }
             Action::Throttle { bytes_per_s: 0 } => bad("throttle bytes_per_s must be at least 1".into()),
+            Action::Bandwidth { bytes_per_s: 0, .. } => bad("bandwidth bytes_per_s must be at least 1".into()),
+            Action::Latency { ms, jitter_ms, .. } if ms.saturating_add(*jitter_ms) > 3_600_000 => {
+                bad("latency above one hour".into())
+            }
+            Action::Slicer { max_bytes: 0, .. } => bad("slicer max_bytes must be at least 1".into()),
+            Action::Slicer { gap_ms, .. } if *gap_ms > 60_000 => bad("slicer gap_ms above one minute".into()),
+            Action::SlowClose { ms, .. } if *ms > 3_600_000 => bad("slow_close above one hour".into()),
             Action::Concurrency { limit: 0, .. } => bad("concurrency limit must be at least 1".into()),
             Action::Concurrency { limit, queue_timeout_ms, .. } => {
                 if (*limit as usize) < shards {

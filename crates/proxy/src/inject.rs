@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use engine_http::template::Rng;
 use glommio::sync::Semaphore;
 
-use crate::faults::{Action, Distribution, FaultBook, Rule};
+use crate::faults::{Action, Direction, Distribution, FaultBook, FaultKind, Rule};
+use crate::shape::Shape;
 use engine_http::forward::reason;
 
 /// What the faults ask of one request.
@@ -19,12 +20,26 @@ use engine_http::forward::reason;
 pub(crate) struct Decision {
     /// Wait this long before forwarding.
     pub delay: Duration,
-    /// Send the response at most this many bytes per second.
-    pub throttle: Option<u64>,
+    /// Stream faults on the bytes to the upstream and to the client.
+    pub up: Shape,
+    pub down: Shape,
+    /// The stream faults that acted (bit `FaultKind as usize`), counted once the request goes on.
+    pub stream_kinds: u32,
     /// Hold a slot of this limit while upstream.
     pub limiter: Option<Rc<Limiter>>,
     /// Answer without forwarding.
     pub end: Option<End>,
+}
+
+impl Decision {
+    /// A stream fault of `kind` on the bytes going `way`.
+    pub fn stream(&mut self, kind: FaultKind, way: Direction, shape: Shape) {
+        self.stream_kinds |= 1 << kind as u32;
+        match way {
+            Direction::Upstream => self.up.add(&shape),
+            Direction::Downstream => self.down.add(&shape),
+        }
+    }
 }
 
 pub(crate) enum End {
@@ -204,8 +219,9 @@ impl ShardFaults {
         }
     }
 
-    /// Walks the rules in order for one request. Delays add up, the slowest throttle wins,
-    /// and the first rule that answers (abort, reset, hang, a refused rate) ends the walk.
+    /// Walks the rules in order for one request. Delays add up, stream faults combine (see
+    /// [`Shape::add`]), and the first rule that answers (abort, reset, hang, a refused rate)
+    /// ends the walk.
     pub fn decide<'a>(
         &mut self,
         method: &str,
@@ -234,7 +250,38 @@ impl ShardFaults {
                     d.delay += Duration::from_secs_f64((*ms as f64 + jitter).max(0.0) / 1000.0);
                 }
                 (Action::Throttle { bytes_per_s }, _) => {
-                    d.throttle = Some(d.throttle.map_or(*bytes_per_s, |t| t.min(*bytes_per_s)));
+                    d.stream(
+                        FaultKind::Throttle,
+                        Direction::Downstream,
+                        Shape { bytes_per_s: Some(*bytes_per_s), ..Default::default() },
+                    );
+                }
+                (Action::Latency { ms, jitter_ms, direction }, _) => {
+                    d.stream(
+                        FaultKind::Latency,
+                        *direction,
+                        Shape { latency: Some((*ms, *jitter_ms)), ..Default::default() },
+                    );
+                }
+                (Action::Bandwidth { bytes_per_s, direction }, _) => {
+                    d.stream(
+                        FaultKind::Bandwidth,
+                        *direction,
+                        Shape { bytes_per_s: Some(*bytes_per_s), ..Default::default() },
+                    );
+                }
+                (Action::Slicer { max_bytes, gap_ms, direction }, _) => {
+                    d.stream(
+                        FaultKind::Slicer,
+                        *direction,
+                        Shape { slice: Some((*max_bytes, *gap_ms)), ..Default::default() },
+                    );
+                }
+                (Action::LimitData { bytes, direction }, _) => {
+                    d.stream(FaultKind::LimitData, *direction, Shape { limit: Some(*bytes), ..Default::default() });
+                }
+                (Action::SlowClose { ms, direction }, _) => {
+                    d.stream(FaultKind::SlowClose, *direction, Shape { slow_close: Some(*ms), ..Default::default() });
                 }
                 (Action::Concurrency { .. }, State::Limit(l)) if d.limiter.is_none() => {
                     d.limiter = Some(l.clone());

@@ -48,6 +48,11 @@ impl IoBuf {
         IoBuf { data: vec![0; n.max(16)], start: 0, end: 0 }
     }
 
+    /// The buffer's memory, for another use (an upgrade tunnel's).
+    pub fn into_vec(self) -> Vec<u8> {
+        self.data
+    }
+
     /// Drops the first `n` unread bytes.
     pub fn consume(&mut self, n: usize) {
         self.start = (self.start + n).min(self.end);

@@ -35,6 +35,7 @@ pub mod limits;
 mod metrics;
 mod pool;
 mod server;
+mod shape;
 mod shard;
 mod slot;
 pub mod stats;

@@ -15,12 +15,13 @@ use std::time::Duration;
 use engine_runtime::fd::{shutdown, How};
 use engine_tls::{ClientConnection, ServerConnection, Side, Stream};
 
+use crate::shape::{Shape, Shaper};
 use crate::shard::Shard;
 use crate::slot::{Slot, Wait};
 
-/// Bytes read from one side before they are written to the other: two such buffers are most
-/// of what an open tunnel costs.
-const CHUNK: usize = 8 * 1024;
+/// Bytes read from one side before they are written to the other: two such buffers (the
+/// connection's own read buffers, reused) are most of what an open tunnel costs.
+const CHUNK: usize = 4 * 1024;
 
 /// Bytes moved through a tunnel, each way.
 #[derive(Debug, Default, Clone, Copy)]
@@ -33,18 +34,34 @@ pub(crate) struct Moved {
 
 /// One direction: bytes read from one side, waiting to be written to the other.
 struct Half {
-    buf: Box<[u8]>,
+    buf: Vec<u8>,
     at: usize,
     end: usize,
     /// The reading side closed: once the buffer is written, the writing side is half-closed.
     eof: bool,
     done: bool,
     moved: u64,
+    /// The stream faults of this direction, and the wait they impose now.
+    shaper: Shaper,
+    wait: Option<glommio::timer::Timer>,
+    /// A slow_close fault: how long to hold the half-close once the reading side closed.
+    hold: Option<Duration>,
 }
 
 impl Half {
-    fn new() -> Self {
-        Half { buf: vec![0; CHUNK].into_boxed_slice(), at: 0, end: 0, eof: false, done: false, moved: 0 }
+    /// A direction reading into `buf` (whatever it held is dropped).
+    fn new(shape: Shape, mut buf: Vec<u8>) -> Self {
+        buf.resize(CHUNK, 0);
+        buf.shrink_to(CHUNK);
+        let shaper = Shaper::new(shape);
+        let hold = shaper.slow_close();
+        Half { buf, at: 0, end: 0, eof: false, done: false, moved: 0, shaper, wait: None, hold }
+    }
+
+    fn pause(&mut self, d: Duration) {
+        if !d.is_zero() {
+            self.wait = Some(glommio::timer::Timer::new(d));
+        }
     }
 
     /// Moves bytes until `from` has nothing more for now (`Pending`) or has closed and all
@@ -56,20 +73,37 @@ impl Half {
         to: &mut Stream<B>,
     ) -> Poll<io::Result<()>> {
         while !self.done {
-            while self.at < self.end {
-                match to.poll_write(cx, &self.buf[self.at..self.end]) {
+            if let Some(t) = &mut self.wait {
+                if Pin::new(t).poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                self.wait = None;
+            }
+            if self.at < self.end {
+                let piece = match self.shaper.piece(self.end - self.at) {
+                    Ok(n) => n,
+                    Err(_) => return Poll::Ready(Err(io::Error::other("a limit_data fault's bytes have passed"))),
+                };
+                match to.poll_write(cx, &self.buf[self.at..self.at + piece]) {
                     Poll::Ready(Ok(0)) => return Poll::Ready(Err(io::ErrorKind::WriteZero.into())),
                     Poll::Ready(Ok(n)) => {
                         self.at += n;
                         self.moved += n as u64;
+                        let wait = self.shaper.wrote(n);
+                        self.pause(wait);
                     }
                     other => return other.map(|r| r.map(drop)),
                 }
+                continue;
             }
             if let Poll::Ready(Err(e)) = to.poll_flush(cx) {
                 return Poll::Ready(Err(e));
             }
             if self.eof {
+                if let Some(hold) = self.hold.take() {
+                    self.pause(hold);
+                    continue;
+                }
                 // TLS: the peer sees the end of the stream without close_notify, as it would
                 // from the server the proxy stands in for closing its socket.
                 shutdown(to.fd(), How::Write);
@@ -78,7 +112,11 @@ impl Half {
             }
             match from.poll_read(cx, &mut self.buf) {
                 Poll::Ready(Ok(0)) => self.eof = true,
-                Poll::Ready(Ok(n)) => (self.at, self.end) = (0, n),
+                Poll::Ready(Ok(n)) => {
+                    (self.at, self.end) = (0, n);
+                    let wait = self.shaper.before_chunk();
+                    self.pause(wait);
+                }
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending => return Poll::Pending,
             }
@@ -88,17 +126,21 @@ impl Half {
 }
 
 /// The tunnel between `down` (the client) and `up` until both halves close or it ends
-/// otherwise; bytes moved are counted into the shard's figures as they go.
+/// otherwise, under the stream faults `shapes` (to the upstream, to the client), reading into
+/// `bufs` (from the client, from the upstream); bytes moved are counted into the shard's
+/// figures as they go.
 pub(crate) async fn splice(
     shard: &Shard,
     slot: &Slot,
     down: &mut Stream<ServerConnection>,
     up: &mut Stream<ClientConnection>,
+    shapes: (Shape, Shape),
+    bufs: (Vec<u8>, Vec<u8>),
 ) -> (Moved, io::Result<()>) {
     let idle = shard.shared.limits.idle_timeout;
     let _armed = slot.arm(Wait::Tunnel, up.fd(), shard.deadline(idle));
-    let mut s =
-        Splice { shard, slot, idle, down, up, to_up: Half::new(), to_down: Half::new(), counted: Moved::default() };
+    let (to_up, to_down) = (Half::new(shapes.0, bufs.0), Half::new(shapes.1, bufs.1));
+    let mut s = Splice { shard, slot, idle, down, up, to_up, to_down, counted: Moved::default() };
     let r = (&mut s).await;
     (s.counted, r)
 }
