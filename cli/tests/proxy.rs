@@ -1,6 +1,8 @@
 //! `engine proxy` as a user runs it: flags and their errors, bounded memory while bodies
 //! stream through, SIGTERM drains.
 
+mod require;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -242,4 +244,46 @@ fn the_default_connection_limit_follows_the_open_files_limit() {
     let _ = child.wait();
     // (1000 - 64 reserved - 16 for the shard) / 2 = 460.
     assert!(line.contains("at most 460 client connections (open-files limit)"), "{line}");
+}
+
+/// `--fault-headers` from a client that is not on loopback: ignored without the admin token,
+/// honoured with it. In a network namespace of its own, with a non-loopback address on its
+/// loopback interface, so no packet leaves the machine.
+#[test]
+fn fault_fields_from_a_remote_client_need_the_admin_token() {
+    require!("root", "curl");
+    let dir = std::env::temp_dir().join(format!("engine-fault-fields-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("token"), "fault-token-0123456789\n").unwrap();
+    let script = format!(
+        r#"set -e
+ip link set lo up
+ip addr add 10.9.9.9/32 dev lo
+{engine} target --listen 127.0.0.1:8090 > /dev/null 2>&1 &
+T=$!
+{engine} proxy --listen 0.0.0.0:8091 --upstream 127.0.0.1:8090 --admin 127.0.0.1:9901 --admin-token-file {dir}/token --fault-headers > /dev/null 2>&1 &
+P=$!
+trap 'kill $T $P' EXIT
+for i in $(seq 50); do (echo > /dev/tcp/10.9.9.9/8091) 2>/dev/null && break; sleep 0.1; done
+took() {{ curl -s -o /dev/null -w '%{{time_total}}' -H 'x-engine-fault-delay-ms: 300' "$@"; }}
+echo "remote=$(took --interface 10.9.9.9 http://10.9.9.9:8091/)"
+echo "remote_token=$(took --interface 10.9.9.9 -H 'x-engine-fault-token: fault-token-0123456789' http://10.9.9.9:8091/)"
+echo "remote_wrong=$(took --interface 10.9.9.9 -H 'x-engine-fault-token: guess' http://10.9.9.9:8091/)"
+echo "local=$(took http://127.0.0.1:8091/)"
+"#,
+        engine = env!("CARGO_BIN_EXE_engine"),
+        dir = dir.display(),
+    );
+    let o = Command::new("unshare").args(["-n", "bash", "-c", &script]).output().expect("unshare runs (root)");
+    let out = String::from_utf8_lossy(&o.stdout).to_string();
+    let secs = |k: &str| -> f64 {
+        out.lines().find_map(|l| l.strip_prefix(&format!("{k}="))).and_then(|v| v.trim().parse().ok()).unwrap_or(-1.0)
+    };
+    let _ = std::fs::remove_dir_all(&dir);
+    for (who, delayed) in [("remote", false), ("remote_wrong", false), ("remote_token", true), ("local", true)] {
+        let t = secs(who);
+        assert!(t >= 0.0, "{who}: no answer\n{out}{}", String::from_utf8_lossy(&o.stderr));
+        assert_eq!(t >= 0.3, delayed, "{who} took {t} s\n{out}");
+    }
 }

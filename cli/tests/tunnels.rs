@@ -43,6 +43,7 @@ fn serve(mut conn: TcpStream) {
             return;
         }
         if String::from_utf8_lossy(&peek[..n]).to_ascii_lowercase().contains("upgrade: websocket") {
+            lower_priority();
             let Ok(mut ws) = tungstenite::accept(conn) else { return };
             while let Ok(m) = ws.read() {
                 if (m.is_text() || m.is_binary()) && ws.send(m).is_err() {
@@ -90,6 +91,17 @@ fn proxy(upstream: SocketAddr) -> Proxy {
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
     let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap().parse().unwrap();
     Proxy { child, addr }
+}
+
+/// The tunnels' own threads (two thousand of them, on the CPU the blast and the plain
+/// upstream share) yield to the plain requests' hops: the test measures the proxy, not how
+/// the scheduler orders a crowded CPU.
+fn lower_priority() {
+    // SAFETY: plain syscalls on the calling thread (Linux applies PRIO_PROCESS to a thread id).
+    unsafe {
+        let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
+        libc::setpriority(libc::PRIO_PROCESS, tid, 19);
+    }
 }
 
 fn last_cpu() -> usize {
@@ -144,6 +156,7 @@ fn tunnel(addr: SocketAddr, i: u64, stop: Arc<AtomicBool>, counts: Counts) -> th
     thread::Builder::new()
         .stack_size(128 * 1024)
         .spawn(move || {
+            lower_priority();
             let tcp = TcpStream::connect(addr).unwrap();
             tcp.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
             let mut ws = match tungstenite::client(format!("ws://{addr}/ws/{i}"), tcp) {

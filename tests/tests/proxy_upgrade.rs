@@ -277,3 +277,29 @@ fn latency_upstream_delays_each_message_to_the_server() {
     let median = trips[trips.len() / 2];
     assert!(median >= Duration::from_millis(30) && median < Duration::from_millis(60), "median round trip {median:?}");
 }
+
+#[test]
+fn early_hints_and_trailers_pass_through() {
+    let (up, _seen) = scripted_upstream(
+        b"HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\n\
+          HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nTrailer: X-Checksum\r\n\r\n2\r\nok\r\n0\r\nX-Checksum: 47\r\n\r\n",
+    );
+    let p = proxy(up, 1, |_| {});
+    let mut c = TcpStream::connect(p.local_addr()).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    c.write_all(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n").unwrap();
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    while !got.ends_with(b"X-Checksum: 47\r\n\r\n") {
+        match c.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => got.extend_from_slice(&chunk[..n]),
+        }
+    }
+    let got = String::from_utf8_lossy(&got);
+    assert!(
+        got.starts_with("HTTP/1.1 103 Early Hints\r\nLink: </a.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\n"),
+        "{got}"
+    );
+    assert!(got.ends_with("\r\n2\r\nok\r\n0\r\nX-Checksum: 47\r\n\r\n"), "{got}");
+}

@@ -168,8 +168,10 @@ fn push_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
 /// An upstream response head, as far as the proxy needs it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UpstreamHead {
-    /// A 1xx interim response of `len` bytes: dropped (the proxy answers `Expect` itself).
-    Interim { len: usize },
+    /// A 1xx interim response of `len` bytes. `relay`: its head for the client is written (a
+    /// `103 Early Hints`, say); a `100 Continue` is dropped (the proxy answers `Expect`
+    /// itself), and so is any 1xx to an HTTP/1.0 client, which cannot take one.
+    Interim { len: usize, relay: bool },
     /// `101 Switching Protocols` to a protocol the request offered: the head for the client is
     /// written; after its `len` bytes the connection is the new protocol's, both ways.
     Switch { len: usize },
@@ -219,7 +221,18 @@ pub fn downstream_response(
         return Ok(Some(UpstreamHead::Switch { len }));
     }
     if (100..200).contains(&status) {
-        return Ok(Some(UpstreamHead::Interim { len }));
+        let relay = status != 100 && client_version == 1;
+        if relay {
+            out.clear();
+            let reason = parsed.reason.filter(|r| !r.is_empty()).unwrap_or("Early Hints");
+            let _ = write!(out, "HTTP/1.1 {status} {reason}\r\n");
+            let hop = HopByHop::of(parsed.headers, &RESPONSE_HOP_BY_HOP);
+            for h in parsed.headers.iter().filter(|h| !hop.contains(h.name)) {
+                push_field(out, h.name.as_bytes(), h.value);
+            }
+            out.extend_from_slice(b"\r\n");
+        }
+        return Ok(Some(UpstreamHead::Interim { len, relay }));
     }
     let headers = &*parsed.headers;
     let framing = framing(status, parsed.version.unwrap_or(1), headers, head_request)?;
@@ -371,7 +384,7 @@ mod tests {
         assert!(String::from_utf8_lossy(&out).contains("Connection: close\r\n"));
         assert_eq!(
             downstream_response(b"HTTP/1.1 100 Continue\r\n\r\n", false, false, 1, None, &mut out),
-            Ok(Some(UpstreamHead::Interim { len: 25 }))
+            Ok(Some(UpstreamHead::Interim { len: 25, relay: false }))
         );
         // Fields the upstream's Connection names stay between it and the proxy.
         let named =
@@ -384,6 +397,21 @@ mod tests {
         assert_eq!(downstream_response(b"HTTP/1.1 200 OK\r\n", false, false, 1, None, &mut out), Ok(None));
         assert!(downstream_response(b"HTTP/1.1 200 OK\r\nContent-Length: x\r\n\r\n", false, false, 1, None, &mut out)
             .is_err());
+    }
+
+    #[test]
+    fn early_hints_are_relayed_to_http_1_1_clients_only() {
+        let hints = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\nConnection: x\r\nX: 1\r\n\r\n";
+        let mut out = Vec::new();
+        assert_eq!(
+            downstream_response(hints, false, false, 1, None, &mut out),
+            Ok(Some(UpstreamHead::Interim { len: hints.len(), relay: true }))
+        );
+        assert_eq!(out, b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n");
+        assert_eq!(
+            downstream_response(hints, false, false, 0, None, &mut out),
+            Ok(Some(UpstreamHead::Interim { len: hints.len(), relay: false }))
+        );
     }
 
     #[test]

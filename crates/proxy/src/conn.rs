@@ -323,7 +323,8 @@ impl Conn {
             Instant::now()
         };
 
-        // The response head (1xx interim responses are dropped: the proxy answered Expect itself).
+        // The response head, after any 1xx interim ones (relayed but for 100 Continue: the
+        // proxy answered Expect itself).
         let mut ttfb = None;
         let mut reads = 0u32;
         let (status, head_len, mut body, reusable, close) = loop {
@@ -332,8 +333,11 @@ impl Conn {
                 let close = !prep.keep_alive || shard.draining();
                 let offer = prep.upgrade.then_some(&self.offer[..]);
                 match downstream_response(&up.buf, prep.head_request, close, prep.version, offer, &mut self.out) {
-                    Ok(Some(UpstreamHead::Interim { len })) => {
+                    Ok(Some(UpstreamHead::Interim { len, relay })) => {
                         up.buf.consume(len);
+                        if relay {
+                            self.write_out().await?;
+                        }
                         continue;
                     }
                     Ok(Some(UpstreamHead::Switch { len })) => {
@@ -398,6 +402,14 @@ impl Conn {
             shard.pool.put(up, shard.now());
         }
         Ok(if close { Next::Close } else { Next::KeepAlive })
+    }
+
+    /// Writes the head made in `self.out` to the client.
+    async fn write_out(&mut self) -> Result<(), Failed> {
+        let out = std::mem::take(&mut self.out);
+        let wrote = self.write_client(&out).await;
+        self.out = out;
+        wrote.map_err(|_| Failed::Client)
     }
 
     /// Passes the upstream's `101` (head in `self.out`, `len` bytes of `up.buf`) to the client,
