@@ -110,6 +110,11 @@ pub struct ProxyArgs {
     /// sends the admin token in x-engine-fault-token; never forwarded (dropped even without this)
     #[arg(long)]
     pub fault_headers: bool,
+    /// Pass `Expect: 100-continue` on to the upstream and relay its answer (a 100, or a final
+    /// refusal before the body is sent) instead of answering 100 at once; after 1 s of upstream
+    /// silence the proxy sends its own 100
+    #[arg(long)]
+    pub forward_expect: bool,
 }
 
 pub fn main(args: ProxyArgs) -> u8 {
@@ -278,6 +283,7 @@ fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
         upstream_tls,
         upgrades: upgrades(&args.upgrade)?,
         fault_headers: args.fault_headers,
+        forward_expect: args.forward_expect,
     })
 }
 

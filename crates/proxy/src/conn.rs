@@ -7,6 +7,7 @@ use std::io;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use engine_http::response::parse_response_head;
 use engine_http::{header_slots, BodyDecoder};
 use engine_tls::{ServerConnection, Stream};
 
@@ -20,6 +21,12 @@ use crate::slot::{Slot, Wait};
 use crate::stats::{route_of, UpstreamError};
 use engine_http::forward::{allowed_upgrades, downstream_response, reason, upstream_request, UpstreamHead};
 use engine_http::request::{self, Framing};
+
+/// The interim answer to `Expect: 100-continue`.
+const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
+/// With `--forward-expect`, how long the upstream may stay silent before the proxy tells the
+/// client to send its body anyway (curl waits one second, then sends it).
+const EXPECT_WAIT: Duration = Duration::from_secs(1);
 
 /// What is kept of a request head once its buffer moves on.
 struct Prepared {
@@ -182,6 +189,11 @@ impl Conn {
                         upgrade.then_some(&self.offer[..]),
                         &mut self.up_head,
                     );
+                    if shared.forward_expect && head.expect_continue && head.framing != Framing::None {
+                        // Before the head's final blank line.
+                        self.up_head.truncate(self.up_head.len() - 2);
+                        self.up_head.extend_from_slice(b"Expect: 100-continue\r\n\r\n");
+                    }
                     let prep = Prepared {
                         framing: head.framing,
                         keep_alive: head.keep_alive,
@@ -308,20 +320,8 @@ impl Conn {
 
         let mut to_up = Shaper::new(self.shapes.0);
         let mut to_down = Shaper::new(self.shapes.1);
-        let sent = {
-            match self.send_up(&mut up, &self.up_head, &mut to_up).await {
-                Ok(()) => {}
-                Err(UpWrite::Reset) => return Err(lost(UpstreamError::Reset, false)),
-                Err(UpWrite::Limit) => return Err(Failed::Client),
-            }
-            if prep.expect_continue && has_body && self.write_client(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
-                return Err(Failed::Client);
-            }
-            if has_body {
-                self.send_body(&mut up, prep.framing, &mut to_up).await?;
-            }
-            Instant::now()
-        };
+        let body_sent = self.send_request(&mut up, prep, &mut to_up, &lost).await?;
+        let sent = Instant::now();
 
         // The response head, after any 1xx interim ones (relayed but for 100 Continue: the
         // proxy answered Expect itself).
@@ -330,7 +330,7 @@ impl Conn {
         let (status, head_len, mut body, reusable, close) = loop {
             if !up.buf.is_empty() {
                 // A drain that began while the request was upstream closes the connection after it.
-                let close = !prep.keep_alive || shard.draining();
+                let close = !prep.keep_alive || shard.draining() || !body_sent;
                 let offer = prep.upgrade.then_some(&self.offer[..]);
                 match downstream_response(&up.buf, prep.head_request, close, prep.version, offer, &mut self.out) {
                     Ok(Some(UpstreamHead::Interim { len, relay })) => {
@@ -358,6 +358,9 @@ impl Conn {
             ttfb.get_or_insert_with(|| sent.elapsed());
         };
         let ttfb = ttfb.unwrap_or_default();
+        // A body the upstream answered without: the client may still send it, so neither
+        // connection carries another request (the head above says `Connection: close`).
+        let reusable = reusable && body_sent;
 
         // The head, with whatever body bytes came with it, in one write.
         let (n, mut done) = body.feed(&up.buf[head_len..]).map_err(|_| lost(UpstreamError::Invalid, true))?;
@@ -402,6 +405,77 @@ impl Conn {
             shard.pool.put(up, shard.now());
         }
         Ok(if close { Next::Close } else { Next::KeepAlive })
+    }
+
+    /// Sends the request's head and body upstream; `Ok(false)` when the upstream answered an
+    /// `Expect: 100-continue` finally, before asking for the body (`--forward-expect`): the
+    /// answer is in `up.buf` and the body was not sent.
+    async fn send_request(
+        &mut self,
+        up: &mut Upstream,
+        prep: &Prepared,
+        to_up: &mut Shaper,
+        lost: &dyn Fn(UpstreamError, bool) -> Failed,
+    ) -> Result<bool, Failed> {
+        match self.send_up(up, &self.up_head, to_up).await {
+            Ok(()) => {}
+            Err(UpWrite::Reset) => return Err(lost(UpstreamError::Reset, false)),
+            Err(UpWrite::Limit) => return Err(Failed::Client),
+        }
+        if prep.framing == Framing::None {
+            return Ok(true);
+        }
+        if prep.expect_continue {
+            if self.shard.shared.forward_expect {
+                if !self.await_continue(up, lost).await? {
+                    return Ok(false);
+                }
+            } else if self.write_client(CONTINUE).await.is_err() {
+                return Err(Failed::Client);
+            }
+        }
+        self.send_body(up, prep.framing, to_up).await?;
+        Ok(true)
+    }
+
+    /// The upstream's answer to `Expect: 100-continue`: its `100` is relayed (`true`); a final
+    /// answer stays in `up.buf` for the response loop (`false`); after [`EXPECT_WAIT`] of
+    /// silence the proxy sends its own `100` (`true`), as clients do when they stop waiting.
+    async fn await_continue(
+        &mut self,
+        up: &mut Upstream,
+        lost: &dyn Fn(UpstreamError, bool) -> Failed,
+    ) -> Result<bool, Failed> {
+        let until = Instant::now() + EXPECT_WAIT;
+        loop {
+            let mut slots = header_slots();
+            match parse_response_head(&up.buf, &mut slots) {
+                Ok(Some((len, head))) if head.code == Some(100) => {
+                    up.buf.consume(len);
+                    break;
+                }
+                // Another interim answer (102, 103) is not the go-ahead.
+                Ok(Some((len, head))) if head.code.is_some_and(|c| (102..200).contains(&c)) => up.buf.consume(len),
+                // A final answer, or bytes the response loop will call invalid.
+                Ok(Some(_)) | Err(_) => return Ok(false),
+                Ok(None) => {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    let read = async { Some(self.read_upstream(up).await) };
+                    let silence = async {
+                        glommio::timer::sleep(wait).await;
+                        None
+                    };
+                    match futures_lite::future::or(read, silence).await {
+                        None => break,
+                        Some(Ok(n)) if n > 0 => {}
+                        Some(Ok(_)) => return Err(lost(UpstreamError::Reset, false)),
+                        Some(Err(e)) => return Err(lost(e, false)),
+                    }
+                }
+            }
+        }
+        self.write_client(CONTINUE).await.map_err(|_| Failed::Client)?;
+        Ok(true)
     }
 
     /// Writes the head made in `self.out` to the client.

@@ -106,6 +106,9 @@ pub struct ProxyConfig {
     pub upgrades: Vec<String>,
     /// Honour `x-engine-fault-*` request fields (from loopback clients, or with the admin token).
     pub fault_headers: bool,
+    /// Pass `Expect: 100-continue` to the upstream and relay its answer, instead of answering
+    /// `100 Continue` at once.
+    pub forward_expect: bool,
 }
 
 /// TLS on the proxy's listener: the configuration in force, and the files it came from (a
@@ -158,6 +161,7 @@ impl ProxyConfig {
             upstream_tls: None,
             upgrades: vec!["websocket".to_string()],
             fault_headers: false,
+            forward_expect: false,
         })
     }
 }
@@ -192,6 +196,7 @@ pub(crate) struct Shared {
     pub upstream_tls: Option<engine_tls::Client>,
     pub upgrades: Vec<String>,
     pub fault_headers: bool,
+    pub forward_expect: bool,
     /// The admin token: a non-loopback client's fault fields count only with it.
     pub admin_token: Option<String>,
 }
@@ -296,6 +301,7 @@ impl Proxy {
             upstream_tls: cfg.upstream_tls,
             upgrades: cfg.upgrades,
             fault_headers: cfg.fault_headers,
+            forward_expect: cfg.forward_expect,
             admin_token: cfg.admin_token.clone(),
         });
         shared.published.lock().unwrap_or_else(|e| e.into_inner()).totals = ShardStats::new(shared.routes.len());
