@@ -10,6 +10,8 @@
 //! - `server`, `shard`, `conn`, `pool`: one executor per CPU (its loops; what it owns), one
 //!   task per client connection, a keep-alive pool to the upstream per shard.
 //! - `tunnel`: an upgraded connection (WebSocket) spliced to its upstream connection, both ways.
+//! - `shape`: stream faults on the bytes going one way (latency, bandwidth, slices, a data
+//!   limit, a held close); `asked`: the faults a request asks for in `x-engine-fault-*` fields.
 //! - [`stats`]: per-shard server-side latency histograms and counters, merged once per tick.
 //! - `admin`, `metrics`: the admin API (JSON) and its Prometheus metrics (the `metrics` facade).
 //!

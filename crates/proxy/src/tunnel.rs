@@ -96,8 +96,11 @@ impl Half {
                 }
                 continue;
             }
-            if let Poll::Ready(Err(e)) = to.poll_flush(cx) {
-                return Poll::Ready(Err(e));
+            match to.poll_flush(cx) {
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                // Queued TLS bytes go out before the half-close.
+                Poll::Pending if self.eof => return Poll::Pending,
+                _ => {}
             }
             if self.eof {
                 if let Some(hold) = self.hold.take() {
