@@ -2,7 +2,7 @@
 //! N WebSocket tunnels with echo traffic while a blast sends plain requests through it, and
 //! the blast's p99 is compared with a run without tunnels.
 //!
-//!   ENGINE_TUNNELS=1000 ENGINE_TUNNEL_SECS=30 cargo test --release -p engine-cli --test tunnels -- --ignored --nocapture
+//!   ENGINE_TUNNELS=1000 ENGINE_TUNNEL_SECS=10 ENGINE_TUNNEL_ROUNDS=5 cargo test --release -p engine-cli --test tunnels -- --ignored --nocapture
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
@@ -191,7 +191,8 @@ fn tunnel(addr: SocketAddr, i: u64, stop: Arc<AtomicBool>, counts: Counts) -> th
 #[test]
 #[ignore = "minutes and thousands of threads: run by hand (see the file's comment)"]
 fn a_thousand_tunnels_beside_plain_requests() {
-    let (tunnels, secs) = (env("ENGINE_TUNNELS", 1000), env("ENGINE_TUNNEL_SECS", 30));
+    let (tunnels, secs, rounds) =
+        (env("ENGINE_TUNNELS", 1000), env("ENGINE_TUNNEL_SECS", 30), env("ENGINE_TUNNEL_ROUNDS", 1));
     leave_last_cpu();
     let up = upstream();
     let p = proxy(up);
@@ -199,38 +200,47 @@ fn a_thousand_tunnels_beside_plain_requests() {
     // ENGINE_TUNNEL_CONTROL=1 sends the plain requests straight to the upstream: what the
     // test's own threads cost the blast, with the proxy out of the plain path.
     let plain = if env("ENGINE_TUNNEL_CONTROL", 0) == 1 { up } else { p.addr };
-    let (alone_p99, alone_errors) = blast(plain, secs);
-
-    let counts = Counts::default();
-    let stop = Arc::new(AtomicBool::new(false));
-    let clients: Vec<_> = (0..tunnels).map(|i| tunnel(p.addr, i, stop.clone(), counts.clone())).collect();
-    let (open, failed, echoed) = (counts.open.clone(), counts.failed.clone(), counts.echoed.clone());
-    let started = Instant::now();
-    while open.load(Ordering::Relaxed) + failed.load(Ordering::Relaxed) < tunnels
-        && started.elapsed() < Duration::from_secs(60)
-    {
-        thread::sleep(Duration::from_millis(100));
+    // Rounds of a blast alone, then one beside the tunnels: the baseline of a shared VM moves
+    // from minute to minute, so each pair is compared within itself.
+    let mut ratios = Vec::new();
+    let mut held_rss = 0;
+    for round in 1..=rounds {
+        let (alone_p99, alone_errors) = blast(plain, secs);
+        let counts = Counts::default();
+        let stop = Arc::new(AtomicBool::new(false));
+        let clients: Vec<_> = (0..tunnels).map(|i| tunnel(p.addr, i, stop.clone(), counts.clone())).collect();
+        let started = Instant::now();
+        while counts.open.load(Ordering::Relaxed) + counts.failed.load(Ordering::Relaxed) < tunnels
+            && started.elapsed() < Duration::from_secs(60)
+        {
+            thread::sleep(Duration::from_millis(100));
+        }
+        let (with_p99, with_errors) = blast(plain, secs);
+        held_rss = held_rss.max(rss_kib(p.child.id(), "VmRSS:"));
+        stop.store(true, Ordering::Relaxed);
+        for c in clients {
+            let _ = c.join();
+        }
+        let (open, echoed, failed) = (
+            counts.open.load(Ordering::Relaxed),
+            counts.echoed.load(Ordering::Relaxed),
+            counts.failed.load(Ordering::Relaxed),
+        );
+        eprintln!(
+            "round {round}: {open} tunnels open at once, {echoed} echoes, {failed} failed; plain p99 {alone_p99:.3} ms \
+             alone, {with_p99:.3} ms beside the tunnels ({:.2}x); blast errors {alone_errors}, {with_errors}",
+            with_p99 / alone_p99
+        );
+        assert_eq!((open, failed), (tunnels, 0));
+        assert_eq!((alone_errors, with_errors), (0, 0));
+        ratios.push(with_p99 / alone_p99);
     }
-    let (with_p99, with_errors) = blast(plain, secs);
-    let held_rss = rss_kib(p.child.id(), "VmRSS:");
-    stop.store(true, Ordering::Relaxed);
-    for c in clients {
-        let _ = c.join();
-    }
+    ratios.sort_by(f64::total_cmp);
+    let median = ratios[ratios.len() / 2];
     let peak = rss_kib(p.child.id(), "VmHWM:");
-    // Alone again: the baseline of a shared VM moves from minute to minute.
-    let (after_p99, after_errors) = blast(plain, secs);
     eprintln!(
-        "{tunnels} tunnels for {secs} s: {} open at once, {} echoes, {} failed; proxy RSS idle {idle_rss} KiB, \
-         with the tunnels {held_rss} KiB, peak {peak} KiB; plain p99 {alone_p99:.3} ms alone, {with_p99:.3} ms beside \
-         the tunnels ({:.2}x), {after_p99:.3} ms alone after; blast errors {alone_errors}, {with_errors}, {after_errors}",
-        open.load(Ordering::Relaxed),
-        echoed.load(Ordering::Relaxed),
-        failed.load(Ordering::Relaxed),
-        with_p99 / alone_p99
+        "{tunnels} tunnels, {rounds} rounds of {secs} s: proxy RSS idle {idle_rss} KiB, with the tunnels {held_rss} KiB, \
+         peak {peak} KiB; p99 beside / alone per round {ratios:.2?}, median {median:.2}x"
     );
-    assert_eq!(failed.load(Ordering::Relaxed), 0);
-    assert_eq!((alone_errors, with_errors, after_errors), (0, 0, 0));
-    let alone = alone_p99.min(after_p99);
-    assert!(with_p99 <= 2.0 * alone, "plain p99 {alone} ms alone, {with_p99} ms beside the tunnels");
+    assert!(median <= 2.0, "plain p99 beside the tunnels / alone: {ratios:.2?}");
 }
