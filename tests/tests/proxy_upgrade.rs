@@ -379,3 +379,27 @@ fn a_drain_closes_open_tunnels_at_once() {
     assert!(ws.read().is_err() || ws.read().is_err());
     assert!(start.elapsed() < Duration::from_secs(2), "the tunnel outlived the drain by {:?}", start.elapsed());
 }
+
+#[test]
+fn an_idle_tunnel_closes_after_the_idle_timeout_and_a_busy_one_does_not() {
+    let p = proxy(echo_server(), 1, |c| c.limits.idle_timeout = Duration::from_millis(400));
+    let mut busy = connect(p.local_addr(), "/busy");
+    let mut idle = connect(p.local_addr(), "/idle");
+    // Bytes every 100 ms keep one tunnel open well past the timeout.
+    let mut keep_busy = |for_ms: u64| {
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(for_ms) {
+            busy.send(Message::text("tick")).unwrap();
+            assert_eq!(busy.read().unwrap(), Message::text("tick"));
+            thread::sleep(Duration::from_millis(100));
+        }
+    };
+    keep_busy(1200);
+    // The other sat idle: closed between the timeout and the timeout plus two ticks.
+    assert!(idle.read().is_err());
+    // Still busy while the shards publish (twice a second).
+    keep_busy(700);
+    let stats = serde_json::to_value(p.stats()).unwrap();
+    assert_eq!(stats["tunnels"]["closed"], 1, "{stats}");
+    assert_eq!(stats["tunnels"]["open"], 1, "{stats}");
+}
