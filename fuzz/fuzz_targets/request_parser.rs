@@ -22,7 +22,7 @@ fuzz_target!(|data: &[u8]| {
         assert!(!matches!(parse(&data[..cut], &mut s), Ok(Some(_))));
     }
     let mut out = Vec::new();
-    engine_http::forward::upstream_request(&head, b"127.0.0.1", "127.0.0.1:1", head.upgrade, &mut out);
+    engine_http::forward::upstream_request(&head, b"127.0.0.1", "127.0.0.1:1", head.upgrade, true, &mut out);
     let mut again = header_slots();
     let twice = parse(&out, &mut again).expect("the rendered head parses").expect("and is complete");
     assert_eq!(twice.len, out.len());

@@ -4,12 +4,11 @@
 mod proxy_support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
-use proxy_support::proxy;
+use proxy_support::{proxy, read_head_into, serve_each};
 
 /// How the upstream answers the head of a request that expects 100-continue.
 #[derive(Clone, Copy)]
@@ -24,43 +23,32 @@ enum Upstream {
 
 /// An upstream acting as `how`; it reports each request head, then the body it received.
 fn upstream(how: Upstream) -> (SocketAddr, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-            let mut buf = Vec::new();
-            let mut chunk = [0u8; 4096];
-            while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-                match conn.read(&mut chunk) {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                }
+    let addr = serve_each(move |mut conn| {
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut buf = Vec::new();
+        let Some(end) = read_head_into(&mut conn, &mut buf) else { return };
+        let _ = tx.send(String::from_utf8_lossy(&buf[..end]).into_owned());
+        let mut body = buf[end..].to_vec();
+        match how {
+            Upstream::Refuse => {
+                let _ = conn.write_all(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n");
+                return;
             }
-            let end = buf.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
-            let _ = tx.send(String::from_utf8_lossy(&buf[..end]).into_owned());
-            let mut body = buf[end..].to_vec();
-            match how {
-                Upstream::Refuse => {
-                    let _ = conn.write_all(b"HTTP/1.1 417 Expectation Failed\r\nContent-Length: 0\r\n\r\n");
-                    continue;
-                }
-                Upstream::Continue => {
-                    let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
-                }
-                Upstream::Silent => {}
+            Upstream::Continue => {
+                let _ = conn.write_all(b"HTTP/1.1 100 Continue\r\n\r\n");
             }
-            while body.len() < 5 {
-                match conn.read(&mut chunk) {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => body.extend_from_slice(&chunk[..n]),
-                }
-            }
-            let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
-            let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+            Upstream::Silent => {}
         }
+        let mut chunk = [0u8; 4096];
+        while body.len() < 5 {
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => body.extend_from_slice(&chunk[..n]),
+            }
+        }
+        let _ = tx.send(String::from_utf8_lossy(&body).into_owned());
+        let _ = conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     });
     (addr, rx)
 }

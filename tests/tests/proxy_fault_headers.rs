@@ -3,40 +3,25 @@
 
 mod proxy_support;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
+use std::io::Write;
+use std::net::SocketAddr;
 use std::sync::mpsc;
 use std::thread;
 use std::time::{Duration, Instant};
 
-use proxy_support::{proxy, Client};
+use proxy_support::{proxy, read_head_into, serve_each, Client};
 
 /// A keep-alive upstream answering `200 ok` at once, sending every request head it reads.
 fn recording_upstream() -> (SocketAddr, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let tx = tx.clone();
-            thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 4096];
-                loop {
-                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                        let head: Vec<u8> = buf.drain(..end + 4).collect();
-                        let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
-                        if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
-                            return;
-                        }
-                    }
-                    match conn.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
-                    }
-                }
-            });
+    let addr = serve_each(move |mut conn| {
+        let mut buf = Vec::new();
+        while let Some(end) = read_head_into(&mut conn, &mut buf) {
+            let head: Vec<u8> = buf.drain(..end).collect();
+            let _ = tx.send(String::from_utf8_lossy(&head).into_owned());
+            if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                return;
+            }
         }
     });
     (addr, rx)

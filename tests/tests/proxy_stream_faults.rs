@@ -4,13 +4,12 @@
 mod proxy_support;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::sync::mpsc;
-use std::thread;
 use std::time::{Duration, Instant};
 
 use engine_proxy::Rule;
-use proxy_support::proxy;
+use proxy_support::{proxy, serve_each};
 
 fn rule(json: &str) -> Rule {
     serde_json::from_str(json).unwrap()
@@ -19,48 +18,40 @@ fn rule(json: &str) -> Rule {
 /// An upstream answering each request with `size` bytes of body in one write; for a request
 /// with a body it reports how long the body took to arrive from the first byte of the request.
 fn upstream(size: usize) -> (SocketAddr, mpsc::Receiver<(usize, Duration)>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let tx = tx.clone();
-            thread::spawn(move || {
-                let mut buf = Vec::new();
-                let mut chunk = [0u8; 65536];
-                let mut first = None;
-                loop {
-                    let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
-                    if let Some(end) = head_end {
-                        let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
-                        let len: usize = head
-                            .lines()
-                            .find_map(|l| l.strip_prefix("content-length:"))
-                            .and_then(|v| v.trim().parse().ok())
-                            .unwrap_or(0);
-                        if buf.len() >= end + len {
-                            let took = first.map_or(Duration::ZERO, |f: Instant| f.elapsed());
-                            let _ = tx.send((len, took));
-                            buf.drain(..end + len);
-                            first = None;
-                            let mut reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n").into_bytes();
-                            reply.extend(std::iter::repeat_n(b'b', size));
-                            if conn.write_all(&reply).is_err() {
-                                return;
-                            }
-                            continue;
-                        }
+    let addr = serve_each(move |mut conn| {
+        let mut buf = Vec::new();
+        let mut chunk = [0u8; 65536];
+        let mut first = None;
+        loop {
+            let head_end = buf.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4);
+            if let Some(end) = head_end {
+                let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
+                let len: usize = head
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                if buf.len() >= end + len {
+                    let took = first.map_or(Duration::ZERO, |f: Instant| f.elapsed());
+                    let _ = tx.send((len, took));
+                    buf.drain(..end + len);
+                    first = None;
+                    let mut reply = format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n").into_bytes();
+                    reply.extend(std::iter::repeat_n(b'b', size));
+                    if conn.write_all(&reply).is_err() {
+                        return;
                     }
-                    match conn.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => {
-                            first.get_or_insert_with(Instant::now);
-                            buf.extend_from_slice(&chunk[..n]);
-                        }
-                    }
+                    continue;
                 }
-            });
+            }
+            match conn.read(&mut chunk) {
+                Ok(0) | Err(_) => return,
+                Ok(n) => {
+                    first.get_or_insert_with(Instant::now);
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+            }
         }
     });
     (addr, rx)

@@ -195,6 +195,35 @@ impl Drop for Upstream {
     }
 }
 
+/// A server on a free loopback port that hands each connection to `handle`, a thread each.
+pub fn serve_each(handle: impl Fn(TcpStream) + Send + Sync + 'static) -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handle = Arc::new(handle);
+    thread::spawn(move || {
+        for conn in listener.incoming().flatten() {
+            let handle = handle.clone();
+            thread::spawn(move || handle(conn));
+        }
+    });
+    addr
+}
+
+/// Reads from `conn` into `buf` until it holds a whole head: the head's length, final CRLF
+/// included, or `None` if the connection ended first.
+pub fn read_head_into(conn: &mut TcpStream, buf: &mut Vec<u8>) -> Option<usize> {
+    let mut chunk = [0u8; 4096];
+    loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            return Some(i + 4);
+        }
+        match conn.read(&mut chunk) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+    }
+}
+
 /// An admin API request; returns the status and body.
 pub fn admin(addr: SocketAddr, method: &str, path: &str, body: Option<&str>, extra: &str) -> (u16, String) {
     let mut c = Client::connect(addr);

@@ -11,7 +11,7 @@ use std::thread;
 use std::time::{Duration, Instant};
 
 use engine_proxy::Rule;
-use proxy_support::{admin, proxy, Client};
+use proxy_support::{admin, proxy, read_head_into, serve_each, Client};
 use tungstenite::{Message, WebSocket};
 
 fn rule(json: &str) -> Rule {
@@ -20,22 +20,14 @@ fn rule(json: &str) -> Rule {
 
 /// A WebSocket echo server: a thread per connection, every data message sent back as is.
 fn echo_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(conn) = conn else { continue };
-            thread::spawn(move || {
-                let Ok(mut ws) = tungstenite::accept(conn) else { return };
-                while let Ok(m) = ws.read() {
-                    if (m.is_text() || m.is_binary()) && ws.send(m).is_err() {
-                        return;
-                    }
-                }
-            });
+    serve_each(|conn| {
+        let Ok(mut ws) = tungstenite::accept(conn) else { return };
+        while let Ok(m) = ws.read() {
+            if (m.is_text() || m.is_binary()) && ws.send(m).is_err() {
+                return;
+            }
         }
-    });
-    addr
+    })
 }
 
 fn connect(proxy: SocketAddr, path: &str) -> WebSocket<TcpStream> {
@@ -128,30 +120,19 @@ fn a_delay_on_the_upgrade_path_delays_the_handshake_only() {
 
 /// An upstream that answers the first request with `reply` and keeps what it received.
 fn scripted_upstream(reply: &'static [u8]) -> (SocketAddr, mpsc::Receiver<String>) {
-    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-    let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::channel();
-    thread::spawn(move || {
-        for conn in listener.incoming() {
-            let Ok(mut conn) = conn else { continue };
-            let tx = tx.clone();
-            thread::spawn(move || {
-                conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-                let mut got = Vec::new();
-                let mut chunk = [0u8; 4096];
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match conn.read(&mut chunk) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&chunk[..n]),
-                    }
-                }
-                let _ = tx.send(String::from_utf8_lossy(&got).into_owned());
-                let _ = conn.write_all(reply);
-                // Whatever comes next would be tunnel bytes: keep them too.
-                if let Ok(n) = conn.read(&mut chunk) {
-                    let _ = tx.send(String::from_utf8_lossy(&chunk[..n]).into_owned());
-                }
-            });
+    let addr = serve_each(move |mut conn| {
+        conn.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut got = Vec::new();
+        if read_head_into(&mut conn, &mut got).is_none() {
+            return;
+        }
+        let _ = tx.send(String::from_utf8_lossy(&got).into_owned());
+        let _ = conn.write_all(reply);
+        // Whatever comes next would be tunnel bytes: keep them too.
+        let mut chunk = [0u8; 4096];
+        if let Ok(n) = conn.read(&mut chunk) {
+            let _ = tx.send(String::from_utf8_lossy(&chunk[..n]).into_owned());
         }
     });
     (addr, rx)

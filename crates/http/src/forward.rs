@@ -24,12 +24,14 @@ fn is_fault_field(name: &str) -> bool {
 /// HTTP version (a 1.0 client gets no chunked response it cannot read), keeps every end-to-end
 /// field, and restates the body framing the parser validated. `client` is the client's
 /// address as text (formatted once per connection). `upgrade`: the protocols offered to the
-/// upstream (see [`allowed_upgrades`]), if the request is to upgrade.
+/// upstream (see [`allowed_upgrades`]), if the request is to upgrade. `expect`: the upstream,
+/// not the proxy, answers the request's `Expect: 100-continue` (a request with a body).
 pub fn upstream_request(
     head: &RequestHead<'_, '_>,
     client: &[u8],
     upstream_host: &str,
     upgrade: Option<&[u8]>,
+    expect: bool,
     out: &mut Vec<u8>,
 ) {
     out.clear();
@@ -72,6 +74,9 @@ pub fn upstream_request(
             out.extend_from_slice(b"\r\n");
         }
         Framing::Chunked => out.extend_from_slice(b"Transfer-Encoding: chunked\r\n"),
+    }
+    if expect && head.expect_continue && head.framing != Framing::None {
+        out.extend_from_slice(b"Expect: 100-continue\r\n");
     }
     if let Some(protocols) = upgrade {
         out.extend_from_slice(b"Connection: upgrade\r\n");
@@ -304,7 +309,7 @@ mod tests {
         let mut slots = header_slots();
         let head = parse(input, &mut slots).unwrap().unwrap();
         let mut out = Vec::new();
-        upstream_request(&head, b"10.0.0.7", "127.0.0.1:9000", None, &mut out);
+        upstream_request(&head, b"10.0.0.7", "127.0.0.1:9000", None, false, &mut out);
         String::from_utf8(out).unwrap()
     }
 
@@ -347,6 +352,22 @@ mod tests {
             out,
             "GET / HTTP/1.0\r\nHost: 127.0.0.1:9000\r\nX-Forwarded-For: 10.0.0.7\r\nVia: 1.0 engine-proxy\r\n\
              Connection: keep-alive\r\n\r\n"
+        );
+    }
+
+    #[test]
+    fn expect_goes_upstream_only_when_the_upstream_is_to_answer_it() {
+        let raw = b"PUT / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nExpect: 100-continue\r\n\r\n";
+        let mut slots = header_slots();
+        let head = parse(raw, &mut slots).unwrap().unwrap();
+        let mut out = Vec::new();
+        upstream_request(&head, b"c", "u", None, false, &mut out);
+        assert!(!String::from_utf8_lossy(&out).to_ascii_lowercase().contains("expect"));
+        upstream_request(&head, b"c", "u", None, true, &mut out);
+        assert!(
+            out.ends_with(b"Content-Length: 1\r\nExpect: 100-continue\r\n\r\n"),
+            "{}",
+            String::from_utf8_lossy(&out)
         );
     }
 
@@ -438,7 +459,7 @@ mod tests {
         .unwrap();
         assert_eq!(head.upgrade, Some(&b"websocket"[..]));
         let mut req = Vec::new();
-        upstream_request(&head, b"10.0.0.7", "u", Some(b"websocket"), &mut req);
+        upstream_request(&head, b"10.0.0.7", "u", Some(b"websocket"), false, &mut req);
         let req = String::from_utf8(req).unwrap();
         assert!(req.contains("Sec-WebSocket-Key: k\r\n"), "{req}");
         assert!(req.ends_with("Connection: upgrade\r\nUpgrade: websocket\r\n\r\n"), "{req}");

@@ -4,12 +4,11 @@
 //! admin token in `x-engine-fault-token`; the fields never go upstream either way (the codec
 //! drops every `x-engine-fault-*` field from forwarded heads).
 
-use std::rc::Rc;
 use std::time::Duration;
 
-use engine_http::forward::reason;
-
-use crate::inject::{Decision, End};
+use crate::faults::{Direction, FaultKind};
+use crate::inject::{canned, Decision, End};
+use crate::shape::Shape;
 
 pub const DELAY: &str = "x-engine-fault-delay-ms";
 pub const ABORT: &str = "x-engine-fault-abort-status";
@@ -42,23 +41,14 @@ pub(crate) fn apply<'a>(header: impl Fn(&str) -> Option<&'a [u8]>, d: &mut Decis
     }
     if let Some(v) = header(BANDWIDTH) {
         let bps = number(BANDWIDTH, v, "a number of bytes per second, at least 1", 1, u64::MAX)?;
-        let shape = crate::shape::Shape { bytes_per_s: Some(bps), ..Default::default() };
-        d.stream(crate::faults::FaultKind::Bandwidth, crate::faults::Direction::Downstream, shape);
+        d.stream(FaultKind::Bandwidth, Direction::Downstream, Shape { bytes_per_s: Some(bps), ..Default::default() });
     }
     if let Some(v) = header(ABORT) {
         let status = number(ABORT, v, "a status within 200..599", 200, 599)? as u16;
         if d.end.is_none() {
             let body = format!("engine-proxy: a {status} this request asked for ({ABORT})\n");
-            let head = format!(
-                "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nVia: 1.1 engine-proxy\r\n",
-                reason(status),
-                body.len()
-            );
-            d.end = Some(End::Respond {
-                head: Rc::from(head.into_bytes()),
-                body: Rc::from(body.into_bytes()),
-                kind: crate::faults::FaultKind::Abort,
-            });
+            let (head, body) = canned(status, None, std::iter::empty::<(&str, &str)>(), body.as_bytes());
+            d.end = Some(End::Respond { head, body, kind: FaultKind::Abort });
         }
     }
     Ok(())

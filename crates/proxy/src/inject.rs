@@ -181,16 +181,9 @@ impl ShardFaults {
     fn build(&self, rule: &Rule) -> State {
         match &rule.action {
             Action::Abort { status, retry_after_s, body, headers } => {
-                let body = body.clone().unwrap_or_default();
-                let mut head = format!("HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n", reason(*status), body.len());
-                if let Some(s) = retry_after_s {
-                    head.push_str(&format!("Retry-After: {s}\r\n"));
-                }
-                for (k, v) in headers {
-                    head.push_str(&format!("{k}: {v}\r\n"));
-                }
-                head.push_str("Via: 1.1 engine-proxy\r\n");
-                State::Abort { head: head.into_bytes().into(), body: body.into_bytes().into() }
+                let body = body.as_deref().unwrap_or_default().as_bytes();
+                let (head, body) = canned(*status, *retry_after_s, headers.iter(), body);
+                State::Abort { head, body }
             }
             Action::Concurrency { limit, queue, queue_timeout_ms } => {
                 let retry = queue_timeout_ms.div_ceil(1000).max(1);
@@ -244,44 +237,14 @@ impl ShardFaults {
                     continue;
                 }
             }
+            if let Some((kind, way, shape)) = Shape::of(&rule.action) {
+                d.stream(kind, way, shape);
+                continue;
+            }
             match (&rule.action, state) {
                 (Action::Delay { ms, jitter_ms, distribution }, _) => {
                     let jitter = random_jitter(&mut self.rng, *jitter_ms as f64, *distribution);
                     d.delay += Duration::from_secs_f64((*ms as f64 + jitter).max(0.0) / 1000.0);
-                }
-                (Action::Throttle { bytes_per_s }, _) => {
-                    d.stream(
-                        FaultKind::Throttle,
-                        Direction::Downstream,
-                        Shape { bytes_per_s: Some(*bytes_per_s), ..Default::default() },
-                    );
-                }
-                (Action::Latency { ms, jitter_ms, direction }, _) => {
-                    d.stream(
-                        FaultKind::Latency,
-                        *direction,
-                        Shape { latency: Some((*ms, *jitter_ms)), ..Default::default() },
-                    );
-                }
-                (Action::Bandwidth { bytes_per_s, direction }, _) => {
-                    d.stream(
-                        FaultKind::Bandwidth,
-                        *direction,
-                        Shape { bytes_per_s: Some(*bytes_per_s), ..Default::default() },
-                    );
-                }
-                (Action::Slicer { max_bytes, gap_ms, direction }, _) => {
-                    d.stream(
-                        FaultKind::Slicer,
-                        *direction,
-                        Shape { slice: Some((*max_bytes, *gap_ms)), ..Default::default() },
-                    );
-                }
-                (Action::LimitData { bytes, direction }, _) => {
-                    d.stream(FaultKind::LimitData, *direction, Shape { limit: Some(*bytes), ..Default::default() });
-                }
-                (Action::SlowClose { ms, direction }, _) => {
-                    d.stream(FaultKind::SlowClose, *direction, Shape { slow_close: Some(*ms), ..Default::default() });
                 }
                 (Action::Concurrency { .. }, State::Limit(l)) if d.limiter.is_none() => {
                     d.limiter = Some(l.clone());
@@ -343,11 +306,25 @@ fn refusal(status: u16, retry_after_s: u64) -> (Rc<[u8]>, Rc<[u8]>) {
     } else {
         b"overloaded: an engine-proxy concurrency fault\n"
     };
-    let head = format!(
-        "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nRetry-After: {retry_after_s}\r\nVia: 1.1 engine-proxy\r\n",
-        reason(status),
-        body.len()
-    );
+    canned(status, Some(retry_after_s), std::iter::empty::<(&str, &str)>(), body)
+}
+
+/// An answer the proxy gives itself: the head (status line and fields, without the blank
+/// line) and the body.
+pub(crate) fn canned<K: AsRef<str>, V: AsRef<str>>(
+    status: u16,
+    retry_after_s: Option<u64>,
+    headers: impl IntoIterator<Item = (K, V)>,
+    body: &[u8],
+) -> (Rc<[u8]>, Rc<[u8]>) {
+    let mut head = format!("HTTP/1.1 {status} {}\r\nContent-Length: {}\r\n", reason(status), body.len());
+    if let Some(s) = retry_after_s {
+        head.push_str(&format!("Retry-After: {s}\r\n"));
+    }
+    for (k, v) in headers {
+        head.push_str(&format!("{}: {}\r\n", k.as_ref(), v.as_ref()));
+    }
+    head.push_str("Via: 1.1 engine-proxy\r\n");
     (head.into_bytes().into(), body.into())
 }
 

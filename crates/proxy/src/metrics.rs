@@ -125,7 +125,7 @@ impl ProxyMetrics {
             gauge!("engine_proxy_connections_open").set(sum(|g| g.connections_open));
             gauge!("engine_proxy_concurrency_in_use").set(sum(|g| g.concurrency_in_use));
             gauge!("engine_proxy_queue_depth").set(sum(|g| g.queue_depth));
-            gauge!("engine_proxy_tunnels_open").set(sum(|g| g.tunnels_open));
+            gauge!("engine_proxy_tunnels_open").set(t.tunnels.open() as f64);
             counter!("engine_proxy_tunnels_total").absolute(t.tunnels.opened);
             counter!("engine_proxy_tunnel_bytes_total", "direction" => "upstream").absolute(t.tunnels.bytes_up);
             counter!("engine_proxy_tunnel_bytes_total", "direction" => "downstream").absolute(t.tunnels.bytes_down);

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use engine_http::template::Rng;
 
+use crate::faults::{Action, Direction, FaultKind};
+
 /// Bandwidth is paced in slices of this much time, as `throttle` always was.
 const PACE_SLICE: Duration = Duration::from_millis(50);
 
@@ -24,6 +26,32 @@ pub(crate) struct Shape {
 }
 
 impl Shape {
+    /// The stream fault a rule's action is, if it is one: its kind, its direction, its shape.
+    pub fn of(action: &Action) -> Option<(FaultKind, Direction, Shape)> {
+        let none = Shape::default();
+        Some(match *action {
+            Action::Throttle { bytes_per_s } => {
+                (FaultKind::Throttle, Direction::Downstream, Shape { bytes_per_s: Some(bytes_per_s), ..none })
+            }
+            Action::Latency { ms, jitter_ms, direction } => {
+                (FaultKind::Latency, direction, Shape { latency: Some((ms, jitter_ms)), ..none })
+            }
+            Action::Bandwidth { bytes_per_s, direction } => {
+                (FaultKind::Bandwidth, direction, Shape { bytes_per_s: Some(bytes_per_s), ..none })
+            }
+            Action::Slicer { max_bytes, gap_ms, direction } => {
+                (FaultKind::Slicer, direction, Shape { slice: Some((max_bytes, gap_ms)), ..none })
+            }
+            Action::LimitData { bytes, direction } => {
+                (FaultKind::LimitData, direction, Shape { limit: Some(bytes), ..none })
+            }
+            Action::SlowClose { ms, direction } => {
+                (FaultKind::SlowClose, direction, Shape { slow_close: Some(ms), ..none })
+            }
+            _ => return None,
+        })
+    }
+
     /// Shapes anything the bytes pass through (a held close alone does not).
     pub fn shapes_bytes(&self) -> bool {
         self.latency.is_some() || self.bytes_per_s.is_some() || self.slice.is_some() || self.limit.is_some()

@@ -32,8 +32,6 @@ pub(crate) struct Shard {
     now: Cell<Instant>,
     next_id: Cell<u64>,
     draining: Cell<bool>,
-    /// Upgrade tunnels open now.
-    pub tunnels: Cell<u64>,
 }
 
 impl Shard {
@@ -53,7 +51,6 @@ impl Shard {
             open: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
             draining: Cell::new(false),
-            tunnels: Cell::new(0),
             now: Cell::new(Instant::now()),
         })
     }
@@ -147,7 +144,6 @@ impl Shard {
             connections_open: self.open.borrow().len() as u64,
             concurrency_in_use: in_use,
             queue_depth: waiting,
-            tunnels_open: self.tunnels.get(),
         };
         let mut stats = self.stats.borrow_mut();
         let mut p = self.shared.published.lock().unwrap_or_else(|e| e.into_inner());

@@ -111,6 +111,12 @@ pub struct TunnelCounts {
 }
 
 impl TunnelCounts {
+    /// Open now: the totals count every tunnel opened and closed since the start, published
+    /// together each tick.
+    pub fn open(&self) -> u64 {
+        self.opened.saturating_sub(self.closed)
+    }
+
     fn add(&mut self, o: &TunnelCounts) {
         self.opened += o.opened;
         self.closed += o.closed;
@@ -289,7 +295,6 @@ pub struct Gauges {
     pub connections_open: u64,
     pub concurrency_in_use: u64,
     pub queue_depth: u64,
-    pub tunnels_open: u64,
 }
 
 /// The merge of every shard's published ticks since the start.
@@ -435,7 +440,7 @@ impl StatsReport {
                 upstream: TlsSide::of(&t.tls_upstream, true),
             },
             tunnels: TunnelReport {
-                open: gauge(|g| g.tunnels_open),
+                open: t.tunnels.open(),
                 opened: t.tunnels.opened,
                 closed: t.tunnels.closed,
                 bytes_upstream: t.tunnels.bytes_up,

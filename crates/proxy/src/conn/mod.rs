@@ -77,8 +77,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
         down,
         slot,
         peer: peer.to_string().into_bytes(),
-        loopback: peer.is_loopback()
-            || matches!(peer, std::net::IpAddr::V6(v6) if v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())),
+        loopback: peer.to_canonical().is_loopback(),
         // Most request heads are a few hundred bytes; buffers grow for the others.
         buf: IoBuf::with_capacity(2048),
         up_head: Vec::new(),
@@ -174,13 +173,9 @@ impl Conn {
                         &self.peer,
                         &self.shard.shared.upstream_host,
                         upgrade.then_some(&self.offer[..]),
+                        shared.forward_expect,
                         &mut self.up_head,
                     );
-                    if shared.forward_expect && head.expect_continue && head.framing != Framing::None {
-                        // Before the head's final blank line.
-                        self.up_head.truncate(self.up_head.len() - 2);
-                        self.up_head.extend_from_slice(b"Expect: 100-continue\r\n\r\n");
-                    }
                     let prep = Prepared {
                         framing: head.framing,
                         keep_alive: head.keep_alive,
@@ -436,14 +431,12 @@ impl Conn {
         // Idle as far as a drain is concerned: a drain closes tunnels at once.
         self.slot.busy.set(false);
         shard.stats.borrow_mut().tunnel_opened();
-        shard.tunnels.set(shard.tunnels.get() + 1);
         let opened = Instant::now();
         // The read buffers become the tunnel's: the connection reads no more HTTP.
         let bufs = (std::mem::replace(&mut self.buf, IoBuf::with_capacity(0)).into_vec(), up.buf.into_vec());
         let _ = crate::tunnel::splice(&shard, &self.slot, &mut self.down, &mut up.stream, self.shapes, bufs).await;
         // The tunnel held its own close.
         self.shapes.1.slow_close = None;
-        shard.tunnels.set(shard.tunnels.get() - 1);
         shard.stats.borrow_mut().tunnel_closed(opened.elapsed());
     }
 
