@@ -105,7 +105,11 @@ case "$gen" in
         f="$(grep -oP 'Failed requests:\s+\K\d+' "$out")"; n2="$(grep -oP 'Non-2xx responses:\s+\K\d+' "$out")"
         [[ -n "$f" ]] && errs=$(( f + ${n2:-0} )); detail="failed:${f:-NA},non2xx:${n2:-0}" ;;
     engine)
-        rep="$(grep -oP '"rps"\s*:\s*\K[0-9.]+|(?i)\brps[=: ]+\K[0-9.]+' "$out" | head -1)" ;;
+        rep="$(grep -oP '^\d+ requests in [0-9.]+s, \K[0-9.]+(?= req/s)' "$out" | head -1)"
+        # The summary's line: "errors      N (connect 0, timeout 0, ...)".
+        el="$(grep -P '^\s+errors\s+\d+ \(' "$out" | tail -1)"
+        errs="$(grep -oP '^\s+errors\s+\K\d+' <<<"$el")"
+        detail="$(grep -oP '\(\K[^)]*' <<<"$el" | tr -d ' ' | tr ',' '\n' | sed 's/\([a-z_]*\)\([0-9]*\)/\1:\2/' | paste -sd,)" ;;
 esac
 # Anything that looks like a fatal message from the tool when it failed.
 if [[ $rc -ne 0 && -z "$sample" ]]; then
