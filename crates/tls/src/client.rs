@@ -98,6 +98,8 @@ impl Client {
         config.alpn_protocols = vec![ALPN_HTTP1.to_vec()];
         // SSLKEYLOGFILE, as curl and browsers honour it, so Wireshark can read a capture.
         config.key_log = Arc::new(rustls::KeyLogFile::new());
+        // After the handshake the engine seals and opens TLS 1.3 records itself (records.rs).
+        config.enable_secret_extraction = true;
         let name = opts.servername.as_deref().unwrap_or(host);
         let name = ServerName::try_from(name.trim_start_matches('[').trim_end_matches(']').to_string())
             .map_err(|_| SetupError::BadName(name.to_string()))?;

@@ -18,18 +18,35 @@ use rustls::unbuffered::{
 };
 use rustls::HandshakeKind;
 
+use crate::records::Records;
 use crate::{Failure, Reason};
 
 /// The client and server connections: one type each in rustls, one driver here.
-pub trait Side: DerefMut<Target = UnbufferedConnectionCommon<Self::Data>> {
+pub trait Side: DerefMut<Target = UnbufferedConnectionCommon<Self::Data>> + Sized {
     type Data;
     fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data>;
+
+    /// After the handshake: the records sealed and opened by the engine's own record layer
+    /// (`records.rs`), not by rustls, where this side can (`Err`: it stays with rustls).
+    fn into_records(self: Box<Self>, _negotiated: Negotiated) -> Result<io::Result<Records>, Box<Self>> {
+        Err(self)
+    }
 }
 
 impl Side for UnbufferedClientConnection {
     type Data = ClientConnectionData;
     fn process<'c, 'i>(&'c mut self, incoming: &'i mut [u8]) -> UnbufferedStatus<'c, 'i, Self::Data> {
         self.process_tls_records(incoming)
+    }
+
+    fn into_records(self: Box<Self>, negotiated: Negotiated) -> Result<io::Result<Records>, Box<Self>> {
+        if self.protocol_version() != Some(rustls::ProtocolVersion::TLSv1_3) {
+            return Err(self);
+        }
+        Ok((*self)
+            .dangerous_into_kernel_connection()
+            .and_then(|(secrets, kernel)| Records::new(negotiated, secrets, kernel))
+            .map_err(Failure::rustls))
     }
 }
 
@@ -72,8 +89,17 @@ pub enum Need {
     Done,
 }
 
+/// Who seals and opens the records: rustls (the handshake, TLS 1.2, a server), or, once a
+/// client's TLS 1.3 handshake is done, [`Records`].
+enum Engine<S> {
+    Rustls(Box<S>),
+    Records(Box<Records>),
+    /// Only while one becomes the other.
+    Switching,
+}
+
 pub struct Session<S: Side> {
-    conn: S,
+    conn: Engine<S>,
     /// Ciphertext rustls has not discarded yet: the start of a record still arriving.
     pending: Vec<u8>,
     /// Plaintext that did not fit the caller's buffer, from `plain_at` on.
@@ -92,7 +118,7 @@ pub struct Session<S: Side> {
 impl<S: Side> Session<S> {
     pub fn new(conn: S) -> Self {
         Session {
-            conn,
+            conn: Engine::Rustls(Box::new(conn)),
             pending: Vec::new(),
             plain: Vec::new(),
             plain_at: 0,
@@ -106,7 +132,12 @@ impl<S: Side> Session<S> {
     /// Advances the handshake as far as it goes without the peer.
     pub fn handshake_step(&mut self) -> io::Result<Need> {
         loop {
-            let UnbufferedStatus { discard, state } = self.conn.process(&mut self.pending);
+            let conn = match &mut self.conn {
+                Engine::Rustls(conn) => conn,
+                Engine::Records(_) => return Ok(Need::Done),
+                Engine::Switching => return Err(switching()),
+            };
+            let UnbufferedStatus { discard, state } = conn.process(&mut self.pending);
             let need = match state.map_err(Failure::rustls)? {
                 ConnectionState::EncodeTlsData(mut e) => {
                     encode(&mut e, &mut self.out)?;
@@ -139,10 +170,33 @@ impl<S: Side> Session<S> {
                     // would keep that (19.5 MB at 10,000 connections, heaptrack). The first
                     // request sizes it to what a request takes.
                     self.out.shrink_to_fit();
+                    self.switch_records()?;
                 }
                 return Ok(need);
             }
         }
+    }
+
+    /// Hands the records to [`Records`] where the side can, with nothing left half-done:
+    /// no record held unprocessed and nothing unsent.
+    fn switch_records(&mut self) -> io::Result<()> {
+        if !self.pending.is_empty() || !self.out.is_empty() {
+            return Ok(());
+        }
+        let Engine::Rustls(conn) = std::mem::replace(&mut self.conn, Engine::Switching) else {
+            return Err(switching());
+        };
+        let negotiated = negotiated_of(&conn);
+        self.conn = match conn.into_records(negotiated) {
+            Ok(records) => Engine::Records(Box::new(records?)),
+            Err(conn) => Engine::Rustls(conn),
+        };
+        Ok(())
+    }
+
+    /// Whether the records are sealed and opened by the engine rather than rustls.
+    pub fn own_records(&self) -> bool {
+        matches!(self.conn, Engine::Records(_))
     }
 
     /// The bytes to send now.
@@ -177,7 +231,11 @@ impl<S: Side> Session<S> {
 
     /// What the handshake settled.
     pub fn negotiated(&self) -> Negotiated {
-        negotiated_of(&self.conn)
+        match &self.conn {
+            Engine::Rustls(conn) => negotiated_of(conn),
+            Engine::Records(r) => r.negotiated,
+            Engine::Switching => Negotiated { version: "unknown", cipher: "unknown", resumed: false },
+        }
     }
 
     /// Bytes of buffer this session holds apart from rustls's own state: what an idle
@@ -200,7 +258,12 @@ impl<S: Side> Session<S> {
     /// Encrypts `data` into [`Self::outgoing`], after any TLS bytes the read path owes the peer.
     pub fn encrypt(&mut self, data: &[u8]) -> io::Result<()> {
         loop {
-            let UnbufferedStatus { discard, state } = self.conn.process(&mut self.pending);
+            let conn = match &mut self.conn {
+                Engine::Rustls(conn) => conn,
+                Engine::Records(r) => return r.seal(data, &mut self.out).map_err(Failure::rustls),
+                Engine::Switching => return Err(switching()),
+            };
+            let UnbufferedStatus { discard, state } = conn.process(&mut self.pending);
             let done = match state.map_err(Failure::rustls)? {
                 ConnectionState::EncodeTlsData(mut e) => {
                     encode(&mut e, &mut self.out)?;
@@ -233,6 +296,26 @@ impl<S: Side> Session<S> {
                 return Ok(());
             }
         }
+    }
+
+    /// Queues a TLS 1.3 key update that asks the peer to update its key too (RFC 8446
+    /// §4.6.3); it goes out before the next data. A session rolls its own keys before their
+    /// limit; this is for a peer's tests, or a session kept idle for long.
+    pub fn refresh_keys(&mut self) -> io::Result<()> {
+        let conn = match &mut self.conn {
+            Engine::Rustls(conn) => conn,
+            Engine::Records(r) => return r.update_tx(true, &mut self.out).map_err(Failure::rustls),
+            Engine::Switching => return Err(switching()),
+        };
+        let UnbufferedStatus { discard, state } = conn.process(&mut self.pending);
+        let refreshed = match state.map_err(Failure::rustls)? {
+            ConnectionState::WriteTraffic(w) => w.refresh_traffic_keys().map_err(Failure::rustls),
+            _ => Err(Failure::io(Reason::Other, "the session cannot update its keys now")),
+        };
+        self.pending.drain(..discard);
+        refreshed?;
+        // rustls encodes the key update on its next turn.
+        self.encrypt(&[])
     }
 
     /// Plaintext already decrypted (it did not fit an earlier read), or, if none, whether the
@@ -311,8 +394,25 @@ impl<S: Side> Session<S> {
     /// into `buf`.
     fn decrypt(&mut self, data: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
         let (mut off, mut got) = (0, 0);
+        let conn = match &mut self.conn {
+            Engine::Rustls(conn) => conn,
+            Engine::Records(r) => {
+                let plain = &mut self.plain;
+                let used = r
+                    .open(data, &mut self.out, &mut self.peer_closed, |payload| {
+                        let n = payload.len().min(buf.len() - got);
+                        buf[got..got + n].copy_from_slice(&payload[..n]);
+                        got += n;
+                        plain.extend_from_slice(&payload[n..]);
+                    })
+                    .map_err(Failure::rustls)?;
+                self.pending.extend_from_slice(&data[used..]);
+                return Ok(got);
+            }
+            Engine::Switching => return Err(switching()),
+        };
         loop {
-            let UnbufferedStatus { mut discard, state } = self.conn.process(&mut data[off..]);
+            let UnbufferedStatus { mut discard, state } = conn.process(&mut data[off..]);
             let more = match state.map_err(Failure::rustls)? {
                 ConnectionState::ReadTraffic(mut r) => {
                     while let Some(record) = r.next_record() {
@@ -351,6 +451,10 @@ impl<S: Side> Session<S> {
         self.pending.extend_from_slice(&data[off..]);
         Ok(got)
     }
+}
+
+fn switching() -> io::Error {
+    Failure::io(Reason::Other, "the session failed while changing record layers")
 }
 
 /// A send buffer grown past this (a large request body) is freed after use.

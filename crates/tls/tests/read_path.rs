@@ -114,3 +114,35 @@ fn an_idle_session_holds_no_handshake_buffer() {
         assert!(held <= request.len() + 128, "client holds {held} bytes after a large body (tls12 {tls12})");
     }
 }
+
+/// A client's TLS 1.3 records are the engine's own after the handshake (TLS 1.2's stay with
+/// rustls), and key updates work whichever side asks, each side's reply going out before its
+/// next data.
+#[test]
+fn key_updates_either_way() {
+    let mut scratch = vec![0u8; SCRATCH];
+    let mut buf = vec![0u8; 4096];
+    let (c12, _) = connected_pair(true).unwrap();
+    assert!(!c12.own_records());
+    let (mut c, mut s) = connected_pair(false).unwrap();
+    assert!(c.own_records());
+    assert!(!s.own_records(), "a server's records stay with rustls");
+    for round in 0..3 {
+        // The server (rustls) asks; the client updates both keys.
+        s.refresh_keys().unwrap();
+        let wire = seal(&mut s, format!("server {round}").as_bytes()).unwrap();
+        let n = c.read(&wire, &mut scratch, &mut buf).unwrap();
+        assert_eq!(&buf[..n], format!("server {round}").as_bytes());
+        let wire = seal(&mut c, format!("client {round}").as_bytes()).unwrap();
+        let n = s.read(&wire, &mut scratch, &mut buf).unwrap();
+        assert_eq!(&buf[..n], format!("client {round}").as_bytes());
+        // The client (the engine's records) asks; the server updates both keys.
+        c.refresh_keys().unwrap();
+        let wire = seal(&mut c, b"asked").unwrap();
+        let n = s.read(&wire, &mut scratch, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"asked");
+        let wire = seal(&mut s, b"answered").unwrap();
+        let n = c.read(&wire, &mut scratch, &mut buf).unwrap();
+        assert_eq!(&buf[..n], b"answered");
+    }
+}
