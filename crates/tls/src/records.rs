@@ -75,7 +75,7 @@ pub struct Records {
     tx: Keys,
     rx: Keys,
     /// Records one key may seal (the suite's confidentiality limit); then it is updated.
-    limit: u64,
+    pub(crate) limit: u64,
     /// A post-handshake message whose records have not all arrived.
     partial: Vec<u8>,
 }
@@ -100,6 +100,11 @@ impl Records {
             limit,
             partial: Vec::new(),
         })
+    }
+
+    #[cfg(test)]
+    pub(crate) fn sealed_with_this_key(&self) -> u64 {
+        self.tx.seq
     }
 
     /// Seals `data` into records appended to `out`.

@@ -505,3 +505,32 @@ fn encrypt<D>(w: &mut WriteTraffic<'_, D>, data: &[u8], out: &mut Vec<u8>) -> io
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::Engine;
+    use crate::memory::{connected_pair, seal};
+    use crate::SCRATCH;
+
+    /// A long-lived connection outlives its key: at the limit the client updates it, and the
+    /// server (rustls) reads on. The real limit is 2^24 records, hours of a soak.
+    #[test]
+    fn the_client_updates_its_key_at_the_limit() {
+        let (mut c, mut s) = connected_pair(false).unwrap();
+        let Engine::Records(r) = &mut c.conn else { panic!("a TLS 1.3 client has its own records") };
+        let first = r.limit;
+        assert!(first > 1 << 20, "limit {first}");
+        r.limit = 3;
+        let mut scratch = vec![0u8; SCRATCH];
+        let mut buf = [0u8; 64];
+        for i in 0..10 {
+            let msg = format!("request {i}");
+            let wire = seal(&mut c, msg.as_bytes()).unwrap();
+            let n = s.read(&wire, &mut scratch, &mut buf).unwrap();
+            assert_eq!(&buf[..n], msg.as_bytes());
+        }
+        let Engine::Records(r) = &c.conn else { unreachable!() };
+        // Three records a key: updated three times, and now past a fresh key's first records.
+        assert!(r.sealed_with_this_key() < 3);
+    }
+}
