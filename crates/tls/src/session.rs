@@ -98,6 +98,18 @@ enum Engine<S> {
     Switching,
 }
 
+impl<S> Engine<S> {
+    /// rustls's connection (`Ok`) or the engine's records (`Err`); a session that failed
+    /// while switching is an error.
+    fn layer(&mut self) -> io::Result<Result<&mut S, &mut Records>> {
+        match self {
+            Engine::Rustls(conn) => Ok(Ok(conn)),
+            Engine::Records(r) => Ok(Err(r)),
+            Engine::Switching => Err(Failure::io(Reason::Other, "the session failed while changing record layers")),
+        }
+    }
+}
+
 pub struct Session<S: Side> {
     conn: Engine<S>,
     /// Ciphertext rustls has not discarded yet: the start of a record still arriving.
@@ -132,11 +144,7 @@ impl<S: Side> Session<S> {
     /// Advances the handshake as far as it goes without the peer.
     pub fn handshake_step(&mut self) -> io::Result<Need> {
         loop {
-            let conn = match &mut self.conn {
-                Engine::Rustls(conn) => conn,
-                Engine::Records(_) => return Ok(Need::Done),
-                Engine::Switching => return Err(switching()),
-            };
+            let Ok(conn) = self.conn.layer()? else { return Ok(Need::Done) };
             let UnbufferedStatus { discard, state } = conn.process(&mut self.pending);
             let need = match state.map_err(Failure::rustls)? {
                 ConnectionState::EncodeTlsData(mut e) => {
@@ -183,8 +191,12 @@ impl<S: Side> Session<S> {
         if !self.pending.is_empty() || !self.out.is_empty() {
             return Ok(());
         }
-        let Engine::Rustls(conn) = std::mem::replace(&mut self.conn, Engine::Switching) else {
-            return Err(switching());
+        let conn = match std::mem::replace(&mut self.conn, Engine::Switching) {
+            Engine::Rustls(conn) => conn,
+            other => {
+                self.conn = other;
+                return Ok(());
+            }
         };
         let negotiated = negotiated_of(&conn);
         self.conn = match conn.into_records(negotiated) {
@@ -258,10 +270,9 @@ impl<S: Side> Session<S> {
     /// Encrypts `data` into [`Self::outgoing`], after any TLS bytes the read path owes the peer.
     pub fn encrypt(&mut self, data: &[u8]) -> io::Result<()> {
         loop {
-            let conn = match &mut self.conn {
-                Engine::Rustls(conn) => conn,
-                Engine::Records(r) => return r.seal(data, &mut self.out).map_err(Failure::rustls),
-                Engine::Switching => return Err(switching()),
+            let conn = match self.conn.layer()? {
+                Ok(conn) => conn,
+                Err(r) => return r.seal(data, &mut self.out).map_err(Failure::rustls),
             };
             let UnbufferedStatus { discard, state } = conn.process(&mut self.pending);
             let done = match state.map_err(Failure::rustls)? {
@@ -302,10 +313,9 @@ impl<S: Side> Session<S> {
     /// §4.6.3); it goes out before the next data. A session rolls its own keys before their
     /// limit; this is for a peer's tests, or a session kept idle for long.
     pub fn refresh_keys(&mut self) -> io::Result<()> {
-        let conn = match &mut self.conn {
-            Engine::Rustls(conn) => conn,
-            Engine::Records(r) => return r.update_tx(true, &mut self.out).map_err(Failure::rustls),
-            Engine::Switching => return Err(switching()),
+        let conn = match self.conn.layer()? {
+            Ok(conn) => conn,
+            Err(r) => return r.update_tx(true, &mut self.out).map_err(Failure::rustls),
         };
         let UnbufferedStatus { discard, state } = conn.process(&mut self.pending);
         let refreshed = match state.map_err(Failure::rustls)? {
@@ -394,9 +404,9 @@ impl<S: Side> Session<S> {
     /// into `buf`.
     fn decrypt(&mut self, data: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
         let (mut off, mut got) = (0, 0);
-        let conn = match &mut self.conn {
-            Engine::Rustls(conn) => conn,
-            Engine::Records(r) => {
+        let conn = match self.conn.layer()? {
+            Ok(conn) => conn,
+            Err(r) => {
                 let plain = &mut self.plain;
                 let used = r
                     .open(data, &mut self.out, &mut self.peer_closed, |payload| {
@@ -409,7 +419,6 @@ impl<S: Side> Session<S> {
                 self.pending.extend_from_slice(&data[used..]);
                 return Ok(got);
             }
-            Engine::Switching => return Err(switching()),
         };
         loop {
             let UnbufferedStatus { mut discard, state } = conn.process(&mut data[off..]);
@@ -451,10 +460,6 @@ impl<S: Side> Session<S> {
         self.pending.extend_from_slice(&data[off..]);
         Ok(got)
     }
-}
-
-fn switching() -> io::Error {
-    Failure::io(Reason::Other, "the session failed while changing record layers")
 }
 
 /// A send buffer grown past this (a large request body) is freed after use.
