@@ -236,3 +236,18 @@ fn hostile_tls_peers_are_counted_errors_with_a_summary_every_time() {
         assert_eq!(counted, tls, "{how:?}: reasons {reasons:?}: {}", s["tls"]);
     }
 }
+
+#[test]
+fn a_plain_http_server_behind_an_https_url_is_named() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for mut tcp in listener.incoming().flatten() {
+            let mut buf = [0u8; 1024];
+            let _ = tcp.read(&mut buf);
+            let _ = tcp.write_all(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+        }
+    });
+    let line = refused(&format!("https://127.0.0.1:{port}/"), &["-k"]);
+    assert!(line.contains("plain HTTP") && line.contains("try http://"), "{line}");
+}

@@ -25,6 +25,13 @@ const CONTROL_TICK: Duration = Duration::from_millis(25);
 /// The longest the connect phase may last before the load starts anyway; connections not
 /// open by then keep connecting during the run.
 const CONNECT_PHASE_MAX: Duration = Duration::from_secs(10);
+/// The connect phase also ends when no attempt has finished for this long: the connections
+/// still opening are stalled (a server that never answers a handshake, SYNs retransmitted),
+/// and waiting on them would only push the run past its `-d`.
+const CONNECT_STALL: Duration = Duration::from_secs(1);
+/// At the end, how long connects and handshakes still in progress may take to finish
+/// (within the drain's grace); those that have not are counted as errors of their kind.
+const OPENING_GRACE: Duration = Duration::from_secs(1);
 
 /// One shard's figures of one interval.
 pub(crate) struct Snapshot {
@@ -126,12 +133,12 @@ pub(crate) async fn run(cfg: ShardConfig) {
     drop(tasks);
     drop(sweeper);
     // A cancelled task's future is dropped when the executor next runs it: let that happen
-    // so the guards settle the gauges and count the abandoned requests before the last
-    // snapshot.
+    // so the guards settle the gauges and count the abandoned requests and connects before
+    // the last snapshot.
     for _ in 0..50 {
         let settled = {
             let st = shard.stats();
-            st.open == 0 && st.in_flight == 0
+            st.open == 0 && st.in_flight == 0 && shard.opening() == 0
         };
         if settled {
             break;
@@ -145,8 +152,10 @@ pub(crate) async fn run(cfg: ShardConfig) {
 /// connections measures load, not the target's accept queue. Returns the run's common
 /// start, or `None` when the collector is gone (nobody wants the results).
 async fn connect_phase(cfg: &ShardConfig, shard: &Shard) -> Option<Instant> {
-    let phase_end = Instant::now() + CONNECT_PHASE_MAX;
-    while !shard.all_attempted() && Instant::now() < phase_end && !cfg.stop.load(Ordering::Relaxed) {
+    let begun = Instant::now();
+    let phase_end = begun + CONNECT_PHASE_MAX;
+    let stalled = || Instant::now() >= shard.last_attempt().unwrap_or(begun) + CONNECT_STALL;
+    while !shard.all_attempted() && Instant::now() < phase_end && !stalled() && !cfg.stop.load(Ordering::Relaxed) {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
     let _ = cfg.tx.send((cfg.index, Message::Ready));
@@ -159,15 +168,18 @@ async fn connect_phase(cfg: &ShardConfig, shard: &Shard) -> Option<Instant> {
     }
 }
 
-/// No new requests; in-flight ones may finish for a short while.
+/// No new requests; in-flight ones may finish for a short while, and connections opening
+/// for a shorter one.
 async fn drain(cfg: &ShardConfig, shard: &Shard, reporter: &mut Reporter<'_>, interrupted: bool) {
     shard.stop_running();
     let grace = if interrupted { DRAIN_INTERRUPTED } else { DRAIN_MAX.min(cfg.plan.timeout) };
-    let drain_end = Instant::now() + grace;
+    let now = Instant::now();
+    let (drain_end, opening_end) = (now + grace, now + grace.min(OPENING_GRACE));
     loop {
         let now = Instant::now();
         reporter.due(shard, now);
-        if shard.stats().in_flight == 0 || now >= drain_end {
+        let opening = shard.opening() > 0 && now < opening_end;
+        if (shard.stats().in_flight == 0 && !opening) || now >= drain_end {
             break;
         }
         if !interrupted && cfg.stop.load(Ordering::Relaxed) {

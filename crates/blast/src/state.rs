@@ -22,9 +22,18 @@ const READ_BUF: usize = 64 * 1024;
 /// Handshakes in progress at once per shard (see `conn::connect`).
 const CONNECTS_IN_PROGRESS: u64 = 256;
 
+/// Where a connection's attempt to open is, if it is making one: what it is counted as when
+/// the run ends first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Opening {
+    Tcp,
+    Tls,
+}
+
 /// Per-connection state the sweeper reads: the socket and when its request started.
 pub(crate) struct Slot {
     fd: Cell<i32>,
+    opening: Cell<Option<Opening>>,
     started: Cell<Option<Instant>>,
     timed_out: Cell<bool>,
     /// A connection parked by a ramp waits here to be woken when its slot becomes active.
@@ -33,7 +42,18 @@ pub(crate) struct Slot {
 
 impl Slot {
     fn new() -> Self {
-        Slot { fd: Cell::new(-1), started: Cell::new(None), timed_out: Cell::new(false), waker: Cell::new(None) }
+        Slot {
+            fd: Cell::new(-1),
+            opening: Cell::new(None),
+            started: Cell::new(None),
+            timed_out: Cell::new(false),
+            waker: Cell::new(None),
+        }
+    }
+
+    /// Where the connection's attempt to open is (`None`: it is not making one).
+    pub fn opening(&self) -> Option<Opening> {
+        self.opening.get()
     }
 
     /// The connection's socket (`None` while it has none), for the sweeper's shutdown.
@@ -76,6 +96,10 @@ pub(crate) struct Shard {
     slots: Box<[Slot]>,
     /// Connections that have tried to connect once (the connect phase ends at all of them).
     attempted: Cell<u64>,
+    /// When a connection last finished an attempt to open, well or not.
+    last_attempt: Cell<Option<Instant>>,
+    /// Connections opening now (a TCP connect or a TLS handshake in progress).
+    opening: Cell<u64>,
     /// Holds connections back until the shard starts; one permit per connection then.
     go: Semaphore,
     /// Connections with a slot below this may run; the others are parked (closed-model ramps).
@@ -117,6 +141,8 @@ impl Shard {
             next_source: Cell::new(index),
             slots: (0..conns).map(|_| Slot::new()).collect(),
             attempted: Cell::new(0),
+            last_attempt: Cell::new(None),
+            opening: Cell::new(0),
             go: Semaphore::new(0),
             active: Cell::new(0),
             arrivals: match &plan.model {
@@ -173,6 +199,29 @@ impl Shard {
     /// A connection has tried to connect for the first time.
     pub fn attempted(&self) {
         self.attempted.set(self.attempted.get() + 1);
+    }
+
+    /// Connection `slot` is opening (`Some`: at which step), or done with it (`None`).
+    pub fn set_opening(&self, slot: usize, step: Option<Opening>) {
+        let was = self.slots[slot].opening.replace(step);
+        match (was.is_some(), step.is_some()) {
+            (false, true) => self.opening.set(self.opening.get() + 1),
+            (true, false) => {
+                self.opening.set(self.opening.get() - 1);
+                self.last_attempt.set(Some(Instant::now()));
+            }
+            _ => {}
+        }
+    }
+
+    /// Connections opening now.
+    pub fn opening(&self) -> u64 {
+        self.opening.get()
+    }
+
+    /// When a connection last finished an attempt to open (`None`: none has yet).
+    pub fn last_attempt(&self) -> Option<Instant> {
+        self.last_attempt.get()
     }
 
     /// Every connection admitted now has tried to connect once.

@@ -39,12 +39,13 @@ async fn handshake(
 }
 
 /// Connects to `target` within `timeout`, from `source` when given (`--source-ips`), and
-/// with `tls` runs the handshake within `timeout` too.
+/// with `tls` runs the handshake within `timeout` too, calling `handshaking` as it starts.
 pub(crate) async fn connect(
     target: SocketAddr,
     source: Option<IpAddr>,
     timeout: Duration,
     tls: Option<&engine_tls::Client>,
+    handshaking: impl FnOnce(),
 ) -> Result<Opened, OpenError> {
     let t0 = Instant::now();
     let s = match source {
@@ -58,6 +59,7 @@ pub(crate) async fn connect(
     let Some(client) = tls else {
         return Ok(Opened { stream: Stream::Tcp(s), connect, handshake: None });
     };
+    handshaking();
     // Boxed: a handshake's state is kilobytes, and inline it would size every
     // connection's task for its whole life (handshakes run a few hundred at a time).
     let t = Box::pin(handshake(s, client, timeout)).await.map_err(OpenError::Tls)?;

@@ -220,15 +220,20 @@ impl Client {
             }
             None => e,
         };
-        // A signal (a timer, a child) may interrupt a blocking read: go on.
-        let mut step = |conn: &mut rustls::ClientConnection| loop {
-            match conn.complete_io(tcp) {
-                Err(e) if e.kind() == K::Interrupted => continue,
-                other => return other.map(drop).map_err(tls_error),
-            }
-        };
+        // The server's first bytes, kept to say so when they are plain HTTP.
+        let mut first = Vec::new();
         while conn.is_handshaking() || conn.wants_write() {
-            step(&mut conn)?;
+            let mut io = Sniff { tcp: &mut *tcp, first: &mut first };
+            // A signal (a timer, a child) may interrupt a blocking read: go on.
+            let step = loop {
+                match conn.complete_io(&mut io) {
+                    Err(e) if e.kind() == K::Interrupted => continue,
+                    other => break other,
+                }
+            };
+            if let Err(e) = step {
+                return Err(if first.starts_with(b"HTTP/") { plain_http() } else { tls_error(e) });
+            }
         }
         tcp.set_read_timeout(Some(AFTER_HANDSHAKE))?;
         loop {
@@ -251,6 +256,36 @@ impl Client {
         conn.send_close_notify();
         let _ = conn.write_tls(tcp);
         Ok(crate::session::negotiated_of(&conn))
+    }
+}
+
+/// A server that answers a ClientHello in plain HTTP: the wrong scheme or port.
+pub(crate) fn plain_http() -> std::io::Error {
+    Failure::io(crate::Reason::BadRecord, "the server answered in plain HTTP, not TLS: try http:// (or its TLS port)")
+}
+
+/// The socket under the pre-flight's handshake, keeping the first bytes the server sent.
+struct Sniff<'a> {
+    tcp: &'a mut std::net::TcpStream,
+    first: &'a mut Vec<u8>,
+}
+
+impl std::io::Read for Sniff<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.tcp.read(buf)?;
+        let room = 8usize.saturating_sub(self.first.len()).min(n);
+        self.first.extend_from_slice(&buf[..room]);
+        Ok(n)
+    }
+}
+
+impl std::io::Write for Sniff<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tcp.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.tcp.flush()
     }
 }
 

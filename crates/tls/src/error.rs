@@ -76,6 +76,7 @@ impl Reason {
             E::AlertReceived(_) => Self::Alert,
             E::InvalidMessage(_)
             | E::DecryptError
+            | E::PeerSentOversizedRecord
             | E::InappropriateMessage { .. }
             | E::InappropriateHandshakeMessage { .. }
             | E::PeerMisbehaved(_) => Self::BadRecord,

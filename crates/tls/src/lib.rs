@@ -10,6 +10,8 @@
 //!   frees rustls's connection state (1.1 KB per connection, measured) and its allocation per
 //!   record.
 //! - `transport`: the one plain-or-TLS stream the blast, the proxy and the target read through.
+//! - `memory`, `hostile`: for tests and fuzzing, two sessions joined in memory, and a TLS 1.3
+//!   server that seals its records by hand (what well-behaved servers never send).
 //! - `error`: setup errors (a user's files and flags) and connection failures by reason.
 //!
 //! The crypto provider is ring, by measurement (benches/tls-providers, benches/RESULTS.md):
@@ -19,6 +21,7 @@
 
 mod client;
 mod error;
+pub mod hostile;
 pub mod memory;
 mod pem;
 mod records;

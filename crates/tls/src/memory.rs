@@ -25,7 +25,7 @@ pub fn connected_pair(tls12: bool) -> io::Result<(Session<ClientConnection>, Ses
 }
 
 /// One turn of `from`'s handshake, its flight delivered to `to`: whether `from` is done.
-fn step<A: Side, B: Side>(from: &mut Session<A>, to: &mut Session<B>) -> io::Result<bool> {
+pub(crate) fn step<A: Side, B: Side>(from: &mut Session<A>, to: &mut Session<B>) -> io::Result<bool> {
     loop {
         match from.handshake_step()? {
             Need::Send => {

@@ -19,7 +19,7 @@ use rustls::client::ClientConnectionData;
 use rustls::kernel::KernelConnection;
 use rustls::{AlertDescription, ConnectionTrafficSecrets, Error, InvalidMessage, PeerMisbehaved};
 
-const HEADER: usize = 5;
+pub(crate) const HEADER: usize = 5;
 const TAG: usize = 16;
 /// The most plaintext one record carries (RFC 8446 §5.1).
 const MAX_PLAIN: usize = 16_384;
@@ -30,23 +30,34 @@ const MAX_CIPHER: usize = MAX_PLAIN + 256;
 const MAX_MESSAGE: usize = 64 * 1024;
 
 const CHANGE_CIPHER_SPEC: u8 = 20;
-const ALERT: u8 = 21;
-const HANDSHAKE: u8 = 22;
-const APPLICATION_DATA: u8 = 23;
-const NEW_SESSION_TICKET: u8 = 4;
-const KEY_UPDATE: u8 = 24;
+pub(crate) const ALERT: u8 = 21;
+pub(crate) const HANDSHAKE: u8 = 22;
+pub(crate) const APPLICATION_DATA: u8 = 23;
+pub(crate) const NEW_SESSION_TICKET: u8 = 4;
+pub(crate) const KEY_UPDATE: u8 = 24;
 const CLOSE_NOTIFY: u8 = 0;
 const USER_CANCELED: u8 = 90;
+const WARNING: u8 = 1;
+const FATAL: u8 = 2;
+
+/// Limits on records a peer may send that carry no data, so that a peer streaming them
+/// fails within one read instead of keeping a shard busy: rustls's and BoringSSL's.
+/// Empty records in a row (empty application data, or padding only).
+const MAX_EMPTY_RECORDS: u8 = 32;
+/// KeyUpdates with no application data between them.
+const MAX_KEY_UPDATES: u8 = 32;
+/// Warning alerts over a connection's life (TLS 1.3 allows only user_canceled).
+const MAX_WARNING_ALERTS: u8 = 4;
 
 /// One direction's key, IV and record sequence number.
-struct Keys {
+pub(crate) struct Keys {
     key: LessSafeKey,
     iv: [u8; 12],
     seq: u64,
 }
 
 impl Keys {
-    fn new((seq, secrets): (u64, ConnectionTrafficSecrets)) -> Result<Keys, Error> {
+    pub(crate) fn new((seq, secrets): (u64, ConnectionTrafficSecrets)) -> Result<Keys, Error> {
         let (alg, key, iv) = match &secrets {
             ConnectionTrafficSecrets::Aes128Gcm { key, iv } => (&aead::AES_128_GCM, key, iv),
             ConnectionTrafficSecrets::Aes256Gcm { key, iv } => (&aead::AES_256_GCM, key, iv),
@@ -67,6 +78,33 @@ impl Keys {
         self.seq = self.seq.checked_add(1).ok_or(Error::EncryptError)?;
         Ok(Nonce::assume_unique_for_key(nonce))
     }
+
+    /// Seals one record of content type `inner` around `plain`, followed by `padding` zeros,
+    /// onto `out` (§5.2).
+    pub(crate) fn seal(&mut self, inner: u8, plain: &[u8], padding: usize, out: &mut Vec<u8>) -> Result<(), Error> {
+        let len = plain.len() + 1 + padding + TAG;
+        let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
+        let at = out.len();
+        out.reserve(HEADER + len);
+        out.extend_from_slice(&header);
+        out.extend_from_slice(plain);
+        out.push(inner);
+        out.resize(out.len() + padding, 0);
+        let nonce = self.next_nonce()?;
+        let tag = self
+            .key
+            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[at + HEADER..])
+            .map_err(|_| Error::EncryptError)?;
+        out.extend_from_slice(tag.as_ref());
+        Ok(())
+    }
+
+    /// Opens one record's ciphertext (`sealed`, after its `header`) in place: its inner
+    /// plaintext, content type and padding included.
+    pub(crate) fn open<'a>(&mut self, header: [u8; HEADER], sealed: &'a mut [u8]) -> Result<&'a mut [u8], Error> {
+        let nonce = self.next_nonce()?;
+        self.key.open_in_place(nonce, Aad::from(header), sealed).map_err(|_| Error::DecryptError)
+    }
 }
 
 pub struct Records {
@@ -79,6 +117,12 @@ pub struct Records {
     pub(crate) limit: u64,
     /// A post-handshake message whose records have not all arrived.
     partial: Vec<u8>,
+    /// Counted against the `MAX_*` limits above.
+    empty_records: u8,
+    key_updates: u8,
+    warning_alerts: u8,
+    /// A fatal alert went to the peer: nothing more is sealed or opened.
+    failed: bool,
 }
 
 impl Records {
@@ -100,6 +144,10 @@ impl Records {
             rx: Keys::new(secrets.rx)?,
             limit,
             partial: Vec::new(),
+            empty_records: 0,
+            key_updates: 0,
+            warning_alerts: 0,
+            failed: false,
         })
     }
 
@@ -110,6 +158,9 @@ impl Records {
 
     /// Seals `data` into records appended to `out`.
     pub(crate) fn seal(&mut self, data: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
+        if self.failed {
+            return Err(Error::General("the session failed earlier".into()));
+        }
         for chunk in data.chunks(MAX_PLAIN) {
             if self.tx.seq >= self.limit {
                 self.update_tx(false, out)?;
@@ -120,21 +171,7 @@ impl Records {
     }
 
     fn seal_record(&mut self, inner: u8, plain: &[u8], out: &mut Vec<u8>) -> Result<(), Error> {
-        let len = plain.len() + 1 + TAG;
-        let header = [APPLICATION_DATA, 3, 3, (len >> 8) as u8, len as u8];
-        let at = out.len();
-        out.reserve(HEADER + len);
-        out.extend_from_slice(&header);
-        out.extend_from_slice(plain);
-        out.push(inner);
-        let nonce = self.tx.next_nonce()?;
-        let tag = self
-            .tx
-            .key
-            .seal_in_place_separate_tag(nonce, Aad::from(header), &mut out[at + HEADER..])
-            .map_err(|_| Error::EncryptError)?;
-        out.extend_from_slice(tag.as_ref());
-        Ok(())
+        self.tx.seal(inner, plain, 0, out)
     }
 
     /// Tells the peer the next records use a new key, asking it to update its own too if
@@ -146,10 +183,32 @@ impl Records {
     }
 
     /// Opens the whole records at the start of `data` in place, handing each one's plaintext
-    /// to `deliver`; replies owed to the peer (a key update it asked for) go into `out`.
-    /// Returns the bytes used: an incomplete record's are left for its rest. After the peer's
-    /// close_notify (`closed`), whatever follows is ignored.
+    /// to `deliver`; replies owed to the peer (a key update it asked for, and on a failure
+    /// the fatal alert RFC 8446 §6.2 requires) go into `out`. Returns the bytes used: an
+    /// incomplete record's are left for its rest. After the peer's close_notify (`closed`),
+    /// whatever follows is ignored.
     pub(crate) fn open(
+        &mut self,
+        data: &mut [u8],
+        out: &mut Vec<u8>,
+        closed: &mut bool,
+        deliver: impl FnMut(&[u8]),
+    ) -> Result<usize, Error> {
+        if self.failed {
+            return Err(Error::General("the session failed earlier".into()));
+        }
+        let opened = self.open_records(data, out, closed, deliver);
+        if let Err(e) = &opened {
+            self.failed = true;
+            if let Some(alert) = alert_for(e) {
+                // Best effort: the connection ends whether or not the peer reads it.
+                let _ = self.seal_record(ALERT, &[FATAL, u8::from(alert)], out);
+            }
+        }
+        opened
+    }
+
+    fn open_records(
         &mut self,
         data: &mut [u8],
         out: &mut Vec<u8>,
@@ -170,7 +229,7 @@ impl Records {
                 _ => return Err(InvalidMessage::InvalidContentType.into()),
             }
             if len > MAX_CIPHER {
-                return Err(InvalidMessage::MessageTooLarge.into());
+                return Err(Error::PeerSentOversizedRecord);
             }
             if rest.len() < HEADER + len {
                 return Ok(off);
@@ -178,24 +237,47 @@ impl Records {
             if len < TAG + 1 {
                 return Err(InvalidMessage::MessageTooShort.into());
             }
-            let nonce = self.rx.next_nonce()?;
-            let plain = self
-                .rx
-                .key
-                .open_in_place(nonce, Aad::from(header), &mut rest[HEADER..HEADER + len])
-                .map_err(|_| Error::DecryptError)?;
+            let plain = self.rx.open(header, &mut rest[HEADER..HEADER + len])?;
             off += HEADER + len;
             // The content type is the last byte that is not padding.
             let end = plain.iter().rposition(|&b| b != 0).ok_or(InvalidMessage::InvalidContentType)?;
             let (body, inner) = (&plain[..end], plain[end]);
+            // §5.4: the content is at most 2^14 bytes, whatever the record's length allows.
+            if body.len() > MAX_PLAIN {
+                return Err(Error::PeerSentOversizedRecord);
+            }
+            // §5.1: a handshake message split over records has nothing between its parts.
+            if !self.partial.is_empty() && inner != HANDSHAKE {
+                return Err(PeerMisbehaved::MessageInterleavedWithHandshakeMessage.into());
+            }
+            if body.is_empty() {
+                self.empty_records += 1;
+                if self.empty_records > MAX_EMPTY_RECORDS {
+                    return Err(PeerMisbehaved::TooManyEmptyFragments.into());
+                }
+            } else {
+                self.empty_records = 0;
+            }
             match inner {
-                APPLICATION_DATA => deliver(body),
+                APPLICATION_DATA => {
+                    if !body.is_empty() {
+                        self.key_updates = 0;
+                        deliver(body);
+                    }
+                }
                 ALERT => match body {
                     [_, CLOSE_NOTIFY] => *closed = true,
-                    [_, USER_CANCELED] => {}
+                    [WARNING, USER_CANCELED] => {
+                        self.warning_alerts += 1;
+                        if self.warning_alerts > MAX_WARNING_ALERTS {
+                            return Err(PeerMisbehaved::TooManyWarningAlertsReceived.into());
+                        }
+                    }
                     [_, description] => return Err(Error::AlertReceived(AlertDescription::from(*description))),
                     _ => return Err(InvalidMessage::MessageTooShort.into()),
                 },
+                // §5.1: zero-length fragments of handshake messages are not sent.
+                HANDSHAKE if body.is_empty() => return Err(InvalidMessage::InvalidEmptyPayload.into()),
                 HANDSHAKE => self.handshake(body, out)?,
                 _ => return Err(InvalidMessage::InvalidContentType.into()),
             }
@@ -232,6 +314,10 @@ impl Records {
                     if !rest.is_empty() {
                         return Err(PeerMisbehaved::KeyEpochWithPendingFragment.into());
                     }
+                    self.key_updates += 1;
+                    if self.key_updates > MAX_KEY_UPDATES {
+                        return Err(PeerMisbehaved::TooManyKeyUpdateRequests.into());
+                    }
                     let requested = match payload {
                         [0] => false,
                         [1] => true,
@@ -248,4 +334,18 @@ impl Records {
         }
         Ok(())
     }
+}
+
+/// The fatal alert a failure owes the peer (RFC 8446 §6.2); none after the peer's own alert.
+fn alert_for(e: &Error) -> Option<AlertDescription> {
+    Some(match e {
+        Error::AlertReceived(_) => return None,
+        Error::DecryptError => AlertDescription::BadRecordMac,
+        Error::PeerSentOversizedRecord => AlertDescription::RecordOverflow,
+        Error::InvalidMessage(InvalidMessage::InvalidContentType) => AlertDescription::UnexpectedMessage,
+        Error::InvalidMessage(InvalidMessage::InvalidKeyUpdate) => AlertDescription::IllegalParameter,
+        Error::InvalidMessage(_) => AlertDescription::DecodeError,
+        Error::PeerMisbehaved(_) => AlertDescription::UnexpectedMessage,
+        _ => AlertDescription::InternalError,
+    })
 }

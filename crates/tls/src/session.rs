@@ -110,6 +110,13 @@ impl<S> Engine<S> {
     }
 }
 
+/// What [`Session::into_connection`] hands over.
+pub(crate) struct TakenOver<S> {
+    pub conn: Box<S>,
+    pub ciphertext: Vec<u8>,
+    pub plaintext: Vec<u8>,
+}
+
 pub struct Session<S: Side> {
     conn: Engine<S>,
     /// Ciphertext rustls has not discarded yet: the start of a record still arriving.
@@ -141,8 +148,38 @@ impl<S: Side> Session<S> {
         }
     }
 
-    /// Advances the handshake as far as it goes without the peer.
+    /// Advances the handshake as far as it goes without the peer. On a failure the fatal
+    /// alert owed to the peer is in [`Self::outgoing`].
     pub fn handshake_step(&mut self) -> io::Result<Need> {
+        let step = self.try_handshake_step();
+        if step.is_err() {
+            self.alert_owed();
+            // A server that answers a ClientHello in plain HTTP is on the wrong port or scheme.
+            if self.pending.starts_with(b"HTTP/") {
+                return Err(crate::client::plain_http());
+            }
+        }
+        step
+    }
+
+    /// After a failure: the fatal alert rustls queued for the peer (RFC 8446 §6.2), into
+    /// `out`. The engine's records seal theirs there as they fail.
+    fn alert_owed(&mut self) {
+        let Ok(Ok(conn)) = self.conn.layer() else { return };
+        // An alert is one record; more turns than a few is a loop.
+        for _ in 0..4 {
+            match conn.process(&mut []).state {
+                Ok(ConnectionState::EncodeTlsData(mut e)) => {
+                    if encode(&mut e, &mut self.out).is_err() {
+                        return;
+                    }
+                }
+                _ => return,
+            }
+        }
+    }
+
+    fn try_handshake_step(&mut self) -> io::Result<Need> {
         loop {
             let Ok(conn) = self.conn.layer()? else { return Ok(Need::Done) };
             let UnbufferedStatus { discard, state } = conn.process(&mut self.pending);
@@ -204,6 +241,18 @@ impl<S: Side> Session<S> {
             Err(conn) => Engine::Rustls(conn),
         };
         Ok(())
+    }
+
+    /// rustls's connection, the ciphertext read but not processed, and the plaintext not yet
+    /// taken, for a caller that takes the session over (`hostile`'s test peer); `Err` gives
+    /// back one that has no rustls connection.
+    pub(crate) fn into_connection(self) -> Result<TakenOver<S>, Self> {
+        match self.conn {
+            Engine::Rustls(conn) => {
+                Ok(TakenOver { conn, ciphertext: self.pending, plaintext: self.plain[self.plain_at..].to_vec() })
+            }
+            conn => Err(Session { conn, ..self }),
+        }
     }
 
     /// Whether the records are sealed and opened by the engine rather than rustls.
@@ -403,6 +452,14 @@ impl<S: Side> Session<S> {
     /// owed into `out`, an incomplete record's bytes into `pending`. Returns the bytes put
     /// into `buf`.
     fn decrypt(&mut self, data: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
+        let got = self.try_decrypt(data, buf);
+        if got.is_err() {
+            self.alert_owed();
+        }
+        got
+    }
+
+    fn try_decrypt(&mut self, data: &mut [u8], buf: &mut [u8]) -> io::Result<usize> {
         let (mut off, mut got) = (0, 0);
         let conn = match self.conn.layer()? {
             Ok(conn) => conn,

@@ -5,6 +5,7 @@
 //! read. The session's state is [`Session`]'s; this moves its bytes to and from the socket.
 
 use std::cell::RefCell;
+use std::future::Future;
 use std::io;
 use std::os::fd::{AsRawFd, RawFd};
 use std::pin::Pin;
@@ -20,6 +21,10 @@ use glommio::net::TcpStream;
 pub const SCRATCH: usize = 64 * 1024;
 /// Handshake reads go into the session's held front this much at a time.
 const HANDSHAKE_READ: usize = 4096;
+/// Socket reads one `poll_read` makes that bring no plaintext (tickets, key updates, records
+/// split small) before it lets the executor run its timers and other tasks: a peer that
+/// keeps sending such records must not keep a shard from its stop.
+const READS_WITHOUT_DATA: u32 = 8;
 
 thread_local! {
     static SCRATCH_BUF: RefCell<Box<[u8]>> = RefCell::new(vec![0; SCRATCH].into_boxed_slice());
@@ -37,7 +42,8 @@ impl<S: Side> TlsStream<S> {
     pub async fn handshake(tcp: TcpStream, conn: S) -> io::Result<TlsStream<S>> {
         let mut s = TlsStream { tcp, session: Session::new(conn), out_at: 0 };
         loop {
-            match s.session.handshake_step()? {
+            let step = s.session.handshake_step().map_err(|e| s.failed(e))?;
+            match step {
                 Need::Done => break,
                 Need::Send => {
                     s.tcp.write_all(s.session.outgoing()).await?;
@@ -56,6 +62,26 @@ impl<S: Side> TlsStream<S> {
             }
         }
         Ok(s)
+    }
+
+    /// A failed session owes the peer a fatal alert (RFC 8446 §6.2), now in its outgoing
+    /// bytes: sent at once if the socket takes it, since the connection is closed next.
+    fn failed(&mut self, e: io::Error) -> io::Error {
+        let alert = self.session.outgoing();
+        // Only on a socket with nothing else half-sent, or the alert would land mid-record.
+        if self.out_at == 0 && !alert.is_empty() {
+            // SAFETY: a non-blocking send from a buffer we own on a socket we own.
+            let _ = unsafe {
+                libc::send(
+                    self.tcp.as_raw_fd(),
+                    alert.as_ptr().cast(),
+                    alert.len(),
+                    libc::MSG_DONTWAIT | libc::MSG_NOSIGNAL,
+                )
+            };
+        }
+        self.session.sent();
+        e
     }
 
     /// What the handshake settled.
@@ -120,7 +146,7 @@ impl<S: Side> TlsStream<S> {
         }
         SCRATCH_BUF.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
-            loop {
+            for _ in 0..READS_WITHOUT_DATA {
                 let held = self.session.held();
                 self.session.copy_held(&mut scratch);
                 let n = if self.session.take_unprocessed() {
@@ -133,11 +159,18 @@ impl<S: Side> TlsStream<S> {
                         Poll::Ready(Ok(n)) => n,
                     }
                 };
-                let got = self.session.decrypt_scratch(&mut scratch, held + n, buf)?;
+                let got = match self.session.decrypt_scratch(&mut scratch, held + n, buf) {
+                    Ok(got) => got,
+                    Err(e) => return Poll::Ready(Err(self.failed(e))),
+                };
                 if got > 0 || self.session.peer_closed() {
                     return Poll::Ready(Ok(got));
                 }
             }
+            // Marks the task queue to yield (glommio then polls I/O and fires timers before
+            // running it again) and wakes this task: the read goes on after that.
+            let _ = std::pin::pin!(glommio::executor().yield_task_queue_now()).poll(cx);
+            Poll::Pending
         })
     }
 }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use engine_http::ResponseFramer;
 use engine_results::stats::{micros, ErrorKind};
 
-use crate::state::Shard;
+use crate::state::{Opening, Shard};
 use crate::transport::{self, OpenError, Opened, Stream};
 use exchange::{exchange, Outgoing, Step};
 use flow::Cursor;
@@ -71,6 +71,15 @@ impl Drop for Guard {
             self.set_in_flight(None);
             self.shard.stats().counters.abandoned += 1;
         }
+        // The run ended (its drain's grace included) while this connection was still
+        // opening: a connect or handshake that never completed is an error of its kind, or a
+        // server that stalls every handshake would read as a run without errors.
+        match self.shard.slot(self.slot).opening() {
+            Some(Opening::Tcp) => self.shard.stats().counters.error(ErrorKind::Connect),
+            Some(Opening::Tls) => self.shard.stats().tls_error(engine_tls::Reason::Handshake as usize),
+            None => {}
+        }
+        self.shard.set_opening(self.slot, None);
         self.set_open(None);
     }
 }
@@ -102,7 +111,7 @@ impl Conn {
         if self.stream.is_some() {
             return true;
         }
-        match connect(shard).await {
+        match connect(shard, self.guard.slot).await {
             Ok(opened) => {
                 self.failures = 0;
                 {
@@ -310,11 +319,17 @@ fn record(shard: &Shard, cursor: &Cursor, which: usize, outcome: Step, corrected
 /// SYN and accept queues. A ramp under load opens connections when the plan says, as real
 /// clients would: a saturated server that accepts more slowly than the ramp overflows its
 /// accept queue, and the kernel's SYN retransmits show in those connections' latency.
-async fn connect(shard: &Shard) -> Result<Opened, OpenError> {
+async fn connect(shard: &Shard, slot: usize) -> Result<Opened, OpenError> {
     let _permit = shard.connect_permit().await;
     let plan = shard.plan();
     let source = (!plan.source_ips.is_empty()).then(|| plan.source_ips[shard.next_source() % plan.source_ips.len()]);
-    transport::connect(plan.target.addr, source, plan.connect_timeout, shard.tls()).await
+    shard.set_opening(slot, Some(Opening::Tcp));
+    let opened = transport::connect(plan.target.addr, source, plan.connect_timeout, shard.tls(), || {
+        shard.set_opening(slot, Some(Opening::Tls))
+    })
+    .await;
+    shard.set_opening(slot, None);
+    opened
 }
 
 /// The reason a TLS failure is counted under (an I/O error in the handshake: `handshake`).
