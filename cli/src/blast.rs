@@ -19,6 +19,10 @@ use crate::output::{self, Progress};
 pub fn main(mut args: BlastArgs) -> u8 {
     let (plan, notes) = match crate::scenario::merge(&mut args).and_then(|notes| Ok((plan(&args)?, notes))) {
         Ok(p) => p,
+        // A name that does not resolve is a target that cannot be reached, not a usage error.
+        Err(e) if matches!(e.downcast_ref(), Some(engine_blast::plan::PlanError::Resolve { .. })) => {
+            return crate::fail(exit::UNREACHABLE, &e)
+        }
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
     for n in &notes {
@@ -43,23 +47,30 @@ pub fn main(mut args: BlastArgs) -> u8 {
     let summary = match run(&args, &plan, &control, &mut outputs) {
         Ok(s) => s,
         Err(e @ (RunError::Unreachable { .. } | RunError::Handshake { .. })) => {
-            return crate::fail(exit::UNREACHABLE, &e.into())
+            // Nothing ran: a folder with only run.log would be a run that `engine report`
+            // cannot read. The one line on stderr says why.
+            outputs.discard();
+            return crate::fail(exit::UNREACHABLE, &e.into());
         }
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };
     if let Err(e) = outputs.finish(&summary) {
         return crate::fail(exit::FAILURE, &e);
     }
-    crate::fatal::or_panic(exit_code(&summary))
+    crate::fatal::or_panic(summary.verdict().exit_code())
 }
 
 fn print_plan(args: &BlastArgs, plan: &engine_blast::Plan) {
-    print!("{}", output::plan_text(plan, args.profile, args.peak, step(args)));
+    print!("{}", output::plan_text(plan, args.profile, args.peak, step(args), &args.criterion));
     for t in &args.threshold {
         println!("threshold: {t}");
     }
     for a in &args.abort_on {
-        println!("safety stop: {a} for {} consecutive intervals", grace(args));
+        // An expression's own `for N` is its grace; the others take --abort-grace.
+        match a.grace {
+            Some(_) => println!("safety stop: {a}"),
+            None => println!("safety stop: {a} for {} consecutive intervals", grace(args)),
+        }
     }
 }
 
@@ -126,23 +137,13 @@ fn run(
     run
 }
 
-fn exit_code(summary: &engine_blast::Summary) -> u8 {
-    if summary.interrupted {
-        exit::INTERRUPTED
-    } else if summary.stopped_by.is_some() {
-        exit::SAFETY_STOP
-    } else if summary.thresholds.iter().any(|t| !t.pass) {
-        exit::THRESHOLD
-    } else {
-        exit::OK
-    }
-}
-
 /// Where a blast's results go: the terminal, the summary JSON (a file opened before the run,
 /// so a path that cannot be written is refused before anything is sent), the results folder,
 /// the metrics endpoint and the Pushgateway.
 struct Outputs {
     dir: std::path::PathBuf,
+    /// The folder did not exist before this run made it.
+    made_dir: bool,
     run_log: RunLog,
     command: String,
     started: std::time::SystemTime,
@@ -180,12 +181,22 @@ impl Outputs {
                 Err(e) => anyhow::bail!("cannot write the summary JSON to '{}': {e}", p.display()),
             },
         };
+        let made_dir = args.out.as_deref().is_none_or(|d| !d.exists());
         let dir = folder::create(args.out.as_deref(), "")?;
         let stage_targets = plan.model.profile().stages().iter().map(|s| s.target).collect();
         let run_log = RunLog::create(&dir)?.with_stages(stage_targets);
         let command = std::env::args().collect::<Vec<_>>().join(" ");
         let started = std::time::SystemTime::now();
-        Ok(Outputs { dir, run_log, command, started, json, metrics, _metrics_server: metrics_server, push })
+        Ok(Outputs { dir, made_dir, run_log, command, started, json, metrics, _metrics_server: metrics_server, push })
+    }
+
+    /// Removes what was made for a run that never started: run.log, and the folder if this
+    /// run made it (and nothing else is in it).
+    fn discard(&self) {
+        let _ = std::fs::remove_file(self.dir.join("run.log"));
+        if self.made_dir {
+            let _ = std::fs::remove_dir(&self.dir);
+        }
     }
 
     /// Prints the summary and writes it everywhere. A summary JSON that cannot be written

@@ -38,15 +38,15 @@ pub struct BlastArgs {
     #[arg(long, value_name = "FILE")]
     pub scenario: Option<PathBuf>,
     /// Concurrent connections [default: 64]
-    #[arg(short, long, value_name = "N")]
+    #[arg(allow_hyphen_values = true, short, long, value_name = "N")]
     pub conns: Option<u64>,
     /// How long to send requests: 500ms, 10s, 5m, 1h (with --stages, their sum) [default: 10s]
-    #[arg(short, long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(allow_hyphen_values = true, short, long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub duration: Option<std::time::Duration>,
     /// Open model: total requests per second on a fixed schedule, whatever the responses do
     /// (latency is then measured from when each request was due). With --stages: the rate
     /// the first ramp starts from
-    #[arg(short = 'R', long, value_name = "RPS")]
+    #[arg(allow_hyphen_values = true, short = 'R', long, value_name = "RPS")]
     pub rate: Option<f64>,
     /// Linear ramps TARGET:DURATION,...; targets are connections, or requests per second with
     /// --rate. Ramps start from 0 (from --rate in the open model). E.g. 100:30s,1000:1m,0:30s
@@ -57,10 +57,10 @@ pub struct BlastArgs {
     #[arg(long, value_name = "NAME", value_parser = ProfileName::parse, requires = "peak")]
     pub profile: Option<ProfileName>,
     /// The profile's highest level (connections, or requests per second with --rate)
-    #[arg(long, value_name = "N")]
+    #[arg(allow_hyphen_values = true, long, value_name = "N")]
     pub peak: Option<f64>,
     /// How long a profile holds each level [default: 30s]
-    #[arg(long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(allow_hyphen_values = true, long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub step: Option<std::time::Duration>,
     /// Pass/fail condition on the whole run, e.g. 'p95<200ms', 'error_rate<0.1%', 'rps>1000'
     /// (repeatable; metrics p50 p90 p95 p99 p999 max mean error_rate rps). Any failure: exit 4
@@ -71,7 +71,7 @@ pub struct BlastArgs {
     #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
     pub abort_on: Vec<Expr>,
     /// Consecutive intervals a safety stop must hold before it fires [default: 3]
-    #[arg(long, value_name = "N")]
+    #[arg(allow_hyphen_values = true, long, value_name = "N")]
     pub abort_grace: Option<u32>,
     /// Print the resolved plan (stages, thresholds, equivalent command) and exit without
     /// sending anything
@@ -89,7 +89,7 @@ pub struct BlastArgs {
     /// Arrival-rate flows (--rate with a scenario's `[[flow]]`): the most users walking a flow
     /// at once, each on a connection of its own [default: --conns]. An iteration due while
     /// every user is busy is dropped, and counted
-    #[arg(long, value_name = "N")]
+    #[arg(allow_hyphen_values = true, long, value_name = "N")]
     pub max_users: Option<u64>,
     /// Statuses a response may have without failing, e.g. 200-399,404 [default: 200-399].
     /// Any other is a failed request (error kind `status`): in the error rate, the
@@ -97,13 +97,13 @@ pub struct BlastArgs {
     #[arg(long, value_name = "LIST", value_parser = engine_blast::plan::StatusSet::parse)]
     pub expect_status: Option<engine_blast::plan::StatusSet>,
     /// Per-request timeout, from write to complete response [default: 30s]
-    #[arg(long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(allow_hyphen_values = true, long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub timeout: Option<std::time::Duration>,
     /// Timeout of each TCP connect
-    #[arg(long, default_value = "5s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(allow_hyphen_values = true, long, default_value = "5s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
     pub connect_timeout: std::time::Duration,
     /// Executors (default: one per CPU the process may run on)
-    #[arg(long, value_name = "N")]
+    #[arg(allow_hyphen_values = true, long, value_name = "N")]
     pub shards: Option<usize>,
     /// CPUs to pin shards to, e.g. 0,2-3 (default: the process's affinity mask)
     #[arg(long, value_name = "LIST", value_parser = parse_cores)]

@@ -27,6 +27,10 @@ pub struct MergeArgs {
     /// More thresholds to judge the merged run by (repeatable)
     #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
     threshold: Vec<Expr>,
+    /// Merge runs that are not workers of one run (another target, model, requests or worker
+    /// count, or loads that did not overlap in time); refused without it
+    #[arg(long)]
+    force: bool,
 }
 
 pub fn main(args: MergeArgs) -> u8 {
@@ -38,11 +42,11 @@ pub fn main(args: MergeArgs) -> u8 {
 
 fn run(args: &MergeArgs) -> anyhow::Result<u8> {
     let inputs = args.inputs.iter().map(|p| Input::read(p)).collect::<Result<Vec<_>, _>>()?;
-    let merged = merge::merge(&args.inputs, &inputs, &args.threshold)?;
+    let merged = merge::merge(&args.inputs, &inputs, &args.threshold, args.force)?;
     let out = engine_results::folder::create(args.out.as_deref(), "-merged")?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     merged.write(&out, &command, &inputs)?;
     print!("{}", crate::output::summary_text(&merged.summary));
     eprintln!("results: {}", out.display());
-    Ok(if merged.summary.thresholds.iter().any(|t| !t.pass) { exit::THRESHOLD } else { exit::OK })
+    Ok(merged.summary.verdict().exit_code())
 }

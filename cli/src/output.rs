@@ -15,8 +15,14 @@ pub fn banner(plan: &Plan) -> String {
     let profile = plan.model.profile();
     let load = match (&plan.model, profile.is_constant()) {
         (Model::Closed(_), true) => "closed model".to_string(),
+        (Model::Open(_), true) if plan.arrival_flows() => {
+            format!("open model at {} iterations/s (users starting a flow)", profile.max())
+        }
         (Model::Open(_), true) => format!("open model at {} req/s", profile.max()),
         (Model::Closed(_), false) => format!("closed model, stages {}", stages(profile)),
+        (Model::Open(_), false) if plan.arrival_flows() => {
+            format!("open model, iteration-rate stages {}", stages(profile))
+        }
         (Model::Open(_), false) => format!("open model, rate stages {}", stages(profile)),
     };
     format!(
@@ -69,7 +75,13 @@ fn stages(p: &engine_blast::schedule::Profile) -> String {
 }
 
 /// The resolved plan, for --print-plan: what would run, and the `--stages` to copy.
-pub fn plan_text(plan: &Plan, profile: Option<ProfileName>, peak: Option<f64>, step: std::time::Duration) -> String {
+pub fn plan_text(
+    plan: &Plan,
+    profile: Option<ProfileName>,
+    peak: Option<f64>,
+    step: std::time::Duration,
+    criterion: &Criterion,
+) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "{}", banner(plan));
     let (unit, open) = match plan.model {
@@ -80,7 +92,7 @@ pub fn plan_text(plan: &Plan, profile: Option<ProfileName>, peak: Option<f64>, s
         let _ =
             writeln!(o, "profile {} at peak {peak} {unit}, {} per level", p.name(), human_duration(step.as_secs_f64()));
         if p == ProfileName::Stress || p == ProfileName::Spike || p == ProfileName::Recovery {
-            let _ = writeln!(o, "an interval is good when {}", Criterion::default().describe(open));
+            let _ = writeln!(o, "a level holds when, over its whole hold, {}", criterion.describe(open));
         }
     }
     let prof = plan.model.profile();
@@ -100,7 +112,8 @@ pub fn plan_text(plan: &Plan, profile: Option<ProfileName>, peak: Option<f64>, s
         }
         let stages: Vec<String> =
             prof.stages().iter().map(|s| format!("{}:{}", s.target, compact(s.duration))).collect();
-        let rate = if open { " --rate 0" } else { "" };
+        // Rate stages ramp from --rate: the equivalent command keeps it.
+        let rate = if open { format!(" --rate {}", prof.start()) } else { String::new() };
         let _ = writeln!(
             o,
             "equivalent: engine blast {} -c {}{rate} --stages {}",
@@ -133,12 +146,15 @@ pub struct Progress {
     stages: usize,
     /// The generator was saturated in an earlier interval: said once, on its own line.
     warned: bool,
+    /// Arrival-rate flows: iterations started are shown beside requests.
+    iterations: bool,
 }
 
 impl Progress {
     pub fn new(quiet: bool, plan: &Plan) -> Self {
         let stages = plan.model.profile().stages().len();
-        Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false, stages, warned: false }
+        let iterations = plan.arrival_flows();
+        Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false, stages, warned: false, iterations }
     }
 
     fn update(&mut self, i: &Interval<'_>) {
@@ -151,16 +167,18 @@ impl Progress {
         } else {
             String::new()
         };
+        let latency = if p.requests == 0 {
+            "no response".to_string()
+        } else {
+            format!("p50 {}  p99 {}", ms(p.p50_ms), ms(p.p99_ms))
+        };
+        let iterations = match i.totals.iterations.as_deref() {
+            Some(it) if self.iterations => format!("  {:.0} iterations/s", it.started as f64 / i.seconds()),
+            _ => String::new(),
+        };
         let line = format!(
-            "[{:>5.1}s/{:.0}s] {:>10.0} req/s  p50 {}  p99 {}  errors {}  open {}  target {}{stage}",
-            i.elapsed_s,
-            i.planned_s,
-            p.rps,
-            ms(p.p50_ms),
-            ms(p.p99_ms),
-            p.errors,
-            p.open,
-            p.target
+            "[{:>5.1}s/{:.0}s] {:>10.0} req/s{iterations}  {latency}  errors {}  open {}  target {}{stage}",
+            i.elapsed_s, i.planned_s, p.rps, p.errors, p.open, p.target
         );
         let mut err = std::io::stderr().lock();
         let busiest = i.busy.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1));
@@ -212,13 +230,13 @@ pub fn summary_text(s: &Summary) -> String {
         s.rps,
         if s.interrupted { " (interrupted)" } else { "" }
     );
-    latency_line(&mut o, "latency", &s.latency_ms);
+    latency_line(&mut o, "latency", &s.latency_ms, s.requests);
     if s.latency_uncorrected_ms != s.latency_ms {
-        latency_line(&mut o, "uncorrected", &s.latency_uncorrected_ms);
+        latency_line(&mut o, "uncorrected", &s.latency_uncorrected_ms, s.requests);
     }
-    if s.errors.status > 0 {
+    if s.errors.status > 0 && s.requests > 0 {
         // Fast failures would flatter the whole: the expected responses' own latency.
-        latency_line(&mut o, "expected", &s.latency_ok_ms);
+        latency_line(&mut o, "expected", &s.latency_ok_ms, s.requests - s.errors.status);
     }
     schedule_lines(&mut o, s);
     iteration_line(&mut o, s);
@@ -262,10 +280,10 @@ pub fn summary_text(s: &Summary) -> String {
 /// Connect and handshake times, and how TLS went.
 fn tls_lines(o: &mut String, s: &Summary) {
     if let Some(l) = &s.connect_ms {
-        latency_line(o, "connect", l);
+        latency_line(o, "connect", l, 1);
     }
     if let Some(l) = &s.tls_handshake_ms {
-        latency_line(o, "handshake", l);
+        latency_line(o, "handshake", l, 1);
     }
     if let Some(t) = &s.tls {
         let _ = writeln!(
@@ -302,7 +320,12 @@ fn tls_lines(o: &mut String, s: &Summary) {
 fn verdict_lines(o: &mut String, s: &Summary) {
     for t in &s.thresholds {
         let verdict = if t.pass { "PASS" } else { "FAIL" };
-        let _ = writeln!(o, "  {:<12}{verdict} {} (measured {})", "threshold", t.expr, measured(&t.expr, t.value));
+        let figure = if t.no_data {
+            "no data: nothing it selects was measured, which fails it".to_string()
+        } else {
+            format!("measured {}", measured(&t.expr, t.value))
+        };
+        let _ = writeln!(o, "  {:<12}{verdict} {} ({figure})", "threshold", t.expr);
     }
     if let Some(f) = &s.stopped_by {
         let _ = writeln!(
@@ -336,7 +359,12 @@ fn measured(expr: &str, v: f64) -> String {
     }
 }
 
-fn latency_line(o: &mut String, label: &str, l: &Latency) {
+/// A latency line; with no `samples`, says so rather than print zeros.
+fn latency_line(o: &mut String, label: &str, l: &Latency, samples: u64) {
+    if samples == 0 {
+        let _ = writeln!(o, "  {label:<12}no data (no response completed)");
+        return;
+    }
     let _ = writeln!(
         o,
         "  {:<12}mean {}  p50 {}  p90 {}  p95 {}  p99 {}  p99.9 {}  max {}",
@@ -388,6 +416,24 @@ fn human_duration(s: f64) -> String {
 /// The open model's schedule: asked, achieved, sent, lag.
 fn schedule_lines(o: &mut String, s: &Summary) {
     let Some(sch) = &s.schedule else { return };
+    if let Some(i) = &s.iterations {
+        // Arrival-rate flows schedule iterations (users walking a flow), not requests.
+        let pct = if sch.target_rps > 0.0 { i.rate / sch.target_rps * 100.0 } else { 0.0 };
+        let _ = writeln!(
+            o,
+            "  {:<12}iterations asked {:.1}/s, started {:.1}/s ({pct:.1}%); {} of {} scheduled started; requests \
+             {:.1}/s over all steps",
+            "rate", sch.target_rps, i.rate, sch.sent, sch.expected, s.rps
+        );
+        if sch.behind {
+            let _ = writeln!(
+                o,
+                "  {:<12}the asked iteration rate was NOT reached: every user was busy (raise --max-users) or the target is slow",
+                "warning"
+            );
+        }
+        return;
+    }
     let pct = if sch.target_rps > 0.0 { sch.achieved_rps / sch.target_rps * 100.0 } else { 0.0 };
     let _ = writeln!(
         o,
@@ -417,6 +463,9 @@ fn profile_line(o: &mut String, s: &Summary) {
     }
     if let Some(f) = p.failed_at {
         line += &format!("; failed at {f}");
+        if let Some(why) = p.levels.iter().find(|l| l.level == f).and_then(|l| l.failed_on.as_deref()) {
+            line += &format!(" ({why} over its hold)");
+        }
     }
     if let Some(b) = p.best_rps {
         line += &format!("; best held rate {b:.1} req/s");
@@ -431,17 +480,21 @@ fn profile_line(o: &mut String, s: &Summary) {
 
 /// Per named request (scenarios).
 fn named_lines(o: &mut String, s: &Summary) {
-    let total_weight: u64 = s.requests_by_name.values().map(|n| u64::from(n.weight)).sum();
+    // The share of what was sent: a weight is the plan's share of a request, but a flow's
+    // steps all have weight 1 and run as often as users reach them.
+    let total: u64 = s.requests_by_name.values().map(|n| n.requests + n.errors.total - n.errors.status).sum();
     for (name, n) in &s.requests_by_name {
+        let latency = if n.requests == 0 {
+            "no data".to_string()
+        } else {
+            format!("p50 {}  p95 {}  p99 {}", ms(n.latency_ms.p50), ms(n.latency_ms.p95), ms(n.latency_ms.p99))
+        };
         let _ = writeln!(
             o,
-            "  {:<12}{name:<16} {:>5.1}%  {:>9} req  p50 {}  p95 {}  p99 {}  errors {}",
+            "  {:<12}{name:<16} {:>5.1}%  {:>9} req  {latency}  errors {}",
             "by name",
-            f64::from(n.weight) * 100.0 / total_weight.max(1) as f64,
+            (n.requests + n.errors.total - n.errors.status) as f64 * 100.0 / total.max(1) as f64,
             n.requests,
-            ms(n.latency_ms.p50),
-            ms(n.latency_ms.p95),
-            ms(n.latency_ms.p99),
             n.errors.total
         );
     }

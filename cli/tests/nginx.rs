@@ -229,12 +229,14 @@ fn stages_ramp_to_ten_thousand_and_back() {
     let open: Vec<u64> = points.iter().map(|p| p["open"].as_u64().unwrap()).collect();
     let target: Vec<f64> = points.iter().map(|p| p["target"].as_f64().unwrap()).collect();
     eprintln!("open {open:?}\ntarget {target:?}");
-    // Up through the ramp (a saturated nginx accepts late, so open may trail the target),
-    // held, and down to none.
+    // Up through the ramp, held, and down to none. A saturated nginx accepts late: connects
+    // whose SYN it dropped land a second or three later (the kernel's retransmits), so open
+    // trails the target on the way up and may still grow in the first second of the way
+    // down (seen on the code before issue 27 too, 1 run in 4: open 8527 then 8651).
     assert!(open[0] > 500 && open[0] < open[2] && open[2] < open[5], "{open:?}");
-    assert!(v["connections"]["peak_open"].as_u64().unwrap() >= 9_000, "{v}");
+    assert!(v["connections"]["peak_open"].as_u64().unwrap() >= 8_000, "{v}");
     assert_eq!(target[6], 10_000.0, "{target:?}");
-    assert!(open[10] < open[9] && open[9] < open[8], "{open:?}");
+    assert!(open[10] < open[8] && open[10] < open[9], "{open:?}");
     assert_eq!(*open.last().unwrap(), 0, "{open:?}");
 }
 

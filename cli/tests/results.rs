@@ -203,14 +203,23 @@ weight = 1
         ),
     )
     .unwrap();
-    let workers: Vec<serde_json::Value> = (0..2)
+    // Workers of one run load the target together (a merge refuses runs that did not overlap).
+    let running: Vec<_> = (0..2)
         .map(|i| {
-            let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+            Command::new(env!("CARGO_BIN_EXE_engine"))
                 .current_dir(&dir)
                 .args(["blast", "--scenario", "two.toml", "-q", "--worker-count", "2", "--json", "-"])
-                .args(["--worker-index", &i.to_string(), "--out", &format!("w{i}")])
-                .output()
-                .unwrap();
+                .args(["--worker-index", &i.to_string(), "--out", &format!("w{i}"), "--shards", "1"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let workers: Vec<serde_json::Value> = running
+        .into_iter()
+        .map(|w| {
+            let o = w.wait_with_output().unwrap();
             // Each worker alone fails the slow threshold: exit 4.
             assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
             serde_json::from_slice(&o.stdout).unwrap()
@@ -242,5 +251,44 @@ weight = 1
         assert_eq!(m["requests_by_name"][name]["errors"]["total"], errors, "{name}");
     }
     assert_eq!(m["requests"].as_u64().unwrap(), workers.iter().map(|w| w["requests"].as_u64().unwrap()).sum::<u64>());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Runs that are not workers of one run are refused by name, unless `--force`: one after the
+/// other, they would add up their peaks and stretch the duration over the gap.
+#[test]
+fn merge_refuses_runs_that_did_not_run_together() {
+    let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let dir = std::env::temp_dir().join(format!("engine-merge-apart-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("http://{}/", t.local_addr());
+    for (name, path) in [("a", "/"), ("b", "/"), ("other", "/other")] {
+        let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .current_dir(&dir)
+            .args(["blast", &format!("{url}{}", &path[1..]), "-c", "2", "-d", "300ms", "-q", "--out", name])
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let merge = |args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .current_dir(&dir)
+            .args(["report", "merge"])
+            .args(args)
+            .output()
+            .unwrap();
+        (o.status.code(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (code, err) = merge(&["a", "other", "--out", "m1"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("are not one plan (targets") && err.contains("--force"), "{err}");
+    let (code, err) = merge(&["a", "b", "--out", "m2"]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("'a' ended") && err.contains("before 'b' started"), "{err}");
+    assert!(!dir.join("m2").exists());
+    let (code, err) = merge(&["a", "b", "--out", "m3", "--force"]);
+    assert_eq!(code, Some(0), "{err}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -16,7 +16,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use rustls::pki_types::pem::PemObject;
-use tls_support::{blast, engine, refused, Certs, Nginx};
+use tls_support::{blast, blast_exit, engine, refused, Certs, Nginx};
 
 #[test]
 fn https_counts_match_nginx_and_a_certificate_problem_names_its_flag() {
@@ -227,8 +227,10 @@ fn hostile_tls_peers_are_counted_errors_with_a_summary_every_time() {
         let port = hostile_server(&certs, how);
         let url = format!("https://127.0.0.1:{port}/");
         let started = Instant::now();
-        let s = blast(&url, &["--cacert", &ca, "-c", "2", "-d", "2s", "--connect-timeout", "1s"], &out);
+        let (s, code) = blast_exit(&url, &["--cacert", &ca, "-c", "2", "-d", "2s", "--connect-timeout", "1s"], &out);
         assert!(started.elapsed() < Duration::from_secs(15), "{how:?} took {:?}", started.elapsed());
+        // Not one response: the run says so and exits 3.
+        assert_eq!(code, Some(3), "{how:?}: {s}");
         let tls = s["errors"]["tls"].as_u64().unwrap();
         assert!(tls > 0, "{how:?}: no TLS errors: {s}");
         assert_eq!(s["errors"]["total"].as_u64().unwrap(), tls, "{how:?}: {s}");

@@ -28,10 +28,20 @@ fn blast(addr: std::net::SocketAddr, conns: u64, ms: u64) -> Summary {
     support::blast(&format!("http://{addr}/"), conns, ms, 10_000)
 }
 
-/// Published statistics, after the shards' next publication.
+/// Published statistics that count everything completed before this call: read until every
+/// shard has published since (`as_of_s`), which takes at most a tick (100 ms).
 fn stats(p: &engine_proxy::Proxy) -> engine_proxy::StatsReport {
-    thread::sleep(Duration::from_millis(700));
-    p.stats()
+    let asked = p.stats().uptime_s;
+    let deadline = std::time::Instant::now() + Duration::from_secs(2);
+    loop {
+        let s = p.stats();
+        if s.as_of_s >= asked {
+            assert!(s.uptime_s - s.as_of_s < 0.5, "published {:.3} s before it was read", s.uptime_s - s.as_of_s);
+            return s;
+        }
+        assert!(std::time::Instant::now() < deadline, "no publication since {asked} s: {s:?}");
+        thread::sleep(Duration::from_millis(20));
+    }
 }
 
 #[test]

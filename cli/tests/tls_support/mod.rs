@@ -174,15 +174,23 @@ pub fn engine(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_engine")).args(args).env_remove("RUST_BACKTRACE").output().unwrap()
 }
 
-/// A blast that must run: its summary.
+/// A blast that must run and pass: its summary.
 pub fn blast(url: &str, extra: &[&str], out: &Path) -> serde_json::Value {
+    let (summary, code) = blast_exit(url, extra, out);
+    assert_eq!(code, Some(0), "{extra:?}: {summary}");
+    summary
+}
+
+/// A blast that must run and write its summary, whatever its exit code: both.
+pub fn blast_exit(url: &str, extra: &[&str], out: &Path) -> (serde_json::Value, Option<i32>) {
     let mut args = vec!["blast", url, "--shards", "1", "-q", "--json", "-", "--out"];
     let out = out.display().to_string();
     args.push(&out);
     args.extend_from_slice(extra);
     let o = engine(&args);
-    assert_eq!(o.status.code(), Some(0), "{args:?}: {}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    let summary = serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("{args:?}: no summary ({e}): {}", String::from_utf8_lossy(&o.stderr)));
+    (summary, o.status.code())
 }
 
 /// A blast that must stop at the pre-flight: exit 3, and its one line.

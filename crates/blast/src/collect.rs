@@ -232,6 +232,7 @@ impl<'p> Collector<'p> {
         summary.start_unix_s = (unix_s * 1000.0).round() / 1000.0;
         summary.worker = plan.worker;
         summary.timeseries = self.timeseries;
+        warnings.extend(summary.answer_warnings());
         summary.warnings = warnings;
         summary
     }

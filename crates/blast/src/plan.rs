@@ -15,7 +15,7 @@ mod expect;
 mod scenario;
 pub use expect::StatusSet;
 use scenario::{plan_flows, plan_requests};
-pub use scenario::{CaptureSource, FlowPlan, FlowSpec, FlowStep, RequestSpec, StepSpec};
+pub use scenario::{CaptureSource, FlowPlan, FlowSpec, FlowStep, RequestSpec, StepSpec, RETRY_AFTER_MAX};
 
 pub use crate::schedule::MAX_RATE;
 

@@ -117,7 +117,7 @@ impl ProfileWatch {
 
 impl Observer for ProfileWatch {
     fn interval(&mut self, i: &Interval<'_>) -> Flow {
-        let stop = self.stress.as_mut().is_some_and(|w| w.observe(i.point));
+        let stop = self.stress.as_mut().is_some_and(|w| w.observe(i.point, i.totals, i.seconds()));
         if stop {
             Flow::Stop
         } else {
@@ -137,6 +137,7 @@ impl Observer for ProfileWatch {
             report.capacity = w.last_good;
             report.failed_at = w.failed_at;
             report.best_rps = Some(w.best_rps);
+            report.levels = w.levels.clone();
         }
         if let Some((baseline_end, drop_end)) = self.name.recovery_window(&self.stages) {
             report.recovery_s = recovery_time(&summary.timeseries, baseline_end, drop_end, 1.5);

@@ -74,6 +74,9 @@ pub struct Defaults {
     pub timeout: Option<String>,
     /// Statuses a response may have without failing, e.g. "200-399,404" (default 200-399).
     pub expect_status: Option<String>,
+    /// Flows: the longest `Retry-After` a failed step's answer makes its user wait (default
+    /// 10s; "0s" ignores Retry-After).
+    pub retry_after_max: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -111,6 +114,8 @@ pub struct Flow {
     pub name: String,
     #[serde(default = "one")]
     pub weight: u32,
+    /// This flow's `retry_after_max`, instead of `[defaults]`'s.
+    pub retry_after_max: Option<String>,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
 }
@@ -204,6 +209,11 @@ impl Scenario {
         let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
         let mut out = Vec::new();
         for f in &self.flows {
+            let retry_after_max = match f.retry_after_max.as_ref().or(self.defaults.retry_after_max.as_ref()) {
+                Some(t) => engine_runtime::units::parse_duration(t)
+                    .map_err(|e| check(format!("flow '{}': retry_after_max: {e}", f.name)))?,
+                None => crate::plan::RETRY_AFTER_MAX,
+            };
             let mut steps = Vec::new();
             for st in &f.steps {
                 let think = match &st.think {
@@ -234,7 +244,7 @@ impl Scenario {
                 };
                 steps.push(StepSpec { request, think, captures });
             }
-            out.push(FlowSpec { name: f.name.clone(), weight: f.weight, steps });
+            out.push(FlowSpec { name: f.name.clone(), weight: f.weight, steps, retry_after_max });
         }
         Ok(out)
     }

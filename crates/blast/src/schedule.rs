@@ -87,6 +87,11 @@ impl Profile {
         &self.stages
     }
 
+    /// The level the first ramp starts from (`--rate` with rate stages).
+    pub fn start(&self) -> f64 {
+        self.start
+    }
+
     pub fn is_constant(&self) -> bool {
         self.stages.len() == 1 && self.start == self.stages[0].target
     }
@@ -177,6 +182,11 @@ impl Arrivals {
         }
         let total = scheduled(profile.integral());
         Self { segments, total, next: index as u64, step: shards.max(1) as u64 }
+    }
+
+    /// Every arrival of this shard's part has been handed out.
+    pub fn done(&self) -> bool {
+        self.next >= self.total
     }
 
     /// The next intended start of this shard, or `None` when its part is done.

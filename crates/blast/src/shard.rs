@@ -171,7 +171,7 @@ async fn connect_phase(cfg: &ShardConfig, shard: &Shard) -> Option<Instant> {
 /// No new requests; in-flight ones may finish for a short while, and connections opening
 /// for a shorter one.
 async fn drain(cfg: &ShardConfig, shard: &Shard, reporter: &mut Reporter<'_>, interrupted: bool) {
-    shard.stop_running();
+    shard.stop_running(!interrupted);
     let grace = if interrupted { DRAIN_INTERRUPTED } else { DRAIN_MAX.min(cfg.plan.timeout) };
     let now = Instant::now();
     let (drain_end, opening_end) = (now + grace, now + grace.min(OPENING_GRACE));
@@ -179,7 +179,8 @@ async fn drain(cfg: &ShardConfig, shard: &Shard, reporter: &mut Reporter<'_>, in
         let now = Instant::now();
         reporter.due(shard, now);
         let opening = shard.opening() > 0 && now < opening_end;
-        if (shard.stats().in_flight == 0 && !opening) || now >= drain_end {
+        let idle = shard.stats().in_flight == 0 && (interrupted || shard.schedule_sent());
+        if (idle && !opening) || now >= drain_end {
             break;
         }
         if !interrupted && cfg.stop.load(Ordering::Relaxed) {

@@ -84,12 +84,26 @@ impl Slot {
     }
 }
 
+/// A due time taken from the schedule whose request has not started: the drain waits for it.
+pub(crate) struct DueHeld<'a>(&'a Shard);
+
+impl Drop for DueHeld<'_> {
+    fn drop(&mut self) {
+        self.0.due_held.set(self.0.due_held.get() - 1);
+    }
+}
+
 pub(crate) struct Shard {
     plan: Arc<Plan>,
     stats: RefCell<ShardStats>,
     read_buf: RefCell<Box<[u8]>>,
     /// Connections start new requests only while this is true.
     running: Cell<bool>,
+    /// The run's time is up, and the open model's requests due before its end are still
+    /// being sent (see [`Shard::may_send`]).
+    finishing: Cell<bool>,
+    /// Due times taken from the schedule whose request has not started yet.
+    due_held: Cell<u64>,
     connect_gate: Semaphore,
     /// The next source address (`--source-ips`), rotating per connect.
     next_source: Cell<usize>,
@@ -136,6 +150,8 @@ impl Shard {
             tls: plan.tls.as_ref().map(|t| t.client.for_shard()),
             read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
             running: Cell::new(true),
+            finishing: Cell::new(false),
+            due_held: Cell::new(0),
             connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),
             // Shards start at different addresses so small pools still spread over all of them.
             next_source: Cell::new(index),
@@ -179,9 +195,24 @@ impl Shard {
         self.running.get()
     }
 
-    /// No new requests from now on (the drain).
-    pub fn stop_running(&self) {
+    /// No new requests from now on (the drain); but at the planned end (`finish_schedule`)
+    /// the open model still sends the requests its schedule made due before the end: they
+    /// are part of the run, and a connection that took one just before the end, or was busy
+    /// when it fell due, would otherwise drop it.
+    pub fn stop_running(&self, finish_schedule: bool) {
         self.running.set(false);
+        self.finishing.set(finish_schedule && self.arrivals.is_some());
+    }
+
+    /// Whether a connection may take the next due time: while running, and while the open
+    /// model finishes its schedule after the planned end.
+    pub fn may_send(&self) -> bool {
+        self.running.get() || self.finishing.get()
+    }
+
+    /// Every request the schedule made due has started (always, in the closed model).
+    pub fn schedule_sent(&self) -> bool {
+        self.due_held.get() == 0 && self.arrivals.as_ref().is_none_or(|a| a.borrow().done())
     }
 
     /// One of the handshakes the shard allows at once.
@@ -269,14 +300,17 @@ impl Shard {
         .await
     }
 
-    /// Open model: when the shard's next request is due; `None` when the schedule is done.
-    /// Closed model: `Some(None)`, always (no schedule).
-    pub fn next_due(&self) -> Option<Option<Instant>> {
+    /// Open model: when the shard's next request is due, held until it starts (the
+    /// [`DueHeld`] dropped); `None` when the schedule is done. Closed model: `Some(None)`,
+    /// always (no schedule).
+    pub fn next_due(&self) -> Option<Option<(Instant, DueHeld<'_>)>> {
         match &self.arrivals {
             None => Some(None),
             Some(a) => {
                 let offset = a.borrow_mut().next()?;
-                Some(Some(self.start.get().unwrap_or_else(Instant::now) + Duration::from_secs_f64(offset)))
+                self.due_held.set(self.due_held.get() + 1);
+                let due = self.start.get().unwrap_or_else(Instant::now) + Duration::from_secs_f64(offset);
+                Some(Some((due, DueHeld(self))))
             }
         }
     }

@@ -21,7 +21,7 @@ pub mod template;
 
 pub use body::BodyDecoder;
 pub use render::RenderedRequest;
-pub use response::{Progress, Response, ResponseFramer};
+pub use response::{Progress, Response, ResponseFramer, RetryAfter};
 
 /// Largest response head (status line and headers) accepted. Heads are the one part of a
 /// response that must sit in memory whole; 64 KiB is well above what real servers send

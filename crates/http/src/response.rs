@@ -32,6 +32,37 @@ pub struct Response {
     pub head_bytes: u64,
     /// Body bytes on the wire (chunk framing included).
     pub body_bytes: u64,
+    /// A `Retry-After` the server sent with a status of 300 or more (RFC 9110 §10.2.3).
+    pub retry_after: Option<RetryAfter>,
+}
+
+/// When a server asks to be tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryAfter {
+    /// `Retry-After: 120`.
+    Seconds(u32),
+    /// `Retry-After: Fri, 04 Dec 2026 14:00:00 GMT`, as Unix seconds.
+    At(i64),
+}
+
+impl RetryAfter {
+    /// Parses a field value: delta-seconds or an HTTP-date; anything else is `None`.
+    pub fn parse(value: &[u8]) -> Option<RetryAfter> {
+        let text = std::str::from_utf8(value).ok()?.trim();
+        if !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) {
+            // Beyond u32 is beyond any wait a run honours.
+            return Some(RetryAfter::Seconds(text.parse().unwrap_or(u32::MAX)));
+        }
+        jiff::fmt::rfc2822::parse(text).ok().map(|t| RetryAfter::At(t.timestamp().as_second()))
+    }
+
+    /// How long from `now` (Unix seconds) it asks to wait; a date in the past is 0.
+    pub fn seconds_from(self, now_unix_s: f64) -> f64 {
+        match self {
+            RetryAfter::Seconds(s) => f64::from(s),
+            RetryAfter::At(at) => (at as f64 - now_unix_s).max(0.0),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +82,7 @@ pub struct ResponseFramer {
     head_bytes: u64,
     body_bytes: u64,
     chunked: bool,
+    retry_after: Option<RetryAfter>,
     /// What a flow step wants kept from this response; `None` for plain requests.
     capture: Option<Box<Capture>>,
 }
@@ -87,6 +119,7 @@ impl ResponseFramer {
             head_bytes: 0,
             body_bytes: 0,
             chunked: false,
+            retry_after: None,
             capture: None,
         }
     }
@@ -169,6 +202,7 @@ impl ResponseFramer {
             keep_alive: self.keep_alive,
             head_bytes: self.head_bytes,
             body_bytes: self.body_bytes,
+            retry_after: self.retry_after,
         }
     }
 
@@ -201,6 +235,15 @@ impl ResponseFramer {
         self.status = status;
 
         let framing = framing(status, version, parsed.headers, self.head_request)?;
+        // Only answers that refuse or redirect carry a Retry-After worth reading (RFC 9110
+        // §10.2.3): a 2xx costs no extra look at its fields.
+        if status >= 300 {
+            self.retry_after = parsed
+                .headers
+                .iter()
+                .find(|h| h.name.eq_ignore_ascii_case("retry-after"))
+                .and_then(|h| RetryAfter::parse(h.value));
+        }
         self.keep_alive = framing.keep_alive;
         self.chunked = framing.chunked;
         if let Some(c) = self.capture.as_mut() {
@@ -345,7 +388,25 @@ mod tests {
     }
 
     fn ok(status: u16, keep_alive: bool, head: u64, body: u64) -> Response {
-        Response { status, keep_alive, head_bytes: head, body_bytes: body }
+        Response { status, keep_alive, head_bytes: head, body_bytes: body, retry_after: None }
+    }
+
+    #[test]
+    fn retry_after_is_read_from_refusals_only() {
+        let (got, err) = frame(
+            b"HTTP/1.1 503 Service Unavailable\r\nRetry-After: 7\r\nContent-Length: 0\r\n\r\n\
+              HTTP/1.1 429 Too Many Requests\r\nretry-after: Fri, 04 Dec 2026 14:00:00 GMT\r\nContent-Length: 0\r\n\r\n\
+              HTTP/1.1 503 Service Unavailable\r\nRetry-After: soon\r\nContent-Length: 0\r\n\r\n\
+              HTTP/1.1 200 OK\r\nRetry-After: 5\r\nContent-Length: 0\r\n\r\n",
+            7,
+            false,
+        );
+        assert_eq!(err, None);
+        let after: Vec<_> = got.iter().map(|r| r.retry_after).collect();
+        assert_eq!(after, vec![Some(RetryAfter::Seconds(7)), Some(RetryAfter::At(1_796_392_800)), None, None]);
+        assert_eq!(RetryAfter::At(100).seconds_from(40.0), 60.0);
+        assert_eq!(RetryAfter::At(100).seconds_from(400.0), 0.0);
+        assert_eq!(RetryAfter::parse(b"99999999999"), Some(RetryAfter::Seconds(u32::MAX)));
     }
 
     #[test]

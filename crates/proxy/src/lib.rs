@@ -46,7 +46,7 @@ mod tunnel;
 pub use faults::{FaultBook, FaultError, Rule};
 pub use stats::StatsReport;
 
-use stats::{Gauges, Published, ShardStats};
+use stats::{Published, ShardStats};
 
 pub(crate) const RUNNING: u8 = 0;
 pub(crate) const DRAINING: u8 = 1;
@@ -293,7 +293,7 @@ impl Proxy {
             routes: cfg.routes,
             limits: cfg.limits,
             book,
-            published: Mutex::new(Published { totals: ShardStats::new(0), gauges: vec![Gauges::default(); shards] }),
+            published: Mutex::new(Published::new(shards)),
             state: AtomicU8::new(RUNNING),
             start: Instant::now(),
             shards,
@@ -347,7 +347,7 @@ impl Proxy {
         &self.shared.book
     }
 
-    /// The published statistics (shards publish every 500 ms).
+    /// The published statistics (shards publish every 100 ms; see `as_of_s`).
     pub fn stats(&self) -> StatsReport {
         self.shared.report()
     }

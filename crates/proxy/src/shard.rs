@@ -149,6 +149,7 @@ impl Shard {
         let mut p = self.shared.published.lock().unwrap_or_else(|e| e.into_inner());
         p.totals.add(&stats);
         p.gauges[self.index] = gauges;
+        p.as_of[self.index] = self.shared.start.elapsed();
         drop(p);
         stats.reset();
     }

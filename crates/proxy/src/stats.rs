@@ -302,12 +302,27 @@ pub struct Gauges {
 pub struct Published {
     pub totals: ShardStats,
     pub gauges: Vec<Gauges>,
+    /// Per shard: the uptime of its last publication.
+    pub as_of: Vec<Duration>,
+}
+
+impl Published {
+    pub fn new(shards: usize) -> Self {
+        Published {
+            totals: ShardStats::new(0),
+            gauges: vec![Gauges::default(); shards],
+            as_of: vec![Duration::ZERO; shards],
+        }
+    }
 }
 
 /// `GET /stats`: the published figures as JSON, latencies in milliseconds.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatsReport {
     pub uptime_s: f64,
+    /// The figures count everything that completed before this uptime: every shard has
+    /// published since (each does every 100 ms, and at its drain's end).
+    pub as_of_s: f64,
     pub requests: u64,
     pub responses: BTreeMap<&'static str, u64>,
     /// Upstream latency over every route and class.
@@ -417,6 +432,7 @@ impl StatsReport {
         }
         StatsReport {
             uptime_s: (uptime.as_secs_f64() * 1000.0).round() / 1000.0,
+            as_of_s: (p.as_of.iter().min().copied().unwrap_or_default().as_secs_f64() * 1000.0).round() / 1000.0,
             requests: t.requests,
             responses: CLASSES.iter().zip(t.responses).map(|(c, n)| (*c, n)).collect(),
             server_latency_ms: ServerLatency {
@@ -492,7 +508,11 @@ mod tests {
         let mut total = ShardStats::new(1);
         total.add(&a);
         total.add(&b);
-        let p = Published { totals: total, gauges: vec![Gauges { connections_open: 3, ..Default::default() }; 2] };
+        let p = Published {
+            totals: total,
+            gauges: vec![Gauges { connections_open: 3, ..Default::default() }; 2],
+            as_of: vec![Duration::from_millis(900), Duration::from_millis(1000)],
+        };
         let r = StatsReport::new(&p, &["/api".to_string()], Duration::from_secs(1));
         assert_eq!(r.server_latency_ms.count, 200);
         assert_eq!(r.routes.len(), 2);

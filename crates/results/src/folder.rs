@@ -101,12 +101,29 @@ impl Observer for RunLog {
     }
 
     fn finish(&mut self, s: &mut Summary) {
+        for l in s.profile.iter().flat_map(|p| &p.levels) {
+            let verdict = match &l.failed_on {
+                None => "held".to_string(),
+                Some(why) => format!("FAILED: {why}"),
+            };
+            self.line(&format!(
+                "level {} {verdict} (over {:.0} s held: p99 {:.3} ms, errors {:.2}%, {:.1} req/s)",
+                l.level,
+                l.held_s,
+                l.p99_ms,
+                l.error_rate * 100.0,
+                l.rps
+            ));
+        }
         if let Some(f) = &s.stopped_by {
             self.line(&format!("safety stop fired: '{}' at {:.1}s (value {})", f.expr, f.at_s, f.value));
         }
         for t in &s.thresholds {
             let verdict = if t.pass { "PASS" } else { "FAIL" };
-            self.line(&format!("threshold {verdict} {} (value {})", t.expr, t.value));
+            match t.no_data {
+                true => self.line(&format!("threshold {verdict} {} (no data)", t.expr)),
+                false => self.line(&format!("threshold {verdict} {} (value {})", t.expr, t.value)),
+            }
         }
         let interrupted = if s.interrupted { ", interrupted" } else { "" };
         self.line(&format!(
@@ -182,6 +199,10 @@ fn upgrade(mut value: serde_json::Value) -> serde_json::Value {
         }
         value["schema_version"] = 2.into();
     }
+    // Schema 3 added only fields that are absent when they do not apply (`no_data`).
+    if value.get("schema_version").and_then(serde_json::Value::as_u64) == Some(2) {
+        value["schema_version"] = 3.into();
+    }
     value
 }
 
@@ -240,7 +261,10 @@ fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
         ("p99.9", l.p999),
         ("max", l.max),
     ] {
-        let _ = writeln!(o, "| latency {k} | {v:.3} ms |");
+        match s.requests {
+            0 => drop(writeln!(o, "| latency {k} | no data |")),
+            _ => drop(writeln!(o, "| latency {k} | {v:.3} ms |")),
+        }
     }
     let e = &s.errors;
     let _ = writeln!(
@@ -287,7 +311,11 @@ fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
     if !s.thresholds.is_empty() {
         let _ = writeln!(o, "\n## Thresholds\n");
         for t in &s.thresholds {
-            let _ = writeln!(o, "- {} `{}` (measured {})", if t.pass { "PASS" } else { "**FAIL**" }, t.expr, t.value);
+            let verdict = if t.pass { "PASS" } else { "**FAIL**" };
+            match t.no_data {
+                true => drop(writeln!(o, "- {verdict} `{}` (no data: nothing it selects was measured)", t.expr)),
+                false => drop(writeln!(o, "- {verdict} `{}` (measured {})", t.expr, t.value)),
+            }
         }
     }
     o

@@ -64,11 +64,15 @@ pub struct Merged {
     pub names: Vec<String>,
 }
 
-/// Merges the inputs (checked: each run once, counts matching logs) and judges the merged
-/// run by the workers' thresholds and `extra`.
-pub fn merge(paths: &[PathBuf], inputs: &[Input], extra: &[Expr]) -> Result<Merged, MergeError> {
+/// Merges the inputs (checked: each run once, counts matching logs, and unless `force`, runs
+/// of one plan that ran at the same time) and judges the merged run by the workers'
+/// thresholds and `extra`.
+pub fn merge(paths: &[PathBuf], inputs: &[Input], extra: &[Expr], force: bool) -> Result<Merged, MergeError> {
     no_run_twice(paths, inputs)?;
     counts_match_logs(inputs)?;
+    if !force {
+        one_run(inputs)?;
+    }
     let all = inputs.iter().flat_map(|i| i.log.intervals.iter());
     let t0 = all.clone().map(|iv| iv.start).fold(f64::INFINITY, f64::min);
     let t1 = all.map(|iv| iv.start + iv.len).fold(f64::NEG_INFINITY, f64::max);
@@ -230,6 +234,49 @@ fn add_errors(c: &mut Counters, e: &Errors) {
 
 /// Each run counts once: a folder named twice, a copy of one, or two folders that claim the
 /// same worker's place would add its responses twice and look like a valid, busier run.
+/// The inputs are workers of one run: one plan (target, model, requests, worker count), and
+/// their loads overlapped in time. Merging unrelated runs would add up their peaks ("peak
+/// open 6000" of three runs one after the other) and stretch the duration over their gaps.
+fn one_run(inputs: &[Input]) -> Result<(), MergeError> {
+    let runs: Vec<(&str, &Summary)> =
+        inputs.iter().filter_map(|i| i.summary.as_ref().map(|s| (i.name.as_str(), s))).collect();
+    let Some(&(first_name, first)) = runs.first() else { return Ok(()) };
+    let refuse = |why: String| Err(MergeError::Inputs(format!("{why}; --force merges them anyway")));
+    for &(name, s) in &runs[1..] {
+        let names = |s: &Summary| s.requests_by_name.keys().cloned().collect::<Vec<_>>();
+        let differs = if s.target != first.target {
+            Some(format!("targets {} and {}", first.target, s.target))
+        } else if s.model != first.model {
+            Some(format!("the {} and the {} model", first.model.name(), s.model.name()))
+        } else if names(s) != names(first) {
+            Some("different requests".to_string())
+        } else {
+            match (first.worker, s.worker) {
+                (Some(a), Some(b)) if a.count != b.count => Some(format!("{} and {} workers", a.count, b.count)),
+                _ => None,
+            }
+        };
+        if let Some(d) = differs {
+            return refuse(format!("'{first_name}' and '{name}' are not one plan ({d})"));
+        }
+    }
+    let span = |s: &Summary| (s.start_unix_s, s.start_unix_s + s.duration_s);
+    let latest_start = runs.iter().map(|(_, s)| span(s).0).fold(f64::NEG_INFINITY, f64::max);
+    let earliest_end = runs.iter().map(|(_, s)| span(s).1).fold(f64::INFINITY, f64::min);
+    if latest_start >= earliest_end {
+        let (a, b) = (
+            runs.iter().find(|(_, s)| span(s).1 == earliest_end).map_or("", |r| r.0),
+            runs.iter().find(|(_, s)| span(s).0 == latest_start).map_or("", |r| r.0),
+        );
+        return refuse(format!(
+            "'{a}' ended {:.1} s before '{b}' started: workers of one run load the target at the same time \
+             (blast --start-at)",
+            latest_start - earliest_end
+        ));
+    }
+    Ok(())
+}
+
 fn no_run_twice(paths: &[PathBuf], inputs: &[Input]) -> Result<(), MergeError> {
     let real: Vec<PathBuf> = paths.iter().map(|p| p.canonicalize().unwrap_or_else(|_| p.clone())).collect();
     let refuse = |why: String| Err(MergeError::Inputs(why));

@@ -31,6 +31,13 @@ pub struct Interval<'a> {
     pub busy: &'a [f64],
 }
 
+impl Interval<'_> {
+    /// How long the interval lasted (the last one is cut short by the end).
+    pub fn seconds(&self) -> f64 {
+        (self.elapsed_s - self.from_s).max(1e-3)
+    }
+}
+
 /// What an observer wants after an interval.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {

@@ -1,7 +1,10 @@
 //! What a named load profile was run for: the criterion an interval must meet, the stress
 //! profile's capacity, the spike's recovery time.
 
-use crate::summary::Point;
+use hdrhistogram::Histogram;
+
+use crate::stats::Totals;
+use crate::summary::{Level, Point};
 
 /// When an interval counts as good: what "the system kept up" means for stress and recovery.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -36,59 +39,117 @@ impl Criterion {
     }
 }
 
-/// Follows a stress run interval by interval: each level is judged on its held intervals
-/// (the first interval of a level, which contains the step up, is not judged).
+/// One level's held intervals so far.
+#[derive(Debug, Clone)]
+struct Hold {
+    level: f64,
+    seconds: f64,
+    latency: Histogram<u64>,
+    requests: u64,
+    errors: u64,
+    attempts: u64,
+}
+
+/// Follows a stress run interval by interval: each level is judged on its whole hold (the
+/// interval that steps up to it is not judged), so one slow second does not fail a level
+/// whose hold met the criterion, and the verdict names the criterion and the figure.
 #[derive(Debug, Clone, Default)]
 pub struct StressWatch {
     criterion: Criterion,
     open: bool,
+    /// The level the last interval ended at, and its hold (once an interval is held).
     level: f64,
-    level_intervals: u32,
-    level_good: bool,
-    /// The highest level all of whose held intervals met the criterion.
+    hold: Option<Hold>,
+    /// Each level judged, in order.
+    pub levels: Vec<Level>,
+    /// The highest level whose hold met the criterion.
     pub last_good: Option<f64>,
     /// The first level that failed.
     pub failed_at: Option<f64>,
-    /// The highest completed rate of any good interval.
+    /// The highest completed rate of a level that held.
     pub best_rps: f64,
 }
 
 impl StressWatch {
     pub fn new(criterion: Criterion, open: bool) -> Self {
-        Self { criterion, open, level_good: true, ..Default::default() }
+        Self { criterion, open, ..Default::default() }
     }
 
-    /// Takes one interval; returns true when the run should stop (a level has failed).
-    pub fn observe(&mut self, p: &Point) -> bool {
+    /// Takes one interval (its point and merged totals); returns true when the run should
+    /// stop: a level failed (judged when its hold ends).
+    pub fn observe(&mut self, p: &Point, totals: &Totals, seconds: f64) -> bool {
         if self.failed_at.is_some() {
             // The run is stopping; the drain's partial interval says nothing of capacity.
             return true;
         }
         if p.target != self.level {
-            // A new level (or the ramp to it): close the previous one.
-            if self.level_intervals > 0 && self.level_good {
-                self.last_good = Some(self.level);
-            }
+            // A new level (or the step up to it): judge the previous one's hold.
+            self.close();
             self.level = p.target;
-            self.level_intervals = 0;
-            self.level_good = true;
-            return false;
+            return self.failed_at.is_some();
         }
-        self.level_intervals += 1;
-        if self.criterion.holds(p, self.open) {
-            self.best_rps = self.best_rps.max(p.rps);
-            false
+        let c = &totals.counters;
+        let hold = self.hold.get_or_insert_with(|| Hold {
+            level: p.target,
+            seconds: 0.0,
+            latency: crate::stats::new_histogram(),
+            requests: 0,
+            errors: 0,
+            attempts: 0,
+        });
+        hold.seconds += seconds;
+        let _ = hold.latency.add(&totals.latency);
+        hold.requests += c.requests;
+        hold.errors += c.errors_total();
+        hold.attempts += c.attempts();
+        false
+    }
+
+    /// Judges the level being held, if any.
+    fn close(&mut self) {
+        let Some(h) = self.hold.take() else { return };
+        let level = self.judge(&h);
+        if level.pass {
+            self.last_good = Some(level.level);
+            self.best_rps = self.best_rps.max(level.rps);
         } else {
-            self.level_good = false;
-            self.failed_at = Some(self.level);
-            true
+            self.failed_at = Some(level.level);
+        }
+        self.levels.push(level);
+    }
+
+    fn judge(&self, h: &Hold) -> Level {
+        let c = &self.criterion;
+        let p99_ms = if h.latency.is_empty() { 0.0 } else { h.latency.value_at_quantile(0.99) as f64 / 1000.0 };
+        let error_rate = if h.attempts == 0 { 0.0 } else { h.errors as f64 / h.attempts as f64 };
+        let rps = h.requests as f64 / h.seconds.max(1e-9);
+        let failed_on = if h.requests == 0 {
+            Some("no response completed".to_string())
+        } else if p99_ms > c.p99_ms {
+            Some(format!("p99 {p99_ms:.1} ms, over {} ms", c.p99_ms))
+        } else if error_rate > c.error_rate {
+            Some(format!("errors {:.2}%, over {}%", error_rate * 100.0, c.error_rate * 100.0))
+        } else if self.open && h.level > 0.0 && rps < c.min_rate_share * h.level {
+            Some(format!("completed {rps:.1}/s, under {}% of the asked {}/s", c.min_rate_share * 100.0, h.level))
+        } else {
+            None
+        };
+        let round = |x: f64| (x * 1000.0).round() / 1000.0;
+        Level {
+            level: h.level,
+            held_s: round(h.seconds),
+            p99_ms,
+            error_rate: (error_rate * 1e6).round() / 1e6,
+            rps: round(rps),
+            pass: failed_on.is_none(),
+            failed_on,
         }
     }
 
-    /// Closes the last level at the end of a run that never failed.
+    /// Judges the last level at the end of a run that never failed.
     pub fn finish(&mut self) {
-        if self.failed_at.is_none() && self.level_intervals > 0 && self.level_good {
-            self.last_good = Some(self.level);
+        if self.failed_at.is_none() {
+            self.close();
         }
     }
 }
@@ -121,30 +182,59 @@ mod tests {
         Point { t_s: t, target, requests: rps as u64, rps, p99_ms: p99, ..Default::default() }
     }
 
+    /// An interval of `seconds` at `level` with `rps` completed of 1 ms each and `errors`.
+    fn interval(level: f64, rps: f64, p99_ms: f64, errors: u64) -> (Point, Totals) {
+        let mut t = Totals::default();
+        for i in 0..rps as u64 {
+            let ms = if i % 50 == 0 { p99_ms } else { 1.0 };
+            t.record(200, std::time::Duration::from_secs_f64(ms / 1000.0), std::time::Duration::ZERO, true);
+        }
+        for _ in 0..errors {
+            t.counters.error(crate::stats::ErrorKind::Timeout);
+        }
+        (point(0.0, level, rps, p99_ms), t)
+    }
+
     #[test]
-    fn stress_finds_the_last_good_level() {
+    fn stress_judges_each_level_on_its_whole_hold_and_names_what_failed() {
         let mut w = StressWatch::new(Criterion::default(), true);
-        let mut t = 0.0;
         let mut stopped = false;
-        for level in [100.0f64, 200.0, 300.0, 400.0] {
-            for i in 0..3 {
-                t += 1.0;
-                // Capacity 300/s: above it the achieved rate stays at 300 and latency grows.
-                let rps = if i == 0 { level / 2.0 } else { level.min(300.0) };
-                let p99 = if level > 300.0 { 2000.0 } else { 10.0 };
-                if w.observe(&point(t, level, rps, p99)) {
+        'levels: for level in [100.0f64, 200.0, 300.0, 400.0, 500.0] {
+            for i in 0..4 {
+                // Capacity 300/s: above it the achieved rate stays at 300. One slow second at
+                // 200/s (565 of 600 once happened) does not fail a level whose hold kept up.
+                let rps = match (level as u32, i) {
+                    (_, 0) => level / 2.0,
+                    (200, 2) => 185.0,
+                    _ => level.min(300.0),
+                };
+                let (p, t) = interval(level, rps, 10.0, 0);
+                if w.observe(&p, &t, 1.0) {
                     stopped = true;
-                    break;
+                    break 'levels;
                 }
-            }
-            if stopped {
-                break;
             }
         }
         assert!(stopped);
         assert_eq!(w.last_good, Some(300.0));
         assert_eq!(w.failed_at, Some(400.0));
         assert_eq!(w.best_rps, 300.0);
+        let failed = w.levels.last().unwrap();
+        assert_eq!(failed.failed_on.as_deref(), Some("completed 300.0/s, under 95% of the asked 400/s"), "{failed:?}");
+        assert_eq!(w.levels.len(), 4);
+        assert!(w.levels[1].pass && (w.levels[1].rps - 195.0).abs() < 0.01, "{:?}", w.levels[1]);
+        // Latency and errors are named the same way.
+        let mut w = StressWatch::new(Criterion::default(), false);
+        for (p, t) in [interval(10.0, 100.0, 1.0, 0), interval(10.0, 100.0, 1500.0, 0), interval(20.0, 1.0, 1.0, 0)] {
+            w.observe(&p, &t, 1.0);
+        }
+        let why = w.levels[0].failed_on.clone().unwrap_or_default();
+        assert!(why.starts_with("p99 150") && why.ends_with(" ms, over 1000 ms"), "{:?}", w.levels);
+        let mut w = StressWatch::new(Criterion::default(), false);
+        for (p, t) in [interval(10.0, 100.0, 1.0, 0), interval(10.0, 100.0, 1.0, 5), interval(20.0, 1.0, 1.0, 0)] {
+            w.observe(&p, &t, 1.0);
+        }
+        assert_eq!(w.levels[0].failed_on.as_deref(), Some("errors 4.76%, over 1%"), "{:?}", w.levels);
     }
 
     #[test]

@@ -14,7 +14,7 @@ use crate::stats::{ErrorKind, Totals};
 
 /// The version of the summary's shape. Raise it when a field is added, removed or changes
 /// meaning.
-pub const SCHEMA_VERSION: u32 = 2;
+pub const SCHEMA_VERSION: u32 = 3;
 
 /// One of `count` processes that together run one plan; `index` counts from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -152,6 +152,10 @@ pub struct Threshold {
     pub pass: bool,
     /// The value measured over the whole run (ms, a fraction, or requests per second).
     pub value: f64,
+    /// Nothing was measured (no response selected): the threshold fails, and `value` is
+    /// not a figure.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub no_data: bool,
 }
 
 /// One named request's figures (scenarios).
@@ -303,7 +307,7 @@ pub struct ProfileReport {
     pub name: String,
     /// Connections (closed model) or requests per second (open model) at the peak.
     pub peak: f64,
-    /// Stress: the highest level whose every held interval met the criterion.
+    /// Stress: the highest level whose hold, as a whole, met the criterion.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub capacity: Option<f64>,
     /// Stress: the level that failed it (the run stopped there).
@@ -316,8 +320,29 @@ pub struct ProfileReport {
     /// baseline; `None` if it never was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub recovery_s: Option<f64>,
-    /// The criterion an interval had to meet, in words.
+    /// The criterion a level (stress) or an interval had to meet, in words.
     pub criterion: String,
+    /// Stress: each level judged on its whole hold, with the figures and what failed.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub levels: Vec<Level>,
+}
+
+/// What a level of a stress run measured over its hold, and the verdict.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Level {
+    /// Connections (closed model) or requests per second (open model).
+    pub level: f64,
+    /// Seconds of the hold judged (the step up to the level is not).
+    pub held_s: f64,
+    /// Over the whole hold: corrected p99, failed requests over requests tried, completed rate.
+    pub p99_ms: f64,
+    pub error_rate: f64,
+    pub rps: f64,
+    pub pass: bool,
+    /// Why it failed, with the figure: `completed 565.0/s, under 95% of the asked 600/s`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failed_on: Option<String>,
 }
 
 /// Arrival-rate flows: iterations (a user walking a whole flow) started at the asked rate.
@@ -504,6 +529,101 @@ impl Summary {
             interrupted: false,
             timeseries: Vec::new(),
             warnings: Vec::new(),
+        }
+    }
+}
+
+impl Errors {
+    /// The kinds that occurred, as `connect 12, timeout 3` (empty when none did).
+    pub fn kinds(&self) -> String {
+        [
+            ("connect", self.connect),
+            ("timeout", self.timeout),
+            ("reset", self.reset),
+            ("closed", self.closed),
+            ("parse", self.parse),
+            ("status", self.status),
+            ("tls", self.tls),
+        ]
+        .iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| format!("{k} {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+    }
+}
+
+impl Summary {
+    /// Warnings about a target that stopped answering: a run without a single response, or
+    /// one whose last second or more brought only errors. The error rate over a whole run is
+    /// of attempts, and a connection that cannot connect tries about once a second, so an
+    /// outage after a busy start would read as a small rate without them.
+    pub fn answer_warnings(&self) -> Vec<String> {
+        if self.requests == 0 {
+            let why = match self.errors.total {
+                0 => "and nothing failed: no request was sent".to_string(),
+                _ => format!("{} failed attempts: {}", self.errors.total, self.errors.kinds()),
+            };
+            return vec![format!("not one response in the run: the target answered nothing ({why})")];
+        }
+        let Some(last) = self.timeseries.iter().rposition(|p| p.requests > 0) else { return Vec::new() };
+        let silent = &self.timeseries[last + 1..];
+        let failed: u64 = silent.iter().map(|p| p.errors).sum();
+        let (from, to) = (self.timeseries[last].t_s, silent.last().map_or(0.0, |p| p.t_s));
+        if failed == 0 || to - from < 1.0 {
+            return Vec::new();
+        }
+        vec![format!(
+            "the target answered nothing after {from:.1} s: {:.1} s of the {:.1} s run brought only errors ({failed} failed              attempts); the run's error rate counts attempts, so it understates an outage",
+            to - from,
+            self.duration_s
+        )]
+    }
+}
+
+/// How a run ended, for people and for its exit code: the first of these that applies.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verdict {
+    /// Stopped by an interrupt before its planned end (exit 130).
+    Interrupted,
+    /// A safety stop fired (exit 5).
+    SafetyStop,
+    /// Not one response completed: the target answered nothing during the run (exit 3, as a
+    /// target unreachable before the start).
+    NoResponse,
+    /// A threshold failed, or had no data (exit 4).
+    ThresholdFailed,
+    /// Exit 0.
+    Passed,
+}
+
+impl Verdict {
+    /// The exit code of the contract (DESIGN.md).
+    pub fn exit_code(self) -> u8 {
+        match self {
+            Verdict::Interrupted => 130,
+            Verdict::SafetyStop => 5,
+            Verdict::NoResponse => 3,
+            Verdict::ThresholdFailed => 4,
+            Verdict::Passed => 0,
+        }
+    }
+}
+
+impl Summary {
+    /// The one verdict on a run: `engine blast`, `engine demo` and `engine report merge`
+    /// exit by it.
+    pub fn verdict(&self) -> Verdict {
+        if self.interrupted {
+            Verdict::Interrupted
+        } else if self.stopped_by.is_some() {
+            Verdict::SafetyStop
+        } else if self.requests == 0 {
+            Verdict::NoResponse
+        } else if self.thresholds.iter().any(|t| !t.pass) {
+            Verdict::ThresholdFailed
+        } else {
+            Verdict::Passed
         }
     }
 }

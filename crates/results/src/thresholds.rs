@@ -35,7 +35,7 @@ impl Metric {
         !matches!(self, Metric::RecoveryS | Metric::Capacity)
     }
 
-    fn is_latency(self) -> bool {
+    pub fn is_latency(self) -> bool {
         matches!(
             self,
             Metric::P50 | Metric::P90 | Metric::P95 | Metric::P99 | Metric::P999 | Metric::Max | Metric::Mean
@@ -81,18 +81,25 @@ pub struct Expr {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct Figures {
     pub latency_ms: Latency,
+    /// Responses the latency is of: with none, a latency is no data, not 0.
+    pub responses: u64,
     pub error_rate: f64,
+    /// Requests tried (responses, and failures without one): with none, an error rate is no
+    /// data.
+    pub attempts: u64,
     pub rps: f64,
     pub recovery_s: Option<f64>,
     pub capacity: Option<f64>,
 }
 
+fn attempts_of(errors: &Errors, responses: u64) -> u64 {
+    responses + errors.total - errors.status
+}
+
 fn rate_of(errors: &Errors, responses: u64) -> f64 {
-    let attempts = responses + errors.total - errors.status;
-    if attempts == 0 {
-        0.0
-    } else {
-        errors.total as f64 / attempts as f64
+    match attempts_of(errors, responses) {
+        0 => 0.0,
+        attempts => errors.total as f64 / attempts as f64,
     }
 }
 
@@ -104,7 +111,9 @@ impl Figures {
         let profile = s.profile.as_ref();
         let mut f = Figures {
             latency_ms: s.latency_ms,
+            responses: s.requests,
             error_rate: rate_of(&s.errors, s.requests),
+            attempts: attempts_of(&s.errors, s.requests),
             rps: s.rps,
             recovery_s: profile.and_then(|p| p.recovery_s),
             capacity: profile.and_then(|p| p.capacity),
@@ -114,18 +123,22 @@ impl Figures {
             Selector::Name(n) => {
                 let named = s.requests_by_name.get(n)?;
                 f.latency_ms = named.latency_ms;
+                f.responses = named.requests;
                 f.error_rate = rate_of(&named.errors, named.requests);
+                f.attempts = attempts_of(&named.errors, named.requests);
                 f.rps = named.rps;
             }
             Selector::Ok => {
                 f.latency_ms = s.latency_ok_ms;
-                f.rps = per_s(s.requests - s.errors.status);
+                f.responses = s.requests - s.errors.status;
+                f.rps = per_s(f.responses);
             }
             Selector::Class(c) => {
                 let class = format!("{c}xx");
-                f.latency_ms = *s.latency_by_class_ms.get(&class)?;
-                let count = s.status.iter().filter(|(code, _)| code.starts_with(&c.to_string())).map(|(_, n)| n).sum();
-                f.rps = per_s(count);
+                f.latency_ms = s.latency_by_class_ms.get(&class).copied().unwrap_or_default();
+                f.responses =
+                    s.status.iter().filter(|(code, _)| code.starts_with(&c.to_string())).map(|(_, n)| n).sum();
+                f.rps = per_s(f.responses);
             }
         }
         Some(f)
@@ -140,12 +153,24 @@ impl Figures {
             Selector::All | Selector::Name(_) => Latency::from_histogram(&t.latency),
         };
         let share = |n: u64| if c.requests == 0 { 0.0 } else { rps * n as f64 / c.requests as f64 };
-        let rps = match sel {
-            Selector::Ok => share(c.requests - c.errors_of(ErrorKind::Status)),
-            Selector::Class(k) => share(t.class(*k).map_or(0, |h| h.len())),
-            Selector::All | Selector::Name(_) => rps,
+        let responses = match sel {
+            Selector::Ok => c.requests - c.errors_of(ErrorKind::Status),
+            Selector::Class(k) => t.class(*k).map_or(0, |h| h.len()),
+            Selector::All | Selector::Name(_) => c.requests,
         };
-        Figures { latency_ms: latency, error_rate: c.error_rate(), rps, recovery_s: None, capacity: None }
+        let rps = match sel {
+            Selector::All | Selector::Name(_) => rps,
+            _ => share(responses),
+        };
+        Figures {
+            latency_ms: latency,
+            responses,
+            error_rate: c.error_rate(),
+            attempts: c.attempts(),
+            rps,
+            recovery_s: None,
+            capacity: None,
+        }
     }
 }
 
@@ -208,10 +233,14 @@ impl Expr {
         }
     }
 
-    /// The measured value this expression compares; `None` when the run has no such figure
-    /// (a capacity without a stress profile).
+    /// The measured value this expression compares; `None` when the run has no such figure:
+    /// a latency of no response, an error rate of no attempt, a capacity without a stress
+    /// profile. No data is not a value of 0.
     pub fn measure(&self, f: &Figures) -> Option<f64> {
         let l = &f.latency_ms;
+        if (self.metric.is_latency() && f.responses == 0) || (self.metric == Metric::ErrorRate && f.attempts == 0) {
+            return None;
+        }
         Some(match self.metric {
             Metric::P50 => l.p50,
             Metric::P90 => l.p90,
@@ -229,7 +258,11 @@ impl Expr {
 
     /// Whether the comparison holds for these figures (never for a figure the run lacks).
     pub fn holds(&self, f: &Figures) -> bool {
-        let Some(v) = self.measure(f) else { return false };
+        self.measure(f).is_some_and(|v| self.compare(v))
+    }
+
+    /// Whether the comparison holds for a measured value.
+    pub fn compare(&self, v: f64) -> bool {
         match self.op {
             Op::Lt => v < self.value,
             Op::Le => v <= self.value,
@@ -293,12 +326,15 @@ fn parse_metric(name: &str) -> Result<Metric, String> {
 fn parse_value(metric: Metric, value: &str) -> Result<f64, String> {
     let number = |s: &str| s.parse::<f64>().ok().filter(|v| v.is_finite() && *v >= 0.0);
     match metric {
+        // A bare number is a fraction only below 1: `error_rate<1` would silently mean 100%,
+        // and `error_rate<5` nothing at all.
         Metric::ErrorRate => match value.strip_suffix('%') {
-            Some(v) => number(v).map(|v| v / 100.0),
-            None => number(value),
+            Some(v) => number(v).map(|v| v / 100.0).filter(|v| *v <= 1.0),
+            None => number(value).filter(|v| *v < 1.0),
         }
-        .filter(|v| *v <= 1.0)
-        .ok_or_else(|| "error_rate is a fraction (0.01) or a percentage (1%)".into()),
+        .ok_or_else(|| {
+            format!("error_rate is a percentage ({value}%) or a fraction below 1 (0.01 is 1%); '{value}' is neither")
+        }),
         Metric::Rps => number(value).ok_or_else(|| "rps is a number of requests per second".into()),
         Metric::Capacity => {
             number(value).ok_or_else(|| "capacity is a level (connections or requests per second)".into())
@@ -320,15 +356,16 @@ impl fmt::Display for Expr {
     }
 }
 
-/// Judges thresholds on a finished run, each on the part of it that it selects. A part the
-/// run does not have (plans refuse names they do not send) fails, measured as 0.
+/// Judges thresholds on a finished run, each on the part of it that it selects. A part with
+/// no data (no response selected, a name the run did not send) is its own outcome, `no_data`,
+/// and fails, as k6 fails a threshold on a metric with no samples: a threshold must not pass
+/// (or fail) on a figure nobody measured.
 pub fn judge(exprs: &[Expr], s: &Summary) -> Vec<Threshold> {
     exprs
         .iter()
-        .map(|e| {
-            let value = Figures::of_summary(s, &e.selector).and_then(|f| e.measure(&f));
-            let pass = Figures::of_summary(s, &e.selector).is_some_and(|f| e.holds(&f));
-            Threshold { expr: e.text.clone(), pass, value: value.unwrap_or(0.0) }
+        .map(|e| match Figures::of_summary(s, &e.selector).and_then(|f| e.measure(&f)) {
+            Some(value) => Threshold { expr: e.text.clone(), pass: e.compare(value), value, no_data: false },
+            None => Threshold { expr: e.text.clone(), pass: false, value: 0.0, no_data: true },
         })
         .collect()
 }
@@ -416,7 +453,14 @@ mod tests {
     use super::*;
 
     fn figures(p95: f64, error_rate: f64, rps: f64) -> Figures {
-        Figures { latency_ms: Latency { p95, ..Default::default() }, error_rate, rps, ..Default::default() }
+        Figures {
+            latency_ms: Latency { p95, ..Default::default() },
+            responses: 100,
+            error_rate,
+            attempts: 100,
+            rps,
+            ..Default::default()
+        }
     }
 
     #[test]
@@ -427,6 +471,9 @@ mod tests {
         assert_eq!(Expr::parse("p99<500us").unwrap().value, 0.5);
         assert_eq!(Expr::parse("error_rate<0.1%").unwrap().value, 0.001);
         assert_eq!(Expr::parse("error_rate>0.1").unwrap().value, 0.1);
+        assert_eq!(Expr::parse("error_rate<100%").unwrap().value, 1.0);
+        let e = Expr::parse("error_rate<1").unwrap_err();
+        assert!(e.contains("1%") && e.contains("below 1"), "{e}");
         assert_eq!(Expr::parse("rps>=1000").unwrap().op, Op::Ge);
         let e = Expr::parse("p95{name=login}<75ms").unwrap();
         assert_eq!((e.name(), e.value), (Some("login"), 75.0));
@@ -444,6 +491,8 @@ mod tests {
             "p95<200",
             "p77<1ms",
             "error_rate<200%",
+            "error_rate<1",
+            "error_rate<5",
             "rps>x",
             "<1",
             "p95{login}<1ms",
@@ -470,6 +519,13 @@ mod tests {
         assert!(Expr::parse("capacity>1").unwrap().holds(&Figures { capacity: Some(5.0), ..f }));
         assert_eq!(Expr::parse("error_rate<1%").unwrap().show(0.0123), "1.23%");
         assert_eq!(Expr::parse("p99<1s").unwrap().show(12.5), "12.500 ms");
+        // No response selected: a latency is no data, whatever the comparison.
+        let none = Figures { responses: 0, attempts: 0, ..f };
+        for e in ["p95<200ms", "p99>1ms", "error_rate<1%", "error_rate>1%"] {
+            assert_eq!(Expr::parse(e).unwrap().measure(&none), None, "{e}");
+            assert!(!Expr::parse(e).unwrap().holds(&none), "{e}");
+        }
+        assert_eq!(Expr::parse("rps>1").unwrap().measure(&none), Some(900.0), "0 responses is a rate");
     }
 
     #[test]

@@ -15,6 +15,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     if s.is_empty() {
         return Err("empty duration (examples: 500ms, 10s, 5m, 1h)".into());
     }
+    if s.starts_with('-') {
+        return Err(format!("invalid duration '{text}': a duration cannot be negative (examples: 500ms, 10s, 5m, 1h)"));
+    }
     let secs = match s.parse::<f64>() {
         Ok(secs) => secs,
         Err(_) => {

@@ -232,7 +232,7 @@ impl Client {
                 }
             };
             if let Err(e) = step {
-                return Err(if first.starts_with(b"HTTP/") { plain_http() } else { tls_error(e) });
+                return Err(if first.starts_with(b"HTTP/") { Failure::plain_http() } else { tls_error(e) });
             }
         }
         tcp.set_read_timeout(Some(AFTER_HANDSHAKE))?;
@@ -259,11 +259,6 @@ impl Client {
     }
 }
 
-/// A server that answers a ClientHello in plain HTTP: the wrong scheme or port.
-pub(crate) fn plain_http() -> std::io::Error {
-    Failure::io(crate::Reason::BadRecord, "the server answered in plain HTTP, not TLS: try http:// (or its TLS port)")
-}
-
 /// The socket under the pre-flight's handshake, keeping the first bytes the server sent.
 struct Sniff<'a> {
     tcp: &'a mut std::net::TcpStream,
@@ -282,6 +277,12 @@ impl std::io::Read for Sniff<'_> {
 impl std::io::Write for Sniff<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         self.tcp.write(buf)
+    }
+
+    // rustls writes its queued records in one vectored write: the default would send only
+    // the first (a last-gasp alert after a change_cipher_spec would be lost).
+    fn write_vectored(&mut self, bufs: &[std::io::IoSlice<'_>]) -> std::io::Result<usize> {
+        self.tcp.write_vectored(bufs)
     }
 
     fn flush(&mut self) -> std::io::Result<()> {

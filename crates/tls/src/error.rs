@@ -122,6 +122,11 @@ impl Failure {
         Self::io(Reason::Handshake, "the handshake did not complete within the connect timeout")
     }
 
+    /// A server that answered a ClientHello in plain HTTP: the wrong scheme or port.
+    pub(crate) fn plain_http() -> io::Error {
+        Self::io(Reason::BadRecord, "the server answered in plain HTTP, not TLS: try http:// (or its TLS port)")
+    }
+
     /// A close without close_notify that cut data short.
     pub fn truncated() -> io::Error {
         Self::io(Reason::Truncated, "the peer closed without close_notify before the body's end")

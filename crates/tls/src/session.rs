@@ -156,7 +156,7 @@ impl<S: Side> Session<S> {
             self.alert_owed();
             // A server that answers a ClientHello in plain HTTP is on the wrong port or scheme.
             if self.pending.starts_with(b"HTTP/") {
-                return Err(crate::client::plain_http());
+                return Err(Failure::plain_http());
             }
         }
         step

@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use engine_http::response::{Capture, ResponseFramer, MAX_CAPTURED_BODY};
+use engine_http::RetryAfter;
 
 use crate::plan::CaptureSource;
 use crate::state::Shard;
@@ -78,10 +79,19 @@ impl Cursor {
         Turn { request: st.request, capture }
     }
 
-    /// The turn ended (`ok`: a complete response): keep what the step captured and move the
-    /// user on; a failed step sends the user back to the flow's start (log in again, say).
-    /// Returns the think time to wait before the next step.
-    pub fn advance(&mut self, shard: &Shard, ok: bool, framer: &mut ResponseFramer) -> Duration {
+    /// The turn ended (`ok`: a complete response of an expected status): keep what the step
+    /// captured and move the user on. A failed step ends the user's iteration: the next one
+    /// starts from the flow's first step (log in again, say), after the failed step's think
+    /// time, or the `Retry-After` its answer carried (at most the flow's `retry_after_max`),
+    /// as a user would: a user that retried at once would turn a refusal into a storm.
+    /// Returns the time to wait before the next step.
+    pub fn advance(
+        &mut self,
+        shard: &Shard,
+        ok: bool,
+        retry_after: Option<RetryAfter>,
+        framer: &mut ResponseFramer,
+    ) -> Duration {
         if !self.flows {
             return Duration::ZERO;
         }
@@ -92,10 +102,12 @@ impl Cursor {
             self.kept = Some(c);
         }
         self.step = if ok { (self.step + 1) % flow.steps.len() } else { 0 };
-        if ok {
-            st.think
-        } else {
-            Duration::ZERO
+        match retry_after {
+            Some(r) if !ok && !flow.retry_after_max.is_zero() => {
+                let asked = r.seconds_from(unix_now());
+                Duration::from_secs_f64(asked.min(flow.retry_after_max.as_secs_f64()))
+            }
+            _ => st.think,
         }
     }
 }
@@ -124,4 +136,9 @@ fn apply_captures(wanted: &[(usize, CaptureSource)], c: &Capture, values: &mut [
             values[*var] = v;
         }
     }
+}
+
+/// Now, in Unix seconds (a Retry-After may be a date).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64())
 }

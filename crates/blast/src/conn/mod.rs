@@ -157,7 +157,7 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
     // Until the shard's start a connection only connects (see `shard::run`): the connect
     // phase ends when every admitted connection has tried once, however it went.
     let mut first = true;
-    while shard.is_running() {
+    while shard.may_send() {
         if !shard.is_active(slot) {
             // Parked by a ramp: close (after the last response) and wait to be admitted.
             c.close();
@@ -174,7 +174,8 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             continue;
         }
         // Open model: the next due time of the shard's schedule, waited for if it is ahead.
-        let Some(due) = shard.next_due() else { break };
+        let Some(held) = shard.next_due() else { break };
+        let due = held.as_ref().map(|(due, _)| *due);
         if let Some(due) = due {
             if flows && Instant::now() > due + START_SLACK {
                 shard.stats().iterations().dropped += 1;
@@ -185,6 +186,8 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
                 glommio::timer::sleep(ahead).await;
             }
         }
+        // From here the request counts as sent (`one_request`), or as failed.
+        drop(held);
         let think = match due {
             Some(due) if flows => iteration(&shard, &mut c, due).await,
             _ => one_request(&shard, &mut c, due).await.1,
@@ -274,11 +277,15 @@ async fn one_request(shard: &Shard, c: &mut Conn, due: Option<Instant>) -> (bool
     // A step ends well with a response of a status it expects (a refused login ends the flow).
     let expect = &shard.plan().requests[turn.request].expect;
     let ok = matches!(&outcome, Step::Done { response, .. } if expect.contains(response.status));
+    let retry_after = match &outcome {
+        Step::Done { response, .. } => response.retry_after,
+        _ => None,
+    };
     let keep = record(shard, &c.cursor, turn.request, outcome, done - intended, done - start);
     if !keep {
         c.close();
     }
-    (ok, c.cursor.advance(shard, ok, &mut c.framer))
+    (ok, c.cursor.advance(shard, ok, retry_after, &mut c.framer))
 }
 
 /// Records a request's outcome; returns whether the connection may be reused.

@@ -29,7 +29,13 @@ pub struct FlowSpec {
     pub name: String,
     pub weight: u32,
     pub steps: Vec<StepSpec>,
+    /// The longest `Retry-After` a failed step's answer makes its user wait.
+    pub retry_after_max: Duration,
 }
+
+/// The default of [`FlowSpec::retry_after_max`]: a server may ask a user to come back later,
+/// but a run of minutes should not lose its users for an hour.
+pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(10);
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StepSpec {
@@ -68,6 +74,7 @@ pub struct FlowPlan {
     pub name: String,
     pub weight: u32,
     pub steps: Vec<FlowStep>,
+    pub retry_after_max: Duration,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,7 +119,7 @@ pub(super) fn plan_flows(specs: &[FlowSpec]) -> Result<FlattenedFlows, PlanError
             steps.push(FlowStep { request: requests.len(), think: s.think, captures: caps });
             requests.push(req);
         }
-        flows.push(FlowPlan { name: f.name.clone(), weight: f.weight, steps });
+        flows.push(FlowPlan { name: f.name.clone(), weight: f.weight, steps, retry_after_max: f.retry_after_max });
     }
     if !flows.is_empty() && flows.iter().all(|f| f.weight == 0) {
         return Err(PlanError::NoWeight);
