@@ -301,3 +301,30 @@ fn a_failed_pre_flight_leaves_no_results_folder() {
     assert_eq!(o.status.code(), Some(3), "{}", stderr(&o));
     assert!(!std::path::Path::new(&out).exists(), "a folder was left: {out}");
 }
+
+#[test]
+fn arrival_rate_flows_are_counted_as_iterations_not_requests() {
+    let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let file = std::env::temp_dir().join(format!("engine-verdicts-iterations-{}.toml", std::process::id()));
+    std::fs::write(
+        &file,
+        format!(
+            "target = \"http://{}\"\n[[flow]]\nname = \"user\"\n[[flow.step]]\nname = \"a\"\npath = \"/a\"\n\
+             [[flow.step]]\nname = \"b\"\npath = \"/b\"\n[[flow.step]]\nname = \"c\"\npath = \"/c\"\n",
+            t.local_addr()
+        ),
+    )
+    .unwrap();
+    let out = out_dir("iterations");
+    let f = file.display().to_string();
+    let o = engine(&["blast", "--scenario", &f, "--rate", "20", "-d", "1s", "-c", "4", "--out", &out]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let text = String::from_utf8_lossy(&o.stdout);
+    // Three requests an iteration: the rate asked is of iterations, and says so.
+    assert!(text.contains("iterations asked 20.0/s, started 20.0/s (100.0%)"), "{text}");
+    assert!(stderr(&o).contains("open model at 20 iterations/s"), "{}", stderr(&o));
+    let md = std::fs::read_to_string(std::path::Path::new(&out).join("summary.md")).unwrap();
+    assert!(md.contains("| asked iteration rate | 20.0 iterations/s (20 of 20 started, 20 completed) |"), "{md}");
+    let _ = std::fs::remove_dir_all(&out);
+    let _ = std::fs::remove_file(&file);
+}

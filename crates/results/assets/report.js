@@ -51,7 +51,9 @@
     const reasons = Object.entries(TE).filter(([, n]) => n > 0).map(([k, n]) => k + " " + n);
     if (reasons.length) facts.push(["TLS errors", reasons.join(", ")]);
   }
-  if (S.schedule) facts.push(["asked rate", S.schedule.target_rps + " req/s; sent " + S.schedule.sent + " of " + S.schedule.expected + (S.schedule.behind ? " — BEHIND SCHEDULE" : "")]);
+  // Arrival-rate flows schedule iterations (users walking a flow), not requests.
+  if (S.schedule && S.iterations) facts.push(["asked iteration rate", S.schedule.target_rps + " iterations/s; started " + S.schedule.sent + " of " + S.schedule.expected + ", " + S.iterations.completed + " completed" + (S.schedule.behind ? " — BEHIND SCHEDULE" : "")]);
+  else if (S.schedule) facts.push(["asked rate", S.schedule.target_rps + " req/s; sent " + S.schedule.sent + " of " + S.schedule.expected + (S.schedule.behind ? " — BEHIND SCHEDULE" : "")]);
   if (S.stopped_by) facts.push(["safety stop", S.stopped_by.expr + " at " + S.stopped_by.at_s + " s (measured " + measured(S.stopped_by.expr, S.stopped_by.value) + ")"]);
   if (S.generator && S.generator.saturated) facts.push(["generator", "SATURATED: latency includes the engine's own queueing"]);
   if (S.interrupted) facts.push(["interrupted", "yes"]);

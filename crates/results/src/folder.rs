@@ -288,8 +288,19 @@ fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
     let _ = writeln!(o, "| status | {} |", status.join(", "));
     if let Some(sch) = &s.schedule {
         let behind = if sch.behind { ", **behind schedule**" } else { "" };
-        let _ =
-            writeln!(o, "| asked rate | {:.1} req/s ({} of {} sent{behind}) |", sch.target_rps, sch.sent, sch.expected);
+        // Arrival-rate flows schedule iterations (users walking a flow), not requests.
+        let _ = match &s.iterations {
+            Some(i) => writeln!(
+                o,
+                "| asked iteration rate | {:.1} iterations/s ({} of {} started, {} completed{behind}) |",
+                sch.target_rps, sch.sent, sch.expected, i.completed
+            ),
+            None => writeln!(
+                o,
+                "| asked rate | {:.1} req/s ({} of {} sent{behind}) |",
+                sch.target_rps, sch.sent, sch.expected
+            ),
+        };
     }
     if let Some(p) = &s.profile {
         let _ = writeln!(o, "\n## Profile {} at peak {}\n", p.name, p.peak);
