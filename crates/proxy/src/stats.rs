@@ -320,8 +320,9 @@ impl Published {
 #[derive(Debug, Clone, Serialize)]
 pub struct StatsReport {
     pub uptime_s: f64,
-    /// The figures count everything that completed before this uptime: every shard has
-    /// published since (each does every 100 ms, and at its drain's end).
+    /// The figures count everything the shards had counted by this uptime: each has
+    /// published since (every 100 ms, and at its drain's end). A response is counted just
+    /// after its last byte is written, so a reader waits a tick past the moment it stopped.
     pub as_of_s: f64,
     pub requests: u64,
     pub responses: BTreeMap<&'static str, u64>,
