@@ -240,7 +240,7 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_blast::Plan> {
     let body = match args.body.as_deref() {
         None => Vec::new(),
         Some(b) => match b.strip_prefix('@') {
-            Some(file) => engine_runtime::files::read_limited(file.as_ref(), engine_blast::plan::MAX_BODY as u64)
+            Some(file) => engine_util::files::read_limited(file.as_ref(), engine_blast::plan::MAX_BODY as u64)
                 .with_context(|| format!("cannot read body file '{file}'"))?,
             None => b.as_bytes().to_vec(),
         },

@@ -41,7 +41,7 @@ pub struct BlastArgs {
     #[arg(allow_hyphen_values = true, short, long, value_name = "N")]
     pub conns: Option<u64>,
     /// How long to send requests: 500ms, 10s, 5m, 1h (with --stages, their sum) [default: 10s]
-    #[arg(allow_hyphen_values = true, short, long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(allow_hyphen_values = true, short, long, value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub duration: Option<std::time::Duration>,
     /// Open model: total requests per second on a fixed schedule, whatever the responses do
     /// (latency is then measured from when each request was due). With --stages: the rate
@@ -60,7 +60,7 @@ pub struct BlastArgs {
     #[arg(allow_hyphen_values = true, long, value_name = "N")]
     pub peak: Option<f64>,
     /// How long a profile holds each level [default: 30s]
-    #[arg(allow_hyphen_values = true, long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(allow_hyphen_values = true, long, value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub step: Option<std::time::Duration>,
     /// Pass/fail condition on the whole run, e.g. 'p95<200ms', 'error_rate<0.1%', 'rps>1000'
     /// (repeatable; metrics p50 p90 p95 p99 p999 max mean error_rate rps). Any failure: exit 4
@@ -97,10 +97,10 @@ pub struct BlastArgs {
     #[arg(long, value_name = "LIST", value_parser = engine_blast::plan::StatusSet::parse)]
     pub expect_status: Option<engine_blast::plan::StatusSet>,
     /// Per-request timeout, from write to complete response [default: 30s]
-    #[arg(allow_hyphen_values = true, long, value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(allow_hyphen_values = true, long, value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub timeout: Option<std::time::Duration>,
     /// Timeout of each TCP connect
-    #[arg(allow_hyphen_values = true, long, default_value = "5s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(allow_hyphen_values = true, long, default_value = "5s", value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub connect_timeout: std::time::Duration,
     /// Executors (default: one per CPU the process may run on)
     #[arg(allow_hyphen_values = true, long, value_name = "N")]
@@ -112,7 +112,7 @@ pub struct BlastArgs {
     /// sleeping shard's CPU must wake for each response, and that wake-up (tens of µs on a VM)
     /// lands in every measured latency; polling keeps it out, for a CPU kept busy. For light
     /// rates on a CPU of its own: 200us..1ms
-    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub busy_poll: std::time::Duration,
     /// Write the summary JSON to PATH, or to stdout with '-' (the text summary then goes to stderr)
     #[arg(long, value_name = "PATH|-")]
@@ -134,7 +134,7 @@ pub struct BlastArgs {
     pub worker_count: Option<u32>,
     /// Begin the load at this time (after connecting), so workers start together: Unix seconds
     /// or RFC 3339 (2026-11-22T23:30:00Z); a worker that connects later says by how much
-    #[arg(long, value_name = "TIME", value_parser = engine_runtime::units::parse_time)]
+    #[arg(long, value_name = "TIME", value_parser = engine_util::units::parse_time)]
     pub start_at: Option<std::time::SystemTime>,
     /// Local addresses to connect from, in turn: a list and/or CIDR blocks, e.g. 127.0.0.2,127.0.0.3 or
     /// 10.0.1.0/28; each adds one address's ephemeral ports towards the target
@@ -156,7 +156,7 @@ pub struct BlastArgs {
     pub flows: Vec<engine_blast::plan::FlowSpec>,
     /// The scenario's data file, once read.
     #[arg(skip)]
-    pub data: Option<std::sync::Arc<engine_http::template::DataTable>>,
+    pub data: Option<std::sync::Arc<engine_blast::template::DataTable>>,
     /// What a profile's level must meet (the scenario's `[profile]`, else the defaults).
     #[arg(skip)]
     pub criterion: Criterion,

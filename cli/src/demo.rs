@@ -32,7 +32,7 @@ pub struct DemoArgs {
     #[arg(short, long, default_value_t = 64)]
     pub conns: u64,
     /// How long to blast
-    #[arg(short, long, default_value = "3s", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(short, long, default_value = "3s", value_parser = engine_util::units::parse_duration)]
     pub duration: Duration,
     /// Everything over TLS (blast to proxy, proxy to target) with a throwaway self-signed
     /// certificate for 127.0.0.1, which the blast and the proxy trust as --cacert

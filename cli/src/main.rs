@@ -1,5 +1,5 @@
 //! `engine`: the HTTP load generator and sidecar proxy. This binary parses flags, prints and
-//! exits; the work happens in the `engine-core` library.
+//! exits; the work happens in the libraries under `crates/` (docs/architecture.md).
 
 mod blast;
 mod blast_args;

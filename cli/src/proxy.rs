@@ -77,27 +77,27 @@ pub struct ProxyArgs {
     #[arg(long, value_name = "N")]
     pub max_conns: Option<u64>,
     /// A request head must arrive within this time of its first byte (408 otherwise)
-    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(long, default_value = "10s", value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub header_timeout: Duration,
     /// Idle kept-alive client connections close after this, and so do pooled upstream connections
     /// nobody used for as long
-    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(long, default_value = "60s", value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub idle_timeout: Duration,
     /// Longest wait for the upstream's response (504 when nothing came)
-    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub upstream_timeout: Duration,
     /// Longest wait for a connection to the upstream (502 after it)
-    #[arg(long, default_value = "3s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(long, default_value = "3s", value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub connect_timeout: Duration,
     /// On SIGTERM, how long in-flight requests may take before connections are cut
-    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(long, default_value = "30s", value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub drain_timeout: Duration,
     /// Each shard polls this long after its last event before it sleeps (0: at once). At light
     /// load a sleeping shard's CPU must wake for each packet, tens of µs on a VM; polling saves
     /// that, but keeps the CPU busy while traffic flows, so requests per CPU-second drop, and
     /// it helps only while client and upstream have CPU to spare. 200us..1ms covers the gaps
     /// of light traffic
-    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub busy_poll: Duration,
     /// Protocols a client may switch to (its `Upgrade` request field), comma-separated. On the
     /// upstream's 101 the connection becomes a tunnel both ways until either side closes or it
@@ -351,7 +351,7 @@ fn admin(args: &ProxyArgs) -> anyhow::Result<(Option<SocketAddr>, Option<String>
     let token = match &args.admin_token_file {
         None => None,
         Some(path) => {
-            let t = engine_runtime::files::read_limited_string(path, 4096)
+            let t = engine_util::files::read_limited_string(path, 4096)
                 .with_context(|| format!("cannot read {}", path.display()))?;
             let t = t.trim().to_string();
             if t.len() < 16 {
@@ -378,7 +378,7 @@ fn admin(args: &ProxyArgs) -> anyhow::Result<(Option<SocketAddr>, Option<String>
 
 /// The rules of a faults file, each valid for `shards` shards, ids unique.
 fn faults_file(path: &std::path::Path, shards: usize) -> anyhow::Result<Vec<engine_proxy::Rule>> {
-    let text = engine_runtime::files::read_limited_string(path, engine_proxy::faults::MAX_FILE)
+    let text = engine_util::files::read_limited_string(path, engine_proxy::faults::MAX_FILE)
         .with_context(|| format!("cannot read {}", path.display()))?;
     let rules = engine_proxy::faults::parse_faults_file(&text).with_context(|| path.display().to_string())?;
     for (i, r) in rules.iter().enumerate() {

@@ -1,6 +1,6 @@
 //! `--push URL`: the final metrics of a run sent to a Prometheus Pushgateway, for runs too
 //! short to be scraped. A plain HTTP/1.1 PUT of the text format (the Pushgateway replaces the
-//! group's metrics with it).
+//! group's metrics with it). The answer is framed by the engine's own response framer.
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
@@ -52,12 +52,28 @@ pub fn push(target: &PushTarget, body: &str) -> anyhow::Result<()> {
     );
     s.write_all(head.as_bytes())?;
     s.write_all(body.as_bytes())?;
-    let mut reply = Vec::new();
-    s.take(64 * 1024).read_to_end(&mut reply)?;
-    let line = String::from_utf8_lossy(reply.split(|&b| b == b'\n').next().unwrap_or_default()).trim().to_string();
-    match line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()) {
-        Some(code) if (200..300).contains(&code) => Ok(()),
-        _ => bail!("the Pushgateway answered {line:?}"),
+    let status = read_status(&mut s).with_context(|| format!("the Pushgateway at {addr}"))?;
+    if !(200..300).contains(&status) {
+        bail!("the Pushgateway at {addr} answered {status}");
+    }
+    Ok(())
+}
+
+/// The status of the one response on `s`, read until the framer says it is whole.
+fn read_status(s: &mut impl Read) -> anyhow::Result<u16> {
+    let mut framer = engine_http::ResponseFramer::new();
+    framer.start(false);
+    let (mut buf, mut pending) = ([0u8; 8192], Vec::new());
+    loop {
+        let n = s.read(&mut buf)?;
+        if n == 0 {
+            return Ok(framer.feed_eof()?.status);
+        }
+        pending.extend_from_slice(&buf[..n]);
+        match framer.feed(&pending)? {
+            engine_http::Progress::Complete { response, .. } => return Ok(response.status),
+            engine_http::Progress::Incomplete { consumed } => drop(pending.drain(..consumed)),
+        }
     }
 }
 
@@ -74,5 +90,15 @@ mod tests {
         assert!(parse("https://x/").is_err());
         assert!(parse("http://x/elsewhere").is_err());
         assert!(parse("not a url").is_err());
+    }
+
+    #[test]
+    fn answers() {
+        let status = |reply: &[u8]| read_status(&mut &reply[..]);
+        assert_eq!(status(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap(), 200);
+        assert_eq!(status(b"HTTP/1.1 400 Bad Request\r\nContent-Length: 3\r\n\r\nbad").unwrap(), 400);
+        assert_eq!(status(b"HTTP/1.0 202 Accepted\r\n\r\nclose-delimited").unwrap(), 202);
+        assert!(status(b"SSH-2.0-OpenSSH\r\n").is_err());
+        assert!(status(b"").is_err());
     }
 }

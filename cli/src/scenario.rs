@@ -175,7 +175,7 @@ fn replace_with<T: PartialEq>(
 
 fn duration(text: &Option<String>, what: &str) -> anyhow::Result<Option<Duration>> {
     text.as_deref()
-        .map(|t| engine_runtime::units::parse_duration(t).map_err(|e| anyhow::anyhow!("{what}: {e}")))
+        .map(|t| engine_util::units::parse_duration(t).map_err(|e| anyhow::anyhow!("{what}: {e}")))
         .transpose()
 }
 

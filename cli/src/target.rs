@@ -24,7 +24,7 @@ pub struct TargetArgs {
     #[arg(short, long, default_value = "127.0.0.1:8080", value_name = "ADDR")]
     pub listen: SocketAddr,
     /// Wait this long before each response
-    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(long, default_value = "0s", value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub delay: Duration,
     /// Response body size in bytes (at most 1 GiB: the response is held in memory, once)
     #[arg(long, default_value_t = 2, value_name = "BYTES")]

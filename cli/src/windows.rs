@@ -19,7 +19,7 @@ pub struct WindowsArgs {
     /// A results folder, or a latency .hlog file
     run: PathBuf,
     /// Window length: 10s, 1m, 1h
-    #[arg(long, default_value = "1m", value_name = "DUR", value_parser = engine_runtime::units::parse_duration)]
+    #[arg(long, default_value = "1m", value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     every: Duration,
 }
 

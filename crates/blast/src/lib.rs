@@ -10,6 +10,8 @@
 //! - `collect`: merges the shards' snapshots per interval, hands each interval to the
 //!   observers (`engine_results::observe`), watches the generator's own load, builds the
 //!   summary once.
+//! - [`render`]: a request rendered once, its templated parts patched per request;
+//!   [`template`]: `{{seq}}`, `{{rand_int}}`, `{{csv.COLUMN}}`, captured values, the data file.
 //! - [`scenario`]: scenario files (TOML): weighted named requests, load, thresholds.
 //! - [`schedule`]: stages (linear ramps) and the open model's arrival schedule.
 //! - [`profiles`]: named load profiles (ramp, spike, stress, soak, recovery) as stages.
@@ -26,10 +28,12 @@ mod fleet;
 pub mod metrics;
 pub mod plan;
 pub mod profiles;
+pub mod render;
 pub mod scenario;
 pub mod schedule;
 mod shard;
 mod state;
+pub mod template;
 mod transport;
 
 pub use blast::{preflight, run, run_checked, Control, Preflight, RunError};

@@ -6,9 +6,9 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use crate::render::RenderedRequest;
 use crate::schedule::{Profile, Stage};
-use engine_http::template::DataTable;
-use engine_http::RenderedRequest;
+use crate::template::DataTable;
 use engine_runtime::limits::{self, LimitError};
 
 mod expect;

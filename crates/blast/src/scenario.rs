@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::plan::{CaptureSource, FlowSpec, RequestSpec, StatusSet, StepSpec};
-use engine_http::template::DataTable;
+use crate::template::DataTable;
 
 /// Larger scenario files are refused before parsing: a plan is a page, not a data set.
 pub const MAX_FILE: u64 = 1024 * 1024;
@@ -163,9 +163,9 @@ impl Scenario {
     /// Reads and checks a scenario file.
     pub fn load(path: &Path) -> Result<Scenario, ScenarioError> {
         let name = path.display().to_string();
-        let text = engine_runtime::files::read_limited_string(path, MAX_FILE).map_err(|e| match e {
-            engine_runtime::files::FileError::TooLarge { .. } => ScenarioError::TooLarge { path: name.clone() },
-            engine_runtime::files::FileError::Io(cause) => ScenarioError::Read { path: name.clone(), cause },
+        let text = engine_util::files::read_limited_string(path, MAX_FILE).map_err(|e| match e {
+            engine_util::files::FileError::TooLarge { .. } => ScenarioError::TooLarge { path: name.clone() },
+            engine_util::files::FileError::Io(cause) => ScenarioError::Read { path: name.clone(), cause },
         })?;
         Self::parse(&text, &name)
     }
@@ -210,14 +210,14 @@ impl Scenario {
         let mut out = Vec::new();
         for f in &self.flows {
             let retry_after_max = match f.retry_after_max.as_ref().or(self.defaults.retry_after_max.as_ref()) {
-                Some(t) => engine_runtime::units::parse_duration(t)
+                Some(t) => engine_util::units::parse_duration(t)
                     .map_err(|e| check(format!("flow '{}': retry_after_max: {e}", f.name)))?,
                 None => crate::plan::RETRY_AFTER_MAX,
             };
             let mut steps = Vec::new();
             for st in &f.steps {
                 let think = match &st.think {
-                    Some(t) => engine_runtime::units::parse_duration(t)
+                    Some(t) => engine_util::units::parse_duration(t)
                         .map_err(|e| check(format!("flow '{}', step '{}': think: {e}", f.name, st.name)))?,
                     None => std::time::Duration::ZERO,
                 };

@@ -8,7 +8,7 @@
 
 use std::time::Duration;
 
-use engine_runtime::units::parse_duration;
+use engine_util::units::parse_duration;
 
 /// Ramp linearly to `target` over `duration`.
 #[derive(Debug, Clone, Copy, PartialEq)]

@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Poll, Waker};
 use std::time::{Duration, Instant};
 
-use engine_http::template::{Rng, Values};
+use crate::template::{Rng, Values};
 use engine_results::stats::ShardStats;
 use futures_lite::future::poll_fn;
 use glommio::sync::{Permit, Semaphore};

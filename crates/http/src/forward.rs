@@ -5,8 +5,8 @@
 use std::io::Write;
 
 use crate::body::tokens;
+use crate::push_u64;
 use crate::response::{framing, parse_response_head};
-use crate::template::push_u64;
 use crate::{header_slots, BodyDecoder, FrameError};
 
 use crate::request::{Framing, RequestHead, HOP_BY_HOP};

@@ -8,7 +8,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use engine_http::template::Rng;
+use engine_util::Rng;
 use glommio::sync::Semaphore;
 
 use crate::faults::{Action, Direction, Distribution, FaultBook, FaultKind, Rule};

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use engine_http::template::Rng;
+use engine_util::Rng;
 
 use crate::faults::{Action, Direction, FaultKind};
 

@@ -163,7 +163,7 @@ pub fn read_summary(path: &Path) -> Result<Summary, FolderError> {
     if !file.is_file() {
         return Err(bad("neither a results folder nor a summary.json".into()));
     }
-    let text = engine_runtime::files::read_limited_string(&file, MAX_SUMMARY).map_err(|e| bad(e.to_string()))?;
+    let text = engine_util::files::read_limited_string(&file, MAX_SUMMARY).map_err(|e| bad(e.to_string()))?;
     let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
     match value.get("schema_version").and_then(serde_json::Value::as_u64) {
         None if value.get("requests").is_some() => {

@@ -40,7 +40,7 @@ const HANDSHAKE: &str = "tls_handshake";
 #[derive(Debug, thiserror::Error)]
 pub enum HlogError {
     #[error("cannot read '{path}': {source}")]
-    Read { path: PathBuf, source: engine_runtime::files::FileError },
+    Read { path: PathBuf, source: engine_util::files::FileError },
     #[error("'{path}', entry {entry}: {reason}")]
     Entry { path: PathBuf, entry: usize, reason: String },
 }
@@ -78,7 +78,7 @@ impl Log {
 
 /// Reads a log written by [`Writer`].
 pub fn read(path: &Path) -> Result<Log, HlogError> {
-    let bytes = engine_runtime::files::read_limited(path, MAX_HLOG)
+    let bytes = engine_util::files::read_limited(path, MAX_HLOG)
         .map_err(|source| HlogError::Read { path: path.to_path_buf(), source })?;
     let mut base = 0.0;
     // The histograms of one interval come as several lines with one start time.

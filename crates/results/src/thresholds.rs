@@ -340,9 +340,9 @@ fn parse_value(metric: Metric, value: &str) -> Result<f64, String> {
             number(value).ok_or_else(|| "capacity is a level (connections or requests per second)".into())
         }
         Metric::RecoveryS => number(value)
-            .or_else(|| engine_runtime::units::parse_duration(value).ok().map(|d| d.as_secs_f64()))
+            .or_else(|| engine_util::units::parse_duration(value).ok().map(|d| d.as_secs_f64()))
             .ok_or_else(|| "recovery_s is seconds (30, or 30s)".into()),
-        _ => engine_runtime::units::parse_duration(value)
+        _ => engine_util::units::parse_duration(value)
             .ok()
             .filter(|_| value.ends_with(|c: char| c.is_ascii_alphabetic()))
             .map(|d| d.as_secs_f64() * 1000.0)

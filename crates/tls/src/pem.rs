@@ -12,7 +12,7 @@ use crate::SetupError;
 const PEM_LIMIT: u64 = 4 * 1024 * 1024;
 
 fn read(path: &Path) -> Result<Vec<u8>, SetupError> {
-    engine_runtime::files::read_limited(path, PEM_LIMIT)
+    engine_util::files::read_limited(path, PEM_LIMIT)
         .map_err(|e| SetupError::File { path: path.to_path_buf(), reason: e.to_string() })
 }
 

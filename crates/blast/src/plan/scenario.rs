@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use super::expect::StatusSet;
 use super::{is_token, parse_header, PlanError, PlannedRequest, Target, MAX_BODY};
-use engine_http::RenderedRequest;
+use crate::render::RenderedRequest;
 
 /// One request of a scenario, before validation. Its headers come after `PlanInput::headers`
 /// (the defaults), so a request can override them.

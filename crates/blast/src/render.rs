@@ -2,7 +2,9 @@
 
 use std::fmt::Write as _;
 
-use super::template::{Template, TemplateError, Values};
+use engine_http::push_u64;
+
+use crate::template::{Template, TemplateError, Values};
 
 /// One request, ready to write as is on any connection to the target; or, when its path,
 /// headers or body hold `{{...}}`, a template rendered per request by [`Self::write_to`].
@@ -118,7 +120,7 @@ impl RenderedRequest {
         t.body.render(scratch, values, caps);
         if t.length {
             out.extend_from_slice(b"Content-Length: ");
-            crate::template::push_u64(out, scratch.len() as u64);
+            push_u64(out, scratch.len() as u64);
             out.extend_from_slice(b"\r\n");
         }
         out.extend_from_slice(b"\r\n");
@@ -161,7 +163,8 @@ mod tests {
 
     #[test]
     fn templates_render_per_request_with_their_length() {
-        use crate::template::{Rng, Values};
+        use crate::template::Values;
+        use engine_util::Rng;
         let r = RenderedRequest::render(
             "POST",
             "/users/{{seq}}",

@@ -1,6 +1,10 @@
 //! Templated requests: `{{seq}}`, `{{uuid}}`, `{{rand_int:MIN:MAX}}`, `{{rand_str:LEN}}` in the
 //! path, header values and body, rendered per request into a buffer the connection reuses,
-//! so the hot path allocates nothing once the buffer has grown to size.
+//! so the hot path allocates nothing once the buffer has grown to size. The data file
+//! (`{{csv.COLUMN}}`) is read here too.
+
+use engine_http::push_u64;
+pub use engine_util::Rng;
 
 /// One piece of a template.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -161,11 +165,6 @@ fn parse_part(name: &str) -> Option<Part> {
     Some(part)
 }
 
-/// Appends the decimal digits of `n`, without the formatting machinery (a hot path).
-pub fn push_u64(out: &mut Vec<u8>, n: u64) {
-    out.extend_from_slice(itoa::Buffer::new().format(n).as_bytes());
-}
-
 /// The per-request values a shard feeds its templates.
 #[derive(Debug, Clone)]
 pub struct Values {
@@ -223,26 +222,6 @@ impl DataTable {
             return Err(format!("data file '{}' has no rows after its header", path.display()));
         }
         Ok(Self { columns, rows, random })
-    }
-}
-
-/// xorshift64*: fast, shard-local, plenty for spreading test data (not for secrets).
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    pub fn new(seed: u64) -> Self {
-        Rng(seed | 1)
-    }
-
-    #[allow(clippy::should_implement_trait)]
-    pub fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_f491_4f6c_dd1d)
     }
 }
 
