@@ -41,42 +41,47 @@ pub(super) struct Outgoing<'a> {
 }
 
 /// Writes the request and reads until its response is complete or fails.
-pub(super) async fn exchange(
-    shard: &Shard,
+///
+/// An `async` block rather than an `async fn`: an `async fn` keeps its arguments twice in
+/// its state (as passed and as bound), and this state sits in every connection's task.
+#[allow(clippy::manual_async_fn)] // the reason is above
+pub(super) fn exchange<'a>(
+    shard: &'a Shard,
     slot: usize,
-    stream: &mut Stream,
-    out: Outgoing<'_>,
-    framer: &mut ResponseFramer,
-    carry: &mut Vec<u8>,
-) -> Step {
-    let Outgoing { bytes: request, head, capture } = out;
-    let timed_out = || shard.slot(slot).timed_out();
-    if let Err(e) = stream.write_all(request).await {
-        return if timed_out() { Step::Fail(ErrorKind::Timeout) } else { failed(&e) };
-    }
-    shard.stats().counters.bytes_sent += request.len() as u64;
-    match capture {
-        Some(c) => framer.start_capturing(head, c),
-        None => framer.start(head),
-    }
-    let mut reads = 0u32;
-    loop {
-        let step = poll_fn(|cx| read_step(cx, shard, stream, framer, carry)).await;
-        reads += 1;
-        // A long response (or a server that never stops sending) is read without waiting
-        // for the peer, so the task would keep the shard from its timers and sweeper: every
-        // READS_PER_TURN-th read lets the executor poll I/O first (glommio patch, PATCHES.md).
-        if reads.is_multiple_of(READS_PER_TURN) {
-            glommio::executor().yield_task_queue_now().await;
+    stream: &'a mut Stream,
+    out: Outgoing<'a>,
+    framer: &'a mut ResponseFramer,
+    carry: &'a mut Vec<u8>,
+) -> impl std::future::Future<Output = Step> + 'a {
+    async move {
+        if let Err(e) = stream.write_all(out.bytes).await {
+            return if shard.slot(slot).timed_out() { Step::Fail(ErrorKind::Timeout) } else { failed(&e) };
         }
-        match step {
-            // The sweeper shuts a timed-out socket down, which ends the read in some error, or
-            // in an EOF that would complete a close-delimited body as if it were whole; and on
-            // Linux a TCP socket shut down for reading still takes what keeps arriving, so a
-            // server that never stops sending (1xx after 1xx, an endless body) is caught here.
-            _ if timed_out() => return Step::Fail(ErrorKind::Timeout),
-            Step::More => continue,
-            other => return other,
+        shard.stats().counters.bytes_sent += out.bytes.len() as u64;
+        match out.capture {
+            Some(c) => framer.start_capturing(out.head, c),
+            None => framer.start(out.head),
+        }
+        let mut reads = 0u32;
+        loop {
+            let step = poll_fn(|cx| read_step(cx, shard, stream, framer, carry)).await;
+            reads += 1;
+            // A long response (or a server that never stops sending) is read without waiting
+            // for the peer, so the task would keep the shard from its timers and sweeper: every
+            // READS_PER_TURN-th read lets the executor poll I/O first (glommio patch, PATCHES.md).
+            if reads.is_multiple_of(READS_PER_TURN) {
+                glommio::executor().yield_task_queue_now().await;
+            }
+            match step {
+                // The sweeper shuts a timed-out socket down, which ends the read in some error,
+                // or in an EOF that would complete a close-delimited body as if it were whole;
+                // and on Linux a TCP socket shut down for reading still takes what keeps
+                // arriving, so a server that never stops sending (1xx after 1xx, an endless
+                // body) is caught here.
+                _ if shard.slot(slot).timed_out() => return Step::Fail(ErrorKind::Timeout),
+                Step::More => continue,
+                other => return other,
+            }
         }
     }
 }

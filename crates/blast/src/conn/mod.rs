@@ -111,6 +111,9 @@ impl Conn {
         if self.stream.is_some() {
             return true;
         }
+        // Boxed: a connect's state (the permit, the socket's connect, the handshake's timer) is
+        // hundreds of bytes, and inline it would size every connection's task for its whole
+        // life, at 10,000 connections several MiB for a moment each of them uses once.
         match connect(shard, self.guard.slot).await {
             Ok(opened) => {
                 self.failures = 0;
@@ -174,61 +177,56 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             continue;
         }
         // Open model: the next due time of the shard's schedule, waited for if it is ahead.
-        let Some(held) = shard.next_due() else { break };
-        let due = held.as_ref().map(|(due, _)| *due);
-        if let Some(due) = due {
-            if flows && Instant::now() > due + START_SLACK {
-                shard.stats().iterations().dropped += 1;
-                continue;
+        // (A block, not a `drop`: a moved-from local still takes room in the task's state.)
+        let due = {
+            let Some(held) = shard.next_due() else { break };
+            let due = held.as_ref().map(|(due, _)| *due);
+            if let Some(due) = due {
+                if flows && Instant::now() > due + START_SLACK {
+                    shard.stats().iterations().dropped += 1;
+                    continue;
+                }
+                let ahead = due.saturating_duration_since(Instant::now());
+                if ahead > SCHEDULE_SLACK {
+                    glommio::timer::sleep(ahead).await;
+                }
             }
-            let ahead = due.saturating_duration_since(Instant::now());
-            if ahead > SCHEDULE_SLACK {
-                glommio::timer::sleep(ahead).await;
-            }
-        }
-        // From here the request counts as sent (`one_request`), or as failed.
-        drop(held);
+            // From here the request counts as sent (`one_request`), or as failed.
+            due
+        };
         let think = match due {
-            Some(due) if flows => iteration(&shard, &mut c, due).await,
+            // An arrival-rate iteration, walked here rather than in an async fn of its own: a
+            // nested future would add its state to every connection's task for its whole life.
+            Some(due) if flows => {
+                let user = User::enter(&shard);
+                let mut intended = Some(due);
+                let ended = loop {
+                    if !c.ensure_open(&shard).await {
+                        break Some(false);
+                    }
+                    let (ok, think) = one_request(&shard, &mut c, intended).await;
+                    if !ok || c.cursor.at_start() {
+                        break Some(ok);
+                    }
+                    if !shard.is_running() {
+                        // The run ended mid-flow: the iteration neither completed nor failed.
+                        break None;
+                    }
+                    glommio::timer::sleep(think).await;
+                    intended = None;
+                };
+                if let Some(ok) = ended {
+                    user.ended(ok, due);
+                }
+                // No think time: the next iteration has its own due time.
+                Duration::ZERO
+            }
             _ => one_request(&shard, &mut c, due).await.1,
         };
         if !think.is_zero() {
             glommio::timer::sleep(think).await;
         }
     }
-}
-
-/// Arrival-rate flows: one user walks a whole flow from its first step, the first request
-/// measured from when the iteration was due. Returns no think time: the next iteration has
-/// its own due time.
-async fn iteration(shard: &Shard, c: &mut Conn, due: Instant) -> Duration {
-    let _user = User::enter(shard);
-    let mut intended = Some(due);
-    let ok = loop {
-        if !c.ensure_open(shard).await {
-            break false;
-        }
-        let (ok, think) = one_request(shard, c, intended).await;
-        if !ok || c.cursor.at_start() {
-            break ok;
-        }
-        if !shard.is_running() {
-            // The run ended mid-flow: the iteration neither completed nor failed.
-            return Duration::ZERO;
-        }
-        glommio::timer::sleep(think).await;
-        intended = None;
-    };
-    let end = Instant::now();
-    let mut st = shard.stats();
-    let it = st.iterations();
-    if ok {
-        it.completed += 1;
-        it.latency.saturating_record(engine_results::stats::micros(end - due));
-    } else {
-        it.failed += 1;
-    }
-    Duration::ZERO
 }
 
 /// A user walking a flow, counted in the shard's gauge however the iteration ends.
@@ -243,6 +241,20 @@ impl<'a> User<'a> {
         it.peak_users = it.peak_users.max(it.users);
         User(shard)
     }
+
+    /// The iteration ended, walked to the flow's end (`ok`) or at a step that failed; its
+    /// latency is measured from when it was due, the first request's too.
+    fn ended(self, ok: bool, due: Instant) {
+        let end = Instant::now();
+        let mut st = self.0.stats();
+        let it = st.iterations();
+        if ok {
+            it.completed += 1;
+            it.latency.saturating_record(engine_results::stats::micros(end - due));
+        } else {
+            it.failed += 1;
+        }
+    }
 }
 
 impl Drop for User<'_> {
@@ -255,37 +267,48 @@ impl Drop for User<'_> {
 
 /// Sends one request, due at `due` (the open model) or now, and records how it ended.
 /// Returns whether it got a complete response, and the flow's think time before the next.
-async fn one_request(shard: &Shard, c: &mut Conn, due: Option<Instant>) -> (bool, Duration) {
-    let start = Instant::now();
-    let intended = due.unwrap_or(start);
-    shard.stats().sent(start.saturating_duration_since(intended));
-    c.guard.set_in_flight(Some(start));
-    let turn = c.cursor.turn(shard);
-    let request = &shard.plan().requests[turn.request].request;
-    let bytes: &[u8] = if request.is_templated() {
-        request.write_to(&mut c.rendered, &mut c.scratch, &mut shard.template_values(), &c.cursor.values);
-        &c.rendered
-    } else {
-        request.bytes()
-    };
-    let out = Outgoing { bytes, head: request.is_head(), capture: turn.capture };
-    let stream = c.stream.as_mut().expect("opened before the request");
-    let outcome = exchange(shard, c.guard.slot, stream, out, &mut c.framer, &mut c.carry).await;
-    let done = Instant::now();
-    c.guard.set_in_flight(None);
+///
+/// An `async` block rather than an `async fn`, for the same reason as `exchange`: its state is
+/// in every connection's task.
+#[allow(clippy::manual_async_fn)] // the reason is above
+fn one_request<'a>(
+    shard: &'a Shard,
+    c: &'a mut Conn,
+    due: Option<Instant>,
+) -> impl std::future::Future<Output = (bool, Duration)> + 'a {
+    async move {
+        let start = Instant::now();
+        let intended = due.unwrap_or(start);
+        shard.stats().sent(start.saturating_duration_since(intended));
+        c.guard.set_in_flight(Some(start));
+        let turn = c.cursor.turn(shard);
+        let which = turn.request;
+        let request = &shard.plan().requests[which].request;
+        let bytes: &[u8] = if request.is_templated() {
+            request.write_to(&mut c.rendered, &mut c.scratch, &mut shard.template_values(), &c.cursor.values);
+            &c.rendered
+        } else {
+            request.bytes()
+        };
+        let out = Outgoing { bytes, head: request.is_head(), capture: turn.capture };
+        let stream = c.stream.as_mut().expect("opened before the request");
+        let outcome = exchange(shard, c.guard.slot, stream, out, &mut c.framer, &mut c.carry).await;
+        let done = Instant::now();
+        c.guard.set_in_flight(None);
 
-    // A step ends well with a response of a status it expects (a refused login ends the flow).
-    let expect = &shard.plan().requests[turn.request].expect;
-    let ok = matches!(&outcome, Step::Done { response, .. } if expect.contains(response.status));
-    let retry_after = match &outcome {
-        Step::Done { response, .. } => response.retry_after,
-        _ => None,
-    };
-    let keep = record(shard, &c.cursor, turn.request, outcome, done - intended, done - start);
-    if !keep {
-        c.close();
+        // A step ends well with a response of a status it expects (a refused login ends the flow).
+        let expect = &shard.plan().requests[which].expect;
+        let ok = matches!(&outcome, Step::Done { response, .. } if expect.contains(response.status));
+        let retry_after = match &outcome {
+            Step::Done { response, .. } => response.retry_after,
+            _ => None,
+        };
+        let keep = record(shard, &c.cursor, which, outcome, done - intended, done - start);
+        if !keep {
+            c.close();
+        }
+        (ok, c.cursor.advance(shard, ok, retry_after, &mut c.framer))
     }
-    (ok, c.cursor.advance(shard, ok, retry_after, &mut c.framer))
 }
 
 /// Records a request's outcome; returns whether the connection may be reused.
@@ -331,9 +354,12 @@ async fn connect(shard: &Shard, slot: usize) -> Result<Opened, OpenError> {
     let plan = shard.plan();
     let source = (!plan.source_ips.is_empty()).then(|| plan.source_ips[shard.next_source() % plan.source_ips.len()]);
     shard.set_opening(slot, Some(Opening::Tcp));
-    let opened = transport::connect(plan.target.addr, source, plan.connect_timeout, shard.tls(), || {
+    // Boxed once the permit is held: a connect's state (the socket's connect, the handshake's
+    // timer) is hundreds of bytes, and inline it would size every connection's task for its
+    // whole life; boxed before the permit, 10,000 of them would wait at once.
+    let opened = Box::pin(transport::connect(plan.target.addr, source, plan.connect_timeout, shard.tls(), || {
         shard.set_opening(slot, Some(Opening::Tls))
-    })
+    }))
     .await;
     shard.set_opening(slot, None);
     opened
