@@ -4,20 +4,21 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use engine_blast::metrics::BlastMetrics;
-use engine_blast::plan::Model;
-use engine_blast::profiles::{ProfileName, ProfileWatch};
 use engine_blast::{Control, PlanInput, RunError};
 use engine_results::folder::{self, RunLog};
 use engine_results::hlog::{self, HlogObserver};
-use engine_results::observe::Observer;
-use engine_results::thresholds::{SafetyStops, SafetyWatch, Thresholds};
 
 use crate::blast_args::BlastArgs;
 use crate::exit;
 use crate::output::{self, Progress};
 
 pub fn main(mut args: BlastArgs) -> u8 {
-    let (plan, notes) = match crate::scenario::merge(&mut args).and_then(|notes| Ok((plan(&args)?, notes))) {
+    let planned = crate::scenario::merge(&mut args).and_then(|notes| {
+        let plan = plan(&args)?;
+        let judges = judges(&args).check(&plan)?;
+        Ok((plan, judges, notes))
+    });
+    let (plan, judges, notes) = match planned {
         Ok(p) => p,
         // A name that does not resolve is a target that cannot be reached, not a usage error.
         Err(e) if matches!(e.downcast_ref(), Some(engine_blast::plan::PlanError::Resolve { .. })) => {
@@ -44,7 +45,7 @@ pub fn main(mut args: BlastArgs) -> u8 {
     }
     let control = Control::new();
     on_signals(&control);
-    let summary = match run(&args, &plan, &control, &mut outputs) {
+    let summary = match run(&args, &plan, judges, &control, &mut outputs) {
         Ok(s) => s,
         Err(e @ (RunError::Unreachable { .. } | RunError::Handshake { .. })) => {
             // Nothing ran: a folder with only run.log would be a run that `engine report`
@@ -57,7 +58,7 @@ pub fn main(mut args: BlastArgs) -> u8 {
     if let Err(e) = outputs.finish(&summary) {
         return crate::fail(exit::FAILURE, &e);
     }
-    crate::fatal::or_panic(summary.verdict().exit_code())
+    crate::verdict(&summary)
 }
 
 fn print_plan(args: &BlastArgs, plan: &engine_blast::Plan) {
@@ -94,11 +95,12 @@ fn on_signals(control: &Control) {
     });
 }
 
-/// Runs the plan with every observer: the progress line, the results folder's run.log and
-/// latency.hlog, the metrics, the safety stops, the profile, the thresholds.
+/// Runs the plan, judged, and watched by the progress line, the results folder's run.log and
+/// latency.hlog, and the metrics.
 fn run(
     args: &BlastArgs,
     plan: &engine_blast::Plan,
+    judges: engine_blast::Checked,
     control: &Control,
     outputs: &mut Outputs,
 ) -> Result<engine_blast::Summary, RunError> {
@@ -115,22 +117,11 @@ fn run(
     let mut progress = Progress::new(args.quiet, plan);
     let names = if plan.requests.len() > 1 { plan.requests.iter().map(|r| r.name.clone()).collect() } else { vec![] };
     let mut hlog = HlogObserver::new(hlog::Writer::new(outputs.dir.join("latency.hlog"), names));
-    let mut safety = SafetyWatch::new(SafetyStops::new(args.abort_on.clone(), grace(args)));
-    let mut thresholds = Thresholds(args.threshold.clone());
-    let open = matches!(plan.model, Model::Open(_));
-    let mut profile = args.profile.zip(args.peak).map(|(name, peak)| {
-        ProfileWatch::new(name, peak, plan.model.profile().stages().to_vec(), open, args.criterion)
-    });
-    let mut observers: Vec<&mut dyn Observer> = vec![&mut progress, &mut hlog, &mut safety];
+    let mut run = engine_blast::Run::new(plan, judges).watch(&mut progress).watch(&mut hlog);
     if let Some(m) = outputs.metrics.as_mut() {
-        observers.push(m);
+        run = run.watch(m);
     }
-    if let Some(p) = profile.as_mut() {
-        observers.push(p);
-    }
-    observers.push(&mut thresholds);
-    observers.push(&mut outputs.run_log);
-    let run = engine_blast::run_checked(plan, &pre, control, &mut observers);
+    let run = run.watch(&mut outputs.run_log).start(&pre, control);
     if let Err(e) = &run {
         outputs.run_log.line(&format!("failed: {e}"));
     }
@@ -280,43 +271,21 @@ fn plan(args: &BlastArgs) -> anyhow::Result<engine_blast::Plan> {
     input.expect_status = args.expect_status.unwrap_or_default();
     input.max_users = args.max_users;
     input.tls = args.tls.options(url)?;
-    let plan = input.build()?;
-    check_expressions(args, &plan)?;
-    Ok(plan)
+    Ok(input.build()?)
 }
 
-/// Every threshold and safety stop can be judged on this plan.
-fn check_expressions(args: &BlastArgs, plan: &engine_blast::Plan) -> anyhow::Result<()> {
-    use engine_results::thresholds::Metric;
-    for e in args.threshold.iter().chain(&args.abort_on) {
-        if let Some(name) = e.name() {
-            if plan.requests.len() < 2 || !plan.requests.iter().any(|r| r.name == name) {
-                let names: Vec<&str> = plan.requests.iter().map(|r| r.name.as_str()).collect();
-                anyhow::bail!("'{e}' names no request of this plan (requests: {})", names.join(", "));
-            }
-        }
+/// What judges the run: thresholds, safety stops, the profile's figures.
+fn judges(args: &BlastArgs) -> engine_blast::Judges {
+    engine_blast::Judges {
+        thresholds: args.threshold.clone(),
+        abort_on: args.abort_on.clone(),
+        abort_grace: grace(args),
+        profile: args.profile.zip(args.peak).map(|(name, peak)| engine_blast::Profile {
+            name,
+            peak,
+            criterion: args.criterion,
+        }),
     }
-    for e in &args.abort_on {
-        if e.name().is_some() {
-            anyhow::bail!("'{e}': safety stops apply to the whole run, not to one request");
-        }
-        if !e.metric.per_interval() {
-            anyhow::bail!("'{e}': recovery_s and capacity are known at the end of the run; use them as --threshold");
-        }
-    }
-    for e in &args.threshold {
-        if e.grace.is_some() {
-            anyhow::bail!("'{e}': 'for N' is a safety stop's grace; a threshold is judged once, on the whole run");
-        }
-        match (e.metric, args.profile) {
-            (Metric::Capacity, Some(ProfileName::Stress)) => {}
-            (Metric::Capacity, _) => anyhow::bail!("'{e}': capacity is what --profile stress finds"),
-            (Metric::RecoveryS, Some(ProfileName::Spike | ProfileName::Recovery)) => {}
-            (Metric::RecoveryS, _) => anyhow::bail!("'{e}': recovery_s is what --profile spike or recovery measures"),
-            _ => {}
-        }
-    }
-    Ok(())
 }
 
 fn step(args: &BlastArgs) -> std::time::Duration {

@@ -119,7 +119,7 @@ pub fn main(args: DemoArgs) -> u8 {
          the blast counted {} completed (+{} abandoned in flight)",
         summary.requests, summary.abandoned
     );
-    crate::fatal::or_panic(summary.verdict().exit_code())
+    crate::verdict(&summary)
 }
 
 /// The target and, in front of it, the proxy with the demo's faults; both on `cpu`.

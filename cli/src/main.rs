@@ -19,15 +19,17 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Exit codes of the contract in DESIGN.md.
+/// Exit codes of the contract in DESIGN.md; a run's own are its verdict's.
 pub mod exit {
-    pub const OK: u8 = 0;
+    use engine_results::summary::Verdict;
+
+    pub const OK: u8 = Verdict::Passed.exit_code();
     pub const FAILURE: u8 = 1;
     pub const USAGE: u8 = 2;
-    pub const UNREACHABLE: u8 = 3;
-    pub const THRESHOLD: u8 = 4;
-    pub const SAFETY_STOP: u8 = 5;
-    pub const INTERRUPTED: u8 = 130;
+    pub const UNREACHABLE: u8 = Verdict::NoResponse.exit_code();
+    pub const THRESHOLD: u8 = Verdict::ThresholdFailed.exit_code();
+    pub const SAFETY_STOP: u8 = Verdict::SafetyStop.exit_code();
+    pub const INTERRUPTED: u8 = Verdict::Interrupted.exit_code();
     /// A thread panicked (a bug); never the answer to bad input.
     pub const PANIC: u8 = 101;
 }
@@ -89,8 +91,50 @@ fn usage_error(e: clap::Error) -> u8 {
     exit::USAGE
 }
 
+/// The exit code of a run that ended with `summary`: `engine blast`, `engine demo` and
+/// `engine report merge` all leave through here (a panic on the way is exit 101).
+pub fn verdict(summary: &engine_results::Summary) -> u8 {
+    fatal::or_panic(summary.verdict().exit_code())
+}
+
 /// Prints one error line (with its causes) and returns the exit code.
 pub fn fail(code: u8, err: &anyhow::Error) -> u8 {
     eprintln!("engine: {err:#}");
     code
+}
+
+#[cfg(test)]
+mod tests {
+    use engine_results::stats::Totals;
+    use engine_results::summary::{Fired, Threshold};
+    use engine_results::Summary;
+
+    use super::exit;
+
+    fn answered() -> Summary {
+        let mut s = Summary::new("http://127.0.0.1:1/", 1, 1, &Totals::default(), 1.0);
+        s.requests = 10;
+        s
+    }
+
+    /// Blast, demo and merge exit by `verdict`; each kind of ending gets its contract's code,
+    /// the most serious first.
+    #[test]
+    fn every_ending_has_its_exit_code() {
+        let failed = Threshold { expr: "p99<1ms".into(), pass: false, value: 2.0, no_data: false };
+        let fired = Fired { expr: "error_rate>1%".into(), at_s: 1.0, value: 0.5 };
+        let mut cases = vec![(answered(), exit::OK)];
+        let mut s = answered();
+        s.thresholds.push(failed.clone());
+        cases.push((s.clone(), exit::THRESHOLD));
+        s.requests = 0;
+        cases.push((s.clone(), exit::UNREACHABLE));
+        s.stopped_by = Some(fired);
+        cases.push((s.clone(), exit::SAFETY_STOP));
+        s.interrupted = true;
+        cases.push((s, exit::INTERRUPTED));
+        for (summary, code) in cases {
+            assert_eq!(super::verdict(&summary), code, "{:?}", summary.verdict());
+        }
+    }
 }

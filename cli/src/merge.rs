@@ -48,5 +48,5 @@ fn run(args: &MergeArgs) -> anyhow::Result<u8> {
     merged.write(&out, &command, &inputs)?;
     print!("{}", crate::output::summary_text(&merged.summary));
     eprintln!("results: {}", out.display());
-    Ok(merged.summary.verdict().exit_code())
+    Ok(crate::verdict(&merged.summary))
 }

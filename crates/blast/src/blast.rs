@@ -36,20 +36,23 @@ pub fn preflight(plan: &Plan) -> Result<Preflight, RunError> {
     }
 }
 
-/// Runs the plan to its end (or until `control` stops it, or an observer asks to) and
-/// returns the exact summary. Each interval, merged across shards, goes to `observers` in
-/// turn, on this thread; at the end each adds to the summary, in the same order.
-pub fn run(plan: &Plan, control: &Control, observers: &mut [&mut dyn Observer]) -> Result<Summary, RunError> {
+/// Runs the plan, unjudged, to its end (or until `control` stops it, or an observer asks to)
+/// and returns the exact summary. Each interval, merged across shards, goes to `watchers` in
+/// turn, on this thread; at the end each adds to the summary, in the same order. A run with
+/// thresholds, safety stops or a profile is a [`crate::Run`].
+pub fn run(plan: &Plan, control: &Control, watchers: &mut [&mut dyn Observer]) -> Result<Summary, RunError> {
     let pre = preflight(plan)?;
-    run_checked(plan, &pre, control, observers)
+    run_ordered(plan, &pre, control, watchers, &mut [])
 }
 
-/// [`run`] after the caller's own [`preflight`] (to show what it found first).
-pub fn run_checked(
+/// The run after its pre-flight: each interval goes to the watchers, then the judges; at the
+/// end the judges finish first, then the watchers (see [`crate::run`]).
+pub(crate) fn run_ordered(
     plan: &Plan,
     pre: &Preflight,
     control: &Control,
-    observers: &mut [&mut dyn Observer],
+    watchers: &mut [&mut dyn Observer],
+    judges: &mut [&mut dyn Observer],
 ) -> Result<Summary, RunError> {
     // Best effort: if it fails, the fd budget was already checked against the soft limit's
     // ceiling, and connects will report EMFILE as connect errors.
@@ -78,7 +81,7 @@ pub fn run_checked(
     fleet.start_all(start);
 
     let mut collector = Collector::new(plan, control, start, started);
-    collector.collect(&mut fleet, observers);
+    collector.collect(&mut fleet, watchers, judges);
     let mut warnings = Vec::new();
     if let Some(late) = late.filter(|l| *l >= 0.001) {
         warnings.push(format!("started {late:.3} s after --start-at (connecting took until then)"));
@@ -88,7 +91,10 @@ pub fn run_checked(
     if let (Some(t), Some(n)) = (summary.tls.as_mut(), pre.tls) {
         (t.version, t.cipher) = (n.version.to_string(), n.cipher.to_string());
     }
-    for o in observers.iter_mut() {
+    for o in judges.iter_mut() {
+        o.finish(&mut summary);
+    }
+    for o in watchers.iter_mut() {
         o.finish(&mut summary);
     }
     Ok(summary)

@@ -81,9 +81,9 @@ impl<'p> Collector<'p> {
     }
 
     /// Receives snapshots until every shard has sent its last (or died, or went silent past
-    /// the watchdog, or past its drain after a stop). Intervals go to `observers` in order as
-    /// soon as every shard has reported them.
-    pub fn collect(&mut self, fleet: &mut Fleet, observers: &mut [&mut dyn Observer]) {
+    /// the watchdog, or past its drain after a stop). Intervals go to the `watchers`, then the
+    /// `judges`, in order, as soon as every shard has reported them.
+    pub fn collect(&mut self, fleet: &mut Fleet, watchers: &mut [&mut dyn Observer], judges: &mut [&mut dyn Observer]) {
         // When a stop was first seen: from then, shards have their drain and LAST_WORD.
         let mut stop_seen: Option<Instant> = None;
         let mut last_message = Instant::now();
@@ -105,7 +105,7 @@ impl<'p> Collector<'p> {
             match fleet.rx.recv_timeout(give_up.saturating_duration_since(Instant::now()).min(CHECK)) {
                 Ok((_, Message::Snapshot(snap))) => {
                     last_message = Instant::now();
-                    self.take(*snap, observers);
+                    self.take(*snap, watchers, judges);
                 }
                 Ok((_, Message::Ready)) => last_message = Instant::now(),
                 Err(mpsc::RecvTimeoutError::Disconnected) => break,
@@ -120,7 +120,7 @@ impl<'p> Collector<'p> {
         }
         // Shards that died leave intervals incomplete; their figures still count.
         while let Some((seq, p)) = self.pending.pop_first() {
-            self.emit(seq, p, observers);
+            self.emit(seq, p, watchers, judges);
         }
     }
 
@@ -132,7 +132,7 @@ impl<'p> Collector<'p> {
         }
     }
 
-    fn take(&mut self, snap: Snapshot, observers: &mut [&mut dyn Observer]) {
+    fn take(&mut self, snap: Snapshot, watchers: &mut [&mut dyn Observer], judges: &mut [&mut dyn Observer]) {
         if self.stopped_at.is_none() && self.control.is_stopped() {
             self.stopped_at = Some(self.start.elapsed().as_secs_f64());
         }
@@ -159,11 +159,11 @@ impl<'p> Collector<'p> {
                 break;
             }
             let (_, p) = self.pending.pop_first().expect("first key exists");
-            self.emit(seq, p, observers);
+            self.emit(seq, p, watchers, judges);
         }
     }
 
-    fn emit(&mut self, seq: u64, p: Pending, observers: &mut [&mut dyn Observer]) {
+    fn emit(&mut self, seq: u64, p: Pending, watchers: &mut [&mut dyn Observer], judges: &mut [&mut dyn Observer]) {
         let interval_s = self.plan.interval.as_secs_f64();
         // The last interval is cut short by the end of the run.
         let elapsed = (seq as f64 * interval_s).min(self.start.elapsed().as_secs_f64());
@@ -183,7 +183,10 @@ impl<'p> Collector<'p> {
             busy: &p.busy,
         };
         let mut stop = false;
-        for o in observers.iter_mut() {
+        for o in watchers.iter_mut() {
+            stop |= o.interval(&interval) == Flow::Stop;
+        }
+        for o in judges.iter_mut() {
             stop |= o.interval(&interval) == Flow::Stop;
         }
         if stop {

@@ -15,7 +15,8 @@
 //! - [`scenario`]: scenario files (TOML): weighted named requests, load, thresholds.
 //! - [`schedule`]: stages (linear ramps) and the open model's arrival schedule.
 //! - [`profiles`]: named load profiles (ramp, spike, stress, soak, recovery) as stages.
-//! - [`blast`]: the run: pre-flight, shards, collector, observers.
+//! - [`blast`]: the run: pre-flight, shards, collector, observers; `run`: [`Run`], a run
+//!   with its judges (safety stops, profile, thresholds) in the one right order.
 //! - [`metrics`]: the blast's Prometheus metrics and the `/metrics` endpoint that serves them.
 //!
 //! The library neither prints nor exits; the `engine` binary does both.
@@ -29,6 +30,7 @@ pub mod metrics;
 pub mod plan;
 pub mod profiles;
 pub mod render;
+mod run;
 pub mod scenario;
 pub mod schedule;
 mod shard;
@@ -36,6 +38,7 @@ mod state;
 pub mod template;
 mod transport;
 
-pub use blast::{preflight, run, run_checked, Control, Preflight, RunError};
+pub use blast::{preflight, run, Control, Preflight, RunError};
 pub use engine_results::Summary;
 pub use plan::{Plan, PlanError, PlanInput};
+pub use run::{Checked, JudgeError, Judges, Profile, Run};

@@ -98,7 +98,7 @@ impl ProfileName {
 
 /// A named profile as an observer of its run: a stress run stops at the first level that
 /// fails; at the end the summary gets what the profile was run for.
-pub struct ProfileWatch {
+pub(crate) struct ProfileWatch {
     name: ProfileName,
     peak: f64,
     stages: Vec<Stage>,
@@ -109,7 +109,7 @@ pub struct ProfileWatch {
 
 impl ProfileWatch {
     /// `open`: the levels are rates (the open model), not connections.
-    pub fn new(name: ProfileName, peak: f64, stages: Vec<Stage>, open: bool, criterion: Criterion) -> Self {
+    pub(crate) fn new(name: ProfileName, peak: f64, stages: Vec<Stage>, open: bool, criterion: Criterion) -> Self {
         let stress = (name == ProfileName::Stress).then(|| StressWatch::new(criterion, open));
         ProfileWatch { name, peak, stages, open, criterion, stress }
     }

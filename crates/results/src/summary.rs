@@ -599,7 +599,7 @@ pub enum Verdict {
 
 impl Verdict {
     /// The exit code of the contract (DESIGN.md).
-    pub fn exit_code(self) -> u8 {
+    pub const fn exit_code(self) -> u8 {
         match self {
             Verdict::Interrupted => 130,
             Verdict::SafetyStop => 5,

@@ -1,0 +1,146 @@
+//! A run of a plan and what judges it, in the one order that is right.
+//!
+//! Observers that watch a run (a progress line, the results folder's files, the metrics) see
+//! each interval first; then the judges: the safety stops, the profile, the thresholds. At
+//! the end the judges add their verdicts first (thresholds last: `capacity` and `recovery_s`
+//! are written by the profile), then the watchers finish, so run.log records the verdicts.
+//! The judges are made here from [`Judges`], after the expressions are checked against the
+//! plan; nothing outside can put them in another order.
+
+use engine_results::observe::Observer;
+use engine_results::profile::Criterion;
+use engine_results::thresholds::{Expr, Metric, SafetyStops, SafetyWatch, Thresholds};
+use engine_results::Summary;
+
+use crate::blast::{run_ordered, Control, Preflight, RunError};
+use crate::plan::{Model, Plan};
+use crate::profiles::{ProfileName, ProfileWatch};
+
+/// What a run is judged by.
+#[derive(Debug, Clone, Default)]
+pub struct Judges {
+    /// Judged once, on the whole run (`--threshold`).
+    pub thresholds: Vec<Expr>,
+    /// Conditions to stop on (`--abort-on`).
+    pub abort_on: Vec<Expr>,
+    /// Consecutive intervals a safety stop without its own `for N` must hold.
+    pub abort_grace: u32,
+    /// The named profile the stages came from, and what it measures.
+    pub profile: Option<Profile>,
+}
+
+/// A named profile's figures: which profile, its peak, and when an interval counts as good.
+#[derive(Debug, Clone, Copy)]
+pub struct Profile {
+    pub name: ProfileName,
+    pub peak: f64,
+    pub criterion: Criterion,
+}
+
+/// An expression that cannot be judged on this plan.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum JudgeError {
+    #[error("'{expr}' names no request of this plan (requests: {names})")]
+    UnknownName { expr: String, names: String },
+    #[error("'{0}': safety stops apply to the whole run, not to one request")]
+    NamedStop(String),
+    #[error("'{0}': recovery_s and capacity are known at the end of the run; use them as --threshold")]
+    EndOnlyStop(String),
+    #[error("'{0}': 'for N' is a safety stop's grace; a threshold is judged once, on the whole run")]
+    ThresholdGrace(String),
+    #[error("'{0}': capacity is what --profile stress finds")]
+    Capacity(String),
+    #[error("'{0}': recovery_s is what --profile spike or recovery measures")]
+    Recovery(String),
+}
+
+impl Judges {
+    /// Every threshold and safety stop can be judged on `plan`: the judges, ready for a
+    /// [`Run`] of it.
+    pub fn check(self, plan: &Plan) -> Result<Checked, JudgeError> {
+        for e in self.thresholds.iter().chain(&self.abort_on) {
+            if let Some(name) = e.name() {
+                if plan.requests.len() < 2 || !plan.requests.iter().any(|r| r.name == name) {
+                    let names: Vec<&str> = plan.requests.iter().map(|r| r.name.as_str()).collect();
+                    return Err(JudgeError::UnknownName { expr: e.to_string(), names: names.join(", ") });
+                }
+            }
+        }
+        for e in &self.abort_on {
+            if e.name().is_some() {
+                return Err(JudgeError::NamedStop(e.to_string()));
+            }
+            if !e.metric.per_interval() {
+                return Err(JudgeError::EndOnlyStop(e.to_string()));
+            }
+        }
+        let profile = self.profile.map(|p| p.name);
+        for e in &self.thresholds {
+            if e.grace.is_some() {
+                return Err(JudgeError::ThresholdGrace(e.to_string()));
+            }
+            match (e.metric, profile) {
+                (Metric::Capacity, Some(ProfileName::Stress)) => {}
+                (Metric::Capacity, _) => return Err(JudgeError::Capacity(e.to_string())),
+                (Metric::RecoveryS, Some(ProfileName::Spike | ProfileName::Recovery)) => {}
+                (Metric::RecoveryS, _) => return Err(JudgeError::Recovery(e.to_string())),
+                _ => {}
+            }
+        }
+        Ok(Checked(self))
+    }
+}
+
+/// [`Judges`] whose expressions fit the plan they were checked against ([`Judges::check`]).
+#[derive(Debug, Clone)]
+pub struct Checked(Judges);
+
+impl Checked {
+    pub fn judges(&self) -> &Judges {
+        &self.0
+    }
+}
+
+/// A run being put together: the plan, its judges, and what watches it.
+pub struct Run<'a> {
+    plan: &'a Plan,
+    watchers: Vec<&'a mut dyn Observer>,
+    safety: SafetyWatch,
+    profile: Option<ProfileWatch>,
+    thresholds: Thresholds,
+}
+
+impl<'a> Run<'a> {
+    /// A run of `plan` judged by `judges`.
+    pub fn new(plan: &'a Plan, judges: Checked) -> Self {
+        let Checked(judges) = judges;
+        let open = matches!(plan.model, Model::Open(_));
+        let stages = plan.model.profile().stages();
+        let profile = judges.profile.map(|p| ProfileWatch::new(p.name, p.peak, stages.to_vec(), open, p.criterion));
+        Run {
+            plan,
+            watchers: Vec::new(),
+            safety: SafetyWatch::new(SafetyStops::new(judges.abort_on, judges.abort_grace)),
+            profile,
+            thresholds: Thresholds(judges.thresholds),
+        }
+    }
+
+    /// Adds an observer that watches the run: it sees each interval before the judges, and
+    /// finishes after them, with the verdicts in the summary.
+    pub fn watch(mut self, observer: &'a mut dyn Observer) -> Self {
+        self.watchers.push(observer);
+        self
+    }
+
+    /// Runs the plan after the caller's [`crate::preflight`], to its end (or until `control`
+    /// stops it, or a judge does), and returns the summary with its verdicts.
+    pub fn start(mut self, pre: &Preflight, control: &Control) -> Result<Summary, RunError> {
+        let mut judges: Vec<&mut dyn Observer> = vec![&mut self.safety];
+        if let Some(p) = self.profile.as_mut() {
+            judges.push(p);
+        }
+        judges.push(&mut self.thresholds);
+        run_ordered(self.plan, pre, control, &mut self.watchers, &mut judges)
+    }
+}
