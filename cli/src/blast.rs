@@ -75,24 +75,20 @@ fn print_plan(args: &BlastArgs, plan: &engine_blast::Plan) {
     }
 }
 
-/// Ctrl-C or SIGTERM stops the run (a short drain, then the summary); a second one leaves at
-/// once, for a run whose drain the user will not wait for. A panic stops it the same way.
+/// Ctrl-C or SIGTERM stops the run (a short drain, then the summary, written within
+/// STOP_WITHIN); a second one leaves at once, for a run whose drain the user will not wait for.
 fn on_signals(control: &Control) {
-    let on_panic = control.clone();
-    crate::fatal::on_panic(move || on_panic.stop());
     let handler = control.clone();
-    let _ = ctrlc::set_handler(move || {
-        if handler.is_stopped() {
-            std::process::exit(exit::INTERRUPTED as i32);
-        }
-        handler.stop();
-        // The summary is written within STOP_WITHIN; a stuck shard does not hold the process.
-        crate::fatal::exit_after(
-            engine_blast::blast::STOP_WITHIN + std::time::Duration::from_secs(1),
-            exit::INTERRUPTED,
-            "the run did not stop in time; exiting".into(),
-        );
-    });
+    let deadline = engine_blast::blast::STOP_WITHIN + std::time::Duration::from_secs(1);
+    let on = crate::signals::OnSignals::new(
+        move || handler.stop(),
+        deadline,
+        exit::INTERRUPTED,
+        "the run did not stop in time; exiting",
+    );
+    if let Err(e) = on.install() {
+        eprintln!("engine: warning: cannot handle signals (Ctrl-C will not write the summary): {e}");
+    }
 }
 
 /// Runs the plan, judged, and watched by the progress line, the results folder's run.log and

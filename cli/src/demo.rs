@@ -148,16 +148,16 @@ fn start_servers(cpu: usize, tls: Option<&DemoTls>) -> anyhow::Result<(Target, P
 fn blast(plan: &engine_blast::Plan) -> Result<engine_blast::Summary, engine_blast::RunError> {
     let control = Control::new();
     let handler = control.clone();
-    let on_panic = control.clone();
-    crate::fatal::on_panic(move || on_panic.stop());
-    let _ = ctrlc::set_handler(move || {
-        handler.stop();
-        crate::fatal::exit_after(
-            engine_blast::blast::STOP_WITHIN + Duration::from_secs(1),
-            exit::INTERRUPTED,
-            "the demo did not stop in time; exiting".into(),
-        );
-    });
+    let deadline = engine_blast::blast::STOP_WITHIN + Duration::from_secs(1);
+    let on = crate::signals::OnSignals::new(
+        move || handler.stop(),
+        deadline,
+        exit::INTERRUPTED,
+        "the demo did not stop in time; exiting",
+    );
+    if let Err(e) = on.install() {
+        eprintln!("engine: warning: cannot handle signals: {e}");
+    }
     println!("{}", output::banner(plan));
     let mut progress = output::Progress::new(false, plan);
     engine_blast::run(plan, &control, &mut [&mut progress])

@@ -11,6 +11,7 @@ mod proxy;
 mod push;
 mod report;
 mod scenario;
+mod signals;
 mod target;
 mod tls_args;
 mod windows;

@@ -139,19 +139,30 @@ pub fn main(args: ProxyArgs) -> u8 {
     crate::fatal::on_panic(move || {
         let _ = on_panic.lock().map(|tx| tx.send(()));
     });
-    let reload = tls_listen.then(|| proxy.reload_handle());
-    if let Err(e) = on_signals(reload, move || {
-        if !handler.is_draining() {
-            // A shard that is stuck never finishes its drain; the process ends anyway.
-            crate::fatal::exit_after(
-                drain_deadline,
-                exit::FAILURE,
-                format!("the drain did not finish within --drain-timeout + 1 s ({drain_deadline:?}); exiting"),
-            );
-        }
-        handler.drain();
-        let _ = tx.send(());
-    }) {
+    // A shard that is stuck never finishes its drain; the process ends anyway. A second
+    // signal cuts the connections (the drain handle's second call).
+    let late = format!("the drain did not finish within --drain-timeout + 1 s ({drain_deadline:?}); exiting");
+    let cut = handler.clone();
+    let mut on = crate::signals::OnSignals::new(
+        move || {
+            handler.drain();
+            let _ = tx.send(());
+        },
+        drain_deadline,
+        exit::FAILURE,
+        &late,
+    )
+    .second(move || cut.drain());
+    // SIGHUP reloads the listener's certificate and key when the proxy terminates TLS (a
+    // failed reload keeps the old ones).
+    if tls_listen {
+        let reload = proxy.reload_handle();
+        on = on.hup(move || match reload.reload() {
+            Ok(()) => println!("engine proxy: SIGHUP: certificate and key reloaded; new handshakes use them"),
+            Err(e) => eprintln!("engine proxy: SIGHUP: reload failed, the previous certificate stays: {e}"),
+        });
+    }
+    if let Err(e) = on.install() {
         return crate::fail(exit::FAILURE, &anyhow!("cannot install the signal handler: {e}"));
     }
     println!("{}", start_line.with(&proxy));
@@ -209,27 +220,6 @@ impl StartLine {
             if *shards == 1 { "" } else { "s" }
         )
     }
-}
-
-/// SIGINT and SIGTERM call `stop`; SIGHUP reloads the listener's certificate and key when
-/// the proxy terminates TLS (a failed reload keeps the old ones), and is ignored otherwise
-/// (a sidecar's supervisor may send it to the whole group).
-fn on_signals(reload: Option<engine_proxy::ReloadHandle>, stop: impl Fn() + Send + 'static) -> std::io::Result<()> {
-    use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
-    let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM, SIGHUP])?;
-    std::thread::Builder::new().name("signals".into()).spawn(move || {
-        for sig in signals.forever() {
-            match (sig, &reload) {
-                (SIGHUP, Some(handle)) => match handle.reload() {
-                    Ok(()) => println!("engine proxy: SIGHUP: certificate and key reloaded; new handshakes use them"),
-                    Err(e) => eprintln!("engine proxy: SIGHUP: reload failed, the previous certificate stays: {e}"),
-                },
-                (SIGHUP, None) => {}
-                _ => stop(),
-            }
-        }
-    })?;
-    Ok(())
 }
 
 /// After a panic, how long /healthz says so before the drain.

@@ -77,13 +77,16 @@ pub fn main(args: TargetArgs) -> u8 {
     };
     let stop = target.stop_flag();
     let flag = stop.clone();
-    let on_panic = flag.clone();
-    crate::fatal::on_panic(move || on_panic.store(true, Ordering::Relaxed));
-    let _ = ctrlc::set_handler(move || {
-        flag.store(true, Ordering::Relaxed);
-        // Connections close within half a second; a stuck shard must not keep the process.
-        crate::fatal::exit_after(STOP_DEADLINE, exit::FAILURE, "the target did not stop in time; exiting".into());
-    });
+    // Connections close within half a second; a stuck shard must not keep the process.
+    let on = crate::signals::OnSignals::new(
+        move || flag.store(true, Ordering::Relaxed),
+        STOP_DEADLINE,
+        exit::FAILURE,
+        "the target did not stop in time; exiting",
+    );
+    if let Err(e) = on.install() {
+        return crate::fail(exit::FAILURE, &anyhow::anyhow!("cannot install the signal handler: {e}"));
+    }
     println!(
         "engine target listening on {scheme}://{}/ ({} shard{}); Ctrl-C stops",
         target.local_addr(),
