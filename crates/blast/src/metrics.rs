@@ -8,13 +8,8 @@
 //! histogram in seconds with buckets fine enough for sub-millisecond targets.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
-use std::time::Duration;
 
-use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
-use glommio::net::TcpStream;
-use glommio::Placement;
+use engine_runtime::endpoint::{Endpoint, Reply};
 use hdrhistogram::Histogram;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
@@ -186,82 +181,23 @@ fn record(h: &metrics::Histogram, latency: &Histogram<u64>) {
 }
 
 /// A running `/metrics` endpoint. Dropping it stops it.
-pub struct MetricsServer {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    handle: Option<glommio::ExecutorJoinHandle<()>>,
-}
-
-impl MetricsServer {
-    pub fn local_addr(&self) -> SocketAddr {
-        self.addr
-    }
-}
-
-impl Drop for MetricsServer {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
-        if let Some(h) = self.handle.take() {
-            let _ = h.join();
-        }
-    }
-}
+pub type MetricsServer = engine_runtime::endpoint::Endpoint;
 
 /// Serves `GET /metrics` (the text `render` returns) on `addr` from its own unpinned
 /// executor, so scrapes never run on a shard.
 pub fn serve(addr: SocketAddr, render: PrometheusHandle) -> Result<MetricsServer, engine_runtime::listen::ListenError> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let (bound, handle) = engine_runtime::listen::spawn_bound(
-        engine_runtime::Executor::new("metrics", Placement::Unbound),
-        engine_runtime::listen::Bind::Own(addr),
-        move |listener| async move {
-            engine_runtime::listen::accept_until(
-                &listener,
-                || flag.load(Ordering::Relaxed),
-                |s| {
-                    glommio::spawn_local(answer(s, render.clone())).detach();
-                },
-            )
-            .await;
-        },
-    )?;
-    Ok(MetricsServer { addr: bound, stop, handle: Some(handle) })
+    Endpoint::serve("metrics", addr, 0, text_refusal, move |req| match (req.method, req.path) {
+        ("GET", "/metrics") => Reply::new(200, PROMETHEUS_TEXT, render.render()),
+        ("GET", _) => Reply::new(404, "text/plain", "see /metrics\n"),
+        _ => Reply::new(405, "text/plain", "GET /metrics only\n"),
+    })
 }
 
-/// One scrape: reads the request head (up to 8 KiB, 5 s), answers, closes.
-async fn answer(mut s: TcpStream, render: PrometheusHandle) {
-    // One deadline for the whole head: a per-read timeout would let a client that sends a
-    // byte every few seconds hold the connection for hours.
-    let deadline = std::time::Instant::now() + Duration::from_secs(5);
-    let mut head = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let left = deadline.saturating_duration_since(std::time::Instant::now());
-        if left.is_zero() || s.set_read_timeout(Some(left.max(Duration::from_millis(1)))).is_err() {
-            return;
-        }
-        match s.read(&mut chunk).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => head.extend_from_slice(&chunk[..n]),
-        }
-        if head.len() > 8192 {
-            return;
-        }
-    }
-    let line = head.split(|&b| b == b'\n').next().unwrap_or(&[]);
-    let (status, ctype, body) = if line.starts_with(b"GET /metrics ") || line.starts_with(b"GET /metrics?") {
-        ("200 OK", "text/plain; version=0.0.4; charset=utf-8", render.render())
-    } else if line.starts_with(b"GET ") {
-        ("404 Not Found", "text/plain", "see /metrics\n".to_string())
-    } else {
-        ("405 Method Not Allowed", "text/plain", "GET /metrics only\n".to_string())
-    };
-    let reply = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {ctype}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
-    );
-    let _ = s.write_all(reply.as_bytes()).await;
+/// The content type of Prometheus's text format.
+const PROMETHEUS_TEXT: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+fn text_refusal(status: u16, message: &str) -> Reply {
+    Reply::new(status, "text/plain", format!("{message}\n"))
 }
 
 impl Observer for BlastMetrics {
@@ -275,6 +211,7 @@ impl Observer for BlastMetrics {
 mod tests {
     use super::*;
     use std::io::{Read, Write};
+    use std::time::Duration;
 
     /// A client that sends a byte now and then never completes a head: it is cut off at the
     /// head deadline, not kept for as long as it trickles.

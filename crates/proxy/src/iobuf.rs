@@ -8,7 +8,6 @@
 use std::io;
 use std::ops::Deref;
 use std::pin::Pin;
-use std::time::Duration;
 
 use std::task::{Context, Poll};
 
@@ -94,13 +93,6 @@ impl IoBuf {
             self.data.resize(self.data.len() * 2, 0);
         }
         Ok(n)
-    }
-
-    /// Like [`Self::read_from`], waiting at most `timeout` (a glommio timer: for the admin API,
-    /// not the proxy's hot path, whose waits the shard's sweep times out).
-    pub async fn read_from_timeout(&mut self, s: &mut TcpStream, timeout: Duration) -> io::Result<usize> {
-        s.set_read_timeout(Some(timeout.max(Duration::from_millis(1))))?;
-        self.read_from(s).await
     }
 }
 

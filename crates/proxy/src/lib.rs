@@ -236,7 +236,7 @@ pub struct Proxy {
     addr: SocketAddr,
     shared: Arc<Shared>,
     handles: Vec<glommio::ExecutorJoinHandle<()>>,
-    admin: Option<admin::Admin>,
+    admin: Option<engine_runtime::endpoint::Endpoint>,
 }
 
 /// Asks a running proxy to drain, from anywhere (a signal handler, say).
@@ -310,7 +310,7 @@ impl Proxy {
 
         // Admin first: a bad admin address fails before any client port is taken.
         let admin = match cfg.admin {
-            Some(addr) => Some(admin::Admin::start(addr, cfg.admin_token, shared.clone())?),
+            Some(addr) => Some(admin::start(addr, cfg.admin_token, shared.clone())?),
             None => None,
         };
         // Each shard takes its share of the connection limit.
@@ -339,7 +339,7 @@ impl Proxy {
     }
 
     pub fn admin_addr(&self) -> Option<SocketAddr> {
-        self.admin.as_ref().map(|a| a.addr)
+        self.admin.as_ref().map(|a| a.local_addr())
     }
 
     /// The rules in force; changes reach every shard within one tick (100 ms).

@@ -8,6 +8,8 @@
 //! - [`affinity`]: the CPUs this process may run on, CPU lists.
 //! - [`fd`]: shutting a socket down from outside the task that owns it.
 //! - [`listen`]: servers on their own executor, and the accept loop with a stop flag.
+//! - [`endpoint`]: the one small HTTP server of the control surfaces (the blast's `/metrics`,
+//!   the proxy's admin API).
 //! - [`probe`]: what the engine needs from the kernel (io_uring with COOP_TASKRUN), checked
 //!   at start.
 //! - [`limits`]: open files and ephemeral ports, checked before a run starts.
@@ -15,6 +17,7 @@
 //! The library neither prints nor exits.
 
 pub mod affinity;
+pub mod endpoint;
 pub mod executor;
 pub mod fd;
 pub mod limits;

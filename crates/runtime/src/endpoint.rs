@@ -1,0 +1,218 @@
+//! The one small HTTP server of `engine`'s control surfaces: the blast's `/metrics` and the
+//! proxy's admin API. One request per connection on its own unpinned executor (a slow or
+//! hostile client never delays a shard), parsed by the engine's strict request parser, with
+//! one deadline for the whole request and a bound on its body. The caller routes.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use engine_http::forward::reason;
+use engine_http::header_slots;
+use engine_http::request::{self, Framing};
+use futures_lite::io::{AsyncReadExt, AsyncWriteExt};
+use glommio::net::TcpStream;
+use glommio::Placement;
+
+use crate::listen::{self, Bind, ListenError};
+use crate::Executor;
+
+/// A whole request (head and body) must arrive within this time: a per-read timeout would
+/// let a client that sends a byte every few seconds hold its connection for hours.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One request, as the route sees it.
+pub struct Request<'a> {
+    pub method: &'a str,
+    /// The target's path, without the query.
+    pub path: &'a str,
+    pub headers: &'a [httparse::Header<'a>],
+    pub body: &'a [u8],
+}
+
+impl Request<'_> {
+    /// The first value of header `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value)
+    }
+}
+
+/// One response: status, content type, body, and any more header lines (each ending CRLF).
+pub struct Reply {
+    pub status: u16,
+    pub content_type: &'static str,
+    pub body: Vec<u8>,
+    pub extra: &'static str,
+}
+
+impl Reply {
+    pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Reply {
+        Reply { status, content_type, body: body.into(), extra: "" }
+    }
+
+    /// A status with no body.
+    pub fn empty(status: u16) -> Reply {
+        Reply::new(status, "text/plain", Vec::new())
+    }
+
+    fn write(&self) -> Vec<u8> {
+        let mut out = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}Connection: close\r\n\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len(),
+            self.extra
+        )
+        .into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// What the server answers by itself, before any route: a request it cannot read.
+pub type Refusal = fn(status: u16, message: &str) -> Reply;
+
+/// A running endpoint. Dropping it stops it.
+pub struct Endpoint {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    handle: Option<glommio::ExecutorJoinHandle<()>>,
+}
+
+impl Endpoint {
+    /// Serves `route` on `addr` from an executor named `name`. Bodies above `max_body` bytes
+    /// are refused (413), as are chunked ones (411); a request that cannot be read is answered
+    /// by `refuse` (its status and why), in the route's own format.
+    pub fn serve<R>(
+        name: &str,
+        addr: SocketAddr,
+        max_body: usize,
+        refuse: Refusal,
+        route: R,
+    ) -> Result<Endpoint, ListenError>
+    where
+        R: Fn(&Request<'_>) -> Reply + Send + Sync + 'static,
+    {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let route = Arc::new(route);
+        let (bound, handle) = listen::spawn_bound(
+            Executor::new(name, Placement::Unbound),
+            Bind::Own(addr),
+            move |listener| async move {
+                listen::accept_until(
+                    &listener,
+                    || flag.load(Ordering::Relaxed),
+                    |s| {
+                        glommio::spawn_local(answer(s, max_body, refuse, route.clone())).detach();
+                    },
+                )
+                .await;
+            },
+        )?;
+        Ok(Endpoint { addr: bound, stop, handle: Some(handle) })
+    }
+
+    pub fn local_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Stops accepting and waits for the executor to end.
+    pub fn stop(mut self) {
+        self.halt();
+    }
+
+    fn halt(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}
+
+impl Drop for Endpoint {
+    fn drop(&mut self) {
+        self.halt();
+    }
+}
+
+/// Reads one request within [`REQUEST_TIMEOUT`], answers it, closes.
+async fn answer<R>(mut stream: TcpStream, max_body: usize, refuse: Refusal, route: Arc<R>)
+where
+    R: Fn(&Request<'_>) -> Reply,
+{
+    let deadline = Instant::now() + REQUEST_TIMEOUT;
+    let mut buf = Vec::with_capacity(4096);
+    let mut chunk = [0u8; 4096];
+    let reply = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() || stream.set_read_timeout(Some(left.max(Duration::from_millis(1)))).is_err() {
+            break refuse(408, "request not received in time");
+        }
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&chunk[..n]),
+        }
+        let mut slots = header_slots();
+        match request::parse(&buf, &mut slots) {
+            Ok(None) => continue,
+            Err(e) => break refuse(e.status(), &e.to_string()),
+            Ok(Some(head)) => {
+                let want = match head.framing {
+                    Framing::None => 0,
+                    Framing::Length(n) if n as usize <= max_body => n as usize,
+                    Framing::Length(_) => break refuse(413, &format!("body above {max_body} bytes")),
+                    Framing::Chunked => break refuse(411, "send the body with a Content-Length"),
+                };
+                if buf.len() < head.len + want {
+                    continue;
+                }
+                let path = head.target.split('?').next().unwrap_or("");
+                let req =
+                    Request { method: head.method, path, headers: head.headers, body: &buf[head.len..head.len + want] };
+                break route(&req);
+            }
+        }
+    };
+    let _ = stream.write_all(&reply.write()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{Read, Write};
+
+    fn ask(addr: SocketAddr, parts: &[&[u8]]) -> String {
+        let mut c = std::net::TcpStream::connect(addr).unwrap();
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        for p in parts {
+            c.write_all(p).unwrap();
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let mut out = String::new();
+        let _ = c.read_to_string(&mut out);
+        out
+    }
+
+    /// The parser's refusals, the body bound, a request split across reads, the route's reply.
+    #[test]
+    fn answers_what_it_can_read_and_refuses_the_rest() {
+        let refuse: Refusal = |status, message| Reply::new(status, "text/plain", format!("no: {message}"));
+        let e = Endpoint::serve("endpoint-test", "127.0.0.1:0".parse().unwrap(), 8, refuse, |req| {
+            Reply::new(200, "text/plain", format!("{} {} {}", req.method, req.path, req.body.len()))
+        })
+        .unwrap();
+        let a = e.local_addr();
+        let ok = ask(a, &[b"POST /x?q=1 HTTP/1.1\r\nHost: h\r\nContent-", b"Length: 3\r\n\r\nab", b"c"]);
+        assert!(ok.starts_with("HTTP/1.1 200 OK\r\n") && ok.ends_with("POST /x 3"), "{ok}");
+        let big = ask(a, &[b"POST / HTTP/1.1\r\nHost: h\r\nContent-Length: 9\r\n\r\n123456789"]);
+        assert!(big.starts_with("HTTP/1.1 413 "), "{big}");
+        let chunked = ask(a, &[b"POST / HTTP/1.1\r\nHost: h\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"]);
+        assert!(chunked.starts_with("HTTP/1.1 411 "), "{chunked}");
+        let garbage = ask(a, &[b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n"]);
+        assert!(garbage.starts_with("HTTP/1.1 400 "), "{garbage}");
+        e.stop();
+    }
+}
