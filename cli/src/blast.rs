@@ -189,7 +189,7 @@ impl Outputs {
     /// Prints the summary and writes it everywhere. A summary JSON that cannot be written
     /// fails the run, but only after the results folder.
     fn finish(&mut self, summary: &engine_blast::Summary) -> anyhow::Result<()> {
-        let text = output::summary_text(summary);
+        let text = engine_results::render::text(summary);
         if matches!(self.json, Json::Stdout) {
             eprint!("{text}");
         } else {

@@ -111,7 +111,7 @@ pub fn main(args: DemoArgs) -> u8 {
     std::thread::sleep(Duration::from_millis(50));
     let served = target.served();
     target.stop();
-    print!("{}", output::summary_text(&summary));
+    print!("{}", engine_results::render::text(&summary));
     println!("\n{}", side_by_side(&summary.latency_ms, &server.server_latency_ms.total));
     let aborted = server.faults_injected.get("abort").copied().unwrap_or(0);
     println!(

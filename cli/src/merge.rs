@@ -46,7 +46,7 @@ fn run(args: &MergeArgs) -> anyhow::Result<u8> {
     let out = engine_results::folder::create(args.out.as_deref(), "-merged")?;
     let command = std::env::args().collect::<Vec<_>>().join(" ");
     merged.write(&out, &command, &inputs)?;
-    print!("{}", crate::output::summary_text(&merged.summary));
+    print!("{}", engine_results::render::text(&merged.summary));
     eprintln!("results: {}", out.display());
     Ok(crate::verdict(&merged.summary))
 }

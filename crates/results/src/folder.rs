@@ -101,29 +101,8 @@ impl Observer for RunLog {
     }
 
     fn finish(&mut self, s: &mut Summary) {
-        for l in s.profile.iter().flat_map(|p| &p.levels) {
-            let verdict = match &l.failed_on {
-                None => "held".to_string(),
-                Some(why) => format!("FAILED: {why}"),
-            };
-            self.line(&format!(
-                "level {} {verdict} (over {:.0} s held: p99 {:.3} ms, errors {:.2}%, {:.1} req/s)",
-                l.level,
-                l.held_s,
-                l.p99_ms,
-                l.error_rate * 100.0,
-                l.rps
-            ));
-        }
-        if let Some(f) = &s.stopped_by {
-            self.line(&format!("safety stop fired: '{}' at {:.1}s (value {})", f.expr, f.at_s, f.value));
-        }
-        for t in &s.thresholds {
-            let verdict = if t.pass { "PASS" } else { "FAIL" };
-            match t.no_data {
-                true => self.line(&format!("threshold {verdict} {} (no data)", t.expr)),
-                false => self.line(&format!("threshold {verdict} {} (value {})", t.expr, t.value)),
-            }
+        for line in crate::render::verdict_log_lines(s) {
+            self.line(&line);
         }
         let interrupted = if s.interrupted { ", interrupted" } else { "" };
         self.line(&format!(
@@ -145,7 +124,7 @@ pub fn write_summary(dir: &Path, summary: &Summary, command: &str, started: Syst
     };
     write("summary.json", &json)?;
     write("report.html", &crate::html::render(&json))?;
-    write("summary.md", &markdown(summary, command, started))?;
+    write("summary.md", &crate::render::markdown(summary, command, started))?;
     write("timeseries.csv", &timeseries_csv(summary))
 }
 
@@ -226,110 +205,6 @@ fn timeseries_csv(summary: &Summary) -> String {
         );
     }
     csv
-}
-
-/// A report a person would paste into a ticket.
-fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
-    let mut o = String::new();
-    let _ = writeln!(o, "# engine blast: {}\n", s.target);
-    let _ = writeln!(
-        o,
-        "- started {} ({} model, {} connections, {} shards)",
-        rfc3339(started),
-        s.model.name(),
-        s.conns,
-        s.shards
-    );
-    let _ = writeln!(o, "- command: `{command}`");
-    if s.interrupted {
-        let _ = writeln!(o, "- **interrupted** before the planned end");
-    }
-    if let Some(f) = &s.stopped_by {
-        let _ = writeln!(o, "- **stopped by the safety stop `{}`** at {:.1} s", f.expr, f.at_s);
-    }
-    let _ = writeln!(o, "\n| figure | value |\n|---|---:|");
-    let _ = writeln!(o, "| requests | {} |", s.requests);
-    let _ = writeln!(o, "| duration | {:.2} s |", s.duration_s);
-    let _ = writeln!(o, "| throughput | {:.1} req/s |", s.rps);
-    let l = &s.latency_ms;
-    for (k, v) in [
-        ("mean", l.mean),
-        ("p50", l.p50),
-        ("p90", l.p90),
-        ("p95", l.p95),
-        ("p99", l.p99),
-        ("p99.9", l.p999),
-        ("max", l.max),
-    ] {
-        match s.requests {
-            0 => drop(writeln!(o, "| latency {k} | no data |")),
-            _ => drop(writeln!(o, "| latency {k} | {v:.3} ms |")),
-        }
-    }
-    let e = &s.errors;
-    let _ = writeln!(
-        o,
-        "| errors | {} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}) |",
-        e.total, e.connect, e.timeout, e.reset, e.closed, e.parse, e.status, e.tls
-    );
-    for (what, l) in [("TCP connect", &s.connect_ms), ("TLS handshake", &s.tls_handshake_ms)] {
-        if let Some(l) = l {
-            let _ = writeln!(o, "| {what} p50 / p99 / max | {:.3} / {:.3} / {:.3} ms |", l.p50, l.p99, l.max);
-        }
-    }
-    if let Some(t) = &s.tls {
-        let _ = writeln!(
-            o,
-            "| TLS | {} {}; {} full and {} resumed handshakes ({:.1}/s) |",
-            t.version, t.cipher, t.handshakes_full, t.handshakes_resumed, t.handshakes_per_s
-        );
-    }
-    let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
-    let _ = writeln!(o, "| status | {} |", status.join(", "));
-    if let Some(sch) = &s.schedule {
-        let behind = if sch.behind { ", **behind schedule**" } else { "" };
-        // Arrival-rate flows schedule iterations (users walking a flow), not requests.
-        let _ = match &s.iterations {
-            Some(i) => writeln!(
-                o,
-                "| asked iteration rate | {:.1} iterations/s ({} of {} started, {} completed{behind}) |",
-                sch.target_rps, sch.sent, sch.expected, i.completed
-            ),
-            None => writeln!(
-                o,
-                "| asked rate | {:.1} req/s ({} of {} sent{behind}) |",
-                sch.target_rps, sch.sent, sch.expected
-            ),
-        };
-    }
-    if let Some(p) = &s.profile {
-        let _ = writeln!(o, "\n## Profile {} at peak {}\n", p.name, p.peak);
-        let _ = writeln!(o, "- a level holds when {}", p.criterion);
-        for (what, v) in [("capacity (the last level that held)", p.capacity), ("failed level", p.failed_at)] {
-            if let Some(v) = v {
-                let _ = writeln!(o, "- {what}: {v}");
-            }
-        }
-        if let Some(b) = p.best_rps {
-            let _ = writeln!(o, "- best held rate: {b:.1} req/s");
-        }
-        match (p.recovery_s, p.name.as_str()) {
-            (Some(r), _) => drop(writeln!(o, "- recovery: {r:.1} s after the drop")),
-            (None, "spike" | "recovery") => drop(writeln!(o, "- recovery: p99 never returned to the baseline")),
-            _ => {}
-        }
-    }
-    if !s.thresholds.is_empty() {
-        let _ = writeln!(o, "\n## Thresholds\n");
-        for t in &s.thresholds {
-            let verdict = if t.pass { "PASS" } else { "**FAIL**" };
-            match t.no_data {
-                true => drop(writeln!(o, "- {verdict} `{}` (no data: nothing it selects was measured)", t.expr)),
-                false => drop(writeln!(o, "- {verdict} `{}` (measured {})", t.expr, t.value)),
-            }
-        }
-    }
-    o
 }
 
 #[cfg(test)]

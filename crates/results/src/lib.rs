@@ -8,6 +8,7 @@
 //! - [`thresholds`]: `p95<200ms`-style expressions, judged on a run (thresholds) or on each
 //!   interval (safety stops); [`profile`]: what a named profile was run for.
 //! - [`hlog`]: the HdrHistogram interval log (`latency.hlog`), written and read.
+//! - [`render`]: the summary in words, once (terminal text, summary.md, run.log's verdicts).
 //! - [`folder`]: the results folder; [`html`]: its report page.
 //! - [`compare`], [`merge`], [`windows`]: `engine report`'s work on finished runs.
 //!
@@ -20,6 +21,7 @@ pub mod html;
 pub mod merge;
 pub mod observe;
 pub mod profile;
+pub mod render;
 pub mod stats;
 pub mod summary;
 pub mod thresholds;

@@ -41,6 +41,25 @@ fn claim(addr: SocketAddr) -> Result<SocketAddr, ListenError> {
     probe.local_addr().map_err(|cause| ListenError::Bind { addr, cause })
 }
 
+/// Binds the port [`claim`] found. A port the kernel picked (`:0`) is free when claimed, but
+/// between the claim and this bind an outgoing connection may take it as its local port (a
+/// blast on the same host does, by the thousand): another free port is claimed then.
+fn bind_claimed(mut addr: SocketAddr, any_port: bool) -> io::Result<TcpListener> {
+    let mut tries = 0;
+    loop {
+        let e: io::Error = match TcpListener::bind(addr) {
+            Ok(l) => return Ok(l),
+            Err(e) => e.into(),
+        };
+        if !(any_port && tries < 8 && e.kind() == io::ErrorKind::AddrInUse) {
+            return Err(e);
+        }
+        tries += 1;
+        addr.set_port(0);
+        addr = claim(addr).map_err(|e| io::Error::new(io::ErrorKind::AddrInUse, e.to_string()))?;
+    }
+}
+
 /// Starts `executor`, binds there (SO_REUSEPORT: several executors may bind one port) and
 /// runs `serve` with the listener. Returns the bound address and the executor's handle once
 /// listening.
@@ -53,18 +72,18 @@ where
     F: FnOnce(TcpListener) -> Fut + Send + 'static,
     Fut: Future<Output = ()> + 'static,
 {
-    let addr = match bind {
-        Bind::Own(addr) => claim(addr)?,
-        Bind::Join(addr) => addr,
+    let (addr, any_port) = match bind {
+        Bind::Own(addr) => (claim(addr)?, addr.port() == 0),
+        Bind::Join(addr) => (addr, false),
     };
     let (tx, rx) = mpsc::channel::<io::Result<SocketAddr>>();
     let name = executor.name().to_string();
     let handle = executor
         .spawn(move || async move {
-            let listener = match TcpListener::bind(addr) {
+            let listener = match bind_claimed(addr, any_port) {
                 Ok(l) => l,
                 Err(e) => {
-                    let _ = tx.send(Err(e.into()));
+                    let _ = tx.send(Err(e));
                     return;
                 }
             };
