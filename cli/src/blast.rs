@@ -4,7 +4,7 @@ use std::io::Write;
 
 use anyhow::Context as _;
 use engine_blast::metrics::BlastMetrics;
-use engine_blast::{Control, PlanInput, RunError};
+use engine_blast::{Control, RunError};
 use engine_results::folder::{self, RunLog};
 use engine_results::hlog::{self, HlogObserver};
 
@@ -12,10 +12,13 @@ use crate::blast_args::BlastArgs;
 use crate::exit;
 use crate::output::{self, Progress};
 
-pub fn main(mut args: BlastArgs) -> u8 {
-    let planned = crate::scenario::merge(&mut args).and_then(|notes| {
-        let plan = plan(&args)?;
-        let judges = judges(&args).check(&plan)?;
+pub fn main(args: BlastArgs) -> u8 {
+    let mut flags = engine_blast::Flags::from(&args);
+    let planned = flags.overlay().map_err(anyhow::Error::from).and_then(|notes| {
+        let mut input = flags.input()?;
+        input.tls = args.tls.options(&input.url)?;
+        let plan = input.build()?;
+        let judges = flags.judges().check(&plan)?;
         Ok((plan, judges, notes))
     });
     let (plan, judges, notes) = match planned {
@@ -30,7 +33,7 @@ pub fn main(mut args: BlastArgs) -> u8 {
         eprintln!("engine: note: {n}");
     }
     if args.print_plan {
-        print_plan(&args, &plan);
+        print_plan(&flags, &plan);
         return exit::OK;
     }
     for w in engine_runtime::limits::host_warnings(plan.conns, plan.source_ips.len() as u64) {
@@ -61,16 +64,16 @@ pub fn main(mut args: BlastArgs) -> u8 {
     crate::verdict(&summary)
 }
 
-fn print_plan(args: &BlastArgs, plan: &engine_blast::Plan) {
-    print!("{}", output::plan_text(plan, args.profile, args.peak, step(args), &args.criterion));
-    for t in &args.threshold {
+fn print_plan(flags: &engine_blast::Flags, plan: &engine_blast::Plan) {
+    print!("{}", output::plan_text(plan, flags.profile, flags.peak, flags.step(), &flags.criterion));
+    for t in &flags.threshold {
         println!("threshold: {t}");
     }
-    for a in &args.abort_on {
+    for a in &flags.abort_on {
         // An expression's own `for N` is its grace; the others take --abort-grace.
         match a.grace {
             Some(_) => println!("safety stop: {a}"),
-            None => println!("safety stop: {a} for {} consecutive intervals", grace(args)),
+            None => println!("safety stop: {a} for {} consecutive intervals", flags.abort_grace()),
         }
     }
 }
@@ -221,75 +224,6 @@ impl Outputs {
         eprintln!("results: {}", self.dir.display());
         json_error.map_or(Ok(()), Err)
     }
-}
-
-fn plan(args: &BlastArgs) -> anyhow::Result<engine_blast::Plan> {
-    let body = match args.body.as_deref() {
-        None => Vec::new(),
-        Some(b) => match b.strip_prefix('@') {
-            Some(file) => engine_util::files::read_limited(file.as_ref(), engine_blast::plan::MAX_BODY as u64)
-                .with_context(|| format!("cannot read body file '{file}'"))?,
-            None => b.as_bytes().to_vec(),
-        },
-    };
-    let url = args.url.as_deref().context("no target: give a URL, or `target = \"http://...\"` in the scenario")?;
-    let mut input = PlanInput::new(url);
-    input.conns = args.conns.unwrap_or(64);
-    input.duration = args.duration.unwrap_or(std::time::Duration::from_secs(10));
-    input.rate = args.rate;
-    input.stages = match (args.profile, args.peak) {
-        (Some(p), Some(peak)) => {
-            if !(peak.is_finite() && (1.0..=engine_blast::schedule::MAX_STAGE_TARGET).contains(&peak)) {
-                anyhow::bail!("--peak must be a level from 1 to {}", engine_blast::schedule::MAX_STAGE_TARGET);
-            }
-            if step(args).is_zero() {
-                anyhow::bail!("--step must be more than 0: each level of the profile is held that long");
-            }
-            Some(p.stages(peak, step(args)))
-        }
-        _ => args.stages.clone(),
-    };
-    input.method = args.method.clone();
-    input.headers = args.headers.clone();
-    input.body = body;
-    input.timeout = args.timeout.unwrap_or(engine_blast::plan::DEFAULT_TIMEOUT);
-    input.requests = args.requests.clone();
-    input.flows = args.flows.clone();
-    input.data = args.data.clone();
-    input.connect_timeout = args.connect_timeout;
-    input.shards = args.shards;
-    input.cores = args.cores.as_ref().map(|c| c.0.clone());
-    input.busy_poll = Some(args.busy_poll);
-    input.worker =
-        args.worker_index.zip(args.worker_count).map(|(index, count)| engine_results::summary::Worker { index, count });
-    input.start_at = args.start_at;
-    input.source_ips = args.source_ips.as_ref().map(|s| s.0.clone()).unwrap_or_default();
-    input.expect_status = args.expect_status.unwrap_or_default();
-    input.max_users = args.max_users;
-    input.tls = args.tls.options(url)?;
-    Ok(input.build()?)
-}
-
-/// What judges the run: thresholds, safety stops, the profile's figures.
-fn judges(args: &BlastArgs) -> engine_blast::Judges {
-    engine_blast::Judges {
-        thresholds: args.threshold.clone(),
-        abort_on: args.abort_on.clone(),
-        abort_grace: grace(args),
-        profile: args.profile.zip(args.peak).map(|(name, peak)| engine_blast::Profile {
-            name,
-            peak,
-            criterion: args.criterion,
-        }),
-    }
-}
-
-fn step(args: &BlastArgs) -> std::time::Duration {
-    args.step.unwrap_or(std::time::Duration::from_secs(30))
-}
-
-fn grace(args: &BlastArgs) -> u32 {
-    args.abort_grace.unwrap_or(3)
 }
 
 fn write_json(mut out: impl Write, summary: &engine_blast::Summary) -> anyhow::Result<()> {

@@ -5,7 +5,6 @@ use std::path::PathBuf;
 
 use clap::Args;
 use engine_blast::profiles::ProfileName;
-use engine_results::profile::Criterion;
 use engine_results::thresholds::Expr;
 
 #[derive(Args, Debug, Clone)]
@@ -148,18 +147,43 @@ pub struct BlastArgs {
     /// Push the final metrics to a Prometheus Pushgateway: http://HOST:PORT[/metrics/job/NAME[/LABEL/VALUE...]]
     #[arg(long, value_name = "URL")]
     pub push: Option<String>,
-    /// The scenario's requests, once merged in.
-    #[arg(skip)]
-    pub requests: Vec<engine_blast::plan::RequestSpec>,
-    /// The scenario's flows, once merged in.
-    #[arg(skip)]
-    pub flows: Vec<engine_blast::plan::FlowSpec>,
-    /// The scenario's data file, once read.
-    #[arg(skip)]
-    pub data: Option<std::sync::Arc<engine_blast::template::DataTable>>,
-    /// What a profile's level must meet (the scenario's `[profile]`, else the defaults).
-    #[arg(skip)]
-    pub criterion: Criterion,
+}
+
+/// The flags as the library takes them: the one place the command line meets the plan.
+impl From<&BlastArgs> for engine_blast::Flags {
+    fn from(a: &BlastArgs) -> Self {
+        engine_blast::Flags {
+            url: a.url.clone(),
+            scenario: a.scenario.clone(),
+            conns: a.conns,
+            duration: a.duration,
+            rate: a.rate,
+            stages: a.stages.clone(),
+            profile: a.profile,
+            peak: a.peak,
+            step: a.step,
+            threshold: a.threshold.clone(),
+            abort_on: a.abort_on.clone(),
+            abort_grace: a.abort_grace,
+            method: a.method.clone(),
+            headers: a.headers.clone(),
+            body: a.body.clone(),
+            max_users: a.max_users,
+            expect_status: a.expect_status,
+            timeout: a.timeout,
+            connect_timeout: a.connect_timeout,
+            shards: a.shards,
+            cores: a.cores.as_ref().map(|c| c.0.clone()),
+            busy_poll: a.busy_poll,
+            worker: a
+                .worker_index
+                .zip(a.worker_count)
+                .map(|(index, count)| engine_results::summary::Worker { index, count }),
+            start_at: a.start_at,
+            source_ips: a.source_ips.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+            ..Default::default()
+        }
+    }
 }
 
 /// The stages as one value (clap would read a bare `Vec` as a repeated flag).

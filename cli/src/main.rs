@@ -10,7 +10,6 @@ mod output;
 mod proxy;
 mod push;
 mod report;
-mod scenario;
 mod signals;
 mod target;
 mod tls_args;

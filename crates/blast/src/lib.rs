@@ -12,6 +12,7 @@
 //!   summary once.
 //! - [`render`]: a request rendered once, its templated parts patched per request;
 //!   [`template`]: `{{seq}}`, `{{rand_int}}`, `{{csv.COLUMN}}`, captured values, the data file.
+//! - [`flags`]: a blast's options and the one rule merging them over a scenario file.
 //! - [`scenario`]: scenario files (TOML): weighted named requests, load, thresholds.
 //! - [`schedule`]: stages (linear ramps) and the open model's arrival schedule.
 //! - [`profiles`]: named load profiles (ramp, spike, stress, soak, recovery) as stages.
@@ -25,6 +26,7 @@ pub mod blast;
 mod collect;
 mod conn;
 mod control;
+pub mod flags;
 mod fleet;
 pub mod metrics;
 pub mod plan;
@@ -40,5 +42,6 @@ mod transport;
 
 pub use blast::{preflight, run, Control, Preflight, RunError};
 pub use engine_results::Summary;
+pub use flags::{FlagError, Flags};
 pub use plan::{Plan, PlanError, PlanInput};
 pub use run::{Checked, JudgeError, Judges, Profile, Run};

@@ -1,0 +1,417 @@
+//! The blast's options as a user gives them, and the one rule that turns them and a scenario
+//! file into a plan: a flag overrides the file, and says so (a note) when it replaces a value
+//! the file set; a flag that contradicts the shape of the load (`-c` with stages of
+//! connections, `-d` with stages) is an error naming both. Nothing is ignored silently.
+//!
+//! The command line fills a [`Flags`] from its arguments and calls [`Flags::overlay`], then
+//! [`Flags::input`] and [`Flags::judges`]: it holds no rule of its own.
+
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use engine_results::profile::Criterion;
+use engine_results::summary::Worker;
+use engine_results::thresholds::Expr;
+
+use crate::plan::{FlowSpec, PlanInput, RequestSpec, StatusSet, DEFAULT_TIMEOUT, MAX_BODY};
+use crate::profiles::ProfileName;
+use crate::run::{Judges, Profile};
+use crate::scenario::{Scenario, ScenarioError};
+use crate::schedule::Stage;
+use crate::template::DataTable;
+
+/// Connections when neither a flag nor the file says.
+pub const DEFAULT_CONNS: u64 = 64;
+/// The run's length when neither a flag nor the file says.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+/// A profile level's hold when neither a flag nor the file says.
+pub const DEFAULT_STEP: Duration = Duration::from_secs(30);
+/// Consecutive intervals a safety stop must hold when neither a flag nor the file says.
+pub const DEFAULT_ABORT_GRACE: u32 = 3;
+
+/// A blast's options; `None` (or empty): not given.
+#[derive(Debug, Clone, Default)]
+pub struct Flags {
+    pub url: Option<String>,
+    pub scenario: Option<PathBuf>,
+    pub conns: Option<u64>,
+    pub duration: Option<Duration>,
+    pub rate: Option<f64>,
+    pub stages: Option<Vec<Stage>>,
+    pub profile: Option<ProfileName>,
+    pub peak: Option<f64>,
+    pub step: Option<Duration>,
+    pub threshold: Vec<Expr>,
+    pub abort_on: Vec<Expr>,
+    pub abort_grace: Option<u32>,
+    pub method: String,
+    pub headers: Vec<String>,
+    /// The body, or `@FILE` to read it from a file.
+    pub body: Option<String>,
+    pub max_users: Option<u64>,
+    pub expect_status: Option<StatusSet>,
+    pub timeout: Option<Duration>,
+    pub connect_timeout: Duration,
+    pub shards: Option<usize>,
+    pub cores: Option<Vec<usize>>,
+    pub busy_poll: Duration,
+    pub worker: Option<Worker>,
+    pub start_at: Option<SystemTime>,
+    pub source_ips: Vec<IpAddr>,
+    /// From the scenario: its requests, flows, data file and profile criterion.
+    pub requests: Vec<RequestSpec>,
+    pub flows: Vec<FlowSpec>,
+    pub data: Option<Arc<DataTable>>,
+    pub criterion: Criterion,
+}
+
+/// Why the options cannot make a plan.
+#[derive(Debug, thiserror::Error)]
+pub enum FlagError {
+    /// Two options contradict each other, or one is out of its range.
+    #[error("{0}")]
+    Conflict(String),
+    /// A field of the scenario file is not valid.
+    #[error("{what}: {why}")]
+    Field { what: String, why: String },
+    #[error(transparent)]
+    Scenario(#[from] ScenarioError),
+    #[error("cannot read body file '{path}': {cause}")]
+    Body { path: String, cause: engine_util::files::FileError },
+    #[error("no target: give a URL, or `target = \"http://...\"` in the scenario")]
+    NoTarget,
+}
+
+fn conflict(text: String) -> FlagError {
+    FlagError::Conflict(text)
+}
+
+impl Flags {
+    /// Merges the scenario file (when one is given) under the flags, and checks the flags'
+    /// own shape. Returns the notes to show: each value a flag replaced.
+    pub fn overlay(&mut self) -> Result<Vec<String>, FlagError> {
+        self.shape()?;
+        let mut notes = Vec::new();
+        let Some(path) = self.scenario.clone() else { return Ok(notes) };
+        let sc = Scenario::load(&path)?;
+        let name = path.display().to_string();
+        let ctx = |field: &str| format!("scenario '{name}': {field}");
+        if let Some(t) = &sc.target {
+            replace(&mut notes, "the URL", &mut self.url, "target", Some(t.clone()));
+        }
+        self.load(&sc, &ctx, &mut notes)?;
+        let timeout = duration(&sc.defaults.timeout, &ctx("defaults.timeout"))?;
+        replace_with(&mut notes, "--timeout", &mut self.timeout, "defaults.timeout", timeout, |d| format!("{d:?}"));
+        let expect = sc.expect_status(&name)?;
+        replace_with(&mut notes, "--expect-status", &mut self.expect_status, "defaults.expect_status", expect, |s| {
+            format!("{s:?}")
+        });
+        let mut headers = sc.default_headers();
+        headers.append(&mut self.headers);
+        self.headers = headers;
+        self.threshold = expressions(&mut notes, "--threshold", &self.threshold, &sc.thresholds, &ctx("thresholds"))?;
+        self.abort_on = expressions(&mut notes, "--abort-on", &self.abort_on, &sc.abort_on, &ctx("abort_on"))?;
+        self.criterion = criterion(&sc, &ctx)?;
+        self.requests = sc.request_specs(&name)?;
+        self.flows = sc.flow_specs(&name)?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        self.data = sc.data_table(base, &name)?.map(Arc::new);
+        Ok(notes)
+    }
+
+    /// The plan's input (all but TLS, which the caller sets from its own options).
+    pub fn input(&self) -> Result<PlanInput, FlagError> {
+        let body = match self.body.as_deref() {
+            None => Vec::new(),
+            Some(b) => match b.strip_prefix('@') {
+                Some(file) => engine_util::files::read_limited(file.as_ref(), MAX_BODY as u64)
+                    .map_err(|cause| FlagError::Body { path: file.to_string(), cause })?,
+                None => b.as_bytes().to_vec(),
+            },
+        };
+        let url = self.url.as_deref().ok_or(FlagError::NoTarget)?;
+        let mut input = PlanInput::new(url);
+        input.conns = self.conns.unwrap_or(DEFAULT_CONNS);
+        input.duration = self.duration.unwrap_or(DEFAULT_DURATION);
+        input.rate = self.rate;
+        input.stages = match (self.profile, self.peak) {
+            (Some(p), Some(peak)) => {
+                if !(peak.is_finite() && (1.0..=crate::schedule::MAX_STAGE_TARGET).contains(&peak)) {
+                    return Err(conflict(format!(
+                        "--peak must be a level from 1 to {}",
+                        crate::schedule::MAX_STAGE_TARGET
+                    )));
+                }
+                if self.step().is_zero() {
+                    return Err(conflict(
+                        "--step must be more than 0: each level of the profile is held that long".into(),
+                    ));
+                }
+                Some(p.stages(peak, self.step()))
+            }
+            _ => self.stages.clone(),
+        };
+        input.method = self.method.clone();
+        input.headers = self.headers.clone();
+        input.body = body;
+        input.timeout = self.timeout.unwrap_or(DEFAULT_TIMEOUT);
+        input.requests = self.requests.clone();
+        input.flows = self.flows.clone();
+        input.data = self.data.clone();
+        input.connect_timeout = self.connect_timeout;
+        input.shards = self.shards;
+        input.cores = self.cores.clone();
+        input.busy_poll = Some(self.busy_poll);
+        input.worker = self.worker;
+        input.start_at = self.start_at;
+        input.source_ips = self.source_ips.clone();
+        input.expect_status = self.expect_status.unwrap_or_default();
+        input.max_users = self.max_users;
+        Ok(input)
+    }
+
+    /// What judges the run: thresholds, safety stops, the profile's figures.
+    pub fn judges(&self) -> Judges {
+        Judges {
+            thresholds: self.threshold.clone(),
+            abort_on: self.abort_on.clone(),
+            abort_grace: self.abort_grace(),
+            profile: self.profile.zip(self.peak).map(|(name, peak)| Profile { name, peak, criterion: self.criterion }),
+        }
+    }
+
+    /// A profile level's hold.
+    pub fn step(&self) -> Duration {
+        self.step.unwrap_or(DEFAULT_STEP)
+    }
+
+    /// Consecutive intervals a safety stop without its own `for N` must hold.
+    pub fn abort_grace(&self) -> u32 {
+        self.abort_grace.unwrap_or(DEFAULT_ABORT_GRACE)
+    }
+
+    /// The load: a shape given as flags (--stages, --profile) replaces the file's; single
+    /// values given as flags replace the file's one by one.
+    fn load(&mut self, sc: &Scenario, ctx: &dyn Fn(&str) -> String, notes: &mut Vec<String>) -> Result<(), FlagError> {
+        let l = &sc.load;
+        let file_shape = match (&l.stages, &l.profile) {
+            (Some(_), _) => Some("load.stages"),
+            (None, Some(_)) => Some("load.profile"),
+            (None, None) => None,
+        };
+        let flag_shape = if self.stages.is_some() { Some("--stages") } else { self.profile.map(|_| "--profile") };
+        match (flag_shape, file_shape) {
+            (Some(flag), Some(field)) => notes.push(format!("{flag} replaces the scenario's {field}")),
+            (None, Some(field)) => self.file_shape_wins(sc, field, ctx)?,
+            _ => {}
+        }
+        let file_duration = duration(&l.duration, &ctx("load.duration"))?;
+        match flag_shape {
+            // The flags' stages set connections (closed model) and length: the file's go.
+            Some(flag) => {
+                let closed = self.rate.is_none() && l.rate.is_none();
+                match l.conns {
+                    Some(c) if closed => notes.push(format!("{flag} replaces the scenario's load.conns = {c}")),
+                    _ => replace(notes, "-c", &mut self.conns, "load.conns", l.conns),
+                }
+                if let Some(d) = file_duration {
+                    notes.push(format!("{flag} replaces the scenario's load.duration = {d:?}"));
+                }
+            }
+            None => {
+                replace(notes, "-c", &mut self.conns, "load.conns", l.conns);
+                replace_with(notes, "-d", &mut self.duration, "load.duration", file_duration, |d| format!("{d:?}"));
+            }
+        }
+        replace(notes, "--rate", &mut self.rate, "load.rate", l.rate);
+        replace(notes, "--peak", &mut self.peak, "load.peak", l.peak);
+        let step = duration(&l.step, &ctx("load.step"))?;
+        replace_with(notes, "--step", &mut self.step, "load.step", step, |d| format!("{d:?}"));
+        replace(notes, "--abort-grace", &mut self.abort_grace, "load.abort_grace", l.abort_grace);
+        if self.profile.is_some() && self.peak.is_none() {
+            return Err(conflict("a profile needs a peak: --peak N (or load.peak in the scenario)".into()));
+        }
+        Ok(())
+    }
+
+    /// The file's stages or profile set the load; a flag that contradicts them is an error.
+    fn file_shape_wins(&mut self, sc: &Scenario, field: &str, ctx: &dyn Fn(&str) -> String) -> Result<(), FlagError> {
+        let l = &sc.load;
+        let closed = self.rate.is_none() && l.rate.is_none();
+        if let (Some(c), true) = (l.conns, closed) {
+            return Err(conflict(format!(
+                "{}: load.conns = {c} and {field} contradict each other: in the closed model the stages set the connections",
+                ctx("load")
+            )));
+        }
+        if l.duration.is_some() {
+            return Err(conflict(format!(
+                "{}: load.duration and {field} contradict each other: the stages set the run's length",
+                ctx("load")
+            )));
+        }
+        if let (Some(c), true) = (self.conns, closed) {
+            return Err(conflict(format!(
+                "-c {c} contradicts the scenario's {field}: in the closed model its stages set the connections \
+                 (drop -c, or replace the shape with --stages)"
+            )));
+        }
+        if let Some(d) = self.duration {
+            return Err(conflict(format!(
+                "-d {d:?} contradicts the scenario's {field}: its stages set the run's length (drop -d, or replace the \
+                 shape with --stages)"
+            )));
+        }
+        if let Some(st) = &l.stages {
+            let stages =
+                crate::schedule::parse_stages(st).map_err(|why| FlagError::Field { what: ctx("load.stages"), why })?;
+            self.stages = Some(stages);
+        }
+        if let Some(p) = &l.profile {
+            self.profile =
+                Some(ProfileName::parse(p).map_err(|why| FlagError::Field { what: ctx("load.profile"), why })?);
+        }
+        Ok(())
+    }
+
+    /// The flags' own shape: stages of connections set the connections and the length.
+    fn shape(&self) -> Result<(), FlagError> {
+        let shape = if self.stages.is_some() { Some("--stages") } else { self.profile.map(|_| "--profile") };
+        let Some(shape) = shape else { return Ok(()) };
+        if let (Some(c), None) = (self.conns, self.rate) {
+            return Err(conflict(format!(
+                "-c {c} contradicts {shape}: in the closed model the stages set the connections (drop -c, or add --rate \
+                 for stages of rate)"
+            )));
+        }
+        if let Some(d) = self.duration {
+            return Err(conflict(format!("-d {d:?} contradicts {shape}: the stages set the run's length (drop -d)")));
+        }
+        Ok(())
+    }
+}
+
+/// The flag's value, or the file's when no flag was given; a note when a flag replaces a
+/// different value of the file.
+fn replace<T: PartialEq + std::fmt::Display>(
+    notes: &mut Vec<String>,
+    flag: &str,
+    value: &mut Option<T>,
+    field: &str,
+    file: Option<T>,
+) {
+    replace_with(notes, flag, value, field, file, |v| v.to_string());
+}
+
+fn replace_with<T: PartialEq>(
+    notes: &mut Vec<String>,
+    flag: &str,
+    value: &mut Option<T>,
+    field: &str,
+    file: Option<T>,
+    show: impl Fn(&T) -> String,
+) {
+    match (value.as_ref(), file) {
+        (Some(v), Some(f)) if *v != f => {
+            notes.push(format!("{flag} {} replaces the scenario's {field} = {}", show(v), show(&f)))
+        }
+        (None, Some(f)) => *value = Some(f),
+        _ => {}
+    }
+}
+
+fn duration(text: &Option<String>, what: &str) -> Result<Option<Duration>, FlagError> {
+    text.as_deref()
+        .map(|t| engine_util::units::parse_duration(t).map_err(|why| FlagError::Field { what: what.to_string(), why }))
+        .transpose()
+}
+
+/// The file's expressions and the flags': a flag replaces the file's expression on the same
+/// metric and selector (a stricter file threshold can be relaxed for one run).
+fn expressions(
+    notes: &mut Vec<String>,
+    flag: &str,
+    given: &[Expr],
+    file: &[String],
+    what: &str,
+) -> Result<Vec<Expr>, FlagError> {
+    let mut out = Vec::new();
+    for text in file {
+        let e = Expr::parse(text).map_err(|why| FlagError::Field { what: what.to_string(), why })?;
+        match given.iter().find(|g| g.key() == e.key()) {
+            Some(g) if g.text != e.text => notes.push(format!("{flag} '{g}' replaces the scenario's '{e}'")),
+            Some(_) => {}
+            None => out.push(e),
+        }
+    }
+    out.extend(given.iter().cloned());
+    Ok(out)
+}
+
+/// A profile level's criterion: the defaults, or the scenario's `[profile]`.
+fn criterion(sc: &Scenario, ctx: &dyn Fn(&str) -> String) -> Result<Criterion, FlagError> {
+    let mut c = Criterion::default();
+    let p = &sc.profile;
+    if let Some(d) = duration(&p.p99, &ctx("profile.p99"))? {
+        c.p99_ms = d.as_secs_f64() * 1000.0;
+    }
+    let share = |text: &Option<String>, field: &str| -> Result<Option<f64>, FlagError> {
+        text.as_deref()
+            .map(|t| {
+                let v = match t.trim().strip_suffix('%') {
+                    Some(p) => p.trim().parse::<f64>().map(|v| v / 100.0),
+                    None => t.trim().parse::<f64>(),
+                };
+                v.ok().filter(|v| (0.0..=1.0).contains(v)).ok_or_else(|| FlagError::Field {
+                    what: ctx(field),
+                    why: format!("'{t}' is not a share (1%, 0.01)"),
+                })
+            })
+            .transpose()
+    };
+    if let Some(e) = share(&p.error_rate, "profile.error_rate")? {
+        c.error_rate = e;
+    }
+    if let Some(a) = share(&p.achieved, "profile.achieved")? {
+        c.min_rate_share = a;
+    }
+    Ok(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn scenario(text: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("engine-flags-{}-{}", std::process::id(), text.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("plan.toml");
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    /// Flags over the file, each replaced value named; the file fills what no flag gave; a
+    /// flag that contradicts the file's shape is an error naming both.
+    #[test]
+    fn a_flag_overrides_the_file_and_says_so() {
+        let path = scenario("target = \"http://127.0.0.1:9/\"\n[load]\nconns = 20\nduration = \"30s\"\n[[request]]\nname = \"a\"\npath = \"/\"\n");
+        let mut f = Flags { scenario: Some(path.clone()), conns: Some(5), ..Default::default() };
+        let notes = f.overlay().unwrap();
+        assert_eq!((f.conns, f.duration), (Some(5), Some(Duration::from_secs(30))));
+        assert_eq!(f.url.as_deref(), Some("http://127.0.0.1:9/"));
+        assert_eq!(notes, vec!["-c 5 replaces the scenario's load.conns = 20".to_string()]);
+        let mut same = Flags { scenario: Some(path.clone()), conns: Some(20), ..Default::default() };
+        assert!(same.overlay().unwrap().is_empty(), "a flag that repeats the file's value replaces nothing");
+
+        let staged = scenario("target = \"http://127.0.0.1:9/\"\n[load]\nstages = \"10:5s,0:5s\"\n[[request]]\nname = \"a\"\npath = \"/\"\n\n");
+        let mut f =
+            Flags { scenario: Some(staged.clone()), duration: Some(Duration::from_secs(3)), ..Default::default() };
+        let e = f.overlay().unwrap_err().to_string();
+        assert!(e.contains("-d 3s contradicts the scenario's load.stages"), "{e}");
+        for p in [path, staged] {
+            let _ = std::fs::remove_dir_all(p.parent().unwrap());
+        }
+    }
+}
