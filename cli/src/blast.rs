@@ -10,7 +10,7 @@ use engine_results::hlog::{self, HlogObserver};
 
 use crate::blast_args::BlastArgs;
 use crate::exit;
-use crate::output::{self, Progress};
+use crate::output::Progress;
 
 pub fn main(args: BlastArgs) -> u8 {
     let mut flags = engine_blast::Flags::from(&args);
@@ -33,7 +33,7 @@ pub fn main(args: BlastArgs) -> u8 {
         eprintln!("engine: note: {n}");
     }
     if args.print_plan {
-        print_plan(&flags, &plan);
+        print!("{}", engine_blast::describe::plan_text(&plan, &flags));
         return exit::OK;
     }
     for w in engine_runtime::limits::host_warnings(plan.conns, plan.source_ips.len() as u64) {
@@ -64,20 +64,6 @@ pub fn main(args: BlastArgs) -> u8 {
     crate::verdict(&summary)
 }
 
-fn print_plan(flags: &engine_blast::Flags, plan: &engine_blast::Plan) {
-    print!("{}", output::plan_text(plan, flags.profile, flags.peak, flags.step(), &flags.criterion));
-    for t in &flags.threshold {
-        println!("threshold: {t}");
-    }
-    for a in &flags.abort_on {
-        // An expression's own `for N` is its grace; the others take --abort-grace.
-        match a.grace {
-            Some(_) => println!("safety stop: {a}"),
-            None => println!("safety stop: {a} for {} consecutive intervals", flags.abort_grace()),
-        }
-    }
-}
-
 /// Ctrl-C or SIGTERM stops the run (a short drain, then the summary, written within
 /// STOP_WITHIN); a second one leaves at once, for a run whose drain the user will not wait for.
 fn on_signals(control: &Control) {
@@ -103,7 +89,7 @@ fn run(
     control: &Control,
     outputs: &mut Outputs,
 ) -> Result<engine_blast::Summary, RunError> {
-    let banner = output::banner(plan);
+    let banner = engine_blast::describe::banner(plan);
     eprintln!("{banner}");
     outputs.run_log.line(&format!("command: {}", outputs.command));
     outputs.run_log.line(&format!("plan: {banner}"));

@@ -158,7 +158,7 @@ fn blast(plan: &engine_blast::Plan) -> Result<engine_blast::Summary, engine_blas
     if let Err(e) = on.install() {
         eprintln!("engine: warning: cannot handle signals: {e}");
     }
-    println!("{}", output::banner(plan));
+    println!("{}", engine_blast::describe::banner(plan));
     let mut progress = output::Progress::new(false, plan);
     engine_blast::run(plan, &control, &mut [&mut progress])
 }

@@ -1,13 +1,13 @@
 //! `engine proxy`: the sidecar reverse proxy until SIGTERM or Ctrl-C, then a graceful drain.
 
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::time::Duration;
 
-use anyhow::{anyhow, bail, Context};
+use anyhow::anyhow;
 use clap::Args;
-use engine_proxy::{Limits, Proxy, ProxyConfig, StatsReport};
+use engine_proxy::{Proxy, ProxyConfig, StatsReport};
 
 use crate::exit;
 
@@ -119,9 +119,9 @@ pub struct ProxyArgs {
 
 pub fn main(args: ProxyArgs) -> u8 {
     let max_conns_given = args.max_conns.is_some();
-    let cfg = match config(args) {
+    let cfg = match engine_proxy::ProxyFlags::from(&args).config() {
         Ok(c) => c,
-        Err(e) => return crate::fail(exit::USAGE, &e),
+        Err(e) => return crate::fail(exit::USAGE, &e.into()),
     };
     let _ = engine_runtime::limits::raise_nofile();
     let drain_timeout = cfg.limits.drain_timeout;
@@ -197,7 +197,7 @@ impl StartLine {
         };
         let polling = cfg.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}"));
         let capped = match cfg.limits.max_conns {
-            n if n < DEFAULT_MAX_CONNS && !max_conns_given => {
+            n if n < engine_proxy::flags::DEFAULT_MAX_CONNS && !max_conns_given => {
                 format!("; at most {n} client connections (open-files limit)")
             }
             _ => String::new(),
@@ -206,7 +206,7 @@ impl StartLine {
             scheme: if cfg.tls.is_some() { "https" } else { "http" },
             upstream,
             shards: cfg.shard_cpus.len(),
-            notes: format!("{}{polling}", crate::output::shared_cpus(&cfg.shard_cpus)),
+            notes: format!("{}{polling}", engine_runtime::affinity::shared_cpus(&cfg.shard_cpus)),
             capped,
         }
     }
@@ -225,204 +225,34 @@ impl StartLine {
 /// After a panic, how long /healthz says so before the drain.
 const SAY_DEAD: Duration = Duration::from_millis(300);
 
-/// Client connections at once when --max-conns is not given and the open-files limit allows.
-const DEFAULT_MAX_CONNS: u64 = 10_000;
-
-fn config(args: ProxyArgs) -> anyhow::Result<ProxyConfig> {
-    let (upstream, upstream_tls) = upstream(&args)?;
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => {
-            Some(engine_proxy::ServerTls::from_files(cert.clone(), key.clone()).context("--tls-cert/--tls-key")?)
-        }
-        _ => None,
-    };
-    let cpus = engine_runtime::affinity::allowed_cpus().context("cannot read CPU affinity")?;
-    let shards = engine_runtime::affinity::shard_count(args.shards, &cpus)?;
-    let (admin, admin_token) = admin(&args)?;
-    let faults = match &args.faults {
-        None => Vec::new(),
-        Some(path) => faults_file(path, shards)?,
-    };
-    for (i, r) in args.routes.iter().enumerate() {
-        if !r.starts_with('/') {
-            bail!("--route {r:?} must start with /");
-        }
-        if args.routes[..i].contains(r) {
-            bail!("--route {r:?} is given twice");
-        }
-    }
-    let limits = limits(&args, shards)?;
-    if args.busy_poll > engine_blast::plan::MAX_BUSY_POLL {
-        bail!(
-            "--busy-poll {:?} is over {:?}: a shard would poll for that long between requests; 100us..1ms covers the gaps of light traffic",
-            args.busy_poll,
-            engine_blast::plan::MAX_BUSY_POLL
-        );
-    }
-    Ok(ProxyConfig {
-        listen: args.listen,
-        upstream,
-        admin,
-        admin_token,
-        faults,
-        routes: args.routes,
-        shard_cpus: engine_runtime::affinity::spread(shards, &cpus),
-        limits,
-        busy_poll: Some(args.busy_poll).filter(|d| !d.is_zero()),
-        tls,
-        upstream_tls,
-        upgrades: upgrades(&args.upgrade)?,
-        fault_headers: args.fault_headers,
-        forward_expect: args.forward_expect,
-    })
-}
-
-/// The protocol names of --upgrade, lower case (`none`: no upgrade).
-fn upgrades(list: &str) -> anyhow::Result<Vec<String>> {
-    if list.trim().eq_ignore_ascii_case("none") {
-        return Ok(Vec::new());
-    }
-    let mut names = Vec::new();
-    for name in list.split(',').map(str::trim) {
-        // A protocol name is an HTTP token (RFC 9110 §5.6.2); its version is the client's to offer.
-        let tchar = |c: char| c.is_ascii_alphanumeric() || "!#$%&'*+-.^_`|~".contains(c);
-        if name.is_empty() || !name.chars().all(tchar) {
-            bail!("--upgrade {list:?}: {name:?} is not a protocol name (like websocket); list them comma-separated, or `none`");
-        }
-        if name.eq_ignore_ascii_case("h2c") {
-            bail!(
-                "--upgrade h2c: the proxy forwards HTTP/1.1; an h2c tunnel would carry requests it never reads, past its \
-                 faults and figures"
-            );
-        }
-        names.push(name.to_ascii_lowercase());
-    }
-    Ok(names)
-}
-
-/// The upstream's address and, for https://, the TLS client that verifies it.
-fn upstream(args: &ProxyArgs) -> anyhow::Result<(SocketAddr, Option<engine_tls::Client>)> {
-    let https = args.upstream.strip_prefix("https://");
-    if https.is_none() {
-        for (given, flag) in [
-            (args.upstream_ca.is_some(), "--upstream-ca"),
-            (args.upstream_servername.is_some(), "--upstream-servername"),
-            (args.upstream_insecure, "--upstream-insecure"),
-        ] {
-            if given {
-                bail!("{flag} is for an https:// upstream; --upstream {} is plain HTTP", args.upstream);
-            }
-        }
-        return Ok((resolve(&args.upstream)?, None));
-    }
-    let hostport = https.unwrap_or_default().trim_end_matches('/');
-    let host = match hostport.rsplit_once(':') {
-        Some((h, p)) if !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()) => h,
-        _ => hostport,
-    };
-    let with_port = if host == hostport { format!("{hostport}:443") } else { hostport.to_string() };
-    let addr = resolve(&with_port).with_context(|| format!("--upstream {}", args.upstream))?;
-    let opts = engine_tls::ClientOptions {
-        cacert: args.upstream_ca.clone(),
-        insecure: args.upstream_insecure,
-        servername: args.upstream_servername.clone(),
-        ..Default::default()
-    };
-    let client = engine_tls::Client::new(&opts, host).context("--upstream TLS")?;
-    Ok((addr, Some(client)))
-}
-
-/// The admin API's address (`off`: none) and its token, checked against --listen.
-fn admin(args: &ProxyArgs) -> anyhow::Result<(Option<SocketAddr>, Option<String>)> {
-    let admin = match args.admin.as_str() {
-        "off" | "none" => None,
-        a => Some(a.parse::<SocketAddr>().map_err(|_| anyhow!("--admin {a:?} is not an IP:PORT address (or `off`)"))?),
-    };
-    let token = match &args.admin_token_file {
-        None => None,
-        Some(path) => {
-            let t = engine_util::files::read_limited_string(path, 4096)
-                .with_context(|| format!("cannot read {}", path.display()))?;
-            let t = t.trim().to_string();
-            if t.len() < 16 {
-                bail!("the admin token in {} is shorter than 16 characters", path.display());
-            }
-            Some(t)
-        }
-    };
-    if let Some(a) = admin {
-        let l = args.listen;
-        // Both listeners set SO_REUSEPORT, so one port would split clients between them.
-        if a.port() != 0
-            && a.port() == l.port()
-            && (a.ip() == l.ip() || a.ip().is_unspecified() || l.ip().is_unspecified())
-        {
-            bail!("--admin {a} overlaps --listen {l}: the admin API needs a port of its own (or --admin off)");
-        }
-        if !a.ip().is_loopback() && token.is_none() {
-            bail!("--admin {a} is not a loopback address: the admin API changes live traffic, so it needs --admin-token-file there");
+/// The flags as the library takes them.
+impl From<&ProxyArgs> for engine_proxy::ProxyFlags {
+    fn from(a: &ProxyArgs) -> Self {
+        engine_proxy::ProxyFlags {
+            listen: a.listen,
+            upstream: a.upstream.clone(),
+            tls_cert: a.tls_cert.clone(),
+            tls_key: a.tls_key.clone(),
+            upstream_ca: a.upstream_ca.clone(),
+            upstream_servername: a.upstream_servername.clone(),
+            upstream_insecure: a.upstream_insecure,
+            admin: a.admin.clone(),
+            admin_token_file: a.admin_token_file.clone(),
+            faults: a.faults.clone(),
+            routes: a.routes.clone(),
+            shards: a.shards,
+            max_conns: a.max_conns,
+            header_timeout: a.header_timeout,
+            idle_timeout: a.idle_timeout,
+            upstream_timeout: a.upstream_timeout,
+            connect_timeout: a.connect_timeout,
+            drain_timeout: a.drain_timeout,
+            busy_poll: a.busy_poll,
+            upgrade: a.upgrade.clone(),
+            fault_headers: a.fault_headers,
+            forward_expect: a.forward_expect,
         }
     }
-    Ok((admin, token))
-}
-
-/// The rules of a faults file, each valid for `shards` shards, ids unique.
-fn faults_file(path: &std::path::Path, shards: usize) -> anyhow::Result<Vec<engine_proxy::Rule>> {
-    let text = engine_util::files::read_limited_string(path, engine_proxy::faults::MAX_FILE)
-        .with_context(|| format!("cannot read {}", path.display()))?;
-    let rules = engine_proxy::faults::parse_faults_file(&text).with_context(|| path.display().to_string())?;
-    for (i, r) in rules.iter().enumerate() {
-        r.validate(shards).with_context(|| path.display().to_string())?;
-        if let Some(id) = r.id.as_deref().filter(|id| rules[..i].iter().any(|o| o.id.as_deref() == Some(id))) {
-            bail!(
-                "{}: two faults have id {id:?}; ids name rules for the admin API, so each must be unique",
-                path.display()
-            );
-        }
-    }
-    Ok(rules)
-}
-
-/// Timeouts and the connection limit (by default what the open-files limit holds).
-fn limits(args: &ProxyArgs, shards: usize) -> anyhow::Result<Limits> {
-    let (_, hard) = engine_runtime::limits::nofile().context("cannot read the open-files limit")?;
-    let max_conns = match args.max_conns {
-        Some(0) => bail!("--max-conns must be at least 1"),
-        Some(n) => n,
-        None => DEFAULT_MAX_CONNS.min(engine_proxy::limits::conns_budget(shards as u64, hard)).max(1),
-    };
-    engine_proxy::limits::check(max_conns, shards as u64, hard)?;
-    for (flag, d) in [
-        ("--header-timeout", args.header_timeout),
-        ("--idle-timeout", args.idle_timeout),
-        ("--upstream-timeout", args.upstream_timeout),
-        ("--connect-timeout", args.connect_timeout),
-    ] {
-        if d.is_zero() {
-            bail!("{flag} must be above zero");
-        }
-    }
-    Ok(Limits {
-        max_conns,
-        header_timeout: args.header_timeout,
-        idle_timeout: args.idle_timeout,
-        upstream_timeout: args.upstream_timeout,
-        connect_timeout: args.connect_timeout,
-        drain_timeout: args.drain_timeout,
-    })
-}
-
-/// `HOST:PORT` or `http://HOST:PORT[/]` to one socket address.
-fn resolve(upstream: &str) -> anyhow::Result<SocketAddr> {
-    let hostport = upstream.strip_prefix("http://").unwrap_or(upstream).trim_end_matches('/');
-    if hostport.contains('/') {
-        bail!("--upstream {upstream}: give HOST:PORT only; paths are the client's");
-    }
-    hostport
-        .to_socket_addrs()
-        .with_context(|| format!("--upstream {upstream:?} is not a HOST:PORT that resolves"))?
-        .next()
-        .ok_or_else(|| anyhow!("--upstream {upstream}: the name resolved to no address"))
 }
 
 /// One line of what the proxy saw, printed when it stops.

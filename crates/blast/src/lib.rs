@@ -12,6 +12,7 @@
 //!   summary once.
 //! - [`render`]: a request rendered once, its templated parts patched per request;
 //!   [`template`]: `{{seq}}`, `{{rand_int}}`, `{{csv.COLUMN}}`, captured values, the data file.
+//! - [`describe`]: a plan in words (the banner, `--print-plan`).
 //! - [`flags`]: a blast's options and the one rule merging them over a scenario file.
 //! - [`scenario`]: scenario files (TOML): weighted named requests, load, thresholds.
 //! - [`schedule`]: stages (linear ramps) and the open model's arrival schedule.
@@ -26,6 +27,7 @@ pub mod blast;
 mod collect;
 mod conn;
 mod control;
+pub mod describe;
 pub mod flags;
 mod fleet;
 pub mod metrics;

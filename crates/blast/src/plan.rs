@@ -267,8 +267,7 @@ pub enum PlanError {
     BusyPoll(Duration),
 }
 
-/// The longest `busy_poll` a plan accepts.
-pub const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
+pub use engine_runtime::executor::MAX_BUSY_POLL;
 
 impl PlanInput {
     /// Validates everything and resolves the target.

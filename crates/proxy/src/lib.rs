@@ -13,6 +13,7 @@
 //! - `shape`: stream faults on the bytes going one way (latency, bandwidth, slices, a data
 //!   limit, a held close); `asked`: the faults a request asks for in `x-engine-fault-*` fields.
 //! - [`stats`]: per-shard server-side latency histograms and counters, merged once per tick.
+//! - [`flags`]: the proxy's options and the rules that make a [`ProxyConfig`] of them.
 //! - `admin`, `metrics`: the admin API (JSON) and its Prometheus metrics (the `metrics` facade).
 //!
 //! The library neither prints nor exits; the `engine` binary does both.
@@ -31,6 +32,7 @@ mod admin;
 mod asked;
 mod conn;
 pub mod faults;
+pub mod flags;
 mod inject;
 mod iobuf;
 pub mod limits;
@@ -44,6 +46,7 @@ pub mod stats;
 mod tunnel;
 
 pub use faults::{FaultBook, FaultError, Rule};
+pub use flags::{ConfigError, ProxyFlags};
 pub use stats::StatsReport;
 
 use stats::{Published, ShardStats};

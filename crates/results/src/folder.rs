@@ -52,11 +52,6 @@ pub fn stamp(t: SystemTime) -> String {
     Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH).strftime("%Y%m%d-%H%M%S").to_string()
 }
 
-/// RFC 3339 in UTC, to the second (`2026-11-22T20:00:00Z`).
-pub fn rfc3339(t: SystemTime) -> String {
-    Timestamp::try_from(t).unwrap_or(Timestamp::UNIX_EPOCH).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
 /// run.log: one timestamped line per event of the run. As an observer it logs the start,
 /// each stage the plan enters, and at the end the safety stop, the thresholds and the end.
 pub struct RunLog {
@@ -216,7 +211,7 @@ mod tests {
     fn utc_stamps() {
         let t = UNIX_EPOCH + Duration::from_secs(1_795_377_600);
         assert_eq!(stamp(t), "20261122-200000");
-        assert_eq!(rfc3339(t), "2026-11-22T20:00:00Z");
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
+        assert_eq!(crate::render::rfc3339(t), "2026-11-22T20:00:00Z");
+        assert_eq!(crate::render::rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00Z");
     }
 }

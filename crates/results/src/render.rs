@@ -7,6 +7,11 @@ use std::time::SystemTime;
 
 use crate::summary::{Latency, Summary};
 
+/// RFC 3339 in UTC, to the second (`2026-11-22T20:00:00Z`).
+pub fn rfc3339(t: SystemTime) -> String {
+    jiff::Timestamp::try_from(t).unwrap_or(jiff::Timestamp::UNIX_EPOCH).strftime("%Y-%m-%dT%H:%M:%SZ").to_string()
+}
+
 /// The summary as the terminal shows it.
 pub fn text(s: &Summary) -> String {
     let mut o = String::new();
@@ -315,7 +320,7 @@ pub fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
     let _ = writeln!(
         o,
         "- started {} ({} model, {} connections, {} shards)",
-        crate::folder::rfc3339(started),
+        rfc3339(started),
         s.model.name(),
         s.conns,
         s.shards

@@ -67,6 +67,28 @@ pub fn parse_cpu_list(text: &str) -> Result<Vec<usize>, String> {
     Ok(cpus)
 }
 
+/// The CPUs of a shard list, each once, in order.
+pub fn distinct(shard_cpus: &[usize]) -> Vec<usize> {
+    let mut cpus = shard_cpus.to_vec();
+    cpus.sort_unstable();
+    cpus.dedup();
+    cpus
+}
+
+/// For a start line: a note when shards outnumber their CPUs. Shards on one CPU only take
+/// turns on it: more switching, no more CPU.
+pub fn shared_cpus(shard_cpus: &[usize]) -> String {
+    let cpus = distinct(shard_cpus).len();
+    if shard_cpus.len() > cpus {
+        format!(
+            ", up to {} shards per CPU, taking turns; --shards {cpus} would use them better",
+            shard_cpus.len().div_ceil(cpus)
+        )
+    } else {
+        String::new()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -19,6 +19,10 @@ const IO_MEMORY: usize = 64 * 1024;
 
 /// How often an executor with a [`Heartbeat`] beats.
 pub const BEAT: Duration = Duration::from_millis(100);
+
+/// The longest a shard may busy-poll between events (`--busy-poll`): past it a shard would
+/// burn its CPU for nothing in the gaps of light traffic.
+pub const MAX_BUSY_POLL: Duration = Duration::from_secs(1);
 /// A heartbeat older than this is late: the executor is stuck (a task that never yields, a
 /// blocked thread) or gone.
 pub const LATE_AFTER: Duration = Duration::from_secs(1);

@@ -1,0 +1,125 @@
+//! A plan in words: the banner a run starts with, and `--print-plan`'s whole account of it.
+
+use std::fmt::Write as _;
+
+use engine_results::render::human_duration;
+
+use crate::flags::Flags;
+use crate::plan::{Model, Plan};
+use crate::profiles::ProfileName;
+
+pub fn banner(plan: &Plan) -> String {
+    let shards = plan.shard_cpus.len();
+    let profile = plan.model.profile();
+    let load = match (&plan.model, profile.is_constant()) {
+        (Model::Closed(_), true) => "closed model".to_string(),
+        (Model::Open(_), true) if plan.arrival_flows() => {
+            format!("open model at {} iterations/s (users starting a flow)", profile.max())
+        }
+        (Model::Open(_), true) => format!("open model at {} req/s", profile.max()),
+        (Model::Closed(_), false) => format!("closed model, stages {}", stages(profile)),
+        (Model::Open(_), false) if plan.arrival_flows() => {
+            format!("open model, iteration-rate stages {}", stages(profile))
+        }
+        (Model::Open(_), false) => format!("open model, rate stages {}", stages(profile)),
+    };
+    format!(
+        "engine blast {} {} — {load}, {} connections on {} shard{} (CPU {}{}{}), {}",
+        match plan.requests.as_slice() {
+            [one] => one.method.clone(),
+            many => format!("{} weighted requests to", many.len()),
+        },
+        plan.target.url,
+        plan.conns,
+        shards,
+        if shards == 1 { "" } else { "s" },
+        engine_runtime::affinity::distinct(&plan.shard_cpus)
+            .iter()
+            .map(|c| c.to_string())
+            .collect::<Vec<_>>()
+            .join(","),
+        engine_runtime::affinity::shared_cpus(&plan.shard_cpus),
+        plan.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}")),
+        human_duration(plan.duration.as_secs_f64()),
+    ) + &plan.worker.map_or(String::new(), |w| format!(" — worker {} of {} (its share)", w.index, w.count))
+}
+
+fn stages(p: &crate::schedule::Profile) -> String {
+    if p.stages().len() > 4 {
+        return format!("({} stages, see --print-plan)", p.stages().len());
+    }
+    p.stages()
+        .iter()
+        .map(|s| format!("{}:{}", s.target, human_duration(s.duration.as_secs_f64())))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// The resolved plan, for `--print-plan`: what would run, the `--stages` to copy, and what
+/// judges it.
+pub fn plan_text(plan: &Plan, flags: &Flags) -> String {
+    let (profile, peak, step, criterion) = (flags.profile, flags.peak, flags.step(), &flags.criterion);
+    let mut o = String::new();
+    let _ = writeln!(o, "{}", banner(plan));
+    let (unit, open) = match plan.model {
+        Model::Closed(_) => ("connections", false),
+        Model::Open(_) => ("req/s", true),
+    };
+    if let (Some(p), Some(peak)) = (profile, peak) {
+        let _ =
+            writeln!(o, "profile {} at peak {peak} {unit}, {} per level", p.name(), human_duration(step.as_secs_f64()));
+        if p == ProfileName::Stress || p == ProfileName::Spike || p == ProfileName::Recovery {
+            let _ = writeln!(o, "a level holds when, over its whole hold, {}", criterion.describe(open));
+        }
+    }
+    let prof = plan.model.profile();
+    if !prof.is_constant() {
+        let mut t = 0.0;
+        for (i, s) in prof.stages().iter().enumerate() {
+            let d = s.duration.as_secs_f64();
+            let _ = writeln!(
+                o,
+                "  stage {:>2}  {:>8} .. {:>8}  to {} {unit}",
+                i + 1,
+                human_duration(t),
+                human_duration(t + d),
+                s.target
+            );
+            t += d;
+        }
+        let stages: Vec<String> =
+            prof.stages().iter().map(|s| format!("{}:{}", s.target, compact(s.duration))).collect();
+        // Rate stages ramp from --rate: the equivalent command keeps it.
+        let rate = if open { format!(" --rate {}", prof.start()) } else { String::new() };
+        let _ = writeln!(
+            o,
+            "equivalent: engine blast {} -c {}{rate} --stages {}",
+            plan.target.url,
+            plan.conns,
+            stages.join(",")
+        );
+    }
+    if let Some(expected) = plan.expected_requests() {
+        let _ = writeln!(o, "requests scheduled: {expected}");
+    }
+    for t in &flags.threshold {
+        let _ = writeln!(o, "threshold: {t}");
+    }
+    for a in &flags.abort_on {
+        // An expression's own `for N` is its grace; the others take --abort-grace.
+        let _ = match a.grace {
+            Some(_) => writeln!(o, "safety stop: {a}"),
+            None => writeln!(o, "safety stop: {a} for {} consecutive intervals", flags.abort_grace()),
+        };
+    }
+    o
+}
+
+/// A duration as the shortest `--stages` text: 90s → 90s, 500ms → 500ms.
+fn compact(d: std::time::Duration) -> String {
+    if d.subsec_millis() == 0 {
+        format!("{}s", d.as_secs())
+    } else {
+        format!("{}ms", d.as_millis())
+    }
+}
