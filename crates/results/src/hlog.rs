@@ -185,7 +185,7 @@ impl Writer {
         let length = Duration::from_secs_f64((to_s - from_s).max(0.0));
         self.line(None, start, length, &totals.latency)?;
         self.line(Some(UNCORRECTED), start, length, &totals.latency_uncorrected)?;
-        self.line(Some(OK), start, length, &totals.latency_ok)?;
+        self.line(Some(OK), start, length, totals.ok_latency())?;
         for (k, h) in totals.by_class.iter().enumerate() {
             if let Some(h) = h {
                 self.line(Some(&format!("{CLASS}{}xx", k + 1)), start, length, h)?;

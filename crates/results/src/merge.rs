@@ -197,9 +197,13 @@ fn merged_totals(inputs: &[Input], summaries: &[&Summary], names: &[String]) -> 
 
 /// A log interval's histograms (but the per-name ones) added into `t`.
 fn add_interval(t: &mut Totals, iv: &hlog::Interval) {
+    // The log keeps the expected responses' histogram apart: so does the merge.
+    t.split_ok();
     add(&mut t.latency, &iv.corrected);
     add(&mut t.latency_uncorrected, &iv.uncorrected);
-    add(&mut t.latency_ok, &iv.ok);
+    if let Some(ok) = t.latency_ok.as_deref_mut() {
+        add(ok, &iv.ok);
+    }
     for (slot, h) in t.by_class.iter_mut().zip(&iv.classes) {
         if let Some(h) = h {
             add(slot.get_or_insert_with(|| Box::new(new_histogram())), h);

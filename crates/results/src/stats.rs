@@ -195,8 +195,11 @@ pub struct ShardStats {
     pub latency: Histogram<u64>,
     /// Response complete − actual write.
     pub latency_uncorrected: Histogram<u64>,
-    /// Corrected latency of the responses whose status was expected.
-    pub latency_ok: Histogram<u64>,
+    /// Corrected latency of the responses whose status was expected, made when the first
+    /// unexpected one comes (until then it is `latency`): most runs never need a second
+    /// full-range histogram per shard, per snapshot and per total. Read it with
+    /// [`ShardStats::ok_latency`].
+    pub latency_ok: Option<Box<Histogram<u64>>>,
     /// Corrected latency per status class (`1xx` at 0 .. `5xx` at 4), made when a class is
     /// first seen: most runs see one or two.
     pub by_class: [Option<Box<Histogram<u64>>>; 5],
@@ -362,7 +365,7 @@ impl Default for ShardStats {
             counters: Counters::default(),
             latency: new_histogram(),
             latency_uncorrected: new_histogram(),
-            latency_ok: new_histogram(),
+            latency_ok: None,
             by_class: Default::default(),
             open: 0,
             peak_open: 0,
@@ -426,17 +429,36 @@ impl ShardStats {
     /// counts as an error of kind [`ErrorKind::Status`].
     pub fn record(&mut self, status: u16, corrected: Duration, uncorrected: Duration, expected: bool) {
         let us = micros(corrected);
+        if !expected {
+            // From here on the expected responses' latency is not all of it.
+            self.split_ok();
+        }
         self.counters.requests += 1;
         self.counters.status(status);
         self.latency.saturating_record(us);
         self.latency_uncorrected.saturating_record(micros(uncorrected));
         if expected {
-            self.latency_ok.saturating_record(us);
+            if let Some(ok) = self.latency_ok.as_deref_mut() {
+                ok.saturating_record(us);
+            }
         } else {
             self.counters.error(ErrorKind::Status);
         }
         if let Some(slot) = self.by_class.get_mut(usize::from(status / 100).wrapping_sub(1)) {
             slot.get_or_insert_with(|| Box::new(new_histogram())).saturating_record(us);
+        }
+    }
+
+    /// The corrected latency of the responses whose status was expected.
+    pub fn ok_latency(&self) -> &Histogram<u64> {
+        self.latency_ok.as_deref().unwrap_or(&self.latency)
+    }
+
+    /// Makes the expected responses' histogram its own (a copy of `latency` so far), before
+    /// anything but an expected response is added to `latency`.
+    pub fn split_ok(&mut self) {
+        if self.latency_ok.is_none() {
+            self.latency_ok = Some(Box::new(self.latency.clone()));
         }
     }
 
@@ -479,7 +501,9 @@ impl ShardStats {
         };
         self.latency.reset();
         self.latency_uncorrected.reset();
-        self.latency_ok.reset();
+        if let Some(ok) = self.latency_ok.as_deref_mut() {
+            ok.reset();
+        }
         for h in self.by_class.iter_mut().flatten() {
             h.reset();
         }
@@ -517,10 +541,15 @@ impl ShardStats {
 
     fn add_counts(&mut self, o: &ShardStats) {
         self.counters.add(&o.counters);
+        if o.latency_ok.is_some() {
+            self.split_ok();
+        }
         // Same bounds on both sides, so adding cannot fail.
         let _ = self.latency.add(&o.latency);
         let _ = self.latency_uncorrected.add(&o.latency_uncorrected);
-        let _ = self.latency_ok.add(&o.latency_ok);
+        if let Some(ok) = self.latency_ok.as_deref_mut() {
+            let _ = ok.add(o.ok_latency());
+        }
         for (a, b) in self.by_class.iter_mut().zip(&o.by_class) {
             if let Some(b) = b.as_deref().filter(|b| !b.is_empty()) {
                 let _ = a.get_or_insert_with(|| Box::new(new_histogram())).add(b);
@@ -566,8 +595,8 @@ mod tests {
         // The 503s failed: 1,001 failures over 2,001 attempts (the timeout had no response).
         assert_eq!(t.counters.errors_of(ErrorKind::Status), 1000);
         assert_eq!(t.counters.attempts(), 2001);
-        assert_eq!(t.latency_ok.len(), 1000);
-        assert!(t.latency_ok.max() <= 1001);
+        assert_eq!(t.ok_latency().len(), 1000);
+        assert!(t.ok_latency().max() <= 1001);
         assert_eq!(t.class(5).unwrap().len(), 1000);
         assert_eq!(t.class(2).unwrap().len(), 1000);
         assert!(t.class(4).is_none());
@@ -576,5 +605,31 @@ mod tests {
         assert!(t.latency.value_at_quantile(0.51) >= 10_000);
         // Taking resets the interval.
         assert_eq!(a.take().counters.requests, 0);
+    }
+
+    /// The expected responses' histogram is `latency` until a status is unexpected, then its
+    /// own, and merges by the same rule: the figures are those of a histogram kept throughout.
+    #[test]
+    fn the_expected_latency_splits_off_at_the_first_unexpected_status() {
+        let ms = Duration::from_millis;
+        let mut a = ShardStats::default();
+        a.record(200, ms(1), ms(1), true);
+        assert!(a.latency_ok.is_none());
+        a.record(503, ms(50), ms(50), false);
+        a.record(200, ms(2), ms(2), true);
+        assert_eq!((a.latency.len(), a.ok_latency().len()), (3, 2));
+        assert!(a.ok_latency().max() < 3000);
+        let mut b = ShardStats::default();
+        b.record(200, ms(3), ms(3), true);
+        // A total that has seen only expected responses splits when it meets one that has not.
+        let mut t = Totals::default();
+        t.add(&b.take());
+        assert!(t.latency_ok.is_none());
+        t.add(&a.take());
+        assert_eq!((t.latency.len(), t.ok_latency().len()), (4, 3));
+        assert!(t.ok_latency().max() < 4000, "the 50 ms 503 is not in it");
+        // After a take a's are empty; its next interval counts from nothing.
+        a.record(200, ms(4), ms(4), true);
+        assert_eq!((a.latency.len(), a.ok_latency().len()), (1, 1));
     }
 }

@@ -493,7 +493,7 @@ impl Summary {
             errors: Errors::of(c),
             latency_ms: Latency::from_histogram(&totals.latency),
             latency_uncorrected_ms: Latency::from_histogram(&totals.latency_uncorrected),
-            latency_ok_ms: Latency::from_histogram(&totals.latency_ok),
+            latency_ok_ms: Latency::from_histogram(totals.ok_latency()),
             latency_by_class_ms: (1..=5u16)
                 .filter_map(|c| {
                     totals.class(c).filter(|h| !h.is_empty()).map(|h| (format!("{c}xx"), Latency::from_histogram(h)))

@@ -148,7 +148,7 @@ impl Figures {
     pub fn of_interval(t: &Totals, rps: f64, sel: &Selector) -> Self {
         let c = &t.counters;
         let latency = match sel {
-            Selector::Ok => Latency::from_histogram(&t.latency_ok),
+            Selector::Ok => Latency::from_histogram(t.ok_latency()),
             Selector::Class(k) => t.class(*k).map(Latency::from_histogram).unwrap_or_default(),
             Selector::All | Selector::Name(_) => Latency::from_histogram(&t.latency),
         };
