@@ -47,7 +47,7 @@ pub fn main(args: BlastArgs) -> u8 {
         outputs.run_log.line(&format!("note: {n}"));
     }
     let control = Control::new();
-    on_signals(&control);
+    crate::signals::stop_run(&control, "the run");
     let summary = match run(&args, &plan, judges, &control, &mut outputs) {
         Ok(s) => s,
         Err(e @ (RunError::Unreachable { .. } | RunError::Handshake { .. })) => {
@@ -62,22 +62,6 @@ pub fn main(args: BlastArgs) -> u8 {
         return crate::fail(exit::FAILURE, &e);
     }
     crate::verdict(&summary)
-}
-
-/// Ctrl-C or SIGTERM stops the run (a short drain, then the summary, written within
-/// STOP_WITHIN); a second one leaves at once, for a run whose drain the user will not wait for.
-fn on_signals(control: &Control) {
-    let handler = control.clone();
-    let deadline = engine_blast::blast::STOP_WITHIN + std::time::Duration::from_secs(1);
-    let on = crate::signals::OnSignals::new(
-        move || handler.stop(),
-        deadline,
-        exit::INTERRUPTED,
-        "the run did not stop in time; exiting",
-    );
-    if let Err(e) = on.install() {
-        eprintln!("engine: warning: cannot handle signals (Ctrl-C will not write the summary): {e}");
-    }
 }
 
 /// Runs the plan, judged, and watched by the progress line, the results folder's run.log and

@@ -147,17 +147,7 @@ fn start_servers(cpu: usize, tls: Option<&DemoTls>) -> anyhow::Result<(Target, P
 /// The blast through the proxy, with its progress line; Ctrl-C stops it as in `engine blast`.
 fn blast(plan: &engine_blast::Plan) -> Result<engine_blast::Summary, engine_blast::RunError> {
     let control = Control::new();
-    let handler = control.clone();
-    let deadline = engine_blast::blast::STOP_WITHIN + Duration::from_secs(1);
-    let on = crate::signals::OnSignals::new(
-        move || handler.stop(),
-        deadline,
-        exit::INTERRUPTED,
-        "the demo did not stop in time; exiting",
-    );
-    if let Err(e) = on.install() {
-        eprintln!("engine: warning: cannot handle signals: {e}");
-    }
+    crate::signals::stop_run(&control, "the demo");
     println!("{}", engine_blast::describe::banner(plan));
     let mut progress = output::Progress::new(false, plan);
     engine_blast::run(plan, &control, &mut [&mut progress])

@@ -13,6 +13,19 @@ use signal_hook::consts::{SIGHUP, SIGINT, SIGTERM};
 
 use crate::exit;
 
+/// A blast's signals (`engine blast`, `engine demo`): the first stops the run (a short drain,
+/// then the summary, written within STOP_WITHIN); a second leaves at once. `what` names the
+/// mode in the line printed if the stop overruns.
+pub fn stop_run(control: &engine_blast::Control, what: &str) {
+    let handler = control.clone();
+    let deadline = engine_blast::blast::STOP_WITHIN + Duration::from_secs(1);
+    let late = format!("{what} did not stop in time; exiting");
+    let on = OnSignals::new(move || handler.stop(), deadline, exit::INTERRUPTED, &late);
+    if let Err(e) = on.install() {
+        eprintln!("engine: warning: cannot handle signals (Ctrl-C will not write the summary): {e}");
+    }
+}
+
 /// What a mode does on its signals.
 pub struct OnSignals {
     first: Arc<dyn Fn() + Send + Sync>,

@@ -58,9 +58,8 @@ fn invalid(text: String) -> ConfigError {
     ConfigError::Invalid(text)
 }
 
-fn failed(what: impl Into<String>) -> impl FnOnce(&dyn std::fmt::Display) -> ConfigError {
-    let what = what.into();
-    move |why| ConfigError::Failed { what, why: why.to_string() }
+fn failed(what: impl Into<String>, why: impl std::fmt::Display) -> ConfigError {
+    ConfigError::Failed { what: what.into(), why: why.to_string() }
 }
 
 impl ProxyFlags {
@@ -69,11 +68,11 @@ impl ProxyFlags {
         let (upstream, upstream_tls) = self.upstream()?;
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
-                Some(ServerTls::from_files(cert.clone(), key.clone()).map_err(|e| failed("--tls-cert/--tls-key")(&e))?)
+                Some(ServerTls::from_files(cert.clone(), key.clone()).map_err(|e| failed("--tls-cert/--tls-key", e))?)
             }
             _ => None,
         };
-        let cpus = engine_runtime::affinity::allowed_cpus().map_err(|e| failed("cannot read CPU affinity")(&e))?;
+        let cpus = engine_runtime::affinity::allowed_cpus().map_err(|e| failed("cannot read CPU affinity", e))?;
         let shards = engine_runtime::affinity::shard_count(self.shards, &cpus).map_err(|e| invalid(e.to_string()))?;
         let (admin, admin_token) = self.admin()?;
         let faults = match &self.faults {
@@ -138,14 +137,14 @@ impl ProxyFlags {
             _ => hostport,
         };
         let with_port = if host == hostport { format!("{hostport}:443") } else { hostport.to_string() };
-        let addr = resolve(&with_port).map_err(|e| failed(format!("--upstream {}", self.upstream))(&e))?;
+        let addr = resolve(&with_port).map_err(|e| failed(format!("--upstream {}", self.upstream), e))?;
         let opts = engine_tls::ClientOptions {
             cacert: self.upstream_ca.clone(),
             insecure: self.upstream_insecure,
             servername: self.upstream_servername.clone(),
             ..Default::default()
         };
-        let client = engine_tls::Client::new(&opts, host).map_err(|e| failed("--upstream TLS")(&e))?;
+        let client = engine_tls::Client::new(&opts, host).map_err(|e| failed("--upstream TLS", e))?;
         Ok((addr, Some(client)))
     }
 
@@ -162,7 +161,7 @@ impl ProxyFlags {
             None => None,
             Some(path) => {
                 let t = engine_util::files::read_limited_string(path, 4096)
-                    .map_err(|e| failed(format!("cannot read {}", path.display()))(&e))?;
+                    .map_err(|e| failed(format!("cannot read {}", path.display()), e))?;
                 let t = t.trim().to_string();
                 if t.len() < 16 {
                     return Err(invalid(format!(
@@ -196,7 +195,7 @@ impl ProxyFlags {
 
     /// Timeouts and the connection limit (by default what the open-files limit holds).
     fn limits(&self, shards: usize) -> Result<Limits, ConfigError> {
-        let (_, hard) = engine_runtime::limits::nofile().map_err(|e| failed("cannot read the open-files limit")(&e))?;
+        let (_, hard) = engine_runtime::limits::nofile().map_err(|e| failed("cannot read the open-files limit", e))?;
         let max_conns = match self.max_conns {
             Some(0) => return Err(invalid("--max-conns must be at least 1".into())),
             Some(n) => n,
@@ -255,10 +254,10 @@ fn upgrades(list: &str) -> Result<Vec<String>, ConfigError> {
 fn faults_file(path: &Path, shards: usize) -> Result<Vec<Rule>, ConfigError> {
     let name = path.display().to_string();
     let text = engine_util::files::read_limited_string(path, crate::faults::MAX_FILE)
-        .map_err(|e| failed(format!("cannot read {name}"))(&e))?;
-    let rules = crate::faults::parse_faults_file(&text).map_err(|e| failed(name.clone())(&e))?;
+        .map_err(|e| failed(format!("cannot read {name}"), e))?;
+    let rules = crate::faults::parse_faults_file(&text).map_err(|e| failed(name.clone(), e))?;
     for (i, r) in rules.iter().enumerate() {
-        r.validate(shards).map_err(|e| failed(name.clone())(&e))?;
+        r.validate(shards).map_err(|e| failed(name.clone(), e))?;
         if let Some(id) = r.id.as_deref().filter(|id| rules[..i].iter().any(|o| o.id.as_deref() == Some(id))) {
             return Err(invalid(format!(
                 "{name}: two faults have id {id:?}; ids name rules for the admin API, so each must be unique"
@@ -276,7 +275,7 @@ fn resolve(upstream: &str) -> Result<SocketAddr, ConfigError> {
     }
     hostport
         .to_socket_addrs()
-        .map_err(|e| failed(format!("--upstream {upstream:?} is not a HOST:PORT that resolves"))(&e))?
+        .map_err(|e| failed(format!("--upstream {upstream:?} is not a HOST:PORT that resolves"), e))?
         .next()
         .ok_or_else(|| invalid(format!("--upstream {upstream}: the name resolved to no address")))
 }

@@ -111,9 +111,6 @@ impl Conn {
         if self.stream.is_some() {
             return true;
         }
-        // Boxed: a connect's state (the permit, the socket's connect, the handshake's timer) is
-        // hundreds of bytes, and inline it would size every connection's task for its whole
-        // life, at 10,000 connections several MiB for a moment each of them uses once.
         match connect(shard, self.guard.slot).await {
             Ok(opened) => {
                 self.failures = 0;
