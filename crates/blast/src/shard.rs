@@ -17,6 +17,9 @@ use crate::state::Shard;
 /// How long in-flight requests may still complete after the run's end (capped by
 /// `--timeout`); after that they are abandoned and counted as such.
 pub(crate) const DRAIN_MAX: Duration = Duration::from_secs(2);
+/// The share of the drain's grace in which requests due before the end may still start;
+/// the rest is for them to finish.
+const BACKLOG_SHARE: f64 = 0.75;
 /// After an interrupt (Ctrl-C) the user wants the report now.
 pub(crate) const DRAIN_INTERRUPTED: Duration = Duration::from_millis(300);
 /// How often the control loop looks at the stop flag: the only cross-thread read a shard
@@ -175,11 +178,19 @@ async fn drain(cfg: &ShardConfig, shard: &Shard, reporter: &mut Reporter<'_>, in
     let grace = if interrupted { DRAIN_INTERRUPTED } else { DRAIN_MAX.min(cfg.plan.timeout) };
     let now = Instant::now();
     let (drain_end, opening_end) = (now + grace, now + grace.min(OPENING_GRACE));
+    // A generator that fell behind may hold more due requests than the grace can carry:
+    // it sends them for the first part of the grace only, or the last ones sent would be
+    // cut off in flight at its end (served by the target, never measured).
+    let backlog_end = now + grace.mul_f64(BACKLOG_SHARE);
     loop {
         let now = Instant::now();
         reporter.due(shard, now);
+        if now >= backlog_end {
+            shard.stop_finishing();
+        }
         let opening = shard.opening() > 0 && now < opening_end;
-        let idle = shard.stats().in_flight == 0 && (interrupted || shard.schedule_sent());
+        let sent_all = interrupted || shard.schedule_sent() || !shard.may_send();
+        let idle = shard.stats().in_flight == 0 && sent_all;
         if (idle && !opening) || now >= drain_end {
             break;
         }

@@ -204,6 +204,12 @@ impl Shard {
         self.finishing.set(finish_schedule && self.arrivals.is_some());
     }
 
+    /// The backlog's time is up: requests due but not yet started stay unsent (the schedule
+    /// reports them as a shortfall), so the ones already sent have time to finish.
+    pub fn stop_finishing(&self) {
+        self.finishing.set(false);
+    }
+
     /// Whether a connection may take the next due time: while running, and while the open
     /// model finishes its schedule after the planned end.
     pub fn may_send(&self) -> bool {
