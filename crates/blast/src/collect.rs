@@ -218,6 +218,12 @@ impl<'p> Collector<'p> {
                 schedule.behind = (it.started as f64) < 0.99 * expected as f64;
                 summary.iterations = Some(IterationSummary::new(it, ran_s));
             }
+            // A run that reached its planned end sends everything its schedule made due (the
+            // drain carries the late ones), unless the generator fell so far behind that the
+            // drain could not: then even a small shortfall is the generator's, and said.
+            if self.stopped_at.is_none() && schedule.sent < expected {
+                schedule.behind = true;
+            }
             summary.schedule = Some(schedule);
         }
         summary.generator = generator(plan, &self.load);

@@ -242,7 +242,8 @@ pub struct Schedule {
     pub achieved_rps: f64,
     /// The most any request started after it was due: how far behind the schedule the run fell.
     pub max_lag_ms: f64,
-    /// Fewer than 99% of the scheduled requests were sent: the asked rate was not reached.
+    /// The asked rate was not reached: fewer than 99% of the scheduled requests were sent, or,
+    /// in a run that reached its planned end, any of them was not.
     pub behind: bool,
 }
 

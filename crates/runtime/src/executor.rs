@@ -142,7 +142,7 @@ pub fn current_executor() -> Option<String> {
 
 async fn beat(h: Heartbeat) {
     loop {
-        h.0.store(now_ms(), Ordering::Relaxed);
+        h.beat_now();
         glommio::timer::sleep(tick(BEAT)).await;
     }
 }
@@ -185,6 +185,16 @@ impl Default for Heartbeat {
 impl Heartbeat {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// A sign of life, now. An end already marked stays: the beat task may run once more in
+    /// the executor's last turn, after its main future finished, and a beat stored over
+    /// `FINISHED` made the thread's end read as a panic ("shard 0 died") in a run that had
+    /// none.
+    fn beat_now(&self) {
+        let now = now_ms();
+        let _ =
+            self.0.fetch_update(Ordering::Relaxed, Ordering::Relaxed, |v| (v != FINISHED && v != DIED).then_some(now));
     }
 
     pub fn pulse(&self) -> Pulse {
@@ -318,6 +328,16 @@ mod tests {
             .unwrap();
         assert!(handle.join().is_err());
         assert_eq!(h.pulse(), Pulse::Died);
+
+        // A beat after the end does not undo it.
+        for end in [FINISHED, DIED] {
+            let h = Heartbeat(Arc::new(AtomicU64::new(end)));
+            h.beat_now();
+            assert_eq!(h.0.load(Ordering::Relaxed), end);
+        }
+        let h = Heartbeat::new();
+        h.beat_now();
+        assert_eq!(h.pulse(), Pulse::Alive);
 
         let h = Heartbeat(Arc::new(AtomicU64::new(1000)));
         assert_eq!(h.pulse_at(1000 + LATE_AFTER.as_millis() as u64), Pulse::Alive);

@@ -111,7 +111,9 @@ impl Conn {
         if self.stream.is_some() {
             return true;
         }
-        match connect(shard, self.guard.slot).await {
+        // The pause is decided inside the match and slept after it: a sleep inside would keep
+        // the connect's result (160 bytes) alive across it, in every connection's task.
+        let pause = match connect(shard, self.guard.slot).await {
             Ok(opened) => {
                 self.failures = 0;
                 {
@@ -124,7 +126,7 @@ impl Conn {
                 }
                 self.guard.set_open(Some(&opened.stream));
                 self.stream = Some(opened.stream);
-                true
+                return true;
             }
             Err(e) => {
                 match e {
@@ -132,11 +134,11 @@ impl Conn {
                     OpenError::Tls(e) => shard.stats().tls_error(tls_reason(&e)),
                 }
                 self.failures += 1;
-                let pause = BACKOFF_MIN.saturating_mul(1 << self.failures.min(7)).min(BACKOFF_MAX);
-                glommio::timer::sleep(pause).await;
-                false
+                BACKOFF_MIN.saturating_mul(1 << self.failures.min(7)).min(BACKOFF_MAX)
             }
-        }
+        };
+        glommio::timer::sleep(pause).await;
+        false
     }
 }
 
