@@ -95,6 +95,12 @@ pub struct BlastArgs {
     /// thresholds, the safety stops and every chart
     #[arg(long, value_name = "LIST", value_parser = engine_blast::plan::StatusSet::parse)]
     pub expect_status: Option<engine_blast::plan::StatusSet>,
+    /// Check every response, e.g. 'status == 200', 'header content-type ~ json',
+    /// 'body contains "ok"', 'json $.items[0].id exists' (repeatable). A failed check is an
+    /// error of kind `check`; each is counted by name, for thresholds such as 'checks>99%'.
+    /// Only what the checks read is kept of a response (see docs/scenarios.md, Checks)
+    #[arg(long = "check", value_name = "EXPR", value_parser = engine_blast::check::CheckSpec::parse)]
+    pub checks: Vec<engine_blast::check::CheckSpec>,
     /// Per-request timeout, from write to complete response [default: 30s]
     #[arg(allow_hyphen_values = true, long, value_name = "DUR", value_parser = engine_util::units::parse_duration)]
     pub timeout: Option<std::time::Duration>,
@@ -170,6 +176,7 @@ impl From<&BlastArgs> for engine_blast::Flags {
             body: a.body.clone(),
             max_users: a.max_users,
             expect_status: a.expect_status,
+            checks: a.checks.clone(),
             timeout: a.timeout,
             connect_timeout: a.connect_timeout,
             shards: a.shards,

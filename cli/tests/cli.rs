@@ -458,7 +458,7 @@ fn report_reads_summaries_typed_and_refuses_what_it_cannot_trust() {
     let dir = std::env::temp_dir().join(format!("engine-typed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let real = real_summary();
-    assert_eq!(real["schema_version"], 3);
+    assert_eq!(real["schema_version"], 4);
     let write = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
         let mut v = real.clone();
         edit(&mut v);
@@ -470,7 +470,7 @@ fn report_reads_summaries_typed_and_refuses_what_it_cannot_trust() {
     type Edit<'a> = &'a dyn Fn(&mut serde_json::Value);
     let cases: [(&str, Edit, &str); 4] = [
         ("no-p95.json", &|v| drop(v["latency_ms"].as_object_mut().unwrap().remove("p95")), "missing field `p95`"),
-        ("newer.json", &|v| v["schema_version"] = 99.into(), "schema version 99, newer than this engine reads (3)"),
+        ("newer.json", &|v| v["schema_version"] = 99.into(), "schema version 99, newer than this engine reads (4)"),
         ("older.json", &|v| drop(v.as_object_mut().unwrap().remove("schema_version")), "written by an older engine"),
         ("typo.json", &|v| v["rps"] = "fast".into(), "invalid type"),
     ];
@@ -480,6 +480,13 @@ fn report_reads_summaries_typed_and_refuses_what_it_cannot_trust() {
         v["errors"].as_object_mut().unwrap().remove("tls");
     });
     let o = engine(&["report", "compare", &good, &v1]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Schema 3 (before checks) reads as a run without checks.
+    let v3 = write("v3.json", &|v| {
+        v["schema_version"] = 3.into();
+        v["errors"].as_object_mut().unwrap().remove("check");
+    });
+    let o = engine(&["report", "compare", &good, &v3]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for (name, edit, want) in cases {
         let bad = write(name, edit);

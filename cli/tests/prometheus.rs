@@ -134,7 +134,7 @@ fn both_endpoints_pass_promtool_and_the_dashboard_names_only_real_metrics() {
         &scenario,
         format!(
             "target = \"http://127.0.0.1:{listen}\"\n[[request]]\nname = \"home\"\npath = \"/\"\n\
-             [[request]]\nname = \"api\"\npath = \"/api/x\"\n"
+             check = ['body contains \"ok\"']\n[[request]]\nname = \"api\"\npath = \"/api/x\"\n"
         ),
     )
     .unwrap();
@@ -178,6 +178,8 @@ fn both_endpoints_pass_promtool_and_the_dashboard_names_only_real_metrics() {
         "engine_blast_request_duration_seconds_bucket{le=\"0.0001\"}",
         "engine_blast_named_requests_total{name=\"api\"}",
         "engine_blast_named_request_duration_seconds_bucket{name=\"home\",le=\"0.001\"}",
+        // A check's name is its expression, quotes and all: escaped in the label.
+        "engine_blast_checks_total{name=\"body contains \\\"ok\\\"\",result=\"pass\"}",
         "engine_blast_connections_open 8",
         "engine_blast_target_connections 8",
     ] {

@@ -397,3 +397,70 @@ fn the_largest_weights_print_their_shares() {
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(out.matches(" 50.0%").count(), 2, "{out}");
 }
+
+#[test]
+fn checks_count_by_name_and_a_failed_one_ends_the_flow() {
+    let (addr, stats) = login_server();
+    let scenario = |login_check: &str| {
+        format!(
+            r#"
+target = "http://{addr}"
+[defaults]
+check = ["status < 500"]
+[load]
+conns = 2
+duration = "1s"
+[[flow]]
+name = "user"
+[[flow.step]]
+name = "login"
+method = "POST"
+path = "/login"
+capture = {{ token = "header:X-Token", jt = "json:$.token" }}
+check = [{{ name = "has-token", expr = "json $.token exists" }}, {login_check}]
+[[flow.step]]
+name = "me"
+path = "/api/me"
+headers = {{ Authorization = "Bearer {{{{cap.token}}}}", "X-Json" = "{{{{cap.jt}}}}" }}
+check = ['body contains "ok"', {{ expr = "header x-cache exists", soft = true }}]
+"#
+        )
+    };
+    // Every check a login can pass: the JSONPath capture carries the token, each check is
+    // counted by name, the soft one fails without failing anything.
+    let file = write_scenario("checks.toml", &scenario(r#""json $.user >= 0""#));
+    let v = run_scenario(&file, "checks-out");
+    let (valid, rejected, _) = stats.lock().unwrap().clone();
+    assert_eq!(rejected, 0);
+    let by = &v["checks"]["by_name"];
+    let logins = v["requests_by_name"]["user.login"]["requests"].as_u64().unwrap();
+    assert_eq!(by["has-token"]["passed"].as_u64(), Some(logins), "{by}");
+    assert_eq!(by["body contains \"ok\""]["passed"].as_u64(), Some(valid), "{by}");
+    assert_eq!(by["header x-cache exists"]["failed"].as_u64(), Some(valid), "{by}");
+    assert_eq!(by["status < 500"]["passed"].as_u64(), v["requests"].as_u64(), "{by}");
+    assert_eq!((v["errors"]["check"].as_u64(), v["errors"]["total"].as_u64()), (Some(0), Some(0)));
+
+    // A login that fails its check ends the iteration: no /api/me follows, and each is an
+    // error of kind check.
+    let before = stats.lock().unwrap().0;
+    let file = write_scenario("checks-fail.toml", &scenario(r#""json $.user < 0""#));
+    let out = file.parent().unwrap().join("checks-fail-out");
+    let o = engine(&[
+        "blast",
+        "--scenario",
+        file.to_str().unwrap(),
+        "--shards",
+        "1",
+        "-q",
+        "--json",
+        "-",
+        "--out",
+        out.to_str().unwrap(),
+    ]);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let logins = v["requests_by_name"]["user.login"]["requests"].as_u64().unwrap();
+    assert!(logins > 0);
+    assert_eq!(stats.lock().unwrap().0, before, "no step after a failed check");
+    assert_eq!(v["errors"]["check"].as_u64(), Some(logins), "{}", v["errors"]);
+    assert_eq!(v["checks"]["by_name"]["json $.user < 0"]["failed"].as_u64(), Some(logins));
+}

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime};
 use engine_results::observe::{Flow, Interval, Observer};
 use engine_results::stats::Totals;
 use engine_results::summary::{
-    Generator, IterationSummary, Model, NamedSummary, Point, Schedule, ShardLoad, Summary, SATURATED,
+    ChecksSummary, Generator, IterationSummary, Model, NamedSummary, Point, Schedule, ShardLoad, Summary, SATURATED,
 };
 
 use crate::control::{Control, LAST_WORD};
@@ -205,6 +205,7 @@ impl<'p> Collector<'p> {
             plan::Model::Open(_) => Model::Open,
             plan::Model::Closed(_) => Model::Closed,
         };
+        summary.checks = ChecksSummary::new(&plan.check_names, &self.totals.checks);
         for (r, n) in plan.requests.iter().zip(&self.totals.names) {
             summary.requests_by_name.insert(r.name.clone(), NamedSummary::new(&r.method, r.weight, n, elapsed));
         }

@@ -15,6 +15,7 @@ use engine_results::profile::Criterion;
 use engine_results::summary::Worker;
 use engine_results::thresholds::Expr;
 
+use crate::check::CheckSpec;
 use crate::plan::{FlowSpec, PlanInput, RequestSpec, StatusSet, DEFAULT_TIMEOUT, MAX_BODY};
 use crate::profiles::ProfileName;
 use crate::run::{Judges, Profile};
@@ -52,6 +53,8 @@ pub struct Flags {
     pub body: Option<String>,
     pub max_users: Option<u64>,
     pub expect_status: Option<StatusSet>,
+    /// `--check`: checks on every request's responses, after the scenario's own.
+    pub checks: Vec<CheckSpec>,
     pub timeout: Option<Duration>,
     pub connect_timeout: Duration,
     pub shards: Option<usize>,
@@ -111,6 +114,9 @@ impl Flags {
         let mut headers = sc.default_headers();
         headers.append(&mut self.headers);
         self.headers = headers;
+        let mut checks = sc.default_checks();
+        checks.append(&mut self.checks);
+        self.checks = checks;
         self.threshold = expressions(&mut notes, "--threshold", &self.threshold, &sc.thresholds, &ctx("thresholds"))?;
         self.abort_on = expressions(&mut notes, "--abort-on", &self.abort_on, &sc.abort_on, &ctx("abort_on"))?;
         self.criterion = criterion(&sc, &ctx)?;
@@ -168,6 +174,7 @@ impl Flags {
         input.start_at = self.start_at;
         input.source_ips = self.source_ips.clone();
         input.expect_status = self.expect_status.unwrap_or_default();
+        input.checks = self.checks.clone();
         input.max_users = self.max_users;
         Ok(input)
     }

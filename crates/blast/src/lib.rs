@@ -24,6 +24,7 @@
 //! The library neither prints nor exits; the `engine` binary does both.
 
 pub mod blast;
+pub mod check;
 mod collect;
 mod conn;
 mod control;

@@ -26,6 +26,8 @@ pub struct BlastMetrics {
     handle: PrometheusHandle,
     /// Request names (scenarios), for the per-name series; empty for a single request.
     names: Vec<String>,
+    /// Check names, by the plan's index.
+    checks: Vec<String>,
     open_model: bool,
     /// https: the TLS series are published.
     tls: bool,
@@ -42,6 +44,7 @@ impl BlastMetrics {
             recorder,
             handle,
             names,
+            checks: plan.check_names.clone(),
             open_model: matches!(plan.model, Model::Open(_)),
             tls: plan.tls.is_some(),
         };
@@ -87,6 +90,10 @@ impl BlastMetrics {
                 "engine_blast_tls_errors_total",
                 "TLS failures by reason (certificate, alert, bad_record, truncated, handshake, other)."
             );
+            describe_counter!(
+                "engine_blast_checks_total",
+                "Checks on responses, by check name and result (pass, fail)."
+            );
             describe_histogram!(
                 "engine_blast_named_request_duration_seconds",
                 Unit::Seconds,
@@ -100,6 +107,11 @@ impl BlastMetrics {
             gauge!("engine_blast_connections_open").set(0.0);
             gauge!("engine_blast_achieved_rate").set(0.0);
             gauge!("engine_blast_stage").set(1.0);
+            for name in &plan.check_names {
+                for result in ["pass", "fail"] {
+                    counter!("engine_blast_checks_total", "name" => name.clone(), "result" => result).absolute(0);
+                }
+            }
             if plan.tls.is_some() {
                 for kind in ["full", "resumed"] {
                     counter!("engine_blast_tls_handshakes_total", "kind" => kind).absolute(0);
@@ -150,6 +162,10 @@ impl BlastMetrics {
                 for (reason, n) in TLS_REASONS.iter().zip(s.tls_errors) {
                     counter!("engine_blast_tls_errors_total", "reason" => *reason).increment(n);
                 }
+            }
+            for (name, c) in self.checks.iter().zip(&t.checks) {
+                counter!("engine_blast_checks_total", "name" => name.clone(), "result" => "pass").increment(c.passed);
+                counter!("engine_blast_checks_total", "name" => name.clone(), "result" => "fail").increment(c.failed);
             }
             for (name, n) in self.names.iter().zip(&t.names) {
                 counter!("engine_blast_named_requests_total", "name" => name.clone()).increment(n.counters.requests);

@@ -6,13 +6,17 @@ use std::time::Duration;
 
 use std::sync::Arc;
 
+use crate::check::{Check, CheckSpec};
 use crate::render::RenderedRequest;
 use crate::schedule::{Profile, Stage};
 use crate::template::DataTable;
 use engine_runtime::limits::{self, LimitError};
 
+mod checks;
 mod expect;
 mod scenario;
+use checks::plan_checks;
+pub use checks::Keep;
 pub use expect::StatusSet;
 use scenario::{plan_flows, plan_requests};
 pub use scenario::{CaptureSource, FlowPlan, FlowSpec, FlowStep, RequestSpec, StepSpec, RETRY_AFTER_MAX};
@@ -66,6 +70,8 @@ pub struct PlanInput {
     pub busy_poll: Option<Duration>,
     /// The statuses a response may have without failing (each request may have its own).
     pub expect_status: StatusSet,
+    /// Checks on the responses of every request (`--check`), besides each request's own.
+    pub checks: Vec<CheckSpec>,
     /// Arrival-rate flows (`rate` with `flows`): the most users walking a flow at once, each
     /// on a connection of its own (`None`: `conns`).
     pub max_users: Option<u64>,
@@ -84,6 +90,11 @@ pub struct PlannedRequest {
     pub weight: u32,
     /// The statuses its response may have without failing.
     pub expect: StatusSet,
+    /// Checks on its responses, by the plan's check names.
+    pub checks: Vec<Check>,
+    /// What of its response to keep for its checks and a flow step's captures (`None`:
+    /// nothing, the response is only framed).
+    pub keep: Option<Keep>,
 }
 
 impl PlanInput {
@@ -110,6 +121,7 @@ impl PlanInput {
             data: None,
             busy_poll: None,
             expect_status: StatusSet::default(),
+            checks: Vec::new(),
             max_users: None,
             tls: engine_tls::ClientOptions::default(),
         }
@@ -168,6 +180,8 @@ pub struct Plan {
     pub flows: Vec<FlowPlan>,
     /// Names of the values flows capture, by index.
     pub captures: Vec<String>,
+    /// Names of the checks, by index: what `checks{name=…}` selects and the summary counts.
+    pub check_names: Vec<String>,
     /// The data file of `{{csv.COLUMN}}` templates.
     pub data: Option<Arc<DataTable>>,
     pub model: Model,
@@ -306,13 +320,14 @@ impl PlanInput {
         }
         let headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
         let (flows, captures, flow_requests) = plan_flows(&self.flows)?;
-        let requests = if !flow_requests.is_empty() {
-            plan_requests(&flow_requests, &target, &headers, self.expect_status)?
+        let (mut requests, specs) = if !flow_requests.is_empty() {
+            (plan_requests(&flow_requests, &target, &headers, self.expect_status)?, flow_requests)
         } else if self.requests.is_empty() {
-            vec![single_request(&self.method, &target, &headers, &self.body, self.expect_status)?]
+            (vec![single_request(&self.method, &target, &headers, &self.body, self.expect_status)?], Vec::new())
         } else {
-            plan_requests(&self.requests, &target, &headers, self.expect_status)?
+            (plan_requests(&self.requests, &target, &headers, self.expect_status)?, self.requests.clone())
         };
+        let check_names = plan_checks(&mut requests, &specs, &self.checks, &flows)?;
         let allowed = engine_runtime::affinity::allowed_cpus().map_err(PlanError::Affinity)?;
         let cpus = match self.cores {
             Some(list) => {
@@ -342,7 +357,6 @@ impl PlanInput {
         let sources = self.source_ips.len().max(1) as u64;
         limits::check(conns, shards as u64, hard, limits::ephemeral_port_range(), sources)?;
 
-        let mut requests = requests;
         for r in &mut requests {
             let name = r.name.clone();
             r.request
@@ -356,6 +370,7 @@ impl PlanInput {
             requests,
             flows,
             captures,
+            check_names,
             data: self.data,
             model,
             conns,
@@ -417,7 +432,15 @@ fn single_request(
     }
     let request = RenderedRequest::render(&upper, &target.path, &target.authority, headers, body)
         .map_err(|e| PlanError::Template(e.to_string()))?;
-    Ok(PlannedRequest { name: "default".into(), method: upper, request, weight: 1, expect })
+    Ok(PlannedRequest {
+        name: "default".into(),
+        method: upper,
+        request,
+        weight: 1,
+        expect,
+        checks: Vec::new(),
+        keep: None,
+    })
 }
 
 impl PlanInput {
@@ -623,6 +646,7 @@ mod tests {
             body: Vec::new(),
             weight,
             expect: (name == "b").then(|| StatusSet::parse("200-299,404").unwrap()),
+            checks: Vec::new(),
         };
         let two = with(&|p| p.requests = vec![spec("a", 1), spec("b", 3)]).unwrap();
         assert_eq!(two.requests.len(), 2);

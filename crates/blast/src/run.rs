@@ -42,8 +42,12 @@ pub struct Profile {
 pub enum JudgeError {
     #[error("'{expr}' names no request of this plan (requests: {names})")]
     UnknownName { expr: String, names: String },
-    #[error("'{0}': safety stops apply to the whole run, not to one request")]
+    #[error("'{0}': safety stops apply to the whole run, not to one request or check")]
     NamedStop(String),
+    #[error("'{expr}' names no check of this plan (checks: {names})")]
+    UnknownCheck { expr: String, names: String },
+    #[error("'{0}': the plan has no checks (add check = [...] to a request, or --check)")]
+    NoChecks(String),
     #[error("'{0}': recovery_s and capacity are known at the end of the run; use them as --threshold")]
     EndOnlyStop(String),
     #[error("'{0}': 'for N' is a safety stop's grace; a threshold is judged once, on the whole run")]
@@ -59,7 +63,14 @@ impl Judges {
     /// [`Run`] of it.
     pub fn check(self, plan: &Plan) -> Result<Checked, JudgeError> {
         for e in self.thresholds.iter().chain(&self.abort_on) {
-            if let Some(name) = e.name() {
+            if e.metric == Metric::Checks && plan.check_names.is_empty() {
+                return Err(JudgeError::NoChecks(e.to_string()));
+            }
+            if let Some(name) = e.name().filter(|_| e.metric == Metric::Checks) {
+                if !plan.check_names.iter().any(|n| n == name) {
+                    return Err(JudgeError::UnknownCheck { expr: e.to_string(), names: plan.check_names.join(", ") });
+                }
+            } else if let Some(name) = e.name() {
                 if plan.requests.len() < 2 || !plan.requests.iter().any(|r| r.name == name) {
                     let names: Vec<&str> = plan.requests.iter().map(|r| r.name.as_str()).collect();
                     return Err(JudgeError::UnknownName { expr: e.to_string(), names: names.join(", ") });

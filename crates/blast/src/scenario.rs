@@ -11,6 +11,7 @@ use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::check::CheckSpec;
 use crate::plan::{CaptureSource, FlowSpec, RequestSpec, StatusSet, StepSpec};
 use crate::template::DataTable;
 
@@ -77,6 +78,40 @@ pub struct Defaults {
     /// Flows: the longest `Retry-After` a failed step's answer makes its user wait (default
     /// 10s; "0s" ignores Retry-After).
     pub retry_after_max: Option<String>,
+    /// Checks on the responses of every request.
+    #[serde(default)]
+    pub check: Vec<CheckEntry>,
+}
+
+/// A check: `"status == 200"`, or `{ name = "cache", expr = "json $.cached == true", soft = true }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum CheckEntry {
+    Expr(String),
+    Named(NamedCheck),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NamedCheck {
+    pub name: Option<String>,
+    pub expr: String,
+    /// A failure is counted but does not fail the request.
+    #[serde(default)]
+    pub soft: bool,
+}
+
+impl CheckEntry {
+    pub fn spec(&self) -> CheckSpec {
+        match self {
+            CheckEntry::Expr(e) => CheckSpec::new(e.clone()),
+            CheckEntry::Named(n) => CheckSpec { name: n.name.clone(), expr: n.expr.clone(), soft: n.soft },
+        }
+    }
+}
+
+fn specs(entries: &[CheckEntry]) -> Vec<CheckSpec> {
+    entries.iter().map(CheckEntry::spec).collect()
 }
 
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -106,6 +141,9 @@ pub struct Request {
     pub body: Option<String>,
     /// This request's expected statuses, instead of the default.
     pub expect_status: Option<String>,
+    /// Checks on its responses.
+    #[serde(default)]
+    pub check: Vec<CheckEntry>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -137,6 +175,9 @@ pub struct Step {
     pub capture: BTreeMap<String, String>,
     /// This step's expected statuses, instead of the default.
     pub expect_status: Option<String>,
+    /// Checks on its responses; a failed one fails the step.
+    #[serde(default)]
+    pub check: Vec<CheckEntry>,
 }
 
 fn get() -> String {
@@ -241,6 +282,7 @@ impl Scenario {
                     body: st.body.clone().unwrap_or_default().into_bytes(),
                     weight: 1,
                     expect,
+                    checks: specs(&st.check),
                 };
                 steps.push(StepSpec { request, think, captures });
             }
@@ -259,6 +301,11 @@ impl Scenario {
             Some(o) => return Err(check(format!("data.order '{o}': use round-robin or random"))),
         };
         DataTable::read(&base.join(&d.file), random).map(Some).map_err(check)
+    }
+
+    /// The checks of every request (`[defaults] check`).
+    pub fn default_checks(&self) -> Vec<CheckSpec> {
+        specs(&self.defaults.check)
     }
 
     /// The default headers as `Name: value` lines.
@@ -286,6 +333,7 @@ impl Scenario {
                     body: r.body.clone().unwrap_or_default().into_bytes(),
                     weight: r.weight,
                     expect,
+                    checks: specs(&r.check),
                 })
             })
             .collect()

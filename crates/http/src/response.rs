@@ -87,17 +87,60 @@ pub struct ResponseFramer {
     capture: Option<Box<Capture>>,
 }
 
-/// Parts of a response kept for a flow's captures: one header's value and the body, bounded.
+/// Parts of a response kept for a flow's captures and a request's checks: the headers they
+/// name and the body, bounded. The buffers are reused from response to response.
 #[derive(Debug, Clone, Default)]
 pub struct Capture {
-    /// Lower-case header name to keep, if any.
-    pub header: Option<String>,
-    pub header_value: Option<Vec<u8>>,
+    /// Lower-case names of the headers to keep.
+    pub headers: Vec<String>,
+    /// `values[i]` is `headers[i]`'s value (the first of a repeated field) when `found[i]`.
+    values: Vec<Vec<u8>>,
+    found: Vec<bool>,
     /// Keep the body (up to [`MAX_CAPTURED_BODY`] bytes).
     pub body: bool,
     pub body_bytes: Vec<u8>,
     /// The body was chunked: `body_bytes` holds the chunk framing too.
     pub chunked: bool,
+    /// The body was longer than what was kept.
+    pub body_cut: bool,
+}
+
+impl Capture {
+    /// Keeps `names` (lower-case) from now on; the same list again costs nothing.
+    pub fn want_headers(&mut self, names: &[String]) {
+        if self.headers != names {
+            self.headers = names.to_vec();
+        }
+    }
+
+    /// The value of the `i`th header asked for, if the response had it.
+    pub fn header(&self, i: usize) -> Option<&[u8]> {
+        self.found.get(i).copied().unwrap_or(false).then(|| self.values[i].as_slice())
+    }
+
+    /// The value of header `name` (lower-case), if it was asked for and the response had it.
+    pub fn header_named(&self, name: &str) -> Option<&[u8]> {
+        self.headers.iter().position(|h| h == name).and_then(|i| self.header(i))
+    }
+
+    fn clear(&mut self) {
+        self.found.clear();
+        self.found.resize(self.headers.len(), false);
+        self.values.resize_with(self.headers.len(), Vec::new);
+        self.body_bytes.clear();
+        self.chunked = false;
+        self.body_cut = false;
+    }
+
+    fn keep_headers(&mut self, fields: &[httparse::Header<'_>]) {
+        for (i, name) in self.headers.iter().enumerate() {
+            if let Some(h) = fields.iter().find(|h| h.name.eq_ignore_ascii_case(name)) {
+                self.values[i].clear();
+                self.values[i].extend_from_slice(h.value);
+                self.found[i] = true;
+            }
+        }
+    }
 }
 
 /// The most of a body kept for a capture.
@@ -127,9 +170,7 @@ impl ResponseFramer {
     /// Like [`Self::start`], keeping what `capture` asks for (its buffers are reused).
     pub fn start_capturing(&mut self, head_request: bool, mut capture: Box<Capture>) {
         self.start(head_request);
-        capture.header_value = None;
-        capture.body_bytes.clear();
-        capture.chunked = false;
+        capture.clear();
         self.capture = Some(capture);
     }
 
@@ -172,6 +213,7 @@ impl ResponseFramer {
                     if let Some(c) = self.capture.as_mut().filter(|c| c.body) {
                         let room = MAX_CAPTURED_BODY.saturating_sub(c.body_bytes.len());
                         c.body_bytes.extend_from_slice(&input[pos..pos + n.min(room)]);
+                        c.body_cut |= n > room;
                         c.chunked = self.chunked;
                     }
                     pos += n;
@@ -247,10 +289,7 @@ impl ResponseFramer {
         self.keep_alive = framing.keep_alive;
         self.chunked = framing.chunked;
         if let Some(c) = self.capture.as_mut() {
-            if let Some(name) = &c.header {
-                c.header_value =
-                    parsed.headers.iter().find(|h| h.name.eq_ignore_ascii_case(name)).map(|h| h.value.to_vec());
-            }
+            c.keep_headers(parsed.headers);
         }
         let body = framing.body;
         self.state = State::Body(body);
@@ -540,13 +579,21 @@ mod tests {
         let r =
             b"HTTP/1.1 200 OK\r\nX-Token: abc\r\nTransfer-Encoding: chunked\r\n\r\n3\r\n{\"a\r\n2\r\n\":\r\n0\r\n\r\n";
         let mut f = ResponseFramer::new();
-        let want = Capture { header: Some("x-token".into()), body: true, ..Default::default() };
+        let mut want = Capture { body: true, ..Default::default() };
+        want.want_headers(&["x-token".into(), "x-none".into()]);
         f.start_capturing(false, Box::new(want));
         assert!(matches!(f.feed(r), Ok(Progress::Complete { .. })));
-        let c = f.take_capture().unwrap();
-        assert_eq!(c.header_value.as_deref(), Some(&b"abc"[..]));
-        assert!(c.chunked);
+        let mut c = f.take_capture().unwrap();
+        assert_eq!(c.header_named("x-token"), Some(&b"abc"[..]));
+        assert_eq!((c.header(1), c.header_named("x-other")), (None, None));
+        assert!(c.chunked && !c.body_cut);
         assert_eq!(c.body_bytes, b"3\r\n{\"a\r\n2\r\n\":\r\n0\r\n\r\n");
+        // The next response without the header does not keep the last one's value.
+        c.body = false;
+        f.start_capturing(false, c);
+        assert!(matches!(f.feed(b"HTTP/1.1 204 No Content\r\n\r\n"), Ok(Progress::Complete { .. })));
+        let c = f.take_capture().unwrap();
+        assert_eq!(c.header_named("x-token"), None);
     }
 
     #[test]

@@ -26,7 +26,7 @@
   // A threshold's measured value in its metric's unit.
   function measured(expr, v) {
     const metric = expr.replace(/[{<>].*$/, "").trim();
-    if (metric === "error_rate") return pct(v);
+    if (metric === "error_rate" || metric === "checks" || metric === "check_rate") return pct(v);
     if (metric === "rps") return v.toFixed(1) + " req/s";
     if (metric === "recovery_s") return v.toFixed(1) + " s";
     if (metric === "capacity") return String(v);
@@ -34,14 +34,14 @@
   }
   const L = S.latency_ms, U = S.latency_uncorrected_ms, OK = S.latency_ok_ms;
   const E = S.errors;
-  const attempts = S.requests + E.total - E.status;
+  const attempts = S.requests + E.total - E.status - (E.check || 0);
 
   document.getElementById("title").textContent = "engine blast " + S.target;
   const facts = [
     ["model", S.model + ", " + S.conns + " connections, " + S.shards + " shard(s)"],
     ["requests", S.requests + " in " + S.duration_s + " s (" + S.rps.toFixed(1) + " req/s)"],
     ["errors", E.total + " (connect " + E.connect + ", timeout " + E.timeout + ", reset " + E.reset + ", closed " + E.closed +
-      ", parse " + E.parse + ", status " + E.status + ", tls " + E.tls + "); error rate " + pct(attempts > 0 ? E.total / attempts : 0)],
+      ", parse " + E.parse + ", status " + E.status + ", tls " + E.tls + (S.checks ? ", check " + E.check : "") + "); error rate " + pct(attempts > 0 ? E.total / attempts : 0)],
     ["connections", "opened " + S.connections.opened + ", peak open " + S.connections.peak_open],
   ];
   if (S.tls) {
@@ -57,6 +57,11 @@
   if (S.stopped_by) facts.push(["safety stop", S.stopped_by.expr + " at " + S.stopped_by.at_s + " s (measured " + measured(S.stopped_by.expr, S.stopped_by.value) + ")"]);
   if (S.generator && S.generator.saturated) facts.push(["generator", "SATURATED: latency includes the engine's own queueing"]);
   if (S.interrupted) facts.push(["interrupted", "yes"]);
+  if (S.checks) {
+    const share = (c) => pct(c.rate) + " passed (" + c.passed + " of " + (c.passed + c.failed) + ")";
+    facts.push(["checks", share(S.checks)]);
+    for (const [name, c] of Object.entries(S.checks.by_name)) facts.push(["check " + name, share(c)]);
+  }
   section("Summary", table(["", ""], facts));
   const lrow = (label, l) => [label, ms(l.mean), ms(l.p50), ms(l.p90), ms(l.p95), ms(l.p99), ms(l.p999), ms(l.max)];
   const lrows = [lrow("corrected", L), lrow("uncorrected", U)];

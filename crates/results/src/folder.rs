@@ -177,6 +177,21 @@ fn upgrade(mut value: serde_json::Value) -> serde_json::Value {
     if value.get("schema_version").and_then(serde_json::Value::as_u64) == Some(2) {
         value["schema_version"] = 3.into();
     }
+    // Schema 4 added checks: a run before them had none, so no check errors.
+    if value.get("schema_version").and_then(serde_json::Value::as_u64) == Some(3) {
+        let no_checks = |e: Option<&mut serde_json::Value>| {
+            if let Some(e) = e.and_then(|e| e.as_object_mut()) {
+                e.entry("check").or_insert(0.into());
+            }
+        };
+        no_checks(value.get_mut("errors"));
+        if let Some(names) = value.get_mut("requests_by_name").and_then(|n| n.as_object_mut()) {
+            for n in names.values_mut() {
+                no_checks(n.get_mut("errors"));
+            }
+        }
+        value["schema_version"] = 4.into();
+    }
     value
 }
 

@@ -12,7 +12,7 @@ use hdrhistogram::Histogram;
 
 use crate::hlog::{self, Log};
 use crate::stats::{new_histogram, Counters, ErrorKind, NameStats, Totals};
-use crate::summary::{Errors, Latency, Model, NamedSummary, Point, Summary};
+use crate::summary::{CheckSummary, ChecksSummary, Errors, Latency, Model, NamedSummary, Point, Summary};
 use crate::thresholds::{judge, Expr};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +110,7 @@ pub fn merge(paths: &[PathBuf], inputs: &[Input], extra: &[Expr], force: bool) -
         let (method, weight) = spec.map_or(("", 0), |n| (n.method.as_str(), n.weight));
         summary.requests_by_name.insert(name.clone(), NamedSummary::new(method, weight, &totals.names[k], duration_s));
     }
+    summary.checks = merged_checks(&summaries);
     summary.timeseries = timeseries(inputs, t0);
     summary.warnings = inputs
         .iter()
@@ -217,6 +218,18 @@ fn add_interval(t: &mut Totals, iv: &hlog::Interval) {
     }
 }
 
+/// The workers' checks, added by name (`None` when no worker had any).
+fn merged_checks(summaries: &[&Summary]) -> Option<ChecksSummary> {
+    let mut by_name: BTreeMap<String, CheckSummary> = BTreeMap::new();
+    for c in summaries.iter().filter_map(|s| s.checks.as_ref()) {
+        for (name, n) in &c.by_name {
+            let m = by_name.entry(name.clone()).or_default();
+            *m = CheckSummary::new(m.passed + n.passed, m.failed + n.failed);
+        }
+    }
+    summaries.iter().any(|s| s.checks.is_some()).then(|| ChecksSummary::from_names(by_name))
+}
+
 fn add(into: &mut Histogram<u64>, h: &Histogram<u64>) {
     // Every histogram here has the engine's bounds: adding cannot fail.
     let _ = into.add(h);
@@ -231,6 +244,7 @@ fn add_errors(c: &mut Counters, e: &Errors) {
         (ErrorKind::Parse, e.parse),
         (ErrorKind::Status, e.status),
         (ErrorKind::Tls, e.tls),
+        (ErrorKind::Check, e.check),
     ] {
         c.errors[kind as usize] += n;
     }

@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 use std::time::SystemTime;
 
-use crate::summary::{Latency, Summary};
+use crate::summary::{CheckSummary, Latency, Summary};
 
 /// RFC 3339 in UTC, to the second (`2026-11-22T20:00:00Z`).
 pub fn rfc3339(t: SystemTime) -> String {
@@ -40,7 +40,7 @@ pub fn text(s: &Summary) -> String {
     let e = &s.errors;
     let _ = writeln!(
         o,
-        "  {:<12}{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}){}",
+        "  {:<12}{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}{}){}",
         "errors",
         e.total,
         e.connect,
@@ -50,8 +50,10 @@ pub fn text(s: &Summary) -> String {
         e.parse,
         e.status,
         e.tls,
+        check_kind(s),
         if s.requests + e.total > 0 { format!("; error rate {:.2}%", error_rate(s) * 100.0) } else { String::new() }
     );
+    check_lines(&mut o, s);
     let _ = writeln!(o, "  {:<12}sent {}, received {}", "transfer", bytes(s.bytes.sent), bytes(s.bytes.received));
     let _ = writeln!(
         o,
@@ -136,6 +138,40 @@ fn verdict_lines(o: &mut String, s: &Summary) {
 }
 
 /// A measured value in the unit its expression uses.
+/// summary.md's rows of checks: all of them, then each by name.
+fn check_rows(o: &mut String, s: &Summary) {
+    let Some(c) = &s.checks else { return };
+    let all = CheckSummary::new(c.passed, c.failed);
+    for (name, n) in std::iter::once(("all checks", &all)).chain(c.by_name.iter().map(|(k, v)| (k.as_str(), v))) {
+        let _ = writeln!(
+            o,
+            "| check `{}` | {:.2}% passed ({} of {}) |",
+            name.replace('|', "\\|").replace('`', "'"),
+            n.rate * 100.0,
+            n.passed,
+            n.passed + n.failed
+        );
+    }
+}
+
+/// `, check N` in the errors' kinds, when the plan has checks.
+fn check_kind(s: &Summary) -> String {
+    s.checks.as_ref().map(|_| format!(", check {}", s.errors.check)).unwrap_or_default()
+}
+
+/// Checks: the share passed, and each by name.
+fn check_lines(o: &mut String, s: &Summary) {
+    let Some(c) = &s.checks else { return };
+    let share = |passed: u64, failed: u64, rate: f64| match passed + failed {
+        0 => "no data (never evaluated)".to_string(),
+        n => format!("{:.2}% passed ({passed} of {n})", rate * 100.0),
+    };
+    let _ = writeln!(o, "  {:<12}{}", "checks", share(c.passed, c.failed, c.rate));
+    for (name, n) in &c.by_name {
+        let _ = writeln!(o, "  {:<12}  {name}: {}", "", share(n.passed, n.failed, n.rate));
+    }
+}
+
 fn error_rate(s: &Summary) -> f64 {
     crate::thresholds::Figures::of_summary(s, &crate::thresholds::Selector::All).map_or(0.0, |f| f.error_rate)
 }
@@ -143,7 +179,7 @@ fn error_rate(s: &Summary) -> f64 {
 /// A measured value in the unit of its expression: `1.230%`, `950.0/s`, `12.50ms`.
 fn measured(expr: &str, v: f64) -> String {
     match crate::thresholds::Expr::parse(expr).map(|e| e.metric) {
-        Ok(crate::thresholds::Metric::ErrorRate) => format!("{:.3}%", v * 100.0),
+        Ok(crate::thresholds::Metric::ErrorRate | crate::thresholds::Metric::Checks) => format!("{:.3}%", v * 100.0),
         Ok(crate::thresholds::Metric::Rps) => format!("{v:.1}/s"),
         Ok(crate::thresholds::Metric::RecoveryS) => format!("{v:.1}s"),
         Ok(crate::thresholds::Metric::Capacity) => format!("{v}"),
@@ -275,7 +311,7 @@ fn profile_line(o: &mut String, s: &Summary) {
 fn named_lines(o: &mut String, s: &Summary) {
     // The share of what was sent: a weight is the plan's share of a request, but a flow's
     // steps all have weight 1 and run as often as users reach them.
-    let total: u64 = s.requests_by_name.values().map(|n| n.requests + n.errors.total - n.errors.status).sum();
+    let total: u64 = s.requests_by_name.values().map(|n| n.requests + n.errors.total - n.errors.answered()).sum();
     for (name, n) in &s.requests_by_name {
         let latency = if n.requests == 0 {
             "no data".to_string()
@@ -286,7 +322,7 @@ fn named_lines(o: &mut String, s: &Summary) {
             o,
             "  {:<12}{name:<16} {:>5.1}%  {:>9} req  {latency}  errors {}",
             "by name",
-            (n.requests + n.errors.total - n.errors.status) as f64 * 100.0 / total.max(1) as f64,
+            (n.requests + n.errors.total - n.errors.answered()) as f64 * 100.0 / total.max(1) as f64,
             n.requests,
             n.errors.total
         );
@@ -354,9 +390,18 @@ pub fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
     let e = &s.errors;
     let _ = writeln!(
         o,
-        "| errors | {} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}) |",
-        e.total, e.connect, e.timeout, e.reset, e.closed, e.parse, e.status, e.tls
+        "| errors | {} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}{}) |",
+        e.total,
+        e.connect,
+        e.timeout,
+        e.reset,
+        e.closed,
+        e.parse,
+        e.status,
+        e.tls,
+        check_kind(s)
     );
+    check_rows(&mut o, s);
     for (what, l) in [("TCP connect", &s.connect_ms), ("TLS handshake", &s.tls_handshake_ms)] {
         if let Some(l) = l {
             let _ = writeln!(o, "| {what} p50 / p99 / max | {:.3} / {:.3} / {:.3} ms |", l.p50, l.p99, l.max);
@@ -387,23 +432,7 @@ pub fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
             ),
         };
     }
-    if let Some(p) = &s.profile {
-        let _ = writeln!(o, "\n## Profile {} at peak {}\n", p.name, p.peak);
-        let _ = writeln!(o, "- a level holds when {}", p.criterion);
-        for (what, v) in [("capacity (the last level that held)", p.capacity), ("failed level", p.failed_at)] {
-            if let Some(v) = v {
-                let _ = writeln!(o, "- {what}: {v}");
-            }
-        }
-        if let Some(b) = p.best_rps {
-            let _ = writeln!(o, "- best held rate: {b:.1} req/s");
-        }
-        match (p.recovery_s, p.name.as_str()) {
-            (Some(r), _) => drop(writeln!(o, "- recovery: {r:.1} s after the drop")),
-            (None, "spike" | "recovery") => drop(writeln!(o, "- recovery: p99 never returned to the baseline")),
-            _ => {}
-        }
-    }
+    profile_section(&mut o, s);
     if !s.thresholds.is_empty() {
         let _ = writeln!(o, "\n## Thresholds\n");
         for t in &s.thresholds {
@@ -415,6 +444,26 @@ pub fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
         }
     }
     o
+}
+
+/// summary.md's section of a named profile: its capacity, best rate, recovery.
+fn profile_section(o: &mut String, s: &Summary) {
+    let Some(p) = &s.profile else { return };
+    let _ = writeln!(o, "\n## Profile {} at peak {}\n", p.name, p.peak);
+    let _ = writeln!(o, "- a level holds when {}", p.criterion);
+    for (what, v) in [("capacity (the last level that held)", p.capacity), ("failed level", p.failed_at)] {
+        if let Some(v) = v {
+            let _ = writeln!(o, "- {what}: {v}");
+        }
+    }
+    if let Some(b) = p.best_rps {
+        let _ = writeln!(o, "- best held rate: {b:.1} req/s");
+    }
+    match (p.recovery_s, p.name.as_str()) {
+        (Some(r), _) => drop(writeln!(o, "- recovery: {r:.1} s after the drop")),
+        (None, "spike" | "recovery") => drop(writeln!(o, "- recovery: p99 never returned to the baseline")),
+        _ => {}
+    }
 }
 
 /// run.log's lines for the verdicts: each stress level, the safety stop that fired, each

@@ -41,14 +41,17 @@ pub enum ErrorKind {
     /// TLS failed: the handshake (a certificate, an alert, no common version) or a record
     /// (one that does not decrypt, a truncated stream). [`Setup::tls_errors`] has the reasons.
     Tls,
+    /// A complete response of an expected status that failed one of its request's checks
+    /// (one not marked soft).
+    Check,
 }
 
 /// Error kinds counted.
-pub const ERROR_KINDS: usize = 7;
+pub const ERROR_KINDS: usize = 8;
 
 impl ErrorKind {
     pub const ALL: [ErrorKind; ERROR_KINDS] =
-        [Self::Connect, Self::Timeout, Self::Reset, Self::Closed, Self::Parse, Self::Status, Self::Tls];
+        [Self::Connect, Self::Timeout, Self::Reset, Self::Closed, Self::Parse, Self::Status, Self::Tls, Self::Check];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -59,6 +62,7 @@ impl ErrorKind {
             Self::Parse => "parse",
             Self::Status => "status",
             Self::Tls => "tls",
+            Self::Check => "check",
         }
     }
 
@@ -122,9 +126,15 @@ impl Counters {
         self.errors.iter().sum()
     }
 
-    /// Requests tried: responses, and failures that got none (a failed status is a response).
+    /// Failed requests that got a response: an unexpected status, a failed check.
+    pub fn errors_answered(&self) -> u64 {
+        self.errors_of(ErrorKind::Status) + self.errors_of(ErrorKind::Check)
+    }
+
+    /// Requests tried: responses, and failures that got none (a failed status or check is a
+    /// response).
     pub fn attempts(&self) -> u64 {
-        self.requests + self.errors_total() - self.errors_of(ErrorKind::Status)
+        self.requests + self.errors_total() - self.errors_answered()
     }
 
     /// Failed requests over requests tried (0 when none was tried).
@@ -216,6 +226,15 @@ pub struct ShardStats {
     pub iterations: Option<Box<Iterations>>,
     /// Connection set-up (made at the first connect).
     pub setup: Option<Box<Setup>>,
+    /// Checks passed and failed, by the plan's check index (empty without checks).
+    pub checks: Vec<CheckCount>,
+}
+
+/// How often one check passed and failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CheckCount {
+    pub passed: u64,
+    pub failed: u64,
 }
 
 /// TLS failure reasons counted (the names are engine-tls's `Reason`s, in its order).
@@ -374,6 +393,7 @@ impl Default for ShardStats {
             names: Vec::new(),
             iterations: None,
             setup: None,
+            checks: Vec::new(),
         }
     }
 }
@@ -392,6 +412,19 @@ impl ShardStats {
                 n.counters.error(ErrorKind::Status);
             }
             n.latency.saturating_record(micros(corrected));
+        }
+    }
+
+    /// Check `which` (the plan's index) passed or failed.
+    pub fn check(&mut self, which: usize, passed: bool) {
+        if self.checks.len() <= which {
+            self.checks.resize(which + 1, CheckCount::default());
+        }
+        let c = &mut self.checks[which];
+        if passed {
+            c.passed += 1;
+        } else {
+            c.failed += 1;
         }
     }
 
@@ -488,6 +521,7 @@ impl ShardStats {
             max_lag_us: std::mem::take(&mut self.max_lag_us),
             iterations: self.iterations.as_mut().map(|i| Box::new(i.take())),
             setup: self.setup.as_mut().map(|s| Box::new(s.take())),
+            checks: self.checks.iter_mut().map(std::mem::take).collect(),
             names: self
                 .names
                 .iter_mut()
@@ -556,6 +590,13 @@ impl ShardStats {
             }
         }
         self.max_lag_us = self.max_lag_us.max(o.max_lag_us);
+        if self.checks.len() < o.checks.len() {
+            self.checks.resize(o.checks.len(), CheckCount::default());
+        }
+        for (a, b) in self.checks.iter_mut().zip(&o.checks) {
+            a.passed += b.passed;
+            a.failed += b.failed;
+        }
         if let Some(it) = &o.iterations {
             self.iterations().add(it);
         }

@@ -14,7 +14,7 @@ use crate::stats::{ErrorKind, Totals};
 
 /// The version of the summary's shape. Raise it when a field is added, removed or changes
 /// meaning.
-pub const SCHEMA_VERSION: u32 = 3;
+pub const SCHEMA_VERSION: u32 = 4;
 
 /// One of `count` processes that together run one plan; `index` counts from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -70,6 +70,64 @@ pub struct Errors {
     pub status: u64,
     /// TLS failures (the reasons are in [`TlsSummary::errors`]).
     pub tls: u64,
+    /// Responses of an expected status that failed a check (not a soft one).
+    pub check: u64,
+}
+
+impl Errors {
+    /// Failed requests that got a response (an unexpected status, a failed check).
+    pub fn answered(&self) -> u64 {
+        self.status + self.check
+    }
+}
+
+/// Checks on responses: how often each passed, by name (several requests may share one).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChecksSummary {
+    pub passed: u64,
+    pub failed: u64,
+    /// Passed over evaluated (0 when none was).
+    pub rate: f64,
+    pub by_name: BTreeMap<String, CheckSummary>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CheckSummary {
+    pub passed: u64,
+    pub failed: u64,
+    pub rate: f64,
+}
+
+impl CheckSummary {
+    pub fn new(passed: u64, failed: u64) -> Self {
+        let rate = if passed + failed == 0 { 0.0 } else { round6(passed as f64 / (passed + failed) as f64) };
+        CheckSummary { passed, failed, rate }
+    }
+}
+
+impl ChecksSummary {
+    /// The checks' figures from their counts, by the plan's check names (`None` without
+    /// checks).
+    pub fn new(names: &[String], counts: &[crate::stats::CheckCount]) -> Option<Self> {
+        if names.is_empty() {
+            return None;
+        }
+        let mut by_name = BTreeMap::new();
+        for (i, name) in names.iter().enumerate() {
+            let c = counts.get(i).copied().unwrap_or_default();
+            by_name.insert(name.clone(), CheckSummary::new(c.passed, c.failed));
+        }
+        Some(Self::from_names(by_name))
+    }
+
+    /// The totals of checks counted by name (merging runs, too).
+    pub fn from_names(by_name: BTreeMap<String, CheckSummary>) -> Self {
+        let passed = by_name.values().map(|c| c.passed).sum();
+        let failed = by_name.values().map(|c| c.failed).sum();
+        ChecksSummary { passed, failed, rate: CheckSummary::new(passed, failed).rate, by_name }
+    }
 }
 
 /// How TLS went (https:// targets only).
@@ -199,6 +257,7 @@ impl Errors {
             parse: e(ErrorKind::Parse),
             status: e(ErrorKind::Status),
             tls: e(ErrorKind::Tls),
+            check: e(ErrorKind::Check),
         }
     }
 }
@@ -453,6 +512,9 @@ pub struct Summary {
     pub connections: Connections,
     pub bytes: Bytes,
     pub generator: Generator,
+    /// Checks on responses, when the plan has any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks: Option<ChecksSummary>,
     /// Arrival-rate flows only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub iterations: Option<IterationSummary>,
@@ -521,6 +583,7 @@ impl Summary {
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
             bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },
             generator: Generator::default(),
+            checks: None,
             iterations: None,
             schedule: None,
             thresholds: Vec::new(),
@@ -545,6 +608,7 @@ impl Errors {
             ("parse", self.parse),
             ("status", self.status),
             ("tls", self.tls),
+            ("check", self.check),
         ]
         .iter()
         .filter(|(_, n)| *n > 0)

@@ -9,7 +9,7 @@ use std::fmt;
 
 use crate::observe::{Flow, Interval, Observer};
 use crate::stats::{ErrorKind, Totals};
-use crate::summary::{Errors, Fired, Latency, Summary, Threshold};
+use crate::summary::{CheckSummary, Errors, Fired, Latency, Summary, Threshold};
 
 /// What an expression measures.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -27,6 +27,8 @@ pub enum Metric {
     RecoveryS,
     /// A stress profile's capacity: the last level that held.
     Capacity,
+    /// Checks passed over checks evaluated (`checks{name=cache}`: one check's).
+    Checks,
 }
 
 impl Metric {
@@ -90,10 +92,12 @@ pub struct Figures {
     pub rps: f64,
     pub recovery_s: Option<f64>,
     pub capacity: Option<f64>,
+    /// The checks of the selection (`None`: the plan has none, or not this one).
+    pub checks: Option<CheckSummary>,
 }
 
 fn attempts_of(errors: &Errors, responses: u64) -> u64 {
-    responses + errors.total - errors.status
+    responses + errors.total - errors.answered()
 }
 
 fn rate_of(errors: &Errors, responses: u64) -> f64 {
@@ -117,11 +121,16 @@ impl Figures {
             rps: s.rps,
             recovery_s: profile.and_then(|p| p.recovery_s),
             capacity: profile.and_then(|p| p.capacity),
+            checks: s.checks.as_ref().map(|c| CheckSummary::new(c.passed, c.failed)),
         };
         match sel {
             Selector::All => {}
             Selector::Name(n) => {
-                let named = s.requests_by_name.get(n)?;
+                // A name is a request's, or (for `checks`) a check's.
+                f.checks = s.checks.as_ref().and_then(|c| c.by_name.get(n)).copied();
+                let Some(named) = s.requests_by_name.get(n) else {
+                    return f.checks.is_some().then_some(f);
+                };
                 f.latency_ms = named.latency_ms;
                 f.responses = named.requests;
                 f.error_rate = rate_of(&named.errors, named.requests);
@@ -170,6 +179,9 @@ impl Figures {
             rps,
             recovery_s: None,
             capacity: None,
+            checks: (!t.checks.is_empty()).then(|| {
+                CheckSummary::new(t.checks.iter().map(|c| c.passed).sum(), t.checks.iter().map(|c| c.failed).sum())
+            }),
         }
     }
 }
@@ -215,10 +227,12 @@ impl Expr {
             _ => (Op::Gt, &rest[1..]),
         };
         let metric = parse_metric(name).map_err(|why| bad(&why))?;
-        if !matches!(selector, Selector::All | Selector::Name(_)) && metric == Metric::ErrorRate {
-            return Err(bad("error_rate is of all requests; a status selector does not apply"));
+        if !matches!(selector, Selector::All | Selector::Name(_))
+            && matches!(metric, Metric::ErrorRate | Metric::Checks)
+        {
+            return Err(bad("error_rate and checks are of all requests; a status selector does not apply"));
         }
-        if selector != Selector::All && !metric.per_interval() {
+        if selector != Selector::All && matches!(metric, Metric::RecoveryS | Metric::Capacity) {
             return Err(bad("recovery_s and capacity are of the whole run; they take no selector"));
         }
         let value = parse_value(metric, value).map_err(|why| bad(&why))?;
@@ -238,7 +252,10 @@ impl Expr {
     /// profile. No data is not a value of 0.
     pub fn measure(&self, f: &Figures) -> Option<f64> {
         let l = &f.latency_ms;
-        if (self.metric.is_latency() && f.responses == 0) || (self.metric == Metric::ErrorRate && f.attempts == 0) {
+        if (self.metric.is_latency() && f.responses == 0)
+            || (self.metric == Metric::ErrorRate && f.attempts == 0)
+            || (self.metric == Metric::Checks && f.checks.is_none_or(|c| c.passed + c.failed == 0))
+        {
             return None;
         }
         Some(match self.metric {
@@ -253,6 +270,7 @@ impl Expr {
             Metric::Rps => f.rps,
             Metric::RecoveryS => f.recovery_s?,
             Metric::Capacity => f.capacity?,
+            Metric::Checks => f.checks?.rate,
         })
     }
 
@@ -281,7 +299,7 @@ impl Expr {
     pub fn show(&self, value: f64) -> String {
         match self.metric {
             m if m.is_latency() => format!("{value:.3} ms"),
-            Metric::ErrorRate => format!("{:.2}%", value * 100.0),
+            Metric::ErrorRate | Metric::Checks => format!("{:.2}%", value * 100.0),
             Metric::Rps => format!("{value:.1}/s"),
             Metric::RecoveryS => format!("{value:.1} s"),
             _ => format!("{value}"),
@@ -314,10 +332,11 @@ fn parse_metric(name: &str) -> Result<Metric, String> {
         "rps" => Metric::Rps,
         "recovery_s" => Metric::RecoveryS,
         "capacity" => Metric::Capacity,
+        "checks" | "check_rate" => Metric::Checks,
         "" => return Err("no metric".into()),
         _ => {
             return Err(format!(
-                "unknown metric '{name}' (p50 p90 p95 p99 p999 max mean error_rate rps recovery_s capacity)"
+                "unknown metric '{name}' (p50 p90 p95 p99 p999 max mean error_rate rps recovery_s capacity checks)"
             ))
         }
     })
@@ -328,12 +347,13 @@ fn parse_value(metric: Metric, value: &str) -> Result<f64, String> {
     match metric {
         // A bare number is a fraction only below 1: `error_rate<1` would silently mean 100%,
         // and `error_rate<5` nothing at all.
-        Metric::ErrorRate => match value.strip_suffix('%') {
+        Metric::ErrorRate | Metric::Checks => match value.strip_suffix('%') {
             Some(v) => number(v).map(|v| v / 100.0).filter(|v| *v <= 1.0),
             None => number(value).filter(|v| *v < 1.0),
         }
         .ok_or_else(|| {
-            format!("error_rate is a percentage ({value}%) or a fraction below 1 (0.01 is 1%); '{value}' is neither")
+            let m = if metric == Metric::Checks { "checks" } else { "error_rate" };
+            format!("{m} is a percentage ({value}%) or a fraction below 1 (0.01 is 1%); '{value}' is neither")
         }),
         Metric::Rps => number(value).ok_or_else(|| "rps is a number of requests per second".into()),
         Metric::Capacity => {

@@ -3,9 +3,10 @@
 
 use std::time::Duration;
 
-use engine_http::response::{Capture, ResponseFramer, MAX_CAPTURED_BODY};
+use engine_http::response::Capture;
 use engine_http::RetryAfter;
 
+use crate::check::Seen;
 use crate::plan::CaptureSource;
 use crate::state::Shard;
 
@@ -37,7 +38,7 @@ impl Cursor {
             several: plan.requests.len() > 1,
             flow: 0,
             step: 0,
-            kept: Some(Box::default()),
+            kept: None,
             values: vec![Vec::new(); plan.captures.len()],
         }
     }
@@ -54,52 +55,54 @@ impl Cursor {
 
     /// The next request to send.
     pub fn turn(&mut self, shard: &Shard) -> Turn {
-        if !self.flows {
-            let request = if self.several { shard.pick_request() } else { 0 };
-            return Turn { request, capture: None };
-        }
-        if self.step == 0 {
-            self.flow = shard.pick_flow();
-        }
-        let st = &shard.plan().flows[self.flow].steps[self.step];
-        let mut capture = None;
-        if !st.captures.is_empty() {
-            let mut c = self.kept.take().unwrap_or_default();
-            let header = st.captures.iter().find_map(|(_, s)| match s {
-                CaptureSource::Header(h) => Some(h.as_str()),
-                CaptureSource::Json(_) => None,
-            });
-            // The kept buffer usually names the same header already: no new String then.
-            if c.header.as_deref() != header {
-                c.header = header.map(str::to_string);
+        let request = if !self.flows {
+            if self.several {
+                shard.pick_request()
+            } else {
+                0
             }
-            c.body = st.captures.iter().any(|(_, s)| matches!(s, CaptureSource::Json(_)));
-            capture = Some(c);
-        }
-        Turn { request: st.request, capture }
+        } else {
+            if self.step == 0 {
+                self.flow = shard.pick_flow();
+            }
+            shard.plan().flows[self.flow].steps[self.step].request
+        };
+        // Only a request with checks or captures keeps anything of its response; the buffer
+        // is made at the first such request and reused after.
+        let capture = shard.plan().requests[request].keep.as_ref().map(|k| {
+            let mut c = self.kept.take().unwrap_or_default();
+            c.want_headers(&k.headers);
+            c.body = k.body;
+            c
+        });
+        Turn { request, capture }
     }
 
-    /// The turn ended (`ok`: a complete response of an expected status): keep what the step
-    /// captured and move the user on. A failed step ends the user's iteration: the next one
-    /// starts from the flow's first step (log in again, say), after the failed step's think
-    /// time, or the `Retry-After` its answer carried (at most the flow's `retry_after_max`),
-    /// as a user would: a user that retried at once would turn a refusal into a storm.
-    /// Returns the time to wait before the next step.
+    /// Hands back the capture buffer for the next request that keeps something.
+    pub fn keep_buffer(&mut self, c: Box<Capture>) {
+        self.kept = Some(c);
+    }
+
+    /// The turn ended (`ok`: a complete response of an expected status that passed its
+    /// checks): keep what the step captured and move the user on. A failed step ends the
+    /// user's iteration: the next one starts from the flow's first step (log in again, say),
+    /// after the failed step's think time, or the `Retry-After` its answer carried (at most
+    /// the flow's `retry_after_max`), as a user would: a user that retried at once would turn
+    /// a refusal into a storm. Returns the time to wait before the next step.
     pub fn advance(
         &mut self,
         shard: &Shard,
         ok: bool,
         retry_after: Option<RetryAfter>,
-        framer: &mut ResponseFramer,
+        seen: Option<&mut Seen<'_>>,
     ) -> Duration {
         if !self.flows {
             return Duration::ZERO;
         }
         let flow = &shard.plan().flows[self.flow];
         let st = &flow.steps[self.step];
-        if let Some(c) = framer.take_capture() {
-            apply_captures(&st.captures, &c, &mut self.values);
-            self.kept = Some(c);
+        if let Some(seen) = seen {
+            apply_captures(&st.captures, seen, &mut self.values);
         }
         self.step = if ok { (self.step + 1) % flow.steps.len() } else { 0 };
         match retry_after {
@@ -113,24 +116,14 @@ impl Cursor {
 }
 
 /// Stores what a flow step captured. A value that is missing leaves the variable as it was.
-fn apply_captures(wanted: &[(usize, CaptureSource)], c: &Capture, values: &mut [Vec<u8>]) {
-    let mut json: Option<serde_json::Value> = None;
+fn apply_captures(wanted: &[(usize, CaptureSource)], seen: &mut Seen<'_>, values: &mut [Vec<u8>]) {
     for (var, source) in wanted {
         let value = match source {
-            CaptureSource::Header(_) => c.header_value.clone(),
-            CaptureSource::Json(field) => {
-                if json.is_none() && c.body_bytes.len() < MAX_CAPTURED_BODY {
-                    json = if c.chunked {
-                        engine_http::body::dechunk(&c.body_bytes).ok().and_then(|b| serde_json::from_slice(&b).ok())
-                    } else {
-                        serde_json::from_slice(&c.body_bytes).ok()
-                    };
-                }
-                json.as_ref().and_then(|j| j.get(field)).map(|v| match v {
-                    serde_json::Value::String(s) => s.clone().into_bytes(),
-                    other => other.to_string().into_bytes(),
-                })
-            }
+            CaptureSource::Header(name) => seen.header(name).map(<[u8]>::to_vec),
+            CaptureSource::Json(path) => seen.json().and_then(|j| path.query(j).first()).map(|v| match v {
+                serde_json::Value::String(s) => s.clone().into_bytes(),
+                other => other.to_string().into_bytes(),
+            }),
         };
         if let Some(v) = value {
             values[*var] = v;

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use engine_http::ResponseFramer;
 use engine_results::stats::{micros, ErrorKind};
 
+use crate::check::{Check, Seen};
 use crate::state::{Opening, Shard};
 use crate::transport::{self, OpenError, Opened, Stream};
 use exchange::{exchange, Outgoing, Step};
@@ -295,23 +296,58 @@ fn one_request<'a>(
         let done = Instant::now();
         c.guard.set_in_flight(None);
 
-        // A step ends well with a response of a status it expects (a refused login ends the flow).
-        let expect = &shard.plan().requests[which].expect;
-        let ok = matches!(&outcome, Step::Done { response, .. } if expect.contains(response.status));
-        let retry_after = match &outcome {
-            Step::Done { response, .. } => response.retry_after,
-            _ => None,
-        };
-        let keep = record(shard, &c.cursor, which, outcome, done - intended, done - start);
+        // A step ends well with a response of a status it expects that passes its checks (a
+        // refused login ends the flow).
+        let planned = &shard.plan().requests[which];
+        let kept = c.framer.take_capture();
+        let (mut ok, mut retry_after, mut checks_failed) = (false, None, false);
+        let mut seen = None;
+        if let Step::Done { response, .. } = &outcome {
+            ok = planned.expect.contains(response.status);
+            retry_after = response.retry_after;
+            if kept.is_some() {
+                let mut s = Seen::new(response.status, kept.as_deref());
+                checks_failed = run_checks(shard, &planned.checks, &mut s);
+                seen = Some(s);
+            }
+        }
+        let keep = record(shard, &c.cursor, which, outcome, done - intended, done - start, checks_failed);
         if !keep {
             c.close();
         }
-        (ok, c.cursor.advance(shard, ok, retry_after, &mut c.framer))
+        let think = c.cursor.advance(shard, ok && !checks_failed, retry_after, seen.as_mut());
+        drop(seen);
+        if let Some(k) = kept {
+            c.cursor.keep_buffer(k);
+        }
+        (ok && !checks_failed, think)
     }
 }
 
+/// Evaluates a response's checks, counting each by name; returns whether one that is not
+/// soft failed.
+fn run_checks(shard: &Shard, checks: &[Check], seen: &mut Seen<'_>) -> bool {
+    let mut failed = false;
+    let mut st = shard.stats();
+    for ch in checks {
+        let passed = ch.test.passes(seen);
+        st.check(ch.name, passed);
+        failed |= !passed && !ch.soft;
+    }
+    failed
+}
+
 /// Records a request's outcome; returns whether the connection may be reused.
-fn record(shard: &Shard, cursor: &Cursor, which: usize, outcome: Step, corrected: Duration, actual: Duration) -> bool {
+/// A response of an expected status that failed a check is an error of kind `check`.
+fn record(
+    shard: &Shard,
+    cursor: &Cursor,
+    which: usize,
+    outcome: Step,
+    corrected: Duration,
+    actual: Duration,
+    checks_failed: bool,
+) -> bool {
     let mut st = shard.stats();
     match outcome {
         Step::Done { response, reuse, unsolicited } => {
@@ -319,6 +355,12 @@ fn record(shard: &Shard, cursor: &Cursor, which: usize, outcome: Step, corrected
             st.record(response.status, corrected, actual, expected);
             if cursor.named() {
                 st.record_named(which, response.status, corrected, expected);
+            }
+            if expected && checks_failed {
+                st.counters.error(ErrorKind::Check);
+                if cursor.named() {
+                    st.error_named(which, ErrorKind::Check);
+                }
             }
             if unsolicited {
                 st.counters.error(ErrorKind::Parse);

@@ -3,8 +3,11 @@
 
 use std::time::Duration;
 
+use serde_json_path::JsonPath;
+
 use super::expect::StatusSet;
 use super::{is_token, parse_header, PlanError, PlannedRequest, Target, MAX_BODY};
+use crate::check::CheckSpec;
 use crate::render::RenderedRequest;
 
 /// One request of a scenario, before validation. Its headers come after `PlanInput::headers`
@@ -21,6 +24,8 @@ pub struct RequestSpec {
     pub weight: u32,
     /// The statuses this request expects (`None`: the plan's).
     pub expect: Option<StatusSet>,
+    /// Checks on its responses.
+    pub checks: Vec<CheckSpec>,
 }
 
 /// A flow of a scenario, before validation: steps one connection runs in order, as a user.
@@ -52,17 +57,24 @@ pub struct StepSpec {
 pub enum CaptureSource {
     /// A response header (the name compared without case).
     Header(String),
-    /// A top-level field of a JSON response body (at most 64 KiB of it is kept).
-    Json(String),
+    /// The first node a JSONPath selects in a JSON response body (at most 64 KiB of it is
+    /// kept): `json:$.items[0].id`, or `json:FIELD` for a top-level field.
+    Json(Box<JsonPath>),
 }
 
 impl CaptureSource {
-    /// Parses `header:NAME` or `json:FIELD`.
+    /// Parses `header:NAME`, `json:$.PATH` (RFC 9535 JSONPath, as checks use) or `json:FIELD`.
     pub fn parse(text: &str) -> Result<Self, String> {
+        let bad = |why: String| format!("invalid capture '{text}': {why}");
         match text.split_once(':') {
             Some(("header", h)) if !h.trim().is_empty() => Ok(Self::Header(h.trim().to_ascii_lowercase())),
-            Some(("json", f)) if !f.trim().is_empty() => Ok(Self::Json(f.trim().to_string())),
-            _ => Err(format!("invalid capture '{text}': use header:NAME or json:FIELD")),
+            Some(("json", f)) if !f.trim().is_empty() => {
+                let f = f.trim();
+                let path =
+                    if f.starts_with('$') { f.to_string() } else { format!("$[{}]", serde_json::Value::from(f)) };
+                JsonPath::parse(&path).map(|p| Self::Json(Box::new(p))).map_err(|e| bad(format!("JSONPath '{f}': {e}")))
+            }
+            _ => Err(bad("use header:NAME, json:$.PATH or json:FIELD".into())),
         }
     }
 }
@@ -102,9 +114,6 @@ pub(super) fn plan_flows(specs: &[FlowSpec]) -> Result<FlattenedFlows, PlanError
             let mut req = s.request.clone();
             req.name = format!("{}.{}", f.name, s.request.name);
             req.weight = 1;
-            if s.captures.iter().filter(|(_, c)| matches!(c, CaptureSource::Header(_))).count() > 1 {
-                return Err(bad("a step captures at most one header"));
-            }
             let mut caps = Vec::new();
             for (var, source) in &s.captures {
                 let i = match captures.iter().position(|c| c == var) {
@@ -160,7 +169,15 @@ pub(super) fn plan_requests(
         let request = RenderedRequest::render(&method, &spec.path, &target.authority, &headers, &spec.body)
             .map_err(|e| bad(e.to_string()))?;
         let expect = spec.expect.unwrap_or(expect);
-        out.push(PlannedRequest { name: spec.name.clone(), method, request, weight: spec.weight, expect });
+        out.push(PlannedRequest {
+            name: spec.name.clone(),
+            method,
+            request,
+            weight: spec.weight,
+            expect,
+            checks: Vec::new(),
+            keep: None,
+        });
     }
     if out.iter().map(|r| u64::from(r.weight)).sum::<u64>() == 0 {
         return Err(PlanError::NoWeight);
