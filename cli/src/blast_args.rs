@@ -96,7 +96,7 @@ pub struct BlastArgs {
     #[arg(long, value_name = "LIST", value_parser = engine_blast::plan::StatusSet::parse)]
     pub expect_status: Option<engine_blast::plan::StatusSet>,
     /// Check every response, e.g. 'status == 200', 'header content-type ~ json',
-    /// 'body contains "ok"', 'json $.items[0].id exists' (repeatable). A failed check is an
+    /// 'body contains "ok"', 'json $.user.id exists' (repeatable). A failed check is an
     /// error of kind `check`; each is counted by name, for thresholds such as 'checks>99%'.
     /// Only what the checks read is kept of a response (see docs/scenarios.md, Checks)
     #[arg(long = "check", value_name = "EXPR", value_parser = engine_blast::check::CheckSpec::parse)]
