@@ -70,8 +70,15 @@ fn counting_server() -> (std::net::SocketAddr, Arc<Mutex<HashMap<String, u64>>>)
 
 /// Runs a scenario on one shard and returns its summary JSON (the run must succeed).
 fn run_scenario(file: &std::path::Path, out: &str) -> serde_json::Value {
+    let o = blast_scenario(file, out);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    serde_json::from_slice(&o.stdout).unwrap()
+}
+
+/// Runs a scenario on one shard, its summary JSON on stdout and its folder in `out`.
+fn blast_scenario(file: &std::path::Path, out: &str) -> Output {
     let dir = file.parent().unwrap().join(out);
-    let o = engine(&[
+    engine(&[
         "blast",
         "--scenario",
         file.to_str().unwrap(),
@@ -82,9 +89,7 @@ fn run_scenario(file: &std::path::Path, out: &str) -> serde_json::Value {
         "-",
         "--out",
         dir.to_str().unwrap(),
-    ]);
-    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    serde_json::from_slice(&o.stdout).unwrap()
+    ])
 }
 
 fn write_scenario(name: &str, text: &str) -> std::path::PathBuf {
@@ -444,19 +449,7 @@ check = ['body contains "ok"', {{ expr = "header x-cache exists", soft = true }}
     // error of kind check.
     let before = stats.lock().unwrap().0;
     let file = write_scenario("checks-fail.toml", &scenario(r#""json $.user < 0""#));
-    let out = file.parent().unwrap().join("checks-fail-out");
-    let o = engine(&[
-        "blast",
-        "--scenario",
-        file.to_str().unwrap(),
-        "--shards",
-        "1",
-        "-q",
-        "--json",
-        "-",
-        "--out",
-        out.to_str().unwrap(),
-    ]);
+    let o = blast_scenario(&file, "checks-fail-out");
     let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
     let logins = v["requests_by_name"]["user.login"]["requests"].as_u64().unwrap();
     assert!(logins > 0);

@@ -37,22 +37,11 @@ pub fn text(s: &Summary) -> String {
     named_lines(&mut o, s);
     let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "  {:<12}{}", "status", if status.is_empty() { "none".into() } else { status.join("  ") });
-    let e = &s.errors;
-    let _ = writeln!(
-        o,
-        "  {:<12}{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}{}){}",
-        "errors",
-        e.total,
-        e.connect,
-        e.timeout,
-        e.reset,
-        e.closed,
-        e.parse,
-        e.status,
-        e.tls,
-        check_kind(s),
-        if s.requests + e.total > 0 { format!("; error rate {:.2}%", error_rate(s) * 100.0) } else { String::new() }
-    );
+    let rate = match s.requests + s.errors.total {
+        0 => String::new(),
+        _ => format!("; error rate {:.2}%", error_rate(s) * 100.0),
+    };
+    let _ = writeln!(o, "  {:<12}{}{rate}", "errors", errors(s));
     check_lines(&mut o, s);
     let _ = writeln!(o, "  {:<12}sent {}, received {}", "transfer", bytes(s.bytes.sent), bytes(s.bytes.received));
     let _ = writeln!(
@@ -154,9 +143,15 @@ fn check_rows(o: &mut String, s: &Summary) {
     }
 }
 
-/// `, check N` in the errors' kinds, when the plan has checks.
-fn check_kind(s: &Summary) -> String {
-    s.checks.as_ref().map(|_| format!(", check {}", s.errors.check)).unwrap_or_default()
+/// The errors and every kind's count: `3 (connect 0, timeout 3, ...)`; `check` when the plan
+/// has checks.
+fn errors(s: &Summary) -> String {
+    let e = &s.errors;
+    let check = s.checks.as_ref().map(|_| format!(", check {}", e.check)).unwrap_or_default();
+    format!(
+        "{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}{check})",
+        e.total, e.connect, e.timeout, e.reset, e.closed, e.parse, e.status, e.tls
+    )
 }
 
 /// Checks: the share passed, and each by name.
@@ -387,20 +382,7 @@ pub fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
             _ => drop(writeln!(o, "| latency {k} | {v:.3} ms |")),
         }
     }
-    let e = &s.errors;
-    let _ = writeln!(
-        o,
-        "| errors | {} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}{}) |",
-        e.total,
-        e.connect,
-        e.timeout,
-        e.reset,
-        e.closed,
-        e.parse,
-        e.status,
-        e.tls,
-        check_kind(s)
-    );
+    let _ = writeln!(o, "| errors | {} |", errors(s));
     check_rows(&mut o, s);
     for (what, l) in [("TCP connect", &s.connect_ms), ("TLS handshake", &s.tls_handshake_ms)] {
         if let Some(l) = l {
