@@ -237,6 +237,7 @@ impl Flags {
         let step = duration(&l.step, &ctx("load.step"))?;
         replace_with(notes, "--step", &mut self.step, "load.step", step, |d| format!("{d:?}"));
         replace(notes, "--abort-grace", &mut self.abort_grace, "load.abort_grace", l.abort_grace);
+        replace(notes, "--max-users", &mut self.max_users, "load.max_users", l.max_users);
         if self.profile.is_some() && self.peak.is_none() {
             return Err(conflict("a profile needs a peak: --peak N (or load.peak in the scenario)".into()));
         }

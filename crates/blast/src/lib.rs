@@ -41,6 +41,7 @@ pub mod schedule;
 mod shard;
 mod state;
 pub mod template;
+pub mod think;
 mod transport;
 
 pub use blast::{preflight, run, Control, Preflight, RunError};

@@ -19,7 +19,9 @@ use checks::plan_checks;
 pub use checks::Keep;
 pub use expect::StatusSet;
 use scenario::{plan_flows, plan_requests};
-pub use scenario::{CaptureSource, FlowPlan, FlowSpec, FlowStep, RequestSpec, StepSpec, RETRY_AFTER_MAX};
+pub use scenario::{
+    CaptureSource, FlowPlan, FlowSpec, FlowStep, OnFailure, RequestSpec, StepRules, StepSpec, RETRY_AFTER_MAX,
+};
 
 pub use crate::schedule::MAX_RATE;
 

@@ -12,8 +12,9 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::check::CheckSpec;
-use crate::plan::{CaptureSource, FlowSpec, RequestSpec, StatusSet, StepSpec};
+use crate::plan::{CaptureSource, FlowSpec, OnFailure, RequestSpec, StatusSet, StepRules, StepSpec};
 use crate::template::DataTable;
+use crate::think::Think;
 
 /// Larger scenario files are refused before parsing: a plan is a page, not a data set.
 pub const MAX_FILE: u64 = 1024 * 1024;
@@ -125,6 +126,8 @@ pub struct Load {
     pub peak: Option<f64>,
     pub step: Option<String>,
     pub abort_grace: Option<u32>,
+    /// Arrival-rate flows: the most users at once (`--max-users`).
+    pub max_users: Option<u64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -154,6 +157,10 @@ pub struct Flow {
     pub weight: u32,
     /// This flow's `retry_after_max`, instead of `[defaults]`'s.
     pub retry_after_max: Option<String>,
+    /// The think time of its steps that set none.
+    pub think: Option<String>,
+    /// What a failed step does, for its steps that say nothing.
+    pub on_failure: Option<String>,
     #[serde(rename = "step")]
     pub steps: Vec<Step>,
 }
@@ -168,8 +175,16 @@ pub struct Step {
     #[serde(default)]
     pub headers: BTreeMap<String, String>,
     pub body: Option<String>,
-    /// Pause after the response, e.g. "500ms".
+    /// Pause after the response: "500ms", or drawn each time: "1s..3s", "normal(2s, 500ms)",
+    /// "exp(2s)".
     pub think: Option<String>,
+    /// Run once per user, at its start (a login).
+    #[serde(default)]
+    pub once: bool,
+    /// The share of iterations that run this step, above 0 and at most 1.
+    pub probability: Option<f64>,
+    /// `next-iteration` (the default), `continue` or `abort-user`.
+    pub on_failure: Option<String>,
     /// `variable = "header:NAME"` or `variable = "json:FIELD"`, used later as `{{cap.variable}}`.
     #[serde(default)]
     pub capture: BTreeMap<String, String>,
@@ -257,11 +272,16 @@ impl Scenario {
             };
             let mut steps = Vec::new();
             for st in &f.steps {
-                let think = match &st.think {
-                    Some(t) => engine_util::units::parse_duration(t)
-                        .map_err(|e| check(format!("flow '{}', step '{}': think: {e}", f.name, st.name)))?,
-                    None => std::time::Duration::ZERO,
+                let at = |e: String| check(format!("flow '{}', step '{}': {e}", f.name, st.name));
+                let think = match st.think.as_ref().or(f.think.as_ref()) {
+                    Some(t) => Think::parse(t).map_err(at)?,
+                    None => Think::default(),
                 };
+                let on_failure = match st.on_failure.as_ref().or(f.on_failure.as_ref()) {
+                    Some(o) => OnFailure::parse(o).map_err(at)?,
+                    None => OnFailure::NextIteration,
+                };
+                let rules = StepRules { think, once: st.once, probability: st.probability.unwrap_or(1.0), on_failure };
                 let captures = st
                     .capture
                     .iter()
@@ -284,7 +304,7 @@ impl Scenario {
                     expect,
                     checks: specs(&st.check),
                 };
-                steps.push(StepSpec { request, think, captures });
+                steps.push(StepSpec { request, captures, rules });
             }
             out.push(FlowSpec { name: f.name.clone(), weight: f.weight, steps, retry_after_max });
         }

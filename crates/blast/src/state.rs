@@ -331,6 +331,11 @@ impl Shard {
         self.flow_picker.borrow_mut().next()
     }
 
+    /// A uniform draw in [0, 1) from the shard's generator (step probabilities, think times).
+    pub fn random(&self) -> f64 {
+        (self.values.borrow_mut().rng.next() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
     /// The values for the next templated request: `seq` is unique over the run's shards.
     pub fn template_values(&self) -> RefMut<'_, Values> {
         let n = self.seq.get();

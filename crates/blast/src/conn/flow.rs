@@ -8,6 +8,7 @@ use engine_http::RetryAfter;
 
 use crate::check::Seen;
 use crate::plan::CaptureSource;
+use crate::plan::OnFailure;
 use crate::state::Shard;
 
 /// One turn: the request to send and, in a flow, its step.
@@ -25,6 +26,10 @@ pub(super) struct Cursor {
     several: bool,
     flow: usize,
     step: usize,
+    /// Inside an iteration (a step has been chosen and the flow's end not reached).
+    iterating: bool,
+    /// This user has passed its flow's `once` steps.
+    onced: bool,
     /// The capture buffer, kept between steps so the steady state allocates nothing.
     kept: Option<Box<Capture>>,
     pub values: Vec<Vec<u8>>,
@@ -38,14 +43,36 @@ impl Cursor {
             several: plan.requests.len() > 1,
             flow: 0,
             step: 0,
+            iterating: false,
+            onced: false,
             kept: None,
             values: vec![Vec::new(); plan.captures.len()],
         }
     }
 
-    /// At a flow's first step: a user starting (or back at the start after a failure).
+    /// Between iterations: a user starting, or back at the start after the flow's end or a
+    /// failure.
     pub fn at_start(&self) -> bool {
-        self.step == 0
+        !self.iterating
+    }
+
+    /// A new user takes this place: no captures, its `once` steps still to run.
+    pub fn new_user(&mut self) {
+        self.onced = false;
+        self.iterating = false;
+        for v in &mut self.values {
+            v.clear();
+        }
+    }
+
+    /// The first step at or after `from` this iteration runs: a `once` step only until the
+    /// user has passed them, a step with a probability when the draw says so.
+    fn runnable_from(&self, shard: &Shard, from: usize) -> Option<usize> {
+        let steps = &shard.plan().flows[self.flow].steps;
+        (from..steps.len()).find(|&i| {
+            let r = &steps[i].rules;
+            !(r.once && self.onced) && (r.probability >= 1.0 || shard.random() < r.probability)
+        })
     }
 
     /// Whether responses are recorded per request name.
@@ -62,10 +89,17 @@ impl Cursor {
                 0
             }
         } else {
-            if self.step == 0 {
+            if !self.iterating {
                 self.flow = shard.pick_flow();
+                // Every flow has a step that always runs (the plan checks it).
+                self.step = self.runnable_from(shard, 0).unwrap_or(0);
+                self.iterating = true;
             }
-            shard.plan().flows[self.flow].steps[self.step].request
+            let st = &shard.plan().flows[self.flow].steps[self.step];
+            if !st.rules.once {
+                self.onced = true;
+            }
+            st.request
         };
         // Only a request with checks or captures keeps anything of its response; the buffer
         // is made at the first such request and reused after.
@@ -84,11 +118,12 @@ impl Cursor {
     }
 
     /// The turn ended (`ok`: a complete response of an expected status that passed its
-    /// checks): keep what the step captured and move the user on. A failed step ends the
-    /// user's iteration: the next one starts from the flow's first step (log in again, say),
-    /// after the failed step's think time, or the `Retry-After` its answer carried (at most
-    /// the flow's `retry_after_max`), as a user would: a user that retried at once would turn
-    /// a refusal into a storm. Returns the time to wait before the next step.
+    /// checks): keep what the step captured and move the user on. A failed step does what its
+    /// `on_failure` says; by default it ends the user's iteration, and the next one starts
+    /// from the flow's first step (log in again, say) after the failed step's think time, or
+    /// the `Retry-After` its answer carried (at most the flow's `retry_after_max`), as a user
+    /// would: a user that retried at once would turn a refusal into a storm. Returns the time
+    /// to wait before the next step.
     pub fn advance(
         &mut self,
         shard: &Shard,
@@ -104,13 +139,30 @@ impl Cursor {
         if let Some(seen) = seen {
             apply_captures(&st.captures, seen, &mut self.values);
         }
-        self.step = if ok { (self.step + 1) % flow.steps.len() } else { 0 };
+        let ended = match (ok, st.rules.on_failure) {
+            (true, _) | (false, OnFailure::Continue) => match self.runnable_from(shard, self.step + 1) {
+                Some(next) => {
+                    self.step = next;
+                    false
+                }
+                None => true,
+            },
+            (false, OnFailure::NextIteration) => true,
+            (false, OnFailure::AbortUser) => {
+                self.new_user();
+                true
+            }
+        };
+        if ended {
+            self.iterating = false;
+            self.step = 0;
+        }
         match retry_after {
-            Some(r) if !ok && !flow.retry_after_max.is_zero() => {
+            Some(r) if !ok && ended && !flow.retry_after_max.is_zero() => {
                 let asked = r.seconds_from(unix_now());
                 Duration::from_secs_f64(asked.min(flow.retry_after_max.as_secs_f64()))
             }
-            _ => st.think,
+            _ => st.rules.think.draw(|| shard.random()),
         }
     }
 }

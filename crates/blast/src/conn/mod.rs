@@ -171,6 +171,12 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
         if std::mem::take(&mut first) {
             shard.attempted();
             shard.wait_for_start().await;
+            // Closed-model users start spread over one iteration's think time, or they would
+            // walk their flows in step (the rate swinging with the steps) for the whole run.
+            let spread = stagger(shard.plan());
+            if !flows && !spread.is_zero() {
+                glommio::timer::sleep(spread.mul_f64(shard.random())).await;
+            }
             continue;
         }
         if !opened {
@@ -198,15 +204,19 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             // An arrival-rate iteration, walked here rather than in an async fn of its own: a
             // nested future would add its state to every connection's task for its whole life.
             Some(due) if flows => {
+                // Each due time is a new user: its `once` steps run, it has no captures.
                 let user = User::enter(&shard);
+                c.cursor.new_user();
                 let mut intended = Some(due);
+                let mut all_ok = true;
                 let ended = loop {
                     if !c.ensure_open(&shard).await {
                         break Some(false);
                     }
                     let (ok, think) = one_request(&shard, &mut c, intended).await;
-                    if !ok || c.cursor.at_start() {
-                        break Some(ok);
+                    all_ok &= ok;
+                    if c.cursor.at_start() {
+                        break Some(all_ok);
                     }
                     if !shard.is_running() {
                         // The run ended mid-flow: the iteration neither completed nor failed.
@@ -227,6 +237,11 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             glommio::timer::sleep(think).await;
         }
     }
+}
+
+/// One iteration's mean think time, of the flow that thinks longest (zero without flows).
+fn stagger(plan: &crate::plan::Plan) -> Duration {
+    plan.flows.iter().map(|f| f.steps.iter().map(|s| s.rules.think.mean()).sum()).max().unwrap_or_default()
 }
 
 /// A user walking a flow, counted in the shard's gauge however the iteration ends.

@@ -9,6 +9,7 @@ use super::expect::StatusSet;
 use super::{is_token, parse_header, PlanError, PlannedRequest, Target, MAX_BODY};
 use crate::check::CheckSpec;
 use crate::render::RenderedRequest;
+use crate::think::Think;
 
 /// One request of a scenario, before validation. Its headers come after `PlanInput::headers`
 /// (the defaults), so a request can override them.
@@ -29,7 +30,7 @@ pub struct RequestSpec {
 }
 
 /// A flow of a scenario, before validation: steps one connection runs in order, as a user.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FlowSpec {
     pub name: String,
     pub weight: u32,
@@ -42,14 +43,55 @@ pub struct FlowSpec {
 /// but a run of minutes should not lose its users for an hour.
 pub const RETRY_AFTER_MAX: Duration = Duration::from_secs(10);
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StepSpec {
     /// The step's request; its name becomes `FLOW.STEP`.
     pub request: RequestSpec,
-    /// Pause after the step's response, before the next step.
-    pub think: Duration,
     /// `(variable, source)`: what to keep from the response for later steps' `{{cap.VARIABLE}}`.
     pub captures: Vec<(String, CaptureSource)>,
+    pub rules: StepRules,
+}
+
+/// How a user walks a step: whether, how often, what a failure does, and the pause after it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct StepRules {
+    /// Pause after the step's response, before the next step (drawn for each pause).
+    pub think: Think,
+    /// Run once per user, at its start (a login): a user that has passed its `once` steps
+    /// skips them in its later iterations. `once` steps come first in a flow.
+    pub once: bool,
+    /// The share of iterations that run the step (1: every one).
+    pub probability: f64,
+    pub on_failure: OnFailure,
+}
+
+impl Default for StepRules {
+    fn default() -> Self {
+        StepRules { think: Think::default(), once: false, probability: 1.0, on_failure: OnFailure::NextIteration }
+    }
+}
+
+/// What a failed step does to its user.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnFailure {
+    /// The iteration ends; the next starts at the flow's first step (after the step's think
+    /// time or the answer's `Retry-After`).
+    NextIteration,
+    /// The user goes on to the next step as if it had not failed.
+    Continue,
+    /// The user leaves (its captures and `once` steps with it); a new user takes its place.
+    AbortUser,
+}
+
+impl OnFailure {
+    pub fn parse(text: &str) -> Result<Self, String> {
+        match text {
+            "next-iteration" => Ok(Self::NextIteration),
+            "continue" => Ok(Self::Continue),
+            "abort-user" => Ok(Self::AbortUser),
+            _ => Err(format!("on_failure '{text}': use next-iteration, continue or abort-user")),
+        }
+    }
 }
 
 /// Where a captured value comes from.
@@ -81,7 +123,7 @@ impl CaptureSource {
 
 /// A validated flow: indices into [`Plan::requests`](super::Plan::requests) and
 /// [`Plan::captures`](super::Plan::captures).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FlowPlan {
     pub name: String,
     pub weight: u32,
@@ -89,11 +131,11 @@ pub struct FlowPlan {
     pub retry_after_max: Duration,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct FlowStep {
     pub request: usize,
-    pub think: Duration,
     pub captures: Vec<(usize, CaptureSource)>,
+    pub rules: StepRules,
 }
 
 /// Flattens flows into named requests (`FLOW.STEP`) and numbers their capture variables.
@@ -108,6 +150,17 @@ pub(super) fn plan_flows(specs: &[FlowSpec]) -> Result<FlattenedFlows, PlanError
         let bad = |reason: &str| PlanError::Flow { name: f.name.clone(), reason: reason.to_string() };
         if f.steps.is_empty() {
             return Err(bad("no steps"));
+        }
+        // A user runs its `once` steps first; a flow needs a step every iteration runs, or an
+        // iteration could have nothing to send.
+        if f.steps.iter().skip_while(|s| s.rules.once).any(|s| s.rules.once) {
+            return Err(bad("once steps come first in a flow (they run at a user's start)"));
+        }
+        if !f.steps.iter().any(|s| !s.rules.once && s.rules.probability >= 1.0) {
+            return Err(bad("a flow needs a step that every iteration runs (not once, probability 1)"));
+        }
+        if let Some(s) = f.steps.iter().find(|s| !(s.rules.probability > 0.0 && s.rules.probability <= 1.0)) {
+            return Err(bad(&format!("step '{}': a probability is above 0 and at most 1", s.request.name)));
         }
         let mut steps = Vec::new();
         for s in &f.steps {
@@ -125,7 +178,7 @@ pub(super) fn plan_flows(specs: &[FlowSpec]) -> Result<FlattenedFlows, PlanError
                 };
                 caps.push((i, source.clone()));
             }
-            steps.push(FlowStep { request: requests.len(), think: s.think, captures: caps });
+            steps.push(FlowStep { request: requests.len(), captures: caps, rules: s.rules });
             requests.push(req);
         }
         flows.push(FlowPlan { name: f.name.clone(), weight: f.weight, steps, retry_after_max: f.retry_after_max });
