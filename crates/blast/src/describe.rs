@@ -106,10 +106,10 @@ pub fn plan_text(plan: &Plan, flags: &Flags) -> String {
         let _ = writeln!(o, "threshold: {t}");
     }
     for a in &flags.abort_on {
-        // An expression's own `for N` is its grace; the others take --abort-grace.
+        // An expression's own `for N` is its grace; the others take --abort-grace (a count, 1).
         let _ = match a.grace {
             Some(_) => writeln!(o, "safety stop: {a}"),
-            None => writeln!(o, "safety stop: {a} for {} consecutive intervals", flags.abort_grace()),
+            None => writeln!(o, "safety stop: {a} for {} consecutive intervals", a.stop_grace(flags.abort_grace())),
         };
     }
     o

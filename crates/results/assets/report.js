@@ -29,7 +29,7 @@
     if (metric === "error_rate" || metric === "checks" || metric === "check_rate") return pct(v);
     if (metric === "rps") return v.toFixed(1) + " req/s";
     if (metric === "recovery_s") return v.toFixed(1) + " s";
-    if (metric === "capacity") return String(v);
+    if (metric === "capacity" || metric === "errors") return String(v);
     return ms(v);
   }
   const L = S.latency_ms, U = S.latency_uncorrected_ms, OK = S.latency_ok_ms;

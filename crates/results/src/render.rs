@@ -176,6 +176,7 @@ fn measured(expr: &str, v: f64) -> String {
     match crate::thresholds::Expr::parse(expr).map(|e| e.metric) {
         Ok(crate::thresholds::Metric::ErrorRate | crate::thresholds::Metric::Checks) => format!("{:.3}%", v * 100.0),
         Ok(crate::thresholds::Metric::Rps) => format!("{v:.1}/s"),
+        Ok(crate::thresholds::Metric::Errors) => format!("{v:.0}"),
         Ok(crate::thresholds::Metric::RecoveryS) => format!("{v:.1}s"),
         Ok(crate::thresholds::Metric::Capacity) => format!("{v}"),
         _ => ms(v),

@@ -29,6 +29,8 @@ pub enum Metric {
     Capacity,
     /// Checks passed over checks evaluated (`checks{name=cache}`: one check's).
     Checks,
+    /// Failed requests so far, a count (Artillery's `--max-errors`).
+    Errors,
 }
 
 impl Metric {
@@ -94,6 +96,8 @@ pub struct Figures {
     pub capacity: Option<f64>,
     /// The checks of the selection (`None`: the plan has none, or not this one).
     pub checks: Option<CheckSummary>,
+    /// Failed requests of the selection: of the whole run, or so far (safety stops).
+    pub errors: u64,
 }
 
 fn attempts_of(errors: &Errors, responses: u64) -> u64 {
@@ -122,6 +126,7 @@ impl Figures {
             recovery_s: profile.and_then(|p| p.recovery_s),
             capacity: profile.and_then(|p| p.capacity),
             checks: s.checks.as_ref().map(|c| CheckSummary::new(c.passed, c.failed)),
+            errors: s.errors.total,
         };
         match sel {
             Selector::All => {}
@@ -132,6 +137,7 @@ impl Figures {
                     return f.checks.is_some().then_some(f);
                 };
                 f.latency_ms = named.latency_ms;
+                f.errors = named.errors.total;
                 f.responses = named.requests;
                 f.error_rate = rate_of(&named.errors, named.requests);
                 f.attempts = attempts_of(&named.errors, named.requests);
@@ -182,6 +188,7 @@ impl Figures {
             checks: (!t.checks.is_empty()).then(|| {
                 CheckSummary::new(t.checks.iter().map(|c| c.passed).sum(), t.checks.iter().map(|c| c.failed).sum())
             }),
+            errors: c.errors_total(),
         }
     }
 }
@@ -271,6 +278,7 @@ impl Expr {
             Metric::RecoveryS => f.recovery_s?,
             Metric::Capacity => f.capacity?,
             Metric::Checks => f.checks?.rate,
+            Metric::Errors => f.errors as f64,
         })
     }
 
@@ -289,6 +297,17 @@ impl Expr {
         }
     }
 
+    /// As a safety stop, the consecutive intervals it must hold: its own `for N`, else
+    /// `default`; a count (`errors>50`) only grows, so it stops the run in the interval it
+    /// passes the value.
+    pub fn stop_grace(&self, default: u32) -> u32 {
+        match (self.grace, self.metric) {
+            (Some(n), _) => n,
+            (None, Metric::Errors) => 1,
+            (None, _) => default.max(1),
+        }
+    }
+
     /// The metric and selector it judges: a threshold given as a flag replaces one from a
     /// scenario with the same key.
     pub fn key(&self) -> (Metric, &Selector) {
@@ -302,6 +321,7 @@ impl Expr {
             Metric::ErrorRate | Metric::Checks => format!("{:.2}%", value * 100.0),
             Metric::Rps => format!("{value:.1}/s"),
             Metric::RecoveryS => format!("{value:.1} s"),
+            Metric::Errors => format!("{value:.0} errors"),
             _ => format!("{value}"),
         }
     }
@@ -333,12 +353,11 @@ fn parse_metric(name: &str) -> Result<Metric, String> {
         "recovery_s" => Metric::RecoveryS,
         "capacity" => Metric::Capacity,
         "checks" | "check_rate" => Metric::Checks,
+        "errors" => Metric::Errors,
         "" => return Err("no metric".into()),
-        _ => {
-            return Err(format!(
-                "unknown metric '{name}' (p50 p90 p95 p99 p999 max mean error_rate rps recovery_s capacity checks)"
-            ))
-        }
+        _ => return Err(format!(
+            "unknown metric '{name}' (p50 p90 p95 p99 p999 max mean error_rate errors rps recovery_s capacity checks)"
+        )),
     })
 }
 
@@ -356,6 +375,9 @@ fn parse_value(metric: Metric, value: &str) -> Result<f64, String> {
             format!("{m} is a percentage ({value}%) or a fraction below 1 (0.01 is 1%); '{value}' is neither")
         }),
         Metric::Rps => number(value).ok_or_else(|| "rps is a number of requests per second".into()),
+        Metric::Errors => {
+            number(value).filter(|v| v.fract() == 0.0).ok_or_else(|| "errors is a count of failed requests".into())
+        }
         Metric::Capacity => {
             number(value).ok_or_else(|| "capacity is a level (connections or requests per second)".into())
         }
@@ -410,21 +432,24 @@ pub struct SafetyStops {
     exprs: Vec<Expr>,
     grace: u32,
     streak: Vec<u32>,
+    /// Failed requests so far: `errors` counts over the run, not one interval.
+    errors: u64,
 }
 
 impl SafetyStops {
     /// `grace`: for the stops without a `for N` of their own.
     pub fn new(exprs: Vec<Expr>, grace: u32) -> Self {
         let streak = vec![0; exprs.len()];
-        Self { exprs, grace: grace.max(1), streak }
+        Self { exprs, grace: grace.max(1), streak, errors: 0 }
     }
 
     /// Takes one interval's figures; returns the stop that fired, if one did.
     pub fn observe(&mut self, t: &Totals, rps: f64, at_s: f64) -> Option<Fired> {
+        self.errors += t.counters.errors_total();
         for (e, streak) in self.exprs.iter().zip(self.streak.iter_mut()) {
-            let f = Figures::of_interval(t, rps, &e.selector);
+            let f = Figures { errors: self.errors, ..Figures::of_interval(t, rps, &e.selector) };
             *streak = if e.holds(&f) { *streak + 1 } else { 0 };
-            if *streak >= e.grace.unwrap_or(self.grace) {
+            if *streak >= e.stop_grace(self.grace) {
                 return Some(Fired { expr: e.text.clone(), at_s, value: e.measure(&f).unwrap_or(0.0) });
             }
         }
@@ -569,5 +594,18 @@ mod tests {
         assert_eq!((fired.expr.as_str(), fired.at_s, fired.value), ("error_rate>10%", 6.0, 0.9));
         let mut quick = SafetyStops::new(vec![Expr::parse("error_rate>10% for 1").unwrap()], 3);
         assert!(quick.observe(&bad, 10.0, 1.0).is_some());
+
+        // A count is of the run so far, and stops in the interval it passes the value.
+        let mut count = SafetyStops::new(vec![Expr::parse("errors>12").unwrap()], 3);
+        assert_eq!(count.observe(&bad, 10.0, 1.0), None);
+        assert_eq!(count.observe(&good, 10.0, 2.0), None);
+        let fired = count.observe(&bad, 10.0, 3.0).unwrap();
+        assert_eq!((fired.at_s, fired.value), (3.0, 18.0));
+        // As a threshold, the whole run's.
+        let e = Expr::parse("errors<=50").unwrap();
+        assert_eq!(e.stop_grace(3), 1);
+        assert!(e.holds(&Figures { errors: 50, ..Figures::default() }));
+        assert!(!e.holds(&Figures { errors: 51, ..Figures::default() }));
+        assert!(Expr::parse("errors<1.5").unwrap_err().contains("a count"));
     }
 }
