@@ -23,7 +23,7 @@ fn results_folder_holds_every_file_and_the_hlog_matches_the_summary() {
         .output()
         .unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
-    for f in ["summary.json", "summary.md", "timeseries.csv", "latency.hlog", "run.log"] {
+    for f in ["summary.json", "summary.md", "summary.csv", "timeseries.csv", "latency.hlog", "run.log"] {
         assert!(dir.join(f).metadata().map(|m| m.len() > 0).unwrap_or(false), "{f} missing or empty");
     }
     let v: serde_json::Value =
@@ -61,6 +61,14 @@ fn results_folder_holds_every_file_and_the_hlog_matches_the_summary() {
     let csv = std::fs::read_to_string(dir.join("timeseries.csv")).unwrap();
     assert!(csv.starts_with("t_s,target,requests,rps"));
     assert!(csv.lines().count() >= 3);
+    // summary.csv: the run's row carries the summary's figures.
+    let table = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    let mut lines = table.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let run: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let cell = |name: &str| run[header.iter().position(|h| *h == name).unwrap()];
+    assert_eq!((cell("scope"), cell("requests"), cell("verdict")), ("run", requests.to_string().as_str(), "passed"));
+    assert_eq!(cell("p99_ms").parse::<f64>().unwrap(), v["latency_ms"]["p99"].as_f64().unwrap());
     let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
     assert!(md.contains(&format!("| requests | {requests} |")));
     let run_log = std::fs::read_to_string(dir.join("run.log")).unwrap();

@@ -1,4 +1,4 @@
-//! The results folder every blast leaves: summary.json, summary.md, timeseries.csv,
+//! The results folder every blast leaves: summary.json, summary.md, summary.csv, timeseries.csv,
 //! latency.hlog ([`crate::hlog`]), run.log and report.html.
 
 use std::fmt::Write as _;
@@ -107,7 +107,7 @@ impl Observer for RunLog {
     }
 }
 
-/// Writes summary.json, report.html, summary.md and timeseries.csv.
+/// Writes summary.json, report.html, summary.md, summary.csv and timeseries.csv.
 pub fn write_summary(dir: &Path, summary: &Summary, command: &str, started: SystemTime) -> Result<(), FolderError> {
     let json = serde_json::to_string_pretty(summary)
         .map_err(io::Error::other)
@@ -120,6 +120,7 @@ pub fn write_summary(dir: &Path, summary: &Summary, command: &str, started: Syst
     write("summary.json", &json)?;
     write("report.html", &crate::html::render(&json))?;
     write("summary.md", &crate::render::markdown(summary, command, started))?;
+    write("summary.csv", &crate::table::summary_csv(summary))?;
     write("timeseries.csv", &timeseries_csv(summary))
 }
 

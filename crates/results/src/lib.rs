@@ -24,6 +24,7 @@ pub mod profile;
 pub mod render;
 pub mod stats;
 pub mod summary;
+pub mod table;
 pub mod thresholds;
 pub mod windows;
 

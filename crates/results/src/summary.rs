@@ -663,6 +663,17 @@ pub enum Verdict {
 }
 
 impl Verdict {
+    /// A word for tables (summary.csv).
+    pub const fn name(self) -> &'static str {
+        match self {
+            Verdict::Interrupted => "interrupted",
+            Verdict::SafetyStop => "safety_stop",
+            Verdict::NoResponse => "no_response",
+            Verdict::ThresholdFailed => "threshold_failed",
+            Verdict::Passed => "passed",
+        }
+    }
+
     /// The exit code of the contract (DESIGN.md).
     pub const fn exit_code(self) -> u8 {
         match self {

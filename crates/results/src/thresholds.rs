@@ -355,9 +355,11 @@ fn parse_metric(name: &str) -> Result<Metric, String> {
         "checks" | "check_rate" => Metric::Checks,
         "errors" => Metric::Errors,
         "" => return Err("no metric".into()),
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "unknown metric '{name}' (p50 p90 p95 p99 p999 max mean error_rate errors rps recovery_s capacity checks)"
-        )),
+        ))
+        }
     })
 }
 
