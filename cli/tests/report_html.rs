@@ -101,7 +101,13 @@ fn the_report_shows_the_shape_of_the_run() {
     v["timeseries"][gap]["rps"] = 0.0.into();
     v["profile"] = serde_json::json!({
         "name": "stress", "peak": 400.0, "capacity": 300.0, "failed_at": 320.0, "best_rps": 298.5,
-        "criterion": "p99 <= 1000 ms, errors <= 1%"
+        "criterion": "p99 <= 1000 ms, errors <= 1%",
+        "levels": [
+            {"level": 300.0, "held_s": 3.0, "p99_ms": 12.5, "error_rate": 0.0, "rps": 298.5, "pass": true,
+             "p50_ms": 2.0, "p95_ms": 8.0, "requests": 895, "errors": 0},
+            {"level": 320.0, "held_s": 3.0, "p99_ms": 1500.0, "error_rate": 0.0, "rps": 301.0, "pass": false,
+             "failed_on": "p99 1500.0 ms, over 1000 ms", "p50_ms": 3.0, "p95_ms": 900.0, "requests": 903, "errors": 0}
+        ]
     });
     std::fs::write(&path, v.to_string()).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_engine")).args(["report", "html"]).arg(&dir).output().unwrap();
@@ -128,6 +134,10 @@ fn the_report_shows_the_shape_of_the_run() {
     let profile = dom.split("id=\"profile\"").nth(1).unwrap_or("");
     assert!(profile.contains("capacity") && profile.contains("300 (the last level that held)"), "{profile}");
     assert!(profile.contains("failed level") && profile.contains("320"), "{profile}");
+    // Each level's figures over its hold, and its verdict.
+    let levels = dom.split("id=\"levels\"").nth(1).unwrap_or("");
+    assert!(levels.contains("298.5 req/s") && levels.contains("8.00 ms") && levels.contains("held"), "{levels}");
+    assert!(levels.contains("FAILED: p99 1500.0 ms, over 1000 ms"), "{levels}");
     let thresholds = dom.split("id=\"thresholds\"").nth(1).unwrap_or("");
     assert!(thresholds.contains("0.00%"), "an error rate as a percentage: {thresholds}");
     assert!(thresholds.contains(" ms") || thresholds.contains(" µs"), "a latency with its unit: {thresholds}");

@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use engine_results::observe::{Flow, Interval, Observer};
-use engine_results::profile::{recovery_time, Criterion, StressWatch};
+use engine_results::profile::{recovery_time, Criterion, LevelWatch};
 use engine_results::summary::{ProfileReport, Summary};
 
 use crate::schedule::Stage;
@@ -104,20 +104,20 @@ pub(crate) struct ProfileWatch {
     stages: Vec<Stage>,
     open: bool,
     criterion: Criterion,
-    stress: Option<StressWatch>,
+    levels: LevelWatch,
 }
 
 impl ProfileWatch {
     /// `open`: the levels are rates (the open model), not connections.
     pub(crate) fn new(name: ProfileName, peak: f64, stages: Vec<Stage>, open: bool, criterion: Criterion) -> Self {
-        let stress = (name == ProfileName::Stress).then(|| StressWatch::new(criterion, open));
-        ProfileWatch { name, peak, stages, open, criterion, stress }
+        let levels = LevelWatch::new(criterion, open, name == ProfileName::Stress);
+        ProfileWatch { name, peak, stages, open, criterion, levels }
     }
 }
 
 impl Observer for ProfileWatch {
     fn interval(&mut self, i: &Interval<'_>) -> Flow {
-        let stop = self.stress.as_mut().is_some_and(|w| w.observe(i.point, i.totals, i.seconds()));
+        let stop = self.levels.observe(i.point, i.totals, i.seconds());
         if stop {
             Flow::Stop
         } else {
@@ -132,13 +132,14 @@ impl Observer for ProfileWatch {
             criterion: self.criterion.describe(self.open),
             ..Default::default()
         };
-        if let Some(w) = self.stress.as_mut() {
-            w.finish();
+        let w = &mut self.levels;
+        w.finish();
+        if self.name == ProfileName::Stress {
             report.capacity = w.last_good;
             report.failed_at = w.failed_at;
             report.best_rps = Some(w.best_rps);
-            report.levels = w.levels.clone();
         }
+        report.levels = w.levels.clone();
         if let Some((baseline_end, drop_end)) = self.name.recovery_window(&self.stages) {
             report.recovery_s = recovery_time(&summary.timeseries, baseline_end, drop_end, 1.5);
         }

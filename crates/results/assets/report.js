@@ -80,6 +80,12 @@
     if (p.recovery_s !== undefined) rows.push(["recovery", p.recovery_s.toFixed(1) + " s after the drop"]);
     else if (p.name === "spike" || p.name === "recovery") rows.push(["recovery", "p99 never returned to the baseline"]);
     section("Profile", el("div", { id: "profile" }, table(["", ""], rows)));
+    // Each level over its hold (the ramp up to it is not judged).
+    if (p.levels && p.levels.length) {
+      const q = (v) => (v === undefined || v === null ? "-" : ms(v));
+      const lrows = p.levels.map((l) => [String(l.level), l.held_s.toFixed(0) + " s", l.rps.toFixed(1) + " req/s", q(l.p50_ms), q(l.p95_ms), ms(l.p99_ms), pct(l.error_rate), l.pass ? "held" : "FAILED: " + l.failed_on]);
+      section("Levels", el("div", { id: "levels" }, table(["level", "held", "rate", "p50", "p95", "p99", "errors", "verdict"], lrows)));
+    }
   }
 
   const ts = S.timeseries || [];

@@ -50,13 +50,16 @@ struct Hold {
     attempts: u64,
 }
 
-/// Follows a stress run interval by interval: each level is judged on its whole hold (the
+/// Follows a profile's run interval by interval: each level is judged on its whole hold (the
 /// interval that steps up to it is not judged), so one slow second does not fail a level
-/// whose hold met the criterion, and the verdict names the criterion and the figure.
+/// whose hold met the criterion, and the verdict names the criterion and the figure. A
+/// stress run stops at the first level that fails; the other profiles only report.
 #[derive(Debug, Clone, Default)]
-pub struct StressWatch {
+pub struct LevelWatch {
     criterion: Criterion,
     open: bool,
+    /// Stop at the first failed level (stress).
+    stops: bool,
     /// The level the last interval ended at, and its hold (once an interval is held).
     level: f64,
     hold: Option<Hold>,
@@ -70,18 +73,29 @@ pub struct StressWatch {
     pub best_rps: f64,
 }
 
-impl StressWatch {
-    pub fn new(criterion: Criterion, open: bool) -> Self {
-        Self { criterion, open, ..Default::default() }
+impl LevelWatch {
+    /// `stops`: the run ends at the first failed level (stress).
+    pub fn new(criterion: Criterion, open: bool, stops: bool) -> Self {
+        Self { criterion, open, stops, ..Default::default() }
     }
 
     /// Takes one interval (its point and merged totals); returns true when the run should
-    /// stop: a level failed (judged when its hold ends).
+    /// stop: a level failed (judged when its hold ends) and this watch stops on one.
     pub fn observe(&mut self, p: &Point, totals: &Totals, seconds: f64) -> bool {
+        if !self.stops {
+            self.take(p, totals, seconds);
+            return false;
+        }
         if self.failed_at.is_some() {
             // The run is stopping; the drain's partial interval says nothing of capacity.
             return true;
         }
+        self.take(p, totals, seconds)
+    }
+
+    /// Adds an interval to the level's hold, or judges the hold when the level changes;
+    /// returns whether a level has failed.
+    fn take(&mut self, p: &Point, totals: &Totals, seconds: f64) -> bool {
         if p.target != self.level {
             // A new level (or the step up to it): judge the previous one's hold.
             self.close();
@@ -108,11 +122,15 @@ impl StressWatch {
     /// Judges the level being held, if any.
     fn close(&mut self) {
         let Some(h) = self.hold.take() else { return };
+        // A profile's last step down to nothing is not a level.
+        if h.level <= 0.0 && !self.stops {
+            return;
+        }
         let level = self.judge(&h);
         if level.pass {
             self.last_good = Some(level.level);
             self.best_rps = self.best_rps.max(level.rps);
-        } else {
+        } else if self.failed_at.is_none() {
             self.failed_at = Some(level.level);
         }
         self.levels.push(level);
@@ -120,7 +138,8 @@ impl StressWatch {
 
     fn judge(&self, h: &Hold) -> Level {
         let c = &self.criterion;
-        let p99_ms = if h.latency.is_empty() { 0.0 } else { h.latency.value_at_quantile(0.99) as f64 / 1000.0 };
+        let at = |q: f64| if h.latency.is_empty() { 0.0 } else { h.latency.value_at_quantile(q) as f64 / 1000.0 };
+        let p99_ms = at(0.99);
         let error_rate = if h.attempts == 0 { 0.0 } else { h.errors as f64 / h.attempts as f64 };
         let rps = h.requests as f64 / h.seconds.max(1e-9);
         let failed_on = if h.requests == 0 {
@@ -143,12 +162,16 @@ impl StressWatch {
             rps: round(rps),
             pass: failed_on.is_none(),
             failed_on,
+            p50_ms: Some(at(0.5)),
+            p95_ms: Some(at(0.95)),
+            requests: Some(h.requests),
+            errors: Some(h.errors),
         }
     }
 
-    /// Judges the last level at the end of a run that never failed.
+    /// Judges the last level at the end of a run that never stopped at a failed one.
     pub fn finish(&mut self) {
-        if self.failed_at.is_none() {
+        if self.failed_at.is_none() || !self.stops {
             self.close();
         }
     }
@@ -197,7 +220,7 @@ mod tests {
 
     #[test]
     fn stress_judges_each_level_on_its_whole_hold_and_names_what_failed() {
-        let mut w = StressWatch::new(Criterion::default(), true);
+        let mut w = LevelWatch::new(Criterion::default(), true, true);
         let mut stopped = false;
         'levels: for level in [100.0f64, 200.0, 300.0, 400.0, 500.0] {
             for i in 0..4 {
@@ -224,17 +247,46 @@ mod tests {
         assert_eq!(w.levels.len(), 4);
         assert!(w.levels[1].pass && (w.levels[1].rps - 195.0).abs() < 0.01, "{:?}", w.levels[1]);
         // Latency and errors are named the same way.
-        let mut w = StressWatch::new(Criterion::default(), false);
+        let mut w = LevelWatch::new(Criterion::default(), false, true);
         for (p, t) in [interval(10.0, 100.0, 1.0, 0), interval(10.0, 100.0, 1500.0, 0), interval(20.0, 1.0, 1.0, 0)] {
             w.observe(&p, &t, 1.0);
         }
         let why = w.levels[0].failed_on.clone().unwrap_or_default();
         assert!(why.starts_with("p99 150") && why.ends_with(" ms, over 1000 ms"), "{:?}", w.levels);
-        let mut w = StressWatch::new(Criterion::default(), false);
+        let mut w = LevelWatch::new(Criterion::default(), false, true);
         for (p, t) in [interval(10.0, 100.0, 1.0, 0), interval(10.0, 100.0, 1.0, 5), interval(20.0, 1.0, 1.0, 0)] {
             w.observe(&p, &t, 1.0);
         }
         assert_eq!(w.levels[0].failed_on.as_deref(), Some("errors 4.76%, over 1%"), "{:?}", w.levels);
+    }
+
+    /// A ramp (or any profile but stress) reports every level over its hold, never stops, and
+    /// its last step down to nothing is no level.
+    #[test]
+    fn other_profiles_report_each_level_and_never_stop() {
+        let mut w = LevelWatch::new(Criterion::default(), false, false);
+        let run = [(5.0, 50.0, 1.0), (10.0, 100.0, 1.0), (10.0, 100.0, 1.0), (15.0, 150.0, 1.0), (20.0, 200.0, 1.0)];
+        let mut intervals: Vec<(Point, Totals)> = run.iter().map(|&(l, r, p)| interval(l, r, p, 0)).collect();
+        intervals.push(interval(20.0, 200.0, 1500.0, 0));
+        intervals.push(interval(30.0, 300.0, 1.0, 0));
+        intervals.push(interval(30.0, 300.0, 1.0, 0));
+        intervals.push(interval(0.0, 0.0, 1.0, 0));
+        intervals.push(interval(0.0, 0.0, 1.0, 0));
+        for (p, t) in &intervals {
+            assert!(!w.observe(p, t, 1.0), "only stress stops");
+        }
+        w.finish();
+        let levels: Vec<(f64, bool, Option<u64>)> = w.levels.iter().map(|l| (l.level, l.pass, l.requests)).collect();
+        // Each level's first interval is its step up: 10 held one interval, 20 one (failing
+        // on p99), 30 one; 5 and 15 were steps only.
+        assert_eq!(
+            levels,
+            [(10.0, true, Some(100)), (20.0, false, Some(200)), (30.0, true, Some(300))],
+            "{:?}",
+            w.levels
+        );
+        let l = &w.levels[2];
+        assert_eq!((l.p50_ms, l.p95_ms, l.errors), (Some(1.0), Some(1.0), Some(0)));
     }
 
     #[test]

@@ -301,6 +301,28 @@ fn profile_line(o: &mut String, s: &Summary) {
         _ => {}
     }
     let _ = writeln!(o, "  {:<12}{line}", "profile");
+    for l in &p.levels {
+        let _ = writeln!(o, "  {:<12}{}", "", level_text(l));
+    }
+}
+
+/// One level's figures over its hold, and its verdict.
+fn level_text(l: &crate::summary::Level) -> String {
+    let q = |v: Option<f64>| v.map_or("-".to_string(), ms);
+    let verdict = match &l.failed_on {
+        None => "held".to_string(),
+        Some(why) => format!("FAILED: {why}"),
+    };
+    format!(
+        "level {:<8} held {:.0}s  {:.1} req/s  p50 {}  p95 {}  p99 {}  errors {:.2}%  {verdict}",
+        l.level,
+        l.held_s,
+        l.rps,
+        q(l.p50_ms),
+        q(l.p95_ms),
+        ms(l.p99_ms),
+        l.error_rate * 100.0
+    )
 }
 
 /// Per named request (scenarios).
@@ -446,6 +468,27 @@ fn profile_section(o: &mut String, s: &Summary) {
         (Some(r), _) => drop(writeln!(o, "- recovery: {r:.1} s after the drop")),
         (None, "spike" | "recovery") => drop(writeln!(o, "- recovery: p99 never returned to the baseline")),
         _ => {}
+    }
+    if !p.levels.is_empty() {
+        let _ = writeln!(
+            o,
+            "\n| level | held | rate | p50 | p95 | p99 | errors | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---|"
+        );
+        for l in &p.levels {
+            let q = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3} ms"));
+            let verdict = l.failed_on.as_deref().map_or("held".to_string(), |w| format!("**failed**: {w}"));
+            let _ = writeln!(
+                o,
+                "| {} | {:.0} s | {:.1}/s | {} | {} | {:.3} ms | {:.2}% | {verdict} |",
+                l.level,
+                l.held_s,
+                l.rps,
+                q(l.p50_ms),
+                q(l.p95_ms),
+                l.p99_ms,
+                l.error_rate * 100.0
+            );
+        }
     }
 }
 

@@ -382,12 +382,13 @@ pub struct ProfileReport {
     pub recovery_s: Option<f64>,
     /// The criterion a level (stress) or an interval had to meet, in words.
     pub criterion: String,
-    /// Stress: each level judged on its whole hold, with the figures and what failed.
+    /// Each level judged on its whole hold (the ramp up to it is not), with its figures and
+    /// what failed; only a stress run stops at a failed level.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub levels: Vec<Level>,
 }
 
-/// What a level of a stress run measured over its hold, and the verdict.
+/// What a level of a profile measured over its hold, and the verdict.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Level {
@@ -399,6 +400,16 @@ pub struct Level {
     pub p99_ms: f64,
     pub error_rate: f64,
     pub rps: f64,
+    /// Corrected p50 and p95, responses and failed requests over the hold (`None` in a
+    /// summary of an engine before schema 4, which did not record them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p50_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p95_ms: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub errors: Option<u64>,
     pub pass: bool,
     /// Why it failed, with the figure: `completed 565.0/s, under 95% of the asked 600/s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -1,5 +1,6 @@
-//! summary.csv: a run's key figures as one row, and one row per named request, for a
-//! spreadsheet, or a regression report that reads the folders of many runs.
+//! summary.csv: a run's key figures as one row, one row per named request and one per level
+//! of a profile, for a spreadsheet, or a regression report that reads the folders of many
+//! runs.
 
 use crate::summary::{Latency, Summary};
 use crate::thresholds::{Figures, Selector};
@@ -30,9 +31,10 @@ pub const COLUMNS: [&str; 22] = [
     "exit_code",
 ];
 
-/// The rows: `run` (the whole run), then `request` (one per named request, scenarios). A
-/// figure a row does not have (a request's verdict) is empty; a latency of no response is
-/// empty, not 0.
+/// The rows: `run` (the whole run), then `request` (one per named request, scenarios), then
+/// `level` (one per level of a profile, its figures over the level's hold; its verdict
+/// `held` or `failed`). A figure a row does not have (a request's verdict, a level's p90) is
+/// empty; a latency of no response is empty, not 0.
 pub fn summary_csv(s: &Summary) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
     let _ = w.write_record(COLUMNS);
@@ -58,6 +60,17 @@ pub fn summary_csv(s: &Summary) -> String {
         row.extend(latency_cells(&n.latency_ms, n.requests));
         row.extend(checks);
         row.extend([String::new(), String::new(), String::new()]);
+        let _ = w.write_record(&row);
+    }
+    for l in s.profile.iter().flat_map(|p| &p.levels) {
+        let mut row = vec!["level".to_string(), l.level.to_string()];
+        row.extend(plan_cells(s));
+        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        row.extend([l.requests.map(|n| n.to_string()).unwrap_or_default(), l.rps.to_string()]);
+        row.extend([l.errors.map(|n| n.to_string()).unwrap_or_default(), format!("{:.6}", l.error_rate)]);
+        row.extend([String::new(), opt(l.p50_ms), String::new(), opt(l.p95_ms), l.p99_ms.to_string()]);
+        row.extend([String::new(), String::new(), String::new(), String::new(), String::new()]);
+        row.extend([if l.pass { "held" } else { "failed" }.to_string(), String::new()]);
         let _ = w.write_record(&row);
     }
     w.into_inner().ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default()
