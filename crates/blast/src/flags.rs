@@ -68,6 +68,8 @@ pub struct Flags {
     pub flows: Vec<FlowSpec>,
     pub data: Option<Arc<DataTable>>,
     pub criterion: Criterion,
+    /// Spike and recovery: the share of the peak they start from (`[profile] baseline`).
+    pub baseline: Option<f64>,
 }
 
 /// Why the options cannot make a plan.
@@ -119,7 +121,7 @@ impl Flags {
         self.checks = checks;
         self.threshold = expressions(&mut notes, "--threshold", &self.threshold, &sc.thresholds, &ctx("thresholds"))?;
         self.abort_on = expressions(&mut notes, "--abort-on", &self.abort_on, &sc.abort_on, &ctx("abort_on"))?;
-        self.criterion = criterion(&sc, &ctx)?;
+        (self.criterion, self.baseline) = criterion(&sc, &ctx)?;
         self.requests = sc.request_specs(&name)?;
         self.flows = sc.flow_specs(&name)?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -155,7 +157,7 @@ impl Flags {
                         "--step must be more than 0: each level of the profile is held that long".into(),
                     ));
                 }
-                Some(p.stages(peak, self.step()))
+                Some(p.stages(peak, self.step(), self.baseline))
             }
             _ => self.stages.clone(),
         };
@@ -359,12 +361,14 @@ fn expressions(
 }
 
 /// A profile level's criterion: the defaults, or the scenario's `[profile]`.
-fn criterion(sc: &Scenario, ctx: &dyn Fn(&str) -> String) -> Result<Criterion, FlagError> {
+/// The profile's criterion, and the baseline share of spike and recovery if the file sets one.
+fn criterion(sc: &Scenario, ctx: &dyn Fn(&str) -> String) -> Result<(Criterion, Option<f64>), FlagError> {
     let mut c = Criterion::default();
     let p = &sc.profile;
     if let Some(d) = duration(&p.p99, &ctx("profile.p99"))? {
         c.p99_ms = d.as_secs_f64() * 1000.0;
     }
+    c.p95_ms = duration(&p.p95, &ctx("profile.p95"))?.map(|d| d.as_secs_f64() * 1000.0);
     let share = |text: &Option<String>, field: &str| -> Result<Option<f64>, FlagError> {
         text.as_deref()
             .map(|t| {
@@ -385,7 +389,11 @@ fn criterion(sc: &Scenario, ctx: &dyn Fn(&str) -> String) -> Result<Criterion, F
     if let Some(a) = share(&p.achieved, "profile.achieved")? {
         c.min_rate_share = a;
     }
-    Ok(c)
+    let baseline = share(&p.baseline, "profile.baseline")?.filter(|b| *b > 0.0);
+    if p.baseline.is_some() && baseline.is_none() {
+        return Err(FlagError::Field { what: ctx("profile.baseline"), why: "a baseline is more than 0%".into() });
+    }
+    Ok((c, baseline))
 }
 
 #[cfg(test)]
@@ -421,5 +429,24 @@ mod tests {
         for p in [path, staged] {
             let _ = std::fs::remove_dir_all(p.parent().unwrap());
         }
+    }
+
+    /// `[profile]` sets a p95 criterion and the spike's baseline; `[load] max_users` is
+    /// `--max-users` in the file.
+    #[test]
+    fn the_profile_section_sets_the_criterion_and_the_baseline() {
+        let text = "target = \"http://127.0.0.1:9/\"\n[load]\nprofile = \"spike\"\npeak = 1000\nstep = \"10s\"\nmax_users = 7\n\
+                    [profile]\np95 = \"300ms\"\nbaseline = \"10%\"\n[[request]]\nname = \"a\"\npath = \"/\"\n";
+        let path = scenario(text);
+        let mut f = Flags { scenario: Some(path.clone()), ..Default::default() };
+        f.overlay().unwrap();
+        assert_eq!((f.criterion.p95_ms, f.baseline, f.max_users), (Some(300.0), Some(0.1), Some(7)));
+        let stages = f.input().unwrap().stages.unwrap();
+        assert_eq!((stages[1].target, stages[3].target), (100.0, 1000.0), "{stages:?}");
+        let _ = std::fs::remove_dir_all(path.parent().unwrap());
+        let bad = scenario(&text.replace("10%", "0%"));
+        let e = Flags { scenario: Some(bad.clone()), ..Default::default() }.overlay().unwrap_err().to_string();
+        assert!(e.contains("profile.baseline") && e.contains("more than 0%"), "{e}");
+        let _ = std::fs::remove_dir_all(bad.parent().unwrap());
     }
 }

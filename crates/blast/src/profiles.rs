@@ -47,8 +47,9 @@ impl ProfileName {
     }
 
     /// The stages for a peak level (connections, or requests per second) and a step length
-    /// (how long each level is held).
-    pub fn stages(self, peak: f64, step: Duration) -> Vec<Stage> {
+    /// (how long each level is held); `baseline`: the share of the peak spike and recovery
+    /// start from and return to (default 2% and 10%).
+    pub fn stages(self, peak: f64, step: Duration, baseline: Option<f64>) -> Vec<Stage> {
         let s = |target: f64, d: Duration| Stage { target: target.round().max(0.0), duration: d };
         let ramp = (step / 6).max(Duration::from_secs(1));
         let jump = Duration::from_secs(1);
@@ -62,7 +63,7 @@ impl ProfileName {
                 out.push(s(0.0, ramp));
             }
             Self::Spike => {
-                let base = peak / 50.0;
+                let base = peak * baseline.unwrap_or(0.02);
                 out.extend([s(base, ramp), s(base, step), s(peak, jump), s(peak, step), s(base, jump)]);
                 out.extend([s(base, step * 2), s(0.0, ramp)]);
             }
@@ -76,8 +77,9 @@ impl ProfileName {
             Self::Soak => out.extend([s(peak, step), s(peak, step * 60), s(0.0, ramp)]),
             Self::Recovery => {
                 // The baseline is 10% of the peak; the ramp up to the peak takes one step.
-                out.extend([s(peak / 10.0, ramp), s(peak / 10.0, step), s(peak, step), s(peak, step)]);
-                out.extend([s(peak / 10.0, jump), s(peak / 10.0, step * 3), s(0.0, ramp)]);
+                let base = peak * baseline.unwrap_or(0.1);
+                out.extend([s(base, ramp), s(base, step), s(peak, step), s(peak, step)]);
+                out.extend([s(base, jump), s(base, step * 3), s(0.0, ramp)]);
             }
         }
         out
@@ -157,17 +159,19 @@ mod tests {
     #[test]
     fn profiles_scale_to_the_peak() {
         let step = Duration::from_secs(30);
-        let ramp = ProfileName::Ramp.stages(10_000.0, step);
+        let ramp = ProfileName::Ramp.stages(10_000.0, step, None);
         let levels: Vec<f64> = ramp.iter().step_by(2).map(|s| s.target).collect();
         assert_eq!(levels, vec![100.0, 500.0, 1000.0, 2500.0, 5000.0, 7500.0, 10_000.0, 0.0]);
-        let spike = ProfileName::Spike.stages(5000.0, step);
+        let spike = ProfileName::Spike.stages(5000.0, step, None);
         assert_eq!(spike[1].target * 50.0, spike[3].target);
-        let stress = ProfileName::Stress.stages(1000.0, step);
+        let spike = ProfileName::Spike.stages(5000.0, step, Some(0.1));
+        assert_eq!((spike[1].target, spike[5].target), (500.0, 500.0));
+        let stress = ProfileName::Stress.stages(1000.0, step, None);
         assert_eq!(stress.len(), 2 * STRESS_STEPS as usize);
         assert_eq!(stress.last().unwrap().target, 1000.0);
         for p in ProfileName::ALL {
             assert_eq!(ProfileName::parse(p.name()), Ok(p));
-            assert!(p.stages(100.0, step).iter().all(|s| !s.duration.is_zero()));
+            assert!(p.stages(100.0, step, None).iter().all(|s| !s.duration.is_zero()));
         }
         assert!(ProfileName::parse("bogus").is_err());
     }

@@ -54,6 +54,10 @@ pub struct Scenario {
 #[serde(deny_unknown_fields)]
 pub struct ProfileCriteria {
     pub p99: Option<String>,
+    pub p95: Option<String>,
+    /// Spike and recovery: the share of the peak they start from and return to (spike 2%,
+    /// recovery 10%).
+    pub baseline: Option<String>,
     pub error_rate: Option<String>,
     pub achieved: Option<String>,
 }

@@ -11,6 +11,8 @@ use crate::summary::{Level, Point};
 pub struct Criterion {
     /// Highest acceptable (corrected) p99.
     pub p99_ms: f64,
+    /// Highest acceptable (corrected) p95, when one is set.
+    pub p95_ms: Option<f64>,
     /// Highest acceptable share of errors among requests and errors.
     pub error_rate: f64,
     /// Open model: the lowest acceptable completed rate as a share of the asked rate.
@@ -19,23 +21,18 @@ pub struct Criterion {
 
 impl Default for Criterion {
     fn default() -> Self {
-        Self { p99_ms: 1000.0, error_rate: 0.01, min_rate_share: 0.95 }
+        Self { p99_ms: 1000.0, p95_ms: None, error_rate: 0.01, min_rate_share: 0.95 }
     }
 }
 
 impl Criterion {
     pub fn describe(&self, open: bool) -> String {
-        let mut d = format!("p99 <= {} ms, errors <= {}%", self.p99_ms, self.error_rate * 100.0);
+        let p95 = self.p95_ms.map(|v| format!("p95 <= {v} ms, ")).unwrap_or_default();
+        let mut d = format!("{p95}p99 <= {} ms, errors <= {}%", self.p99_ms, self.error_rate * 100.0);
         if open {
             d.push_str(&format!(", completed rate >= {}% of the asked rate", self.min_rate_share * 100.0));
         }
         d
-    }
-
-    /// Whether an interval met the criterion; `open` says whether `target` is a rate.
-    pub fn holds(&self, p: &Point, open: bool) -> bool {
-        let rate_ok = !open || p.target <= 0.0 || p.rps >= self.min_rate_share * p.target;
-        p.p99_ms <= self.p99_ms && p.error_rate <= self.error_rate && rate_ok
     }
 }
 
@@ -144,6 +141,8 @@ impl LevelWatch {
         let rps = h.requests as f64 / h.seconds.max(1e-9);
         let failed_on = if h.requests == 0 {
             Some("no response completed".to_string())
+        } else if let Some(limit) = c.p95_ms.filter(|l| at(0.95) > *l) {
+            Some(format!("p95 {:.1} ms, over {limit} ms", at(0.95)))
         } else if p99_ms > c.p99_ms {
             Some(format!("p99 {p99_ms:.1} ms, over {} ms", c.p99_ms))
         } else if error_rate > c.error_rate {
@@ -258,6 +257,14 @@ mod tests {
             w.observe(&p, &t, 1.0);
         }
         assert_eq!(w.levels[0].failed_on.as_deref(), Some("errors 4.76%, over 1%"), "{:?}", w.levels);
+        // A p95 criterion, when set, before the p99.
+        let c = Criterion { p95_ms: Some(0.5), ..Criterion::default() };
+        assert!(c.describe(false).starts_with("p95 <= 0.5 ms, p99 <= 1000 ms"), "{}", c.describe(false));
+        let mut w = LevelWatch::new(c, false, true);
+        for (p, t) in [interval(10.0, 100.0, 1.0, 0), interval(10.0, 100.0, 1.0, 0), interval(20.0, 1.0, 1.0, 0)] {
+            w.observe(&p, &t, 1.0);
+        }
+        assert_eq!(w.levels[0].failed_on.as_deref(), Some("p95 1.0 ms, over 0.5 ms"), "{:?}", w.levels);
     }
 
     /// A ramp (or any profile but stress) reports every level over its hold, never stops, and
