@@ -39,7 +39,7 @@ pub fn main(args: BlastArgs) -> u8 {
     for w in engine_runtime::limits::host_warnings(plan.conns, plan.source_ips.len() as u64) {
         eprintln!("engine: note: {w}");
     }
-    let mut outputs = match Outputs::open(&args, &plan) {
+    let mut outputs = match Outputs::open(&args, &plan, &flags.out_vars()) {
         Ok(o) => o,
         Err(e) => return crate::fail(exit::USAGE, &e),
     };
@@ -121,7 +121,7 @@ enum Json {
 }
 
 impl Outputs {
-    fn open(args: &BlastArgs, plan: &engine_blast::Plan) -> anyhow::Result<Outputs> {
+    fn open(args: &BlastArgs, plan: &engine_blast::Plan, vars: &[(&str, String)]) -> anyhow::Result<Outputs> {
         let push = args.push.as_deref().map(crate::push::parse).transpose()?;
         let mut metrics = (args.metrics_addr.is_some() || push.is_some()).then(|| BlastMetrics::new(plan));
         let metrics_server = match (args.metrics_addr, metrics.as_mut()) {
@@ -141,8 +141,9 @@ impl Outputs {
                 Err(e) => anyhow::bail!("cannot write the summary JSON to '{}': {e}", p.display()),
             },
         };
-        let made_dir = args.out.as_deref().is_none_or(|d| !d.exists());
-        let dir = folder::create(args.out.as_deref(), "")?;
+        let out = args.out.as_deref().map(|o| folder::expand(o, vars, std::time::SystemTime::now())).transpose()?;
+        let made_dir = out.as_deref().is_none_or(|d| !d.exists());
+        let dir = folder::create(out.as_deref(), "")?;
         let stage_targets = plan.model.profile().stages().iter().map(|s| s.target).collect();
         let run_log = RunLog::create(&dir)?.with_stages(stage_targets);
         let command = std::env::args().collect::<Vec<_>>().join(" ");

@@ -123,7 +123,8 @@ pub struct BlastArgs {
     #[arg(long, value_name = "PATH|-")]
     pub json: Option<PathBuf>,
     /// Results folder (default: results/YYYYMMDD-HHMMSS/ in UTC): summary.json, summary.md,
-    /// timeseries.csv, latency.hlog, run.log, report.html
+    /// summary.csv, timeseries.csv, latency.hlog, run.log, report.html. Placeholders {date}
+    /// {time} {stamp} {scenario} {profile} {model}: 'results/{date}/{scenario}/{profile}'
     #[arg(long, value_name = "DIR")]
     pub out: Option<PathBuf>,
     /// No progress lines while running

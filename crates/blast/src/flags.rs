@@ -181,6 +181,17 @@ impl Flags {
         Ok(input)
     }
 
+    /// The names `--out` placeholders take: `{scenario}` (the file's stem, else `none`),
+    /// `{profile}` (else `none`), `{model}` (`open` or `closed`).
+    pub fn out_vars(&self) -> Vec<(&'static str, String)> {
+        let scenario = self.scenario.as_deref().and_then(|p| p.file_stem()).map(|s| s.to_string_lossy().into_owned());
+        vec![
+            ("scenario", scenario.unwrap_or_else(|| "none".into())),
+            ("profile", self.profile.map_or("none", |p| p.name()).to_string()),
+            ("model", if self.rate.is_some() { "open" } else { "closed" }.to_string()),
+        ]
+    }
+
     /// What judges the run: thresholds, safety stops, the profile's figures.
     pub fn judges(&self) -> Judges {
         Judges {

@@ -25,6 +25,8 @@ pub enum FolderError {
     Write { path: PathBuf, source: io::Error },
     #[error("cannot read '{path}': {reason}")]
     Read { path: PathBuf, reason: String },
+    #[error("--out '{template}': {reason}")]
+    Template { template: String, reason: String },
 }
 
 /// The folder `out`, or `results/<YYYYMMDD-HHMMSS><suffix>` (UTC) under the current
@@ -45,6 +47,45 @@ pub fn create(out: Option<&Path>, suffix: &str) -> Result<PathBuf, FolderError> 
         }
     }
     Err(FolderError::Full(base))
+}
+
+/// `--out` with its placeholders filled: `{date}` (YYYY-MM-DD, UTC), `{time}` (HHMMSS),
+/// `{stamp}` (YYYYMMDD-HHMMSS), and each of `vars` (`{scenario}`, `{profile}`, `{model}`), so
+/// a series of runs files itself: `--out 'results/{date}/{scenario}/{profile}'`. A name in
+/// braces that is none of these is an error that lists them.
+pub fn expand(template: &Path, vars: &[(&str, String)], now: SystemTime) -> Result<PathBuf, FolderError> {
+    let Some(text) = template.to_str().filter(|t| t.contains('{')) else { return Ok(template.to_path_buf()) };
+    let t = Timestamp::try_from(now).unwrap_or(Timestamp::UNIX_EPOCH);
+    let mut known: Vec<(&str, String)> = vec![
+        ("date", t.strftime("%Y-%m-%d").to_string()),
+        ("time", t.strftime("%H%M%S").to_string()),
+        ("stamp", stamp(now)),
+    ];
+    known.extend(vars.iter().cloned());
+    let mut out = String::new();
+    let mut rest = text;
+    while let Some(open) = rest.find('{') {
+        out.push_str(&rest[..open]);
+        let close = rest[open..].find('}').map(|c| open + c);
+        let name = close.map(|c| &rest[open + 1..c]);
+        match name.and_then(|n| known.iter().find(|(k, _)| *k == n)) {
+            Some((_, v)) => out.push_str(v),
+            None => {
+                let names: Vec<String> = known.iter().map(|(k, _)| format!("{{{k}}}")).collect();
+                return Err(FolderError::Template {
+                    template: text.to_string(),
+                    reason: format!(
+                        "'{}' is not a placeholder (use {})",
+                        &rest[open..close.map_or(rest.len(), |c| c + 1)],
+                        names.join(" ")
+                    ),
+                });
+            }
+        }
+        rest = &rest[close.unwrap_or(rest.len()) + 1..];
+    }
+    out.push_str(rest);
+    Ok(PathBuf::from(out))
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC: a folder name that sorts by time.
@@ -222,6 +263,18 @@ fn timeseries_csv(summary: &Summary) -> String {
 mod tests {
     use super::*;
     use std::time::{Duration, UNIX_EPOCH};
+
+    #[test]
+    fn out_templates_fill_their_placeholders() {
+        let t = UNIX_EPOCH + Duration::from_secs(1_795_377_600);
+        let vars = [("scenario", "shop".to_string()), ("profile", "ramp".to_string())];
+        let out = expand(Path::new("results/{date}/{scenario}/{profile}-{time}"), &vars, t).unwrap();
+        assert_eq!(out, Path::new("results/2026-11-22/shop/ramp-200000"));
+        assert_eq!(expand(Path::new("plain/dir"), &vars, t).unwrap(), Path::new("plain/dir"));
+        let e = expand(Path::new("r/{when}"), &vars, t).unwrap_err().to_string();
+        assert!(e.contains("'{when}' is not a placeholder") && e.contains("{scenario}"), "{e}");
+        assert!(expand(Path::new("r/{date"), &vars, t).is_err());
+    }
 
     #[test]
     fn utc_stamps() {
