@@ -23,6 +23,21 @@ use crate::stats::{route_of, UpstreamError};
 use engine_http::forward::{allowed_upgrades, downstream_response, reason, upstream_request, UpstreamHead};
 use engine_http::request::{self, Framing};
 
+/// Interim (1xx) answers an upstream may send before its final one: servers send one or two
+/// (100 Continue, 103 Early Hints); one that keeps sending them never answers.
+const MAX_INTERIM: u32 = 32;
+/// A response read without waiting for the upstream (one that never stops sending: an
+/// endless body, 1xx after 1xx) would keep the shard from its other clients and timers:
+/// every READS_PER_TURN-th read of one response lets the executor poll I/O first (glommio
+/// patch, PATCHES.md), as the blast does.
+const READS_PER_TURN: u32 = 16;
+
+async fn take_turn(reads: u32) {
+    if reads.is_multiple_of(READS_PER_TURN) {
+        glommio::executor().yield_task_queue_now().await;
+    }
+}
+
 /// What is kept of a request head once its buffer moves on.
 struct Prepared {
     framing: Framing,
@@ -308,7 +323,7 @@ impl Conn {
         // The response head, after any 1xx interim ones (relayed but for 100 Continue: the
         // proxy answered Expect itself).
         let mut ttfb = None;
-        let mut reads = 0u32;
+        let (mut reads, mut interims) = (0u32, 0u32);
         let (status, head_len, mut body, reusable, close) = loop {
             if !up.buf.is_empty() {
                 // A drain that began while the request was upstream closes the connection after it.
@@ -316,6 +331,10 @@ impl Conn {
                 let offer = prep.upgrade.then_some(&self.offer[..]);
                 match downstream_response(&up.buf, prep.head_request, close, prep.version, offer, &mut self.out) {
                     Ok(Some(UpstreamHead::Interim { len, relay })) => {
+                        interims += 1;
+                        if interims > MAX_INTERIM {
+                            return Err(lost(UpstreamError::Invalid, false));
+                        }
                         up.buf.consume(len);
                         if relay {
                             self.write_out().await?;
@@ -337,6 +356,7 @@ impl Conn {
                 return Err(lost(UpstreamError::Reset, false));
             }
             reads += 1;
+            take_turn(reads).await;
             ttfb.get_or_insert_with(|| sent.elapsed());
         };
         let ttfb = ttfb.unwrap_or_default();
@@ -364,6 +384,8 @@ impl Conn {
         while !done {
             up.buf.clear();
             let got = self.read_upstream(&mut up).await.map_err(|e| lost(e, true))?;
+            reads += 1;
+            take_turn(reads).await;
             if got == 0 {
                 if body.is_until_eof() {
                     break;
