@@ -41,15 +41,30 @@ fn claim(addr: SocketAddr) -> Result<SocketAddr, ListenError> {
     probe.local_addr().map_err(|cause| ListenError::Bind { addr, cause })
 }
 
+/// A listener on `addr` with SO_REUSEPORT (several executors bind one port; glommio's own
+/// `bind` sets only that) and SO_REUSEADDR, which its connections inherit: a server that closed
+/// connections leaves them in TIME_WAIT on its port for a minute, and without SO_REUSEADDR on
+/// both sides a proxy or target restarted on that port is refused ("Address already in use").
+fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    use std::os::fd::{FromRawFd, IntoRawFd};
+    let sk = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    sk.set_reuse_address(true)?;
+    sk.set_reuse_port(true)?;
+    sk.bind(&addr.into())?;
+    sk.listen(1024)?;
+    // SAFETY: the descriptor is a bound, listening TCP socket this function owns and hands over.
+    Ok(unsafe { TcpListener::from_raw_fd(sk.into_raw_fd()) })
+}
+
 /// Binds the port [`claim`] found. A port the kernel picked (`:0`) is free when claimed, but
 /// between the claim and this bind an outgoing connection may take it as its local port (a
 /// blast on the same host does, by the thousand): another free port is claimed then.
 fn bind_claimed(mut addr: SocketAddr, any_port: bool) -> io::Result<TcpListener> {
     let mut tries = 0;
     loop {
-        let e: io::Error = match TcpListener::bind(addr) {
+        let e: io::Error = match listen(addr) {
             Ok(l) => return Ok(l),
-            Err(e) => e.into(),
+            Err(e) => e,
         };
         if !(any_port && tries < 8 && e.kind() == io::ErrorKind::AddrInUse) {
             return Err(e);
