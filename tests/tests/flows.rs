@@ -82,7 +82,7 @@ fn step(name: &str, path: &str, rules: StepRules) -> StepSpec {
         expect: None,
         checks: Vec::new(),
     };
-    StepSpec { request, captures: Vec::new(), rules }
+    StepSpec { request, captures: Vec::new(), rules, when: None }
 }
 
 fn flow(steps: Vec<StepSpec>) -> FlowSpec {
@@ -200,4 +200,37 @@ fn users_start_spread_out_so_the_rate_is_steady() {
     let mean = steady.iter().sum::<f64>() / steady.len() as f64;
     assert!((mean - 285.7).abs() < 30.0, "{rps:?}");
     assert!(steady.iter().all(|v| (v - mean).abs() < mean * 0.1), "per second: {rps:?}");
+}
+
+/// A step's `if`: on the status of the step before it in the iteration (a retry only after a
+/// failure), and on a captured value. The server's counts say which steps ran.
+#[test]
+fn a_step_with_a_condition_runs_only_when_it_holds() {
+    use engine_blast::plan::{CaptureSource, When};
+    let (addr, seen) = server();
+    let when = |step: StepSpec, text: &str| StepSpec { when: Some(When::parse(text).unwrap()), ..step };
+    let mut browse = step("browse", "/browse", EVERY);
+    browse.captures = vec![("len".into(), CaptureSource::parse("header:content-length").unwrap())];
+    let flaky = step("flaky", "/fail/x", StepRules { probability: 0.5, on_failure: OnFailure::Continue, ..EVERY });
+    let f = flow(vec![
+        browse,
+        flaky,
+        when(step("retry", "/retry", EVERY), "status == 500"),
+        when(step("gold", "/gold", EVERY), r#"cap.len == "2""#),
+        when(step("silver", "/silver", EVERY), r#"cap.len != "2""#),
+    ]);
+    run(addr, vec![f], 4, 1500, None);
+    let [browse, flaky, retry, gold, silver] =
+        ["/browse", "/fail/x", "/retry", "/gold", "/silver"].map(|p| count(&seen, p));
+    let paths = format!("{:?}", seen.lock().unwrap().paths);
+    assert!(browse > 1000, "{paths}");
+    // The last iteration may be cut by the end between two steps.
+    assert!(flaky.abs_diff(retry) <= 4, "a retry after each failure, none after a success: {paths}");
+    assert!((flaky as f64 / browse as f64 - 0.5).abs() < 0.05, "{paths}");
+    assert!(browse.abs_diff(gold) <= 4 && silver == 0, "{paths}");
+    // A condition on a value no step captures is refused.
+    let mut input = PlanInput::new(format!("http://{addr}/"));
+    input.flows = vec![flow(vec![step("a", "/a", EVERY), when(step("b", "/b", EVERY), "cap.token exists")])];
+    let e = input.build().unwrap_err().to_string();
+    assert!(e.contains("no step of the flow captures token"), "{e}");
 }

@@ -15,6 +15,7 @@ use engine_runtime::limits::{self, LimitError};
 mod checks;
 mod expect;
 mod scenario;
+mod when;
 use checks::plan_checks;
 pub use checks::Keep;
 pub use expect::StatusSet;
@@ -22,6 +23,7 @@ use scenario::{plan_flows, plan_requests};
 pub use scenario::{
     CaptureSource, FlowPlan, FlowSpec, FlowStep, OnFailure, RequestSpec, StepRules, StepSpec, RETRY_AFTER_MAX,
 };
+pub use when::{Test, When};
 
 pub use crate::schedule::MAX_RATE;
 

@@ -12,7 +12,7 @@ use std::path::Path;
 use serde::Deserialize;
 
 use crate::check::CheckSpec;
-use crate::plan::{CaptureSource, FlowSpec, OnFailure, RequestSpec, StatusSet, StepRules, StepSpec};
+use crate::plan::{CaptureSource, FlowSpec, OnFailure, RequestSpec, StatusSet, StepRules, StepSpec, When};
 use crate::template::DataTable;
 use crate::think::Think;
 
@@ -38,9 +38,11 @@ pub struct Scenario {
     /// Expressions such as `p95<200ms` or `p95{name=login}<75ms`.
     #[serde(default)]
     pub thresholds: Vec<String>,
-    /// Safety stops, same syntax.
+    /// Safety stops, same syntax, and `promql:QUERY>VALUE` read from `prometheus`.
     #[serde(default)]
     pub abort_on: Vec<String>,
+    /// The Prometheus server `promql:` safety stops ask (`--prometheus`).
+    pub prometheus: Option<String>,
     /// A CSV file whose rows feed `{{csv.COLUMN}}`.
     pub data: Option<Data>,
     /// What a profile's level must meet to count as held (stress, spike, recovery).
@@ -187,6 +189,10 @@ pub struct Step {
     pub once: bool,
     /// The share of iterations that run this step, above 0 and at most 1.
     pub probability: Option<f64>,
+    /// Run only when this holds: `status == 200` (the previous step's, this iteration),
+    /// `cap.NAME exists`, `cap.NAME == "text"` (docs/scenarios.md).
+    #[serde(rename = "if")]
+    pub when: Option<String>,
     /// `next-iteration` (the default), `continue` or `abort-user`.
     pub on_failure: Option<String>,
     /// `variable = "header:NAME"` or `variable = "json:FIELD"`, used later as `{{cap.variable}}`.
@@ -308,7 +314,8 @@ impl Scenario {
                     expect,
                     checks: specs(&st.check),
                 };
-                steps.push(StepSpec { request, captures, rules });
+                let when = st.when.as_deref().map(When::parse).transpose().map_err(at)?;
+                steps.push(StepSpec { request, captures, rules, when });
             }
             out.push(FlowSpec { name: f.name.clone(), weight: f.weight, steps, retry_after_max });
         }

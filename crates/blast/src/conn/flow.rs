@@ -30,6 +30,8 @@ pub(super) struct Cursor {
     iterating: bool,
     /// This user has passed its flow's `once` steps.
     onced: bool,
+    /// The status of the iteration's last step (0: none yet, or no response), for `if`.
+    last_status: u16,
     /// The capture buffer, kept between steps so the steady state allocates nothing.
     kept: Option<Box<Capture>>,
     pub values: Vec<Vec<u8>>,
@@ -45,6 +47,7 @@ impl Cursor {
             step: 0,
             iterating: false,
             onced: false,
+            last_status: 0,
             kept: None,
             values: vec![Vec::new(); plan.captures.len()],
         }
@@ -66,12 +69,15 @@ impl Cursor {
     }
 
     /// The first step at or after `from` this iteration runs: a `once` step only until the
-    /// user has passed them, a step with a probability when the draw says so.
+    /// user has passed them, a step with a condition when it holds, a step with a
+    /// probability when the draw says so.
     fn runnable_from(&self, shard: &Shard, from: usize) -> Option<usize> {
         let steps = &shard.plan().flows[self.flow].steps;
         (from..steps.len()).find(|&i| {
-            let r = &steps[i].rules;
-            !(r.once && self.onced) && (r.probability >= 1.0 || shard.random() < r.probability)
+            let (r, when) = (&steps[i].rules, &steps[i].when);
+            !(r.once && self.onced)
+                && when.as_ref().is_none_or(|w| w.holds(self.last_status, &self.values))
+                && (r.probability >= 1.0 || shard.random() < r.probability)
         })
     }
 
@@ -91,6 +97,7 @@ impl Cursor {
         } else {
             if !self.iterating {
                 self.flow = shard.pick_flow();
+                self.last_status = 0;
                 // Every flow has a step that always runs (the plan checks it).
                 self.step = self.runnable_from(shard, 0).unwrap_or(0);
                 self.iterating = true;
@@ -124,16 +131,18 @@ impl Cursor {
     /// the `Retry-After` its answer carried (at most the flow's `retry_after_max`), as a user
     /// would: a user that retried at once would turn a refusal into a storm. Returns the time
     /// to wait before the next step.
+    /// `status`: the response's (0: none).
     pub fn advance(
         &mut self,
         shard: &Shard,
-        ok: bool,
+        (ok, status): (bool, u16),
         retry_after: Option<RetryAfter>,
         seen: Option<&mut Seen<'_>>,
     ) -> Duration {
         if !self.flows {
             return Duration::ZERO;
         }
+        self.last_status = status;
         let flow = &shard.plan().flows[self.flow];
         let st = &flow.steps[self.step];
         if let Some(seen) = seen {

@@ -315,10 +315,11 @@ fn one_request<'a>(
         // refused login ends the flow).
         let planned = &shard.plan().requests[which];
         let kept = c.framer.take_capture();
-        let (mut ok, mut retry_after, mut checks_failed) = (false, None, false);
+        let (mut ok, mut retry_after, mut checks_failed, mut status) = (false, None, false, 0);
         let mut seen = None;
         if let Step::Done { response, .. } = &outcome {
             ok = planned.expect.contains(response.status);
+            status = response.status;
             retry_after = response.retry_after;
             if kept.is_some() {
                 let mut s = Seen::new(response.status, kept.as_deref());
@@ -330,7 +331,7 @@ fn one_request<'a>(
         if !keep {
             c.close();
         }
-        let think = c.cursor.advance(shard, ok && !checks_failed, retry_after, seen.as_mut());
+        let think = c.cursor.advance(shard, (ok && !checks_failed, status), retry_after, seen.as_mut());
         drop(seen);
         if let Some(k) = kept {
             c.cursor.keep_buffer(k);

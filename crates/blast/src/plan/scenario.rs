@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde_json_path::JsonPath;
 
 use super::expect::StatusSet;
+use super::when::When;
 use super::{is_token, parse_header, PlanError, PlannedRequest, Target, MAX_BODY};
 use crate::check::CheckSpec;
 use crate::render::RenderedRequest;
@@ -50,6 +51,8 @@ pub struct StepSpec {
     /// `(variable, source)`: what to keep from the response for later steps' `{{cap.VARIABLE}}`.
     pub captures: Vec<(String, CaptureSource)>,
     pub rules: StepRules,
+    /// Run only when this holds (`if = "status == 200"`, `if = "cap.cart exists"`).
+    pub when: Option<When>,
 }
 
 /// How a user walks a step: whether, how often, what a failure does, and the pause after it.
@@ -136,6 +139,8 @@ pub struct FlowStep {
     pub request: usize,
     pub captures: Vec<(usize, CaptureSource)>,
     pub rules: StepRules,
+    /// Its condition, pointed at the plan's captures.
+    pub when: Option<When>,
 }
 
 /// Flattens flows into named requests (`FLOW.STEP`) and numbers their capture variables.
@@ -156,11 +161,18 @@ pub(super) fn plan_flows(specs: &[FlowSpec]) -> Result<FlattenedFlows, PlanError
         if f.steps.iter().skip_while(|s| s.rules.once).any(|s| s.rules.once) {
             return Err(bad("once steps come first in a flow (they run at a user's start)"));
         }
-        if !f.steps.iter().any(|s| !s.rules.once && s.rules.probability >= 1.0) {
-            return Err(bad("a flow needs a step that every iteration runs (not once, probability 1)"));
+        if !f.steps.iter().any(|s| !s.rules.once && s.rules.probability >= 1.0 && s.when.is_none()) {
+            return Err(bad("a flow needs a step that every iteration runs (not once, probability 1, no if)"));
         }
         if let Some(s) = f.steps.iter().find(|s| !(s.rules.probability > 0.0 && s.rules.probability <= 1.0)) {
             return Err(bad(&format!("step '{}': a probability is above 0 and at most 1", s.request.name)));
+        }
+        // Every variable the flow captures is numbered first: a condition may read one a
+        // later step captures (in the user's next iteration).
+        for (var, _) in f.steps.iter().flat_map(|s| &s.captures) {
+            if !captures.contains(var) {
+                captures.push(var.clone());
+            }
         }
         let mut steps = Vec::new();
         for s in &f.steps {
@@ -178,7 +190,17 @@ pub(super) fn plan_flows(specs: &[FlowSpec]) -> Result<FlattenedFlows, PlanError
                 };
                 caps.push((i, source.clone()));
             }
-            steps.push(FlowStep { request: requests.len(), captures: caps, rules: s.rules });
+            let mut when = s.when.clone();
+            if let Some(w) = when.as_mut() {
+                if let Some(name) = w.capture() {
+                    let captured = f.steps.iter().flat_map(|st| &st.captures).any(|(var, _)| var == name);
+                    let i = captures.iter().position(|c| c == name).filter(|_| captured).ok_or_else(|| {
+                        bad(&format!("step '{}': if '{}': no step of the flow captures {name}", s.request.name, w.text))
+                    })?;
+                    w.resolve(i);
+                }
+            }
+            steps.push(FlowStep { request: requests.len(), captures: caps, rules: s.rules, when });
             requests.push(req);
         }
         flows.push(FlowPlan { name: f.name.clone(), weight: f.weight, steps, retry_after_max: f.retry_after_max });
