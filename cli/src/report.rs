@@ -16,10 +16,29 @@ pub struct ReportArgs {
 
 #[derive(Subcommand, Debug)]
 enum ReportCommand {
+    Combine(CombineArgs),
     Compare(CompareArgs),
     Html(HtmlArgs),
     Merge(crate::merge::MergeArgs),
     Windows(crate::windows::WindowsArgs),
+}
+
+#[derive(Args, Debug)]
+#[command(
+    about = "Several runs side by side: combined.csv and combined.html",
+    long_about = "Several runs side by side (results folders or summary JSON files, in the order given): \
+        combined.csv holds every run's summary.csv rows after a column naming the run; combined.html \
+        shows their plans, verdicts and key figures in columns, each against the first run, bars of \
+        throughput and p99, and every profile's levels in one table. Exit 2 when a run cannot be read.",
+    after_help = "Example:\n  engine report combine results/2026-12-01/* results/2026-12-04/* --out results/combined"
+)]
+struct CombineArgs {
+    /// Results folders or summary JSON files, the first being the reference
+    #[arg(required = true, num_args = 1..)]
+    runs: Vec<PathBuf>,
+    /// Where to write combined.csv and combined.html (made if missing)
+    #[arg(long, default_value = ".")]
+    out: PathBuf,
 }
 
 #[derive(Args, Debug)]
@@ -63,6 +82,10 @@ pub fn main(args: ReportArgs) -> u8 {
             Ok(()) => exit::OK,
             Err(e) => crate::fail(exit::USAGE, &e),
         },
+        ReportCommand::Combine(c) => match combine(&c) {
+            Ok(()) => exit::OK,
+            Err(e) => crate::fail(exit::USAGE, &e),
+        },
         ReportCommand::Compare(c) => match compare(&c) {
             Ok(code) => code,
             Err(e) => crate::fail(exit::USAGE, &e),
@@ -84,6 +107,36 @@ fn html(dir: &Path) -> anyhow::Result<PathBuf> {
     std::fs::write(&path, engine_results::html::render(&json))
         .with_context(|| format!("cannot write '{}'", path.display()))?;
     Ok(path)
+}
+
+fn combine(args: &CombineArgs) -> anyhow::Result<()> {
+    let mut runs = Vec::new();
+    for path in &args.runs {
+        let summary = engine_results::folder::read_summary(path)?;
+        // A folder is named by itself; a summary file by its folder (summary.json says nothing).
+        let named = if path.is_dir() { Some(path.as_path()) } else { path.parent() };
+        let label = named
+            .and_then(Path::file_name)
+            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
+        runs.push(engine_results::combine::Run { label, summary });
+    }
+    // Folders laid out by --out 'results/{date}/{profile}' share their last names: those
+    // runs are named by the path as given.
+    let shared: Vec<bool> = runs.iter().map(|r| runs.iter().filter(|o| o.label == r.label).count() > 1).collect();
+    for ((run, path), shared) in runs.iter_mut().zip(&args.runs).zip(shared) {
+        if shared {
+            run.label = path.display().to_string();
+        }
+    }
+    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot make '{}'", args.out.display()))?;
+    for (name, text) in
+        [("combined.csv", engine_results::combine::csv(&runs)), ("combined.html", engine_results::combine::html(&runs))]
+    {
+        let path = args.out.join(name);
+        std::fs::write(&path, text).with_context(|| format!("cannot write '{}'", path.display()))?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
 }
 
 fn compare(args: &CompareArgs) -> anyhow::Result<u8> {

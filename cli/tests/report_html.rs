@@ -143,3 +143,65 @@ fn the_report_shows_the_shape_of_the_run() {
     assert!(thresholds.contains(" ms") || thresholds.contains(" µs"), "a latency with its unit: {thresholds}");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `engine report combine`: two real runs (one a ramp with levels) side by side. The CSV has
+/// each run's summary.csv rows after its name; the page, in Chromium, shows both runs'
+/// figures, the change against the first, bars, and the ramp's levels.
+#[test]
+fn runs_combine_side_by_side() {
+    require!("chromium");
+    let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let url = format!("http://{}/", t.local_addr());
+    let dir = std::env::temp_dir().join(format!("engine-combine-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    let blast = |name: &str, args: &[&str]| {
+        let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["blast", &url, "-q"])
+            .args(args)
+            .arg("--out")
+            .arg(dir.join(name))
+            .output()
+            .unwrap();
+        assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    blast("monday", &["-c", "4", "-d", "1s"]);
+    blast("tuesday", &["--stages", "2:1s,2:1s,4:1s,4:1s"]);
+    let out = dir.join("combined");
+    let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["report", "combine"])
+        .args([dir.join("monday"), dir.join("tuesday/summary.json")])
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+
+    let csv = std::fs::read_to_string(out.join("combined.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().collect();
+    assert!(rows[0].starts_with("run,scope,name,target"), "{csv}");
+    assert_eq!(rows.iter().filter(|r| r.starts_with("monday,run,")).count(), 1, "{csv}");
+    assert_eq!(rows.iter().filter(|r| r.starts_with("tuesday,run,")).count(), 1, "{csv}");
+    assert_eq!(rows.iter().filter(|r| r.starts_with("tuesday,level,")).count(), 2, "{csv}");
+
+    let page = out.join("combined.html");
+    let o = chromium(&["--dump-dom"], &page, &dir.join("chromium-profile"));
+    let dom = String::from_utf8_lossy(&o.stdout);
+    assert!(dom.contains("<th>monday</th><th>tuesday</th>"), "{dom}");
+    assert!(dom.contains("id=\"figures\"") && dom.contains("class=\"change"), "{dom}");
+    assert!(dom.contains("id=\"bars-throughput\"") && dom.contains("id=\"bars-p99\""), "{dom}");
+    let levels = dom.split("id=\"levels\"").nth(1).unwrap_or("");
+    assert!(levels.contains("<td>2</td><td>-</td><td>") && levels.contains("<td>4</td>"), "{levels}");
+
+    // A folder without a summary is refused, naming it.
+    let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["report", "combine"])
+        .arg(dir.join("monday"))
+        .arg(dir.join("nothing"))
+        .arg("--out")
+        .arg(&out)
+        .output()
+        .unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing"), "{}", String::from_utf8_lossy(&o.stderr));
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -14,6 +14,7 @@
 //!
 //! The library neither prints nor exits.
 
+pub mod combine;
 pub mod compare;
 pub mod folder;
 pub mod hlog;

@@ -36,8 +36,22 @@ pub const COLUMNS: [&str; 22] = [
 /// `held` or `failed`). A figure a row does not have (a request's verdict, a level's p90) is
 /// empty; a latency of no response is empty, not 0.
 pub fn summary_csv(s: &Summary) -> String {
+    write_csv(&COLUMNS, rows(s))
+}
+
+/// A CSV text of `header` and `rows`, quoted where a cell needs it.
+pub(crate) fn write_csv(header: &[&str], rows: Vec<Vec<String>>) -> String {
     let mut w = csv::Writer::from_writer(Vec::new());
-    let _ = w.write_record(COLUMNS);
+    let _ = w.write_record(header);
+    for row in rows {
+        let _ = w.write_record(&row);
+    }
+    w.into_inner().ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default()
+}
+
+/// summary.csv's rows, in [`COLUMNS`] order.
+pub fn rows(s: &Summary) -> Vec<Vec<String>> {
+    let mut out = Vec::new();
     let rate = |sel: &Selector| Figures::of_summary(s, sel).map(|f| f.error_rate).unwrap_or_default();
     let (passed, failed) =
         s.checks.as_ref().map_or((String::new(), String::new()), |c| (c.passed.to_string(), c.failed.to_string()));
@@ -50,7 +64,7 @@ pub fn summary_csv(s: &Summary) -> String {
     run.extend([passed, failed]);
     run.push(s.thresholds.iter().filter(|t| !t.pass).count().to_string());
     run.extend([verdict.name().to_string(), verdict.exit_code().to_string()]);
-    let _ = w.write_record(&run);
+    out.push(run);
     for (name, n) in &s.requests_by_name {
         let checks = ["", ""].map(String::from);
         let mut row = vec!["request".to_string(), name.clone()];
@@ -60,7 +74,7 @@ pub fn summary_csv(s: &Summary) -> String {
         row.extend(latency_cells(&n.latency_ms, n.requests));
         row.extend(checks);
         row.extend([String::new(), String::new(), String::new()]);
-        let _ = w.write_record(&row);
+        out.push(row);
     }
     for l in s.profile.iter().flat_map(|p| &p.levels) {
         let mut row = vec!["level".to_string(), l.level.to_string()];
@@ -71,9 +85,9 @@ pub fn summary_csv(s: &Summary) -> String {
         row.extend([String::new(), opt(l.p50_ms), String::new(), opt(l.p95_ms), l.p99_ms.to_string()]);
         row.extend([String::new(), String::new(), String::new(), String::new(), String::new()]);
         row.extend([if l.pass { "held" } else { "failed" }.to_string(), String::new()]);
-        let _ = w.write_record(&row);
+        out.push(row);
     }
-    w.into_inner().ok().and_then(|b| String::from_utf8(b).ok()).unwrap_or_default()
+    out
 }
 
 fn plan_cells(s: &Summary) -> [String; 4] {
