@@ -56,6 +56,10 @@ pub fn main(args: BlastArgs) -> u8 {
             outputs.discard();
             return crate::fail(exit::UNREACHABLE, &e.into());
         }
+        Err(e @ RunError::Prometheus { .. }) => {
+            outputs.discard();
+            return crate::fail(exit::USAGE, &e.into());
+        }
         Err(e) => return crate::fail(exit::FAILURE, &e.into()),
     };
     if let Err(e) = outputs.finish(&summary) {

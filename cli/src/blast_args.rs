@@ -66,12 +66,19 @@ pub struct BlastArgs {
     #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
     pub threshold: Vec<Expr>,
     /// Safety stop, same syntax, checked every second: when it holds for --abort-grace
-    /// consecutive intervals the run stops, writes its summary and exits 5 (repeatable)
+    /// consecutive intervals the run stops, writes its summary and exits 5 (repeatable).
+    /// `promql:QUERY>VALUE` asks --prometheus for QUERY each interval: a stop on the
+    /// target's own CPU or memory, e.g. 'promql:node_memory_MemAvailable_bytes<1e9 for 3'
+    /// (docs/blast.md has the CPU's)
     #[arg(long, value_name = "EXPR", value_parser = Expr::parse)]
     pub abort_on: Vec<Expr>,
     /// Consecutive intervals a safety stop must hold before it fires [default: 3]
     #[arg(allow_hyphen_values = true, long, value_name = "N")]
     pub abort_grace: Option<u32>,
+    /// The Prometheus server promql: safety stops ask, e.g. http://127.0.0.1:9090 (its
+    /// queries are tried once before the load starts)
+    #[arg(long, value_name = "URL")]
+    pub prometheus: Option<String>,
     /// Print the resolved plan (stages, thresholds, equivalent command) and exit without
     /// sending anything
     #[arg(long, visible_alias = "dry-run")]
@@ -172,6 +179,7 @@ impl From<&BlastArgs> for engine_blast::Flags {
             threshold: a.threshold.clone(),
             abort_on: a.abort_on.clone(),
             abort_grace: a.abort_grace,
+            prometheus: a.prometheus.clone(),
             method: a.method.clone(),
             headers: a.headers.clone(),
             body: a.body.clone(),

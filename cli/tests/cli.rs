@@ -129,6 +129,47 @@ fn a_port_an_engine_server_holds_is_refused_not_shared() {
     }
 }
 
+/// A server that closed its connections leaves them in TIME_WAIT on its port for a minute;
+/// restarted at once on that port it still starts (before, "Address already in use" for
+/// 60 s: glommio's listeners set SO_REUSEPORT only, and their connections inherited that).
+#[test]
+fn a_server_restarted_on_its_port_starts_despite_its_closed_connections() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let start = || {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["target", "--listen", &addr])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        let _ = std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line);
+        (child, line)
+    };
+    let (mut first, line) = start();
+    assert!(line.contains("listening"), "{line}");
+    // Connection: close: the server closes each connection first, so TIME_WAIT is on its side.
+    let url = format!("http://{addr}/");
+    let o = engine(&["blast", &url, "-c", "4", "-d", "500ms", "-q", "-H", "Connection: close", "--json", "-"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let _ = first.kill();
+    let _ = first.wait();
+    // A killed process's io_uring lets go of its listening socket a moment after the process
+    // is gone (the ring is torn down by the kernel afterwards): tries for 2 s, far from 60.
+    let begun = Instant::now();
+    loop {
+        let (mut second, line) = start();
+        let _ = second.kill();
+        let o = second.wait_with_output().unwrap();
+        if line.contains("listening") {
+            break;
+        }
+        assert!(begun.elapsed() < Duration::from_secs(2), "{line}{}", stderr(&o));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 #[test]
 fn json_summary_follows_the_contract() {
     let _heavy = heavy();
@@ -556,4 +597,71 @@ fn a_kernel_without_what_the_engine_needs_is_refused_at_start() {
             assert!(o.stdout.is_empty(), "{args:?}");
         }
     }
+}
+
+/// A server whose answers take 30 ms from 4.5 s to 9.5 s after its first request, 2 ms
+/// otherwise (a thread per connection): a spike's latency and its recovery, on a clock.
+fn slow_for_a_while() -> std::net::SocketAddr {
+    use std::io::{Read, Write};
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    let first = std::sync::Arc::new(std::sync::OnceLock::<Instant>::new());
+    std::thread::spawn(move || {
+        for c in l.incoming() {
+            let (Ok(mut c), first) = (c, first.clone()) else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                let mut seen = Vec::new();
+                while let Ok(n @ 1..) = c.read(&mut buf) {
+                    seen.extend_from_slice(&buf[..n]);
+                    while let Some(end) = seen.windows(4).position(|w| w == b"\r\n\r\n") {
+                        seen.drain(..end + 4);
+                        let t = first.get_or_init(Instant::now).elapsed().as_secs_f64();
+                        let ms = if (4.5..9.5).contains(&t) { 30 } else { 2 };
+                        std::thread::sleep(Duration::from_millis(ms));
+                        if c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// `--stages` get what a profile gets: each held stage its figures over its hold (not its
+/// ramp) and a verdict, and, when they rise from a baseline to a peak and drop back, the
+/// recovery time as a figure a threshold judges (k6's spike test, written as stages).
+#[test]
+fn stages_report_each_held_stage_and_the_recovery() {
+    let _heavy = heavy();
+    let url = format!("http://{}/", slow_for_a_while());
+    // Ends at 1, 4 (baseline), 5, 7 (peak), 8 (the drop), 11 s.
+    let stages = "5:1s,5:3s,20:1s,20:2s,5:1s,5:3s";
+    let o = engine(&["blast", &url, "--stages", stages, "--threshold", "recovery_s<5", "--json", "-", "-q"]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let p = &v["profile"];
+    assert_eq!(p["name"], "stages", "{p}");
+    let levels: Vec<(f64, f64)> = p["levels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| (l["level"].as_f64().unwrap(), l["held_s"].as_f64().unwrap().round()))
+        .collect();
+    // Held seconds: the last level's last interval ends with the drain, a few ms late.
+    assert_eq!(levels, [(5.0, 3.0), (20.0, 2.0), (5.0, 3.0)], "{p}");
+    let p99 = |i: usize| p["levels"][i]["p99_ms"].as_f64().unwrap();
+    assert!(p99(0) < 20.0 && p99(1) > 29.0, "the baseline answered in 2 ms, the peak in 30: {p}");
+    // Slow until 9.5 s: the first interval after the drop (at 8 s) back near the baseline
+    // ends at 10 or 11 s.
+    let recovery = p["recovery_s"].as_f64().expect("a recovery time");
+    assert!((2.0..=3.0).contains(&recovery), "{p}");
+    assert_eq!(v["thresholds"][0]["value"].as_f64(), Some(recovery), "{}", v["thresholds"]);
+    assert!(stderr(&o).contains("p99 recovered"), "{}", stderr(&o));
+    // Stages without a drop have no recovery to judge: refused before the run.
+    let o = engine(&["blast", &url, "--stages", "5:1s,20:1s", "--threshold", "recovery_s<5", "-q"]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    assert!(stderr(&o).contains("--stages that rise from a baseline to a peak and drop back"), "{}", stderr(&o));
 }

@@ -76,22 +76,32 @@ impl Drop for Killed {
 }
 
 /// `engine proxy` in front of `upstream`, its admin API on `admin`.
+/// The admin port is the shared Prometheus's, so tests take turns on it: a proxy killed a
+/// moment ago may hold it until the kernel has torn its io_uring down, so this tries for 2 s.
 fn proxy(upstream: &str, listen: u16, admin: u16, extra: &[&str]) -> Killed {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_engine"));
-    cmd.args(["proxy", "--listen", &format!("127.0.0.1:{listen}"), "--upstream", upstream]).args([
-        "--admin",
-        &format!("127.0.0.1:{admin}"),
-        "--shards",
-        "1",
-        "--route",
-        "/api",
-    ]);
-    cmd.args(extra);
-    let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.contains("engine proxy on"), "{line}");
-    Killed(child)
+    let begun = Instant::now();
+    loop {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_engine"));
+        cmd.args(["proxy", "--listen", &format!("127.0.0.1:{listen}"), "--upstream", upstream]).args([
+            "--admin",
+            &format!("127.0.0.1:{admin}"),
+            "--shards",
+            "1",
+            "--route",
+            "/api",
+        ]);
+        cmd.args(extra);
+        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        if line.contains("engine proxy on") {
+            return Killed(child);
+        }
+        let o = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains("Address already in use") && begun.elapsed() < Duration::from_secs(2), "{line}{err}");
+        thread::sleep(Duration::from_millis(100));
+    }
 }
 
 /// The metric families a text exposition declares (`# TYPE name kind`).
@@ -261,38 +271,84 @@ fn query(prom: SocketAddr, q: &str) -> Option<f64> {
     v["data"]["result"][0]["value"][1].as_str()?.parse().ok()
 }
 
+/// The one Prometheus of this test binary, scraping every second: a blast's `/metrics` on
+/// `blast`, a proxy's admin API on `proxy`, and a node exporter (the host's CPU) on `node`.
+/// Tests that use it hold [`heavy`], so one blast or proxy at a time owns those ports.
+struct Prom {
+    addr: SocketAddr,
+    blast: u16,
+    proxy: u16,
+}
+
+static PROM: std::sync::OnceLock<Prom> = std::sync::OnceLock::new();
+
+/// Starts a child that dies with this process (not with the test that started it: the
+/// keeper thread that spawns it never ends).
+fn dies_with_us(cmd: &mut Command) -> Child {
+    use std::os::unix::process::CommandExt;
+    // SAFETY: prctl is async-signal-safe, and the closure touches nothing else.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
+    cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().expect("the server starts")
+}
+
+fn prometheus() -> &'static Prom {
+    PROM.get_or_init(|| {
+        let (blast, proxy, node, port) = (free_port(), free_port(), free_port(), free_port());
+        let dir = scratch("server");
+        std::fs::write(
+            dir.join("prometheus.yml"),
+            format!(
+                "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n\
+                 \x20 - job_name: blast\n    static_configs:\n      - targets: ['127.0.0.1:{blast}']\n\
+                 \x20 - job_name: proxy\n    static_configs:\n      - targets: ['127.0.0.1:{proxy}']\n\
+                 \x20 - job_name: node\n    static_configs:\n      - targets: ['127.0.0.1:{node}']\n"
+            ),
+        )
+        .unwrap();
+        let exporter = require::find(&["prometheus-node-exporter", "node_exporter"]).expect("a node exporter");
+        let (tx, rx) = std::sync::mpsc::channel();
+        thread::spawn(move || {
+            let _node = Killed(dies_with_us(
+                Command::new(exporter)
+                    .args(["--collector.disable-defaults", "--collector.cpu", "--collector.meminfo"])
+                    .arg(format!("--web.listen-address=127.0.0.1:{node}")),
+            ));
+            let _prom = Killed(dies_with_us(
+                Command::new("prometheus")
+                    .current_dir(&dir)
+                    .args(["--config.file=prometheus.yml", "--storage.tsdb.path=data", "--log.level=warn"])
+                    .arg(format!("--web.listen-address=127.0.0.1:{port}")),
+            ));
+            let _ = tx.send(());
+            loop {
+                thread::park();
+            }
+        });
+        rx.recv().unwrap();
+        let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+        let started = Instant::now();
+        while get(addr, "/-/ready").is_none() {
+            assert!(started.elapsed() < Duration::from_secs(30), "prometheus not ready in 30 s");
+            thread::sleep(Duration::from_millis(200));
+        }
+        Prom { addr, blast, proxy }
+    })
+}
+
 #[test]
 fn a_real_prometheus_scrapes_a_blast_and_a_proxy() {
-    require!("prometheus");
+    require!("prometheus", "node-exporter");
     let _heavy = heavy();
     let target = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
-    let (listen, admin, metrics, prom_port) = (free_port(), free_port(), free_port(), free_port());
-    let _proxy = proxy(&target.local_addr().to_string(), listen, admin, &[]);
-    let dir = scratch("server");
-    std::fs::write(
-        dir.join("prometheus.yml"),
-        format!(
-            "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nscrape_configs:\n\
-             \x20 - job_name: blast\n    static_configs:\n      - targets: ['127.0.0.1:{metrics}']\n\
-             \x20 - job_name: proxy\n    static_configs:\n      - targets: ['127.0.0.1:{admin}']\n"
-        ),
-    )
-    .unwrap();
-    let prom = Command::new("prometheus")
-        .current_dir(&dir)
-        .args(["--config.file=prometheus.yml", "--storage.tsdb.path=data", "--log.level=warn"])
-        .arg(format!("--web.listen-address=127.0.0.1:{prom_port}"))
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("prometheus runs (.ci/run installs Debian's prometheus package)");
-    let _prom = Killed(prom);
-    let prom: SocketAddr = ([127, 0, 0, 1], prom_port).into();
-    let started = Instant::now();
-    while get(prom, "/-/ready").is_none() {
-        assert!(started.elapsed() < Duration::from_secs(30), "prometheus not ready in 30 s");
-        thread::sleep(Duration::from_millis(200));
-    }
+    let listen = free_port();
+    let p = prometheus();
+    let (prom, metrics, dir) = (p.addr, p.blast, scratch("scrape"));
+    let _proxy = proxy(&target.local_addr().to_string(), listen, p.proxy, &[]);
 
     // Open model at a fixed rate: the rate Prometheus computes has one right answer.
     let json = dir.join("summary.json");
@@ -422,4 +478,88 @@ fn push_sends_the_final_metrics_to_a_pushgateway() {
         .unwrap();
     assert_eq!(o.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&o.stderr).contains("only http://"));
+}
+
+/// A blast against `url` with `args`, its summary written to `dir`: the exit code, the
+/// summary (empty when none was written) and what it printed.
+fn blast_json(dir: &Path, url: &str, args: &[&str]) -> (Option<i32>, serde_json::Value, String) {
+    let json = dir.join("summary.json");
+    let _ = std::fs::remove_file(&json);
+    let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .current_dir(dir)
+        .args(["blast", url, "-q", "--json", json.to_str().unwrap()])
+        .args(args)
+        .output()
+        .unwrap();
+    let summary = std::fs::read_to_string(&json).ok().and_then(|t| serde_json::from_str(&t).ok());
+    (o.status.code(), summary.unwrap_or_default(), String::from_utf8_lossy(&o.stderr).into_owned())
+}
+
+/// Stops on the target's own figures, read from a real Prometheus: the proxy in front of the
+/// target (its sidecar) counts what the target served, and a node exporter gives the host's
+/// CPU. A line the load stays under never fires, and every interval's query was answered (no
+/// warning); driven past the line, the target stops the run, and the summary names the stop
+/// and the value Prometheus gave. The host's CPU reads as a share of it. A query that has no
+/// value is a warning, never a silent pass; one Prometheus refuses is an error before the load.
+#[test]
+fn a_promql_stop_fires_when_the_target_passes_the_line() {
+    require!("prometheus", "node-exporter");
+    let _heavy = heavy();
+    let p = prometheus();
+    let target = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let listen = free_port();
+    let _proxy = proxy(&target.local_addr().to_string(), listen, p.proxy, &[]);
+    let (url, dir) = (format!("http://127.0.0.1:{listen}/api/x"), scratch("promql"));
+    let prom_url = format!("http://{}", p.addr);
+    let served = "sum(rate(engine_proxy_requests_total[3s]))";
+    let cpu = r#"1 - avg(rate(node_cpu_seconds_total{mode="idle"}[4s]))"#;
+    // Both series exist once the proxy has served and both were scraped twice.
+    let started = Instant::now();
+    while query(p.addr, served).is_none() || query(p.addr, cpu).is_none() {
+        let _ = get(([127, 0, 0, 1], listen).into(), "/api/x");
+        assert!(started.elapsed() < Duration::from_secs(20), "Prometheus has no proxy or CPU figure after 20 s");
+        thread::sleep(Duration::from_millis(300));
+    }
+    let load = ["--prometheus", prom_url.as_str(), "--abort-on"];
+
+    // 100 requests a second stay under a line of 1,000.
+    let line = format!("promql:{served}>1000 for 2");
+    let (code, s, err) = blast_json(&dir, &url, &[&["-R", "100", "-c", "4", "-d", "4s"], &load[..], &[&line]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    assert!(s["stopped_by"].is_null() && s["warnings"].as_array().unwrap().is_empty(), "{s}");
+
+    // As fast as 16 connections go, the proxy passes it (the machine does thousands a second).
+    let (code, s, err) = blast_json(&dir, &url, &[&["-c", "16", "-d", "40s"], &load[..], &[&line]].concat());
+    assert_eq!(code, Some(5), "{err}");
+    let fired = &s["stopped_by"];
+    assert_eq!(fired["expr"], line.as_str(), "{s}");
+    assert!(fired["value"].as_f64().unwrap() > 1000.0, "{fired}");
+    assert!(fired["at_s"].as_f64().unwrap() < 30.0 && s["duration_s"].as_f64().unwrap() < 32.0, "{s}");
+
+    // The host's CPU busy share is a number from 0 to 1: a stop at >= 0 fires at its grace.
+    let host = format!("promql:{cpu}>=0 for 2");
+    let (code, s, err) = blast_json(&dir, &url, &[&["-c", "4", "-d", "20s"], &load[..], &[&host]].concat());
+    assert_eq!(code, Some(5), "{err}");
+    let busy = s["stopped_by"]["value"].as_f64().unwrap_or(-1.0);
+    assert!((0.0..=1.0).contains(&busy) && s["stopped_by"]["at_s"].as_f64() == Some(2.0), "{s}");
+
+    let nothing = r#"promql:up{job="none"}<1"#;
+    let (code, s, err) = blast_json(&dir, &url, &[&["-c", "4", "-d", "2s"], &load[..], &[nothing]].concat());
+    assert_eq!(code, Some(0), "{err}");
+    let warning = s["warnings"][0].as_str().unwrap_or_default();
+    // Every interval, the drain's short last one too.
+    let (n, m) = warning
+        .split_once(" intervals")
+        .map(|(a, _)| a)
+        .and_then(|a| a.rsplit_once(" in "))
+        .map_or(("", ""), |(_, nm)| nm.split_once(" of ").unwrap_or(("", "")));
+    assert!(n == m && !n.is_empty() && warning.contains("no series"), "{s}");
+
+    let typo = "promql:rate(x[5s]>1";
+    let (code, s, err) = blast_json(&dir, &url, &[&["-c", "4", "-d", "2s"], &load[..], &[typo]].concat());
+    assert_eq!(code, Some(2), "{err}");
+    assert!(s.is_null() && err.contains("Prometheus answered 400") && err.contains("parse error"), "{err}");
+    let (code, _, err) = blast_json(&dir, &url, &["-d", "1s", "--abort-on", &line]);
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--prometheus http://HOST:9090"), "{err}");
 }

@@ -56,6 +56,7 @@ pub fn tool(test: &str, name: &str) -> bool {
         "chromium" => (&["/usr/bin/chromium", "/usr/bin/chromium-browser"], "apt-get install chromium"),
         "prometheus" => (&["prometheus"], "apt-get install prometheus"),
         "promtool" => (&["promtool"], "apt-get install prometheus"),
+        "node-exporter" => (&["prometheus-node-exporter", "node_exporter"], "apt-get install prometheus-node-exporter"),
         "openssl" => (&["openssl"], "apt-get install openssl"),
         "curl" => (&["curl"], "apt-get install curl"),
         "root" => {

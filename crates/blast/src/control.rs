@@ -55,6 +55,8 @@ pub enum RunError {
     Unreachable { addr: std::net::SocketAddr, cause: io::Error },
     #[error("TLS handshake with {addr} (as {name}) failed: {cause}{}", if advice.is_empty() { String::new() } else { format!("; {advice}") })]
     Handshake { addr: std::net::SocketAddr, name: String, cause: io::Error, advice: &'static str },
+    #[error("safety stop '{stop}': {cause}")]
+    Prometheus { stop: String, cause: crate::promql::PromError },
     #[error("cannot start shard {shard} on CPU {cpu}: {reason}")]
     Spawn { shard: usize, cpu: usize, reason: String },
 }

@@ -47,6 +47,8 @@ pub struct Flags {
     pub threshold: Vec<Expr>,
     pub abort_on: Vec<Expr>,
     pub abort_grace: Option<u32>,
+    /// The Prometheus server `promql:` safety stops ask.
+    pub prometheus: Option<String>,
     pub method: String,
     pub headers: Vec<String>,
     /// The body, or `@FILE` to read it from a file.
@@ -121,6 +123,7 @@ impl Flags {
         self.checks = checks;
         self.threshold = expressions(&mut notes, "--threshold", &self.threshold, &sc.thresholds, &ctx("thresholds"))?;
         self.abort_on = expressions(&mut notes, "--abort-on", &self.abort_on, &sc.abort_on, &ctx("abort_on"))?;
+        replace(&mut notes, "--prometheus", &mut self.prometheus, "prometheus", sc.prometheus.clone());
         (self.criterion, self.baseline) = criterion(&sc, &ctx)?;
         self.requests = sc.request_specs(&name)?;
         self.flows = sc.flow_specs(&name)?;
@@ -198,7 +201,22 @@ impl Flags {
             thresholds: self.threshold.clone(),
             abort_on: self.abort_on.clone(),
             abort_grace: self.abort_grace(),
-            profile: self.profile.zip(self.peak).map(|(name, peak)| Profile { name, peak, criterion: self.criterion }),
+            prometheus: self.prometheus.clone(),
+            profile: self.judged_profile(),
+        }
+    }
+
+    /// The profile the levels are judged by: a named one at its peak, or the run's own
+    /// stages (each held stage a level, the peak their highest target).
+    fn judged_profile(&self) -> Option<Profile> {
+        let criterion = self.criterion;
+        match (self.profile, self.peak, &self.stages) {
+            (Some(name), Some(peak), _) => Some(Profile { name: Some(name), peak, criterion }),
+            (None, _, Some(stages)) => {
+                let peak = stages.iter().map(|s| s.target).fold(0.0, f64::max);
+                Some(Profile { name: None, peak, criterion })
+            }
+            _ => None,
         }
     }
 

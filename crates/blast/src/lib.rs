@@ -19,12 +19,15 @@
 //! - [`profiles`]: named load profiles (ramp, spike, stress, soak, recovery) as stages.
 //! - [`blast`]: the run: pre-flight, shards, collector, observers; `run`: [`Run`], a run
 //!   with its judges (safety stops, profile, thresholds) in the one right order.
+//! - [`promql`]: safety stops on the target's own resources, read from Prometheus;
+//!   [`client`]: the blocking HTTP exchange it and the Pushgateway use.
 //! - [`metrics`]: the blast's Prometheus metrics and the `/metrics` endpoint that serves them.
 //!
 //! The library neither prints nor exits; the `engine` binary does both.
 
 pub mod blast;
 pub mod check;
+pub mod client;
 mod collect;
 mod conn;
 mod control;
@@ -34,6 +37,7 @@ mod fleet;
 pub mod metrics;
 pub mod plan;
 pub mod profiles;
+pub mod promql;
 pub mod render;
 mod run;
 pub mod scenario;

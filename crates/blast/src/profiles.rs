@@ -86,22 +86,25 @@ impl ProfileName {
     }
 }
 
-impl ProfileName {
-    /// Spike and recovery: (end of the baseline, end of the drop) in seconds from the start.
-    pub fn recovery_window(self, stages: &[Stage]) -> Option<(f64, f64)> {
-        let ends = crate::schedule::stage_ends(stages);
-        match self {
-            // Stages: ramp, baseline, jump, peak, drop, ...
-            Self::Spike | Self::Recovery if ends.len() >= 5 => Some((ends[1], ends[4])),
-            _ => None,
-        }
-    }
+/// Where a load that rises to a peak and drops back can be seen to recover: (the end of the
+/// baseline before the rise, the end of the drop after the peak), in seconds from the start.
+/// The rise is the stage that first reaches the highest target; the drop the first stage after
+/// it that goes below. `None` when the stages have no baseline before the rise or no drop
+/// after it.
+pub fn recovery_window(stages: &[Stage]) -> Option<(f64, f64)> {
+    let ends = crate::schedule::stage_ends(stages);
+    let peak = stages.iter().map(|s| s.target).fold(f64::NEG_INFINITY, f64::max);
+    let rise = stages.iter().position(|s| s.target == peak)?;
+    let drop = rise + stages[rise..].iter().position(|s| s.target < peak)?;
+    let baseline_end = ends[rise.checked_sub(1)?];
+    (stages[..rise].iter().any(|s| s.target > 0.0)).then_some((baseline_end, ends[drop]))
 }
 
-/// A named profile as an observer of its run: a stress run stops at the first level that
-/// fails; at the end the summary gets what the profile was run for.
+/// A named profile (or a run's own `--stages`: `name` is `None`) as an observer of its run:
+/// a stress run stops at the first level that fails; at the end the summary gets each level's
+/// figures and what the profile was run for.
 pub(crate) struct ProfileWatch {
-    name: ProfileName,
+    name: Option<ProfileName>,
     peak: f64,
     stages: Vec<Stage>,
     open: bool,
@@ -111,8 +114,14 @@ pub(crate) struct ProfileWatch {
 
 impl ProfileWatch {
     /// `open`: the levels are rates (the open model), not connections.
-    pub(crate) fn new(name: ProfileName, peak: f64, stages: Vec<Stage>, open: bool, criterion: Criterion) -> Self {
-        let levels = LevelWatch::new(criterion, open, name == ProfileName::Stress);
+    pub(crate) fn new(
+        name: Option<ProfileName>,
+        peak: f64,
+        stages: Vec<Stage>,
+        open: bool,
+        criterion: Criterion,
+    ) -> Self {
+        let levels = LevelWatch::new(criterion, open, name == Some(ProfileName::Stress));
         ProfileWatch { name, peak, stages, open, criterion, levels }
     }
 }
@@ -129,25 +138,29 @@ impl Observer for ProfileWatch {
 
     fn finish(&mut self, summary: &mut Summary) {
         let mut report = ProfileReport {
-            name: self.name.name().to_string(),
+            name: self.name.map_or(STAGES, ProfileName::name).to_string(),
             peak: self.peak,
             criterion: self.criterion.describe(self.open),
             ..Default::default()
         };
         let w = &mut self.levels;
         w.finish();
-        if self.name == ProfileName::Stress {
+        if self.name == Some(ProfileName::Stress) {
             report.capacity = w.last_good;
             report.failed_at = w.failed_at;
             report.best_rps = Some(w.best_rps);
         }
         report.levels = w.levels.clone();
-        if let Some((baseline_end, drop_end)) = self.name.recovery_window(&self.stages) {
+        let recovers = matches!(self.name, None | Some(ProfileName::Spike | ProfileName::Recovery));
+        if let Some((baseline_end, drop_end)) = recovery_window(&self.stages).filter(|_| recovers) {
             report.recovery_s = recovery_time(&summary.timeseries, baseline_end, drop_end, 1.5);
         }
         summary.profile = Some(report);
     }
 }
+
+/// The profile's name in the summary of a run of `--stages` (each held stage a level).
+pub const STAGES: &str = "stages";
 
 /// Levels of the stress profile.
 pub const STRESS_STEPS: u32 = 20;
@@ -174,5 +187,21 @@ mod tests {
             assert!(p.stages(100.0, step, None).iter().all(|s| !s.duration.is_zero()));
         }
         assert!(ProfileName::parse("bogus").is_err());
+    }
+
+    #[test]
+    fn recovery_is_watched_from_the_rise_to_the_drop() {
+        let step = Duration::from_secs(30);
+        for p in [ProfileName::Spike, ProfileName::Recovery] {
+            let stages = p.stages(1000.0, step, None);
+            let ends = crate::schedule::stage_ends(&stages);
+            assert_eq!(recovery_window(&stages), Some((ends[1], ends[4])), "{p:?}");
+        }
+        let st = |text: &str| crate::schedule::parse_stages(text).unwrap();
+        // k6's spike test: warm up, hold, spike, hold, drop, hold, down.
+        assert_eq!(recovery_window(&st("100:10s,100:1m,1400:10s,1400:3m,100:10s,100:3m,0:10s")), Some((70.0, 270.0)));
+        assert_eq!(recovery_window(&st("100:10s,500:1m")), None, "no drop after the peak");
+        assert_eq!(recovery_window(&st("500:10s,500:1m,0:10s")), None, "no baseline before the rise");
+        assert_eq!(recovery_window(&st("0:10s,500:10s,0:10s")), None, "a baseline of nothing");
     }
 }

@@ -14,7 +14,8 @@ use engine_results::Summary;
 
 use crate::blast::{run_ordered, Control, Preflight, RunError};
 use crate::plan::{Model, Plan};
-use crate::profiles::{ProfileName, ProfileWatch};
+use crate::profiles::{recovery_window, ProfileName, ProfileWatch};
+use crate::promql::{PromWatch, Prometheus};
 
 /// What a run is judged by.
 #[derive(Debug, Clone, Default)]
@@ -25,14 +26,18 @@ pub struct Judges {
     pub abort_on: Vec<Expr>,
     /// Consecutive intervals a safety stop without its own `for N` must hold.
     pub abort_grace: u32,
-    /// The named profile the stages came from, and what it measures.
+    /// The named profile the stages came from (or the run's own stages), and what it
+    /// measures.
     pub profile: Option<Profile>,
+    /// The Prometheus server `promql:` safety stops ask (`--prometheus`).
+    pub prometheus: Option<String>,
 }
 
-/// A named profile's figures: which profile, its peak, and when an interval counts as good.
+/// A profile's figures: which profile (`None`: the run's own `--stages`, each held stage a
+/// level), its peak, and when an interval counts as good.
 #[derive(Debug, Clone, Copy)]
 pub struct Profile {
-    pub name: ProfileName,
+    pub name: Option<ProfileName>,
     pub peak: f64,
     pub criterion: Criterion,
 }
@@ -54,8 +59,17 @@ pub enum JudgeError {
     ThresholdGrace(String),
     #[error("'{0}': capacity is what --profile stress finds")]
     Capacity(String),
-    #[error("'{0}': recovery_s is what --profile spike or recovery measures")]
+    #[error(
+        "'{0}': recovery_s is what --profile spike or recovery measures, or --stages that rise from a baseline \
+         to a peak and drop back"
+    )]
     Recovery(String),
+    #[error("'{0}': a promql: expression is a safety stop, read each interval; give it as --abort-on")]
+    PromqlThreshold(String),
+    #[error("'{0}' needs a Prometheus server to ask: --prometheus http://HOST:9090")]
+    NoPrometheus(String),
+    #[error("{0}")]
+    Prometheus(String),
 }
 
 impl Judges {
@@ -85,26 +99,38 @@ impl Judges {
                 return Err(JudgeError::EndOnlyStop(e.to_string()));
             }
         }
+        let promql = self.abort_on.iter().find(|e| e.metric == Metric::Promql);
+        let prometheus = match (&self.prometheus, promql) {
+            (Some(url), _) => Some(Prometheus::parse(url).map_err(|e| JudgeError::Prometheus(e.to_string()))?),
+            (None, Some(e)) => return Err(JudgeError::NoPrometheus(e.to_string())),
+            (None, None) => None,
+        };
         let profile = self.profile.map(|p| p.name);
+        let recovers = recovery_window(plan.model.profile().stages()).is_some();
         for e in &self.thresholds {
+            if e.metric == Metric::Promql {
+                return Err(JudgeError::PromqlThreshold(e.to_string()));
+            }
             if e.grace.is_some() {
                 return Err(JudgeError::ThresholdGrace(e.to_string()));
             }
             match (e.metric, profile) {
-                (Metric::Capacity, Some(ProfileName::Stress)) => {}
+                (Metric::Capacity, Some(Some(ProfileName::Stress))) => {}
                 (Metric::Capacity, _) => return Err(JudgeError::Capacity(e.to_string())),
-                (Metric::RecoveryS, Some(ProfileName::Spike | ProfileName::Recovery)) => {}
+                (Metric::RecoveryS, Some(Some(ProfileName::Spike | ProfileName::Recovery))) => {}
+                (Metric::RecoveryS, Some(None)) if recovers => {}
                 (Metric::RecoveryS, _) => return Err(JudgeError::Recovery(e.to_string())),
                 _ => {}
             }
         }
-        Ok(Checked(self))
+        Ok(Checked(self, prometheus))
     }
 }
 
-/// [`Judges`] whose expressions fit the plan they were checked against ([`Judges::check`]).
+/// [`Judges`] whose expressions fit the plan they were checked against ([`Judges::check`]),
+/// and the Prometheus server its `promql:` stops ask.
 #[derive(Debug, Clone)]
-pub struct Checked(Judges);
+pub struct Checked(Judges, Option<Prometheus>);
 
 impl Checked {
     pub fn judges(&self) -> &Judges {
@@ -118,21 +144,26 @@ pub struct Run<'a> {
     watchers: Vec<&'a mut dyn Observer>,
     safety: SafetyWatch,
     profile: Option<ProfileWatch>,
+    promql: Option<PromWatch>,
     thresholds: Thresholds,
 }
 
 impl<'a> Run<'a> {
     /// A run of `plan` judged by `judges`.
     pub fn new(plan: &'a Plan, judges: Checked) -> Self {
-        let Checked(judges) = judges;
+        let Checked(judges, prometheus) = judges;
+        let (promql, abort_on): (Vec<Expr>, Vec<Expr>) =
+            judges.abort_on.into_iter().partition(|e| e.metric == Metric::Promql);
+        let promql = prometheus.filter(|_| !promql.is_empty()).map(|p| PromWatch::new(p, promql, judges.abort_grace));
         let open = matches!(plan.model, Model::Open(_));
         let stages = plan.model.profile().stages();
         let profile = judges.profile.map(|p| ProfileWatch::new(p.name, p.peak, stages.to_vec(), open, p.criterion));
         Run {
             plan,
             watchers: Vec::new(),
-            safety: SafetyWatch::new(SafetyStops::new(judges.abort_on, judges.abort_grace)),
+            safety: SafetyWatch::new(SafetyStops::new(abort_on, judges.abort_grace)),
             profile,
+            promql,
             thresholds: Thresholds(judges.thresholds),
         }
     }
@@ -146,8 +177,16 @@ impl<'a> Run<'a> {
 
     /// Runs the plan after the caller's [`crate::preflight`], to its end (or until `control`
     /// stops it, or a judge does), and returns the summary with its verdicts.
+    /// A `promql:` stop's query that Prometheus cannot answer now is an error before any
+    /// load is sent.
     pub fn start(mut self, pre: &Preflight, control: &Control) -> Result<Summary, RunError> {
+        if let Some(p) = &self.promql {
+            p.probe().map_err(|(stop, cause)| RunError::Prometheus { stop, cause })?;
+        }
         let mut judges: Vec<&mut dyn Observer> = vec![&mut self.safety];
+        if let Some(p) = self.promql.as_mut() {
+            judges.push(p);
+        }
         if let Some(p) = self.profile.as_mut() {
             judges.push(p);
         }

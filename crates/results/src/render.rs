@@ -173,7 +173,9 @@ fn error_rate(s: &Summary) -> f64 {
 
 /// A measured value in the unit of its expression: `1.230%`, `950.0/s`, `12.50ms`.
 fn measured(expr: &str, v: f64) -> String {
-    match crate::thresholds::Expr::parse(expr).map(|e| e.metric) {
+    let parsed = crate::thresholds::Expr::parse(expr);
+    match parsed.as_ref().map(|e| e.metric) {
+        Ok(crate::thresholds::Metric::Promql) => parsed.map(|e| e.show(v)).unwrap_or_default(),
         Ok(crate::thresholds::Metric::ErrorRate | crate::thresholds::Metric::Checks) => format!("{:.3}%", v * 100.0),
         Ok(crate::thresholds::Metric::Rps) => format!("{v:.1}/s"),
         Ok(crate::thresholds::Metric::Errors) => format!("{v:.0}"),
@@ -384,7 +386,13 @@ pub fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
         let _ = writeln!(o, "- **interrupted** before the planned end");
     }
     if let Some(f) = &s.stopped_by {
-        let _ = writeln!(o, "- **stopped by the safety stop `{}`** at {:.1} s", f.expr, f.at_s);
+        let _ = writeln!(
+            o,
+            "- **stopped by the safety stop `{}`** at {:.1} s (measured {})",
+            f.expr,
+            f.at_s,
+            measured(&f.expr, f.value)
+        );
     }
     let _ = writeln!(o, "\n| figure | value |\n|---|---:|");
     let _ = writeln!(o, "| requests | {} |", s.requests);

@@ -31,6 +31,9 @@ pub enum Metric {
     Checks,
     /// Failed requests so far, a count (Artillery's `--max-errors`).
     Errors,
+    /// A PromQL query's value, read from Prometheus each interval (`promql:QUERY>0.9`): the
+    /// target's own resources. A safety stop only; its query is the selector.
+    Promql,
 }
 
 impl Metric {
@@ -65,6 +68,8 @@ pub enum Selector {
     Ok,
     /// `{status=5xx}`: responses of one status class (1 to 5).
     Class(u16),
+    /// A `promql:` stop's query, sent to Prometheus as written.
+    Promql(String),
 }
 
 /// A parsed expression: `metric{selector} op value [for N]`, the value in milliseconds for
@@ -155,6 +160,7 @@ impl Figures {
                     s.status.iter().filter(|(code, _)| code.starts_with(&c.to_string())).map(|(_, n)| n).sum();
                 f.rps = per_s(f.responses);
             }
+            Selector::Promql(_) => return None,
         }
         Some(f)
     }
@@ -165,13 +171,13 @@ impl Figures {
         let latency = match sel {
             Selector::Ok => Latency::from_histogram(t.ok_latency()),
             Selector::Class(k) => t.class(*k).map(Latency::from_histogram).unwrap_or_default(),
-            Selector::All | Selector::Name(_) => Latency::from_histogram(&t.latency),
+            Selector::All | Selector::Name(_) | Selector::Promql(_) => Latency::from_histogram(&t.latency),
         };
         let share = |n: u64| if c.requests == 0 { 0.0 } else { rps * n as f64 / c.requests as f64 };
         let responses = match sel {
             Selector::Ok => c.requests - c.errors_of(ErrorKind::Status),
             Selector::Class(k) => t.class(*k).map_or(0, |h| h.len()),
-            Selector::All | Selector::Name(_) => c.requests,
+            Selector::All | Selector::Name(_) | Selector::Promql(_) => c.requests,
         };
         let rps = match sel {
             Selector::All | Selector::Name(_) => rps,
@@ -197,6 +203,9 @@ impl Expr {
     /// Parses `p95<200ms`, `p99{status=ok}<=1.5s`, `mean<50ms`, `error_rate<0.1%`,
     /// `rps>1000`, `capacity>=2000`, `recovery_s<30`, and `error_rate>10% for 3`.
     pub fn parse(text: &str) -> Result<Expr, String> {
+        if let Some(rest) = text.trim().strip_prefix("promql:") {
+            return parse_promql(text.trim(), rest);
+        }
         let bad = |why: &str| {
             format!(
                 "invalid expression '{text}': {why} (examples: p95<200ms, p99{{status=ok}}<1s, error_rate<0.1%, \
@@ -246,6 +255,14 @@ impl Expr {
         Ok(Expr { text: text.trim().to_string(), selector, metric, op, value, grace })
     }
 
+    /// The PromQL query of a `promql:` stop.
+    pub fn query(&self) -> Option<&str> {
+        match &self.selector {
+            Selector::Promql(q) => Some(q),
+            _ => None,
+        }
+    }
+
     /// The named request the expression selects, if it selects one.
     pub fn name(&self) -> Option<&str> {
         match &self.selector {
@@ -279,6 +296,8 @@ impl Expr {
             Metric::Capacity => f.capacity?,
             Metric::Checks => f.checks?.rate,
             Metric::Errors => f.errors as f64,
+            // Read from Prometheus, not from the run's figures.
+            Metric::Promql => return None,
         })
     }
 
@@ -322,9 +341,57 @@ impl Expr {
             Metric::Rps => format!("{value:.1}/s"),
             Metric::RecoveryS => format!("{value:.1} s"),
             Metric::Errors => format!("{value:.0} errors"),
+            Metric::Promql if value.abs() >= 1000.0 => format!("{value:.0}"),
+            Metric::Promql => format!("{value:.4}"),
             _ => format!("{value}"),
         }
     }
+}
+
+/// `promql:QUERY OP VALUE [for N]`: the comparison is the last one in the text whose right
+/// side is a number, so the query may hold comparisons and label matchers of its own
+/// (`{mode!="idle"}`, `x > 0`).
+fn parse_promql(text: &str, rest: &str) -> Result<Expr, String> {
+    let bad = |why: &str| {
+        format!(
+            "invalid expression '{text}': {why} (example: promql:avg(rate(node_cpu_seconds_total{{mode!=\"idle\"}}[30s]))>0.9 for 3)"
+        )
+    };
+    let (body, grace) = match rest.rsplit_once(" for ") {
+        Some((body, n)) if n.trim().parse::<u32>().is_ok() => {
+            let n = n.trim().parse::<u32>().unwrap_or(0);
+            if n == 0 {
+                return Err(bad("'for N' takes a count of intervals from 1"));
+            }
+            (body, Some(n))
+        }
+        _ => (rest, None),
+    };
+    let at = body.rfind(['<', '>']).ok_or_else(|| bad("no comparison (<, <=, >, >=) after the query"))?;
+    let (query, op, value) = match (body.as_bytes()[at], body.as_bytes().get(at + 1)) {
+        (b'<', Some(b'=')) => (&body[..at], Op::Le, &body[at + 2..]),
+        (b'>', Some(b'=')) => (&body[..at], Op::Ge, &body[at + 2..]),
+        (b'<', _) => (&body[..at], Op::Lt, &body[at + 1..]),
+        _ => (&body[..at], Op::Gt, &body[at + 1..]),
+    };
+    let value = value
+        .trim()
+        .parse::<f64>()
+        .ok()
+        .filter(|v| v.is_finite())
+        .ok_or_else(|| bad(&format!("'{}' after the last comparison is not a number", value.trim())))?;
+    let query = query.trim();
+    if query.is_empty() {
+        return Err(bad("no query before the comparison"));
+    }
+    Ok(Expr {
+        text: text.to_string(),
+        selector: Selector::Promql(query.to_string()),
+        metric: Metric::Promql,
+        op,
+        value,
+        grace,
+    })
 }
 
 fn parse_selector(sel: &str) -> Result<Selector, String> {
@@ -508,6 +575,23 @@ mod tests {
             rps,
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn promql_stops_keep_their_query_whole() {
+        let text = r#"promql:1 - avg(rate(node_cpu_seconds_total{mode!="idle",job=~"a|b"}[30s])) > 0.9 for 3"#;
+        let e = Expr::parse(text).unwrap();
+        assert_eq!(e.query(), Some(r#"1 - avg(rate(node_cpu_seconds_total{mode!="idle",job=~"a|b"}[30s]))"#));
+        assert_eq!((e.metric, e.op, e.value, e.grace), (Metric::Promql, Op::Gt, 0.9, Some(3)));
+        // The last comparison is the stop's; the query may compare too.
+        let e = Expr::parse("promql:sum(up > 0)<=-1.5e3").unwrap();
+        assert_eq!((e.query(), e.op, e.value, e.grace), (Some("sum(up > 0)"), Op::Le, -1500.0, None));
+        assert_eq!(e.show(0.93456), "0.9346");
+        for bad in ["promql:", "promql:up", "promql:>1", "promql:up>x", "promql:up>1 for 0"] {
+            assert!(Expr::parse(bad).is_err(), "{bad}");
+        }
+        let s = Summary::new("http://h/", 1, 1, &Totals::default(), 1.0);
+        assert_eq!(Figures::of_summary(&s, &e.selector), None);
     }
 
     #[test]
