@@ -114,7 +114,7 @@ struct Outputs {
     json: Json,
     metrics: Option<BlastMetrics>,
     _metrics_server: Option<engine_blast::metrics::MetricsServer>,
-    push: Option<crate::push::PushTarget>,
+    push: Option<engine_blast::push::Pushgateway>,
 }
 
 /// Where the summary JSON goes.
@@ -126,7 +126,7 @@ enum Json {
 
 impl Outputs {
     fn open(args: &BlastArgs, plan: &engine_blast::Plan, vars: &[(&str, String)]) -> anyhow::Result<Outputs> {
-        let push = args.push.as_deref().map(crate::push::parse).transpose()?;
+        let push = args.push.as_deref().map(engine_blast::push::Pushgateway::parse).transpose()?;
         let mut metrics = (args.metrics_addr.is_some() || push.is_some()).then(|| BlastMetrics::new(plan));
         let metrics_server = match (args.metrics_addr, metrics.as_mut()) {
             (Some(addr), Some(m)) => {
@@ -188,7 +188,7 @@ impl Outputs {
         };
         folder::write_summary(&self.dir, summary, &self.command, self.started)?;
         if let (Some(target), Some(m)) = (&self.push, &self.metrics) {
-            match crate::push::push(target, &m.render()) {
+            match target.push(&m.render()) {
                 Ok(()) => self.run_log.line(&format!("pushed metrics to {}{}", target.hostport, target.path)),
                 Err(e) => {
                     eprintln!("engine: warning: --push failed: {e:#}");

@@ -8,7 +8,6 @@ mod fatal;
 mod merge;
 mod output;
 mod proxy;
-mod push;
 mod report;
 mod signals;
 mod target;

@@ -110,30 +110,8 @@ fn html(dir: &Path) -> anyhow::Result<PathBuf> {
 }
 
 fn combine(args: &CombineArgs) -> anyhow::Result<()> {
-    let mut runs = Vec::new();
-    for path in &args.runs {
-        let summary = engine_results::folder::read_summary(path)?;
-        // A folder is named by itself; a summary file by its folder (summary.json says nothing).
-        let named = if path.is_dir() { Some(path.as_path()) } else { path.parent() };
-        let label = named
-            .and_then(Path::file_name)
-            .map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned());
-        runs.push(engine_results::combine::Run { label, summary });
-    }
-    // Folders laid out by --out 'results/{date}/{profile}' share their last names: those
-    // runs are named by the path as given.
-    let shared: Vec<bool> = runs.iter().map(|r| runs.iter().filter(|o| o.label == r.label).count() > 1).collect();
-    for ((run, path), shared) in runs.iter_mut().zip(&args.runs).zip(shared) {
-        if shared {
-            run.label = path.display().to_string();
-        }
-    }
-    std::fs::create_dir_all(&args.out).with_context(|| format!("cannot make '{}'", args.out.display()))?;
-    for (name, text) in
-        [("combined.csv", engine_results::combine::csv(&runs)), ("combined.html", engine_results::combine::html(&runs))]
-    {
-        let path = args.out.join(name);
-        std::fs::write(&path, text).with_context(|| format!("cannot write '{}'", path.display()))?;
+    let runs = engine_results::combine::read(&args.runs)?;
+    for path in engine_results::combine::write(&args.out, &runs)? {
         println!("wrote {}", path.display());
     }
     Ok(())

@@ -20,7 +20,8 @@
 //! - [`blast`]: the run: pre-flight, shards, collector, observers; `run`: [`Run`], a run
 //!   with its judges (safety stops, profile, thresholds) in the one right order.
 //! - [`promql`]: safety stops on the target's own resources, read from Prometheus;
-//!   [`client`]: the blocking HTTP exchange it and the Pushgateway use.
+//!   [`push`]: the final metrics to a Pushgateway; [`client`]: the blocking HTTP exchange
+//!   both use.
 //! - [`metrics`]: the blast's Prometheus metrics and the `/metrics` endpoint that serves them.
 //!
 //! The library neither prints nor exits; the `engine` binary does both.
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod plan;
 pub mod profiles;
 pub mod promql;
+pub mod push;
 pub mod render;
 mod run;
 pub mod scenario;

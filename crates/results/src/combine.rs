@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
 use crate::summary::Summary;
 use crate::table;
@@ -15,6 +16,39 @@ use crate::thresholds::{Figures, Selector};
 pub struct Run {
     pub label: String,
     pub summary: Summary,
+}
+
+/// The runs at `paths` (results folders or summary files), each named by its folder; runs
+/// whose folders share a name (laid out by `--out 'results/{date}/{profile}'`) are named by
+/// the path as given.
+pub fn read(paths: &[PathBuf]) -> Result<Vec<Run>, crate::folder::FolderError> {
+    let mut runs = Vec::new();
+    for path in paths {
+        let summary = crate::folder::read_summary(path)?;
+        let named = if path.is_dir() { Some(path.as_path()) } else { path.parent() };
+        let label = named.and_then(Path::file_name).map(|n| n.to_string_lossy().into_owned());
+        runs.push(Run { label: label.unwrap_or_else(|| path.display().to_string()), summary });
+    }
+    let shared: Vec<bool> = runs.iter().map(|r| runs.iter().filter(|o| o.label == r.label).count() > 1).collect();
+    for ((run, path), shared) in runs.iter_mut().zip(paths).zip(shared) {
+        if shared {
+            run.label = path.display().to_string();
+        }
+    }
+    Ok(runs)
+}
+
+/// Writes combined.csv and combined.html into `dir` (made if missing); their paths.
+pub fn write(dir: &Path, runs: &[Run]) -> std::io::Result<Vec<PathBuf>> {
+    let fail = |path: &Path, e: std::io::Error| std::io::Error::new(e.kind(), format!("{}: {e}", path.display()));
+    std::fs::create_dir_all(dir).map_err(|e| fail(dir, e))?;
+    let mut written = Vec::new();
+    for (name, text) in [("combined.csv", csv(runs)), ("combined.html", html(runs))] {
+        let path = dir.join(name);
+        std::fs::write(&path, text).map_err(|e| fail(&path, e))?;
+        written.push(path);
+    }
+    Ok(written)
 }
 
 /// Every run's summary.csv rows, after a first column naming the run.
