@@ -7,10 +7,14 @@
 //! warning naming the stop, how many intervals it could not be read and the first reason. A
 //! stop that could never be read must not look like a stop that never fired.
 //!
+//! The queries run on a thread of their own: the collector waits at most 300 ms an interval
+//! for them, so a slow Prometheus can neither hold up the run's intervals nor its end.
+//!
 //! Before the load starts, every query is asked once: a query Prometheus refuses, or a server
 //! that does not answer, is a configuration error then, not a surprise ten minutes in.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::sync::mpsc;
 use std::time::Duration;
 
 use engine_results::observe::{Flow, Interval, Observer};
@@ -130,6 +134,61 @@ struct Stop {
     first_failure: Option<String>,
 }
 
+/// What one round of queries gave: a value or why not, a stop each.
+type Answers = Vec<Result<f64, String>>;
+
+/// Asks Prometheus on a thread of its own, so a slow or silent server costs the collector at
+/// most [`ANSWER_WAIT`] an interval, never a backlog of intervals or a late end: a round not
+/// answered in time is not judged, and a new one is asked only once the late one is back.
+struct Asker {
+    ask: mpsc::Sender<()>,
+    answers: mpsc::Receiver<Answers>,
+    /// A round was asked and its answers have not come back.
+    busy: bool,
+}
+
+/// How long the collector waits for a round's answers.
+const ANSWER_WAIT: Duration = Duration::from_millis(300);
+
+impl Asker {
+    fn new(prometheus: Prometheus, queries: Vec<String>) -> std::io::Result<Self> {
+        let (ask, asked) = mpsc::channel::<()>();
+        let (answer, answers) = mpsc::channel();
+        std::thread::Builder::new().name("promql".into()).spawn(move || {
+            // Ends when the watch (and its sender) is gone.
+            while asked.recv().is_ok() {
+                let round = queries.iter().map(|q| prometheus.query(q).map_err(|e| e.to_string())).collect();
+                if answer.send(round).is_err() {
+                    return;
+                }
+            }
+        })?;
+        Ok(Asker { ask, answers, busy: false })
+    }
+
+    /// This interval's answers, or why there are none.
+    fn round(&mut self) -> Result<Answers, String> {
+        let late = || format!("Prometheus did not answer within {} ms", ANSWER_WAIT.as_millis());
+        if self.busy {
+            match self.answers.try_recv() {
+                // The last round's answers came too late to judge: asked again below.
+                Ok(_) => self.busy = false,
+                Err(mpsc::TryRecvError::Empty) => return Err(late()),
+                Err(mpsc::TryRecvError::Disconnected) => return Err("the query thread ended".into()),
+            }
+        }
+        self.ask.send(()).map_err(|_| "the query thread ended".to_string())?;
+        self.busy = true;
+        match self.answers.recv_timeout(ANSWER_WAIT) {
+            Ok(a) => {
+                self.busy = false;
+                Ok(a)
+            }
+            Err(_) => Err(late()),
+        }
+    }
+}
+
 /// The `promql:` safety stops, read from Prometheus each interval.
 pub struct PromWatch {
     prometheus: Prometheus,
@@ -137,17 +196,20 @@ pub struct PromWatch {
     grace: u32,
     intervals: u32,
     fired: Option<Fired>,
+    /// Made when the run starts ([`PromWatch::probe`]).
+    asker: Option<Asker>,
 }
 
 impl PromWatch {
     /// `exprs`: the `promql:` stops; `grace`: for those without a `for N` of their own.
     pub fn new(prometheus: Prometheus, exprs: Vec<Expr>, grace: u32) -> Self {
         let stops = exprs.into_iter().map(|expr| Stop { expr, streak: 0, failed: 0, first_failure: None }).collect();
-        PromWatch { prometheus, stops, grace, intervals: 0, fired: None }
+        PromWatch { prometheus, stops, grace, intervals: 0, fired: None, asker: None }
     }
 
     /// Asks every query once: each must give a number now, or the run should not start.
-    pub fn probe(&self) -> Result<(), (String, PromError)> {
+    /// Then starts the thread that asks them during the run.
+    pub fn probe(&mut self) -> Result<(), (String, PromError)> {
         for s in &self.stops {
             let query = s.expr.query().unwrap_or_default();
             match self.prometheus.query(query) {
@@ -157,6 +219,12 @@ impl PromWatch {
                 Err(e) => return Err((s.expr.text.clone(), e)),
             }
         }
+        let queries = self.stops.iter().map(|s| s.expr.query().unwrap_or_default().to_string()).collect();
+        let asker = Asker::new(self.prometheus.clone(), queries).map_err(|e| {
+            let stop = self.stops.first().map(|s| s.expr.text.clone()).unwrap_or_default();
+            (stop, PromError::Request { url: self.prometheus.url.clone(), cause: ClientError::Io(e) })
+        })?;
+        self.asker = Some(asker);
         Ok(())
     }
 }
@@ -167,8 +235,16 @@ impl Observer for PromWatch {
             return Flow::Continue;
         }
         self.intervals += 1;
-        for s in &mut self.stops {
-            match self.prometheus.query(s.expr.query().unwrap_or_default()) {
+        let round = match self.asker.as_mut() {
+            Some(a) => a.round(),
+            None => Err("not started".into()),
+        };
+        for (k, s) in self.stops.iter_mut().enumerate() {
+            let answer = match &round {
+                Ok(answers) => answers.get(k).cloned().unwrap_or_else(|| Err("no answer".into())),
+                Err(why) => Err(why.clone()),
+            };
+            match answer {
                 Ok(value) => {
                     s.streak = if s.expr.compare(value) { s.streak + 1 } else { 0 };
                     if s.streak >= s.expr.stop_grace(self.grace) {
@@ -179,7 +255,7 @@ impl Observer for PromWatch {
                 Err(e) => {
                     s.streak = 0;
                     s.failed += 1;
-                    s.first_failure.get_or_insert_with(|| e.to_string());
+                    s.first_failure.get_or_insert(e);
                 }
             }
         }
@@ -241,5 +317,80 @@ mod tests {
         assert!(matches!(value_of(502, b"<html>bad gateway</html>"), Err(PromError::Refused { status: 502, .. })));
         assert!(matches!(v("not json"), Err(PromError::Answer(_))));
         assert!(v(r#"{"status":"success","data":{"resultType":"scalar","result":[1]}}"#).is_err());
+    }
+
+    /// A Prometheus that answers `value` to its first `answered` queries and then never again.
+    fn prometheus(value: &'static str, answered: usize) -> Prometheus {
+        use std::io::{Read, Write};
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", l.local_addr().unwrap());
+        std::thread::spawn(move || {
+            for (n, c) in l.incoming().enumerate() {
+                let Ok(mut c) = c else { continue };
+                std::thread::spawn(move || {
+                    let mut buf = [0u8; 4096];
+                    let _ = c.read(&mut buf);
+                    if n >= answered {
+                        std::thread::sleep(Duration::from_secs(5));
+                        return;
+                    }
+                    let body =
+                        format!(r#"{{"status":"success","data":{{"resultType":"scalar","result":[1,"{value}"]}}}}"#);
+                    let _ = write!(c, "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}", body.len());
+                });
+            }
+        });
+        Prometheus::parse(&url).unwrap()
+    }
+
+    fn interval(watch: &mut PromWatch, seq: u64) -> Flow {
+        let (totals, point) = (engine_results::stats::Totals::default(), engine_results::summary::Point::default());
+        let i = Interval {
+            seq,
+            elapsed_s: seq as f64,
+            from_s: seq as f64 - 1.0,
+            planned_s: 10.0,
+            stage: 1,
+            started: std::time::SystemTime::now(),
+            totals: &totals,
+            point: &point,
+            busy: &[],
+        };
+        watch.interval(&i)
+    }
+
+    #[test]
+    fn a_stop_fires_on_the_values_prometheus_gives() {
+        let mut w = PromWatch::new(prometheus("2", 100), vec![Expr::parse("promql:x>1 for 2").unwrap()], 3);
+        w.probe().unwrap();
+        assert_eq!(interval(&mut w, 1), Flow::Continue);
+        assert_eq!(interval(&mut w, 2), Flow::Stop);
+        let mut s = Summary::new("http://h/", 1, 1, &engine_results::stats::Totals::default(), 1.0);
+        w.finish(&mut s);
+        let fired = s.stopped_by.unwrap();
+        assert_eq!((fired.expr.as_str(), fired.at_s, fired.value), ("promql:x>1 for 2", 2.0, 2.0));
+        assert!(s.warnings.is_empty(), "{:?}", s.warnings);
+    }
+
+    /// A Prometheus that stops answering costs each interval at most the wait, and the
+    /// intervals it did not answer are a warning, not a pass.
+    #[test]
+    fn a_silent_prometheus_does_not_hold_up_the_run() {
+        let mut w = PromWatch::new(prometheus("0", 1), vec![Expr::parse("promql:x>1").unwrap()], 1);
+        w.probe().unwrap();
+        let begun = std::time::Instant::now();
+        for seq in 1..=4 {
+            assert_eq!(interval(&mut w, seq), Flow::Continue);
+        }
+        // One wait for the round asked; the intervals after it do not ask again.
+        assert!(begun.elapsed() < Duration::from_millis(900), "{:?}", begun.elapsed());
+        let mut s = Summary::new("http://h/", 1, 1, &engine_results::stats::Totals::default(), 1.0);
+        w.finish(&mut s);
+        assert!(s.stopped_by.is_none());
+        let w = &s.warnings[0];
+        assert!(
+            w.contains("could not be read in 4 of 4 intervals") && w.contains("did not answer within 300 ms"),
+            "{w}"
+        );
     }
 }

@@ -180,7 +180,7 @@ impl<'a> Run<'a> {
     /// A `promql:` stop's query that Prometheus cannot answer now is an error before any
     /// load is sent.
     pub fn start(mut self, pre: &Preflight, control: &Control) -> Result<Summary, RunError> {
-        if let Some(p) = &self.promql {
+        if let Some(p) = self.promql.as_mut() {
             p.probe().map_err(|(stop, cause)| RunError::Prometheus { stop, cause })?;
         }
         let mut judges: Vec<&mut dyn Observer> = vec![&mut self.safety];
