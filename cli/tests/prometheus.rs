@@ -562,4 +562,8 @@ fn a_promql_stop_fires_when_the_target_passes_the_line() {
     let (code, _, err) = blast_json(&dir, &url, &["-d", "1s", "--abort-on", &line]);
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("--prometheus http://HOST:9090"), "{err}");
+    // A Prometheus no stop asks is said, not ignored.
+    let (code, _, err) = blast_json(&dir, &url, &["--prometheus", &prom_url, "--print-plan"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("is asked only by promql: safety stops, and this run has none"), "{err}");
 }

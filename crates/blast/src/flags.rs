@@ -99,6 +99,15 @@ impl Flags {
     /// Merges the scenario file (when one is given) under the flags, and checks the flags'
     /// own shape. Returns the notes to show: each value a flag replaced.
     pub fn overlay(&mut self) -> Result<Vec<String>, FlagError> {
+        let mut notes = self.overlay_file()?;
+        let promql = self.abort_on.iter().any(|e| e.metric == engine_results::thresholds::Metric::Promql);
+        if let (Some(url), false) = (&self.prometheus, promql) {
+            notes.push(format!("--prometheus {url} is asked only by promql: safety stops, and this run has none"));
+        }
+        Ok(notes)
+    }
+
+    fn overlay_file(&mut self) -> Result<Vec<String>, FlagError> {
         self.shape()?;
         let mut notes = Vec::new();
         let Some(path) = self.scenario.clone() else { return Ok(notes) };
