@@ -55,6 +55,15 @@ const FIXED: &[&str] = &[
     "0-1048576",
     "p99<",
     "p95<1e400ms",
+    "promql:",
+    "promql:>1",
+    "promql:up>1e400",
+    "promql:up>1 for 99999999999",
+    "promql:{<1 for 0",
+    "http://[::1",
+    "http://127.0.0.1:99999/",
+    "status in 999-100",
+    "cap. exists",
     "error_rate<NaN%",
     "{name=}",
     "1:1s,",
@@ -138,6 +147,8 @@ const CASES: &[(&[&str], &str)] = &[
     (&["blast", "http://127.0.0.1:1/"], "--threshold"),
     (&["blast", "http://127.0.0.1:1/"], "--abort-on"),
     (&["blast", "http://127.0.0.1:1/"], "--abort-grace"),
+    (&["blast", "http://127.0.0.1:1/", "--abort-on", "promql:up<1"], "--prometheus"),
+    (&["blast", "http://127.0.0.1:1/"], "--check"),
     (&["blast", "http://127.0.0.1:1/"], "--timeout"),
     (&["blast", "http://127.0.0.1:1/"], "--connect-timeout"),
     (&["blast", "http://127.0.0.1:1/"], "--shards"),
@@ -169,6 +180,7 @@ const CASES: &[(&[&str], &str)] = &[
     (&["demo"], "--duration"),
     (&["report", "windows", "/nonexistent"], "--every"),
     (&["report", "compare", "/nonexistent/a", "/nonexistent/b"], "--max-regression"),
+    (&["report", "combine", "/nonexistent/a"], "--out"),
 ];
 
 fn with_value(base: &[&str], flag: &str, value: &str) -> Vec<String> {
