@@ -104,7 +104,7 @@ fn the_report_shows_the_shape_of_the_run() {
         "criterion": "p99 <= 1000 ms, errors <= 1%",
         "levels": [
             {"level": 300.0, "held_s": 3.0, "p99_ms": 12.5, "error_rate": 0.0, "rps": 298.5, "pass": true,
-             "p50_ms": 2.0, "p95_ms": 8.0, "requests": 895, "errors": 0},
+             "p50_ms": 2.0, "p95_ms": 8.0, "requests": 895, "errors": 0, "checks_passed": 199, "checks_failed": 1},
             {"level": 320.0, "held_s": 3.0, "p99_ms": 1500.0, "error_rate": 0.0, "rps": 301.0, "pass": false,
              "failed_on": "p99 1500.0 ms, over 1000 ms", "p50_ms": 3.0, "p95_ms": 900.0, "requests": 903, "errors": 0}
         ]
@@ -138,6 +138,8 @@ fn the_report_shows_the_shape_of_the_run() {
     let levels = dom.split("id=\"levels\"").nth(1).unwrap_or("");
     assert!(levels.contains("298.5 req/s") && levels.contains("8.00 ms") && levels.contains("held"), "{levels}");
     assert!(levels.contains("FAILED: p99 1500.0 ms, over 1000 ms"), "{levels}");
+    // Checks over each hold, when the plan has them.
+    assert!(levels.contains("<th>checks</th>") && levels.contains("99.50%"), "{levels}");
     let thresholds = dom.split("id=\"thresholds\"").nth(1).unwrap_or("");
     assert!(thresholds.contains("0.00%"), "an error rate as a percentage: {thresholds}");
     assert!(thresholds.contains(" ms") || thresholds.contains(" µs"), "a latency with its unit: {thresholds}");

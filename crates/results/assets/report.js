@@ -83,8 +83,15 @@
     // Each level over its hold (the ramp up to it is not judged).
     if (p.levels && p.levels.length) {
       const q = (v) => (v === undefined || v === null ? "-" : ms(v));
-      const lrows = p.levels.map((l) => [String(l.level), l.held_s.toFixed(0) + " s", l.rps.toFixed(1) + " req/s", q(l.p50_ms), q(l.p95_ms), ms(l.p99_ms), pct(l.error_rate), l.pass ? "held" : "FAILED: " + l.failed_on]);
-      section("Levels", el("div", { id: "levels" }, table(["level", "held", "rate", "p50", "p95", "p99", "errors", "verdict"], lrows)));
+      // Checks passed over each hold, when the plan has checks.
+      const checked = p.levels.some((l) => l.checks_passed !== undefined);
+      const checks = (l) => {
+        const n = (l.checks_passed || 0) + (l.checks_failed || 0);
+        return n ? pct(l.checks_passed / n) : "-";
+      };
+      const lrows = p.levels.map((l) => [String(l.level), l.held_s.toFixed(0) + " s", l.rps.toFixed(1) + " req/s", q(l.p50_ms), q(l.p95_ms), ms(l.p99_ms), pct(l.error_rate)].concat(checked ? [checks(l)] : [], [l.pass ? "held" : "FAILED: " + l.failed_on]));
+      const heads = ["level", "held", "rate", "p50", "p95", "p99", "errors"].concat(checked ? ["checks"] : [], ["verdict"]);
+      section("Levels", el("div", { id: "levels" }, table(heads, lrows)));
     }
   }
 

@@ -45,6 +45,8 @@ struct Hold {
     requests: u64,
     errors: u64,
     attempts: u64,
+    /// Checks passed and failed, once any ran.
+    checks: Option<(u64, u64)>,
 }
 
 /// Follows a profile's run interval by interval: each level is judged on its whole hold (the
@@ -107,12 +109,18 @@ impl LevelWatch {
             requests: 0,
             errors: 0,
             attempts: 0,
+            checks: None,
         });
         hold.seconds += seconds;
         let _ = hold.latency.add(&totals.latency);
         hold.requests += c.requests;
         hold.errors += c.errors_total();
         hold.attempts += c.attempts();
+        if !totals.checks.is_empty() {
+            let (p, f) = hold.checks.get_or_insert((0, 0));
+            *p += totals.checks.iter().map(|c| c.passed).sum::<u64>();
+            *f += totals.checks.iter().map(|c| c.failed).sum::<u64>();
+        }
         false
     }
 
@@ -165,6 +173,8 @@ impl LevelWatch {
             p95_ms: Some(at(0.95)),
             requests: Some(h.requests),
             errors: Some(h.errors),
+            checks_passed: h.checks.map(|c| c.0),
+            checks_failed: h.checks.map(|c| c.1),
         }
     }
 
@@ -294,6 +304,30 @@ mod tests {
         );
         let l = &w.levels[2];
         assert_eq!((l.p50_ms, l.p95_ms, l.errors), (Some(1.0), Some(1.0), Some(0)));
+    }
+
+    /// A level's checks are counted over its hold, and only when the plan has checks.
+    #[test]
+    fn a_level_counts_its_checks() {
+        let mut w = LevelWatch::new(Criterion::default(), false, false);
+        for (level, passed) in [(10.0, 1), (10.0, 95), (10.0, 3), (20.0, 0)] {
+            let (p, mut t) = interval(level, 100.0, 1.0, 0);
+            for i in 0..100 {
+                t.check(0, i < passed);
+            }
+            w.observe(&p, &t, 1.0);
+        }
+        w.finish();
+        let l = &w.levels[0];
+        // The first interval is the step up to 10: not part of the hold.
+        assert_eq!((l.checks_passed, l.checks_failed), (Some(98), Some(102)), "{l:?}");
+        let mut w = LevelWatch::new(Criterion::default(), false, false);
+        for level in [10.0, 10.0, 20.0] {
+            let (p, t) = interval(level, 100.0, 1.0, 0);
+            w.observe(&p, &t, 1.0);
+        }
+        w.finish();
+        assert_eq!((w.levels[0].checks_passed, w.levels[0].checks_failed), (None, None));
     }
 
     #[test]

@@ -316,15 +316,22 @@ fn level_text(l: &crate::summary::Level) -> String {
         Some(why) => format!("FAILED: {why}"),
     };
     format!(
-        "level {:<8} held {:.0}s  {:.1} req/s  p50 {}  p95 {}  p99 {}  errors {:.2}%  {verdict}",
+        "level {:<8} held {:.0}s  {:.1} req/s  p50 {}  p95 {}  p99 {}  errors {:.2}%{}  {verdict}",
         l.level,
         l.held_s,
         l.rps,
         q(l.p50_ms),
         q(l.p95_ms),
         ms(l.p99_ms),
-        l.error_rate * 100.0
+        l.error_rate * 100.0,
+        level_checks(l).map(|c| format!("  checks {c}")).unwrap_or_default()
     )
+}
+
+/// A level's checks passed, as a share: `99.50%`.
+fn level_checks(l: &crate::summary::Level) -> Option<String> {
+    let (p, f) = (l.checks_passed?, l.checks_failed?);
+    (p + f > 0).then(|| format!("{:.2}%", p as f64 * 100.0 / (p + f) as f64))
 }
 
 /// Per named request (scenarios).
@@ -480,21 +487,22 @@ fn profile_section(o: &mut String, s: &Summary) {
     if !p.levels.is_empty() {
         let _ = writeln!(
             o,
-            "\n| level | held | rate | p50 | p95 | p99 | errors | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---|"
+            "\n| level | held | rate | p50 | p95 | p99 | errors | checks | verdict |\n|---:|---:|---:|---:|---:|---:|---:|---:|---|"
         );
         for l in &p.levels {
             let q = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.3} ms"));
             let verdict = l.failed_on.as_deref().map_or("held".to_string(), |w| format!("**failed**: {w}"));
             let _ = writeln!(
                 o,
-                "| {} | {:.0} s | {:.1}/s | {} | {} | {:.3} ms | {:.2}% | {verdict} |",
+                "| {} | {:.0} s | {:.1}/s | {} | {} | {:.3} ms | {:.2}% | {} | {verdict} |",
                 l.level,
                 l.held_s,
                 l.rps,
                 q(l.p50_ms),
                 q(l.p95_ms),
                 l.p99_ms,
-                l.error_rate * 100.0
+                l.error_rate * 100.0,
+                level_checks(l).unwrap_or_else(|| "-".into())
             );
         }
     }

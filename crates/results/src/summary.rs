@@ -410,6 +410,11 @@ pub struct Level {
     pub requests: Option<u64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub errors: Option<u64>,
+    /// Checks passed and failed over the hold (`None`: the plan has none, or none ran).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks_passed: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checks_failed: Option<u64>,
     pub pass: bool,
     /// Why it failed, with the figure: `completed 565.0/s, under 95% of the asked 600/s`.
     #[serde(default, skip_serializing_if = "Option::is_none")]

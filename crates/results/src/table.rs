@@ -83,7 +83,8 @@ pub fn rows(s: &Summary) -> Vec<Vec<String>> {
         row.extend([l.requests.map(|n| n.to_string()).unwrap_or_default(), l.rps.to_string()]);
         row.extend([l.errors.map(|n| n.to_string()).unwrap_or_default(), format!("{:.6}", l.error_rate)]);
         row.extend([String::new(), opt(l.p50_ms), String::new(), opt(l.p95_ms), l.p99_ms.to_string()]);
-        row.extend([String::new(), String::new(), String::new(), String::new(), String::new()]);
+        let count = |v: Option<u64>| v.map(|n| n.to_string()).unwrap_or_default();
+        row.extend([String::new(), String::new(), count(l.checks_passed), count(l.checks_failed), String::new()]);
         row.extend([if l.pass { "held" } else { "failed" }.to_string(), String::new()]);
         out.push(row);
     }
