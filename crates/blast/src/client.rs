@@ -3,7 +3,7 @@
 //! response framer, the body kept up to 64 KiB, one deadline for the whole exchange.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
 use engine_http::body::dechunk;
@@ -29,6 +29,11 @@ pub enum ClientError {
     Frame(#[from] FrameError),
     #[error("the answer's body is longer than {MAX_CAPTURED_BODY} bytes")]
     TooLong,
+}
+
+/// The first address `host:port` resolves to.
+pub fn resolve(authority: &str) -> Result<SocketAddr, ClientError> {
+    authority.to_socket_addrs()?.next().ok_or(ClientError::NoAddress)
 }
 
 /// `GET path` from `addr`, `authority` as the Host header.

@@ -13,7 +13,6 @@
 //! Before the load starts, every query is asked once: a query Prometheus refuses, or a server
 //! that does not answer, is a configuration error then, not a surprise ten minutes in.
 
-use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -75,12 +74,6 @@ impl Prometheus {
         Ok(Prometheus { url: url.to_string(), authority, prefix })
     }
 
-    fn addr(&self) -> Result<SocketAddr, PromError> {
-        let fail = |cause| PromError::Request { url: self.url.clone(), cause };
-        let mut addrs = self.authority.to_socket_addrs().map_err(|e| fail(ClientError::Io(e)))?;
-        addrs.next().ok_or_else(|| fail(ClientError::NoAddress))
-    }
-
     /// The query's value now: one number, from a scalar or a vector of one series.
     pub fn query(&self, query: &str) -> Result<f64, PromError> {
         let path = format!(
@@ -88,8 +81,8 @@ impl Prometheus {
             self.prefix,
             url::form_urlencoded::byte_serialize(query.as_bytes()).collect::<String>()
         );
-        let addr = self.addr()?;
-        let answer = client::get(addr, &self.authority, &path, QUERY_TIMEOUT)
+        let answer = client::resolve(&self.authority)
+            .and_then(|addr| client::get(addr, &self.authority, &path, QUERY_TIMEOUT))
             .map_err(|cause| PromError::Request { url: self.url.clone(), cause })?;
         value_of(answer.status, &answer.body)
     }

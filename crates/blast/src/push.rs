@@ -2,7 +2,6 @@
 //! short to be scraped. A plain HTTP/1.1 PUT of the text format (the Pushgateway replaces the
 //! group's metrics with it), through the blast's side-conversation client.
 
-use std::net::ToSocketAddrs;
 use std::time::Duration;
 
 use crate::client::{self, ClientError};
@@ -52,8 +51,7 @@ impl Pushgateway {
     /// PUTs `body` and checks for a 2xx answer.
     pub fn push(&self, body: &str) -> Result<(), PushError> {
         let hostport = self.hostport.clone();
-        let resolve = || PushError::Resolve(hostport.clone());
-        let addr = self.hostport.to_socket_addrs().map_err(|_| resolve())?.next().ok_or_else(resolve)?;
+        let addr = client::resolve(&self.hostport).map_err(|_| PushError::Resolve(hostport.clone()))?;
         let content_type = "text/plain; version=0.0.4";
         let answer = client::put(addr, &self.hostport, &self.path, content_type, body.as_bytes(), TIMEOUT)
             .map_err(|cause| PushError::Request { hostport: hostport.clone(), cause })?;
