@@ -148,7 +148,8 @@ impl Outputs {
         let out = args.out.as_deref().map(|o| folder::expand(o, vars, std::time::SystemTime::now())).transpose()?;
         let made_dir = out.as_deref().is_none_or(|d| !d.exists());
         let dir = folder::create(out.as_deref(), "")?;
-        let stage_targets = plan.model.profile().stages().iter().map(|s| s.target).collect();
+        let stage_targets =
+            plan.single().map_or(Vec::new(), |p| p.model.profile().stages().iter().map(|s| s.target).collect());
         let run_log = RunLog::create(&dir)?.with_stages(stage_targets);
         let command = std::env::args().collect::<Vec<_>>().join(" ");
         let started = std::time::SystemTime::now();

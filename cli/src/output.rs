@@ -17,13 +17,17 @@ pub struct Progress {
     warned: bool,
     /// Arrival-rate flows: iterations started are shown beside requests.
     iterations: bool,
+    /// The plan's level is one figure (connections or a rate), not scenarios of both models.
+    target: bool,
 }
 
 impl Progress {
     pub fn new(quiet: bool, plan: &Plan) -> Self {
-        let stages = plan.model.profile().stages().len();
-        let iterations = plan.arrival_flows();
-        Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false, stages, warned: false, iterations }
+        let stages = plan.single().map_or(1, |p| p.model.profile().stages().len());
+        let iterations = plan.parts.iter().any(|p| p.arrival_flows());
+        let open = |p: &engine_blast::plan::Part| p.model.name() == "open";
+        let target = plan.parts.iter().all(open) || !plan.parts.iter().any(open);
+        Self { quiet, tty: std::io::stderr().is_terminal(), drawn: false, stages, warned: false, iterations, target }
     }
 
     fn update(&mut self, i: &Interval<'_>) {
@@ -46,8 +50,13 @@ impl Progress {
             _ => String::new(),
         };
         let line = format!(
-            "[{:>5.1}s/{:.0}s] {:>10.0} req/s{iterations}  {latency}  errors {}  open {}  target {}{stage}",
-            i.elapsed_s, i.planned_s, p.rps, p.errors, p.open, p.target
+            "[{:>5.1}s/{:.0}s] {:>10.0} req/s{iterations}  {latency}  errors {}  open {}{}{stage}",
+            i.elapsed_s,
+            i.planned_s,
+            p.rps,
+            p.errors,
+            p.open,
+            if self.target { format!("  target {}", p.target) } else { String::new() }
         );
         let mut err = std::io::stderr().lock();
         let busiest = i.busy.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1));

@@ -80,6 +80,34 @@ fn report_renders_in_chromium_without_errors_or_network() {
 /// connections on an axis of their own (not the req/s axis, where a ramp was a flat line),
 /// gaps where an interval had no responses (not 0 ms), the profile's results, thresholds in
 /// their units.
+/// A real run's summary given what the page must show: a second without responses (a stalled
+/// server), a stress profile's results, and two scenarios, one that got no response.
+fn shape(v: &mut serde_json::Value, gap: usize) {
+    v["timeseries"][gap]["requests"] = 0.into();
+    v["timeseries"][gap]["rps"] = 0.0.into();
+    v["profile"] = serde_json::json!({
+        "name": "stress", "peak": 400.0, "capacity": 300.0, "failed_at": 320.0, "best_rps": 298.5,
+        "criterion": "p99 <= 1000 ms, errors <= 1%",
+        "levels": [
+            {"level": 300.0, "held_s": 3.0, "p99_ms": 12.5, "error_rate": 0.0, "rps": 298.5, "pass": true,
+             "p50_ms": 2.0, "p95_ms": 8.0, "requests": 895, "errors": 0, "checks_passed": 199, "checks_failed": 1},
+            {"level": 320.0, "held_s": 3.0, "p99_ms": 1500.0, "error_rate": 0.0, "rps": 301.0, "pass": false,
+             "failed_on": "p99 1500.0 ms, over 1000 ms", "p50_ms": 3.0, "p95_ms": 900.0, "requests": 903, "errors": 0}
+        ]
+    });
+    // Two scenarios of one run (as `[[scenario]]` writes them), one that got no response.
+    let scenario = |model: &str, start: f64, requests: u64, p99: f64| {
+        serde_json::json!({
+            "model": model, "start_s": start, "planned_s": 2.0, "conns": 4, "requests": requests, "rps": requests as f64 / 2.0,
+            "status": {"200": requests}, "errors": v["errors"].clone(), "sent": requests, "abandoned": 0,
+            "latency_ms": {"mean": p99, "p50": p99, "p90": p99, "p95": p99, "p99": p99, "p999": p99, "max": p99},
+            "scheduled_iterations": 40
+        })
+    };
+    v["scenarios"] =
+        serde_json::json!({"browse": scenario("closed", 0.0, 900, 1.25), "checkout": scenario("open", 1.0, 0, 0.0)});
+}
+
 #[test]
 fn the_report_shows_the_shape_of_the_run() {
     require!("chromium");
@@ -97,18 +125,7 @@ fn the_report_shows_the_shape_of_the_run() {
     let path = dir.join("summary.json");
     let mut v: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
     let gap = 1;
-    v["timeseries"][gap]["requests"] = 0.into();
-    v["timeseries"][gap]["rps"] = 0.0.into();
-    v["profile"] = serde_json::json!({
-        "name": "stress", "peak": 400.0, "capacity": 300.0, "failed_at": 320.0, "best_rps": 298.5,
-        "criterion": "p99 <= 1000 ms, errors <= 1%",
-        "levels": [
-            {"level": 300.0, "held_s": 3.0, "p99_ms": 12.5, "error_rate": 0.0, "rps": 298.5, "pass": true,
-             "p50_ms": 2.0, "p95_ms": 8.0, "requests": 895, "errors": 0, "checks_passed": 199, "checks_failed": 1},
-            {"level": 320.0, "held_s": 3.0, "p99_ms": 1500.0, "error_rate": 0.0, "rps": 301.0, "pass": false,
-             "failed_on": "p99 1500.0 ms, over 1000 ms", "p50_ms": 3.0, "p95_ms": 900.0, "requests": 903, "errors": 0}
-        ]
-    });
+    shape(&mut v, gap);
     std::fs::write(&path, v.to_string()).unwrap();
     let o = Command::new(env!("CARGO_BIN_EXE_engine")).args(["report", "html"]).arg(&dir).output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
@@ -140,6 +157,10 @@ fn the_report_shows_the_shape_of_the_run() {
     assert!(levels.contains("FAILED: p99 1500.0 ms, over 1000 ms"), "{levels}");
     // Checks over each hold, when the plan has them.
     assert!(levels.contains("<th>checks</th>") && levels.contains("99.50%"), "{levels}");
+    let scenarios = dom.split("id=\"scenarios\"").nth(1).unwrap_or("");
+    assert!(scenarios.contains("<td>browse</td><td>closed</td>") && scenarios.contains("1.25 ms"), "{scenarios}");
+    assert!(scenarios.contains("<td>checkout</td><td>open</td>") && scenarios.contains("no data"), "{scenarios}");
+    assert!(scenarios.contains("1.0 s") && scenarios.contains("40 iterations"), "{scenarios}");
     let thresholds = dom.split("id=\"thresholds\"").nth(1).unwrap_or("");
     assert!(thresholds.contains("0.00%"), "an error rate as a percentage: {thresholds}");
     assert!(thresholds.contains(" ms") || thresholds.contains(" µs"), "a latency with its unit: {thresholds}");

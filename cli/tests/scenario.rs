@@ -457,3 +457,202 @@ check = ['body contains "ok"', {{ expr = "header x-cache exists", soft = true }}
     assert_eq!(v["errors"]["check"].as_u64(), Some(logins), "{}", v["errors"]);
     assert_eq!(v["checks"]["by_name"]["json $.user < 0"]["failed"].as_u64(), Some(logins));
 }
+
+/// Counts requests by path and when each path's first part (`/browse`, `/checkout`) was
+/// first asked for; refuses every payment (503).
+#[allow(clippy::type_complexity)]
+fn shop_server(
+) -> (std::net::SocketAddr, Arc<Mutex<HashMap<String, u64>>>, Arc<Mutex<HashMap<String, std::time::Instant>>>) {
+    let counts: Arc<Mutex<HashMap<String, u64>>> = Arc::default();
+    let first: Arc<Mutex<HashMap<String, std::time::Instant>>> = Arc::default();
+    let (c, f) = (counts.clone(), first.clone());
+    let addr = http_server(move |head| {
+        let path = head.split_whitespace().nth(1).unwrap_or("").to_string();
+        let group = path.split('/').nth(1).unwrap_or("").to_string();
+        f.lock().unwrap().entry(group).or_insert_with(std::time::Instant::now);
+        *c.lock().unwrap().entry(path.clone()).or_insert(0) += 1;
+        match path.as_str() {
+            "/checkout/pay" => "HTTP/1.1 503 Service Unavailable\r\nContent-Length: 0\r\n\r\n".into(),
+            _ => "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok".into(),
+        }
+    });
+    (addr, counts, first)
+}
+
+/// A closed-model browse from the start, and arrival-rate checkout users a second later.
+fn two_scenarios(addr: std::net::SocketAddr) -> std::path::PathBuf {
+    write_scenario(
+        "two.toml",
+        &format!(
+            r#"
+target = "http://{addr}"
+thresholds = ["error_rate{{scenario=browse}}<1%", "error_rate{{scenario=checkout}}<1%", "p99{{scenario=browse}}<5s"]
+
+[[scenario]]
+name = "browse"
+[scenario.load]
+conns = 2
+duration = "3s"
+[[scenario.request]]
+name = "home"
+path = "/browse/home"
+weight = 3
+[[scenario.request]]
+name = "search"
+path = "/browse/search"
+
+[[scenario]]
+name = "checkout"
+start = "1s"
+[scenario.load]
+rate = 20
+duration = "2s"
+max_users = 10
+[[scenario.flow]]
+name = "buy"
+[[scenario.flow.step]]
+name = "cart"
+path = "/checkout/cart"
+[[scenario.flow.step]]
+name = "pay"
+method = "POST"
+path = "/checkout/pay"
+"#
+        ),
+    )
+}
+
+/// Two scenarios in one run (k6's `scenarios`): a closed-model browse from the start and an
+/// arrival-rate checkout flow a second later, whose payment step the server refuses. Each
+/// scenario's counts are the server's for its paths, each starts when it says, thresholds with
+/// `{scenario=…}` judge only theirs, and summary.md and summary.csv show both.
+#[test]
+fn two_scenarios_run_together_and_are_judged_apart() {
+    let (addr, counts, first) = shop_server();
+    let file = two_scenarios(addr);
+    let o = engine(&["blast", "--scenario", file.to_str().unwrap(), "--dry-run"]);
+    let plan = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        plan.contains("2 scenarios") && plan.contains("scenario checkout: open model at 20 iterations/s"),
+        "{plan}"
+    );
+
+    let o = blast_scenario(&file, "two-out");
+    // The checkout threshold fails (every payment is refused), the browse ones pass.
+    assert_eq!(o.status.code(), Some(4), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    // Browse ends at 3 s with the run: the open checkout's backlog after the end is not its.
+    assert!(v["duration_s"].as_f64().unwrap() < 3.4, "{}", v["duration_s"]);
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let counts = counts.lock().unwrap().clone();
+    let n = |p: &str| counts.get(p).copied().unwrap_or(0);
+    let (browse, checkout) = (&v["scenarios"]["browse"], &v["scenarios"]["checkout"]);
+    assert_eq!(browse["requests"].as_u64(), Some(n("/browse/home") + n("/browse/search")), "{counts:?}");
+    assert_eq!(checkout["requests"].as_u64(), Some(n("/checkout/cart") + n("/checkout/pay")), "{counts:?}");
+    assert!(n("/browse/home") > 1000 && n("/browse/home").abs_diff(3 * n("/browse/search")) <= 3, "{counts:?}");
+    // 20 iterations a second for 2 s: each puts a cart and is refused its payment.
+    assert_eq!(checkout["scheduled_iterations"].as_u64(), Some(40), "{checkout}");
+    assert!((38..=40).contains(&n("/checkout/cart")) && n("/checkout/pay") == n("/checkout/cart"), "{counts:?}");
+    assert_eq!(
+        (checkout["errors"]["status"].as_u64(), browse["errors"]["total"].as_u64()),
+        (Some(n("/checkout/pay")), Some(0))
+    );
+    assert_eq!(
+        (browse["model"].as_str(), checkout["model"].as_str(), v["model"].as_str()),
+        (Some("closed"), Some("open"), Some("mixed"))
+    );
+    let seen = first.lock().unwrap().clone();
+    let late = seen["checkout"].duration_since(seen["browse"]).as_secs_f64();
+    assert!((0.9..1.5).contains(&late), "checkout began {late:.2} s after browse");
+    let verdicts: Vec<(String, bool)> = v["thresholds"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| (t["expr"].as_str().unwrap().to_string(), t["pass"].as_bool().unwrap()))
+        .collect();
+    assert_eq!(verdicts.iter().map(|(_, p)| *p).collect::<Vec<_>>(), vec![true, false, true], "{verdicts:?}");
+    let dir = file.parent().unwrap().join("two-out");
+    let md = std::fs::read_to_string(dir.join("summary.md")).unwrap();
+    assert!(md.contains("## Scenarios") && md.contains("| checkout | open |"), "{md}");
+    let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
+    assert!(csv.lines().any(|l| l.starts_with("scenario,browse,")) && csv.contains("scenario,checkout,"), "{csv}");
+    let _ = std::fs::remove_dir_all(dir);
+
+    // A threshold on a scenario the plan lacks, or a flag that would shape every scenario's load.
+    let f = file.to_str().unwrap();
+    let o = engine(&["blast", "--scenario", f, "--threshold", "p95{scenario=nope}<1s", "--dry-run"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(2) && err.contains("scenarios: browse, checkout"), "{err}");
+    let o = engine(&["blast", "--scenario", f, "-c", "5", "--dry-run"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(2) && err.contains("-c does not apply") && err.contains("[scenario.load]"),
+        "{err}"
+    );
+}
+
+/// Two workers share a plan of two scenarios (each its half of the connections and of the
+/// rate) and `report merge` makes one run of them: each scenario's counts are both workers',
+/// and the server's.
+#[test]
+fn a_fleets_scenarios_merge_into_one_run() {
+    let (addr, counts) = counting_server();
+    let file = write_scenario(
+        "fleet.toml",
+        &format!(
+            r#"
+target = "http://{addr}"
+[[scenario]]
+name = "steady"
+[scenario.load]
+conns = 2
+duration = "2s"
+[[scenario.request]]
+name = "a"
+path = "/steady"
+[[scenario]]
+name = "paced"
+[scenario.load]
+rate = 100
+duration = "2s"
+[[scenario.request]]
+name = "b"
+path = "/paced"
+"#
+        ),
+    );
+    let dir = file.parent().unwrap().join("fleet");
+    let workers: Vec<_> = (0..2)
+        .map(|i| {
+            let out = dir.join(format!("w{i}"));
+            Command::new(env!("CARGO_BIN_EXE_engine"))
+                .args(["blast", "--scenario", file.to_str().unwrap(), "--shards", "1", "-q"])
+                .args(["--worker-count", "2", "--worker-index", &i.to_string(), "--out", out.to_str().unwrap()])
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for mut w in workers {
+        assert!(w.wait().unwrap().success());
+    }
+    let o = engine(&[
+        "report",
+        "merge",
+        dir.join("w0").to_str().unwrap(),
+        dir.join("w1").to_str().unwrap(),
+        "--out",
+        dir.join("merged").to_str().unwrap(),
+    ]);
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("merged/summary.json")).unwrap()).unwrap();
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    let counts = counts.lock().unwrap().clone();
+    let (steady, paced) = (&v["scenarios"]["steady"], &v["scenarios"]["paced"]);
+    assert_eq!(steady["requests"].as_u64(), counts.get("/steady").copied(), "{counts:?}");
+    assert_eq!(paced["requests"].as_u64(), counts.get("/paced").copied(), "{counts:?}");
+    assert_eq!((paced["scheduled_requests"].as_u64(), paced["conns"].as_u64()), (Some(200), Some(64)), "{paced}");
+    assert_eq!(steady["conns"].as_u64(), Some(2));
+    assert!(paced["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -110,6 +110,7 @@ fn count(seen: &Mutex<Seen>, path: &str) -> u64 {
 const ONCE: StepRules = StepRules {
     think: Think::Fixed(Duration::ZERO),
     once: true,
+    teardown: false,
     probability: 1.0,
     on_failure: OnFailure::NextIteration,
 };
@@ -236,4 +237,59 @@ fn a_step_with_a_condition_runs_only_when_it_holds() {
     input.flows = vec![flow(vec![step("a", "/a", EVERY), when(step("b", "/b", EVERY), "cap.token exists")])];
     let e = input.build().unwrap_err().to_string();
     assert!(e.contains("no step of the flow captures token"), "{e}");
+}
+
+/// `teardown` steps run once when a user leaves: at the end of the run (users pausing then
+/// wake for it, within the drain), after each arrival-rate iteration, when `abort-user` sends
+/// a user away, and when a ramp parks its connection. The server counts the logouts.
+#[test]
+fn a_user_that_leaves_walks_its_teardown_steps_once() {
+    let (addr, seen) = server();
+    let out = StepRules { teardown: true, ..EVERY };
+    let think = Think::Fixed(Duration::from_millis(300));
+    // Closed: 4 users log in, browse with long pauses, and log out at the end.
+    let f = flow(vec![
+        step("login", "/login-1", ONCE),
+        step("browse", "/browse-1", StepRules { think, ..EVERY }),
+        step("logout", "/logout-1", out),
+    ]);
+    let started = Instant::now();
+    let r = run(addr, vec![f], 4, 1000, None);
+    assert!(started.elapsed() < Duration::from_millis(1800), "the pauses ended with the run");
+    assert_eq!((count(&seen, "/login-1"), count(&seen, "/logout-1")), (4, 4));
+    assert_eq!(r.requests_by_name["user.logout"].requests, 4);
+
+    // Arrival rate: every iteration is a user, and logs out, failed or not.
+    let f = flow(vec![step("browse", "/browse-2", EVERY), step("logout", "/logout-2", out)]);
+    let r = run(addr, vec![f], 8, 1000, Some(50.0));
+    let it = r.iterations.as_ref().unwrap();
+    assert_eq!((count(&seen, "/logout-2"), it.completed), (it.started, it.started), "{it:?}");
+    let f = flow(vec![step("fail", "/fail-3", EVERY), step("logout", "/logout-3", out)]);
+    let r = run(addr, vec![f], 8, 1000, Some(50.0));
+    let it = r.iterations.as_ref().unwrap();
+    assert_eq!((count(&seen, "/logout-3"), it.failed), (it.started, it.started), "{it:?}");
+
+    // abort-user: each user sent away logs out, and the next logs in again.
+    let away = StepRules { on_failure: OnFailure::AbortUser, ..EVERY };
+    let f =
+        flow(vec![step("login", "/login-4", ONCE), step("fail", "/fail-4", away), step("logout", "/logout-4", out)]);
+    run(addr, vec![f], 2, 500, None);
+    let (logins, fails, logouts) = (count(&seen, "/login-4"), count(&seen, "/fail-4"), count(&seen, "/logout-4"));
+    assert!(fails > 50 && logouts == fails && logins.abs_diff(fails) <= 2, "{logins} {fails} {logouts}");
+
+    // A ramp down parks connections: their users log out as they go, not at the end.
+    let f = flow(vec![step("browse", "/browse-5", EVERY), step("logout", "/logout-5", out)]);
+    let mut input = PlanInput::new(format!("http://{addr}/"));
+    input.stages = Some(engine_blast::schedule::parse_stages("4:200ms,4:300ms,1:100ms,1:400ms").unwrap());
+    input.shards = Some(1);
+    input.flows = vec![f];
+    let plan = input.build().expect("valid plan");
+    engine_blast::run(&plan, &Control::new(), &mut []).expect("run completes");
+    std::thread::sleep(Duration::from_millis(50));
+    assert_eq!(count(&seen, "/logout-5"), 4, "3 parked by the ramp, 1 at the end");
+
+    // Teardown steps come last, and run once.
+    let mut input = PlanInput::new(format!("http://{addr}/"));
+    input.flows = vec![flow(vec![step("logout", "/x", out), step("a", "/a", EVERY)])];
+    assert!(input.build().unwrap_err().to_string().contains("teardown steps come last"));
 }

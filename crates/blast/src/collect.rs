@@ -10,6 +10,7 @@ use engine_results::stats::Totals;
 use engine_results::summary::{
     ChecksSummary, Generator, IterationSummary, Model, NamedSummary, Point, Schedule, ShardLoad, Summary, SATURATED,
 };
+use engine_results::summary::{Planned, ScenarioSummary};
 
 use crate::control::{Control, LAST_WORD};
 use crate::fleet::{Fleet, CHECK, WATCHDOG};
@@ -58,7 +59,7 @@ impl<'p> Collector<'p> {
             control,
             start,
             started,
-            stage_ends: crate::schedule::stage_ends(plan.model.profile().stages()),
+            stage_ends: plan.single().map_or(Vec::new(), |p| crate::schedule::stage_ends(p.model.profile().stages())),
             totals: Totals::default(),
             timeseries: Vec::new(),
             pending: BTreeMap::new(),
@@ -167,7 +168,7 @@ impl<'p> Collector<'p> {
         let interval_s = self.plan.interval.as_secs_f64();
         // The last interval is cut short by the end of the run.
         let elapsed = (seq as f64 * interval_s).min(self.start.elapsed().as_secs_f64());
-        let target = self.plan.model.profile().at(elapsed);
+        let target = self.plan.level_at(elapsed);
         let mut point = Point::new(elapsed, (elapsed - self.prev_elapsed).max(1e-3), target, &p.totals);
         point.busy = (p.busy.iter().copied().fold(0.0, f64::max) * 1000.0).round() / 1000.0;
         self.totals.add_interval(&p.totals);
@@ -201,9 +202,13 @@ impl<'p> Collector<'p> {
         let plan = self.plan;
         let elapsed = self.start.elapsed().as_secs_f64();
         let mut summary = Summary::new(&plan.target.url, plan.conns, plan.shard_cpus.len(), &self.totals, elapsed);
-        summary.model = match plan.model {
+        let model = |p: &plan::Part| match p.model {
             plan::Model::Open(_) => Model::Open,
             plan::Model::Closed(_) => Model::Closed,
+        };
+        summary.model = match plan.parts.iter().map(model).reduce(|a, b| if a == b { a } else { Model::Mixed }) {
+            Some(m) => m,
+            None => Model::Closed,
         };
         summary.checks = ChecksSummary::new(&plan.check_names, &self.totals.checks);
         for (r, n) in plan.requests.iter().zip(&self.totals.names) {
@@ -211,10 +216,33 @@ impl<'p> Collector<'p> {
         }
         // A run that ended early is judged on the part of the schedule it ran.
         let ran_s = self.stopped_at.unwrap_or(f64::INFINITY).min(plan.duration.as_secs_f64());
+        if plan.scenarios() {
+            for (p, c) in plan.parts.iter().zip(&self.totals.scenarios) {
+                let mut latency = engine_results::stats::new_histogram();
+                for n in &self.totals.names[p.requests.clone()] {
+                    let _ = latency.add(&n.latency);
+                }
+                let planned = Planned {
+                    model: model(p),
+                    start_s: p.start.as_secs_f64(),
+                    planned_s: (p.end() - p.start).as_secs_f64(),
+                    conns: p.conns,
+                };
+                let mut sc = ScenarioSummary::new(planned, c, &latency, elapsed);
+                let scheduled = p.scheduled_until(ran_s);
+                (sc.scheduled_requests, sc.scheduled_iterations) = match p.arrival_flows() {
+                    true => (None, scheduled),
+                    false => (scheduled, None),
+                };
+                summary.scenarios.insert(p.name.clone(), sc);
+            }
+        }
         if let Some(expected) = plan.expected_requests_until(ran_s) {
             let mut schedule = Schedule::new(expected, ran_s, &self.totals, elapsed);
             // Arrival-rate flows schedule iterations, not requests.
-            if let Some(it) = self.totals.iterations.as_deref().filter(|_| plan.arrival_flows()) {
+            if let Some(it) =
+                self.totals.iterations.as_deref().filter(|_| plan.single().is_some_and(|p| p.arrival_flows()))
+            {
                 schedule.sent = it.started;
                 schedule.behind = (it.started as f64) < 0.99 * expected as f64;
                 summary.iterations = Some(IterationSummary::new(it, ran_s));

@@ -16,7 +16,7 @@ use engine_results::summary::Worker;
 use engine_results::thresholds::Expr;
 
 use crate::check::CheckSpec;
-use crate::plan::{FlowSpec, PlanInput, RequestSpec, StatusSet, DEFAULT_TIMEOUT, MAX_BODY};
+use crate::plan::{FlowSpec, PartInput, PlanInput, RequestSpec, StatusSet, DEFAULT_TIMEOUT, MAX_BODY};
 use crate::profiles::ProfileName;
 use crate::run::{Judges, Profile};
 use crate::scenario::{Scenario, ScenarioError};
@@ -72,6 +72,8 @@ pub struct Flags {
     pub criterion: Criterion,
     /// Spike and recovery: the share of the peak they start from (`[profile] baseline`).
     pub baseline: Option<f64>,
+    /// From the scenario: its `[[scenario]]`s, each with its own load and requests.
+    pub parts: Vec<PartInput>,
 }
 
 /// Why the options cannot make a plan.
@@ -117,7 +119,10 @@ impl Flags {
         if let Some(t) = &sc.target {
             replace(&mut notes, "the URL", &mut self.url, "target", Some(t.clone()));
         }
-        self.load(&sc, &ctx, &mut notes)?;
+        match sc.parts.is_empty() {
+            true => self.load(&sc, &ctx, &mut notes)?,
+            false => self.parts(&sc, &name, &ctx, &mut notes)?,
+        }
         let timeout = duration(&sc.defaults.timeout, &ctx("defaults.timeout"))?;
         replace_with(&mut notes, "--timeout", &mut self.timeout, "defaults.timeout", timeout, |d| format!("{d:?}"));
         let expect = sc.expect_status(&name)?;
@@ -190,6 +195,7 @@ impl Flags {
         input.expect_status = self.expect_status.unwrap_or_default();
         input.checks = self.checks.clone();
         input.max_users = self.max_users;
+        input.parts = self.parts.clone();
         Ok(input)
     }
 
@@ -200,8 +206,20 @@ impl Flags {
         vec![
             ("scenario", scenario.unwrap_or_else(|| "none".into())),
             ("profile", self.profile.map_or("none", |p| p.name()).to_string()),
-            ("model", if self.rate.is_some() { "open" } else { "closed" }.to_string()),
+            ("model", self.model_word().to_string()),
         ]
+    }
+
+    /// `open` or `closed`, or for several scenarios of both models `mixed`.
+    fn model_word(&self) -> &'static str {
+        if self.parts.is_empty() {
+            return if self.rate.is_some() { "open" } else { "closed" };
+        }
+        match (self.parts.iter().all(|p| p.rate.is_some()), self.parts.iter().any(|p| p.rate.is_some())) {
+            (true, _) => "open",
+            (false, false) => "closed",
+            (false, true) => "mixed",
+        }
     }
 
     /// What judges the run: thresholds, safety stops, the profile's figures.
@@ -280,6 +298,73 @@ impl Flags {
         replace(notes, "--max-users", &mut self.max_users, "load.max_users", l.max_users);
         if self.profile.is_some() && self.peak.is_none() {
             return Err(conflict("a profile needs a peak: --peak N (or load.peak in the scenario)".into()));
+        }
+        Ok(())
+    }
+
+    /// Several scenarios, each with its own load: a flag that shapes the load would apply to
+    /// none of them in particular, so it is an error naming the file's sections.
+    fn parts(
+        &mut self,
+        sc: &Scenario,
+        name: &str,
+        ctx: &dyn Fn(&str) -> String,
+        notes: &mut Vec<String>,
+    ) -> Result<(), FlagError> {
+        let given = [
+            ("-c", self.conns.is_some()),
+            ("-d", self.duration.is_some()),
+            ("--rate", self.rate.is_some()),
+            ("--stages", self.stages.is_some()),
+            ("--profile", self.profile.is_some()),
+            ("--peak", self.peak.is_some()),
+            ("--step", self.step.is_some()),
+            ("--max-users", self.max_users.is_some()),
+        ];
+        if let Some((flag, _)) = given.iter().find(|(_, set)| *set) {
+            return Err(conflict(format!(
+                "{flag} does not apply to scenario '{name}': its {} [[scenario]]s each have their own [scenario.load] \
+                 (edit the file, or run one of them from a file of its own)",
+                sc.parts.len()
+            )));
+        }
+        replace(notes, "--abort-grace", &mut self.abort_grace, "load.abort_grace", sc.load.abort_grace);
+        let specs = sc.part_specs(name)?;
+        self.parts = Vec::with_capacity(specs.len());
+        for (p, (requests, flows)) in sc.parts.iter().zip(specs) {
+            let at = |field: &str| ctx(&format!("scenario '{}': {field}", p.name));
+            let l = &p.load;
+            let stages = l
+                .stages
+                .as_deref()
+                .map(crate::schedule::parse_stages)
+                .transpose()
+                .map_err(|why| FlagError::Field { what: at("load.stages"), why })?;
+            let length = duration(&l.duration, &at("load.duration"))?;
+            if stages.is_some() && length.is_some() {
+                return Err(conflict(format!(
+                    "{}: load.duration and load.stages contradict each other: the stages set its length",
+                    at("load")
+                )));
+            }
+            if let (Some(c), true, None) = (l.conns, stages.is_some(), l.rate) {
+                return Err(conflict(format!(
+                    "{}: load.conns = {c} and load.stages contradict each other: in the closed model the stages set \
+                     the connections",
+                    at("load")
+                )));
+            }
+            self.parts.push(PartInput {
+                name: p.name.clone(),
+                start: duration(&p.start, &at("start"))?.unwrap_or_default(),
+                conns: l.conns.unwrap_or(DEFAULT_CONNS),
+                duration: length.unwrap_or(DEFAULT_DURATION),
+                rate: l.rate,
+                stages,
+                max_users: l.max_users,
+                requests,
+                flows,
+            });
         }
         Ok(())
     }

@@ -28,7 +28,8 @@ pub struct BlastMetrics {
     names: Vec<String>,
     /// Check names, by the plan's index.
     checks: Vec<String>,
-    open_model: bool,
+    /// The model every part of the plan has (`None`: scenarios of both).
+    open_model: Option<bool>,
     /// https: the TLS series are published.
     tls: bool,
 }
@@ -38,14 +39,18 @@ impl BlastMetrics {
         let recorder =
             PrometheusBuilder::new().set_buckets(&LATENCY_BUCKETS_S).expect("a non-empty bucket list").build_recorder();
         let handle = recorder.handle();
-        let names =
-            if plan.requests.len() > 1 { plan.requests.iter().map(|r| r.name.clone()).collect() } else { vec![] };
+        let names = if plan.named() { plan.requests.iter().map(|r| r.name.clone()).collect() } else { vec![] };
+        let open = |p: &crate::plan::Part| matches!(p.model, Model::Open(_));
         let m = BlastMetrics {
             recorder,
             handle,
             names,
             checks: plan.check_names.clone(),
-            open_model: matches!(plan.model, Model::Open(_)),
+            open_model: match (plan.parts.iter().all(open), plan.parts.iter().any(open)) {
+                (true, _) => Some(true),
+                (false, false) => Some(false),
+                (false, true) => None,
+            },
             tls: plan.tls.is_some(),
         };
         metrics::with_local_recorder(&m.recorder, || {
@@ -140,7 +145,11 @@ impl BlastMetrics {
             counter!("engine_blast_received_bytes_total").increment(t.counters.bytes_received);
             gauge!("engine_blast_connections_open").set(t.open as f64);
             // The other model's target does not apply: NaN, which graphs show as a gap.
-            let (rate, conns) = if self.open_model { (i.point.target, f64::NAN) } else { (f64::NAN, i.point.target) };
+            let (rate, conns) = match self.open_model {
+                Some(true) => (i.point.target, f64::NAN),
+                Some(false) => (f64::NAN, i.point.target),
+                None => (f64::NAN, f64::NAN),
+            };
             gauge!("engine_blast_target_rate").set(rate);
             gauge!("engine_blast_target_connections").set(conns);
             gauge!("engine_blast_achieved_rate").set(i.point.rps);

@@ -14,11 +14,13 @@ use engine_runtime::limits::{self, LimitError};
 
 mod checks;
 mod expect;
+mod parts;
 mod scenario;
 mod when;
 use checks::plan_checks;
 pub use checks::Keep;
 pub use expect::StatusSet;
+pub use parts::{Part, PartInput};
 use scenario::{plan_flows, plan_requests};
 pub use scenario::{
     CaptureSource, FlowPlan, FlowSpec, FlowStep, OnFailure, RequestSpec, StepRules, StepSpec, RETRY_AFTER_MAX,
@@ -79,6 +81,10 @@ pub struct PlanInput {
     /// Arrival-rate flows (`rate` with `flows`): the most users walking a flow at once, each
     /// on a connection of its own (`None`: `conns`).
     pub max_users: Option<u64>,
+    /// Several scenarios (`[[scenario]]`), each with its own requests or flows and load;
+    /// then `conns`, `duration`, `rate`, `stages`, `max_users`, `requests` and `flows` above
+    /// are not used. Empty: the run is one scenario made of those.
+    pub parts: Vec<PartInput>,
     /// TLS options for an https:// URL.
     pub tls: engine_tls::ClientOptions,
 }
@@ -127,6 +133,7 @@ impl PlanInput {
             expect_status: StatusSet::default(),
             checks: Vec::new(),
             max_users: None,
+            parts: Vec::new(),
             tls: engine_tls::ClientOptions::default(),
         }
     }
@@ -188,9 +195,11 @@ pub struct Plan {
     pub check_names: Vec<String>,
     /// The data file of `{{csv.COLUMN}}` templates.
     pub data: Option<Arc<DataTable>>,
-    pub model: Model,
-    /// Connections in the pool: the most that are ever open at once.
+    /// Its scenarios, each with its load: one, unnamed, without `[[scenario]]`.
+    pub parts: Vec<Part>,
+    /// Connections in the pool: the most that are ever open at once (every part's).
     pub conns: u64,
+    /// Until the last part's load ends.
     pub duration: Duration,
     pub timeout: Duration,
     pub connect_timeout: Duration,
@@ -259,6 +268,8 @@ pub enum PlanError {
     Template(String),
     #[error("flow '{name}': {reason}")]
     Flow { name: String, reason: String },
+    #[error("scenario '{name}': {reason}")]
+    Part { name: String, reason: String },
     #[error("the request weights add up to 0: nothing would be sent")]
     NoWeight,
     #[error("request body of {0} bytes is larger than the {MAX_BODY}-byte limit")]
@@ -295,27 +306,9 @@ impl PlanInput {
         }
         let target = parse_target(&self.url)?;
         let tls = target.tls.then(|| TlsPlan::new(&self.tls, &target)).transpose()?;
-        let model = model(self.rate, self.stages, self.conns, self.duration)?;
-        // The closed model's pool is its highest stage; the open model's is --conns, or for
-        // arrival-rate flows the users (each on a connection of its own).
-        let conns = match &model {
-            Model::Closed(p) => p.max().ceil() as u64,
-            Model::Open(_) if !self.flows.is_empty() => self.max_users.unwrap_or(self.conns),
-            Model::Open(_) => self.conns,
-        };
-        if self.max_users.is_some() && (self.flows.is_empty() || matches!(model, Model::Closed(_))) {
-            return Err(PlanError::Flow {
-                name: "--max-users".into(),
-                reason: "caps the users of arrival-rate flows: --rate with a scenario's [[flow]]".into(),
-            });
-        }
-        if conns == 0 {
-            return Err(PlanError::NoConns);
-        }
-        let duration = model.profile().duration();
-        if duration.is_zero() {
-            return Err(PlanError::NoDuration);
-        }
+        let named = !self.parts.is_empty();
+        let inputs = if named { std::mem::take(&mut self.parts) } else { vec![self.only_part()] };
+        let shapes = parts::shapes(&inputs, named)?;
         if self.timeout.is_zero() {
             return Err(PlanError::NoTimeout);
         }
@@ -323,14 +316,26 @@ impl PlanInput {
             return Err(PlanError::NoConnectTimeout);
         }
         let headers = self.headers.iter().map(|h| parse_header(h)).collect::<Result<Vec<_>, _>>()?;
-        let (flows, captures, flow_requests) = plan_flows(&self.flows)?;
-        let (mut requests, specs) = if !flow_requests.is_empty() {
-            (plan_requests(&flow_requests, &target, &headers, self.expect_status)?, flow_requests)
-        } else if self.requests.is_empty() {
-            (vec![single_request(&self.method, &target, &headers, &self.body, self.expect_status)?], Vec::new())
-        } else {
-            (plan_requests(&self.requests, &target, &headers, self.expect_status)?, self.requests.clone())
-        };
+        // Every part's flows, then every part's weighted requests: the flows' steps come first
+        // among the plan's requests, each part's in one run of indices.
+        let (mut flow_specs, mut request_specs) = (Vec::new(), Vec::new());
+        for p in &inputs {
+            let (r, f) = if named { p.prefixed() } else { (p.requests.clone(), p.flows.clone()) };
+            flow_specs.extend(f);
+            request_specs.extend(r);
+        }
+        let (flows, captures, mut specs) = plan_flows(&flow_specs)?;
+        let mut requests =
+            if specs.is_empty() { Vec::new() } else { plan_requests(&specs, &target, &headers, self.expect_status)? };
+        if !request_specs.is_empty() {
+            requests.extend(plan_requests(&request_specs, &target, &headers, self.expect_status)?);
+            specs.extend(request_specs);
+        } else if requests.is_empty() {
+            requests.push(single_request(&self.method, &target, &headers, &self.body, self.expect_status)?);
+        }
+        let parts = parts::lay_out(&inputs, shapes, &requests, &flows, named)?;
+        let conns: u64 = parts.iter().map(|p| p.conns).sum();
+        let duration = parts.iter().map(Part::end).max().unwrap_or_default();
         let check_names = plan_checks(&mut requests, &specs, &self.checks, &flows)?;
         let allowed = engine_runtime::affinity::allowed_cpus().map_err(PlanError::Affinity)?;
         let cpus = match self.cores {
@@ -376,7 +381,7 @@ impl PlanInput {
             captures,
             check_names,
             data: self.data,
-            model,
+            parts,
             conns,
             duration,
             timeout: self.timeout,
@@ -448,6 +453,21 @@ fn single_request(
 }
 
 impl PlanInput {
+    /// The one scenario of a plan without `[[scenario]]`: the load and requests of the flags.
+    fn only_part(&self) -> PartInput {
+        PartInput {
+            name: String::new(),
+            start: Duration::ZERO,
+            conns: self.conns,
+            duration: self.duration,
+            rate: self.rate,
+            stages: self.stages.clone(),
+            max_users: self.max_users,
+            requests: self.requests.clone(),
+            flows: self.flows.clone(),
+        }
+    }
+
     /// Keeps this worker's share of the plan: of the connections and the rate (and of every
     /// stage's target) an even split, of the data file's rows every `count`-th from `index`,
     /// so the workers together run exactly the whole plan.
@@ -459,18 +479,10 @@ impl PlanInput {
             )));
         }
         let (n, i) = (w.count as usize, w.index as usize);
-        let open = self.rate.is_some();
-        self.conns = split(self.conns, n, i);
-        if self.conns == 0 && self.stages.is_none() {
-            return Err(PlanError::Worker(format!(
-                "worker {i} of {n} gets no connections: --conns must be at least --worker-count"
-            )));
-        }
-        self.rate = self.rate.map(|r| r / n as f64);
-        if let Some(stages) = &mut self.stages {
-            for s in stages {
-                s.target = if open { s.target / n as f64 } else { split(s.target.round() as u64, n, i) as f64 };
-            }
+        share_load(&mut self.conns, &mut self.rate, &mut self.stages, n, i)?;
+        for p in &mut self.parts {
+            share_load(&mut p.conns, &mut p.rate, &mut p.stages, n, i)
+                .map_err(|e| PlanError::Part { name: p.name.clone(), reason: e.to_string() })?;
         }
         if let Some(data) = &self.data {
             let mut mine = (**data).clone();
@@ -484,20 +496,66 @@ impl PlanInput {
     }
 }
 
+/// Worker `i` of `n`'s share of a load: of the connections and the rate (and of every
+/// stage's target) an even split.
+fn share_load(
+    conns: &mut u64,
+    rate: &mut Option<f64>,
+    stages: &mut Option<Vec<Stage>>,
+    n: usize,
+    i: usize,
+) -> Result<(), PlanError> {
+    let open = rate.is_some();
+    *conns = split(*conns, n, i);
+    if *conns == 0 && stages.is_none() {
+        return Err(PlanError::Worker(format!(
+            "worker {i} of {n} gets no connections: --conns must be at least --worker-count"
+        )));
+    }
+    *rate = rate.map(|r| r / n as f64);
+    for s in stages.iter_mut().flatten() {
+        s.target = if open { s.target / n as f64 } else { split(s.target.round() as u64, n, i) as f64 };
+    }
+    Ok(())
+}
+
 impl Plan {
-    /// Arrival-rate flows: the open model's arrivals start users that each walk a flow.
-    pub fn arrival_flows(&self) -> bool {
-        matches!(self.model, Model::Open(_)) && !self.flows.is_empty()
+    /// The one part of a plan that has one (the only kind a profile, its own stages and a
+    /// run-wide schedule apply to); `None` with several scenarios.
+    pub fn single(&self) -> Option<&Part> {
+        match self.parts.as_slice() {
+            [one] => Some(one),
+            _ => None,
+        }
     }
 
-    /// Connections of shard `i`: an even split, the remainder to the first shards.
+    /// Whether responses are counted per request name (several requests, or scenarios).
+    pub fn named(&self) -> bool {
+        self.requests.len() > 1 || self.scenarios()
+    }
+
+    /// The plan has `[[scenario]]`s: figures are also counted per scenario.
+    pub fn scenarios(&self) -> bool {
+        self.parts.iter().any(|p| !p.name.is_empty())
+    }
+
+    /// Connections of shard `i`: each part's split evenly, the remainders to the first shards.
     pub fn shard_conns(&self, i: usize) -> u64 {
-        split(self.conns, self.shard_cpus.len(), i)
+        self.parts.iter().map(|p| p.shard_conns(self.shard_cpus.len(), i)).sum()
     }
 
-    /// Shard `i`'s part of the open model's rate: its part of the connections.
-    pub fn shard_share(&self, i: usize) -> f64 {
-        self.shard_conns(i) as f64 / self.conns as f64
+    /// The level the plan asks for `t` seconds after the start: connections (closed) or a
+    /// rate (open), summed over the parts that share the model (0 when they do not).
+    pub fn level_at(&self, t: f64) -> f64 {
+        if let Some(p) = self.single() {
+            return p.model.profile().at(t - p.start.as_secs_f64());
+        }
+        let open = |p: &Part| matches!(p.model, Model::Open(_));
+        if self.parts.iter().all(open) || !self.parts.iter().any(open) {
+            self.parts.iter().map(|p| p.level_at(t)).sum()
+        } else {
+            0.0
+        }
     }
 }
 
@@ -513,12 +571,10 @@ impl Plan {
         self.expected_requests_until(f64::INFINITY)
     }
 
-    /// Requests the open model's schedule asks for in its first `t` seconds.
+    /// Requests the open model's schedule asks for in its first `t` seconds (a plan of one
+    /// scenario; each of several has its own, [`Part::scheduled_until`]).
     pub fn expected_requests_until(&self, t: f64) -> Option<u64> {
-        match &self.model {
-            Model::Open(p) => Some(crate::schedule::scheduled(p.integral_until(t))),
-            Model::Closed(_) => None,
-        }
+        self.single().and_then(|p| p.scheduled_until(t))
     }
 }
 
@@ -639,7 +695,7 @@ mod tests {
             p.rate = Some(10.0)
         })
         .unwrap();
-        assert_eq!((open.conns, open.model.name()), (64, "open"));
+        assert_eq!((open.conns, open.parts[0].model.name()), (64, "open"));
         assert_eq!(open.expected_requests(), Some(10 + 40 + 15));
 
         let spec = |name: &str, weight: u32| RequestSpec {
@@ -661,5 +717,75 @@ mod tests {
         assert!(matches!(with(&|p| p.requests = vec![spec("a", 0)]), Err(PlanError::NoWeight)));
         assert!(matches!(with(&|p| p.requests = vec![spec("a", 1), spec("a", 1)]), Err(PlanError::Request { .. })));
         assert!(matches!(with(&|p| p.requests = vec![spec("a b", 1)]), Err(PlanError::Request { .. })));
+    }
+
+    /// Scenarios: each part's requests are one run of the plan's, prefixed with its name;
+    /// flows' steps come first; the pool and the length are every part's.
+    #[test]
+    fn parts_keep_their_requests_loads_and_offsets() {
+        let req = |name: &str, weight: u32| RequestSpec {
+            name: name.into(),
+            method: "GET".into(),
+            path: "/".into(),
+            headers: Vec::new(),
+            body: Vec::new(),
+            weight,
+            expect: None,
+            checks: Vec::new(),
+        };
+        let step = |name: &str| StepSpec {
+            request: req(name, 1),
+            captures: Vec::new(),
+            rules: StepRules::default(),
+            when: None,
+        };
+        let flow = FlowSpec {
+            name: "f".into(),
+            weight: 1,
+            steps: vec![step("s1"), step("s2")],
+            retry_after_max: RETRY_AFTER_MAX,
+        };
+        let part = |name: &str| PartInput {
+            name: name.into(),
+            start: Duration::ZERO,
+            conns: 3,
+            duration: Duration::from_secs(4),
+            rate: None,
+            stages: None,
+            max_users: None,
+            requests: Vec::new(),
+            flows: Vec::new(),
+        };
+        let mut input = PlanInput::new("http://127.0.0.1:1/");
+        input.shards = Some(2);
+        let browse = PartInput { requests: vec![req("a", 1), req("b", 2)], ..part("browse") };
+        let buy = PartInput {
+            start: Duration::from_secs(2),
+            rate: Some(5.0),
+            max_users: Some(4),
+            flows: vec![flow.clone()],
+            ..part("buy")
+        };
+        input.parts = vec![browse.clone(), buy.clone()];
+        let plan = input.clone().build().unwrap();
+        let names: Vec<&str> = plan.requests.iter().map(|r| r.name.as_str()).collect();
+        assert_eq!(names, ["buy.f.s1", "buy.f.s2", "browse.a", "browse.b"]);
+        assert_eq!((plan.parts[0].requests.clone(), plan.parts[0].flows.clone()), (2..4, 0..0));
+        assert_eq!((plan.parts[1].requests.clone(), plan.parts[1].flows.clone()), (0..2, 0..1));
+        assert_eq!((plan.conns, plan.duration), (3 + 4, Duration::from_secs(6)));
+        assert!(plan.named() && plan.scenarios() && plan.single().is_none());
+        assert_eq!(plan.parts[1].scheduled_until(f64::INFINITY), Some(20));
+        assert_eq!((plan.parts[1].level_at(1.9), plan.parts[1].level_at(2.0)), (0.0, 5.0));
+        assert_eq!((0..2).map(|i| plan.shard_conns(i)).sum::<u64>(), 7);
+
+        let mut twice = input.clone();
+        twice.parts = vec![browse.clone(), browse.clone()];
+        assert!(twice.build().unwrap_err().to_string().contains("scenario 'browse': the name is used twice"));
+        let mut bad = input.clone();
+        bad.parts = vec![PartInput { name: "a.b".into(), ..browse.clone() }];
+        assert!(bad.build().unwrap_err().to_string().contains("a scenario's name is letters"));
+        let mut zero = input;
+        zero.parts = vec![browse, PartInput { requests: vec![req("z", 0)], ..part("idle") }];
+        assert!(zero.build().unwrap_err().to_string().starts_with("scenario 'idle': the request weights add up to 0"));
     }
 }

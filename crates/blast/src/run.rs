@@ -47,8 +47,10 @@ pub struct Profile {
 pub enum JudgeError {
     #[error("'{expr}' names no request of this plan (requests: {names})")]
     UnknownName { expr: String, names: String },
-    #[error("'{0}': safety stops apply to the whole run, not to one request or check")]
+    #[error("'{0}': safety stops apply to the whole run, not to one request, scenario or check")]
     NamedStop(String),
+    #[error("'{expr}' names no scenario of this plan ({names})")]
+    UnknownScenario { expr: String, names: String },
     #[error("'{expr}' names no check of this plan (checks: {names})")]
     UnknownCheck { expr: String, names: String },
     #[error("'{0}': the plan has no checks (add check = [...] to a request, or --check)")]
@@ -85,14 +87,27 @@ impl Judges {
                     return Err(JudgeError::UnknownCheck { expr: e.to_string(), names: plan.check_names.join(", ") });
                 }
             } else if let Some(name) = e.name() {
-                if plan.requests.len() < 2 || !plan.requests.iter().any(|r| r.name == name) {
+                if !plan.named() || !plan.requests.iter().any(|r| r.name == name) {
                     let names: Vec<&str> = plan.requests.iter().map(|r| r.name.as_str()).collect();
                     return Err(JudgeError::UnknownName { expr: e.to_string(), names: names.join(", ") });
                 }
             }
         }
+        for e in self.thresholds.iter().chain(&self.abort_on) {
+            if let Some(name) = e.scenario() {
+                if !plan.parts.iter().any(|p| p.name == name && !name.is_empty()) {
+                    let names: Vec<&str> =
+                        plan.parts.iter().map(|p| p.name.as_str()).filter(|n| !n.is_empty()).collect();
+                    let names = match names.is_empty() {
+                        true => "it has no [[scenario]]".to_string(),
+                        false => format!("scenarios: {}", names.join(", ")),
+                    };
+                    return Err(JudgeError::UnknownScenario { expr: e.to_string(), names });
+                }
+            }
+        }
         for e in &self.abort_on {
-            if e.name().is_some() {
+            if e.name().is_some() || e.scenario().is_some() {
                 return Err(JudgeError::NamedStop(e.to_string()));
             }
             if !e.metric.per_interval() {
@@ -106,7 +121,7 @@ impl Judges {
             (None, None) => None,
         };
         let profile = self.profile.map(|p| p.name);
-        let recovers = recovery_window(plan.model.profile().stages()).is_some();
+        let recovers = plan.single().is_some_and(|p| recovery_window(p.model.profile().stages()).is_some());
         for e in &self.thresholds {
             if e.metric == Metric::Promql {
                 return Err(JudgeError::PromqlThreshold(e.to_string()));
@@ -155,9 +170,11 @@ impl<'a> Run<'a> {
         let (promql, abort_on): (Vec<Expr>, Vec<Expr>) =
             judges.abort_on.into_iter().partition(|e| e.metric == Metric::Promql);
         let promql = prometheus.filter(|_| !promql.is_empty()).map(|p| PromWatch::new(p, promql, judges.abort_grace));
-        let open = matches!(plan.model, Model::Open(_));
-        let stages = plan.model.profile().stages();
-        let profile = judges.profile.map(|p| ProfileWatch::new(p.name, p.peak, stages.to_vec(), open, p.criterion));
+        // A profile is judged on a plan of one part (the options allow no other).
+        let profile = judges.profile.zip(plan.single()).map(|(p, part)| {
+            let open = matches!(part.model, Model::Open(_));
+            ProfileWatch::new(p.name, p.peak, part.model.profile().stages().to_vec(), open, p.criterion)
+        });
         Run {
             plan,
             watchers: Vec::new(),

@@ -48,6 +48,40 @@ pub struct Scenario {
     /// What a profile's level must meet to count as held (stress, spike, recovery).
     #[serde(default)]
     pub profile: ProfileCriteria,
+    /// Several scenarios run together, each with its own requests or flows and load (k6's
+    /// `scenarios`); instead of `[[request]]`, `[[flow]]` and `[load]`.
+    #[serde(default, rename = "scenario", alias = "scenarios")]
+    pub parts: Vec<Part>,
+}
+
+/// A `[[scenario]]`'s requests and flows, validated.
+pub type PartSpecs = (Vec<RequestSpec>, Vec<FlowSpec>);
+
+/// One of several scenarios in a file (`[[scenario]]`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Part {
+    /// What `{scenario=NAME}` selects; its requests are named `NAME.REQUEST`.
+    pub name: String,
+    /// When its load starts, after the run's start (default "0s").
+    pub start: Option<String>,
+    #[serde(default)]
+    pub load: PartLoad,
+    #[serde(default, rename = "request")]
+    pub requests: Vec<Request>,
+    #[serde(default, rename = "flow")]
+    pub flows: Vec<Flow>,
+}
+
+/// A scenario's own load: `[load]`'s keys but the profile's (a profile judges one load).
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PartLoad {
+    pub conns: Option<u64>,
+    pub duration: Option<String>,
+    pub rate: Option<f64>,
+    pub stages: Option<String>,
+    pub max_users: Option<u64>,
 }
 
 /// The criterion of a profile's levels: `p99 = "500ms"`, `error_rate = "1%"`,
@@ -187,6 +221,9 @@ pub struct Step {
     /// Run once per user, at its start (a login).
     #[serde(default)]
     pub once: bool,
+    /// Run once per user, when it leaves (a logout).
+    #[serde(default)]
+    pub teardown: bool,
     /// The share of iterations that run this step, above 0 and at most 1.
     pub probability: Option<f64>,
     /// Run only when this holds: `status == 200` (the previous step's, this iteration),
@@ -243,21 +280,62 @@ impl Scenario {
             ScenarioError::Invalid { path: name.to_string(), line, reason: e.message().trim().to_string() }
         })?;
         let check = |reason: &str| ScenarioError::Check { path: name.to_string(), reason: reason.to_string() };
+        if !s.parts.is_empty() {
+            s.check_parts(name)?;
+            s.expect_status(name)?;
+            return Ok(s);
+        }
         if s.requests.is_empty() && s.flows.is_empty() {
             return Err(check("no [[request]] and no [[flow]]: a scenario needs one or the other"));
         }
         if !s.requests.is_empty() && !s.flows.is_empty() {
             return Err(check("both [[request]] and [[flow]]: a scenario has one or the other"));
         }
-        let weights: u64 =
-            s.requests.iter().map(|r| u64::from(r.weight)).chain(s.flows.iter().map(|f| u64::from(f.weight))).sum();
-        if weights == 0 {
+        if weight_of(&s.requests, &s.flows) == 0 {
             return Err(check("the weights add up to 0: nothing would be sent"));
         }
         s.flow_specs(name)?;
         s.request_specs(name)?;
         s.expect_status(name)?;
         Ok(s)
+    }
+
+    /// A file of several scenarios: each has requests or flows of weight, and its own load;
+    /// the file's `[load]` and `[profile]` would apply to none of them.
+    fn check_parts(&self, name: &str) -> Result<(), ScenarioError> {
+        let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
+        if !self.requests.is_empty() || !self.flows.is_empty() {
+            return Err(check(
+                "[[request]] or [[flow]] beside [[scenario]]: with scenarios, each has its own ([[scenario.request]], \
+                 [[scenario.flow]])"
+                    .into(),
+            ));
+        }
+        let l = &self.load;
+        if l.conns.is_some() || l.duration.is_some() || l.rate.is_some() || l.stages.is_some() || l.max_users.is_some()
+        {
+            return Err(check("[load] beside [[scenario]]: each scenario has its own [scenario.load]".into()));
+        }
+        if l.profile.is_some() || l.peak.is_some() || l.step.is_some() {
+            return Err(check("a profile judges one load: a file with [[scenario]] has none".into()));
+        }
+        let p = &self.profile;
+        if p.p99.is_some() || p.p95.is_some() || p.baseline.is_some() || p.error_rate.is_some() || p.achieved.is_some()
+        {
+            return Err(check("[profile] judges a profile's levels: a file with [[scenario]] runs no profile".into()));
+        }
+        for part in &self.parts {
+            let at = |reason: &str| check(format!("scenario '{}': {reason}", part.name));
+            if part.requests.is_empty() == part.flows.is_empty() {
+                return Err(at("a scenario has [[scenario.request]] or [[scenario.flow]], one or the other"));
+            }
+            if weight_of(&part.requests, &part.flows) == 0 {
+                return Err(at("the weights add up to 0: nothing would be sent"));
+            }
+            flow_specs(&self.defaults, &part.flows, name)?;
+            request_specs(&part.requests, name)?;
+        }
+        Ok(())
     }
 
     /// The default expected statuses (`[defaults] expect_status`), if the file sets them.
@@ -272,54 +350,7 @@ impl Scenario {
 
     /// The flows for [`crate::PlanInput::flows`].
     pub fn flow_specs(&self, name: &str) -> Result<Vec<FlowSpec>, ScenarioError> {
-        let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
-        let mut out = Vec::new();
-        for f in &self.flows {
-            let retry_after_max = match f.retry_after_max.as_ref().or(self.defaults.retry_after_max.as_ref()) {
-                Some(t) => engine_util::units::parse_duration(t)
-                    .map_err(|e| check(format!("flow '{}': retry_after_max: {e}", f.name)))?,
-                None => crate::plan::RETRY_AFTER_MAX,
-            };
-            let mut steps = Vec::new();
-            for st in &f.steps {
-                let at = |e: String| check(format!("flow '{}', step '{}': {e}", f.name, st.name));
-                let think = match st.think.as_ref().or(f.think.as_ref()) {
-                    Some(t) => Think::parse(t).map_err(at)?,
-                    None => Think::default(),
-                };
-                let on_failure = match st.on_failure.as_ref().or(f.on_failure.as_ref()) {
-                    Some(o) => OnFailure::parse(o).map_err(at)?,
-                    None => OnFailure::NextIteration,
-                };
-                let rules = StepRules { think, once: st.once, probability: st.probability.unwrap_or(1.0), on_failure };
-                let captures = st
-                    .capture
-                    .iter()
-                    .map(|(var, src)| CaptureSource::parse(src).map(|c| (var.clone(), c)))
-                    .collect::<Result<Vec<_>, _>>()
-                    .map_err(|e| check(format!("flow '{}', step '{}': {e}", f.name, st.name)))?;
-                let expect = st
-                    .expect_status
-                    .as_deref()
-                    .map(StatusSet::parse)
-                    .transpose()
-                    .map_err(|e| check(format!("flow '{}', step '{}': expect_status: {e}", f.name, st.name)))?;
-                let request = RequestSpec {
-                    name: st.name.clone(),
-                    method: st.method.clone(),
-                    path: st.path.clone(),
-                    headers: st.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
-                    body: st.body.clone().unwrap_or_default().into_bytes(),
-                    weight: 1,
-                    expect,
-                    checks: specs(&st.check),
-                };
-                let when = st.when.as_deref().map(When::parse).transpose().map_err(at)?;
-                steps.push(StepSpec { request, captures, rules, when });
-            }
-            out.push(FlowSpec { name: f.name.clone(), weight: f.weight, steps, retry_after_max });
-        }
-        Ok(out)
+        flow_specs(&self.defaults, &self.flows, name)
     }
 
     /// Reads the data file, if the scenario has one; `base` is the scenario's folder.
@@ -346,29 +377,105 @@ impl Scenario {
 
     /// The requests for [`crate::PlanInput::requests`].
     pub fn request_specs(&self, name: &str) -> Result<Vec<RequestSpec>, ScenarioError> {
-        let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
-        self.requests
+        request_specs(&self.requests, name)
+    }
+
+    /// Each `[[scenario]]`'s requests and flows, in the file's order.
+    pub fn part_specs(&self, name: &str) -> Result<Vec<PartSpecs>, ScenarioError> {
+        self.parts
             .iter()
-            .map(|r| {
-                let expect = r
-                    .expect_status
-                    .as_deref()
-                    .map(StatusSet::parse)
-                    .transpose()
-                    .map_err(|e| check(format!("request '{}': expect_status: {e}", r.name)))?;
-                Ok(RequestSpec {
-                    name: r.name.clone(),
-                    method: r.method.clone(),
-                    path: r.path.clone(),
-                    headers: r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
-                    body: r.body.clone().unwrap_or_default().into_bytes(),
-                    weight: r.weight,
-                    expect,
-                    checks: specs(&r.check),
-                })
-            })
+            .map(|p| Ok((request_specs(&p.requests, name)?, flow_specs(&self.defaults, &p.flows, name)?)))
             .collect()
     }
+}
+
+/// A list of flows as [`FlowSpec`]s, with the file's defaults; `name` is used in errors.
+fn flow_specs(defaults: &Defaults, flows: &[Flow], name: &str) -> Result<Vec<FlowSpec>, ScenarioError> {
+    let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
+    let mut out = Vec::new();
+    for f in flows {
+        let retry_after_max = match f.retry_after_max.as_ref().or(defaults.retry_after_max.as_ref()) {
+            Some(t) => engine_util::units::parse_duration(t)
+                .map_err(|e| check(format!("flow '{}': retry_after_max: {e}", f.name)))?,
+            None => crate::plan::RETRY_AFTER_MAX,
+        };
+        let mut steps = Vec::new();
+        for st in &f.steps {
+            let at = |e: String| check(format!("flow '{}', step '{}': {e}", f.name, st.name));
+            let think = match st.think.as_ref().or(f.think.as_ref()) {
+                Some(t) => Think::parse(t).map_err(at)?,
+                None => Think::default(),
+            };
+            let on_failure = match st.on_failure.as_ref().or(f.on_failure.as_ref()) {
+                Some(o) => OnFailure::parse(o).map_err(at)?,
+                None => OnFailure::NextIteration,
+            };
+            let rules = StepRules {
+                think,
+                once: st.once,
+                teardown: st.teardown,
+                probability: st.probability.unwrap_or(1.0),
+                on_failure,
+            };
+            let captures = st
+                .capture
+                .iter()
+                .map(|(var, src)| CaptureSource::parse(src).map(|c| (var.clone(), c)))
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| check(format!("flow '{}', step '{}': {e}", f.name, st.name)))?;
+            let expect = st
+                .expect_status
+                .as_deref()
+                .map(StatusSet::parse)
+                .transpose()
+                .map_err(|e| check(format!("flow '{}', step '{}': expect_status: {e}", f.name, st.name)))?;
+            let request = RequestSpec {
+                name: st.name.clone(),
+                method: st.method.clone(),
+                path: st.path.clone(),
+                headers: st.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+                body: st.body.clone().unwrap_or_default().into_bytes(),
+                weight: 1,
+                expect,
+                checks: specs(&st.check),
+            };
+            let when = st.when.as_deref().map(When::parse).transpose().map_err(at)?;
+            steps.push(StepSpec { request, captures, rules, when });
+        }
+        out.push(FlowSpec { name: f.name.clone(), weight: f.weight, steps, retry_after_max });
+    }
+    Ok(out)
+}
+
+/// A list of requests as [`RequestSpec`]s; `name` is used in errors.
+fn request_specs(requests: &[Request], name: &str) -> Result<Vec<RequestSpec>, ScenarioError> {
+    let check = |reason: String| ScenarioError::Check { path: name.to_string(), reason };
+    requests
+        .iter()
+        .map(|r| {
+            let expect = r
+                .expect_status
+                .as_deref()
+                .map(StatusSet::parse)
+                .transpose()
+                .map_err(|e| check(format!("request '{}': expect_status: {e}", r.name)))?;
+            Ok(RequestSpec {
+                name: r.name.clone(),
+                method: r.method.clone(),
+                path: r.path.clone(),
+                headers: r.headers.iter().map(|(k, v)| format!("{k}: {v}")).collect(),
+                body: r.body.clone().unwrap_or_default().into_bytes(),
+                weight: r.weight,
+                expect,
+                checks: specs(&r.check),
+            })
+        })
+        .collect()
+}
+
+/// The weights of a list of requests or flows, summed.
+fn weight_of(requests: &[Request], flows: &[Flow]) -> u64 {
+    requests.iter().map(|r| u64::from(r.weight)).chain(flows.iter().map(|f| u64::from(f.weight))).sum()
 }
 
 #[cfg(test)]
@@ -429,6 +536,27 @@ headers = { "Content-Type" = "application/json" }
             ),
             ("target = \"http://x\"\n[load]\nconns = \"many\"\n[[request]]\nname = \"a\"\npath = \"/\"\n", "line 3"),
             ("this is not toml", "line 1"),
+            (
+                "[[request]]\nname = \"a\"\npath = \"/\"\n[[scenario]]\nname = \"s\"\n[[scenario.request]]\nname = \"a\"\npath = \"/\"\n",
+                "[[request]] or [[flow]] beside [[scenario]]",
+            ),
+            (
+                "[load]\nconns = 3\n[[scenario]]\nname = \"s\"\n[[scenario.request]]\nname = \"a\"\npath = \"/\"\n",
+                "each scenario has its own [scenario.load]",
+            ),
+            (
+                "[load]\nprofile = \"stress\"\n[[scenario]]\nname = \"s\"\n[[scenario.request]]\nname = \"a\"\npath = \"/\"\n",
+                "a profile judges one load",
+            ),
+            ("[[scenario]]\nname = \"s\"\n", "scenario 's': a scenario has [[scenario.request]] or [[scenario.flow]]"),
+            (
+                "[[scenario]]\nname = \"s\"\n[scenario.load]\nprofile = \"stress\"\n[[scenario.request]]\nname = \"a\"\npath = \"/\"\n",
+                "line 4",
+            ),
+            (
+                "[[scenario]]\nname = \"s\"\n[[scenario.request]]\nname = \"a\"\npath = \"/\"\nweight = 0\n",
+                "scenario 's': the weights add up to 0",
+            ),
         ];
         for (text, want) in cases {
             let e = Scenario::parse(text, "f.toml").unwrap_err().to_string();

@@ -32,6 +32,8 @@ pub(crate) enum Opening {
 
 /// Per-connection state the sweeper reads: the socket and when its request started.
 pub(crate) struct Slot {
+    /// The plan's part (scenario) the connection serves.
+    part: usize,
     fd: Cell<i32>,
     opening: Cell<Option<Opening>>,
     started: Cell<Option<Instant>>,
@@ -41,8 +43,9 @@ pub(crate) struct Slot {
 }
 
 impl Slot {
-    fn new() -> Self {
+    fn new(part: usize) -> Self {
         Slot {
+            part,
             fd: Cell::new(-1),
             opening: Cell::new(None),
             started: Cell::new(None),
@@ -93,6 +96,26 @@ impl Drop for DueHeld<'_> {
     }
 }
 
+/// This shard's share of one part (scenario) of the plan: its connections (slots
+/// `first..first + conns`), how many of them a ramp admits, its arrivals and its pickers.
+struct ShardPart {
+    first: usize,
+    conns: usize,
+    /// Its connections below this may run; the others are parked (closed-model ramps, and
+    /// before its start and after its end).
+    active: Cell<u64>,
+    /// The open model's arrival schedule (seconds after the part's start).
+    arrivals: Option<RefCell<Arrivals>>,
+    /// The run's time at which its schedule starts.
+    start: Duration,
+    /// Which of its requests comes next (an index into the plan's).
+    picker: RefCell<Picker>,
+    requests_from: usize,
+    /// Which of its flows a user starts next.
+    flow_picker: RefCell<Picker>,
+    flows_from: usize,
+}
+
 pub(crate) struct Shard {
     plan: Arc<Plan>,
     stats: RefCell<ShardStats>,
@@ -104,6 +127,11 @@ pub(crate) struct Shard {
     finishing: Cell<bool>,
     /// Due times taken from the schedule whose request has not started yet.
     due_held: Cell<u64>,
+    /// Users that owe their flow's teardown steps (the drain waits for them).
+    owed: Cell<u64>,
+    /// Closed when the run stops: pauses (think times, Retry-After) end at once, so a user
+    /// leaves (and runs its teardown) within the drain.
+    stopping: Semaphore,
     connect_gate: Semaphore,
     /// The next source address (`--source-ips`), rotating per connect.
     next_source: Cell<usize>,
@@ -116,16 +144,10 @@ pub(crate) struct Shard {
     opening: Cell<u64>,
     /// Holds connections back until the shard starts; one permit per connection then.
     go: Semaphore,
-    /// Connections with a slot below this may run; the others are parked (closed-model ramps).
-    active: Cell<u64>,
-    /// The open model's arrival schedule (seconds after `start`).
-    arrivals: Option<RefCell<Arrivals>>,
+    /// Its share of each part of the plan.
+    parts: Box<[ShardPart]>,
     /// The run's start, known once the connect phase is over.
     start: Cell<Option<Instant>>,
-    /// Which of the plan's requests comes next.
-    picker: RefCell<Picker>,
-    /// Which flow a connection starts next.
-    flow_picker: RefCell<Picker>,
     /// Sequence number and random state of templated requests.
     values: RefCell<Values>,
     index: u64,
@@ -137,34 +159,57 @@ pub(crate) struct Shard {
 
 impl Shard {
     pub fn new(plan: Arc<Plan>, index: usize, seed: u64) -> Rc<Shard> {
-        let conns = plan.shard_conns(index) as usize;
-        let named = if plan.requests.len() > 1 { plan.requests.len() } else { 0 };
+        let shards = plan.shard_cpus.len();
+        let named = if plan.named() { plan.requests.len() } else { 0 };
+        let scenarios = if plan.scenarios() { plan.parts.len() } else { 0 };
+        let mut slots = Vec::new();
+        let mut parts = Vec::with_capacity(plan.parts.len());
+        for (k, p) in plan.parts.iter().enumerate() {
+            let conns = p.shard_conns(shards, index) as usize;
+            // The part's arrivals go to the shards that have its connections (the first ones,
+            // as the split gives the remainder to them).
+            let with_conns = shards.min(p.conns as usize);
+            let arrivals = match &p.model {
+                Model::Open(profile) if conns > 0 => {
+                    Some(RefCell::new(Arrivals::new(profile.clone(), index, with_conns)))
+                }
+                _ => None,
+            };
+            parts.push(ShardPart {
+                first: slots.len(),
+                conns,
+                active: Cell::new(0),
+                arrivals,
+                start: p.start,
+                picker: RefCell::new(Picker::new(plan.requests[p.requests.clone()].iter().map(|r| r.weight))),
+                requests_from: p.requests.start,
+                flow_picker: RefCell::new(Picker::new(plan.flows[p.flows.clone()].iter().map(|f| f.weight))),
+                flows_from: p.flows.start,
+            });
+            slots.extend((0..conns).map(|_| Slot::new(k)));
+        }
         Rc::new(Shard {
-            stats: RefCell::new(ShardStats::with_names(named)),
-            picker: RefCell::new(Picker::new(plan.requests.iter().map(|r| r.weight))),
-            flow_picker: RefCell::new(Picker::new(plan.flows.iter().map(|f| f.weight))),
+            stats: RefCell::new(ShardStats::with_names(named, scenarios)),
             values: RefCell::new(Values { seq: 0, rng: Rng::new(seed), data: plan.data.clone(), row: 0 }),
             index: index as u64,
-            shards: plan.shard_cpus.len() as u64,
+            shards: shards as u64,
             seq: Cell::new(0),
             tls: plan.tls.as_ref().map(|t| t.client.for_shard()),
             read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
             running: Cell::new(true),
             finishing: Cell::new(false),
             due_held: Cell::new(0),
+            owed: Cell::new(0),
+            stopping: Semaphore::new(0),
             connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),
             // Shards start at different addresses so small pools still spread over all of them.
             next_source: Cell::new(index),
-            slots: (0..conns).map(|_| Slot::new()).collect(),
+            slots: slots.into_boxed_slice(),
             attempted: Cell::new(0),
             last_attempt: Cell::new(None),
             opening: Cell::new(0),
             go: Semaphore::new(0),
-            active: Cell::new(0),
-            arrivals: match &plan.model {
-                Model::Open(p) => Some(RefCell::new(Arrivals::new(p.clone(), index, plan.shard_cpus.len()))),
-                Model::Closed(_) => None,
-            },
+            parts: parts.into_boxed_slice(),
             start: Cell::new(None),
             plan,
         })
@@ -201,7 +246,8 @@ impl Shard {
     /// when it fell due, would otherwise drop it.
     pub fn stop_running(&self, finish_schedule: bool) {
         self.running.set(false);
-        self.finishing.set(finish_schedule && self.arrivals.is_some());
+        self.stopping.close();
+        self.finishing.set(finish_schedule && self.parts.iter().any(|p| p.arrivals.is_some()));
     }
 
     /// The backlog's time is up: requests due but not yet started stay unsent (the schedule
@@ -216,9 +262,34 @@ impl Shard {
         self.running.get() || self.finishing.get()
     }
 
+    /// Whether a connection of `part` may start its next request: a closed part's only while
+    /// running (the open parts' backlog after the end is theirs alone).
+    pub fn may_send_in(&self, part: usize) -> bool {
+        self.running.get() || (self.finishing.get() && self.parts[part].arrivals.is_some())
+    }
+
+    /// A user now owes its teardown steps (`true`), or has run them or cannot (`false`).
+    pub fn owe_teardown(&self, owes: bool) {
+        let n = self.owed.get();
+        self.owed.set(if owes { n + 1 } else { n.saturating_sub(1) });
+    }
+
+    /// Users that still owe their teardown steps.
+    pub fn teardowns_owed(&self) -> u64 {
+        self.owed.get()
+    }
+
+    /// Waits `d` (a think time, a Retry-After), or less if the run stops meanwhile.
+    pub async fn pause(&self, d: Duration) {
+        let stopped = async {
+            let _ = self.stopping.acquire(1).await;
+        };
+        futures_lite::future::or(glommio::timer::sleep(d), stopped).await;
+    }
+
     /// Every request the schedule made due has started (always, in the closed model).
     pub fn schedule_sent(&self) -> bool {
-        self.due_held.get() == 0 && self.arrivals.as_ref().is_none_or(|a| a.borrow().done())
+        self.due_held.get() == 0 && self.parts.iter().all(|p| p.arrivals.as_ref().is_none_or(|a| a.borrow().done()))
     }
 
     /// One of the handshakes the shard allows at once.
@@ -263,7 +334,7 @@ impl Shard {
 
     /// Every connection admitted now has tried to connect once.
     pub fn all_attempted(&self) -> bool {
-        self.attempted.get() >= self.active.get()
+        self.attempted.get() >= self.parts.iter().map(|p| p.active.get()).sum()
     }
 
     /// Waits for the shard's start (one permit per connection, released by [`Shard::begin`]).
@@ -280,13 +351,25 @@ impl Shard {
 
     /// Whether connection `slot` may run (a closed-model ramp admits connections in order).
     pub fn is_active(&self, slot: usize) -> bool {
-        (slot as u64) < self.active.get()
+        let p = &self.parts[self.slots[slot].part];
+        ((slot - p.first) as u64) < p.active.get()
     }
 
-    /// Sets how many connections may run, waking the ones a ramp-up admits.
-    pub fn set_active(&self, n: u64) {
-        let old = self.active.replace(n);
-        for slot in self.slots.iter().take(n as usize).skip(old as usize) {
+    /// The plan's part (scenario) connection `slot` serves.
+    pub fn part_of(&self, slot: usize) -> usize {
+        self.slots[slot].part
+    }
+
+    /// Its connections of each part of the plan.
+    pub fn part_conns(&self, part: usize) -> u64 {
+        self.parts[part].conns as u64
+    }
+
+    /// Sets how many of a part's connections may run, waking the ones a ramp-up admits.
+    pub fn set_active(&self, part: usize, n: u64) {
+        let p = &self.parts[part];
+        let old = p.active.replace(n);
+        for slot in self.slots[p.first..p.first + p.conns].iter().take(n as usize).skip(old as usize) {
             if let Some(w) = slot.waker.take() {
                 w.wake();
             }
@@ -306,29 +389,32 @@ impl Shard {
         .await
     }
 
-    /// Open model: when the shard's next request is due, held until it starts (the
-    /// [`DueHeld`] dropped); `None` when the schedule is done. Closed model: `Some(None)`,
-    /// always (no schedule).
-    pub fn next_due(&self) -> Option<Option<(Instant, DueHeld<'_>)>> {
-        match &self.arrivals {
+    /// Open model: when the part's next request is due on this shard, held until it starts
+    /// (the [`DueHeld`] dropped); `None` when its schedule is done. Closed model:
+    /// `Some(None)`, always (no schedule).
+    pub fn next_due(&self, part: usize) -> Option<Option<(Instant, DueHeld<'_>)>> {
+        let p = &self.parts[part];
+        match &p.arrivals {
             None => Some(None),
             Some(a) => {
                 let offset = a.borrow_mut().next()?;
                 self.due_held.set(self.due_held.get() + 1);
-                let due = self.start.get().unwrap_or_else(Instant::now) + Duration::from_secs_f64(offset);
+                let due = self.start.get().unwrap_or_else(Instant::now) + p.start + Duration::from_secs_f64(offset);
                 Some(Some((due, DueHeld(self))))
             }
         }
     }
 
-    /// Which of the plan's requests to send next (weighted).
-    pub fn pick_request(&self) -> usize {
-        self.picker.borrow_mut().next()
+    /// Which of the part's requests to send next (weighted): an index into the plan's.
+    pub fn pick_request(&self, part: usize) -> usize {
+        let p = &self.parts[part];
+        p.requests_from + p.picker.borrow_mut().next()
     }
 
-    /// Which flow a user starts next (weighted).
-    pub fn pick_flow(&self) -> usize {
-        self.flow_picker.borrow_mut().next()
+    /// Which of the part's flows a user starts next (weighted): an index into the plan's.
+    pub fn pick_flow(&self, part: usize) -> usize {
+        let p = &self.parts[part];
+        p.flows_from + p.flow_picker.borrow_mut().next()
     }
 
     /// A uniform draw in [0, 1) from the shard's generator (step probabilities, think times).

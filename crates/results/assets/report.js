@@ -149,6 +149,16 @@
   }, { label: "ms" }], "1/(1-p)");
 
   section("Status codes", table(["status", "responses"], Object.entries(S.status || {})));
+  const scenarios = Object.entries(S.scenarios || {});
+  if (scenarios.length) {
+    const q = (sc, v) => (sc.requests ? ms(v) : "no data");
+    section("Scenarios", el("div", { id: "scenarios" }, table(
+      ["scenario", "model", "conns", "from", "to", "requests", "req/s", "p50", "p95", "p99", "errors", "scheduled"],
+      scenarios.map(([name, sc]) => [name, sc.model, sc.conns, sc.start_s.toFixed(1) + " s", (sc.start_s + sc.planned_s).toFixed(1) + " s",
+        sc.requests, sc.rps.toFixed(1), q(sc, sc.latency_ms.p50), q(sc, sc.latency_ms.p95), q(sc, sc.latency_ms.p99), sc.errors.total,
+        sc.scheduled_requests !== undefined ? sc.scheduled_requests + " requests"
+          : sc.scheduled_iterations !== undefined ? sc.scheduled_iterations + " iterations" : ""]))));
+  }
   const byName = Object.entries(S.requests_by_name || {});
   section("Requests by name", byName.length
     ? table(["name", "method", "weight", "requests", "req/s", "p50", "p95", "p99", "errors", "status"], byName.map(([name, n]) => [

@@ -8,6 +8,8 @@
 //! - [`thresholds`]: `p95<200ms`-style expressions, judged on a run (thresholds) or on each
 //!   interval (safety stops); [`profile`]: what a named profile was run for.
 //! - [`hlog`]: the HdrHistogram interval log (`latency.hlog`), written and read.
+//! - [`scenario`]: each scenario's figures in a run of several.
+//! - [`units`]: milliseconds, bytes, durations as a person reads them.
 //! - [`render`]: the summary in words, once (terminal text, summary.md, run.log's verdicts).
 //! - [`folder`]: the results folder; [`html`]: its report page.
 //! - [`compare`], [`merge`], [`windows`]: `engine report`'s work on finished runs.
@@ -23,10 +25,12 @@ pub mod merge;
 pub mod observe;
 pub mod profile;
 pub mod render;
+pub mod scenario;
 pub mod stats;
 pub mod summary;
 pub mod table;
 pub mod thresholds;
+pub mod units;
 pub mod windows;
 
 pub use summary::Summary;

@@ -11,8 +11,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use hdrhistogram::Histogram;
 
 use crate::hlog::{self, Log};
-use crate::stats::{new_histogram, Counters, ErrorKind, NameStats, Totals};
-use crate::summary::{CheckSummary, ChecksSummary, Errors, Latency, Model, NamedSummary, Point, Summary};
+use crate::scenario;
+use crate::stats::{new_histogram, Counters, NameStats, Totals};
+use crate::summary::{CheckSummary, ChecksSummary, Latency, Model, NamedSummary, Point, ScenarioSummary, Summary};
 use crate::thresholds::{judge, Expr};
 
 #[derive(Debug, thiserror::Error)]
@@ -110,6 +111,7 @@ pub fn merge(paths: &[PathBuf], inputs: &[Input], extra: &[Expr], force: bool) -
         let (method, weight) = spec.map_or(("", 0), |n| (n.method.as_str(), n.weight));
         summary.requests_by_name.insert(name.clone(), NamedSummary::new(method, weight, &totals.names[k], duration_s));
     }
+    summary.scenarios = merged_scenarios(&summaries, &names, &totals, duration_s);
     summary.checks = merged_checks(&summaries);
     summary.timeseries = timeseries(inputs, t0);
     summary.warnings = inputs
@@ -143,7 +145,7 @@ pub fn merge(paths: &[PathBuf], inputs: &[Input], extra: &[Expr], force: bool) -
 /// Every input's latency, whole and per name, added exactly; counts summed from the summaries
 /// (from the logs when there are only logs).
 fn merged_totals(inputs: &[Input], summaries: &[&Summary], names: &[String]) -> Totals {
-    let mut totals = Totals::with_names(names.len());
+    let mut totals = Totals::with_names(names.len(), 0);
     for iv in inputs.iter().flat_map(|i| &i.log.intervals) {
         add_interval(&mut totals, iv);
         for (k, name) in names.iter().enumerate() {
@@ -155,7 +157,7 @@ fn merged_totals(inputs: &[Input], summaries: &[&Summary], names: &[String]) -> 
     for s in summaries {
         let c = &mut totals.counters;
         c.requests += s.requests;
-        add_errors(c, &s.errors);
+        s.errors.add_to(c);
         for (code, n) in &s.status {
             c.status_n(code.parse().unwrap_or(0), *n);
         }
@@ -182,7 +184,7 @@ fn merged_totals(inputs: &[Input], summaries: &[&Summary], names: &[String]) -> 
             if let Some(n) = s.requests_by_name.get(name) {
                 let c: &mut NameStats = &mut totals.names[k];
                 c.counters.requests += n.requests;
-                add_errors(&mut c.counters, &n.errors);
+                n.errors.add_to(&mut c.counters);
                 for (code, count) in &n.status {
                     c.counters.status_n(code.parse().unwrap_or(0), *count);
                 }
@@ -235,19 +237,35 @@ fn add(into: &mut Histogram<u64>, h: &Histogram<u64>) {
     let _ = into.add(h);
 }
 
-fn add_errors(c: &mut Counters, e: &Errors) {
-    for (kind, n) in [
-        (ErrorKind::Connect, e.connect),
-        (ErrorKind::Timeout, e.timeout),
-        (ErrorKind::Reset, e.reset),
-        (ErrorKind::Closed, e.closed),
-        (ErrorKind::Parse, e.parse),
-        (ErrorKind::Status, e.status),
-        (ErrorKind::Tls, e.tls),
-        (ErrorKind::Check, e.check),
-    ] {
-        c.errors[kind as usize] += n;
+/// Each scenario of the workers' plan: its counts summed, its latency the exact merge of its
+/// requests' histograms, its connections and schedule the workers' together.
+fn merged_scenarios(
+    summaries: &[&Summary],
+    names: &[String],
+    totals: &Totals,
+    duration_s: f64,
+) -> BTreeMap<String, ScenarioSummary> {
+    let Some(first) = summaries.first() else { return BTreeMap::new() };
+    let mut out = BTreeMap::new();
+    for (name, sc) in &first.scenarios {
+        let mine: Vec<&ScenarioSummary> = summaries.iter().filter_map(|s| s.scenarios.get(name)).collect();
+        let mut counts = Counters::default();
+        for m in &mine {
+            counts.add(&m.counters());
+        }
+        let mut latency = new_histogram();
+        for (k, _) in names.iter().enumerate().filter(|(_, n)| scenario::is_of(name, n)) {
+            add(&mut latency, &totals.names[k].latency);
+        }
+        let mut planned = sc.planned();
+        planned.conns = mine.iter().map(|m| m.conns).sum();
+        let mut merged = ScenarioSummary::new(planned, &counts, &latency, duration_s);
+        let sum = |f: fn(&ScenarioSummary) -> Option<u64>| mine.iter().map(|m| f(m)).sum::<Option<u64>>();
+        merged.scheduled_requests = sum(|m| m.scheduled_requests);
+        merged.scheduled_iterations = sum(|m| m.scheduled_iterations);
+        out.insert(name.clone(), merged);
     }
+    out
 }
 
 /// Each run counts once: a folder named twice, a copy of one, or two folders that claim the
@@ -412,7 +430,7 @@ fn timeseries(inputs: &[Input], t0: f64) -> Vec<Point> {
 fn per_second(inputs: &[Input], t0: f64, names: &[String]) -> BTreeMap<u64, Totals> {
     let mut out: BTreeMap<u64, Totals> = BTreeMap::new();
     for iv in inputs.iter().flat_map(|i| &i.log.intervals) {
-        let t = out.entry(second(iv.start + iv.len, t0)).or_insert_with(|| Totals::with_names(names.len()));
+        let t = out.entry(second(iv.start + iv.len, t0)).or_insert_with(|| Totals::with_names(names.len(), 0));
         add_interval(t, iv);
         for (k, name) in names.iter().enumerate() {
             if let Some(h) = iv.names.get(name) {

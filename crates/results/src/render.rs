@@ -6,6 +6,8 @@ use std::fmt::Write as _;
 use std::time::SystemTime;
 
 use crate::summary::{CheckSummary, Latency, Summary};
+use crate::units::bytes;
+pub use crate::units::{human_duration, ms};
 
 /// RFC 3339 in UTC, to the second (`2026-11-22T20:00:00Z`).
 pub fn rfc3339(t: SystemTime) -> String {
@@ -35,6 +37,7 @@ pub fn text(s: &Summary) -> String {
     iteration_line(&mut o, s);
     profile_line(&mut o, s);
     named_lines(&mut o, s);
+    crate::scenario::text_lines(&mut o, s);
     let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "  {:<12}{}", "status", if status.is_empty() { "none".into() } else { status.join("  ") });
     let rate = match s.requests + s.errors.total {
@@ -203,41 +206,6 @@ fn latency_line(o: &mut String, label: &str, l: &Latency, samples: u64) {
         ms(l.p999),
         ms(l.max)
     );
-}
-
-/// Milliseconds with a unit that keeps three significant figures readable.
-pub fn ms(v: f64) -> String {
-    if v >= 1000.0 {
-        format!("{:.2}s", v / 1000.0)
-    } else if v >= 1.0 {
-        format!("{v:.2}ms")
-    } else {
-        format!("{:.0}µs", v * 1000.0)
-    }
-}
-
-fn bytes(b: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = b as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{b} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
-}
-
-/// Seconds as `1m05s` or `2.50s`.
-pub fn human_duration(s: f64) -> String {
-    if s >= 60.0 {
-        format!("{}m{:02.0}s", (s / 60.0).floor(), s % 60.0)
-    } else {
-        format!("{s:.2}s")
-    }
 }
 
 /// The open model's schedule: asked, achieved, sent, lag.
@@ -453,6 +421,7 @@ pub fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
         };
     }
     profile_section(&mut o, s);
+    crate::scenario::markdown_section(&mut o, s);
     if !s.thresholds.is_empty() {
         let _ = writeln!(o, "\n## Thresholds\n");
         for t in &s.thresholds {

@@ -222,6 +222,9 @@ pub struct ShardStats {
     pub max_lag_us: u64,
     /// Per named request, in the plan's order (empty when the plan has one request).
     pub names: Vec<NameStats>,
+    /// Per scenario of a plan with several (`[[scenario]]`), in the plan's order: its counts,
+    /// connection failures included (its latency is its requests' names' merged).
+    pub scenarios: Vec<Counters>,
     /// Arrival-rate flows only.
     pub iterations: Option<Box<Iterations>>,
     /// Connection set-up (made at the first connect).
@@ -391,6 +394,7 @@ impl Default for ShardStats {
             in_flight: 0,
             max_lag_us: 0,
             names: Vec::new(),
+            scenarios: Vec::new(),
             iterations: None,
             setup: None,
             checks: Vec::new(),
@@ -399,9 +403,57 @@ impl Default for ShardStats {
 }
 
 impl ShardStats {
-    /// Measurements with a slot per named request.
-    pub fn with_names(n: usize) -> Self {
-        Self { names: (0..n).map(|_| NameStats::default()).collect(), ..Self::default() }
+    /// Measurements with a slot per named request and one per scenario (none: the plan has
+    /// one request, or no `[[scenario]]`).
+    pub fn with_names(n: usize, scenarios: usize) -> Self {
+        Self {
+            names: (0..n).map(|_| NameStats::default()).collect(),
+            scenarios: (0..scenarios).map(|_| Counters::default()).collect(),
+            ..Self::default()
+        }
+    }
+
+    /// A complete response of scenario `which` (nothing in a plan without `[[scenario]]`).
+    pub fn record_scenario(&mut self, which: usize, status: u16, expected: bool) {
+        if let Some(c) = self.scenarios.get_mut(which) {
+            c.requests += 1;
+            c.status(status);
+            if !expected {
+                c.error(ErrorKind::Status);
+            }
+        }
+    }
+
+    /// A failure of scenario `which`, counted in the run's counters too.
+    pub fn error_in(&mut self, which: usize, kind: ErrorKind) {
+        self.counters.error(kind);
+        if let Some(c) = self.scenarios.get_mut(which) {
+            c.error(kind);
+        }
+    }
+
+    /// A TLS failure of scenario `which`, counted by reason for the run ([`Self::tls_error`]).
+    pub fn tls_error_in(&mut self, which: usize, reason: usize) {
+        self.tls_error(reason);
+        if let Some(c) = self.scenarios.get_mut(which) {
+            c.error(ErrorKind::Tls);
+        }
+    }
+
+    /// A request of scenario `which` started ([`Self::sent`]).
+    pub fn sent_in(&mut self, which: usize, lag: Duration) {
+        self.sent(lag);
+        if let Some(c) = self.scenarios.get_mut(which) {
+            c.sent += 1;
+        }
+    }
+
+    /// A request of scenario `which` was still in flight at the end.
+    pub fn abandoned_in(&mut self, which: usize) {
+        self.counters.abandoned += 1;
+        if let Some(c) = self.scenarios.get_mut(which) {
+            c.abandoned += 1;
+        }
     }
 
     pub fn record_named(&mut self, which: usize, status: u16, corrected: Duration, expected: bool) {
@@ -531,6 +583,7 @@ impl ShardStats {
                     taken
                 })
                 .collect(),
+            scenarios: self.scenarios.iter_mut().map(std::mem::take).collect(),
             ..*self
         };
         self.latency.reset();
@@ -609,6 +662,12 @@ impl ShardStats {
         for (a, b) in self.names.iter_mut().zip(&o.names) {
             a.counters.add(&b.counters);
             let _ = a.latency.add(&b.latency);
+        }
+        if self.scenarios.len() < o.scenarios.len() {
+            self.scenarios.resize_with(o.scenarios.len(), Counters::default);
+        }
+        for (a, b) in self.scenarios.iter_mut().zip(&o.scenarios) {
+            a.add(b);
         }
     }
 }

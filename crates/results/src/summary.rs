@@ -79,6 +79,22 @@ impl Errors {
     pub fn answered(&self) -> u64 {
         self.status + self.check
     }
+
+    /// Adds these counts to `c`'s, by kind (merging runs).
+    pub fn add_to(&self, c: &mut crate::stats::Counters) {
+        for (kind, n) in [
+            (ErrorKind::Connect, self.connect),
+            (ErrorKind::Timeout, self.timeout),
+            (ErrorKind::Reset, self.reset),
+            (ErrorKind::Closed, self.closed),
+            (ErrorKind::Parse, self.parse),
+            (ErrorKind::Status, self.status),
+            (ErrorKind::Tls, self.tls),
+            (ErrorKind::Check, self.check),
+        ] {
+            c.errors[kind as usize] += n;
+        }
+    }
 }
 
 /// Checks on responses: how often each passed, by name (several requests may share one).
@@ -330,6 +346,45 @@ pub struct Point {
     pub busy: f64,
 }
 
+/// One scenario's figures.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ScenarioSummary {
+    pub model: Model,
+    /// When its load started, in seconds from the run's start, and how long it was planned.
+    pub start_s: f64,
+    pub planned_s: f64,
+    /// Its connections: the most it had open at once.
+    pub conns: u64,
+    /// Completed responses, whatever their status.
+    pub requests: u64,
+    /// Over its own time: its start to its end, or to the run's if that came first.
+    pub rps: f64,
+    pub status: BTreeMap<String, u64>,
+    pub errors: Errors,
+    /// Corrected latency of its responses.
+    pub latency_ms: Latency,
+    /// Requests started (written, or tried).
+    pub sent: u64,
+    /// Open model: the requests its schedule asked for while the run lasted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_requests: Option<u64>,
+    /// Arrival-rate flows: the iterations (users walking a flow) its schedule asked for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scheduled_iterations: Option<u64>,
+    /// Requests in flight when the run ended.
+    pub abandoned: u64,
+}
+
+/// What a scenario was planned as: the part of its summary its counts do not give.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Planned {
+    pub model: Model,
+    pub start_s: f64,
+    pub planned_s: f64,
+    pub conns: u64,
+}
+
 /// How load was generated.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
@@ -338,6 +393,8 @@ pub enum Model {
     Closed,
     /// A fixed arrival rate, whatever the responses do.
     Open,
+    /// Scenarios of both models in one run (each scenario's is in `scenarios`).
+    Mixed,
 }
 
 impl Model {
@@ -345,6 +402,7 @@ impl Model {
         match self {
             Model::Closed => "closed",
             Model::Open => "open",
+            Model::Mixed => "mixed",
         }
     }
 }
@@ -525,6 +583,9 @@ pub struct Summary {
     /// Per named request, when the plan has several (a scenario).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub requests_by_name: BTreeMap<String, NamedSummary>,
+    /// Per scenario, when the plan has `[[scenario]]`s.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub scenarios: BTreeMap<String, ScenarioSummary>,
     pub connections: Connections,
     pub bytes: Bytes,
     pub generator: Generator,
@@ -596,6 +657,7 @@ impl Summary {
                 .filter(|s| s.handshake.as_deref().is_some_and(|h| !h.is_empty()) || c.errors_of(ErrorKind::Tls) > 0)
                 .map(|s| TlsSummary::new(s, duration_s)),
             requests_by_name: BTreeMap::new(),
+            scenarios: BTreeMap::new(),
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
             bytes: Bytes { sent: c.bytes_sent, received: c.bytes_received },
             generator: Generator::default(),

@@ -32,7 +32,8 @@ pub const COLUMNS: [&str; 22] = [
 ];
 
 /// The rows: `run` (the whole run), then `request` (one per named request, scenarios), then
-/// `level` (one per level of a profile, its figures over the level's hold; its verdict
+/// `scenario` (one per scenario of a plan with several: its model, connections and planned
+/// length in the plan's columns), then `level` (one per level of a profile, its figures over the level's hold; its verdict
 /// `held` or `failed`). A figure a row does not have (a request's verdict, a level's p90) is
 /// empty; a latency of no response is empty, not 0.
 pub fn summary_csv(s: &Summary) -> String {
@@ -76,6 +77,15 @@ pub fn rows(s: &Summary) -> Vec<Vec<String>> {
         row.extend([String::new(), String::new(), String::new()]);
         out.push(row);
     }
+    for (name, sc) in &s.scenarios {
+        let mut row = vec!["scenario".to_string(), name.clone()];
+        row.extend([s.target.clone(), sc.model.name().to_string(), sc.conns.to_string(), sc.planned_s.to_string()]);
+        row.extend([sc.requests.to_string(), sc.rps.to_string(), sc.errors.total.to_string()]);
+        row.push(format!("{:.6}", rate(&Selector::Scenario(name.clone()))));
+        row.extend(latency_cells(&sc.latency_ms, sc.requests));
+        row.extend(["", "", "", "", ""].map(String::from));
+        out.push(row);
+    }
     for l in s.profile.iter().flat_map(|p| &p.levels) {
         let mut row = vec!["level".to_string(), l.level.to_string()];
         row.extend(plan_cells(s));
@@ -110,7 +120,7 @@ mod tests {
 
     #[test]
     fn a_row_per_run_and_per_name_with_quoting() {
-        let mut t = Totals::with_names(1);
+        let mut t = Totals::with_names(1, 0);
         for _ in 0..3 {
             t.record(200, Duration::from_millis(2), Duration::from_millis(2), true);
             t.record_named(0, 200, Duration::from_millis(2), true);

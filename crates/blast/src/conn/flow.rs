@@ -22,6 +22,8 @@ pub(super) struct Turn {
 /// A connection's place in the plan: which flow and step its user is at, and the values
 /// its flow captured (by the plan's capture index).
 pub(super) struct Cursor {
+    /// The plan's part (scenario) its connection serves.
+    part: usize,
     flows: bool,
     several: bool,
     flow: usize,
@@ -30,6 +32,17 @@ pub(super) struct Cursor {
     iterating: bool,
     /// This user has passed its flow's `once` steps.
     onced: bool,
+    /// Arrival-rate flows: every iteration is a user of its own, who leaves at its end.
+    user_per_iteration: bool,
+    /// This user has walked a step of its flow, which has teardown steps: it runs them when
+    /// it leaves.
+    owes: bool,
+    /// The user is leaving: walking its flow's teardown steps.
+    tearing: bool,
+    /// After its teardown, a new user takes this place (`abort-user`, a ramp's parking).
+    renew: bool,
+    /// The pause the leaving user's last step asked for, taken after its teardown.
+    after: Duration,
     /// The status of the iteration's last step (0: none yet, or no response), for `if`.
     last_status: u16,
     /// The capture buffer, kept between steps so the steady state allocates nothing.
@@ -38,15 +51,21 @@ pub(super) struct Cursor {
 }
 
 impl Cursor {
-    pub fn new(shard: &Shard) -> Self {
+    pub fn new(shard: &Shard, part: usize) -> Self {
         let plan = shard.plan();
         Cursor {
-            flows: !plan.flows.is_empty(),
-            several: plan.requests.len() > 1,
+            part,
+            flows: !plan.parts[part].flows.is_empty(),
+            several: plan.named(),
             flow: 0,
             step: 0,
             iterating: false,
             onced: false,
+            user_per_iteration: plan.parts[part].arrival_flows(),
+            owes: false,
+            tearing: false,
+            renew: false,
+            after: Duration::ZERO,
             last_status: 0,
             kept: None,
             values: vec![Vec::new(); plan.captures.len()],
@@ -59,8 +78,11 @@ impl Cursor {
         !self.iterating
     }
 
-    /// A new user takes this place: no captures, its `once` steps still to run.
-    pub fn new_user(&mut self) {
+    /// A new user takes this place: no captures, its `once` steps still to run (a teardown
+    /// the user before it still owed is dropped: it had no connection to run it on).
+    pub fn new_user(&mut self, shard: &Shard) {
+        self.set_owes(shard, false);
+        (self.tearing, self.renew) = (false, false);
         self.onced = false;
         self.iterating = false;
         for v in &mut self.values {
@@ -75,7 +97,7 @@ impl Cursor {
         let steps = &shard.plan().flows[self.flow].steps;
         (from..steps.len()).find(|&i| {
             let (r, when) = (&steps[i].rules, &steps[i].when);
-            !(r.once && self.onced)
+            !(r.teardown || (r.once && self.onced))
                 && when.as_ref().is_none_or(|w| w.holds(self.last_status, &self.values))
                 && (r.probability >= 1.0 || shard.random() < r.probability)
         })
@@ -86,25 +108,34 @@ impl Cursor {
         self.several
     }
 
+    /// The plan's part (scenario) it walks.
+    pub fn part(&self) -> usize {
+        self.part
+    }
+
     /// The next request to send.
     pub fn turn(&mut self, shard: &Shard) -> Turn {
         let request = if !self.flows {
             if self.several {
-                shard.pick_request()
+                shard.pick_request(self.part)
             } else {
                 0
             }
         } else {
             if !self.iterating {
-                self.flow = shard.pick_flow();
+                self.flow = shard.pick_flow(self.part);
                 self.last_status = 0;
                 // Every flow has a step that always runs (the plan checks it).
                 self.step = self.runnable_from(shard, 0).unwrap_or(0);
                 self.iterating = true;
             }
-            let st = &shard.plan().flows[self.flow].steps[self.step];
-            if !st.rules.once {
+            let flow = &shard.plan().flows[self.flow];
+            let st = &flow.steps[self.step];
+            if !st.rules.once && !st.rules.teardown {
                 self.onced = true;
+                if !self.owes && flow.steps.last().is_some_and(|s| s.rules.teardown) {
+                    self.set_owes(shard, true);
+                }
             }
             st.request
         };
@@ -148,6 +179,14 @@ impl Cursor {
         if let Some(seen) = seen {
             apply_captures(&st.captures, seen, &mut self.values);
         }
+        if self.tearing {
+            // Teardown steps are the flow's last ones, each run once whatever it answered.
+            if self.step + 1 < flow.steps.len() {
+                self.step += 1;
+                return Duration::ZERO;
+            }
+            return self.end_teardown(shard);
+        }
         let ended = match (ok, st.rules.on_failure) {
             (true, _) | (false, OnFailure::Continue) => match self.runnable_from(shard, self.step + 1) {
                 Some(next) => {
@@ -158,20 +197,89 @@ impl Cursor {
             },
             (false, OnFailure::NextIteration) => true,
             (false, OnFailure::AbortUser) => {
-                self.new_user();
+                self.renew = true;
                 true
             }
         };
-        if ended {
-            self.iterating = false;
-            self.step = 0;
-        }
-        match retry_after {
+        let wait = match retry_after {
             Some(r) if !ok && ended && !flow.retry_after_max.is_zero() => {
                 let asked = r.seconds_from(unix_now());
                 Duration::from_secs_f64(asked.min(flow.retry_after_max.as_secs_f64()))
             }
             _ => st.rules.think.draw(|| shard.random()),
+        };
+        if ended {
+            // The user leaves after each arrival-rate iteration, and when sent away: its
+            // teardown first, then the pause its last step asked for.
+            if (self.user_per_iteration || self.renew) && self.start_teardown(shard) {
+                self.after = wait;
+                return Duration::ZERO;
+            }
+            if std::mem::take(&mut self.renew) {
+                self.new_user(shard);
+            }
+            self.iterating = false;
+            self.step = 0;
+        }
+        wait
+    }
+
+    /// The user is leaving (the run ended, a ramp parks its connection, or its connection
+    /// is gone): whether it now walks its teardown steps. Either way, a new user takes this
+    /// place afterwards.
+    pub fn leave(&mut self, shard: &Shard) -> bool {
+        if self.tearing {
+            return true;
+        }
+        self.renew = true;
+        if self.start_teardown(shard) {
+            return true;
+        }
+        self.new_user(shard);
+        false
+    }
+
+    /// Walking the flow's teardown steps now.
+    pub fn tearing(&self) -> bool {
+        self.tearing
+    }
+
+    /// The user's teardown cannot run (no connection to run it on): it is dropped.
+    pub fn give_up(&mut self, shard: &Shard) {
+        if self.tearing {
+            self.end_teardown(shard);
+        }
+    }
+
+    /// Starts the teardown steps of the flow the user walked, if it owes them.
+    fn start_teardown(&mut self, shard: &Shard) -> bool {
+        if !self.owes {
+            return false;
+        }
+        let steps = &shard.plan().flows[self.flow].steps;
+        match steps.iter().position(|s| s.rules.teardown) {
+            Some(first) => {
+                (self.tearing, self.iterating, self.step) = (true, true, first);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// The teardown is over: the user is gone; returns the pause its last step asked for.
+    fn end_teardown(&mut self, shard: &Shard) -> Duration {
+        self.set_owes(shard, false);
+        (self.tearing, self.iterating, self.step) = (false, false, 0);
+        if std::mem::take(&mut self.renew) {
+            self.new_user(shard);
+        }
+        std::mem::take(&mut self.after)
+    }
+
+    fn set_owes(&mut self, shard: &Shard, owes: bool) {
+        if self.owes != owes {
+            self.owes = owes;
+            shard.owe_teardown(owes);
         }
     }
 }

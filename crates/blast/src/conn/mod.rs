@@ -68,16 +68,17 @@ impl Guard {
 
 impl Drop for Guard {
     fn drop(&mut self) {
+        let part = self.shard.part_of(self.slot);
         if self.in_flight {
             self.set_in_flight(None);
-            self.shard.stats().counters.abandoned += 1;
+            self.shard.stats().abandoned_in(part);
         }
         // The run ended (its drain's grace included) while this connection was still
         // opening: a connect or handshake that never completed is an error of its kind, or a
         // server that stalls every handshake would read as a run without errors.
         match self.shard.slot(self.slot).opening() {
-            Some(Opening::Tcp) => self.shard.stats().counters.error(ErrorKind::Connect),
-            Some(Opening::Tls) => self.shard.stats().tls_error(engine_tls::Reason::Handshake as usize),
+            Some(Opening::Tcp) => self.shard.stats().error_in(part, ErrorKind::Connect),
+            Some(Opening::Tls) => self.shard.stats().tls_error_in(part, engine_tls::Reason::Handshake as usize),
             None => {}
         }
         self.shard.set_opening(self.slot, None);
@@ -99,6 +100,19 @@ struct Conn {
 }
 
 impl Conn {
+    fn new(shard: &Rc<Shard>, slot: usize) -> Self {
+        Conn {
+            guard: Guard { shard: shard.clone(), slot, open: false, in_flight: false },
+            stream: None,
+            framer: ResponseFramer::new(),
+            carry: Vec::new(),
+            cursor: Cursor::new(shard, shard.part_of(slot)),
+            rendered: Vec::new(),
+            scratch: Vec::new(),
+            failures: 0,
+        }
+    }
+
     /// Closes the connection (after a response that ends it, a failure, a ramp's parking).
     fn close(&mut self) {
         if self.stream.take().is_some() {
@@ -130,9 +144,10 @@ impl Conn {
                 return true;
             }
             Err(e) => {
+                let part = shard.part_of(self.guard.slot);
                 match e {
-                    OpenError::Connect => shard.stats().counters.error(ErrorKind::Connect),
-                    OpenError::Tls(e) => shard.stats().tls_error(tls_reason(&e)),
+                    OpenError::Connect => shard.stats().error_in(part, ErrorKind::Connect),
+                    OpenError::Tls(e) => shard.stats().tls_error_in(part, tls_reason(&e)),
                 }
                 self.failures += 1;
                 BACKOFF_MIN.saturating_mul(1 << self.failures.min(7)).min(BACKOFF_MAX)
@@ -145,23 +160,23 @@ impl Conn {
 
 /// Drives connection `slot` of the shard until the shard stops.
 pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
-    let mut c = Conn {
-        guard: Guard { shard: shard.clone(), slot, open: false, in_flight: false },
-        stream: None,
-        framer: ResponseFramer::new(),
-        carry: Vec::new(),
-        cursor: Cursor::new(&shard),
-        rendered: Vec::new(),
-        scratch: Vec::new(),
-        failures: 0,
-    };
+    let mut c = Conn::new(&shard, slot);
+    let part = shard.part_of(slot);
     // Arrival-rate flows: each due time starts a user walking a whole flow.
-    let flows = shard.plan().arrival_flows();
+    let flows = shard.plan().parts[part].arrival_flows();
     // Until the shard's start a connection only connects (see `shard::run`): the connect
     // phase ends when every admitted connection has tried once, however it went.
     let mut first = true;
-    while shard.may_send() {
-        if !shard.is_active(slot) {
+    loop {
+        // A user leaving (the run's end, a ramp's parking) walks its teardown steps first.
+        let tearing = c.cursor.tearing();
+        if !tearing && (!shard.may_send_in(part) || !shard.is_active(slot)) {
+            if c.cursor.leave(&shard) {
+                continue;
+            }
+            if !shard.may_send_in(part) {
+                break;
+            }
             // Parked by a ramp: close (after the last response) and wait to be admitted.
             c.close();
             shard.parked(slot).await;
@@ -173,19 +188,26 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             shard.wait_for_start().await;
             // Closed-model users start spread over one iteration's think time, or they would
             // walk their flows in step (the rate swinging with the steps) for the whole run.
-            let spread = stagger(shard.plan());
+            let spread = stagger(shard.plan(), part);
             if !flows && !spread.is_zero() {
                 glommio::timer::sleep(spread.mul_f64(shard.random())).await;
             }
             continue;
         }
         if !opened {
+            // A teardown needs the user's connection; without one it is dropped.
+            c.cursor.give_up(&shard);
+            continue;
+        }
+        if tearing {
+            let think = one_request(&shard, &mut c, None).await.1;
+            shard.pause(think).await;
             continue;
         }
         // Open model: the next due time of the shard's schedule, waited for if it is ahead.
         // (A block, not a `drop`: a moved-from local still takes room in the task's state.)
         let due = {
-            let Some(held) = shard.next_due() else { break };
+            let Some(held) = shard.next_due(part) else { break };
             let due = held.as_ref().map(|(due, _)| *due);
             if let Some(due) = due {
                 if flows && Instant::now() > due + START_SLACK {
@@ -206,24 +228,34 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             Some(due) if flows => {
                 // Each due time is a new user: its `once` steps run, it has no captures.
                 let user = User::enter(&shard);
-                c.cursor.new_user();
+                c.cursor.new_user(&shard);
                 let mut intended = Some(due);
                 let mut all_ok = true;
                 let ended = loop {
                     if !c.ensure_open(&shard).await {
+                        c.cursor.give_up(&shard);
                         break Some(false);
                     }
+                    // The user's teardown (after its last step) does not decide the iteration.
+                    let leaving = c.cursor.tearing();
                     let (ok, think) = one_request(&shard, &mut c, intended).await;
-                    all_ok &= ok;
+                    all_ok &= ok || leaving;
                     if c.cursor.at_start() {
                         break Some(all_ok);
                     }
+                    intended = None;
+                    if c.cursor.tearing() {
+                        continue;
+                    }
+                    if shard.is_running() {
+                        shard.pause(think).await;
+                    }
                     if !shard.is_running() {
-                        // The run ended mid-flow: the iteration neither completed nor failed.
+                        // The run ended mid-flow: the iteration neither completed nor failed;
+                        // the user leaves (its teardown runs in the drain).
+                        c.cursor.leave(&shard);
                         break None;
                     }
-                    glommio::timer::sleep(think).await;
-                    intended = None;
                 };
                 if let Some(ok) = ended {
                     user.ended(ok, due);
@@ -234,14 +266,18 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             _ => one_request(&shard, &mut c, due).await.1,
         };
         if !think.is_zero() {
-            glommio::timer::sleep(think).await;
+            shard.pause(think).await;
         }
     }
 }
 
-/// One iteration's mean think time, of the flow that thinks longest (zero without flows).
-fn stagger(plan: &crate::plan::Plan) -> Duration {
-    plan.flows.iter().map(|f| f.steps.iter().map(|s| s.rules.think.mean()).sum()).max().unwrap_or_default()
+/// One iteration's mean think time, of the part's flow that thinks longest (zero without
+/// flows).
+fn stagger(plan: &crate::plan::Plan, part: usize) -> Duration {
+    let flows = &plan.flows[plan.parts[part].flows.clone()];
+    let walked =
+        |f: &crate::plan::FlowPlan| f.steps.iter().filter(|s| !s.rules.teardown).map(|s| s.rules.think.mean()).sum();
+    flows.iter().map(walked).max().unwrap_or_default()
 }
 
 /// A user walking a flow, counted in the shard's gauge however the iteration ends.
@@ -294,7 +330,7 @@ fn one_request<'a>(
     async move {
         let start = Instant::now();
         let intended = due.unwrap_or(start);
-        shard.stats().sent(start.saturating_duration_since(intended));
+        shard.stats().sent_in(c.cursor.part(), start.saturating_duration_since(intended));
         c.guard.set_in_flight(Some(start));
         let turn = c.cursor.turn(shard);
         let which = turn.request;
@@ -365,33 +401,35 @@ fn record(
     checks_failed: bool,
 ) -> bool {
     let mut st = shard.stats();
+    let part = cursor.part();
     match outcome {
         Step::Done { response, reuse, unsolicited } => {
             let expected = shard.plan().requests[which].expect.contains(response.status);
             st.record(response.status, corrected, actual, expected);
+            st.record_scenario(part, response.status, expected);
             if cursor.named() {
                 st.record_named(which, response.status, corrected, expected);
             }
             if expected && checks_failed {
-                st.counters.error(ErrorKind::Check);
+                st.error_in(part, ErrorKind::Check);
                 if cursor.named() {
                     st.error_named(which, ErrorKind::Check);
                 }
             }
             if unsolicited {
-                st.counters.error(ErrorKind::Parse);
+                st.error_in(part, ErrorKind::Parse);
             }
             reuse && !shard.plan().requests[which].request.closes()
         }
         Step::Fail(kind) => {
-            st.counters.error(kind);
+            st.error_in(part, kind);
             if cursor.named() {
                 st.error_named(which, kind);
             }
             false
         }
         Step::Tls(reason) => {
-            st.tls_error(reason);
+            st.tls_error_in(part, reason);
             if cursor.named() {
                 st.error_named(which, ErrorKind::Tls);
             }

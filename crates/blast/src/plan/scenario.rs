@@ -63,6 +63,11 @@ pub struct StepRules {
     /// Run once per user, at its start (a login): a user that has passed its `once` steps
     /// skips them in its later iterations. `once` steps come first in a flow.
     pub once: bool,
+    /// Run once when the user leaves (a logout): at the end of the run, when a ramp parks its
+    /// connection, when `abort-user` sends it away, and at an arrival rate after each
+    /// iteration. `teardown` steps come last in a flow; a user that never walked a step of
+    /// its flow has nothing to end.
+    pub teardown: bool,
     /// The share of iterations that run the step (1: every one).
     pub probability: f64,
     pub on_failure: OnFailure,
@@ -70,7 +75,13 @@ pub struct StepRules {
 
 impl Default for StepRules {
     fn default() -> Self {
-        StepRules { think: Think::default(), once: false, probability: 1.0, on_failure: OnFailure::NextIteration }
+        StepRules {
+            think: Think::default(),
+            once: false,
+            teardown: false,
+            probability: 1.0,
+            on_failure: OnFailure::NextIteration,
+        }
     }
 }
 
@@ -161,8 +172,21 @@ pub(super) fn plan_flows(specs: &[FlowSpec]) -> Result<FlattenedFlows, PlanError
         if f.steps.iter().skip_while(|s| s.rules.once).any(|s| s.rules.once) {
             return Err(bad("once steps come first in a flow (they run at a user's start)"));
         }
-        if !f.steps.iter().any(|s| !s.rules.once && s.rules.probability >= 1.0 && s.when.is_none()) {
-            return Err(bad("a flow needs a step that every iteration runs (not once, probability 1, no if)"));
+        if f.steps.iter().skip_while(|s| !s.rules.teardown).any(|s| !s.rules.teardown) {
+            return Err(bad("teardown steps come last in a flow (they run when a user leaves)"));
+        }
+        if let Some(s) = f.steps.iter().find(|s| s.rules.teardown && (s.rules.once || s.when.is_some())) {
+            return Err(bad(&format!(
+                "step '{}': a teardown step runs once per user; once and if do not apply",
+                s.request.name
+            )));
+        }
+        let every =
+            |s: &&StepSpec| !s.rules.once && !s.rules.teardown && s.rules.probability >= 1.0 && s.when.is_none();
+        if !f.steps.iter().any(|s| every(&s)) {
+            return Err(bad(
+                "a flow needs a step that every iteration runs (not once or teardown, probability 1, no if)",
+            ));
         }
         if let Some(s) = f.steps.iter().find(|s| !(s.rules.probability > 0.0 && s.rules.probability <= 1.0)) {
             return Err(bad(&format!("step '{}': a probability is above 0 and at most 1", s.request.name)));

@@ -2,6 +2,7 @@
 //! run, and the same expressions as safety stops evaluated on each interval.
 //!
 //! An expression may select part of the run: `{name=login}` one named request,
+//! `{scenario=browse}` one scenario of several,
 //! `{status=ok}` the responses whose status was expected, `{status=5xx}` a status class.
 //! A safety stop may carry its own grace: `error_rate>10% for 3` must hold three intervals.
 
@@ -66,6 +67,8 @@ pub enum Selector {
     All,
     /// `{name=login}`: one named request (scenarios).
     Name(String),
+    /// `{scenario=browse}`: one scenario of a plan with several (`[[scenario]]`).
+    Scenario(String),
     /// `{status=ok}`: responses whose status was expected.
     Ok,
     /// `{status=5xx}`: responses of one status class (1 to 5).
@@ -150,6 +153,16 @@ impl Figures {
                 f.attempts = attempts_of(&named.errors, named.requests);
                 f.rps = named.rps;
             }
+            Selector::Scenario(n) => {
+                let sc = s.scenarios.get(n)?;
+                f.latency_ms = sc.latency_ms;
+                f.errors = sc.errors.total;
+                f.responses = sc.requests;
+                f.error_rate = rate_of(&sc.errors, sc.requests);
+                f.attempts = attempts_of(&sc.errors, sc.requests);
+                f.rps = sc.rps;
+                f.checks = None;
+            }
             Selector::Ok => {
                 f.latency_ms = s.latency_ok_ms;
                 f.responses = s.requests - s.errors.status;
@@ -173,16 +186,18 @@ impl Figures {
         let latency = match sel {
             Selector::Ok => Latency::from_histogram(t.ok_latency()),
             Selector::Class(k) => t.class(*k).map(Latency::from_histogram).unwrap_or_default(),
-            Selector::All | Selector::Name(_) | Selector::Promql(_) => Latency::from_histogram(&t.latency),
+            Selector::All | Selector::Name(_) | Selector::Scenario(_) | Selector::Promql(_) => {
+                Latency::from_histogram(&t.latency)
+            }
         };
         let share = |n: u64| if c.requests == 0 { 0.0 } else { rps * n as f64 / c.requests as f64 };
         let responses = match sel {
             Selector::Ok => c.requests - c.errors_of(ErrorKind::Status),
             Selector::Class(k) => t.class(*k).map_or(0, |h| h.len()),
-            Selector::All | Selector::Name(_) | Selector::Promql(_) => c.requests,
+            Selector::All | Selector::Name(_) | Selector::Scenario(_) | Selector::Promql(_) => c.requests,
         };
         let rps = match sel {
-            Selector::All | Selector::Name(_) => rps,
+            Selector::All | Selector::Name(_) | Selector::Scenario(_) => rps,
             _ => share(responses),
         };
         Figures {
@@ -214,6 +229,14 @@ impl Expr {
     pub fn name(&self) -> Option<&str> {
         match &self.selector {
             Selector::Name(n) => Some(n),
+            _ => None,
+        }
+    }
+
+    /// The scenario the expression selects, if it selects one.
+    pub fn scenario(&self) -> Option<&str> {
+        match &self.selector {
+            Selector::Scenario(n) => Some(n),
             _ => None,
         }
     }

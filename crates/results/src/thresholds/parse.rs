@@ -33,8 +33,9 @@ impl Expr {
         let (name, rest) = t.split_at(at);
         let (name, selector) = match name.split_once('{') {
             Some((metric, sel)) => {
-                let sel =
-                    sel.strip_suffix('}').ok_or_else(|| bad("a selector is {name=REQUEST} or {status=ok|2xx}"))?;
+                let sel = sel
+                    .strip_suffix('}')
+                    .ok_or_else(|| bad("a selector is {name=REQUEST}, {scenario=NAME} or {status=ok|2xx}"))?;
                 (metric, parse_selector(sel).map_err(|why| bad(&why))?)
             }
             None => (name, Selector::All),
@@ -46,10 +47,13 @@ impl Expr {
             _ => (Op::Gt, &rest[1..]),
         };
         let metric = parse_metric(name).map_err(|why| bad(&why))?;
-        if !matches!(selector, Selector::All | Selector::Name(_))
+        if !matches!(selector, Selector::All | Selector::Name(_) | Selector::Scenario(_))
             && matches!(metric, Metric::ErrorRate | Metric::Checks)
         {
             return Err(bad("error_rate and checks are of all requests; a status selector does not apply"));
+        }
+        if matches!(selector, Selector::Scenario(_)) && metric == Metric::Checks {
+            return Err(bad("checks are counted by check name: checks{name=CHECK}, not by scenario"));
         }
         if selector != Selector::All && matches!(metric, Metric::RecoveryS | Metric::Capacity) {
             return Err(bad("recovery_s and capacity are of the whole run; they take no selector"));
@@ -108,12 +112,13 @@ fn parse_promql(text: &str, rest: &str) -> Result<Expr, String> {
 fn parse_selector(sel: &str) -> Result<Selector, String> {
     match sel.split_once('=') {
         Some(("name", n)) if !n.is_empty() => Ok(Selector::Name(n.to_string())),
+        Some(("scenario", n)) if !n.is_empty() => Ok(Selector::Scenario(n.to_string())),
         Some(("status", "ok")) => Ok(Selector::Ok),
         Some(("status", c)) => match c.as_bytes() {
             [d @ b'1'..=b'5', b'x', b'x'] => Ok(Selector::Class(u16::from(d - b'0'))),
             _ => Err(format!("status={c}: a status selector is ok or a class 1xx..5xx")),
         },
-        _ => Err("a selector is {name=REQUEST} or {status=ok|2xx}".into()),
+        _ => Err("a selector is {name=REQUEST}, {scenario=NAME} or {status=ok|2xx}".into()),
     }
 }
 
