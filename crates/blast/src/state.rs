@@ -3,6 +3,8 @@
 //! another shard; connections reach it through these methods only.
 
 use std::cell::{Cell, RefCell, RefMut};
+use std::future::Future;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::task::{Poll, Waker};
@@ -32,20 +34,21 @@ pub(crate) enum Opening {
 
 /// Per-connection state the sweeper reads: the socket and when its request started.
 pub(crate) struct Slot {
-    /// The plan's part (scenario) the connection serves.
-    part: usize,
+    /// The plan's part (scenario) the connection serves (beside `fd`, in its padding).
+    part: u32,
     fd: Cell<i32>,
     opening: Cell<Option<Opening>>,
     started: Cell<Option<Instant>>,
     timed_out: Cell<bool>,
-    /// A connection parked by a ramp waits here to be woken when its slot becomes active.
+    /// A connection parked by a ramp (or pausing) waits here to be woken when its slot becomes
+    /// active (or the run stops).
     waker: Cell<Option<Waker>>,
 }
 
 impl Slot {
     fn new(part: usize) -> Self {
         Slot {
-            part,
+            part: part as u32,
             fd: Cell::new(-1),
             opening: Cell::new(None),
             started: Cell::new(None),
@@ -129,9 +132,6 @@ pub(crate) struct Shard {
     due_held: Cell<u64>,
     /// Users that owe their flow's teardown steps (the drain waits for them).
     owed: Cell<u64>,
-    /// Closed when the run stops: pauses (think times, Retry-After) end at once, so a user
-    /// leaves (and runs its teardown) within the drain.
-    stopping: Semaphore,
     connect_gate: Semaphore,
     /// The next source address (`--source-ips`), rotating per connect.
     next_source: Cell<usize>,
@@ -200,7 +200,6 @@ impl Shard {
             finishing: Cell::new(false),
             due_held: Cell::new(0),
             owed: Cell::new(0),
-            stopping: Semaphore::new(0),
             connect_gate: Semaphore::new(CONNECTS_IN_PROGRESS),
             // Shards start at different addresses so small pools still spread over all of them.
             next_source: Cell::new(index),
@@ -246,7 +245,13 @@ impl Shard {
     /// when it fell due, would otherwise drop it.
     pub fn stop_running(&self, finish_schedule: bool) {
         self.running.set(false);
-        self.stopping.close();
+        // Pauses (think times, Retry-After) end at once, so a user leaves (and walks its
+        // teardown) within the drain.
+        for slot in self.slots.iter() {
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
         self.finishing.set(finish_schedule && self.parts.iter().any(|p| p.arrivals.is_some()));
     }
 
@@ -279,12 +284,19 @@ impl Shard {
         self.owed.get()
     }
 
-    /// Waits `d` (a think time, a Retry-After), or less if the run stops meanwhile.
-    pub async fn pause(&self, d: Duration) {
-        let stopped = async {
-            let _ = self.stopping.acquire(1).await;
-        };
-        futures_lite::future::or(glommio::timer::sleep(d), stopped).await;
+    /// Connection `slot` waits `d` (a think time, a Retry-After), or less if the run stops
+    /// meanwhile ([`Shard::stop_running`] wakes it). Only a timer is held across the wait:
+    /// this is in every connection's task.
+    pub async fn pause(&self, slot: usize, d: Duration) {
+        let mut timer = glommio::timer::Timer::new(d);
+        poll_fn(|cx| {
+            if !self.running.get() || Pin::new(&mut timer).poll(cx).is_ready() {
+                return Poll::Ready(());
+            }
+            self.slots[slot].waker.set(Some(cx.waker().clone()));
+            Poll::Pending
+        })
+        .await
     }
 
     /// Every request the schedule made due has started (always, in the closed model).
@@ -351,13 +363,13 @@ impl Shard {
 
     /// Whether connection `slot` may run (a closed-model ramp admits connections in order).
     pub fn is_active(&self, slot: usize) -> bool {
-        let p = &self.parts[self.slots[slot].part];
+        let p = &self.parts[self.slots[slot].part as usize];
         ((slot - p.first) as u64) < p.active.get()
     }
 
     /// The plan's part (scenario) connection `slot` serves.
     pub fn part_of(&self, slot: usize) -> usize {
-        self.slots[slot].part
+        self.slots[slot].part as usize
     }
 
     /// Its connections of each part of the plan.

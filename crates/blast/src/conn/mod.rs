@@ -201,7 +201,7 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
         }
         if tearing {
             let think = one_request(&shard, &mut c, None).await.1;
-            shard.pause(think).await;
+            shard.pause(slot, think).await;
             continue;
         }
         // Open model: the next due time of the shard's schedule, waited for if it is ahead.
@@ -248,7 +248,7 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
                         continue;
                     }
                     if shard.is_running() {
-                        shard.pause(think).await;
+                        shard.pause(slot, think).await;
                     }
                     if !shard.is_running() {
                         // The run ended mid-flow: the iteration neither completed nor failed;
@@ -266,7 +266,7 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             _ => one_request(&shard, &mut c, due).await.1,
         };
         if !think.is_zero() {
-            shard.pause(think).await;
+            shard.pause(slot, think).await;
         }
     }
 }
