@@ -480,9 +480,9 @@ fn shop_server(
 }
 
 /// A closed-model browse from the start, and arrival-rate checkout users a second later.
-fn two_scenarios(addr: std::net::SocketAddr) -> std::path::PathBuf {
+fn two_scenarios(name: &str, addr: std::net::SocketAddr) -> std::path::PathBuf {
     write_scenario(
-        "two.toml",
+        name,
         &format!(
             r#"
 target = "http://{addr}"
@@ -529,7 +529,7 @@ path = "/checkout/pay"
 #[test]
 fn two_scenarios_run_together_and_are_judged_apart() {
     let (addr, counts, first) = shop_server();
-    let file = two_scenarios(addr);
+    let file = two_scenarios("two.toml", addr);
     let o = engine(&["blast", "--scenario", file.to_str().unwrap(), "--dry-run"]);
     let plan = String::from_utf8_lossy(&o.stdout);
     assert!(
@@ -553,6 +553,12 @@ fn two_scenarios_run_together_and_are_judged_apart() {
     // 20 iterations a second for 2 s: each puts a cart and is refused its payment.
     assert_eq!(checkout["scheduled_iterations"].as_u64(), Some(40), "{checkout}");
     assert!((38..=40).contains(&n("/checkout/cart")) && n("/checkout/pay") == n("/checkout/cart"), "{counts:?}");
+    let it = &checkout["iterations"];
+    assert_eq!(
+        (it["started"].as_u64(), it["failed"].as_u64()),
+        (Some(n("/checkout/cart")), Some(n("/checkout/cart"))),
+        "{it}"
+    );
     assert_eq!(
         (checkout["errors"]["status"].as_u64(), browse["errors"]["total"].as_u64()),
         (Some(n("/checkout/pay")), Some(0))
@@ -577,18 +583,6 @@ fn two_scenarios_run_together_and_are_judged_apart() {
     let csv = std::fs::read_to_string(dir.join("summary.csv")).unwrap();
     assert!(csv.lines().any(|l| l.starts_with("scenario,browse,")) && csv.contains("scenario,checkout,"), "{csv}");
     let _ = std::fs::remove_dir_all(dir);
-
-    // A threshold on a scenario the plan lacks, or a flag that would shape every scenario's load.
-    let f = file.to_str().unwrap();
-    let o = engine(&["blast", "--scenario", f, "--threshold", "p95{scenario=nope}<1s", "--dry-run"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(o.status.code() == Some(2) && err.contains("scenarios: browse, checkout"), "{err}");
-    let o = engine(&["blast", "--scenario", f, "-c", "5", "--dry-run"]);
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        o.status.code() == Some(2) && err.contains("-c does not apply") && err.contains("[scenario.load]"),
-        "{err}"
-    );
 }
 
 /// Two workers share a plan of two scenarios (each its half of the connections and of the
@@ -655,4 +649,21 @@ path = "/paced"
     assert_eq!(steady["conns"].as_u64(), Some(2));
     assert!(paced["latency_ms"]["p99"].as_f64().unwrap() > 0.0);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+/// A threshold on a scenario the plan lacks, or a flag that would shape every scenario's load,
+/// is refused before the run, naming what there is.
+#[test]
+fn a_plan_of_scenarios_refuses_what_fits_none() {
+    let file = two_scenarios("two-refused.toml", "127.0.0.1:1".parse().unwrap());
+    let f = file.to_str().unwrap();
+    let o = engine(&["blast", "--scenario", f, "--threshold", "p95{scenario=nope}<1s", "--dry-run"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.code() == Some(2) && err.contains("scenarios: browse, checkout"), "{err}");
+    let o = engine(&["blast", "--scenario", f, "-c", "5", "--dry-run"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        o.status.code() == Some(2) && err.contains("-c does not apply") && err.contains("[scenario.load]"),
+        "{err}"
+    );
 }

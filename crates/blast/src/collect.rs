@@ -216,6 +216,7 @@ impl<'p> Collector<'p> {
         }
         // A run that ended early is judged on the part of the schedule it ran.
         let ran_s = self.stopped_at.unwrap_or(f64::INFINITY).min(plan.duration.as_secs_f64());
+        let arrival_parts = plan.parts.iter().filter(|p| p.arrival_flows()).count();
         if plan.scenarios() {
             for (p, c) in plan.parts.iter().zip(&self.totals.scenarios) {
                 let mut latency = engine_results::stats::new_histogram();
@@ -234,7 +235,16 @@ impl<'p> Collector<'p> {
                     true => (None, scheduled),
                     false => (scheduled, None),
                 };
+                // Iterations are counted for the run: they are a scenario's when it is the only
+                // one of arrival-rate flows (else the run's, below).
+                if p.arrival_flows() && arrival_parts == 1 {
+                    let own_s = (ran_s - p.start.as_secs_f64()).clamp(0.0, planned.planned_s);
+                    sc.iterations = self.totals.iterations.as_deref().map(|it| IterationSummary::new(it, own_s));
+                }
                 summary.scenarios.insert(p.name.clone(), sc);
+            }
+            if arrival_parts > 1 {
+                summary.iterations = self.totals.iterations.as_deref().map(|it| IterationSummary::new(it, ran_s));
             }
         }
         if let Some(expected) = plan.expected_requests_until(ran_s) {

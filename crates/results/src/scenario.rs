@@ -27,6 +27,7 @@ impl ScenarioSummary {
             scheduled_requests: None,
             scheduled_iterations: None,
             abandoned: c.abandoned,
+            iterations: None,
         }
     }
 
@@ -92,7 +93,13 @@ pub fn text_lines(o: &mut String, s: &crate::Summary) {
 fn schedule_words(sc: &ScenarioSummary) -> Option<String> {
     match (sc.scheduled_requests, sc.scheduled_iterations) {
         (Some(n), _) => Some(format!("{} of {n} scheduled requests sent", sc.sent.min(n))),
-        (_, Some(n)) => Some(format!("{n} iterations scheduled")),
+        (_, Some(n)) => Some(match &sc.iterations {
+            Some(i) => format!(
+                "{} of {n} scheduled iterations started, {} completed, {} failed, {} dropped",
+                i.started, i.completed, i.failed, i.dropped
+            ),
+            None => format!("{n} iterations scheduled"),
+        }),
         _ => None,
     }
 }

@@ -374,6 +374,9 @@ pub struct ScenarioSummary {
     pub scheduled_iterations: Option<u64>,
     /// Requests in flight when the run ended.
     pub abandoned: u64,
+    /// Arrival-rate flows: its iterations (when it is the run's only scenario of them).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iterations: Option<IterationSummary>,
 }
 
 /// What a scenario was planned as: the part of its summary its counts do not give.
