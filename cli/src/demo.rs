@@ -131,6 +131,7 @@ fn start_servers(cpu: usize, tls: Option<&DemoTls>) -> anyhow::Result<(Target, P
         delay: Duration::ZERO,
         shard_cpus: vec![cpu],
         tls: tls.map(|t| t.server.clone()),
+        http2: false,
     };
     let target = Target::start(cfg)?;
     let proxy = start_proxy(target.local_addr(), cpu, tls)?;

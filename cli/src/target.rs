@@ -16,6 +16,7 @@ use crate::exit;
         until Ctrl-C: a calibration target for `engine blast`. With --delay every response waits that long, \
         so a closed-model blast with C connections can do at most C / delay requests per second.",
     after_help = "Examples:\n  engine target --listen 127.0.0.1:8080 --delay 5ms &\n  engine blast http://127.0.0.1:8080/ -c 100 -d 10s\n\n  \
+        engine target --listen 127.0.0.1:8082 --http2 &\n  curl --http2-prior-knowledge http://127.0.0.1:8082/\n\n  \
         engine target --listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem &\n  \
         engine blast https://127.0.0.1:8443/ --cacert cert.pem -c 100 -d 10s"
 )]
@@ -38,6 +39,10 @@ pub struct TargetArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
+    /// Also answer HTTP/2 by prior knowledge (h2c) on the same port: a connection that opens
+    /// with the HTTP/2 preface is HTTP/2, any other HTTP/1.1 (plain HTTP only, for now)
+    #[arg(long)]
+    pub http2: bool,
 }
 
 pub fn main(args: TargetArgs) -> u8 {
@@ -49,28 +54,12 @@ pub fn main(args: TargetArgs) -> u8 {
         Ok(n) => n,
         Err(e) => return crate::fail(exit::USAGE, &e.into()),
     };
-    if args.body_size > engine_target::MAX_BODY_SIZE {
-        return crate::fail(
-            exit::USAGE,
-            &anyhow::anyhow!("--body-size {} is over {} (1 GiB)", args.body_size, engine_target::MAX_BODY_SIZE),
-        );
-    }
-    let tls = match (&args.tls_cert, &args.tls_key) {
-        (Some(cert), Some(key)) => match engine_tls::server_config(cert, key) {
-            Ok(c) => Some(c),
-            Err(e) => return crate::fail(exit::USAGE, &anyhow::anyhow!("--tls-cert/--tls-key: {e}")),
-        },
-        _ => None,
+    let cfg = match config(&args, engine_runtime::affinity::spread(shards, &cpus)) {
+        Ok(c) => c,
+        Err(e) => return crate::fail(exit::USAGE, &e),
     };
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let scheme = if cfg.tls.is_some() { "https" } else { "http" };
     let _ = engine_runtime::limits::raise_nofile();
-    let cfg = TargetConfig {
-        tls,
-        listen: args.listen,
-        body_size: args.body_size,
-        delay: args.delay,
-        shard_cpus: engine_runtime::affinity::spread(shards, &cpus),
-    };
     let target = match Target::start(cfg) {
         Ok(t) => t,
         Err(e) => return crate::fail(exit::USAGE, &e.into()),
@@ -100,6 +89,32 @@ pub fn main(args: TargetArgs) -> u8 {
     target.stop();
     println!("engine target stopped after {served} responses");
     crate::fatal::or_panic(exit::OK)
+}
+
+/// The target's configuration from its options (each mistake is a usage error).
+fn config(args: &TargetArgs, shard_cpus: Vec<usize>) -> anyhow::Result<TargetConfig> {
+    if args.body_size > engine_target::MAX_BODY_SIZE {
+        anyhow::bail!("--body-size {} is over {} (1 GiB)", args.body_size, engine_target::MAX_BODY_SIZE);
+    }
+    let tls = match (&args.tls_cert, &args.tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(engine_tls::server_config(cert, key).map_err(|e| anyhow::anyhow!("--tls-cert/--tls-key: {e}"))?)
+        }
+        _ => None,
+    };
+    if args.http2 && tls.is_some() {
+        anyhow::bail!(
+            "--http2 with --tls-cert: h2 over TLS (ALPN) is not built yet; --http2 serves h2c on a plain port"
+        );
+    }
+    Ok(TargetConfig {
+        tls,
+        listen: args.listen,
+        body_size: args.body_size,
+        delay: args.delay,
+        shard_cpus,
+        http2: args.http2,
+    })
 }
 
 /// How long after Ctrl-C or SIGTERM the target may take to stop.

@@ -4,6 +4,9 @@
 // (cli/clippy.toml) is for its code.
 #![allow(clippy::too_many_lines)]
 
+#[macro_use]
+mod require;
+
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -666,4 +669,42 @@ fn stages_report_each_held_stage_and_the_recovery() {
     let o = engine(&["blast", &url, "--stages", "5:1s,20:1s", "--threshold", "recovery_s<5", "-q"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     assert!(stderr(&o).contains("--stages that rise from a baseline to a peak and drop back"), "{}", stderr(&o));
+}
+
+/// `engine target --http2` answers HTTP/2 by prior knowledge and HTTP/1.1 on one port, and
+/// counts both: h2load (nghttp2's, an independent client) sends 4,000 requests over 4
+/// connections of 10 streams each, curl one over HTTP/1.1 and one over h2c.
+#[test]
+fn the_target_answers_h2c_beside_http1_and_counts_both() {
+    require!("h2load", "curl");
+    let mut cfg = TargetConfig::loopback(Duration::ZERO).unwrap();
+    cfg.http2 = true;
+    let t = Target::start(cfg).unwrap();
+    let url = format!("http://{}/", t.local_addr());
+    let o = Command::new("h2load").args(["-c", "4", "-m", "10", "-n", "4000", &url]).output().unwrap();
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(report.contains("4000 succeeded, 0 failed, 0 errored"), "{report}");
+    assert!(report.contains("status codes: 4000 2xx"), "{report}");
+    let curl = |args: &[&str]| {
+        let o = Command::new("curl").args(["-s", "-w", " %{http_version}"]).args(args).arg(&url).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!(curl(&[]), "ok 1.1");
+    assert_eq!(curl(&["--http2-prior-knowledge", "-X", "POST", "--data", "a body"]), "ok 2");
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(t.served(), 4002);
+    // Garbage after the preface ends that connection; one that stalls after it does not hold
+    // the target's stop.
+    use std::io::{Read, Write};
+    let mut bad = std::net::TcpStream::connect(t.local_addr()).unwrap();
+    bad.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\nthis is not a frame at all").unwrap();
+    bad.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    let mut rest = Vec::new();
+    assert!(bad.read_to_end(&mut rest).is_ok(), "the target closes a connection it cannot read");
+    let mut stalled = std::net::TcpStream::connect(t.local_addr()).unwrap();
+    stalled.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    let stopping = Instant::now();
+    t.stop();
+    assert!(stopping.elapsed() < Duration::from_secs(1), "{:?}", stopping.elapsed());
 }

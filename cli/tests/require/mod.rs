@@ -1,5 +1,5 @@
 //! Tests that need a tool this repository does not build (nginx, Chromium, Prometheus,
-//! promtool, openssl, curl) or root skip with one line saying what is missing under a plain
+//! promtool, openssl, curl, h2load) or root skip with one line saying what is missing under a plain
 //! `cargo test`. `.ci/run` installs them and sets `ENGINE_TEST_REQUIRE=1`, under which a missing
 //! one fails the test instead: CI never passes by skipping.
 
@@ -59,6 +59,7 @@ pub fn tool(test: &str, name: &str) -> bool {
         "node-exporter" => (&["prometheus-node-exporter", "node_exporter"], "apt-get install prometheus-node-exporter"),
         "openssl" => (&["openssl"], "apt-get install openssl"),
         "curl" => (&["curl"], "apt-get install curl"),
+        "h2load" => (&["h2load"], "apt-get install nghttp2-client"),
         "root" => {
             // SAFETY: geteuid has no preconditions.
             let root = unsafe { libc::geteuid() } == 0;

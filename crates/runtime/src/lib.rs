@@ -13,10 +13,12 @@
 //! - [`probe`]: what the engine needs from the kernel (io_uring with COOP_TASKRUN), checked
 //!   at start.
 //! - [`limits`]: open files and ephemeral ports, checked before a run starts.
+//! - [`compat`]: a glommio socket behind tokio's io traits, for `h2`.
 //!
 //! The library neither prints nor exits.
 
 pub mod affinity;
+pub mod compat;
 pub mod endpoint;
 pub mod executor;
 pub mod fd;

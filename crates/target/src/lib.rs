@@ -1,6 +1,9 @@
 //! `engine target`: a small, fast HTTP/1.1 server to aim a blast at (demos, self-tests,
 //! calibration). One glommio executor per CPU, all accepting on one port (SO_REUSEPORT).
-//! Keep-alive, pipelining, a fixed body, an optional delay before each response.
+//! Keep-alive, pipelining, a fixed body, an optional delay before each response; with
+//! `http2`, HTTP/2 by prior knowledge on the same port (the `h2c` module).
+
+mod h2c;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -44,6 +47,8 @@ pub struct TargetConfig {
     pub shard_cpus: Vec<usize>,
     /// Serve HTTPS with this configuration (`--tls-cert/--tls-key`, or a throwaway one).
     pub tls: Option<Arc<ServerConfig>>,
+    /// Also answer HTTP/2 by prior knowledge (h2c) on the plain port.
+    pub http2: bool,
 }
 
 impl TargetConfig {
@@ -57,6 +62,7 @@ impl TargetConfig {
             delay,
             shard_cpus: vec![cpu],
             tls: None,
+            http2: false,
         })
     }
 }
@@ -89,11 +95,11 @@ impl Target {
         for (i, &cpu) in cfg.shard_cpus.iter().enumerate() {
             // The first shard binds (port 0 picks a port); the others join its port.
             let (shard_stop, served, response) = (stop.clone(), served.clone(), response.clone());
-            let (delay, tls) = (cfg.delay, cfg.tls.clone());
+            let (delay, tls, http2) = (cfg.delay, cfg.tls.clone(), cfg.http2);
             let bind = if i == 0 { listen::Bind::Own(addr) } else { listen::Bind::Join(addr) };
             let started =
                 listen::spawn_bound(Executor::new(format!("target-{i}"), Placement::Fixed(cpu)), bind, move |l| {
-                    serve(l, shard_stop, served, response, delay, tls)
+                    serve(l, shard_stop, served, response, delay, tls, http2)
                 });
             let (bound, handle) = match started {
                 Ok(s) => s,
@@ -169,6 +175,11 @@ impl Responses {
         Self { full, head_len, closing, closing_head_len }
     }
 
+    /// The body alone.
+    fn body(&self) -> &[u8] {
+        &self.full[self.head_len..]
+    }
+
     /// The response to write: the head alone for HEAD.
     fn bytes(&self, head_only: bool, close: bool) -> &[u8] {
         let (full, head_len) = if close { (&self.closing, self.closing_head_len) } else { (&self.full, self.head_len) };
@@ -185,6 +196,7 @@ struct TargetShard {
     response: Arc<Responses>,
     delay: Duration,
     tls: Option<Arc<ServerConfig>>,
+    http2: bool,
     /// Responses written since the last publication to the shared counter.
     served: Cell<u64>,
     /// Open connections' sockets, so a stop can wake every pending read.
@@ -199,11 +211,13 @@ async fn serve(
     response: Arc<Responses>,
     delay: Duration,
     tls: Option<Arc<ServerConfig>>,
+    http2: bool,
 ) {
     let shard = Rc::new(TargetShard {
         response,
         delay,
         tls,
+        http2,
         served: Cell::new(0),
         open: RefCell::new(HashMap::new()),
         next_id: Cell::new(0),
@@ -268,20 +282,41 @@ async fn connection(shard: Rc<TargetShard>, tcp: TcpStream) {
     let Some(mut stream) = open(&shard, tcp).await else { return };
 
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
+    // Bytes read and not answered yet: the ones a sniff for HTTP/2 read.
+    let mut unanswered = false;
+    if let (true, Stream::Tcp(_)) = (shard.http2, &stream) {
+        let mut chunk = [0u8; 64];
+        let is_h2 = loop {
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+            if let Some(h2) = h2c::sniff(&buf) {
+                break h2;
+            }
+        };
+        if is_h2 {
+            let Stream::Tcp(tcp) = stream else { return };
+            return h2c::serve(shard.clone(), tcp, buf).await;
+        }
+        unanswered = true;
+    }
     let mut out: Vec<u8> = Vec::new();
     // The body of the last request, skipped as it arrives.
     let mut body: Option<BodyDecoder> = None;
     loop {
-        if buf.len() == buf.capacity() {
-            buf.reserve(4096);
+        if !std::mem::take(&mut unanswered) {
+            if buf.len() == buf.capacity() {
+                buf.reserve(4096);
+            }
+            let old = buf.len();
+            buf.resize(buf.capacity(), 0);
+            let n = match stream.read(&mut buf[old..]).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => n,
+            };
+            buf.truncate(old + n);
         }
-        let old = buf.len();
-        buf.resize(buf.capacity(), 0);
-        let n = match stream.read(&mut buf[old..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        buf.truncate(old + n);
         out.clear();
         let Ok((pos, answered, close)) = answer(&shard, &buf, &mut body, &mut out) else { return };
         buf.drain(..pos);

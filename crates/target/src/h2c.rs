@@ -1,0 +1,81 @@
+//! HTTP/2 by prior knowledge (h2c) on the target's plain port: a connection that opens with
+//! the client preface is served by `h2` (hyperium's) over the glommio socket; any other is
+//! HTTP/1.1. Every stream gets the same answer as an HTTP/1.1 request, counted the same way.
+
+use std::rc::Rc;
+
+use bytes::Bytes;
+use glommio::net::TcpStream;
+
+use engine_runtime::compat::TokioIo;
+
+use crate::TargetShard;
+
+/// What every HTTP/2 connection opens with (RFC 9113 §3.4).
+pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the bytes read so far open an HTTP/2 connection (`Some(true)`), cannot
+/// (`Some(false)`), or may once more arrive (`None`).
+pub(crate) fn sniff(read: &[u8]) -> Option<bool> {
+    let n = read.len().min(PREFACE.len());
+    match (read[..n] == PREFACE[..n], n == PREFACE.len()) {
+        (false, _) => Some(false),
+        (true, true) => Some(true),
+        (true, false) => None,
+    }
+}
+
+/// Serves one h2c connection until the client or the target's stop closes it. `read`: the
+/// bytes already read (the preface, and what came with it).
+pub(crate) async fn serve(shard: Rc<TargetShard>, tcp: TcpStream, read: Vec<u8>) {
+    let Ok(mut conn) = h2::server::handshake(TokioIo::new(tcp.buffered(), read)).await else { return };
+    let body = Bytes::copy_from_slice(shard.response.body());
+    // The connection makes progress only while polled: accepting the next stream does that,
+    // so answers spawned for earlier streams are written as they are ready.
+    while let Some(Ok((request, respond))) = conn.accept().await {
+        glommio::spawn_local(answer(shard.clone(), request, respond, body.clone())).detach();
+    }
+}
+
+/// One stream: its request body read and dropped, the delay, the response.
+async fn answer(
+    shard: Rc<TargetShard>,
+    request: http::Request<h2::RecvStream>,
+    mut respond: h2::server::SendResponse<Bytes>,
+    body: Bytes,
+) {
+    let head_only = request.method() == http::Method::HEAD;
+    let mut incoming = request.into_body();
+    while let Some(chunk) = incoming.data().await {
+        let Ok(chunk) = chunk else { return };
+        let _ = incoming.flow_control().release_capacity(chunk.len());
+    }
+    if !shard.delay.is_zero() {
+        glommio::timer::sleep(shard.delay).await;
+    }
+    let response = http::Response::builder()
+        .status(200)
+        .header("content-type", "text/plain")
+        .header("content-length", body.len())
+        .body(())
+        .expect("a valid response");
+    let Ok(mut send) = respond.send_response(response, head_only || body.is_empty()) else { return };
+    if !head_only && !body.is_empty() && send.send_data(body, true).is_err() {
+        return;
+    }
+    shard.served.set(shard.served.get() + 1);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_preface_is_told_apart_from_http1_as_soon_as_it_can_be() {
+        assert_eq!(sniff(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"), Some(true));
+        assert_eq!(sniff(b"PRI * HTTP/2"), None);
+        assert_eq!(sniff(b"GET / HTTP/1.1\r\n"), Some(false));
+        assert_eq!(sniff(b"P"), None);
+        assert_eq!(sniff(b"PUT /"), Some(false));
+    }
+}
