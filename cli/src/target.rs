@@ -39,8 +39,8 @@ pub struct TargetArgs {
     /// The private key of --tls-cert (PEM: PKCS#8, PKCS#1 or SEC1)
     #[arg(long, value_name = "FILE", requires = "tls_cert")]
     pub tls_key: Option<std::path::PathBuf>,
-    /// Also answer HTTP/2 by prior knowledge (h2c) on the same port: a connection that opens
-    /// with the HTTP/2 preface is HTTP/2, any other HTTP/1.1 (plain HTTP only, for now)
+    /// Also answer HTTP/2 on the same port: by prior knowledge (h2c: a connection that opens
+    /// with the HTTP/2 preface) on plain HTTP, by ALPN (h2 offered first) over TLS
     #[arg(long)]
     pub http2: bool,
 }
@@ -102,11 +102,6 @@ fn config(args: &TargetArgs, shard_cpus: Vec<usize>) -> anyhow::Result<TargetCon
         }
         _ => None,
     };
-    if args.http2 && tls.is_some() {
-        anyhow::bail!(
-            "--http2 with --tls-cert: h2 over TLS (ALPN) is not built yet; --http2 serves h2c on a plain port"
-        );
-    }
     Ok(TargetConfig {
         tls,
         listen: args.listen,

@@ -673,9 +673,10 @@ fn stages_report_each_held_stage_and_the_recovery() {
 
 /// `engine target --http2` answers HTTP/2 by prior knowledge and HTTP/1.1 on one port, and
 /// counts both: h2load (nghttp2's, an independent client) sends 4,000 requests over 4
-/// connections of 10 streams each, curl one over HTTP/1.1 and one over h2c.
+/// connections of 10 streams each, curl one over HTTP/1.1 and one over h2c. Over TLS the same,
+/// by ALPN.
 #[test]
-fn the_target_answers_h2c_beside_http1_and_counts_both() {
+fn the_target_answers_http2_beside_http1_and_counts_both() {
     require!("h2load", "curl");
     let mut cfg = TargetConfig::loopback(Duration::ZERO).unwrap();
     cfg.http2 = true;
@@ -707,4 +708,23 @@ fn the_target_answers_h2c_beside_http1_and_counts_both() {
     let stopping = Instant::now();
     t.stop();
     assert!(stopping.elapsed() < Duration::from_secs(1), "{:?}", stopping.elapsed());
+
+    let mut cfg = TargetConfig::loopback(Duration::ZERO).unwrap();
+    cfg.http2 = true;
+    cfg.tls = Some(engine_tls::self_signed(&["127.0.0.1"]).unwrap().0);
+    let t = Target::start(cfg).unwrap();
+    let url = format!("https://{}/", t.local_addr());
+    let o = Command::new("h2load").args(["-c", "4", "-m", "10", "-n", "4000", &url]).output().unwrap();
+    let report = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        report.contains("4000 succeeded, 0 failed, 0 errored") && report.contains("Application protocol: h2"),
+        "{report}"
+    );
+    let curl = |args: &[&str]| {
+        let o = Command::new("curl").args(["-sk", "-w", " %{http_version}"]).args(args).arg(&url).output().unwrap();
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    assert_eq!((curl(&["--http1.1"]), curl(&["--http2"])), ("ok 1.1".to_string(), "ok 2".to_string()));
+    std::thread::sleep(Duration::from_millis(100));
+    assert_eq!(t.served(), 4002);
 }

@@ -1,11 +1,13 @@
-//! HTTP/2 by prior knowledge (h2c) on the target's plain port: a connection that opens with
-//! the client preface is served by `h2` (hyperium's) over the glommio socket; any other is
-//! HTTP/1.1. Every stream gets the same answer as an HTTP/1.1 request, counted the same way.
+//! HTTP/2 on the target: by prior knowledge (h2c) on the plain port, where a connection that
+//! opens with the client preface is HTTP/2 and any other HTTP/1.1; and over TLS when ALPN
+//! agrees on `h2`. Served by `h2` (hyperium's); every stream gets the same answer as an
+//! HTTP/1.1 request, counted the same way.
 
 use std::rc::Rc;
 
 use bytes::Bytes;
 use glommio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use engine_runtime::compat::TokioIo;
 
@@ -25,10 +27,15 @@ pub(crate) fn sniff(read: &[u8]) -> Option<bool> {
     }
 }
 
-/// Serves one h2c connection until the client or the target's stop closes it. `read`: the
-/// bytes already read (the preface, and what came with it).
-pub(crate) async fn serve(shard: Rc<TargetShard>, tcp: TcpStream, read: Vec<u8>) {
-    let Ok(mut conn) = h2::server::handshake(TokioIo::new(tcp.buffered(), read)).await else { return };
+/// Serves one h2c connection; `read`: the bytes already read (the preface, and what came
+/// with it).
+pub(crate) async fn serve_h2c(shard: Rc<TargetShard>, tcp: TcpStream, read: Vec<u8>) {
+    serve(shard, TokioIo::new(tcp.buffered(), read)).await
+}
+
+/// Serves one HTTP/2 connection until the client or the target's stop closes it.
+pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<TargetShard>, io: T) {
+    let Ok(mut conn) = h2::server::handshake(io).await else { return };
     let body = Bytes::copy_from_slice(shard.response.body());
     // The connection makes progress only while polled: accepting the next stream does that,
     // so answers spawned for earlier streams are written as they are ready.

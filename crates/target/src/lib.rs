@@ -1,7 +1,8 @@
 //! `engine target`: a small, fast HTTP/1.1 server to aim a blast at (demos, self-tests,
 //! calibration). One glommio executor per CPU, all accepting on one port (SO_REUSEPORT).
 //! Keep-alive, pipelining, a fixed body, an optional delay before each response; with
-//! `http2`, HTTP/2 by prior knowledge on the same port (the `h2c` module).
+//! `http2`, HTTP/2 on the same port: by prior knowledge, or by ALPN over TLS (the `h2c`
+//! module).
 
 mod h2c;
 
@@ -47,7 +48,7 @@ pub struct TargetConfig {
     pub shard_cpus: Vec<usize>,
     /// Serve HTTPS with this configuration (`--tls-cert/--tls-key`, or a throwaway one).
     pub tls: Option<Arc<ServerConfig>>,
-    /// Also answer HTTP/2 by prior knowledge (h2c) on the plain port.
+    /// Also answer HTTP/2: by prior knowledge (h2c) on a plain port, by ALPN over TLS.
     pub http2: bool,
 }
 
@@ -95,7 +96,9 @@ impl Target {
         for (i, &cpu) in cfg.shard_cpus.iter().enumerate() {
             // The first shard binds (port 0 picks a port); the others join its port.
             let (shard_stop, served, response) = (stop.clone(), served.clone(), response.clone());
-            let (delay, tls, http2) = (cfg.delay, cfg.tls.clone(), cfg.http2);
+            // Over TLS, HTTP/2 is what ALPN agrees on.
+            let tls = cfg.tls.as_ref().map(|c| if cfg.http2 { engine_tls::offering_h2(c) } else { c.clone() });
+            let (delay, http2) = (cfg.delay, cfg.http2);
             let bind = if i == 0 { listen::Bind::Own(addr) } else { listen::Bind::Join(addr) };
             let started =
                 listen::spawn_bound(Executor::new(format!("target-{i}"), Placement::Fixed(cpu)), bind, move |l| {
@@ -280,6 +283,11 @@ async fn connection(shard: Rc<TargetShard>, tcp: TcpStream) {
     shard.open.borrow_mut().insert(id, tcp.as_raw_fd());
     let _registered = Registered(&shard, id);
     let Some(mut stream) = open(&shard, tcp).await else { return };
+    if let Stream::Tls(t) = &stream {
+        if t.negotiated().alpn == Some("h2") {
+            return h2c::serve(shard.clone(), stream).await;
+        }
+    }
 
     let mut buf: Vec<u8> = Vec::with_capacity(4096);
     // Bytes read and not answered yet: the ones a sniff for HTTP/2 read.
@@ -297,7 +305,7 @@ async fn connection(shard: Rc<TargetShard>, tcp: TcpStream) {
         };
         if is_h2 {
             let Stream::Tcp(tcp) = stream else { return };
-            return h2c::serve(shard.clone(), tcp, buf).await;
+            return h2c::serve_h2c(shard.clone(), tcp, buf).await;
         }
         unanswered = true;
     }

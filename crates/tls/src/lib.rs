@@ -33,7 +33,7 @@ mod verify;
 
 pub use client::{Client, ClientOptions};
 pub use error::{Failure, Reason, SetupError};
-pub use server::{accept, self_signed, server_config};
+pub use server::{accept, offering_h2, self_signed, server_config};
 pub use session::{Need, Negotiated, Session, Side};
 pub use stream::{TlsStream, SCRATCH};
 pub use transport::{handshake_within, Stream};
@@ -44,6 +44,8 @@ pub use rustls::ServerConfig;
 
 /// The one application protocol offered and accepted.
 pub const ALPN_HTTP1: &[u8] = b"http/1.1";
+/// HTTP/2's protocol name in ALPN (RFC 9113 §3.2).
+pub const ALPN_H2: &[u8] = b"h2";
 
 /// A TLS version a user can ask for alone.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

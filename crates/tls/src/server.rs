@@ -42,6 +42,13 @@ fn config_of(
     Ok(Arc::new(config))
 }
 
+/// `config` offering HTTP/2 first in ALPN, then HTTP/1.1 (a server that speaks both).
+pub fn offering_h2(config: &Arc<ServerConfig>) -> Arc<ServerConfig> {
+    let mut both = (**config).clone();
+    both.alpn_protocols = vec![crate::ALPN_H2.to_vec(), ALPN_HTTP1.to_vec()];
+    Arc::new(both)
+}
+
 /// A new server-side connection's TLS state.
 pub fn accept(config: &Arc<ServerConfig>) -> Result<UnbufferedServerConnection, rustls::Error> {
     UnbufferedServerConnection::new(config.clone())

@@ -66,6 +66,8 @@ pub struct Negotiated {
     pub cipher: &'static str,
     /// The session was resumed (an abbreviated handshake).
     pub resumed: bool,
+    /// The application protocol the handshake agreed on (ALPN): `h2`, `http/1.1`, `other`.
+    pub alpn: Option<&'static str>,
 }
 
 pub(crate) fn negotiated_of(state: &rustls::CommonState) -> Negotiated {
@@ -75,7 +77,12 @@ pub(crate) fn negotiated_of(state: &rustls::CommonState) -> Negotiated {
         _ => "unknown",
     };
     let cipher = state.negotiated_cipher_suite().and_then(|s| s.suite().as_str()).unwrap_or("unknown");
-    Negotiated { version, cipher, resumed: state.handshake_kind() == Some(HandshakeKind::Resumed) }
+    let alpn = state.alpn_protocol().map(|p| match p {
+        crate::ALPN_H2 => "h2",
+        crate::ALPN_HTTP1 => "http/1.1",
+        _ => "other",
+    });
+    Negotiated { version, cipher, resumed: state.handshake_kind() == Some(HandshakeKind::Resumed), alpn }
 }
 
 /// What a handshake needs next.
@@ -295,7 +302,7 @@ impl<S: Side> Session<S> {
         match &self.conn {
             Engine::Rustls(conn) => negotiated_of(conn),
             Engine::Records(r) => r.negotiated,
-            Engine::Switching => Negotiated { version: "unknown", cipher: "unknown", resumed: false },
+            Engine::Switching => Negotiated { version: "unknown", cipher: "unknown", resumed: false, alpn: None },
         }
     }
 

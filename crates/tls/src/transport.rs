@@ -115,3 +115,36 @@ impl<S: Side> Stream<S> {
         matches!(self, Stream::Tls(t) if t.truncated())
     }
 }
+
+/// tokio's io traits, for a protocol built on them (`h2`) over either kind of stream. A read
+/// zero-fills the caller's unfilled buffer first (`h2` hands a fresh one to each read, so that
+/// is every read's cost: 13% of a load generator's throughput, benches/RESULTS.md; a server
+/// such as `engine target` can afford it).
+impl<S: Side> tokio::io::AsyncRead for Stream<S> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        match Stream::poll_read(this, cx, buf.initialize_unfilled()) {
+            Poll::Ready(Ok(n)) => {
+                buf.advance(n);
+                Poll::Ready(Ok(()))
+            }
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: Side> tokio::io::AsyncWrite for Stream<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Stream::poll_write(self.get_mut(), cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Stream::poll_flush(self.get_mut(), cx)
+    }
+
+    /// What is queued is sent; the socket closes with the stream.
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Stream::poll_flush(self.get_mut(), cx)
+    }
+}
