@@ -544,6 +544,15 @@ impl Plan {
         self.parts.iter().map(|p| p.shard_conns(self.shard_cpus.len(), i)).sum()
     }
 
+    /// Some closed part's connections change during the run (a ramp, a start after the run's
+    /// or an end before it): the shards admit them again each tick.
+    pub fn admission_varies(&self) -> bool {
+        self.parts
+            .iter()
+            .filter(|p| matches!(p.model, Model::Closed(_)))
+            .any(|p| !p.model.profile().is_constant() || !p.start.is_zero() || p.end() < self.duration)
+    }
+
     /// The level the plan asks for `t` seconds after the start: connections (closed) or a
     /// rate (open), summed over the parts that share the model (0 when they do not).
     pub fn level_at(&self, t: f64) -> f64 {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use engine_results::stats::ShardStats;
 use engine_runtime::tick;
 
-use crate::plan::{split, Model, Part, Plan};
+use crate::plan::Plan;
 use crate::state::Shard;
 
 /// How long in-flight requests may still complete after the run's end (capped by
@@ -96,8 +96,8 @@ impl Reporter<'_> {
 pub(crate) async fn run(cfg: ShardConfig) {
     let conns = cfg.plan.shard_conns(cfg.index) as usize;
     let shard = Shard::new(cfg.plan.clone(), cfg.index, seed(cfg.index));
-    let admit = Admission::new(&cfg.plan, cfg.index, &shard);
-    admit.set(&shard, 0.0);
+    shard.admit(0.0);
+    let ramps = cfg.plan.admission_varies();
     let tasks: Vec<_> = (0..conns).map(|i| glommio::spawn_local(crate::conn::run(shard.clone(), i))).collect();
     let sweeper = glommio::spawn_local(sweep(shard.clone()));
 
@@ -116,8 +116,8 @@ pub(crate) async fn run(cfg: ShardConfig) {
         if now >= end {
             break false;
         }
-        if admit.varies {
-            admit.set(&shard, (now - start).as_secs_f64());
+        if ramps {
+            shard.admit((now - start).as_secs_f64());
         }
         let wake = reporter.at.min(end).min(now + tick(CONTROL_TICK));
         glommio::timer::sleep(wake.saturating_duration_since(now)).await;
@@ -140,46 +140,6 @@ pub(crate) async fn run(cfg: ShardConfig) {
         glommio::timer::sleep(Duration::from_millis(1)).await;
     }
     reporter.send(&shard, true);
-}
-
-/// How many of each part's connections run: all of an open part's (its schedule paces
-/// them), and of a closed part's its level at the time (ramps, its start and its end), split
-/// over the shards as its connections are.
-struct Admission {
-    /// Per part: its closed-model profile (`None`: every connection runs), its connections here.
-    parts: Vec<(Option<Part>, u64)>,
-    shards: usize,
-    index: usize,
-    /// Some part's level changes during the run: it is set again each tick.
-    varies: bool,
-}
-
-impl Admission {
-    fn new(plan: &Plan, index: usize, shard: &Shard) -> Self {
-        let shards = plan.shard_cpus.len();
-        let parts: Vec<(Option<Part>, u64)> = plan
-            .parts
-            .iter()
-            .enumerate()
-            .map(|(k, p)| (matches!(p.model, Model::Closed(_)).then(|| p.clone()), shard.part_conns(k)))
-            .collect();
-        let varies = parts
-            .iter()
-            .filter_map(|(p, _)| p.as_ref())
-            .any(|p| !p.model.profile().is_constant() || !p.start.is_zero() || p.end() < plan.duration);
-        Admission { parts, shards, index, varies }
-    }
-
-    /// Admits each part's connections for the run's time `t` (seconds).
-    fn set(&self, shard: &Shard, t: f64) {
-        for (k, (closed, conns)) in self.parts.iter().enumerate() {
-            let n = match closed {
-                Some(p) => split(p.level_at(t).round() as u64, self.shards, self.index).min(*conns),
-                None => *conns,
-            };
-            shard.set_active(k, n);
-        }
-    }
 }
 
 /// Connect phase: all connections open before the clock starts, so a run at 10,000

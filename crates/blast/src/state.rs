@@ -15,7 +15,7 @@ use engine_results::stats::ShardStats;
 use futures_lite::future::poll_fn;
 use glommio::sync::{Permit, Semaphore};
 
-use crate::plan::{Model, Plan};
+use crate::plan::{split, Model, Plan};
 use crate::schedule::{Arrivals, Picker};
 
 /// One read buffer per shard, shared by its connections in turn: large enough for a whole
@@ -109,14 +109,10 @@ struct ShardPart {
     active: Cell<u64>,
     /// The open model's arrival schedule (seconds after the part's start).
     arrivals: Option<RefCell<Arrivals>>,
-    /// The run's time at which its schedule starts.
-    start: Duration,
-    /// Which of its requests comes next (an index into the plan's).
+    /// Which of its requests comes next (an index among its own).
     picker: RefCell<Picker>,
-    requests_from: usize,
-    /// Which of its flows a user starts next.
+    /// Which of its flows a user starts next (an index among its own).
     flow_picker: RefCell<Picker>,
-    flows_from: usize,
 }
 
 pub(crate) struct Shard {
@@ -180,11 +176,8 @@ impl Shard {
                 conns,
                 active: Cell::new(0),
                 arrivals,
-                start: p.start,
                 picker: RefCell::new(Picker::new(plan.requests[p.requests.clone()].iter().map(|r| r.weight))),
-                requests_from: p.requests.start,
                 flow_picker: RefCell::new(Picker::new(plan.flows[p.flows.clone()].iter().map(|f| f.weight))),
-                flows_from: p.flows.start,
             });
             slots.extend((0..conns).map(|_| Slot::new(k)));
         }
@@ -372,9 +365,18 @@ impl Shard {
         self.slots[slot].part as usize
     }
 
-    /// Its connections of each part of the plan.
-    pub fn part_conns(&self, part: usize) -> u64 {
-        self.parts[part].conns as u64
+    /// Admits each part's connections for the run's time `t` (seconds): all of an open
+    /// part's (its schedule paces them), and of a closed part's its level then (ramps, its
+    /// start and its end), split over the shards as its connections are.
+    pub fn admit(&self, t: f64) {
+        for (k, p) in self.plan.parts.iter().enumerate() {
+            let conns = self.parts[k].conns as u64;
+            let n = match p.model {
+                Model::Closed(_) => split(p.level_at(t).round() as u64, self.shards as usize, self.index as usize),
+                Model::Open(_) => conns,
+            };
+            self.set_active(k, n.min(conns));
+        }
     }
 
     /// Sets how many of a part's connections may run, waking the ones a ramp-up admits.
@@ -411,7 +413,8 @@ impl Shard {
             Some(a) => {
                 let offset = a.borrow_mut().next()?;
                 self.due_held.set(self.due_held.get() + 1);
-                let due = self.start.get().unwrap_or_else(Instant::now) + p.start + Duration::from_secs_f64(offset);
+                let start = self.plan.parts[part].start;
+                let due = self.start.get().unwrap_or_else(Instant::now) + start + Duration::from_secs_f64(offset);
                 Some(Some((due, DueHeld(self))))
             }
         }
@@ -419,14 +422,12 @@ impl Shard {
 
     /// Which of the part's requests to send next (weighted): an index into the plan's.
     pub fn pick_request(&self, part: usize) -> usize {
-        let p = &self.parts[part];
-        p.requests_from + p.picker.borrow_mut().next()
+        self.plan.parts[part].requests.start + self.parts[part].picker.borrow_mut().next()
     }
 
     /// Which of the part's flows a user starts next (weighted): an index into the plan's.
     pub fn pick_flow(&self, part: usize) -> usize {
-        let p = &self.parts[part];
-        p.flows_from + p.flow_picker.borrow_mut().next()
+        self.plan.parts[part].flows.start + self.parts[part].flow_picker.borrow_mut().next()
     }
 
     /// A uniform draw in [0, 1) from the shard's generator (step probabilities, think times).

@@ -158,9 +158,7 @@ fn merged_totals(inputs: &[Input], summaries: &[&Summary], names: &[String]) -> 
         let c = &mut totals.counters;
         c.requests += s.requests;
         s.errors.add_to(c);
-        for (code, n) in &s.status {
-            c.status_n(code.parse().unwrap_or(0), *n);
-        }
+        c.add_statuses(&s.status);
         c.bytes_sent += s.bytes.sent;
         c.bytes_received += s.bytes.received;
         c.conns_opened += s.connections.opened;
@@ -185,9 +183,7 @@ fn merged_totals(inputs: &[Input], summaries: &[&Summary], names: &[String]) -> 
                 let c: &mut NameStats = &mut totals.names[k];
                 c.counters.requests += n.requests;
                 n.errors.add_to(&mut c.counters);
-                for (code, count) in &n.status {
-                    c.counters.status_n(code.parse().unwrap_or(0), *count);
-                }
+                c.counters.add_statuses(&n.status);
             }
         }
     }

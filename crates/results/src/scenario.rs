@@ -2,12 +2,10 @@
 //! Its counts are its own (connection failures included); its latency is the merge of its
 //! requests' histograms, so a fleet's merge gives it exactly too.
 
-use std::collections::BTreeMap;
-
 use hdrhistogram::Histogram;
 
 use crate::stats::Counters;
-use crate::summary::{round3, Errors, Latency, NamedSummary, Planned, ScenarioSummary};
+use crate::summary::{round3, Errors, Latency, Planned, ScenarioSummary};
 
 impl ScenarioSummary {
     /// A scenario's figures from its counts and its latency, in a run that lasted `ran_s`.
@@ -39,11 +37,7 @@ impl ScenarioSummary {
     pub fn counters(&self) -> Counters {
         let mut c = Counters::default();
         c.requests = self.requests;
-        for (code, n) in &self.status {
-            if let Ok(code) = code.parse::<u16>() {
-                c.status_n(code, *n);
-            }
-        }
+        c.add_statuses(&self.status);
         self.errors.add_to(&mut c);
         c.sent = self.sent;
         c.abandoned = self.abandoned;
@@ -54,14 +48,6 @@ impl ScenarioSummary {
 /// The names of `scenario`'s requests among a run's: `SCENARIO.…`.
 pub fn is_of(scenario: &str, request: &str) -> bool {
     request.strip_prefix(scenario).is_some_and(|rest| rest.starts_with('.'))
-}
-
-/// A scenario's requests' names in a summary's `requests_by_name`.
-pub fn requests_of<'a>(
-    scenario: &'a str,
-    names: &'a BTreeMap<String, NamedSummary>,
-) -> impl Iterator<Item = &'a String> + 'a {
-    names.keys().filter(move |n| is_of(scenario, n))
 }
 
 /// Its lines in the terminal's summary: its load, its figures, its schedule.

@@ -154,6 +154,14 @@ impl Counters {
         self.status[code as usize % STATUS_SLOTS] += n;
     }
 
+    /// Counts a summary's responses by status (`"200": n`; merging runs). A key that is not a
+    /// number is counted as status 0.
+    pub fn add_statuses(&mut self, status: &std::collections::BTreeMap<String, u64>) {
+        for (code, n) in status {
+            self.status_n(code.parse().unwrap_or(0), *n);
+        }
+    }
+
     /// `(status, count)` for every status seen, ascending.
     pub fn statuses(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
         self.status.iter().enumerate().filter(|(_, &n)| n > 0).map(|(c, &n)| (c as u16, n))

@@ -122,6 +122,16 @@ fn rate_of(errors: &Errors, responses: u64) -> f64 {
 }
 
 impl Figures {
+    /// The figures of one part of a run (a named request, a scenario) in place of the run's.
+    fn narrow(&mut self, latency: Latency, errors: &Errors, responses: u64, rps: f64) {
+        self.latency_ms = latency;
+        self.errors = errors.total;
+        self.responses = responses;
+        self.error_rate = rate_of(errors, responses);
+        self.attempts = attempts_of(errors, responses);
+        self.rps = rps;
+    }
+
     /// The figures of the part of a finished run `sel` selects; `None` when the run has no
     /// such part (a name it did not send, a status class it did not see).
     pub fn of_summary(s: &Summary, sel: &Selector) -> Option<Self> {
@@ -146,21 +156,11 @@ impl Figures {
                 let Some(named) = s.requests_by_name.get(n) else {
                     return f.checks.is_some().then_some(f);
                 };
-                f.latency_ms = named.latency_ms;
-                f.errors = named.errors.total;
-                f.responses = named.requests;
-                f.error_rate = rate_of(&named.errors, named.requests);
-                f.attempts = attempts_of(&named.errors, named.requests);
-                f.rps = named.rps;
+                f.narrow(named.latency_ms, &named.errors, named.requests, named.rps);
             }
             Selector::Scenario(n) => {
                 let sc = s.scenarios.get(n)?;
-                f.latency_ms = sc.latency_ms;
-                f.errors = sc.errors.total;
-                f.responses = sc.requests;
-                f.error_rate = rate_of(&sc.errors, sc.requests);
-                f.attempts = attempts_of(&sc.errors, sc.requests);
-                f.rps = sc.rps;
+                f.narrow(sc.latency_ms, &sc.errors, sc.requests, sc.rps);
                 f.checks = None;
             }
             Selector::Ok => {
