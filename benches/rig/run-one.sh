@@ -5,6 +5,8 @@
 # The generator runs pinned to CPU 1 (nginx is on CPU 0) under GNU time and a hard timeout.
 # 'served' is the delta of nginx's own request counter (stub_status), not what the tool claims.
 # env overrides: URL, WRK, H2LOAD, HEY, OHA, AB, GL2, ENGINE_BIN, RAW_DIR, GEN_CPU
+# HTTP/2: STREAMS=N runs h2load, oha and engine over HTTP/2 with N streams a connection (h2c
+# on http:// by prior knowledge: the rig's :18082; h2 by ALPN on https://: :18444).
 set -uo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -17,8 +19,9 @@ raw_dir="${RAW_DIR:-/tmp/bench-raw}"
 cpu="${GEN_CPU:-1}"
 mkdir -p "$raw_dir"
 stamp="$(date +%Y%m%d-%H%M%S)-$$"
-out="$raw_dir/$gen-c$conns-d$dur-$stamp.out"
-tfile="$raw_dir/$gen-c$conns-d$dur-$stamp.time"
+streams="${STREAMS:-}"
+out="$raw_dir/$gen-c$conns${streams:+x$streams}-d$dur-$stamp.out"
+tfile="$raw_dir/$gen-c$conns${streams:+x$streams}-d$dur-$stamp.time"
 
 case "$url" in
     http://127.0.0.1:*|http://localhost:*|http://\[::1\]:*) ;;
@@ -35,11 +38,13 @@ case "$gen" in
     wrk)    bin="$(pick "${WRK:-}" wrk)" || { echo "wrk not found" >&2; exit 3; }
             cmd=("$bin" -t1 -c"$conns" -d"${dur}s" "$url") ;;
     h2load) bin="$(pick "${H2LOAD:-}" h2load)" || { echo "h2load not found" >&2; exit 3; }
-            cmd=("$bin" --h1 -t1 -c"$conns" -D "$dur" -n 1000000000 "$url") ;;
+            if [[ -n "$streams" ]]; then cmd=("$bin" -t1 -c"$conns" -m"$streams" -D "$dur" -n 1000000000 "$url")
+            else cmd=("$bin" --h1 -t1 -c"$conns" -D "$dur" -n 1000000000 "$url"); fi ;;
     hey)    bin="$(pick "${HEY:-}" hey)" || { echo "hey not found" >&2; exit 3; }
             cmd=("$bin" -cpus 1 -c "$conns" -z "${dur}s" "$url") ;;
     oha)    bin="$(pick "${OHA:-}" oha)" || { echo "oha not found (cargo install oha --locked)" >&2; exit 3; }
             cmd=("$bin" -c "$conns" -z "${dur}s" --no-tui "$url")
+            [[ -n "$streams" ]] && cmd+=(--http2 -p "$streams")
             [[ $url == https:* ]] && cmd+=(--insecure) ;;
     ab)     bin="$(pick "${AB:-}" ab)" || { echo "ab not found" >&2; exit 3; }
             # -t alone implies -n 50000, so -n must come after it
@@ -47,7 +52,9 @@ case "$gen" in
     engine) [[ -n "${ENGINE_BIN:-}" && -x "${ENGINE_BIN:-}" ]] || { echo "engine: set ENGINE_BIN to an executable engine binary" >&2; exit 3; }
             bin="$ENGINE_BIN"
             cmd=("$bin" blast "$url" --conns "$conns" --duration "${dur}s")
-            [[ $url == https:* ]] && cmd+=(--cacert "$("$here/target.sh" cacert)") ;;
+            [[ $url == https:* ]] && cmd+=(--cacert "$("$here/target.sh" cacert)")
+            if [[ -n "$streams" && $url == https:* ]]; then cmd+=(--http2 --streams "$streams")
+            elif [[ -n "$streams" ]]; then cmd+=(--http2-prior-knowledge --streams "$streams"); fi ;;
     *) echo "unknown generator $gen" >&2; exit 2 ;;
 esac
 
@@ -118,11 +125,11 @@ fi
 [[ $rc -eq 124 || $rc -eq 137 ]] && sample="killed by timeout after ${limit}s; ${sample}"
 sample="$(echo "$sample" | tr -s ' \t' ' ' | tr '"' "'" | cut -c1-200)"
 
-awk -v g="$gen" -v c="$conns" -v d="$dur" -v served="$served" -v wall="$wall" -v u="$user" -v s="$sys" \
+awk -v g="$gen" -v c="$conns" -v strm="${streams:+x$streams}" -v d="$dur" -v served="$served" -v wall="$wall" -v u="$user" -v s="$sys" \
     -v rss="$rss" -v rep="${rep:-NA}" -v errs="${errs:-NA}" -v det="$detail" -v rc="$rc" \
     -v st="$(( s1 - s0 ))" -v hz="$hz" -v raw="$out" -v smp="$sample" 'BEGIN {
     cpu = u + s
-    printf "generator=%s conns=%s duration=%s served=%d wall_s=%.2f rps_served=%.0f rps_nominal=%.0f", g, c, d, served, wall, (wall > 0 ? served / wall : 0), served / d
+    printf "generator=%s conns=%s%s duration=%s served=%d wall_s=%.2f rps_served=%.0f rps_nominal=%.0f", g, c, strm, d, served, wall, (wall > 0 ? served / wall : 0), served / d
     printf " gen_user_s=%.2f gen_sys_s=%.2f gen_cpu_util=%.2f served_per_cpu_s=%.0f gen_max_rss_kb=%d", u, s, (wall > 0 ? cpu / wall : 0), (cpu > 0 ? served / cpu : 0), rss
     printf " srv_cpu_util=%.2f gen_reported_rps=%s errors=%s", (wall > 0 ? st / hz / wall : 0), rep, errs
     if (det != "") printf " err_detail=%s", det

@@ -9,8 +9,8 @@ use engine_results::thresholds::Expr;
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    about = "Generate HTTP/1.1 load against URL and measure it",
-    long_about = "Generate HTTP/1.1 load against URL from many keep-alive connections and measure it.\n\n\
+    about = "Generate HTTP/1.1 or HTTP/2 load against URL and measure it",
+    long_about = "Generate HTTP/1.1 load (or HTTP/2 with --http2, --http2-prior-knowledge) against URL from many keep-alive connections and measure it.\n\n\
         Closed model (default): each connection sends its next request as soon as the previous \
         response completes. Open model (--rate): requests are due on a fixed schedule, and latency \
         is measured from when each was due, so a stalled server shows in the percentiles \
@@ -23,7 +23,9 @@ use engine_results::thresholds::Expr;
         engine blast http://127.0.0.1:8080/ --profile stress --peak 20000 --rate 0 -c 500 --print-plan\n  \
         engine blast http://127.0.0.1:8080/api -m POST -H 'Content-Type: application/json' -b @body.json\n  \
         engine blast http://127.0.0.1:8080/ --json - > summary.json\n  \
-        engine blast https://127.0.0.1:8443/ --cacert ca.pem -H 'Connection: close' --no-tls-resume\n\n\
+        engine blast https://127.0.0.1:8443/ --cacert ca.pem -H 'Connection: close' --no-tls-resume\n  \
+        engine blast https://127.0.0.1:8443/ --http2 --streams 10 -c 64 --cacert ca.pem\n  \
+        engine blast http://127.0.0.1:8080/ --http2-prior-knowledge --streams 10 -c 64\n\n\
         Exit codes: 0 success, 2 usage or configuration error, 3 target unreachable before the start, \
         4 a threshold failed, 5 stopped by a safety stop, 130 interrupted (the summary is still \
         printed and written)."
@@ -155,6 +157,31 @@ pub struct BlastArgs {
     pub source_ips: Option<SourceIps>,
     #[command(flatten)]
     pub tls: crate::tls_args::TlsArgs,
+    /// HTTP/2 over https:// agreed by ALPN: h2 offered before http/1.1, and the server's choice
+    /// spoken (the summary counts connections by protocol). For http:// use
+    /// --http2-prior-knowledge
+    #[arg(long, conflicts_with = "http2_prior_knowledge")]
+    pub http2: bool,
+    /// HTTP/2 without asking: h2c on http:// (the connection preface at once), h2 on https://
+    /// with no fallback to HTTP/1.1
+    #[arg(long)]
+    pub http2_prior_knowledge: bool,
+    /// Concurrent streams per HTTP/2 connection (h2load's -m): the closed model keeps
+    /// conns x streams requests in flight; a server's SETTINGS_MAX_CONCURRENT_STREAMS caps it
+    /// (the summary says so) [default: 1]
+    #[arg(long, value_name = "N")]
+    pub streams: Option<u32>,
+    /// HTTP/2 stream window in bytes (SETTINGS_INITIAL_WINDOW_SIZE), to test a server's flow
+    /// control [default: 1073741823, h2load's]
+    #[arg(long, value_name = "BYTES")]
+    pub window: Option<u32>,
+    /// HTTP/2 connection window in bytes [default: 1073741823]
+    #[arg(long, value_name = "BYTES")]
+    pub connection_window: Option<u32>,
+    /// The largest response header list accepted (SETTINGS_MAX_HEADER_LIST_SIZE); a larger one
+    /// fails its request (error kind `h2`) [default: 65536]
+    #[arg(long, value_name = "BYTES")]
+    pub max_header_list: Option<u32>,
     /// Serve Prometheus metrics (GET /metrics) on ADDR while the run lasts, e.g. 127.0.0.1:9464
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -197,6 +224,17 @@ impl From<&BlastArgs> for engine_blast::Flags {
                 .map(|(index, count)| engine_results::summary::Worker { index, count }),
             start_at: a.start_at,
             source_ips: a.source_ips.as_ref().map(|s| s.0.clone()).unwrap_or_default(),
+            http2: engine_blast::plan::Http2Input {
+                protocol: match (a.http2, a.http2_prior_knowledge) {
+                    (_, true) => engine_blast::plan::Protocol::Http2PriorKnowledge,
+                    (true, false) => engine_blast::plan::Protocol::Http2,
+                    (false, false) => engine_blast::plan::Protocol::Http1,
+                },
+                streams: a.streams.unwrap_or(1),
+                window: a.window,
+                connection_window: a.connection_window,
+                max_header_list: a.max_header_list,
+            },
             ..Default::default()
         }
     }

@@ -502,7 +502,7 @@ fn report_reads_summaries_typed_and_refuses_what_it_cannot_trust() {
     let dir = std::env::temp_dir().join(format!("engine-typed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let real = real_summary();
-    assert_eq!(real["schema_version"], 4);
+    assert_eq!(real["schema_version"], 5);
     let write = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
         let mut v = real.clone();
         edit(&mut v);
@@ -514,7 +514,7 @@ fn report_reads_summaries_typed_and_refuses_what_it_cannot_trust() {
     type Edit<'a> = &'a dyn Fn(&mut serde_json::Value);
     let cases: [(&str, Edit, &str); 4] = [
         ("no-p95.json", &|v| drop(v["latency_ms"].as_object_mut().unwrap().remove("p95")), "missing field `p95`"),
-        ("newer.json", &|v| v["schema_version"] = 99.into(), "schema version 99, newer than this engine reads (4)"),
+        ("newer.json", &|v| v["schema_version"] = 99.into(), "schema version 99, newer than this engine reads (5)"),
         ("older.json", &|v| drop(v.as_object_mut().unwrap().remove("schema_version")), "written by an older engine"),
         ("typo.json", &|v| v["rps"] = "fast".into(), "invalid type"),
     ];
@@ -531,6 +531,15 @@ fn report_reads_summaries_typed_and_refuses_what_it_cannot_trust() {
         v["errors"].as_object_mut().unwrap().remove("check");
     });
     let o = engine(&["report", "compare", &good, &v3]);
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    // Schema 4 (before HTTP/2) reads as a run without HTTP/2 errors.
+    let v4 = write("v4.json", &|v| {
+        v["schema_version"] = 4.into();
+        let e = v["errors"].as_object_mut().unwrap();
+        e.remove("reset_stream");
+        e.remove("h2");
+    });
+    let o = engine(&["report", "compare", &good, &v4]);
     assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
     for (name, edit, want) in cases {
         let bad = write(name, edit);

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime};
 
+use engine_results::http2::Http2Summary;
 use engine_results::observe::{Flow, Interval, Observer};
 use engine_results::stats::Totals;
 use engine_results::summary::{
@@ -211,6 +212,10 @@ impl<'p> Collector<'p> {
             None => Model::Closed,
         };
         summary.checks = ChecksSummary::new(&plan.check_names, &self.totals.checks);
+        if let Some(h) = &plan.http2 {
+            let counts = self.totals.http2.as_deref().cloned().unwrap_or_default();
+            summary.http2 = Some(Http2Summary::new(h.mode(plan.target.tls), u64::from(h.streams), &counts));
+        }
         for (r, n) in plan.requests.iter().zip(&self.totals.names) {
             summary.requests_by_name.insert(r.name.clone(), NamedSummary::new(&r.method, r.weight, n, elapsed));
         }

@@ -36,6 +36,20 @@ pub fn banner(plan: &Plan) -> String {
             plan.busy_poll.map_or(String::new(), |d| format!(", busy-polling {d:?}")),
             human_duration(plan.duration.as_secs_f64()),
         ) + &plan.worker.map_or(String::new(), |w| format!(" — worker {} of {} (its share)", w.index, w.count));
+    if let Some(h) = &plan.http2 {
+        let how = match h.mode(plan.target.tls) {
+            "h2c" => "h2c by prior knowledge",
+            "h2" => "h2 by prior knowledge (no fallback)",
+            _ => "h2 by ALPN, or HTTP/1.1 if the server chooses it",
+        };
+        let _ = write!(
+            text,
+            "
+  HTTP/2: {how}, {} stream{} per connection",
+            h.streams,
+            if h.streams == 1 { "" } else { "s" }
+        );
+    }
     if plan.single().is_none() {
         for p in &plan.parts {
             let sends = match p.flows.len() {

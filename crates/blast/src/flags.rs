@@ -74,6 +74,8 @@ pub struct Flags {
     pub baseline: Option<f64>,
     /// From the scenario: its `[[scenario]]`s, each with its own load and requests.
     pub parts: Vec<PartInput>,
+    /// `--http2`, `--http2-prior-knowledge`, `--streams` and HTTP/2's windows.
+    pub http2: crate::plan::Http2Input,
 }
 
 /// Why the options cannot make a plan.
@@ -196,6 +198,7 @@ impl Flags {
         input.checks = self.checks.clone();
         input.max_users = self.max_users;
         input.parts = self.parts.clone();
+        input.http2 = self.http2.clone();
         Ok(input)
     }
 

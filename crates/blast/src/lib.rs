@@ -35,6 +35,8 @@ mod control;
 pub mod describe;
 pub mod flags;
 mod fleet;
+mod h2req;
+mod link;
 pub mod metrics;
 pub mod plan;
 pub mod profiles;

@@ -14,12 +14,14 @@ use engine_runtime::limits::{self, LimitError};
 
 mod checks;
 mod expect;
+mod http2;
 mod parts;
 mod scenario;
 mod when;
 use checks::plan_checks;
 pub use checks::Keep;
 pub use expect::StatusSet;
+pub use http2::{Http2Input, Http2Plan, Protocol, DEFAULT_MAX_HEADER_LIST, DEFAULT_WINDOW, MAX_STREAMS};
 pub use parts::{Part, PartInput};
 use scenario::{plan_flows, plan_requests};
 pub use scenario::{
@@ -87,6 +89,8 @@ pub struct PlanInput {
     pub parts: Vec<PartInput>,
     /// TLS options for an https:// URL.
     pub tls: engine_tls::ClientOptions,
+    /// HTTP/2 (`--http2`, `--http2-prior-knowledge`, `--streams`); HTTP/1.1 by default.
+    pub http2: Http2Input,
 }
 
 pub use engine_results::summary::Worker;
@@ -135,6 +139,7 @@ impl PlanInput {
             max_users: None,
             parts: Vec::new(),
             tls: engine_tls::ClientOptions::default(),
+            http2: Http2Input::default(),
         }
     }
 }
@@ -214,6 +219,8 @@ pub struct Plan {
     pub busy_poll: Option<Duration>,
     /// https:// targets: the client configuration (each shard takes its own copy).
     pub tls: Option<TlsPlan>,
+    /// HTTP/2 runs only.
+    pub http2: Option<Http2Plan>,
 }
 
 impl From<engine_tls::SetupError> for PlanError {
@@ -250,6 +257,8 @@ pub enum PlanError {
     Tls(engine_tls::SetupError),
     #[error("cannot resolve '{host}': {reason}")]
     Resolve { host: String, reason: String },
+    #[error("{0}")]
+    Http2(String),
     #[error("--conns must be at least 1")]
     NoConns,
     #[error("--duration must be more than 0")]
@@ -305,7 +314,15 @@ impl PlanInput {
             self.take_worker_share(w)?;
         }
         let target = parse_target(&self.url)?;
-        let tls = target.tls.then(|| TlsPlan::new(&self.tls, &target)).transpose()?;
+        let http2 = self.http2.plan(&target)?;
+        let mut tls = target.tls.then(|| TlsPlan::new(&self.tls, &target)).transpose()?;
+        if let (Some(t), Some(h)) = (tls.as_mut(), &http2) {
+            // Prior knowledge offers only h2: a server that picks nothing is spoken h2 to all
+            // the same (no fallback), as curl does.
+            let offer: &[&[u8]] =
+                if h.prior_knowledge { &[engine_tls::ALPN_H2] } else { &[engine_tls::ALPN_H2, engine_tls::ALPN_HTTP1] };
+            t.client = t.client.with_alpn(offer);
+        }
         let named = !self.parts.is_empty();
         let inputs = if named { std::mem::take(&mut self.parts) } else { vec![self.only_part()] };
         let shapes = parts::shapes(&inputs, named)?;
@@ -374,6 +391,9 @@ impl PlanInput {
             let columns = self.data.as_ref().map(|d| d.columns.as_slice()).unwrap_or_default();
             r.request.resolve_columns(columns).map_err(|e| PlanError::Request { name, reason: e.to_string() })?;
         }
+        if http2.is_some() {
+            http2::check_requests(&requests, target.tls)?;
+        }
         Ok(Plan {
             target,
             requests,
@@ -393,6 +413,7 @@ impl PlanInput {
             source_ips: self.source_ips,
             busy_poll: self.busy_poll.filter(|d| !d.is_zero()),
             tls,
+            http2,
         })
     }
 }

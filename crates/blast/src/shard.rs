@@ -94,7 +94,9 @@ impl Reporter<'_> {
 }
 
 pub(crate) async fn run(cfg: ShardConfig) {
-    let conns = cfg.plan.shard_conns(cfg.index) as usize;
+    // A slot per connection, or per stream of each connection in an HTTP/2 run.
+    let streams = cfg.plan.http2.as_ref().map_or(1, |h| h.streams as usize);
+    let conns = cfg.plan.shard_conns(cfg.index) as usize * streams;
     let shard = Shard::new(cfg.plan.clone(), cfg.index, seed(cfg.index));
     shard.admit(0.0);
     let ramps = cfg.plan.admission_varies();
@@ -126,6 +128,7 @@ pub(crate) async fn run(cfg: ShardConfig) {
     // Dropping a glommio task cancels it; each connection's guard settles its gauges.
     drop(tasks);
     drop(sweeper);
+    shard.close_links();
     // A cancelled task's future is dropped when the executor next runs it: let that happen
     // so the guards settle the gauges and count the abandoned requests and connects before
     // the last snapshot.

@@ -15,6 +15,8 @@ use engine_results::stats::ShardStats;
 use futures_lite::future::poll_fn;
 use glommio::sync::{Permit, Semaphore};
 
+use crate::h2req::{self, H2Request};
+use crate::link::Link;
 use crate::plan::{split, Model, Plan};
 use crate::schedule::{Arrivals, Picker};
 
@@ -82,9 +84,18 @@ impl Slot {
     /// shut down when it has just been marked.
     fn sweep(&self, now: Instant, timeout: Duration) -> Option<i32> {
         let late = self.started.get().is_some_and(|s| now.duration_since(s) >= timeout);
-        if late && !self.timed_out.get() && self.fd.get() >= 0 {
+        if !late || self.timed_out.get() {
+            return None;
+        }
+        if self.fd.get() >= 0 {
             self.timed_out.set(true);
             return Some(self.fd.get());
+        }
+        // An HTTP/2 stream has no socket of its own: its task, woken, sees the mark and
+        // cancels the stream (RST_STREAM), leaving the connection to the other streams.
+        if let Some(w) = self.waker.take() {
+            self.timed_out.set(true);
+            w.wake();
         }
         None
     }
@@ -100,7 +111,8 @@ impl Drop for DueHeld<'_> {
 }
 
 /// This shard's share of one part (scenario) of the plan: its connections (slots
-/// `first..first + conns`), how many of them a ramp admits, its arrivals and its pickers.
+/// `first..first + conns × streams`), how many of them a ramp admits, its arrivals and its
+/// pickers.
 struct ShardPart {
     first: usize,
     conns: usize,
@@ -151,6 +163,12 @@ pub(crate) struct Shard {
     seq: Cell<u64>,
     /// https:// targets: this shard's TLS client, with its own session cache.
     tls: Option<engine_tls::Client>,
+    /// Slots per connection: `--streams` in an HTTP/2 run, else 1.
+    streams: usize,
+    /// HTTP/2: one per connection, shared by its `streams` slots.
+    links: Box<[Link]>,
+    /// HTTP/2: each planned request converted once (`None`: templated, converted per send).
+    h2_requests: Box<[Option<H2Request>]>,
 }
 
 impl Shard {
@@ -158,6 +176,17 @@ impl Shard {
         let shards = plan.shard_cpus.len();
         let named = if plan.named() { plan.requests.len() } else { 0 };
         let scenarios = if plan.scenarios() { plan.parts.len() } else { 0 };
+        let streams = plan.http2.as_ref().map_or(1, |h| h.streams as usize);
+        let scheme = if plan.target.tls { "https" } else { "http" };
+        let h2_requests = match plan.http2 {
+            None => Vec::new(),
+            // Each converted when the plan was built, so this cannot fail here.
+            Some(_) => plan
+                .requests
+                .iter()
+                .map(|r| (!r.request.is_templated()).then(|| h2req::convert(r.request.bytes(), scheme).ok()).flatten())
+                .collect(),
+        };
         let mut slots = Vec::new();
         let mut parts = Vec::with_capacity(plan.parts.len());
         for (k, p) in plan.parts.iter().enumerate() {
@@ -179,8 +208,10 @@ impl Shard {
                 picker: RefCell::new(Picker::new(plan.requests[p.requests.clone()].iter().map(|r| r.weight))),
                 flow_picker: RefCell::new(Picker::new(plan.flows[p.flows.clone()].iter().map(|f| f.weight))),
             });
-            slots.extend((0..conns).map(|_| Slot::new(k)));
+            slots.extend((0..conns * streams).map(|_| Slot::new(k)));
         }
+        let links =
+            if plan.http2.is_some() { (0..slots.len() / streams).map(|_| Link::new()).collect() } else { Vec::new() };
         Rc::new(Shard {
             stats: RefCell::new(ShardStats::with_names(named, scenarios)),
             values: RefCell::new(Values { seq: 0, rng: Rng::new(seed), data: plan.data.clone(), row: 0 }),
@@ -203,6 +234,9 @@ impl Shard {
             go: Semaphore::new(0),
             parts: parts.into_boxed_slice(),
             start: Cell::new(None),
+            streams,
+            links: links.into_boxed_slice(),
+            h2_requests: h2_requests.into_boxed_slice(),
             plan,
         })
     }
@@ -339,7 +373,7 @@ impl Shard {
 
     /// Every connection admitted now has tried to connect once.
     pub fn all_attempted(&self) -> bool {
-        self.attempted.get() >= self.parts.iter().map(|p| p.active.get()).sum()
+        self.attempted.get() >= self.parts.iter().map(|p| p.active.get()).sum::<u64>() * self.streams as u64
     }
 
     /// Waits for the shard's start (one permit per connection, released by [`Shard::begin`]).
@@ -357,7 +391,7 @@ impl Shard {
     /// Whether connection `slot` may run (a closed-model ramp admits connections in order).
     pub fn is_active(&self, slot: usize) -> bool {
         let p = &self.parts[self.slots[slot].part as usize];
-        ((slot - p.first) as u64) < p.active.get()
+        (((slot - p.first) / self.streams) as u64) < p.active.get()
     }
 
     /// The plan's part (scenario) connection `slot` serves.
@@ -383,7 +417,8 @@ impl Shard {
     pub fn set_active(&self, part: usize, n: u64) {
         let p = &self.parts[part];
         let old = p.active.replace(n);
-        for slot in self.slots[p.first..p.first + p.conns].iter().take(n as usize).skip(old as usize) {
+        let (n, old) = (n as usize * self.streams, old as usize * self.streams);
+        for slot in self.slots[p.first..p.first + p.conns * self.streams].iter().take(n).skip(old) {
             if let Some(w) = slot.waker.take() {
                 w.wake();
             }
@@ -447,6 +482,42 @@ impl Shard {
             v.row = (if random { v.rng.next() } else { v.seq } % rows) as usize;
         }
         v
+    }
+
+    /// HTTP/2: the connection slot `slot` shares with the other streams of its connection.
+    pub fn link(&self, slot: usize) -> &Link {
+        &self.links[slot / self.streams]
+    }
+
+    /// HTTP/2: the number of slot `slot`'s link.
+    pub fn link_index(&self, slot: usize) -> usize {
+        slot / self.streams
+    }
+
+    /// HTTP/2: link `i` (a connection's driver knows its link by number).
+    pub fn link_at(&self, i: usize) -> &Link {
+        &self.links[i]
+    }
+
+    /// HTTP/2: planned request `i` ready to send (`None`: it is templated).
+    pub fn h2_request(&self, i: usize) -> Option<&H2Request> {
+        self.h2_requests.get(i).and_then(Option::as_ref)
+    }
+
+    /// HTTP/2: the run is over; every connection's driver ends.
+    pub fn close_links(&self) {
+        for l in self.links.iter() {
+            l.cancel();
+        }
+    }
+
+    /// An HTTP/2 stream of `slot` waits on the wire: the sweeper wakes it when it times out.
+    pub fn watch(&self, slot: usize, waker: &Waker) {
+        let s = &self.slots[slot];
+        match s.waker.take() {
+            Some(w) if w.will_wake(waker) => s.waker.set(Some(w)),
+            _ => s.waker.set(Some(waker.clone())),
+        }
     }
 
     /// Times out every request past the timeout: shuts its socket down so its pending read or

@@ -123,6 +123,34 @@ impl Capture {
         self.headers.iter().position(|h| h == name).and_then(|i| self.header(i))
     }
 
+    /// Readies the buffers for a response that is not framed here (HTTP/2's): fill them with
+    /// [`Self::keep_header`] and [`Self::keep_body`].
+    pub fn begin(&mut self) {
+        self.clear();
+    }
+
+    /// Keeps header `name` (lower-case) if it is asked for and not kept yet (the first of a
+    /// repeated field, as the framer keeps).
+    pub fn keep_header(&mut self, name: &str, value: &[u8]) {
+        if let Some(i) = self.headers.iter().position(|h| h == name) {
+            if !self.found[i] {
+                self.values[i].clear();
+                self.values[i].extend_from_slice(value);
+                self.found[i] = true;
+            }
+        }
+    }
+
+    /// Keeps body bytes as they arrive (when asked), up to [`MAX_CAPTURED_BODY`].
+    pub fn keep_body(&mut self, data: &[u8]) {
+        if !self.body {
+            return;
+        }
+        let room = MAX_CAPTURED_BODY.saturating_sub(self.body_bytes.len());
+        self.body_bytes.extend_from_slice(&data[..data.len().min(room)]);
+        self.body_cut |= data.len() > room;
+    }
+
     fn clear(&mut self) {
         self.found.clear();
         self.found.resize(self.headers.len(), false);

@@ -41,9 +41,18 @@
     ["model", S.model + ", " + S.conns + " connections, " + S.shards + " shard(s)"],
     ["requests", S.requests + " in " + S.duration_s + " s (" + S.rps.toFixed(1) + " req/s)"],
     ["errors", E.total + " (connect " + E.connect + ", timeout " + E.timeout + ", reset " + E.reset + ", closed " + E.closed +
-      ", parse " + E.parse + ", status " + E.status + ", tls " + E.tls + (S.checks ? ", check " + E.check : "") + "); error rate " + pct(attempts > 0 ? E.total / attempts : 0)],
+      ", parse " + E.parse + ", status " + E.status + ", tls " + E.tls + (S.checks ? ", check " + E.check : "") +
+      (S.http2 ? ", reset_stream " + E.reset_stream + ", h2 " + E.h2 : "") + "); error rate " + pct(attempts > 0 ? E.total / attempts : 0)],
     ["connections", "opened " + S.connections.opened + ", peak open " + S.connections.peak_open],
   ];
+  if (S.http2) {
+    const H = S.http2;
+    const conns = Object.entries(H.connections).map(([k, n]) => n + " " + k).join(", ") || "none";
+    const resets = Object.entries(H.reset_streams).map(([k, n]) => k + " " + n).join(", ");
+    facts.push(["HTTP/2", H.mode + ", " + H.streams + " streams a connection; connections " + conns +
+      (H.capped_at ? "; the server capped streams at " + H.capped_at : "") +
+      "; GOAWAY " + H.goaways + ", requests sent again " + H.retried + (resets ? "; streams reset: " + resets : "")]);
+  }
   if (S.tls) {
     const T = S.tls, TE = T.errors;
     facts.push(["TLS", T.version + " " + T.cipher + "; handshakes " + T.handshakes_full + " full, " + T.handshakes_resumed +

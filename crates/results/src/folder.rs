@@ -199,42 +199,46 @@ pub fn read_summary(path: &Path) -> Result<Summary, FolderError> {
 }
 
 /// An older summary in today's shape, with what its version could not have measured: schema
-/// 1 had no TLS, so it had no TLS errors.
+/// 1 had no TLS, so it had no TLS errors; before 4 no checks; before 5 no HTTP/2.
 fn upgrade(mut value: serde_json::Value) -> serde_json::Value {
-    fn no_tls(errors: Option<&mut serde_json::Value>) {
-        if let Some(e) = errors.and_then(|e| e.as_object_mut()) {
-            e.entry("tls").or_insert(0.into());
-        }
-    }
-    if value.get("schema_version").and_then(serde_json::Value::as_u64) == Some(1) {
-        no_tls(value.get_mut("errors"));
-        if let Some(names) = value.get_mut("requests_by_name").and_then(|n| n.as_object_mut()) {
-            for n in names.values_mut() {
-                no_tls(n.get_mut("errors"));
-            }
-        }
+    let version = |v: &serde_json::Value| v.get("schema_version").and_then(serde_json::Value::as_u64);
+    if version(&value) == Some(1) {
+        no_errors_of(&mut value, &["tls"]);
         value["schema_version"] = 2.into();
     }
     // Schema 3 added only fields that are absent when they do not apply (`no_data`).
-    if value.get("schema_version").and_then(serde_json::Value::as_u64) == Some(2) {
+    if version(&value) == Some(2) {
         value["schema_version"] = 3.into();
     }
-    // Schema 4 added checks: a run before them had none, so no check errors.
-    if value.get("schema_version").and_then(serde_json::Value::as_u64) == Some(3) {
-        let no_checks = |e: Option<&mut serde_json::Value>| {
-            if let Some(e) = e.and_then(|e| e.as_object_mut()) {
-                e.entry("check").or_insert(0.into());
-            }
-        };
-        no_checks(value.get_mut("errors"));
-        if let Some(names) = value.get_mut("requests_by_name").and_then(|n| n.as_object_mut()) {
-            for n in names.values_mut() {
-                no_checks(n.get_mut("errors"));
-            }
-        }
+    if version(&value) == Some(3) {
+        no_errors_of(&mut value, &["check"]);
         value["schema_version"] = 4.into();
     }
+    if version(&value) == Some(4) {
+        no_errors_of(&mut value, &["reset_stream", "h2"]);
+        value["schema_version"] = 5.into();
+    }
     value
+}
+
+/// Every error count of a summary (the run's, each named request's and each scenario's) gains
+/// `kinds` at 0: a run of a version without them could not have had them.
+fn no_errors_of(value: &mut serde_json::Value, kinds: &[&str]) {
+    let fill = |e: Option<&mut serde_json::Value>| {
+        if let Some(e) = e.and_then(|e| e.as_object_mut()) {
+            for k in kinds {
+                e.entry(*k).or_insert(0.into());
+            }
+        }
+    };
+    fill(value.get_mut("errors"));
+    for part in ["requests_by_name", "scenarios"] {
+        if let Some(parts) = value.get_mut(part).and_then(|n| n.as_object_mut()) {
+            for n in parts.values_mut() {
+                fill(n.get_mut("errors"));
+            }
+        }
+    }
 }
 
 fn timeseries_csv(summary: &Summary) -> String {

@@ -21,6 +21,7 @@ pub mod compare;
 pub mod folder;
 pub mod hlog;
 pub mod html;
+pub mod http2;
 pub mod merge;
 pub mod observe;
 pub mod profile;

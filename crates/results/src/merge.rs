@@ -100,6 +100,12 @@ pub fn merge(paths: &[PathBuf], inputs: &[Input], extra: &[Expr], force: bool) -
     if let (Some(t), Some(f)) = (summary.tls.as_mut(), first.and_then(|s| s.tls.as_ref())) {
         (t.version, t.cipher) = (f.version.clone(), f.cipher.clone());
     }
+    for h in summaries.iter().filter_map(|s| s.http2.as_ref()) {
+        match summary.http2.as_mut() {
+            Some(m) => m.add(h),
+            None => summary.http2 = Some(h.clone()),
+        }
+    }
     summary.connections.peak_open = summaries.iter().map(|s| s.connections.peak_open).sum();
     summary.abandoned = summaries.iter().map(|s| s.abandoned).sum();
     summary.generator.shards = summaries.iter().flat_map(|s| s.generator.shards.iter().cloned()).collect();

@@ -64,8 +64,11 @@ pub fn text(s: &Summary) -> String {
     o
 }
 
-/// Connect and handshake times, and how TLS went.
+/// Connect and handshake times, how TLS went, and what HTTP/2 did.
 fn tls_lines(o: &mut String, s: &Summary) {
+    if let Some(h) = &s.http2 {
+        let _ = writeln!(o, "  {}", h.line());
+    }
     if let Some(l) = &s.connect_ms {
         latency_line(o, "connect", l, 1);
     }
@@ -147,12 +150,13 @@ fn check_rows(o: &mut String, s: &Summary) {
 }
 
 /// The errors and every kind's count: `3 (connect 0, timeout 3, ...)`; `check` when the plan
-/// has checks.
+/// has checks, the HTTP/2 kinds in an HTTP/2 run.
 fn errors(s: &Summary) -> String {
     let e = &s.errors;
     let check = s.checks.as_ref().map(|_| format!(", check {}", e.check)).unwrap_or_default();
+    let h2 = s.http2.as_ref().map(|_| format!(", reset_stream {}, h2 {}", e.reset_stream, e.h2)).unwrap_or_default();
     format!(
-        "{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}{check})",
+        "{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}{check}{h2})",
         e.total, e.connect, e.timeout, e.reset, e.closed, e.parse, e.status, e.tls
     )
 }
@@ -401,6 +405,9 @@ pub fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
             "| TLS | {} {}; {} full and {} resumed handshakes ({:.1}/s) |",
             t.version, t.cipher, t.handshakes_full, t.handshakes_resumed, t.handshakes_per_s
         );
+    }
+    if let Some(h) = &s.http2 {
+        let _ = writeln!(o, "| HTTP/2 | {} |", h.line().trim_start_matches("HTTP/2 "));
     }
     let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "| status | {} |", status.join(", "));

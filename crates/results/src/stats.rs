@@ -44,14 +44,30 @@ pub enum ErrorKind {
     /// A complete response of an expected status that failed one of its request's checks
     /// (one not marked soft).
     Check,
+    /// HTTP/2: the server reset the request's stream (RST_STREAM; the codes are in the
+    /// summary's `http2.reset_streams`).
+    ResetStream,
+    /// HTTP/2: the connection failed at the protocol level (a frame, a header list too long,
+    /// a GOAWAY with an error), or the request could not be sent as HTTP/2.
+    H2,
 }
 
 /// Error kinds counted.
-pub const ERROR_KINDS: usize = 8;
+pub const ERROR_KINDS: usize = 10;
 
 impl ErrorKind {
-    pub const ALL: [ErrorKind; ERROR_KINDS] =
-        [Self::Connect, Self::Timeout, Self::Reset, Self::Closed, Self::Parse, Self::Status, Self::Tls, Self::Check];
+    pub const ALL: [ErrorKind; ERROR_KINDS] = [
+        Self::Connect,
+        Self::Timeout,
+        Self::Reset,
+        Self::Closed,
+        Self::Parse,
+        Self::Status,
+        Self::Tls,
+        Self::Check,
+        Self::ResetStream,
+        Self::H2,
+    ];
 
     pub fn name(self) -> &'static str {
         match self {
@@ -63,6 +79,8 @@ impl ErrorKind {
             Self::Status => "status",
             Self::Tls => "tls",
             Self::Check => "check",
+            Self::ResetStream => "reset_stream",
+            Self::H2 => "h2",
         }
     }
 
@@ -237,6 +255,8 @@ pub struct ShardStats {
     pub iterations: Option<Box<Iterations>>,
     /// Connection set-up (made at the first connect).
     pub setup: Option<Box<Setup>>,
+    /// HTTP/2 runs only (made at the first connection).
+    pub http2: Option<Box<crate::http2::Http2>>,
     /// Checks passed and failed, by the plan's check index (empty without checks).
     pub checks: Vec<CheckCount>,
 }
@@ -405,6 +425,7 @@ impl Default for ShardStats {
             scenarios: Vec::new(),
             iterations: None,
             setup: None,
+            http2: None,
             checks: Vec::new(),
         }
     }
@@ -495,6 +516,11 @@ impl ShardStats {
     }
 
     /// The connection set-up figures (made on first use).
+    /// The HTTP/2 counts, made when first needed.
+    pub fn http2(&mut self) -> &mut crate::http2::Http2 {
+        self.http2.get_or_insert_with(Box::default)
+    }
+
     pub fn setup(&mut self) -> &mut Setup {
         self.setup.get_or_insert_with(Box::default)
     }
@@ -581,6 +607,7 @@ impl ShardStats {
             max_lag_us: std::mem::take(&mut self.max_lag_us),
             iterations: self.iterations.as_mut().map(|i| Box::new(i.take())),
             setup: self.setup.as_mut().map(|s| Box::new(s.take())),
+            http2: self.http2.as_mut().map(|h| Box::new(h.take())),
             checks: self.checks.iter_mut().map(std::mem::take).collect(),
             names: self
                 .names
@@ -663,6 +690,9 @@ impl ShardStats {
         }
         if let Some(su) = &o.setup {
             self.setup().add(su);
+        }
+        if let Some(h) = &o.http2 {
+            self.http2().add(h);
         }
         if self.names.len() < o.names.len() {
             self.names.resize_with(o.names.len(), NameStats::default);

@@ -14,7 +14,7 @@ use crate::stats::{ErrorKind, Totals};
 
 /// The version of the summary's shape. Raise it when a field is added, removed or changes
 /// meaning.
-pub const SCHEMA_VERSION: u32 = 4;
+pub const SCHEMA_VERSION: u32 = 5;
 
 /// One of `count` processes that together run one plan; `index` counts from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -72,6 +72,10 @@ pub struct Errors {
     pub tls: u64,
     /// Responses of an expected status that failed a check (not a soft one).
     pub check: u64,
+    /// HTTP/2 streams the server reset (the codes are in `http2.reset_streams`; schema 5).
+    pub reset_stream: u64,
+    /// HTTP/2 protocol failures of the connection (or a request HTTP/2 cannot carry).
+    pub h2: u64,
 }
 
 impl Errors {
@@ -91,6 +95,8 @@ impl Errors {
             (ErrorKind::Status, self.status),
             (ErrorKind::Tls, self.tls),
             (ErrorKind::Check, self.check),
+            (ErrorKind::ResetStream, self.reset_stream),
+            (ErrorKind::H2, self.h2),
         ] {
             c.errors[kind as usize] += n;
         }
@@ -274,6 +280,8 @@ impl Errors {
             status: e(ErrorKind::Status),
             tls: e(ErrorKind::Tls),
             check: e(ErrorKind::Check),
+            reset_stream: e(ErrorKind::ResetStream),
+            h2: e(ErrorKind::H2),
         }
     }
 }
@@ -583,6 +591,9 @@ pub struct Summary {
     /// TLS versions, handshakes and failures, https:// targets only.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tls: Option<TlsSummary>,
+    /// HTTP/2 runs only (`--http2`, `--http2-prior-knowledge`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub http2: Option<crate::http2::Http2Summary>,
     /// Per named request, when the plan has several (a scenario).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub requests_by_name: BTreeMap<String, NamedSummary>,
@@ -659,6 +670,7 @@ impl Summary {
                 .as_ref()
                 .filter(|s| s.handshake.as_deref().is_some_and(|h| !h.is_empty()) || c.errors_of(ErrorKind::Tls) > 0)
                 .map(|s| TlsSummary::new(s, duration_s)),
+            http2: None,
             requests_by_name: BTreeMap::new(),
             scenarios: BTreeMap::new(),
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
@@ -690,6 +702,8 @@ impl Errors {
             ("status", self.status),
             ("tls", self.tls),
             ("check", self.check),
+            ("reset_stream", self.reset_stream),
+            ("h2", self.h2),
         ]
         .iter()
         .filter(|(_, n)| *n > 0)

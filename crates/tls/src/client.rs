@@ -106,6 +106,14 @@ impl Client {
         Ok(Client { config: Arc::new(config), name, resume: opts.resume })
     }
 
+    /// A copy that offers `protocols` by ALPN, in order of preference (`http/1.1` alone by
+    /// default).
+    pub fn with_alpn(&self, protocols: &[&[u8]]) -> Client {
+        let mut config = (*self.config).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        Client { config: Arc::new(config), ..self.clone() }
+    }
+
     /// A copy for one shard, with its own session cache.
     pub fn for_shard(&self) -> Client {
         let mut config = (*self.config).clone();

@@ -5,24 +5,34 @@
 
 mod exchange;
 mod flow;
+mod http2;
 
+use std::future::Future;
 use std::io;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
+use engine_http::response::Capture;
 use engine_http::ResponseFramer;
 use engine_results::stats::{micros, ErrorKind};
 
 use crate::check::{Check, Seen};
+use crate::h2req;
+use crate::link::Found;
 use crate::state::{Opening, Shard};
 use crate::transport::{self, OpenError, Opened, Stream};
 use exchange::{exchange, Outgoing, Step};
 use flow::Cursor;
+use http2::{Ended, Started};
 
 /// First and longest pause between failed connects: a dead target must not turn every
 /// connection into a busy loop, and a target that comes back must be noticed quickly.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// Times an HTTP/2 request a GOAWAY refused is sent again on a new connection before it
+/// counts as an `h2` error.
+const MAX_RETRIES: u32 = 3;
 /// A request due sooner than this is sent at once: a timer costs more than the error.
 const SCHEDULE_SLACK: Duration = Duration::from_micros(50);
 /// Arrival-rate flows: an iteration no user could start within this of when it was due is
@@ -97,6 +107,11 @@ struct Conn {
     rendered: Vec<u8>,
     scratch: Vec<u8>,
     failures: u32,
+    /// HTTP/2: the connection's handle this slot sends on, and its generation (boxed: an
+    /// HTTP/1.1 run's connections carry only the pointer).
+    h2: Option<Box<(h2::client::SendRequest<bytes::Bytes>, u32)>>,
+    /// The slot has tried to connect once (the connect phase counts it).
+    attempted: bool,
 }
 
 impl Conn {
@@ -110,51 +125,130 @@ impl Conn {
             rendered: Vec::new(),
             scratch: Vec::new(),
             failures: 0,
+            h2: None,
+            attempted: false,
+        }
+    }
+
+    /// The slot's first attempt to connect is over (or, HTTP/2, it found its connection
+    /// being opened by another slot): the connect phase counts it once.
+    fn attempted(&mut self, shard: &Shard) {
+        if !std::mem::replace(&mut self.attempted, true) {
+            shard.attempted();
         }
     }
 
     /// Closes the connection (after a response that ends it, a failure, a ramp's parking).
+    /// An HTTP/2 slot lets go of its handle only: the connection is its streams'.
     fn close(&mut self) {
+        self.h2 = None;
         if self.stream.take().is_some() {
             self.guard.set_open(None);
             self.carry = Vec::new();
+            if self.guard.shard.plan().http2.is_some() {
+                self.guard.shard.link(self.guard.slot).close(None);
+            }
         }
     }
 
     /// Opens the connection if it has none; on failure counts the error and backs off.
     async fn ensure_open(&mut self, shard: &Shard) -> bool {
-        if self.stream.is_some() {
+        if self.stream.is_some() || self.h2.is_some() {
             return true;
+        }
+        if shard.plan().http2.is_some() {
+            // Boxed: an HTTP/2 handshake's state is kilobytes, and inline it would size every
+            // connection's task (an HTTP/1.1 run's too) for its whole life.
+            return Box::pin(self.ensure_link(true)).await;
         }
         // The pause is decided inside the match and slept after it: a sleep inside would keep
         // the connect's result (160 bytes) alive across it, in every connection's task.
         let pause = match connect(shard, self.guard.slot).await {
             Ok(opened) => {
                 self.failures = 0;
-                {
-                    let mut st = shard.stats();
-                    let setup = st.setup();
-                    setup.connect.saturating_record(micros(opened.connect));
-                    if let Some((took, resumed)) = opened.handshake {
-                        setup.handshake(took, resumed);
-                    }
-                }
+                set_up(shard, &opened);
                 self.guard.set_open(Some(&opened.stream));
                 self.stream = Some(opened.stream);
                 return true;
             }
-            Err(e) => {
-                let part = shard.part_of(self.guard.slot);
-                match e {
-                    OpenError::Connect => shard.stats().error_in(part, ErrorKind::Connect),
-                    OpenError::Tls(e) => shard.stats().tls_error_in(part, tls_reason(&e)),
+            Err(e) => self.open_failed(shard, e, true),
+        };
+        glommio::timer::sleep(pause).await;
+        false
+    }
+
+    /// Counts a failed open (`count`) and returns the back-off before the next.
+    fn open_failed(&mut self, shard: &Shard, e: OpenError, count: bool) -> Duration {
+        let part = shard.part_of(self.guard.slot);
+        match e {
+            _ if !count => {}
+            OpenError::Connect => shard.stats().error_in(part, ErrorKind::Connect),
+            OpenError::Tls(e) => shard.stats().tls_error_in(part, tls_reason(&e)),
+            OpenError::H2 => shard.stats().error_in(part, ErrorKind::H2),
+        }
+        self.failures += 1;
+        BACKOFF_MIN.saturating_mul(1 << self.failures.min(7)).min(BACKOFF_MAX)
+    }
+
+    /// HTTP/2: takes the slot's connection, opening it if it is closed, or waits while another
+    /// slot opens it (or holds it as HTTP/1.1). `count`: a failure to open counts as an error
+    /// (not when it retries a request, which counts its own).
+    async fn ensure_link(&mut self, count: bool) -> bool {
+        let shard = self.guard.shard.clone();
+        let slot = self.guard.slot;
+        loop {
+            match shard.link(slot).find() {
+                Found::H2(send, generation) => {
+                    self.h2 = Some(Box::new((send, generation)));
+                    return true;
                 }
-                self.failures += 1;
-                BACKOFF_MIN.saturating_mul(1 << self.failures.min(7)).min(BACKOFF_MAX)
+                Found::Wait => {
+                    self.attempted(&shard);
+                    shard.link(slot).changed().await;
+                }
+                Found::Open => break,
+            }
+        }
+        let pause = match connect(&shard, slot).await {
+            Ok(opened) => {
+                set_up(&shard, &opened);
+                match http2::start(&shard, slot, opened.stream).await {
+                    Ok(Started::H2(send, generation)) => {
+                        self.failures = 0;
+                        self.h2 = Some(Box::new((send, generation)));
+                        return true;
+                    }
+                    Ok(Started::H1(stream)) => {
+                        self.failures = 0;
+                        shard.link(slot).opened_h1();
+                        shard.stats().http2().h1_conns += 1;
+                        self.guard.set_open(Some(&stream));
+                        self.stream = Some(stream);
+                        return true;
+                    }
+                    Err(_) => {
+                        shard.link(slot).failed();
+                        self.open_failed(&shard, OpenError::H2, count)
+                    }
+                }
+            }
+            Err(e) => {
+                shard.link(slot).failed();
+                self.open_failed(&shard, e, count)
             }
         };
         glommio::timer::sleep(pause).await;
         false
+    }
+}
+
+/// A connection opened: its connect and handshake times.
+fn set_up(shard: &Shard, opened: &Opened) {
+    let mut st = shard.stats();
+    let setup = st.setup();
+    setup.connect.saturating_record(micros(opened.connect));
+    if let Some((took, resumed)) = opened.handshake {
+        setup.handshake(took, resumed);
     }
 }
 
@@ -177,14 +271,19 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             if !shard.may_send_in(part) {
                 break;
             }
-            // Parked by a ramp: close (after the last response) and wait to be admitted.
+            // Parked by a ramp: close (after the last response) and wait to be admitted. An
+            // HTTP/2 connection closes once its last stream's slot lets go (its streams are
+            // parked together).
+            if let Some(h) = c.h2.as_deref() {
+                shard.link(slot).close(Some(h.1));
+            }
             c.close();
             shard.parked(slot).await;
             continue;
         }
         let opened = c.ensure_open(&shard).await;
         if std::mem::take(&mut first) {
-            shard.attempted();
+            c.attempted(&shard);
             shard.wait_for_start().await;
             // Closed-model users start spread over one iteration's think time, or they would
             // walk their flows in step (the rate swinging with the steps) for the whole run.
@@ -341,16 +440,19 @@ fn one_request<'a>(
         } else {
             request.bytes()
         };
-        let out = Outgoing { bytes, head: request.is_head(), capture: turn.capture };
-        let stream = c.stream.as_mut().expect("opened before the request");
-        let outcome = exchange(shard, c.guard.slot, stream, out, &mut c.framer, &mut c.carry).await;
+        let (outcome, kept) = if let Some(stream) = c.stream.as_mut() {
+            let out = Outgoing { bytes, head: request.is_head(), capture: turn.capture };
+            let outcome = exchange(shard, c.guard.slot, stream, out, &mut c.framer, &mut c.carry).await;
+            (outcome, c.framer.take_capture())
+        } else {
+            h2_turn(c, which, turn.capture).await
+        };
         let done = Instant::now();
         c.guard.set_in_flight(None);
 
         // A step ends well with a response of a status it expects that passes its checks (a
         // refused login ends the flow).
         let planned = &shard.plan().requests[which];
-        let kept = c.framer.take_capture();
         let (mut ok, mut retry_after, mut checks_failed, mut status) = (false, None, false, 0);
         let mut seen = None;
         if let Step::Done { response, .. } = &outcome {
@@ -373,6 +475,53 @@ fn one_request<'a>(
             c.cursor.keep_buffer(k);
         }
         (ok && !checks_failed, think)
+    }
+}
+
+/// HTTP/2: request `which` (a templated one as just rendered into the connection's buffer)
+/// converted, sent and answered. Boxed: none of its state sits in every connection's task,
+/// which an HTTP/1.1 run keeps small (one allocation per request, beside `h2`'s own).
+fn h2_turn(c: &mut Conn, which: usize, capture: Option<Box<Capture>>) -> Pin<Box<dyn Future<Output = Turned> + '_>> {
+    let shard = &c.guard.shard;
+    let scheme = if shard.plan().target.tls { "https" } else { "http" };
+    let req = match shard.h2_request(which) {
+        Some(r) => Ok(r.clone()),
+        None => h2req::convert(&c.rendered, scheme),
+    };
+    Box::pin(async move {
+        let mut capture = capture;
+        let outcome = match req {
+            Ok(req) => send_h2(c, req, capture.as_deref_mut()).await,
+            Err(_) => Step::Fail(ErrorKind::H2),
+        };
+        (outcome, capture)
+    })
+}
+
+/// How a request ended, and what was kept of its response.
+type Turned = (Step, Option<Box<Capture>>);
+
+/// Sends an HTTP/2 request on the slot's connection; one a GOAWAY refused goes again on a
+/// new connection (counted as retried), up to [`MAX_RETRIES`] times.
+async fn send_h2(c: &mut Conn, req: h2req::H2Request, mut capture: Option<&mut Capture>) -> Step {
+    let shard = c.guard.shard.clone();
+    let mut tries = 0;
+    loop {
+        let Some((send, generation)) = c.h2.as_deref_mut() else {
+            // The slot's connection could not be opened again for a retry.
+            return Step::Fail(ErrorKind::Connect);
+        };
+        let generation = *generation;
+        match http2::exchange(&shard, c.guard.slot, send, generation, req.clone(), capture.as_deref_mut()).await {
+            Ended::Step(step) => return step,
+            Ended::Refused if tries == MAX_RETRIES => return Step::Fail(ErrorKind::H2),
+            Ended::Refused => {
+                tries += 1;
+                shard.stats().http2().retried += 1;
+                c.h2 = None;
+                c.ensure_link(false).await;
+            }
+        }
     }
 }
 

@@ -1,0 +1,159 @@
+//! One HTTP/2 connection of a shard, shared by its `--streams` slots: whichever slot finds it
+//! closed opens it, the others wait and then send on it. A link that ALPN turned into
+//! HTTP/1.1 carries one slot's requests at a time (the one that opened it); its other slots
+//! wait for it to close. Nothing here is shared across shards.
+
+use std::cell::{Cell, RefCell};
+use std::task::{Poll, Waker};
+
+use bytes::Bytes;
+use futures_lite::future::poll_fn;
+use glommio::task::JoinHandle;
+use h2::client::SendRequest;
+
+enum Held {
+    Closed,
+    Opening,
+    H2(SendRequest<Bytes>),
+    /// The server chose HTTP/1.1: one slot's connection.
+    H1,
+}
+
+/// What a slot finds when it looks at its link.
+pub(crate) enum Found {
+    /// Closed: the slot that found it opens it (it is `Opening` now).
+    Open,
+    /// Open for HTTP/2: a handle to send on, and the generation to close if it fails.
+    H2(SendRequest<Bytes>, u32),
+    /// Being opened, or HTTP/1.1 held by another slot: wait for a change.
+    Wait,
+}
+
+pub(crate) struct Link {
+    held: RefCell<Held>,
+    /// Bumped at each open: a stream that failed closes only the connection it used.
+    generation: Cell<u32>,
+    waiters: RefCell<Vec<Waker>>,
+    /// The task driving the connection, cancelled at the end of the run.
+    driver: RefCell<Option<JoinHandle<()>>>,
+    /// This connection received a GOAWAY (counted once).
+    goaway: Cell<bool>,
+    /// The server's stream limit was compared with `--streams` once.
+    limit_seen: Cell<bool>,
+}
+
+impl Link {
+    pub fn new() -> Self {
+        Link {
+            held: RefCell::new(Held::Closed),
+            generation: Cell::new(0),
+            waiters: RefCell::new(Vec::new()),
+            driver: RefCell::new(None),
+            goaway: Cell::new(false),
+            limit_seen: Cell::new(false),
+        }
+    }
+
+    /// What the slot should do; `Open` makes it the opener.
+    pub fn find(&self) -> Found {
+        let mut held = self.held.borrow_mut();
+        match &*held {
+            Held::Closed => {
+                *held = Held::Opening;
+                Found::Open
+            }
+            Held::H2(send) => Found::H2(send.clone(), self.generation.get()),
+            Held::Opening | Held::H1 => Found::Wait,
+        }
+    }
+
+    /// The opener's connection failed: another slot may try.
+    pub fn failed(&self) {
+        *self.held.borrow_mut() = Held::Closed;
+        self.wake();
+    }
+
+    /// The generation the next open gets (its driver is told before it is stored).
+    pub fn next_generation(&self) -> u32 {
+        self.generation.get().wrapping_add(1)
+    }
+
+    /// The opener's connection speaks HTTP/2, driven by `driver`; returns its generation.
+    pub fn opened_h2(&self, send: SendRequest<Bytes>, driver: JoinHandle<()>) -> u32 {
+        let g = self.next_generation();
+        self.generation.set(g);
+        *self.held.borrow_mut() = Held::H2(send);
+        *self.driver.borrow_mut() = Some(driver);
+        self.goaway.set(false);
+        self.limit_seen.set(false);
+        self.wake();
+        g
+    }
+
+    /// The opener's connection speaks HTTP/1.1 and is its own.
+    pub fn opened_h1(&self) {
+        *self.held.borrow_mut() = Held::H1;
+    }
+
+    /// The HTTP/1.1 connection closed, or the HTTP/2 one of `generation` failed or ended:
+    /// the next slot to look opens another. Returns whether it was open.
+    pub fn close(&self, generation: Option<u32>) -> bool {
+        let mut held = self.held.borrow_mut();
+        let open = match (&*held, generation) {
+            (Held::H2(_), Some(g)) => g == self.generation.get(),
+            (Held::H1, None) => true,
+            _ => false,
+        };
+        if open {
+            *held = Held::Closed;
+            drop(held);
+            self.wake();
+        }
+        open
+    }
+
+    /// Whether the link still sends on the connection of `generation` (no slot let go of it).
+    pub fn holds(&self, generation: u32) -> bool {
+        matches!(&*self.held.borrow(), Held::H2(_)) && generation == self.generation.get()
+    }
+
+    /// The connection of `generation` (still this link's) was sent a GOAWAY: true the first
+    /// time, to count it once.
+    pub fn goaway(&self, generation: u32) -> bool {
+        generation == self.generation.get() && !self.goaway.replace(true)
+    }
+
+    /// True the first time after an open: the server's stream limit is known once its
+    /// SETTINGS arrived, which any completed stream proves.
+    pub fn first_response(&self) -> bool {
+        !self.limit_seen.replace(true)
+    }
+
+    /// Waits for the link to change (opened, closed); the caller looks again.
+    pub async fn changed(&self) {
+        let mut waited = false;
+        poll_fn(|cx| {
+            if std::mem::replace(&mut waited, true) {
+                return Poll::Ready(());
+            }
+            self.waiters.borrow_mut().push(cx.waker().clone());
+            Poll::Pending
+        })
+        .await
+    }
+
+    /// Ends the connection's driver (the run is over).
+    pub fn cancel(&self) {
+        if let Some(d) = self.driver.borrow_mut().take() {
+            d.cancel();
+        }
+        *self.held.borrow_mut() = Held::Closed;
+        self.wake();
+    }
+
+    fn wake(&self) {
+        for w in self.waiters.borrow_mut().drain(..) {
+            w.wake();
+        }
+    }
+}
