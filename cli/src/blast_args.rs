@@ -9,8 +9,8 @@ use engine_results::thresholds::Expr;
 
 #[derive(Args, Debug, Clone)]
 #[command(
-    about = "Generate HTTP/1.1 or HTTP/2 load against URL and measure it",
-    long_about = "Generate HTTP/1.1 load (or HTTP/2 with --http2, --http2-prior-knowledge) against URL from many keep-alive connections and measure it.\n\n\
+    about = "Generate HTTP/1.1, HTTP/2 or gRPC load against URL and measure it",
+    long_about = "Generate HTTP/1.1 load (or HTTP/2 with --http2, --http2-prior-knowledge; or gRPC calls to a grpc:// URL) against URL from many keep-alive connections and measure it.\n\n\
         Closed model (default): each connection sends its next request as soon as the previous \
         response completes. Open model (--rate): requests are due on a fixed schedule, and latency \
         is measured from when each was due, so a stalled server shows in the percentiles \
@@ -25,7 +25,8 @@ use engine_results::thresholds::Expr;
         engine blast http://127.0.0.1:8080/ --json - > summary.json\n  \
         engine blast https://127.0.0.1:8443/ --cacert ca.pem -H 'Connection: close' --no-tls-resume\n  \
         engine blast https://127.0.0.1:8443/ --http2 --streams 10 -c 64 --cacert ca.pem\n  \
-        engine blast http://127.0.0.1:8080/ --http2-prior-knowledge --streams 10 -c 64\n\n\
+        engine blast http://127.0.0.1:8080/ --http2-prior-knowledge --streams 10 -c 64\n  \
+        engine blast grpc://127.0.0.1:50051 --call demo.Echo/Echo --proto echo.proto --data '{\"text\":\"hi\"}' --streams 10\n\n\
         Exit codes: 0 success, 2 usage or configuration error, 3 target unreachable before the start, \
         4 a threshold failed, 5 stopped by a safety stop, 130 interrupted (the summary is still \
         printed and written)."
@@ -182,6 +183,26 @@ pub struct BlastArgs {
     /// fails its request (error kind `h2`) [default: 65536]
     #[arg(long, value_name = "BYTES")]
     pub max_header_list: Option<u32>,
+    /// gRPC (grpc:// or grpcs:// URLs): the unary method to call, pkg.Service/Method
+    #[arg(long, value_name = "METHOD")]
+    pub call: Option<String>,
+    /// gRPC: the service's .proto (parsed at run time; imports from its directory), to read
+    /// --data by
+    #[arg(long, value_name = "FILE")]
+    pub proto: Option<std::path::PathBuf>,
+    /// gRPC: the request message as JSON (proto3's JSON mapping) [default: {}]
+    #[arg(long, value_name = "JSON")]
+    pub data: Option<String>,
+    /// gRPC: the request message already encoded (binary protobuf), instead of --data
+    #[arg(long, value_name = "FILE")]
+    pub data_bin: Option<std::path::PathBuf>,
+    /// gRPC: sent as grpc-timeout, so the server may give up after it (DEADLINE_EXCEEDED)
+    #[arg(long, value_name = "DUR", value_parser = engine_util::units::parse_duration)]
+    pub grpc_deadline: Option<std::time::Duration>,
+    /// gRPC: status codes that are not failures, e.g. OK,NOT_FOUND [default: OK]; any other is
+    /// an error of kind grpc, counted by code
+    #[arg(long, value_name = "LIST", value_parser = grpc_codes)]
+    pub expect_grpc_status: Option<String>,
     /// Serve Prometheus metrics (GET /metrics) on ADDR while the run lasts, e.g. 127.0.0.1:9464
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -235,9 +256,22 @@ impl From<&BlastArgs> for engine_blast::Flags {
                 connection_window: a.connection_window,
                 max_header_list: a.max_header_list,
             },
+            grpc: engine_blast::plan::GrpcInput {
+                call: a.call.clone(),
+                proto: a.proto.clone(),
+                data: a.data.clone(),
+                data_bin: a.data_bin.clone(),
+                deadline: a.grpc_deadline,
+                expect: a.expect_grpc_status.as_deref().and_then(|t| engine_blast::plan::parse_grpc_codes(t).ok()),
+            },
             ..Default::default()
         }
     }
+}
+
+/// `--expect-grpc-status`: checked here, read again into codes for the plan.
+fn grpc_codes(text: &str) -> Result<String, String> {
+    engine_blast::plan::parse_grpc_codes(text).map(|_| text.to_string())
 }
 
 /// The stages as one value (clap would read a bare `Vec` as a repeated flag).

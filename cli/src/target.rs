@@ -17,6 +17,8 @@ use crate::exit;
         so a closed-model blast with C connections can do at most C / delay requests per second.",
     after_help = "Examples:\n  engine target --listen 127.0.0.1:8080 --delay 5ms &\n  engine blast http://127.0.0.1:8080/ -c 100 -d 10s\n\n  \
         engine target --listen 127.0.0.1:8082 --http2 &\n  curl --http2-prior-knowledge http://127.0.0.1:8082/\n\n  \
+        engine target --listen 127.0.0.1:8083 --grpc --grpc-fail demo.Echo/Echo:UNAVAILABLE:10 &\n  \
+        engine blast grpc://127.0.0.1:8083 --call demo.Echo/Echo --proto echo.proto --data '{\"text\":\"hi\"}'\n\n  \
         engine target --listen 127.0.0.1:8443 --tls-cert cert.pem --tls-key key.pem &\n  \
         engine blast https://127.0.0.1:8443/ --cacert cert.pem -c 100 -d 10s"
 )]
@@ -43,6 +45,14 @@ pub struct TargetArgs {
     /// with the HTTP/2 preface) on plain HTTP, by ALPN (h2 offered first) over TLS
     #[arg(long)]
     pub http2: bool,
+    /// Also answer gRPC calls (implies --http2): every unary call gets its own message back and
+    /// grpc-status 0 (any method; the .proto is in docs/grpc.md)
+    #[arg(long)]
+    pub grpc: bool,
+    /// Fail every EVERYth call of a method with CODE (per shard; repeatable; implies --grpc),
+    /// e.g. demo.Echo/Echo:UNAVAILABLE:10 for exactly 10% of its calls
+    #[arg(long, value_name = "METHOD:CODE:EVERY", value_parser = engine_target::GrpcFail::parse)]
+    pub grpc_fail: Vec<engine_target::GrpcFail>,
 }
 
 pub fn main(args: TargetArgs) -> u8 {
@@ -109,6 +119,7 @@ fn config(args: &TargetArgs, shard_cpus: Vec<usize>) -> anyhow::Result<TargetCon
         delay: args.delay,
         shard_cpus,
         http2: args.http2,
+        grpc: (args.grpc || !args.grpc_fail.is_empty()).then(|| args.grpc_fail.clone()),
     })
 }
 

@@ -51,8 +51,9 @@ impl TlsArgs {
             || self.cert.is_some()
             || self.tls_version.is_some()
             || self.no_tls_resume;
-        if given && !url.trim_start().to_ascii_lowercase().starts_with("https://") {
-            anyhow::bail!("TLS flags (--cacert, -k, --servername, --cert, --tls-version, --no-tls-resume) apply to https:// URLs; the target is {url}");
+        let scheme = url.trim_start().to_ascii_lowercase();
+        if given && !(scheme.starts_with("https://") || scheme.starts_with("grpcs://")) {
+            anyhow::bail!("TLS flags (--cacert, -k, --servername, --cert, --tls-version, --no-tls-resume) apply to https:// and grpcs:// URLs; the target is {url}");
         }
         Ok(engine_tls::ClientOptions {
             cacert: self.cacert.clone(),

@@ -212,6 +212,10 @@ impl<'p> Collector<'p> {
             None => Model::Closed,
         };
         summary.checks = ChecksSummary::new(&plan.check_names, &self.totals.checks);
+        if let Some(g) = &plan.grpc {
+            let counts = self.totals.grpc.as_deref().cloned().unwrap_or_default();
+            summary.grpc = Some(engine_results::grpc::GrpcSummary::new(&g.call, &counts));
+        }
         if let Some(h) = &plan.http2 {
             let counts = self.totals.http2.as_deref().cloned().unwrap_or_default();
             summary.http2 = Some(Http2Summary::new(h.mode(plan.target.tls), u64::from(h.streams), &counts));

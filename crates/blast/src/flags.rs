@@ -76,6 +76,8 @@ pub struct Flags {
     pub parts: Vec<PartInput>,
     /// `--http2`, `--http2-prior-knowledge`, `--streams` and HTTP/2's windows.
     pub http2: crate::plan::Http2Input,
+    /// gRPC: `--call`, `--proto`, `--data`, `--data-bin`, `--grpc-deadline`, `--expect-grpc-status`.
+    pub grpc: crate::plan::GrpcInput,
 }
 
 /// Why the options cannot make a plan.
@@ -199,6 +201,7 @@ impl Flags {
         input.max_users = self.max_users;
         input.parts = self.parts.clone();
         input.http2 = self.http2.clone();
+        input.grpc = self.grpc.clone();
         Ok(input)
     }
 

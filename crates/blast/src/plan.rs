@@ -14,6 +14,7 @@ use engine_runtime::limits::{self, LimitError};
 
 mod checks;
 mod expect;
+mod grpc;
 mod http2;
 mod parts;
 mod scenario;
@@ -21,6 +22,7 @@ mod when;
 use checks::plan_checks;
 pub use checks::Keep;
 pub use expect::StatusSet;
+pub use grpc::{parse_code as parse_grpc_code, parse_codes as parse_grpc_codes, GrpcInput, GrpcPlan};
 pub use http2::{Http2Input, Http2Plan, Protocol, DEFAULT_MAX_HEADER_LIST, DEFAULT_WINDOW, MAX_STREAMS};
 pub use parts::{Part, PartInput};
 use scenario::{plan_flows, plan_requests};
@@ -91,6 +93,8 @@ pub struct PlanInput {
     pub tls: engine_tls::ClientOptions,
     /// HTTP/2 (`--http2`, `--http2-prior-knowledge`, `--streams`); HTTP/1.1 by default.
     pub http2: Http2Input,
+    /// gRPC calls (`grpc://`, `grpcs://` URLs).
+    pub grpc: GrpcInput,
 }
 
 pub use engine_results::summary::Worker;
@@ -140,6 +144,7 @@ impl PlanInput {
             parts: Vec::new(),
             tls: engine_tls::ClientOptions::default(),
             http2: Http2Input::default(),
+            grpc: GrpcInput::default(),
         }
     }
 }
@@ -221,6 +226,8 @@ pub struct Plan {
     pub tls: Option<TlsPlan>,
     /// HTTP/2 runs only.
     pub http2: Option<Http2Plan>,
+    /// gRPC runs only (over HTTP/2).
+    pub grpc: Option<GrpcPlan>,
 }
 
 impl From<engine_tls::SetupError> for PlanError {
@@ -259,6 +266,8 @@ pub enum PlanError {
     Resolve { host: String, reason: String },
     #[error("{0}")]
     Http2(String),
+    #[error("{0}")]
+    Grpc(String),
     #[error("--conns must be at least 1")]
     NoConns,
     #[error("--duration must be more than 0")]
@@ -313,7 +322,7 @@ impl PlanInput {
         if let Some(w) = self.worker {
             self.take_worker_share(w)?;
         }
-        let target = parse_target(&self.url)?;
+        let (target, grpc) = self.grpc_target()?;
         let http2 = self.http2.plan(&target)?;
         let mut tls = target.tls.then(|| TlsPlan::new(&self.tls, &target)).transpose()?;
         if let (Some(t), Some(h)) = (tls.as_mut(), &http2) {
@@ -414,7 +423,39 @@ impl PlanInput {
             busy_poll: self.busy_poll.filter(|d| !d.is_zero()),
             tls,
             http2,
+            grpc,
         })
+    }
+}
+
+impl PlanInput {
+    /// The target, and for a `grpc://` or `grpcs://` URL the call: over HTTP/2 by prior
+    /// knowledge, `POST /pkg.Service/Method` with the framed message and gRPC's headers.
+    fn grpc_target(&mut self) -> Result<(Target, Option<GrpcPlan>), PlanError> {
+        let http = match (self.url.strip_prefix("grpc://"), self.url.strip_prefix("grpcs://")) {
+            (Some(rest), _) => Some(format!("http://{rest}")),
+            (_, Some(rest)) => Some(format!("https://{rest}")),
+            _ => None,
+        };
+        let grpc = self.grpc.plan(http.is_some())?;
+        let (Some(http), Some(g)) = (http, grpc) else { return Ok((parse_target(&self.url)?, None)) };
+        let mut target = parse_target(&http)?;
+        if !self.body.is_empty()
+            || self.method != "GET"
+            || !self.requests.is_empty()
+            || !self.flows.is_empty()
+            || !self.parts.is_empty()
+        {
+            return Err(PlanError::Grpc(
+                "a gRPC call's message is --data (or --data-bin); -m, -b and a scenario's requests are for HTTP".into(),
+            ));
+        }
+        (target.url, target.path) = (self.url.clone(), format!("/{}", g.call));
+        self.method = "POST".into();
+        self.body = g.body.clone();
+        self.headers.extend(g.headers());
+        self.http2.protocol = Protocol::Http2PriorKnowledge;
+        Ok((target, Some(g)))
     }
 }
 

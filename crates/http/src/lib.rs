@@ -12,6 +12,7 @@
 
 pub mod body;
 pub mod forward;
+pub mod grpc;
 pub mod request;
 pub mod response;
 

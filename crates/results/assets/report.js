@@ -34,7 +34,7 @@
   }
   const L = S.latency_ms, U = S.latency_uncorrected_ms, OK = S.latency_ok_ms;
   const E = S.errors;
-  const attempts = S.requests + E.total - E.status - (E.check || 0);
+  const attempts = S.requests + E.total - E.status - (E.check || 0) - (E.grpc || 0);
 
   document.getElementById("title").textContent = "engine blast " + S.target;
   const facts = [
@@ -42,9 +42,12 @@
     ["requests", S.requests + " in " + S.duration_s + " s (" + S.rps.toFixed(1) + " req/s)"],
     ["errors", E.total + " (connect " + E.connect + ", timeout " + E.timeout + ", reset " + E.reset + ", closed " + E.closed +
       ", parse " + E.parse + ", status " + E.status + ", tls " + E.tls + (S.checks ? ", check " + E.check : "") +
-      (S.http2 ? ", reset_stream " + E.reset_stream + ", h2 " + E.h2 : "") + "); error rate " + pct(attempts > 0 ? E.total / attempts : 0)],
+      (S.http2 ? ", reset_stream " + E.reset_stream + ", h2 " + E.h2 : "") + (S.grpc ? ", grpc " + E.grpc : "") + "); error rate " + pct(attempts > 0 ? E.total / attempts : 0)],
     ["connections", "opened " + S.connections.opened + ", peak open " + S.connections.peak_open],
   ];
+  if (S.grpc) {
+    facts.push(["gRPC", S.grpc.call + ": " + (Object.entries(S.grpc.codes).map(([k, n]) => k + " " + n).join(", ") || "no calls answered")]);
+  }
   if (S.http2) {
     const H = S.http2;
     const conns = Object.entries(H.connections).map(([k, n]) => n + " " + k).join(", ") || "none";

@@ -19,6 +19,7 @@
 pub mod combine;
 pub mod compare;
 pub mod folder;
+pub mod grpc;
 pub mod hlog;
 pub mod html;
 pub mod http2;

@@ -106,6 +106,12 @@ pub fn merge(paths: &[PathBuf], inputs: &[Input], extra: &[Expr], force: bool) -
             None => summary.http2 = Some(h.clone()),
         }
     }
+    for g in summaries.iter().filter_map(|s| s.grpc.as_ref()) {
+        match summary.grpc.as_mut() {
+            Some(m) => m.add(g),
+            None => summary.grpc = Some(g.clone()),
+        }
+    }
     summary.connections.peak_open = summaries.iter().map(|s| s.connections.peak_open).sum();
     summary.abandoned = summaries.iter().map(|s| s.abandoned).sum();
     summary.generator.shards = summaries.iter().flat_map(|s| s.generator.shards.iter().cloned()).collect();

@@ -69,6 +69,9 @@ fn tls_lines(o: &mut String, s: &Summary) {
     if let Some(h) = &s.http2 {
         let _ = writeln!(o, "  {}", h.line());
     }
+    if let Some(g) = &s.grpc {
+        let _ = writeln!(o, "  {}", g.line());
+    }
     if let Some(l) = &s.connect_ms {
         latency_line(o, "connect", l, 1);
     }
@@ -155,8 +158,9 @@ fn errors(s: &Summary) -> String {
     let e = &s.errors;
     let check = s.checks.as_ref().map(|_| format!(", check {}", e.check)).unwrap_or_default();
     let h2 = s.http2.as_ref().map(|_| format!(", reset_stream {}, h2 {}", e.reset_stream, e.h2)).unwrap_or_default();
+    let grpc = s.grpc.as_ref().map(|_| format!(", grpc {}", e.grpc)).unwrap_or_default();
     format!(
-        "{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}{check}{h2})",
+        "{} (connect {}, timeout {}, reset {}, closed {}, parse {}, status {}, tls {}{check}{h2}{grpc})",
         e.total, e.connect, e.timeout, e.reset, e.closed, e.parse, e.status, e.tls
     )
 }
@@ -408,6 +412,9 @@ pub fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
     }
     if let Some(h) = &s.http2 {
         let _ = writeln!(o, "| HTTP/2 | {} |", h.line().trim_start_matches("HTTP/2 "));
+    }
+    if let Some(g) = &s.grpc {
+        let _ = writeln!(o, "| gRPC | {} |", g.line().trim_start_matches("gRPC "));
     }
     let status: Vec<String> = s.status.iter().map(|(k, v)| format!("{k}: {v}")).collect();
     let _ = writeln!(o, "| status | {} |", status.join(", "));

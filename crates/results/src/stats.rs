@@ -50,10 +50,13 @@ pub enum ErrorKind {
     /// HTTP/2: the connection failed at the protocol level (a frame, a header list too long,
     /// a GOAWAY with an error), or the request could not be sent as HTTP/2.
     H2,
+    /// gRPC: the call ended with a `grpc-status` the plan does not expect (by default any but
+    /// OK), or with none; the codes are in the summary's `grpc.codes`.
+    Grpc,
 }
 
 /// Error kinds counted.
-pub const ERROR_KINDS: usize = 10;
+pub const ERROR_KINDS: usize = 11;
 
 impl ErrorKind {
     pub const ALL: [ErrorKind; ERROR_KINDS] = [
@@ -67,6 +70,7 @@ impl ErrorKind {
         Self::Check,
         Self::ResetStream,
         Self::H2,
+        Self::Grpc,
     ];
 
     pub fn name(self) -> &'static str {
@@ -81,6 +85,7 @@ impl ErrorKind {
             Self::Check => "check",
             Self::ResetStream => "reset_stream",
             Self::H2 => "h2",
+            Self::Grpc => "grpc",
         }
     }
 
@@ -144,9 +149,10 @@ impl Counters {
         self.errors.iter().sum()
     }
 
-    /// Failed requests that got a response: an unexpected status, a failed check.
+    /// Failed requests that got a response: an unexpected status, a failed check, a gRPC
+    /// status that is not expected.
     pub fn errors_answered(&self) -> u64 {
-        self.errors_of(ErrorKind::Status) + self.errors_of(ErrorKind::Check)
+        self.errors_of(ErrorKind::Status) + self.errors_of(ErrorKind::Check) + self.errors_of(ErrorKind::Grpc)
     }
 
     /// Requests tried: responses, and failures that got none (a failed status or check is a
@@ -257,6 +263,8 @@ pub struct ShardStats {
     pub setup: Option<Box<Setup>>,
     /// HTTP/2 runs only (made at the first connection).
     pub http2: Option<Box<crate::http2::Http2>>,
+    /// gRPC runs only (made at the first call answered).
+    pub grpc: Option<Box<crate::grpc::Grpc>>,
     /// Checks passed and failed, by the plan's check index (empty without checks).
     pub checks: Vec<CheckCount>,
 }
@@ -426,6 +434,7 @@ impl Default for ShardStats {
             iterations: None,
             setup: None,
             http2: None,
+            grpc: None,
             checks: Vec::new(),
         }
     }
@@ -516,6 +525,11 @@ impl ShardStats {
     }
 
     /// The connection set-up figures (made on first use).
+    /// The gRPC counts, made when first needed.
+    pub fn grpc(&mut self) -> &mut crate::grpc::Grpc {
+        self.grpc.get_or_insert_with(Box::default)
+    }
+
     /// The HTTP/2 counts, made when first needed.
     pub fn http2(&mut self) -> &mut crate::http2::Http2 {
         self.http2.get_or_insert_with(Box::default)
@@ -608,6 +622,7 @@ impl ShardStats {
             iterations: self.iterations.as_mut().map(|i| Box::new(i.take())),
             setup: self.setup.as_mut().map(|s| Box::new(s.take())),
             http2: self.http2.as_mut().map(|h| Box::new(h.take())),
+            grpc: self.grpc.as_mut().map(|g| Box::new(std::mem::take(g.as_mut()))),
             checks: self.checks.iter_mut().map(std::mem::take).collect(),
             names: self
                 .names
@@ -693,6 +708,9 @@ impl ShardStats {
         }
         if let Some(h) = &o.http2 {
             self.http2().add(h);
+        }
+        if let Some(g) = &o.grpc {
+            self.grpc().add(g);
         }
         if self.names.len() < o.names.len() {
             self.names.resize_with(o.names.len(), NameStats::default);

@@ -76,12 +76,15 @@ pub struct Errors {
     pub reset_stream: u64,
     /// HTTP/2 protocol failures of the connection (or a request HTTP/2 cannot carry).
     pub h2: u64,
+    /// gRPC calls that ended with a status the plan does not expect (by code in `grpc.codes`).
+    pub grpc: u64,
 }
 
 impl Errors {
-    /// Failed requests that got a response (an unexpected status, a failed check).
+    /// Failed requests that got a response (an unexpected status, a failed check, a gRPC
+    /// status not expected).
     pub fn answered(&self) -> u64 {
-        self.status + self.check
+        self.status + self.check + self.grpc
     }
 
     /// Adds these counts to `c`'s, by kind (merging runs).
@@ -97,6 +100,7 @@ impl Errors {
             (ErrorKind::Check, self.check),
             (ErrorKind::ResetStream, self.reset_stream),
             (ErrorKind::H2, self.h2),
+            (ErrorKind::Grpc, self.grpc),
         ] {
             c.errors[kind as usize] += n;
         }
@@ -282,6 +286,7 @@ impl Errors {
             check: e(ErrorKind::Check),
             reset_stream: e(ErrorKind::ResetStream),
             h2: e(ErrorKind::H2),
+            grpc: e(ErrorKind::Grpc),
         }
     }
 }
@@ -594,6 +599,9 @@ pub struct Summary {
     /// HTTP/2 runs only (`--http2`, `--http2-prior-knowledge`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub http2: Option<crate::http2::Http2Summary>,
+    /// gRPC runs only (`grpc://`, `grpcs://`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc: Option<crate::grpc::GrpcSummary>,
     /// Per named request, when the plan has several (a scenario).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub requests_by_name: BTreeMap<String, NamedSummary>,
@@ -671,6 +679,7 @@ impl Summary {
                 .filter(|s| s.handshake.as_deref().is_some_and(|h| !h.is_empty()) || c.errors_of(ErrorKind::Tls) > 0)
                 .map(|s| TlsSummary::new(s, duration_s)),
             http2: None,
+            grpc: None,
             requests_by_name: BTreeMap::new(),
             scenarios: BTreeMap::new(),
             connections: Connections { opened: c.conns_opened, peak_open: totals.peak_open },
@@ -704,6 +713,7 @@ impl Errors {
             ("check", self.check),
             ("reset_stream", self.reset_stream),
             ("h2", self.h2),
+            ("grpc", self.grpc),
         ]
         .iter()
         .filter(|(_, n)| *n > 0)

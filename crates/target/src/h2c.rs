@@ -44,7 +44,11 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<TargetSha
     }
 }
 
-/// One stream: its request body read and dropped, the delay, the response.
+/// The most of a gRPC request's message the target keeps (to echo it).
+const MAX_GRPC_MESSAGE: usize = 4 * 1024 * 1024 + 5;
+
+/// One stream: its request body read (and dropped, or for a gRPC call kept to echo), the
+/// delay, the response.
 async fn answer(
     shard: Rc<TargetShard>,
     request: http::Request<h2::RecvStream>,
@@ -52,13 +56,24 @@ async fn answer(
     body: Bytes,
 ) {
     let head_only = request.method() == http::Method::HEAD;
+    let grpc = shard.grpc.is_some()
+        && request.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
+    let path = if grpc { request.uri().path().to_string() } else { String::new() };
     let mut incoming = request.into_body();
+    let mut message = Vec::new();
     while let Some(chunk) = incoming.data().await {
         let Ok(chunk) = chunk else { return };
         let _ = incoming.flow_control().release_capacity(chunk.len());
+        if grpc && message.len() + chunk.len() <= MAX_GRPC_MESSAGE {
+            message.extend_from_slice(&chunk);
+        }
     }
     if !shard.delay.is_zero() {
         glommio::timer::sleep(shard.delay).await;
+    }
+    if grpc {
+        let code = shard.grpc.as_ref().map_or(0, |c| c.status(&path));
+        return answer_grpc(&shard, respond, Bytes::from(message), code);
     }
     let response = http::Response::builder()
         .status(200)
@@ -71,6 +86,28 @@ async fn answer(
         return;
     }
     shard.served.set(shard.served.get() + 1);
+}
+
+/// A gRPC call's answer: its own message back and `grpc-status` 0, or (a failure asked for)
+/// no message and `code`.
+fn answer_grpc(shard: &TargetShard, mut respond: h2::server::SendResponse<Bytes>, message: Bytes, code: u8) {
+    let response = http::Response::builder()
+        .status(200)
+        .header("content-type", "application/grpc")
+        .body(())
+        .expect("a valid response");
+    let Ok(mut send) = respond.send_response(response, false) else { return };
+    if code == 0 && !message.is_empty() && send.send_data(message, false).is_err() {
+        return;
+    }
+    let mut trailers = http::HeaderMap::new();
+    trailers.insert("grpc-status", http::HeaderValue::from(u16::from(code)));
+    if code != 0 {
+        trailers.insert("grpc-message", http::HeaderValue::from_static("failed by engine target --grpc-fail"));
+    }
+    if send.send_trailers(trailers).is_ok() {
+        shard.served.set(shard.served.get() + 1);
+    }
 }
 
 #[cfg(test)]

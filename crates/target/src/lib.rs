@@ -4,7 +4,10 @@
 //! `http2`, HTTP/2 on the same port: by prior knowledge, or by ALPN over TLS (the `h2c`
 //! module).
 
+mod grpc;
 mod h2c;
+
+pub use grpc::GrpcFail;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
@@ -50,6 +53,8 @@ pub struct TargetConfig {
     pub tls: Option<Arc<ServerConfig>>,
     /// Also answer HTTP/2: by prior knowledge (h2c) on a plain port, by ALPN over TLS.
     pub http2: bool,
+    /// Answer gRPC calls over HTTP/2 (an echo), failing these calls (`None`: no gRPC).
+    pub grpc: Option<Vec<GrpcFail>>,
 }
 
 impl TargetConfig {
@@ -64,6 +69,7 @@ impl TargetConfig {
             shard_cpus: vec![cpu],
             tls: None,
             http2: false,
+            grpc: None,
         })
     }
 }
@@ -97,12 +103,13 @@ impl Target {
             // The first shard binds (port 0 picks a port); the others join its port.
             let (shard_stop, served, response) = (stop.clone(), served.clone(), response.clone());
             // Over TLS, HTTP/2 is what ALPN agrees on.
-            let tls = cfg.tls.as_ref().map(|c| if cfg.http2 { engine_tls::offering_h2(c) } else { c.clone() });
-            let (delay, http2) = (cfg.delay, cfg.http2);
+            let http2 = cfg.http2 || cfg.grpc.is_some();
+            let tls = cfg.tls.as_ref().map(|c| if http2 { engine_tls::offering_h2(c) } else { c.clone() });
+            let how = Serving { delay: cfg.delay, tls, http2, grpc: cfg.grpc.clone() };
             let bind = if i == 0 { listen::Bind::Own(addr) } else { listen::Bind::Join(addr) };
             let started =
                 listen::spawn_bound(Executor::new(format!("target-{i}"), Placement::Fixed(cpu)), bind, move |l| {
-                    serve(l, shard_stop, served, response, delay, tls, http2)
+                    serve(l, shard_stop, served, response, how)
                 });
             let (bound, handle) = match started {
                 Ok(s) => s,
@@ -194,12 +201,22 @@ impl Responses {
     }
 }
 
+/// How a shard answers (its part of the configuration).
+struct Serving {
+    delay: Duration,
+    tls: Option<Arc<ServerConfig>>,
+    http2: bool,
+    grpc: Option<Vec<GrpcFail>>,
+}
+
 /// Per-shard state of the target.
 struct TargetShard {
     response: Arc<Responses>,
     delay: Duration,
     tls: Option<Arc<ServerConfig>>,
     http2: bool,
+    /// gRPC: the calls per method, and the failures asked for.
+    grpc: Option<grpc::Calls>,
     /// Responses written since the last publication to the shared counter.
     served: Cell<u64>,
     /// Open connections' sockets, so a stop can wake every pending read.
@@ -212,15 +229,14 @@ async fn serve(
     stop: Arc<AtomicBool>,
     served: Arc<AtomicU64>,
     response: Arc<Responses>,
-    delay: Duration,
-    tls: Option<Arc<ServerConfig>>,
-    http2: bool,
+    how: Serving,
 ) {
     let shard = Rc::new(TargetShard {
         response,
-        delay,
-        tls,
-        http2,
+        delay: how.delay,
+        tls: how.tls,
+        http2: how.http2,
+        grpc: how.grpc.map(grpc::Calls::new),
         served: Cell::new(0),
         open: RefCell::new(HashMap::new()),
         next_id: Cell::new(0),

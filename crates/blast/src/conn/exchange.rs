@@ -27,6 +27,8 @@ pub(super) enum Step {
         response: Response,
         reuse: bool,
         unsolicited: bool,
+        /// gRPC: the call's `grpc-status` (trailers, or a trailers-only response's headers).
+        grpc: Option<u8>,
     },
     Fail(ErrorKind),
     /// A TLS failure, by reason (an index of `engine_results::stats::TLS_REASONS`).
@@ -149,7 +151,7 @@ fn frame(framer: &mut ResponseFramer, data: &[u8]) -> (Step, usize) {
         Ok(Progress::Complete { consumed, response }) => {
             // Bytes past the response were never asked for: the connection is out of step.
             let unsolicited = consumed < data.len();
-            (Step::Done { response, reuse: response.keep_alive && !unsolicited, unsolicited }, consumed)
+            (Step::Done { response, reuse: response.keep_alive && !unsolicited, unsolicited, grpc: None }, consumed)
         }
         Err(e) => (Step::Fail(error_kind(e)), 0),
     }
@@ -160,7 +162,7 @@ fn frame(framer: &mut ResponseFramer, data: &[u8]) -> (Step, usize) {
 fn eof(framer: &mut ResponseFramer, stream: &Stream) -> Step {
     match framer.feed_eof() {
         Ok(_) if stream.truncated() => failed(&engine_tls::Failure::truncated()),
-        Ok(response) => Step::Done { response, reuse: false, unsolicited: false },
+        Ok(response) => Step::Done { response, reuse: false, unsolicited: false, grpc: None },
         Err(e) => Step::Fail(error_kind(e)),
     }
 }

@@ -195,7 +195,7 @@ pub(super) async fn exchange(
     capture: Option<&mut Capture>,
 ) -> Ended {
     match stream(shard, slot, send, req, capture).await {
-        Ok(response) => Ended::Step(Step::Done { response, reuse: true, unsolicited: false }),
+        Ok((response, grpc)) => Ended::Step(Step::Done { response, reuse: true, unsolicited: false, grpc }),
         Err(Fail::Timeout) => Ended::Step(Step::Fail(ErrorKind::Timeout)),
         Err(Fail::H2(e)) => failed(shard, slot, generation, &e),
     }
@@ -207,7 +207,7 @@ async fn stream(
     send: &mut SendRequest<Bytes>,
     req: H2Request,
     mut capture: Option<&mut Capture>,
-) -> Result<Response, Fail> {
+) -> Result<(Response, Option<u8>), Fail> {
     poll_fn(|cx| watched(shard, slot, cx, |cx| send.poll_ready(cx))).await?;
     let end = req.body.is_empty();
     let (mut response, mut body_tx) = send.send_request(req.head, end).map_err(Fail::H2)?;
@@ -252,7 +252,15 @@ async fn stream(
             glommio::executor().yield_task_queue_now().await;
         }
     }
-    Ok(Response { status, keep_alive: true, head_bytes: 0, body_bytes, retry_after })
+    // gRPC: the status is in the trailers (or, a trailers-only answer, in the headers).
+    let grpc = if shard.plan().grpc.is_some() {
+        let trailers = poll_fn(|cx| watched(shard, slot, cx, |cx| body.poll_trailers(cx))).await?;
+        let field = trailers.as_ref().and_then(|t| t.get("grpc-status")).or_else(|| head.headers.get("grpc-status"));
+        field.and_then(|v| v.to_str().ok()?.parse::<u32>().ok()).map(|c| c.min(u32::from(u8::MAX)) as u8)
+    } else {
+        None
+    };
+    Ok((Response { status, keep_alive: true, head_bytes: 0, body_bytes, retry_after }, grpc))
 }
 
 /// A stream's failure: the server reset it (`reset_stream`, by code), a GOAWAY refused it

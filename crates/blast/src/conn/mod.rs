@@ -455,8 +455,8 @@ fn one_request<'a>(
         let planned = &shard.plan().requests[which];
         let (mut ok, mut retry_after, mut checks_failed, mut status) = (false, None, false, 0);
         let mut seen = None;
-        if let Step::Done { response, .. } = &outcome {
-            ok = planned.expect.contains(response.status);
+        if let Step::Done { response, grpc, .. } = &outcome {
+            ok = planned.expect.contains(response.status) && grpc_ok(shard, *grpc);
             status = response.status;
             retry_after = response.retry_after;
             if kept.is_some() {
@@ -538,6 +538,15 @@ fn run_checks(shard: &Shard, checks: &[Check], seen: &mut Seen<'_>) -> bool {
     failed
 }
 
+/// `UNKNOWN`: what a gRPC response without a `grpc-status` counts as.
+const GRPC_UNKNOWN: u32 = 2;
+
+/// Whether a call's `grpc-status` (none: `UNKNOWN`) is one the plan expects; true when the
+/// run is not gRPC.
+fn grpc_ok(shard: &Shard, grpc: Option<u8>) -> bool {
+    shard.plan().grpc.as_ref().is_none_or(|g| g.expects(grpc.map_or(GRPC_UNKNOWN as u8, |c| c)))
+}
+
 /// Records a request's outcome; returns whether the connection may be reused.
 /// A response of an expected status that failed a check is an error of kind `check`.
 fn record(
@@ -552,17 +561,23 @@ fn record(
     let mut st = shard.stats();
     let part = cursor.part();
     match outcome {
-        Step::Done { response, reuse, unsolicited } => {
+        Step::Done { response, reuse, unsolicited, grpc } => {
             let expected = shard.plan().requests[which].expect.contains(response.status);
             st.record(response.status, corrected, actual, expected);
             st.record_scenario(part, response.status, expected);
             if cursor.named() {
                 st.record_named(which, response.status, corrected, expected);
             }
-            if expected && checks_failed {
-                st.error_in(part, ErrorKind::Check);
+            if shard.plan().grpc.is_some() {
+                st.grpc().count(grpc.map_or(GRPC_UNKNOWN, u32::from));
+            }
+            // A call's own status fails it before its checks are asked.
+            let failed =
+                if !grpc_ok(shard, grpc) { Some(ErrorKind::Grpc) } else { checks_failed.then_some(ErrorKind::Check) };
+            if let Some(kind) = failed.filter(|_| expected) {
+                st.error_in(part, kind);
                 if cursor.named() {
-                    st.error_named(which, ErrorKind::Check);
+                    st.error_named(which, kind);
                 }
             }
             if unsolicited {

@@ -1,0 +1,201 @@
+//! gRPC unary load (issue 30, acceptance 4): against `engine target --grpc`, and against an
+//! independent server (tonic, hyperium's gRPC: the service below is what its code generator
+//! writes, by hand), the calls counted equal the server's count, and the calls a method is made
+//! to fail (every tenth, with UNAVAILABLE) are exactly the `grpc` errors, by code.
+
+// A test reads as one story from setup to the last assertion; the CLI's 60-line limit
+// (cli/clippy.toml) is for its code.
+#![allow(clippy::too_many_lines)]
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine_target::{GrpcFail, Target, TargetConfig};
+
+/// Two cores: one blast at a time.
+static SERIAL: Mutex<()> = Mutex::new(());
+
+const PROTO: &str = "syntax = \"proto3\";\npackage demo;\n\
+    message Say { string text = 1; }\n\
+    service Echo { rpc Echo (Say) returns (Say); rpc Fail (Say) returns (Say); }\n";
+
+fn scratch() -> PathBuf {
+    let d = std::env::temp_dir().join(format!("engine-grpc-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn proto() -> String {
+    let p = scratch().join("echo.proto");
+    std::fs::write(&p, PROTO).unwrap();
+    p.display().to_string()
+}
+
+/// A blast of gRPC calls: its summary.
+fn blast(url: &str, call: &str, extra: &[&str]) -> serde_json::Value {
+    let proto = proto();
+    let out = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["blast", url, "--call", call, "--proto", &proto, "--data", r#"{"text":"hello"}"#])
+        .args(["-c", "4", "--streams", "4", "-d", "1s", "--shards", "1", "--json", "-", "-q"])
+        .args(extra)
+        .current_dir(scratch())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.code().is_some_and(|c| c == 0), "engine failed: {err}");
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("no summary ({e}): {err}"))
+}
+
+/// Every call the server answered was measured; those it failed are the `grpc` errors.
+fn counted(s: &serde_json::Value, served: u64, failed: u64, what: &str) {
+    let requests = s["requests"].as_u64().unwrap();
+    let abandoned = s["abandoned"].as_u64().unwrap();
+    assert!(requests > 500, "{what}: {requests} calls");
+    assert_eq!(requests + abandoned, served, "{what}: engine {requests} (+{abandoned} abandoned), server {served}");
+    let codes = &s["grpc"]["codes"];
+    assert_eq!(codes["OK"].as_u64().unwrap() + codes["UNAVAILABLE"].as_u64().unwrap_or(0), requests, "{what}: {codes}");
+    // A failed call still in flight at the end is the server's and not the engine's.
+    let unavailable = codes["UNAVAILABLE"].as_u64().unwrap_or(0);
+    assert!(
+        unavailable <= failed && failed <= unavailable + abandoned,
+        "{what}: {unavailable} UNAVAILABLE, {failed} failed"
+    );
+    assert_eq!(s["errors"]["grpc"].as_u64().unwrap(), unavailable, "{what}: {}", s["errors"]);
+    assert_eq!(s["errors"]["total"], s["errors"]["grpc"], "{what}: {}", s["errors"]);
+}
+
+#[test]
+fn calls_to_the_target_count_as_it_does_and_fail_by_code() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let mut cfg = TargetConfig::loopback(Duration::ZERO).unwrap();
+    cfg.grpc = Some(vec![GrpcFail::parse("demo.Echo/Fail:UNAVAILABLE:10").unwrap()]);
+    let t = Target::start(cfg).unwrap();
+    let url = format!("grpc://{}", t.local_addr());
+
+    let s = blast(&url, "demo.Echo/Echo", &[]);
+    std::thread::sleep(Duration::from_millis(100));
+    counted(&s, t.served(), 0, "Echo");
+    assert_eq!(s["grpc"]["call"], "demo.Echo/Echo");
+    assert_eq!(s["http2"]["mode"], "h2c");
+    let before = t.served();
+
+    let s = blast(&url, "demo.Echo/Fail", &[]);
+    std::thread::sleep(Duration::from_millis(100));
+    let served = t.served() - before;
+    counted(&s, served, served / 10, "Fail");
+    assert!(s["errors"]["grpc"].as_u64().unwrap() > 50, "{}", s["errors"]);
+    // What the plan expects is not an error.
+    let s = blast(&url, "demo.Echo/Fail", &["--expect-grpc-status", "OK,UNAVAILABLE"]);
+    assert_eq!(s["errors"]["total"], 0, "{}", s["errors"]);
+    assert!(s["grpc"]["codes"]["UNAVAILABLE"].as_u64().unwrap() > 50, "{}", s["grpc"]);
+    t.stop();
+
+    // Over TLS (grpcs://), h2 by ALPN without fallback.
+    let (config, pem) = engine_tls::self_signed(&["127.0.0.1"]).unwrap();
+    let ca = scratch().join("ca.pem");
+    std::fs::write(&ca, pem).unwrap();
+    let mut cfg = TargetConfig::loopback(Duration::ZERO).unwrap();
+    cfg.grpc = Some(Vec::new());
+    cfg.tls = Some(config);
+    let t = Target::start(cfg).unwrap();
+    let s = blast(&format!("grpcs://{}", t.local_addr()), "demo.Echo/Echo", &["--cacert", ca.to_str().unwrap()]);
+    std::thread::sleep(Duration::from_millis(100));
+    counted(&s, t.served(), 0, "grpcs");
+    assert_eq!(s["http2"]["connections"], serde_json::json!({"h2": 4}));
+    t.stop();
+}
+
+/// The tonic service: `demo.Echo`, counting calls; `Fail` fails every tenth with UNAVAILABLE.
+mod tonic_echo {
+    use std::convert::Infallible;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    use std::sync::Arc;
+
+    use tonic::codegen::{http, BoxFuture, Service};
+    use tonic::{Request, Response, Status};
+
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Say {
+        #[prost(string, tag = "1")]
+        pub text: String,
+    }
+
+    #[derive(Clone, Default)]
+    pub struct Echo {
+        pub calls: Arc<AtomicU64>,
+        pub fails: Arc<AtomicU64>,
+    }
+
+    impl tonic::server::NamedService for Echo {
+        const NAME: &'static str = "demo.Echo";
+    }
+
+    struct Unary(Echo, bool);
+
+    impl tonic::server::UnaryService<Say> for Unary {
+        type Response = Say;
+        type Future = BoxFuture<Response<Say>, Status>;
+        fn call(&mut self, request: Request<Say>) -> Self::Future {
+            let (e, fail) = (self.0.clone(), self.1);
+            Box::pin(async move {
+                let n = e.calls.fetch_add(1, Ordering::Relaxed) + 1;
+                if fail && n % 10 == 0 {
+                    e.fails.fetch_add(1, Ordering::Relaxed);
+                    return Err(Status::unavailable("every tenth call fails"));
+                }
+                Ok(Response::new(request.into_inner()))
+            })
+        }
+    }
+
+    impl Service<http::Request<tonic::body::Body>> for Echo {
+        type Response = http::Response<tonic::body::Body>;
+        type Error = Infallible;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+
+        fn poll_ready(&mut self, _: &mut std::task::Context<'_>) -> std::task::Poll<Result<(), Infallible>> {
+            std::task::Poll::Ready(Ok(()))
+        }
+
+        fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+            let fail = match req.uri().path() {
+                "/demo.Echo/Echo" => false,
+                "/demo.Echo/Fail" => true,
+                _ => return Box::pin(async { Ok(Status::unimplemented("no such method").into_http()) }),
+            };
+            let svc = Unary(self.clone(), fail);
+            Box::pin(async move {
+                let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Say, Say>::default());
+                Ok(grpc.unary(svc, req).await)
+            })
+        }
+    }
+}
+
+#[test]
+fn calls_to_a_tonic_server_count_as_it_does() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let echo = tonic_echo::Echo::default();
+    let (calls, fails) = (echo.calls.clone(), echo.fails.clone());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async move {
+            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+            tx.send(l.local_addr().unwrap()).unwrap();
+            let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
+            tonic::transport::Server::builder().add_service(echo).serve_with_incoming(incoming).await.unwrap();
+        });
+    });
+    let addr = rx.recv().unwrap();
+    let url = format!("grpc://{addr}");
+    let s = blast(&url, "demo.Echo/Echo", &[]);
+    counted(&s, calls.load(Ordering::Relaxed), 0, "tonic Echo");
+    let before = calls.load(Ordering::Relaxed);
+    let s = blast(&url, "demo.Echo/Fail", &[]);
+    counted(&s, calls.load(Ordering::Relaxed) - before, fails.load(Ordering::Relaxed), "tonic Fail");
+    let _ = Arc::new(AtomicU64::new(0));
+}
