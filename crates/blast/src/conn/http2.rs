@@ -191,7 +191,7 @@ pub(super) async fn exchange(
     slot: usize,
     send: &mut SendRequest<Bytes>,
     generation: u32,
-    req: H2Request,
+    req: &H2Request,
     capture: Option<&mut Capture>,
 ) -> Ended {
     match stream(shard, slot, send, req, capture).await {
@@ -201,20 +201,24 @@ pub(super) async fn exchange(
     }
 }
 
+/// The stream itself. What lives across its awaits is in every in-flight stream's task (an
+/// HTTP/2 run has conns × streams of them): the request is cloned into `h2` only as it is
+/// sent, and the response's head is read and dropped before its body is.
 async fn stream(
     shard: &Shard,
     slot: usize,
     send: &mut SendRequest<Bytes>,
-    req: H2Request,
+    req: &H2Request,
     mut capture: Option<&mut Capture>,
 ) -> Result<(Response, Option<u8>), Fail> {
     poll_fn(|cx| watched(shard, slot, cx, |cx| send.poll_ready(cx))).await?;
     let end = req.body.is_empty();
-    let (mut response, mut body_tx) = send.send_request(req.head, end).map_err(Fail::H2)?;
+    let (mut response, mut body_tx) = send.send_request(req.head.clone(), end).map_err(Fail::H2)?;
     if !end {
         // Queued whole: `h2` sends it as the server's windows allow.
-        body_tx.send_data(req.body, true).map_err(Fail::H2)?;
+        body_tx.send_data(req.body.clone(), true).map_err(Fail::H2)?;
     }
+    drop(body_tx);
     let response = poll_fn(|cx| watched(shard, slot, cx, |cx| Pin::new(&mut response).poll(cx))).await?;
     let link = shard.link(slot);
     if link.first_response() {
@@ -224,18 +228,21 @@ async fn stream(
             shard.stats().http2().capped(max as u64);
         }
     }
-    let (head, mut body) = response.into_parts();
-    let status = head.status.as_u16();
-    if let Some(c) = capture.as_deref_mut() {
-        c.begin();
-        for (name, value) in &head.headers {
-            c.keep_header(name.as_str(), value.as_bytes());
+    let (status, retry_after, head_grpc, mut body) = {
+        let (head, body) = response.into_parts();
+        let status = head.status.as_u16();
+        if let Some(c) = capture.as_deref_mut() {
+            c.begin();
+            for (name, value) in &head.headers {
+                c.keep_header(name.as_str(), value.as_bytes());
+            }
         }
-    }
-    let retry_after = (status >= 300)
-        .then(|| head.headers.get("retry-after"))
-        .flatten()
-        .and_then(|v| RetryAfter::parse(v.as_bytes()));
+        let retry_after = (status >= 300)
+            .then(|| head.headers.get("retry-after"))
+            .flatten()
+            .and_then(|v| RetryAfter::parse(v.as_bytes()));
+        (status, retry_after, grpc_status(head.headers.get("grpc-status")), body)
+    };
     let mut body_bytes = 0u64;
     let mut frames = 0u32;
     loop {
@@ -255,12 +262,16 @@ async fn stream(
     // gRPC: the status is in the trailers (or, a trailers-only answer, in the headers).
     let grpc = if shard.plan().grpc.is_some() {
         let trailers = poll_fn(|cx| watched(shard, slot, cx, |cx| body.poll_trailers(cx))).await?;
-        let field = trailers.as_ref().and_then(|t| t.get("grpc-status")).or_else(|| head.headers.get("grpc-status"));
-        field.and_then(|v| v.to_str().ok()?.parse::<u32>().ok()).map(|c| c.min(u32::from(u8::MAX)) as u8)
+        grpc_status(trailers.as_ref().and_then(|t| t.get("grpc-status"))).or(head_grpc)
     } else {
         None
     };
     Ok((Response { status, keep_alive: true, head_bytes: 0, body_bytes, retry_after }, grpc))
+}
+
+/// A `grpc-status` field's code (above 255: 255, counted as OTHER).
+fn grpc_status(field: Option<&http::HeaderValue>) -> Option<u8> {
+    field.and_then(|v| v.to_str().ok()?.parse::<u32>().ok()).map(|c| c.min(u32::from(u8::MAX)) as u8)
 }
 
 /// A stream's failure: the server reset it (`reset_stream`, by code), a GOAWAY refused it

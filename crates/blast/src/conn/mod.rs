@@ -482,17 +482,22 @@ fn one_request<'a>(
 /// converted, sent and answered. Boxed: none of its state sits in every connection's task,
 /// which an HTTP/1.1 run keeps small (one allocation per request, beside `h2`'s own).
 fn h2_turn(c: &mut Conn, which: usize, capture: Option<Box<Capture>>) -> Pin<Box<dyn Future<Output = Turned> + '_>> {
-    let shard = &c.guard.shard;
+    let shard = c.guard.shard.clone();
     let scheme = if shard.plan().target.tls { "https" } else { "http" };
-    let req = match shard.h2_request(which) {
-        Some(r) => Ok(r.clone()),
-        None => h2req::convert(&c.rendered, scheme),
+    // Only a templated request is converted (and owned) here; the others are the shard's.
+    let templated = match shard.h2_request(which) {
+        Some(_) => None,
+        None => Some(h2req::convert(&c.rendered, scheme)),
     };
     Box::pin(async move {
         let mut capture = capture;
+        let req = match &templated {
+            None => shard.h2_request(which),
+            Some(r) => r.as_ref().ok(),
+        };
         let outcome = match req {
-            Ok(req) => send_h2(c, req, capture.as_deref_mut()).await,
-            Err(_) => Step::Fail(ErrorKind::H2),
+            Some(req) => send_h2(c, req, capture.as_deref_mut()).await,
+            None => Step::Fail(ErrorKind::H2),
         };
         (outcome, capture)
     })
@@ -503,7 +508,7 @@ type Turned = (Step, Option<Box<Capture>>);
 
 /// Sends an HTTP/2 request on the slot's connection; one a GOAWAY refused goes again on a
 /// new connection (counted as retried), up to [`MAX_RETRIES`] times.
-async fn send_h2(c: &mut Conn, req: h2req::H2Request, mut capture: Option<&mut Capture>) -> Step {
+async fn send_h2(c: &mut Conn, req: &h2req::H2Request, mut capture: Option<&mut Capture>) -> Step {
     let shard = c.guard.shard.clone();
     let mut tries = 0;
     loop {
@@ -512,14 +517,15 @@ async fn send_h2(c: &mut Conn, req: h2req::H2Request, mut capture: Option<&mut C
             return Step::Fail(ErrorKind::Connect);
         };
         let generation = *generation;
-        match http2::exchange(&shard, c.guard.slot, send, generation, req.clone(), capture.as_deref_mut()).await {
+        match http2::exchange(&shard, c.guard.slot, send, generation, req, capture.as_deref_mut()).await {
             Ended::Step(step) => return step,
             Ended::Refused if tries == MAX_RETRIES => return Step::Fail(ErrorKind::H2),
             Ended::Refused => {
                 tries += 1;
                 shard.stats().http2().retried += 1;
                 c.h2 = None;
-                c.ensure_link(false).await;
+                // Boxed: a handshake's state would otherwise sit in every stream's request.
+                Box::pin(c.ensure_link(false)).await;
             }
         }
     }
