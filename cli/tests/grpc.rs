@@ -114,7 +114,7 @@ mod tonic_echo {
     use std::sync::atomic::{AtomicU64, Ordering};
     use std::sync::Arc;
 
-    use tonic::codegen::{http, BoxFuture, Service};
+    use tonic::codegen::{http, Body, BoxFuture, Service, StdError};
     use tonic::{Request, Response, Status};
 
     #[derive(Clone, PartialEq, prost::Message)]
@@ -151,7 +151,11 @@ mod tonic_echo {
         }
     }
 
-    impl Service<http::Request<tonic::body::Body>> for Echo {
+    impl<B> Service<http::Request<B>> for Echo
+    where
+        B: Body + Send + 'static,
+        B::Error: Into<StdError> + Send + 'static,
+    {
         type Response = http::Response<tonic::body::Body>;
         type Error = Infallible;
         type Future = BoxFuture<Self::Response, Self::Error>;
@@ -160,7 +164,7 @@ mod tonic_echo {
             std::task::Poll::Ready(Ok(()))
         }
 
-        fn call(&mut self, req: http::Request<tonic::body::Body>) -> Self::Future {
+        fn call(&mut self, req: http::Request<B>) -> Self::Future {
             let fail = match req.uri().path() {
                 "/demo.Echo/Echo" => false,
                 "/demo.Echo/Fail" => true,
@@ -183,11 +187,22 @@ fn calls_to_a_tonic_server_count_as_it_does() {
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        #[allow(clippy::infinite_loop)] // the server serves until the test binary ends
         rt.block_on(async move {
             let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
             tx.send(l.local_addr().unwrap()).unwrap();
-            let incoming = tokio_stream::wrappers::TcpListenerStream::new(l);
-            tonic::transport::Server::builder().add_service(echo).serve_with_incoming(incoming).await.unwrap();
+            // hyper's HTTP/2 server, as tonic's own transport runs it (without its router).
+            loop {
+                let Ok((s, _)) = l.accept().await else { continue };
+                let svc = hyper_util::service::TowerToHyperService::new(echo.clone());
+                tokio::spawn(async move {
+                    let io = hyper_util::rt::TokioIo::new(s);
+                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                        .http2_only()
+                        .serve_connection(io, svc)
+                        .await;
+                });
+            }
         });
     });
     let addr = rx.recv().unwrap();

@@ -38,8 +38,11 @@ pub(crate) struct Link {
     driver: RefCell<Option<JoinHandle<()>>>,
     /// This connection received a GOAWAY (counted once).
     goaway: Cell<bool>,
-    /// The server's stream limit was compared with `--streams` once.
+    /// The server's stream limit was compared with `--streams` once (a response came).
     limit_seen: Cell<bool>,
+    /// Connections in a row that ended without one response (garbage, a GOAWAY at once): the
+    /// next open waits a back-off, or a hostile server would get connections back to back.
+    barren: Cell<u32>,
 }
 
 impl Link {
@@ -51,7 +54,15 @@ impl Link {
             driver: RefCell::new(None),
             goaway: Cell::new(false),
             limit_seen: Cell::new(false),
+            barren: Cell::new(0),
         }
+    }
+
+    /// Connections in a row that ended without a response, this one included if it has had
+    /// none: how long the next open should wait is the caller's rule.
+    pub fn barren(&self) -> u32 {
+        let open_unanswered = self.generation.get() > 0 && !self.limit_seen.get();
+        self.barren.get() + u32::from(open_unanswered)
     }
 
     /// What the slot should do; `Open` makes it the opener.
@@ -81,6 +92,8 @@ impl Link {
     /// The opener's connection speaks HTTP/2, driven by `driver`; returns its generation.
     pub fn opened_h2(&self, send: SendRequest<Bytes>, driver: JoinHandle<()>) -> u32 {
         let g = self.next_generation();
+        let unanswered = g > 1 && !self.limit_seen.get();
+        self.barren.set(if unanswered { self.barren.get().saturating_add(1) } else { 0 });
         self.generation.set(g);
         *self.held.borrow_mut() = Held::H2(send);
         *self.driver.borrow_mut() = Some(driver);

@@ -116,21 +116,35 @@ impl<S: Side> Stream<S> {
     }
 }
 
-/// tokio's io traits, for a protocol built on them (`h2`) over either kind of stream. A read
-/// zero-fills the caller's unfilled buffer first (`h2` hands a fresh one to each read, so that
-/// is every read's cost: 13% of a load generator's throughput, benches/RESULTS.md; a server
-/// such as `engine target` can afford it).
+/// Bytes a tokio read takes at most: what one read of the shard's turn hands `h2`.
+const TOKIO_READ: usize = 16 * 1024;
+
+thread_local! {
+    /// Where a tokio read lands before it is copied into the caller's buffer: tokio's
+    /// `ReadBuf` may be uninitialized, and zero-filling it first (`initialize_unfilled`) cost
+    /// `h2` 13% of its throughput (benches/RESULTS.md); copying what was read costs what was
+    /// read. Each thread's own, initialized once.
+    static TOKIO_BUF: std::cell::RefCell<Box<[u8]>> = std::cell::RefCell::new(vec![0u8; TOKIO_READ].into_boxed_slice());
+}
+
+/// tokio's io traits, for a protocol built on them (`h2`) over either kind of stream: a read
+/// lands in the thread's buffer and is copied into the caller's unfilled part, never
+/// zero-filling it.
 impl<S: Side> tokio::io::AsyncRead for Stream<S> {
     fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut tokio::io::ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        match Stream::poll_read(this, cx, buf.initialize_unfilled()) {
-            Poll::Ready(Ok(n)) => {
-                buf.advance(n);
-                Poll::Ready(Ok(()))
+        TOKIO_BUF.with(|b| {
+            let mut b = b.borrow_mut();
+            let want = buf.remaining().min(b.len());
+            match Stream::poll_read(this, cx, &mut b[..want]) {
+                Poll::Ready(Ok(n)) => {
+                    buf.put_slice(&b[..n]);
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
             }
-            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-            Poll::Pending => Poll::Pending,
-        }
+        })
     }
 }
 

@@ -209,6 +209,12 @@ impl Conn {
                 Found::Open => break,
             }
         }
+        // The last connection ended before any response: a back-off before the next, as for
+        // a connect that failed.
+        let barren = shard.link(slot).barren();
+        if barren > 0 {
+            glommio::timer::sleep(BACKOFF_MIN.saturating_mul(1 << barren.min(7)).min(BACKOFF_MAX)).await;
+        }
         let pause = match connect(&shard, slot).await {
             Ok(opened) => {
                 set_up(&shard, &opened);
