@@ -1,5 +1,6 @@
-//! HTTP/2 under a shard's slots: a connection made HTTP/2 (or left HTTP/1.1 when ALPN says
-//! so), the task that drives it, and one request as a stream on it. `h2` (hyperium's) does
+//! HTTP/2 under a shard's slots: a slot finding (or opening) its connection, the connection
+//! made HTTP/2 (or left HTTP/1.1 when ALPN says so), the task that drives it, and one request
+//! as a stream on it, sent again on a new connection when a GOAWAY refused it. `h2` (hyperium's) does
 //! the protocol through tokio's io traits; the bytes it moves are counted here.
 //!
 //! A stream's timeout has no socket to shut: the sweeper marks the slot and wakes its task,
@@ -22,10 +23,15 @@ use glommio::net::{Preallocated, TcpStream};
 use h2::client::{Connection, SendRequest};
 
 use super::exchange::Step;
-use crate::h2req::H2Request;
+use super::{connect, set_up, Conn, BACKOFF_MAX, BACKOFF_MIN};
+use crate::h2req::{self, H2Request};
+use crate::link::Found;
 use crate::state::Shard;
-use crate::transport::Stream;
+use crate::transport::{OpenError, Stream};
 
+/// Times an HTTP/2 request a GOAWAY refused is sent again on a new connection before it
+/// counts as an `h2` error.
+const MAX_RETRIES: u32 = 3;
 /// The receive buffer of an h2c socket: a read takes whole frames of many streams at once
 /// (each connection holds one for its life: 16 KiB keeps 10,000 connections affordable).
 const READ_BUF: usize = 16 * 1024;
@@ -300,4 +306,120 @@ fn failed(shard: &Shard, slot: usize, generation: u32, e: &h2::Error) -> Ended {
         },
         None => Step::Fail(ErrorKind::H2),
     })
+}
+
+impl Conn {
+    /// HTTP/2: takes the slot's connection, opening it if it is closed, or waits while another
+    /// slot opens it (or holds it as HTTP/1.1). `count`: a failure to open counts as an error
+    /// (not when it retries a request, which counts its own).
+    pub(super) async fn ensure_link(&mut self, count: bool) -> bool {
+        let shard = self.guard.shard.clone();
+        let slot = self.guard.slot;
+        loop {
+            match shard.link(slot).find() {
+                Found::H2(send, generation) => {
+                    self.h2 = Some(Box::new((send, generation)));
+                    return true;
+                }
+                Found::Wait => {
+                    self.attempted(&shard);
+                    shard.link(slot).changed().await;
+                }
+                Found::Open => break,
+            }
+        }
+        // The last connection ended before any response: a back-off before the next, as for
+        // a connect that failed.
+        let barren = shard.link(slot).barren();
+        if barren > 0 {
+            glommio::timer::sleep(BACKOFF_MIN.saturating_mul(1 << barren.min(7)).min(BACKOFF_MAX)).await;
+        }
+        let pause = match connect(&shard, slot).await {
+            Ok(opened) => {
+                set_up(&shard, &opened);
+                match start(&shard, slot, opened.stream).await {
+                    Ok(Started::H2(send, generation)) => {
+                        self.failures = 0;
+                        self.h2 = Some(Box::new((send, generation)));
+                        return true;
+                    }
+                    Ok(Started::H1(stream)) => {
+                        self.failures = 0;
+                        shard.link(slot).opened_h1();
+                        shard.stats().http2().h1_conns += 1;
+                        self.guard.set_open(Some(&stream));
+                        self.stream = Some(stream);
+                        return true;
+                    }
+                    Err(_) => {
+                        shard.link(slot).failed();
+                        self.open_failed(&shard, OpenError::H2, count)
+                    }
+                }
+            }
+            Err(e) => {
+                shard.link(slot).failed();
+                self.open_failed(&shard, e, count)
+            }
+        };
+        glommio::timer::sleep(pause).await;
+        false
+    }
+}
+
+/// HTTP/2: request `which` (a templated one as just rendered into the connection's buffer)
+/// converted, sent and answered. Boxed: none of its state sits in every connection's task,
+/// which an HTTP/1.1 run keeps small (one allocation per request, beside `h2`'s own).
+pub(super) fn h2_turn(
+    c: &mut Conn,
+    which: usize,
+    capture: Option<Box<Capture>>,
+) -> Pin<Box<dyn Future<Output = Turned> + '_>> {
+    let shard = c.guard.shard.clone();
+    let scheme = if shard.plan().target.tls { "https" } else { "http" };
+    // Only a templated request is converted (and owned) here; the others are the shard's.
+    let templated = match shard.h2_request(which) {
+        Some(_) => None,
+        None => Some(h2req::convert(&c.rendered, scheme)),
+    };
+    Box::pin(async move {
+        let mut capture = capture;
+        let req = match &templated {
+            None => shard.h2_request(which),
+            Some(r) => r.as_ref().ok(),
+        };
+        let outcome = match req {
+            Some(req) => send_h2(c, req, capture.as_deref_mut()).await,
+            None => Step::Fail(ErrorKind::H2),
+        };
+        (outcome, capture)
+    })
+}
+
+/// How a request ended, and what was kept of its response.
+pub(super) type Turned = (Step, Option<Box<Capture>>);
+
+/// Sends an HTTP/2 request on the slot's connection; one a GOAWAY refused goes again on a
+/// new connection (counted as retried), up to [`MAX_RETRIES`] times.
+async fn send_h2(c: &mut Conn, req: &H2Request, mut capture: Option<&mut Capture>) -> Step {
+    let shard = c.guard.shard.clone();
+    let mut tries = 0;
+    loop {
+        let Some((send, generation)) = c.h2.as_deref_mut() else {
+            // The slot's connection could not be opened again for a retry.
+            return Step::Fail(ErrorKind::Connect);
+        };
+        let generation = *generation;
+        match exchange(&shard, c.guard.slot, send, generation, req, capture.as_deref_mut()).await {
+            Ended::Step(step) => return step,
+            Ended::Refused if tries == MAX_RETRIES => return Step::Fail(ErrorKind::H2),
+            Ended::Refused => {
+                tries += 1;
+                shard.stats().http2().retried += 1;
+                c.h2 = None;
+                // Boxed: a handshake's state would otherwise sit in every stream's request.
+                Box::pin(c.ensure_link(false)).await;
+            }
+        }
+    }
 }

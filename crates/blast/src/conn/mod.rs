@@ -1,38 +1,30 @@
 //! One connection's loop: wait for its turn (the open model's schedule, a ramp's admission),
 //! connect with back-off, write and read one request ([`exchange`]), record the outcome,
 //! repeat. What goes over the wire is the transport's ([`crate::transport`]); which request
-//! goes next is the flow cursor's ([`flow`]).
+//! goes next is the flow cursor's ([`flow`]). In an HTTP/2 run a slot is one stream of a
+//! shared connection: opening it, and sending on it, are [`http2`]'s.
 
 mod exchange;
 mod flow;
 mod http2;
 
-use std::future::Future;
 use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use engine_http::response::Capture;
 use engine_http::ResponseFramer;
 use engine_results::stats::{micros, ErrorKind};
 
 use crate::check::{Check, Seen};
-use crate::h2req;
-use crate::link::Found;
 use crate::state::{Opening, Shard};
 use crate::transport::{self, OpenError, Opened, Stream};
 use exchange::{exchange, Outgoing, Step};
 use flow::Cursor;
-use http2::{Ended, Started};
 
 /// First and longest pause between failed connects: a dead target must not turn every
 /// connection into a busy loop, and a target that comes back must be noticed quickly.
 const BACKOFF_MIN: Duration = Duration::from_millis(10);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
-/// Times an HTTP/2 request a GOAWAY refused is sent again on a new connection before it
-/// counts as an `h2` error.
-const MAX_RETRIES: u32 = 3;
 /// A request due sooner than this is sent at once: a timer costs more than the error.
 const SCHEDULE_SLACK: Duration = Duration::from_micros(50);
 /// Arrival-rate flows: an iteration no user could start within this of when it was due is
@@ -188,63 +180,6 @@ impl Conn {
         }
         self.failures += 1;
         BACKOFF_MIN.saturating_mul(1 << self.failures.min(7)).min(BACKOFF_MAX)
-    }
-
-    /// HTTP/2: takes the slot's connection, opening it if it is closed, or waits while another
-    /// slot opens it (or holds it as HTTP/1.1). `count`: a failure to open counts as an error
-    /// (not when it retries a request, which counts its own).
-    async fn ensure_link(&mut self, count: bool) -> bool {
-        let shard = self.guard.shard.clone();
-        let slot = self.guard.slot;
-        loop {
-            match shard.link(slot).find() {
-                Found::H2(send, generation) => {
-                    self.h2 = Some(Box::new((send, generation)));
-                    return true;
-                }
-                Found::Wait => {
-                    self.attempted(&shard);
-                    shard.link(slot).changed().await;
-                }
-                Found::Open => break,
-            }
-        }
-        // The last connection ended before any response: a back-off before the next, as for
-        // a connect that failed.
-        let barren = shard.link(slot).barren();
-        if barren > 0 {
-            glommio::timer::sleep(BACKOFF_MIN.saturating_mul(1 << barren.min(7)).min(BACKOFF_MAX)).await;
-        }
-        let pause = match connect(&shard, slot).await {
-            Ok(opened) => {
-                set_up(&shard, &opened);
-                match http2::start(&shard, slot, opened.stream).await {
-                    Ok(Started::H2(send, generation)) => {
-                        self.failures = 0;
-                        self.h2 = Some(Box::new((send, generation)));
-                        return true;
-                    }
-                    Ok(Started::H1(stream)) => {
-                        self.failures = 0;
-                        shard.link(slot).opened_h1();
-                        shard.stats().http2().h1_conns += 1;
-                        self.guard.set_open(Some(&stream));
-                        self.stream = Some(stream);
-                        return true;
-                    }
-                    Err(_) => {
-                        shard.link(slot).failed();
-                        self.open_failed(&shard, OpenError::H2, count)
-                    }
-                }
-            }
-            Err(e) => {
-                shard.link(slot).failed();
-                self.open_failed(&shard, e, count)
-            }
-        };
-        glommio::timer::sleep(pause).await;
-        false
     }
 }
 
@@ -451,7 +386,7 @@ fn one_request<'a>(
             let outcome = exchange(shard, c.guard.slot, stream, out, &mut c.framer, &mut c.carry).await;
             (outcome, c.framer.take_capture())
         } else {
-            h2_turn(c, which, turn.capture).await
+            http2::h2_turn(c, which, turn.capture).await
         };
         let done = Instant::now();
         c.guard.set_in_flight(None);
@@ -481,59 +416,6 @@ fn one_request<'a>(
             c.cursor.keep_buffer(k);
         }
         (ok && !checks_failed, think)
-    }
-}
-
-/// HTTP/2: request `which` (a templated one as just rendered into the connection's buffer)
-/// converted, sent and answered. Boxed: none of its state sits in every connection's task,
-/// which an HTTP/1.1 run keeps small (one allocation per request, beside `h2`'s own).
-fn h2_turn(c: &mut Conn, which: usize, capture: Option<Box<Capture>>) -> Pin<Box<dyn Future<Output = Turned> + '_>> {
-    let shard = c.guard.shard.clone();
-    let scheme = if shard.plan().target.tls { "https" } else { "http" };
-    // Only a templated request is converted (and owned) here; the others are the shard's.
-    let templated = match shard.h2_request(which) {
-        Some(_) => None,
-        None => Some(h2req::convert(&c.rendered, scheme)),
-    };
-    Box::pin(async move {
-        let mut capture = capture;
-        let req = match &templated {
-            None => shard.h2_request(which),
-            Some(r) => r.as_ref().ok(),
-        };
-        let outcome = match req {
-            Some(req) => send_h2(c, req, capture.as_deref_mut()).await,
-            None => Step::Fail(ErrorKind::H2),
-        };
-        (outcome, capture)
-    })
-}
-
-/// How a request ended, and what was kept of its response.
-type Turned = (Step, Option<Box<Capture>>);
-
-/// Sends an HTTP/2 request on the slot's connection; one a GOAWAY refused goes again on a
-/// new connection (counted as retried), up to [`MAX_RETRIES`] times.
-async fn send_h2(c: &mut Conn, req: &h2req::H2Request, mut capture: Option<&mut Capture>) -> Step {
-    let shard = c.guard.shard.clone();
-    let mut tries = 0;
-    loop {
-        let Some((send, generation)) = c.h2.as_deref_mut() else {
-            // The slot's connection could not be opened again for a retry.
-            return Step::Fail(ErrorKind::Connect);
-        };
-        let generation = *generation;
-        match http2::exchange(&shard, c.guard.slot, send, generation, req, capture.as_deref_mut()).await {
-            Ended::Step(step) => return step,
-            Ended::Refused if tries == MAX_RETRIES => return Step::Fail(ErrorKind::H2),
-            Ended::Refused => {
-                tries += 1;
-                shard.stats().http2().retried += 1;
-                c.h2 = None;
-                // Boxed: a handshake's state would otherwise sit in every stream's request.
-                Box::pin(c.ensure_link(false)).await;
-            }
-        }
     }
 }
 
