@@ -669,9 +669,10 @@ fn stages_report_each_held_stage_and_the_recovery() {
     let p99 = |i: usize| p["levels"][i]["p99_ms"].as_f64().unwrap();
     assert!(p99(0) < 40.0 && p99(1) > 59.0, "the baseline answered in 10 ms, the peak in 60: {p}");
     // Slow until 9.5 s: the first interval after the drop (at 8 s) back near the baseline
-    // ends at 10 or 11 s.
+    // ends at 10 or 11 s; the run's last interval ends with the drain, the requests still in
+    // flight answered (10 ms here), so at 11 s and a few milliseconds.
     let recovery = p["recovery_s"].as_f64().expect("a recovery time");
-    assert!((2.0..=3.0).contains(&recovery), "{p}");
+    assert!((2.0..=3.1).contains(&recovery), "{p}");
     assert_eq!(v["thresholds"][0]["value"].as_f64(), Some(recovery), "{}", v["thresholds"]);
     assert!(stderr(&o).contains("p99 recovered"), "{}", stderr(&o));
     // Stages without a drop have no recovery to judge: refused before the run.
