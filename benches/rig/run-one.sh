@@ -51,7 +51,8 @@ case "$gen" in
             cmd=("$bin" -k -q -c "$conns" -t "$dur" -n 100000000 "$url") ;;
     engine) [[ -n "${ENGINE_BIN:-}" && -x "${ENGINE_BIN:-}" ]] || { echo "engine: set ENGINE_BIN to an executable engine binary" >&2; exit 3; }
             bin="$ENGINE_BIN"
-            cmd=("$bin" blast "$url" --conns "$conns" --duration "${dur}s")
+            # The results folder beside the raw output, not in the caller's directory.
+            cmd=("$bin" blast "$url" --conns "$conns" --duration "${dur}s" --out "${out%.out}.results")
             [[ $url == https:* ]] && cmd+=(--cacert "$("$here/target.sh" cacert)")
             if [[ -n "$streams" && $url == https:* ]]; then cmd+=(--http2 --streams "$streams")
             elif [[ -n "$streams" ]]; then cmd+=(--http2-prior-knowledge --streams "$streams"); fi ;;

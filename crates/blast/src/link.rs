@@ -89,8 +89,9 @@ impl Link {
         self.generation.get().wrapping_add(1)
     }
 
-    /// The opener's connection speaks HTTP/2, driven by `driver`; returns its generation.
-    pub fn opened_h2(&self, send: SendRequest<Bytes>, driver: JoinHandle<()>) -> u32 {
+    /// The opener's connection speaks HTTP/2, driven by `driver` (its generation is
+    /// [`Link::next_generation`]'s).
+    pub fn opened_h2(&self, send: SendRequest<Bytes>, driver: JoinHandle<()>) {
         let g = self.next_generation();
         let unanswered = g > 1 && !self.limit_seen.get();
         self.barren.set(if unanswered { self.barren.get().saturating_add(1) } else { 0 });
@@ -100,7 +101,6 @@ impl Link {
         self.goaway.set(false);
         self.limit_seen.set(false);
         self.wake();
-        g
     }
 
     /// The opener's connection speaks HTTP/1.1 and is its own.
@@ -109,8 +109,8 @@ impl Link {
     }
 
     /// The HTTP/1.1 connection closed, or the HTTP/2 one of `generation` failed or ended:
-    /// the next slot to look opens another. Returns whether it was open.
-    pub fn close(&self, generation: Option<u32>) -> bool {
+    /// the next slot to look opens another.
+    pub fn close(&self, generation: Option<u32>) {
         let mut held = self.held.borrow_mut();
         let open = match (&*held, generation) {
             (Held::H2(_), Some(g)) => g == self.generation.get(),
@@ -122,7 +122,6 @@ impl Link {
             drop(held);
             self.wake();
         }
-        open
     }
 
     /// Whether the link still sends on the connection of `generation` (no slot let go of it).

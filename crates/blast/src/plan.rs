@@ -165,6 +165,17 @@ pub struct Target {
     pub tls: bool,
 }
 
+impl Target {
+    /// `https` or `http`, as HTTP/2's `:scheme` says.
+    pub fn scheme(&self) -> &'static str {
+        if self.tls {
+            "https"
+        } else {
+            "http"
+        }
+    }
+}
+
 /// How load is generated.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Model {
@@ -401,7 +412,7 @@ impl PlanInput {
             r.request.resolve_columns(columns).map_err(|e| PlanError::Request { name, reason: e.to_string() })?;
         }
         if http2.is_some() {
-            http2::check_requests(&requests, target.tls)?;
+            http2::check_requests(&requests, target.scheme())?;
         }
         Ok(Plan {
             target,
@@ -604,6 +615,11 @@ impl Plan {
     /// Connections of shard `i`: each part's split evenly, the remainders to the first shards.
     pub fn shard_conns(&self, i: usize) -> u64 {
         self.parts.iter().map(|p| p.shard_conns(self.shard_cpus.len(), i)).sum()
+    }
+
+    /// Slots per connection: `--streams` in an HTTP/2 run, else 1.
+    pub fn streams(&self) -> usize {
+        self.http2.as_ref().map_or(1, |h| h.streams as usize)
     }
 
     /// Some closed part's connections change during the run (a ramp, a start after the run's

@@ -95,8 +95,7 @@ impl Reporter<'_> {
 
 pub(crate) async fn run(cfg: ShardConfig) {
     // A slot per connection, or per stream of each connection in an HTTP/2 run.
-    let streams = cfg.plan.http2.as_ref().map_or(1, |h| h.streams as usize);
-    let conns = cfg.plan.shard_conns(cfg.index) as usize * streams;
+    let conns = cfg.plan.shard_conns(cfg.index) as usize * cfg.plan.streams();
     let shard = Shard::new(cfg.plan.clone(), cfg.index, seed(cfg.index));
     shard.admit(0.0);
     let ramps = cfg.plan.admission_varies();

@@ -176,8 +176,7 @@ impl Shard {
         let shards = plan.shard_cpus.len();
         let named = if plan.named() { plan.requests.len() } else { 0 };
         let scenarios = if plan.scenarios() { plan.parts.len() } else { 0 };
-        let streams = plan.http2.as_ref().map_or(1, |h| h.streams as usize);
-        let scheme = if plan.target.tls { "https" } else { "http" };
+        let (streams, scheme) = (plan.streams(), plan.target.scheme());
         let h2_requests = match plan.http2 {
             None => Vec::new(),
             // Each converted when the plan was built, so this cannot fail here.

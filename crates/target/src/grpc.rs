@@ -2,8 +2,7 @@
 //! 0 in the trailers), and `--grpc-fail METHOD:CODE:EVERY` fails every EVERYth call of a
 //! method with CODE (counted per shard), so a test knows exactly which calls failed.
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+use std::cell::Cell;
 
 /// `--grpc-fail pkg.Service/Method:UNAVAILABLE:10`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,25 +30,22 @@ impl GrpcFail {
     }
 }
 
-/// A shard's calls per method, and the failures asked for.
+/// A shard's calls of each method a failure names, and the failures asked for.
 #[derive(Debug, Default)]
 pub(crate) struct Calls {
-    fail: Vec<GrpcFail>,
-    seen: RefCell<HashMap<String, u64>>,
+    fail: Vec<(GrpcFail, Cell<u64>)>,
 }
 
 impl Calls {
     pub fn new(fail: Vec<GrpcFail>) -> Self {
-        Calls { fail, seen: RefCell::new(HashMap::new()) }
+        Calls { fail: fail.into_iter().map(|f| (f, Cell::new(0))).collect() }
     }
 
     /// The status the call to `path` ends with: 0, or a failure's code on its every Nth call.
     pub fn status(&self, path: &str) -> u8 {
-        let Some(f) = self.fail.iter().find(|f| f.path == path) else { return 0 };
-        let mut seen = self.seen.borrow_mut();
-        let n = seen.entry(path.to_string()).or_default();
-        *n += 1;
-        if (*n).is_multiple_of(f.every) {
+        let Some((f, seen)) = self.fail.iter().find(|(f, _)| f.path == path) else { return 0 };
+        seen.set(seen.get() + 1);
+        if seen.get().is_multiple_of(f.every) {
             f.code
         } else {
             0

@@ -58,7 +58,8 @@ async fn answer(
     let head_only = request.method() == http::Method::HEAD;
     let grpc = shard.grpc.is_some()
         && request.headers().get("content-type").is_some_and(|v| v.as_bytes().starts_with(b"application/grpc"));
-    let path = if grpc { request.uri().path().to_string() } else { String::new() };
+    // Decided as the call arrives: no copy of its path is kept.
+    let code = if grpc { shard.grpc.as_ref().map_or(0, |c| c.status(request.uri().path())) } else { 0 };
     let mut incoming = request.into_body();
     let mut message = Vec::new();
     while let Some(chunk) = incoming.data().await {
@@ -72,7 +73,6 @@ async fn answer(
         glommio::timer::sleep(shard.delay).await;
     }
     if grpc {
-        let code = shard.grpc.as_ref().map_or(0, |c| c.status(&path));
         return answer_grpc(&shard, respond, Bytes::from(message), code);
     }
     let response = http::Response::builder()

@@ -27,7 +27,8 @@ pub(super) enum Step {
         response: Response,
         reuse: bool,
         unsolicited: bool,
-        /// gRPC: the call's `grpc-status` (trailers, or a trailers-only response's headers).
+        /// gRPC: the call's `grpc-status` (trailers, or a trailers-only response's headers;
+        /// none at all: UNKNOWN); `None` when the run is not gRPC.
         grpc: Option<u8>,
     },
     Fail(ErrorKind),

@@ -23,7 +23,7 @@ use glommio::net::{Preallocated, TcpStream};
 use h2::client::{Connection, SendRequest};
 
 use super::exchange::Step;
-use super::{connect, set_up, Conn, BACKOFF_MAX, BACKOFF_MIN};
+use super::{backoff, connect, set_up, Conn};
 use crate::h2req::{self, H2Request};
 use crate::link::Found;
 use crate::state::Shard;
@@ -35,6 +35,8 @@ const MAX_RETRIES: u32 = 3;
 /// The receive buffer of an h2c socket: a read takes whole frames of many streams at once
 /// (each connection holds one for its life: 16 KiB keeps 10,000 connections affordable).
 const READ_BUF: usize = 16 * 1024;
+/// `UNKNOWN`: what a gRPC response without a `grpc-status` counts as.
+const GRPC_UNKNOWN: u8 = 2;
 /// DATA frames of one response read between turns the task gives the executor.
 const FRAMES_PER_TURN: u32 = 16;
 
@@ -228,9 +230,8 @@ async fn stream(
     let response = poll_fn(|cx| watched(shard, slot, cx, |cx| Pin::new(&mut response).poll(cx))).await?;
     let link = shard.link(slot);
     if link.first_response() {
-        let asked = shard.plan().http2.as_ref().map_or(1, |h| h.streams as usize);
         let max = send.current_max_send_streams();
-        if max < asked {
+        if max < shard.plan().streams() {
             shard.stats().http2().capped(max as u64);
         }
     }
@@ -268,7 +269,8 @@ async fn stream(
     // gRPC: the status is in the trailers (or, a trailers-only answer, in the headers).
     let grpc = if shard.plan().grpc.is_some() {
         let trailers = poll_fn(|cx| watched(shard, slot, cx, |cx| body.poll_trailers(cx))).await?;
-        grpc_status(trailers.as_ref().and_then(|t| t.get("grpc-status"))).or(head_grpc)
+        // None at all counts as UNKNOWN.
+        Some(grpc_status(trailers.as_ref().and_then(|t| t.get("grpc-status"))).or(head_grpc).unwrap_or(GRPC_UNKNOWN))
     } else {
         None
     };
@@ -295,7 +297,7 @@ fn failed(shard: &Shard, slot: usize, generation: u32, e: &h2::Error) -> Ended {
         if !e.is_remote() {
             return Ended::Step(Step::Fail(ErrorKind::H2));
         }
-        shard.stats().http2().reset(e.reason().map_or(2, u32::from));
+        shard.stats().http2().reset(u32::from(e.reason().unwrap_or(h2::Reason::INTERNAL_ERROR)));
         return Ended::Step(Step::Fail(ErrorKind::ResetStream));
     }
     link.close(Some(generation));
@@ -332,7 +334,7 @@ impl Conn {
         // a connect that failed.
         let barren = shard.link(slot).barren();
         if barren > 0 {
-            glommio::timer::sleep(BACKOFF_MIN.saturating_mul(1 << barren.min(7)).min(BACKOFF_MAX)).await;
+            glommio::timer::sleep(backoff(barren)).await;
         }
         let pause = match connect(&shard, slot).await {
             Ok(opened) => {
@@ -376,7 +378,7 @@ pub(super) fn h2_turn(
     capture: Option<Box<Capture>>,
 ) -> Pin<Box<dyn Future<Output = Turned> + '_>> {
     let shard = c.guard.shard.clone();
-    let scheme = if shard.plan().target.tls { "https" } else { "http" };
+    let scheme = shard.plan().target.scheme();
     // Only a templated request is converted (and owned) here; the others are the shard's.
     let templated = match shard.h2_request(which) {
         Some(_) => None,

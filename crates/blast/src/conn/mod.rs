@@ -179,8 +179,13 @@ impl Conn {
             OpenError::H2 => shard.stats().error_in(part, ErrorKind::H2),
         }
         self.failures += 1;
-        BACKOFF_MIN.saturating_mul(1 << self.failures.min(7)).min(BACKOFF_MAX)
+        backoff(self.failures)
     }
+}
+
+/// The pause before the next open after `failures` in a row: 20 ms doubling to 1 s.
+fn backoff(failures: u32) -> Duration {
+    BACKOFF_MIN.saturating_mul(1 << failures.min(7)).min(BACKOFF_MAX)
 }
 
 /// A connection opened: its connect and handshake times.
@@ -432,13 +437,13 @@ fn run_checks(shard: &Shard, checks: &[Check], seen: &mut Seen<'_>) -> bool {
     failed
 }
 
-/// `UNKNOWN`: what a gRPC response without a `grpc-status` counts as.
-const GRPC_UNKNOWN: u32 = 2;
-
-/// Whether a call's `grpc-status` (none: `UNKNOWN`) is one the plan expects; true when the
-/// run is not gRPC.
+/// Whether a call's `grpc-status` is one the plan expects; true when the run is not gRPC (the
+/// status is `None`).
 fn grpc_ok(shard: &Shard, grpc: Option<u8>) -> bool {
-    shard.plan().grpc.as_ref().is_none_or(|g| g.expects(grpc.map_or(GRPC_UNKNOWN as u8, |c| c)))
+    match (&shard.plan().grpc, grpc) {
+        (Some(g), Some(code)) => g.expects(code),
+        _ => true,
+    }
 }
 
 /// Records a request's outcome; returns whether the connection may be reused.
@@ -462,8 +467,8 @@ fn record(
             if cursor.named() {
                 st.record_named(which, response.status, corrected, expected);
             }
-            if shard.plan().grpc.is_some() {
-                st.grpc().count(grpc.map_or(GRPC_UNKNOWN, u32::from));
+            if let Some(code) = grpc {
+                st.grpc().count(u32::from(code));
             }
             // A call's own status fails it before its checks are asked.
             let failed =

@@ -112,8 +112,7 @@ impl Http2Input {
 
 /// Every request that is not templated converts to HTTP/2 now, so one that cannot is an error
 /// before the run (a templated one is converted per request, and counted as an `h2` error).
-pub(super) fn check_requests(requests: &[PlannedRequest], tls: bool) -> Result<(), PlanError> {
-    let scheme = if tls { "https" } else { "http" };
+pub(super) fn check_requests(requests: &[PlannedRequest], scheme: &str) -> Result<(), PlanError> {
     for r in requests.iter().filter(|r| !r.request.is_templated()) {
         h2req::convert(r.request.bytes(), scheme)
             .map_err(|reason| PlanError::Request { name: r.name.clone(), reason: format!("as HTTP/2: {reason}") })?;
