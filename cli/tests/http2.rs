@@ -261,3 +261,57 @@ fn a_server_that_allows_5_streams_caps_streams_and_is_said_to() {
     let out = String::from_utf8_lossy(&text.stdout);
     assert!(out.contains("the server capped streams at 5"), "{out}");
 }
+
+/// A flow over h2c: a templated POST body (encoded per request), a header captured and sent
+/// back, checks on the body and a header; nginx counts what the engine counts.
+#[test]
+fn a_flow_with_templates_captures_and_checks_runs_over_h2c() {
+    require!("nginx");
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = nginx();
+    let dir = std::env::temp_dir().join(format!("engine-h2-flow-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let plan = dir.join("flow.toml");
+    std::fs::write(
+        &plan,
+        format!(
+            r#"target = "http://127.0.0.1:{}"
+[[flow]]
+name = "user"
+[[flow.step]]
+name = "login"
+method = "POST"
+path = "/login"
+body = '{{"user":"u{{{{seq}}}}"}}'
+capture = {{ kind = "header:content-type" }}
+check = ['body contains "ok"', "header content-type ~ text"]
+[[flow.step]]
+name = "me"
+path = "/me"
+headers = {{ X-Kind = "{{{{cap.kind}}}}" }}
+check = ["status == 200"]
+"#,
+            n.h2c
+        ),
+    )
+    .unwrap();
+    let (s, served) = n.blast(&[
+        "--scenario",
+        plan.to_str().unwrap(),
+        "--http2-prior-knowledge",
+        "-c",
+        "8",
+        "--streams",
+        "4",
+        "-d",
+        "2s",
+    ]);
+    served_as_counted(&s, served, 32, "flow over h2c");
+    let requests = s["requests"].as_u64().unwrap();
+    assert_eq!(s["checks"]["failed"], 0, "{}", s["checks"]);
+    // Two checks on a login, one on a visit to /me: a login for every visit, give or take
+    // the users cut off between the two at the end.
+    let passed = s["checks"]["passed"].as_u64().unwrap();
+    assert!(passed >= requests && passed <= requests * 3 / 2 + 32, "{passed} checks for {requests} requests");
+    let _ = std::fs::remove_dir_all(&dir);
+}

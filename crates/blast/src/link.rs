@@ -4,17 +4,40 @@
 //! wait for it to close. Nothing here is shared across shards.
 
 use std::cell::{Cell, RefCell};
+use std::rc::Rc;
 use std::task::{Poll, Waker};
 
-use bytes::Bytes;
+use engine_http::h2::Client;
+use engine_results::stats::ErrorKind;
 use futures_lite::future::poll_fn;
 use glommio::task::JoinHandle;
-use h2::client::SendRequest;
+
+/// How a connection broke under its streams, for each of them to count.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Broke {
+    Kind(ErrorKind),
+    /// A TLS failure, by reason (an index of `engine_results::stats::TLS_REASONS`).
+    Tls(usize),
+}
+
+/// An HTTP/2 connection: its protocol state (the driver task and the slots sending on it
+/// share it; one shard, no locks) and how it broke, if it did.
+pub(crate) struct H2Conn {
+    pub client: RefCell<Client>,
+    pub generation: u32,
+    pub broke: Cell<Option<Broke>>,
+}
+
+impl H2Conn {
+    pub fn new(client: Client, generation: u32) -> Self {
+        H2Conn { client: RefCell::new(client), generation, broke: Cell::new(None) }
+    }
+}
 
 enum Held {
     Closed,
     Opening,
-    H2(SendRequest<Bytes>),
+    H2(Rc<H2Conn>),
     /// The server chose HTTP/1.1: one slot's connection.
     H1,
 }
@@ -23,8 +46,8 @@ enum Held {
 pub(crate) enum Found {
     /// Closed: the slot that found it opens it (it is `Opening` now).
     Open,
-    /// Open for HTTP/2: a handle to send on, and the generation to close if it fails.
-    H2(SendRequest<Bytes>, u32),
+    /// Open for HTTP/2: the connection to send on.
+    H2(Rc<H2Conn>),
     /// Being opened, or HTTP/1.1 held by another slot: wait for a change.
     Wait,
 }
@@ -73,7 +96,7 @@ impl Link {
                 *held = Held::Opening;
                 Found::Open
             }
-            Held::H2(send) => Found::H2(send.clone(), self.generation.get()),
+            Held::H2(conn) => Found::H2(conn.clone()),
             Held::Opening | Held::H1 => Found::Wait,
         }
     }
@@ -91,12 +114,12 @@ impl Link {
 
     /// The opener's connection speaks HTTP/2, driven by `driver` (its generation is
     /// [`Link::next_generation`]'s).
-    pub fn opened_h2(&self, send: SendRequest<Bytes>, driver: JoinHandle<()>) {
-        let g = self.next_generation();
+    pub fn opened_h2(&self, conn: Rc<H2Conn>, driver: JoinHandle<()>) {
+        let g = conn.generation;
         let unanswered = g > 1 && !self.limit_seen.get();
         self.barren.set(if unanswered { self.barren.get().saturating_add(1) } else { 0 });
         self.generation.set(g);
-        *self.held.borrow_mut() = Held::H2(send);
+        *self.held.borrow_mut() = Held::H2(conn);
         *self.driver.borrow_mut() = Some(driver);
         self.goaway.set(false);
         self.limit_seen.set(false);
@@ -118,15 +141,14 @@ impl Link {
             _ => false,
         };
         if open {
+            // Its streams finish; it takes no new ones and closes after the last.
+            if let Held::H2(conn) = &*held {
+                conn.client.borrow_mut().release();
+            }
             *held = Held::Closed;
             drop(held);
             self.wake();
         }
-    }
-
-    /// Whether the link still sends on the connection of `generation` (no slot let go of it).
-    pub fn holds(&self, generation: u32) -> bool {
-        matches!(&*self.held.borrow(), Held::H2(_)) && generation == self.generation.get()
     }
 
     /// The connection of `generation` (still this link's) was sent a GOAWAY: true the first

@@ -26,8 +26,6 @@ pub(crate) enum OpenError {
     Connect,
     /// TLS failed (or timed out) after the TCP connect.
     Tls(io::Error),
-    /// HTTP/2's connection preface could not be sent.
-    H2,
 }
 
 /// A TLS handshake on a connected socket, within `timeout`.

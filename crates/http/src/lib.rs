@@ -1,4 +1,4 @@
-//! The HTTP/1.1 codec, with no runtime: it works on byte slices, so it is fuzzed and
+//! The HTTP codecs, with no runtime: they work on byte slices, so they are fuzzed and
 //! benchmarked alone.
 //!
 //! # Layout
@@ -9,10 +9,13 @@
 //!   smuggling-safe framing, hop-by-hop headers.
 //! - [`forward`]: the proxy's rewriting of heads: the request sent upstream, the response
 //!   head sent back.
+//! - [`h2`]: the blast's HTTP/2 client: frames, HPACK, a connection's state machine.
+//! - [`grpc`]: gRPC's status codes.
 
 pub mod body;
 pub mod forward;
 pub mod grpc;
+pub mod h2;
 pub mod request;
 pub mod response;
 

@@ -99,9 +99,8 @@ struct Conn {
     rendered: Vec<u8>,
     scratch: Vec<u8>,
     failures: u32,
-    /// HTTP/2: the connection's handle this slot sends on, and its generation (boxed: an
-    /// HTTP/1.1 run's connections carry only the pointer).
-    h2: Option<Box<(h2::client::SendRequest<bytes::Bytes>, u32)>>,
+    /// HTTP/2: the connection this slot sends on (its link's).
+    h2: Option<Rc<crate::link::H2Conn>>,
     /// The slot has tried to connect once (the connect phase counts it).
     attempted: bool,
 }
@@ -176,7 +175,6 @@ impl Conn {
             _ if !count => {}
             OpenError::Connect => shard.stats().error_in(part, ErrorKind::Connect),
             OpenError::Tls(e) => shard.stats().tls_error_in(part, tls_reason(&e)),
-            OpenError::H2 => shard.stats().error_in(part, ErrorKind::H2),
         }
         self.failures += 1;
         backoff(self.failures)
@@ -221,7 +219,7 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
             // HTTP/2 connection closes once its last stream's slot lets go (its streams are
             // parked together).
             if let Some(h) = c.h2.as_deref() {
-                shard.link(slot).close(Some(h.1));
+                shard.link(slot).close(Some(h.generation));
             }
             c.close();
             shard.parked(slot).await;
