@@ -91,27 +91,7 @@ pub fn put_headers(out: &mut Vec<u8>, stream: u32, block: &[u8], end_stream: boo
     }
 }
 
-/// The error codes (RFC 9113 §7) by name, for the summary; others by number.
-pub fn reason_name(code: u32) -> Option<&'static str> {
-    const NAMES: [&str; 14] = [
-        "NO_ERROR",
-        "PROTOCOL_ERROR",
-        "INTERNAL_ERROR",
-        "FLOW_CONTROL_ERROR",
-        "SETTINGS_TIMEOUT",
-        "STREAM_CLOSED",
-        "FRAME_SIZE_ERROR",
-        "REFUSED_STREAM",
-        "CANCEL",
-        "COMPRESSION_ERROR",
-        "CONNECT_ERROR",
-        "ENHANCE_YOUR_CALM",
-        "INADEQUATE_SECURITY",
-        "HTTP_1_1_REQUIRED",
-    ];
-    NAMES.get(code as usize).copied()
-}
-
+/// Error codes (RFC 9113 §7) the client sends; the summary names them (engine_results::http2).
 pub const PROTOCOL_ERROR: u32 = 1;
 pub const FLOW_CONTROL_ERROR: u32 = 3;
 pub const FRAME_SIZE_ERROR: u32 = 6;
