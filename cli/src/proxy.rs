@@ -115,6 +115,17 @@ pub struct ProxyArgs {
     /// silence the proxy sends its own 100
     #[arg(long)]
     pub forward_expect: bool,
+    /// At most N requests under a fault at once across the proxy (Envoy's max_active_faults):
+    /// a request a rule would fault while N are passes unfaulted, counted in /stats
+    /// (faults_overflow) and engine_proxy_faults_overflow_total. 0: no cap
+    #[arg(long, default_value_t = 0, value_name = "N")]
+    pub max_active_faults: u64,
+    /// TCP mode: pass any protocol byte for byte (Redis, Postgres, TLS left untouched) to
+    /// --upstream HOST:PORT, with the rules acting on connections: reset, timeout, hang,
+    /// delay (before connecting), latency, bandwidth, slicer, limit_data, slow_close, each
+    /// by probability and per direction, changed at run time through the admin API
+    #[arg(long)]
+    pub tcp: bool,
 }
 
 pub fn main(args: ProxyArgs) -> u8 {
@@ -203,7 +214,13 @@ impl StartLine {
             _ => String::new(),
         };
         StartLine {
-            scheme: if cfg.tls.is_some() { "https" } else { "http" },
+            scheme: if cfg.tcp {
+                "tcp"
+            } else if cfg.tls.is_some() {
+                "https"
+            } else {
+                "http"
+            },
             upstream,
             shards: cfg.shard_cpus.len(),
             notes: format!("{}{polling}", engine_runtime::affinity::shared_cpus(&cfg.shard_cpus)),
@@ -251,6 +268,8 @@ impl From<&ProxyArgs> for engine_proxy::ProxyFlags {
             upgrade: a.upgrade.clone(),
             fault_headers: a.fault_headers,
             forward_expect: a.forward_expect,
+            max_active_faults: a.max_active_faults,
+            tcp: a.tcp,
         }
     }
 }

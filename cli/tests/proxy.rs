@@ -1,5 +1,10 @@
 //! `engine proxy` as a user runs it: flags and their errors, bounded memory while bodies
-//! stream through, SIGTERM drains.
+//! stream through, SIGTERM drains, the rules' first/every/exclude/regex and their counts, and
+//! TCP mode in front of a real Redis.
+
+// A test reads as one story from setup to the last assertion; the CLI's 60-line limit
+// (cli/clippy.toml) is for its code.
+#![allow(clippy::too_many_lines)]
 
 mod require;
 
@@ -18,6 +23,8 @@ struct Running {
     child: Child,
     addr: SocketAddr,
     stdout: BufReader<std::process::ChildStdout>,
+    /// The line the proxy printed as it started.
+    line: String,
 }
 
 impl Drop for Running {
@@ -29,7 +36,8 @@ impl Drop for Running {
 
 fn start(args: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0", "--shards", "1"])
+        .args(["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
+        .args(if args.contains(&"--shards") { &[][..] } else { &["--shards", "1"][..] })
         .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
@@ -38,9 +46,9 @@ fn start(args: &[&str]) -> Running {
     let mut stdout = BufReader::new(child.stdout.take().unwrap());
     let mut line = String::new();
     stdout.read_line(&mut line).unwrap();
-    // "engine proxy on http://127.0.0.1:PORT/ -> upstream ..."
-    let addr = line.split("http://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_else(|| panic!("{line}"));
-    Running { addr: addr.parse().unwrap(), child, stdout }
+    // "engine proxy on http://127.0.0.1:PORT/ -> upstream ..." (tcp:// in TCP mode)
+    let addr = line.split("://").nth(1).and_then(|s| s.split('/').next()).unwrap_or_else(|| panic!("{line}"));
+    Running { addr: addr.parse().unwrap(), child, stdout, line }
 }
 
 fn peak_rss_kib(pid: u32) -> u64 {
@@ -286,4 +294,265 @@ echo "local=$(took http://127.0.0.1:8091/)"
         assert!(t >= 0.0, "{who}: no answer\n{out}{}", String::from_utf8_lossy(&o.stderr));
         assert_eq!(t >= 0.3, delayed, "{who} took {t} s\n{out}");
     }
+}
+
+/// An upstream that answers every request `200 ok`, keep-alive, a thread per connection.
+fn ok_upstream() -> SocketAddr {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = l.local_addr().unwrap();
+    thread::spawn(move || {
+        for conn in l.incoming() {
+            let Ok(mut conn) = conn else { return };
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut got = [0u8; 4096];
+                while let Ok(n) = conn.read(&mut got) {
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&got[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        if conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").is_err() {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    addr
+}
+
+/// One keep-alive request on `conn` (reconnecting to `addr` when the proxy closed it);
+/// returns the status.
+fn get(conn: &mut Option<TcpStream>, addr: SocketAddr, path: &str, extra: &str) -> u16 {
+    let c = conn.get_or_insert_with(|| TcpStream::connect(addr).unwrap());
+    c.write_all(format!("GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n").as_bytes()).unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0u8; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        assert_eq!(c.read(&mut byte).unwrap(), 1, "the proxy closed before answering {path}");
+        head.push(byte[0]);
+    }
+    let text = String::from_utf8_lossy(&head).to_lowercase();
+    let status: u16 = text[9..12].parse().unwrap();
+    let len: usize =
+        text.lines().find_map(|l| l.strip_prefix("content-length:")).map_or(0, |v| v.trim().parse().unwrap());
+    let mut body = vec![0u8; len];
+    c.read_exact(&mut body).unwrap();
+    if text.contains("connection: close") {
+        *conn = None;
+    }
+    status
+}
+
+/// GET on the admin API: the body.
+fn admin_get(admin: &str, path: &str) -> String {
+    let mut s = TcpStream::connect(admin).unwrap();
+    s.write_all(format!("GET {path} HTTP/1.0\r\nHost: {admin}\r\n\r\n").as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+}
+
+#[test]
+fn rules_fault_the_first_n_every_nth_a_header_share_and_never_what_they_exclude() {
+    let dir = std::env::temp_dir().join(format!("engine-rules-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let faults = dir.join("faults.toml");
+    std::fs::write(
+        &faults,
+        r#"
+[[fault]]
+id = "first3"
+match = { path_prefix = "/first" }
+first = 3
+action = { abort = { status = 503 } }
+
+[[fault]]
+id = "every10"
+match = { path_prefix = "/every" }
+every = 10
+action = { abort = { status = 500 } }
+
+[[fault]]
+id = "all-but-health"
+match = { path_prefix = "/x" }
+exclude = ["/x/healthz"]
+action = { abort = { status = 418 } }
+
+[[fault]]
+id = "beta"
+match = { path_prefix = "/hdr", header = { name = "x-user", regex = "^beta-[0-9]+$" } }
+probability = 0.3
+action = { abort = { status = 429 } }
+
+[[fault]]
+id = "slow"
+match = { path_prefix = "/slow" }
+action = { delay = { ms = 400 } }
+"#,
+    )
+    .unwrap();
+    let up = ok_upstream().to_string();
+    let p =
+        start(&["--upstream", &up, "--faults", faults.to_str().unwrap(), "--shards", "2", "--max-active-faults", "3"]);
+    // "...; admin http://127.0.0.1:PORT/..."
+    let admin = p.line.split("admin http://").nth(1).and_then(|s| s.split(['/', ' ', ';']).next()).unwrap().to_string();
+    let addr = p.addr;
+    // Four connections, spread over both shards: `first` and `every` count across them.
+    let mut conns: Vec<Option<TcpStream>> = (0..4).map(|_| None).collect();
+    let mut statuses = |path: &str, extra: &str, n: usize| -> Vec<u16> {
+        (0..n).map(|i| get(&mut conns[i % 4], addr, path, extra)).collect()
+    };
+    let first = statuses("/first", "", 10);
+    assert_eq!(first, [503, 503, 503, 200, 200, 200, 200, 200, 200, 200]);
+    let every = statuses("/every", "", 30);
+    let failed: Vec<usize> = every.iter().enumerate().filter(|(_, s)| **s == 500).map(|(i, _)| i + 1).collect();
+    assert_eq!(failed, [10, 20, 30]);
+    assert!(statuses("/x/api", "", 20).iter().all(|s| *s == 418));
+    assert!(statuses("/x/healthz", "", 20).iter().all(|s| *s == 200), "excluded from a 100% rule");
+    assert!(statuses("/hdr", "x-user: alpha-1\r\n", 50).iter().all(|s| *s == 200), "the regex does not match");
+    let n = 10_000;
+    let beta = statuses("/hdr", "x-user: beta-42\r\n", n);
+    let share = beta.iter().filter(|s| **s == 429).count() as f64 / n as f64;
+    assert!((share - 0.3).abs() <= 0.02, "a 30% rule faulted {:.1}%", share * 100.0);
+
+    // Ten at once under a 400 ms delay rule, at most three faults active: three wait.
+    let slow: Vec<_> = (0..10)
+        .map(|_| {
+            thread::spawn(move || {
+                let t0 = Instant::now();
+                assert_eq!(get(&mut None, addr, "/slow", ""), 200);
+                t0.elapsed()
+            })
+        })
+        .collect();
+    let delayed = slow.into_iter().map(|t| t.join().unwrap()).filter(|d| *d >= Duration::from_millis(400)).count();
+    assert_eq!(delayed, 3, "requests delayed with --max-active-faults 3");
+
+    let stats: serde_json::Value = serde_json::from_str(&admin_get(&admin, "/stats")).unwrap();
+    let rule = |id: &str| stats["fault_rules"].as_array().unwrap().iter().find(|r| r["id"] == id).unwrap().clone();
+    assert_eq!((rule("first3")["matched"].as_u64(), rule("first3")["injected"].as_u64()), (Some(10), Some(3)));
+    assert_eq!((rule("every10")["matched"].as_u64(), rule("every10")["injected"].as_u64()), (Some(30), Some(3)));
+    assert_eq!(rule("all-but-health")["matched"], 20, "the excluded path is not even matched");
+    assert_eq!(rule("slow")["injected"], 3);
+    assert_eq!(stats["faults_overflow"], 7);
+    assert_eq!(stats["faults_active"], 0);
+    let metrics = admin_get(&admin, "/metrics");
+    for line in [
+        r#"engine_proxy_fault_rule_injected_total{rule="first3"} 3"#,
+        r#"engine_proxy_fault_rule_matched_total{rule="every10"} 30"#,
+        "engine_proxy_faults_overflow_total 7",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "no {line} in\n{metrics}");
+    }
+    drop(p);
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// POST or DELETE on the admin API: the status.
+fn admin_send(admin: &str, method: &str, path: &str, body: &str) -> u16 {
+    let mut s = TcpStream::connect(admin).unwrap();
+    let req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {admin}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    );
+    s.write_all(req.as_bytes()).unwrap();
+    let mut text = String::new();
+    s.read_to_string(&mut text).unwrap();
+    text[9..12].parse().unwrap()
+}
+
+/// The median of ten PING round trips on `c` (a Redis connection).
+fn ping_rtt(c: &mut TcpStream) -> Duration {
+    let mut took: Vec<Duration> = (0..10)
+        .map(|_| {
+            let t0 = Instant::now();
+            c.write_all(b"PING\r\n").unwrap();
+            let mut pong = [0u8; 7];
+            c.read_exact(&mut pong).unwrap();
+            assert_eq!(&pong, b"+PONG\r\n");
+            t0.elapsed()
+        })
+        .collect();
+    took.sort();
+    took[5]
+}
+
+#[test]
+fn tcp_mode_passes_redis_and_its_faults_act_on_connections() {
+    require!("redis-server", "redis-cli");
+    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let redis = Command::new("redis-server")
+        .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _redis = Killed(redis);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
+        assert!(Instant::now() < deadline, "redis-server did not start");
+        thread::sleep(Duration::from_millis(20));
+    }
+    let p = start(&["--tcp", "--upstream", &format!("127.0.0.1:{port}")]);
+    assert!(p.line.contains("on tcp://"), "{}", p.line);
+    let admin = p.line.split("admin http://").nth(1).and_then(|s| s.split(['/', ' ', ';']).next()).unwrap().to_string();
+    let cli = |args: &[&str]| {
+        let o = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &p.addr.port().to_string()])
+            .args(args)
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(cli(&["SET", "k", "through the proxy"]), "OK");
+    assert_eq!(cli(&["GET", "k"]), "through the proxy");
+
+    // A latency rule added while a connection is open applies to its next bytes.
+    let mut c = TcpStream::connect(p.addr).unwrap();
+    let before = ping_rtt(&mut c);
+    assert_eq!(admin_send(&admin, "POST", "/faults", r#"{"id": "lag", "action": {"latency": {"ms": 20}}}"#), 201);
+    thread::sleep(Duration::from_millis(300));
+    let after = ping_rtt(&mut c);
+    let added = after.saturating_sub(before);
+    assert!(added >= Duration::from_millis(20) && added <= Duration::from_millis(30), "{before:?} -> {after:?}");
+    assert_eq!(admin_send(&admin, "DELETE", "/faults/lag", ""), 204);
+    thread::sleep(Duration::from_millis(300));
+
+    // limit_data: ten bytes to the client, then the connection ends.
+    assert_eq!(admin_send(&admin, "POST", "/faults", r#"{"id": "cut", "action": {"limit_data": {"bytes": 10}}}"#), 201);
+    thread::sleep(Duration::from_millis(300));
+    let mut c = TcpStream::connect(p.addr).unwrap();
+    c.write_all(b"PING\r\nPING\r\nPING\r\n").unwrap();
+    let mut got = Vec::new();
+    let _ = c.read_to_end(&mut got);
+    assert_eq!(got, b"+PONG\r\n+PO", "what passed before the limit");
+    assert_eq!(admin_send(&admin, "DELETE", "/faults/cut", ""), 204);
+    thread::sleep(Duration::from_millis(300));
+
+    // reset_peer: a reset rule resets new connections, and an open one on its next bytes.
+    let mut open = TcpStream::connect(p.addr).unwrap();
+    assert!(ping_rtt(&mut open) < Duration::from_millis(20), "no latency left on a new connection");
+    assert_eq!(admin_send(&admin, "POST", "/faults", r#"{"id": "rst", "action": "reset"}"#), 201);
+    thread::sleep(Duration::from_millis(300));
+    for mut c in [TcpStream::connect(p.addr).unwrap(), open] {
+        let _ = c.write_all(b"PING\r\n");
+        let mut buf = [0u8; 16];
+        let e = c.read(&mut buf).expect_err("a reset, not an answer");
+        assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset);
+    }
+    // The shards publish their figures every tick.
+    thread::sleep(Duration::from_millis(300));
+    let stats: serde_json::Value = serde_json::from_str(&admin_get(&admin, "/stats")).unwrap();
+    assert!(stats["tunnels"]["opened"].as_u64().unwrap() >= 4, "{}", stats["tunnels"]);
+    assert!(stats["faults_injected"]["reset"].as_u64().unwrap() >= 2, "{}", stats["faults_injected"]);
 }

@@ -60,6 +60,8 @@ pub fn tool(test: &str, name: &str) -> bool {
         "openssl" => (&["openssl"], "apt-get install openssl"),
         "curl" => (&["curl"], "apt-get install curl"),
         "h2load" => (&["h2load"], "apt-get install nghttp2-client"),
+        "redis-server" => (&["redis-server", "/usr/bin/redis-server"], "apt-get install redis-server"),
+        "redis-cli" => (&["redis-cli", "/usr/bin/redis-cli"], "apt-get install redis-server"),
         "root" => {
             // SAFETY: geteuid has no preconditions.
             let root = unsafe { libc::geteuid() } == 0;

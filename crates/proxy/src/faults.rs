@@ -3,7 +3,6 @@
 //! `[[fault]]` tables); see DESIGN.md "Fault rules".
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, Mutex};
 
 use serde::{Deserialize, Serialize};
 
@@ -25,6 +24,15 @@ pub struct Rule {
     pub probability: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schedule: Option<Schedule>,
+    /// Act on the first N requests the rule matches (across the proxy), then no more.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first: Option<u64>,
+    /// Act on every Nth request the rule matches (the Nth, the 2Nth, ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub every: Option<u64>,
+    /// Path prefixes the rule never matches (health checks, say).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude: Vec<String>,
     #[serde(deserialize_with = "action_or_name")]
     pub action: Action,
 }
@@ -54,6 +62,19 @@ pub struct HeaderMatch {
     pub name: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub value: Option<String>,
+    /// A regular expression the value must match (anywhere: anchor it with `^...$`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub regex: Option<String>,
+}
+
+/// Longest `regex` a header match may have; compiled, it is bounded to 1 MiB too.
+pub const MAX_REGEX: usize = 1024;
+/// The compiled size a header regex may reach (the `regex` crate's limit, in bytes).
+const REGEX_SIZE: usize = 1 << 20;
+
+/// Compiles a header match's regex (validated before: it compiles).
+pub fn header_regex(pattern: &str) -> Result<regex::bytes::Regex, regex::Error> {
+    regex::bytes::RegexBuilder::new(pattern).size_limit(REGEX_SIZE).build()
 }
 
 /// Active from `from_s` to `to_s` seconds after the proxy started (either end open).
@@ -107,6 +128,9 @@ pub enum Action {
     Throttle { bytes_per_s: u64 },
     /// Never answer; hold the connection until the client gives up.
     Hang {},
+    /// Pass nothing more and close after `ms` (0: never; the client gives up): toxiproxy's
+    /// `timeout`. In HTTP mode the request is held, unanswered, then the connection closed.
+    Timeout { ms: u64 },
     /// At most `limit` requests upstream at once; up to `queue` more wait up to
     /// `queue_timeout_ms`; the rest get 503 with Retry-After.
     Concurrency {
@@ -204,10 +228,11 @@ pub enum FaultKind {
     Slicer,
     LimitData,
     SlowClose,
+    Timeout,
 }
 
 impl FaultKind {
-    pub const ALL: [FaultKind; 12] = [
+    pub const ALL: [FaultKind; 13] = [
         FaultKind::Delay,
         FaultKind::Abort,
         FaultKind::Reset,
@@ -220,6 +245,7 @@ impl FaultKind {
         FaultKind::Slicer,
         FaultKind::LimitData,
         FaultKind::SlowClose,
+        FaultKind::Timeout,
     ];
 
     pub fn name(self) -> &'static str {
@@ -236,6 +262,7 @@ impl FaultKind {
             FaultKind::Slicer => "slicer",
             FaultKind::LimitData => "limit_data",
             FaultKind::SlowClose => "slow_close",
+            FaultKind::Timeout => "timeout",
         }
     }
 }
@@ -282,20 +309,8 @@ impl Rule {
                 return bad(format!("schedule needs 0 <= from_s < to_s (got {from} .. {to})"));
             }
         }
-        if let Some(m) = &self.matcher.method {
-            if m.is_empty() || !m.bytes().all(is_token) {
-                return bad(format!("method {m:?} is not an HTTP method"));
-            }
-        }
-        if let Some(p) = &self.matcher.path_prefix {
-            if !p.starts_with('/') {
-                return bad(format!("path_prefix {p:?} must start with /"));
-            }
-        }
-        if let Some(h) = &self.matcher.header {
-            if h.name.is_empty() || !h.name.bytes().all(is_token) {
-                return bad(format!("header name {:?} is not a field name", h.name));
-            }
+        if let Err(reason) = self.validate_selection() {
+            return bad(reason);
         }
         match &self.action {
             Action::Delay { ms, jitter_ms, .. } if ms.saturating_add(*jitter_ms) > 3_600_000 => {
@@ -330,6 +345,7 @@ impl Rule {
             Action::Slicer { max_bytes: 0, .. } => bad("slicer max_bytes must be at least 1".into()),
             Action::Slicer { gap_ms, .. } if *gap_ms > 60_000 => bad("slicer gap_ms above one minute".into()),
             Action::SlowClose { ms, .. } if *ms > 3_600_000 => bad("slow_close above one hour".into()),
+            Action::Timeout { ms } if *ms > 3_600_000 => bad("timeout above one hour".into()),
             Action::Concurrency { limit: 0, .. } => bad("concurrency limit must be at least 1".into()),
             Action::Concurrency { limit, queue_timeout_ms, .. } => {
                 if (*limit as usize) < shards {
@@ -356,114 +372,97 @@ impl Rule {
         }
     }
 
+    /// What a rule matches and selects: method, path, header (and its regex), first/every,
+    /// exclude. The reason when one is wrong.
+    fn validate_selection(&self) -> Result<(), String> {
+        if let Some(m) = &self.matcher.method {
+            if m.is_empty() || !m.bytes().all(is_token) {
+                return Err(format!("method {m:?} is not an HTTP method"));
+            }
+        }
+        if let Some(p) = &self.matcher.path_prefix {
+            if !p.starts_with('/') {
+                return Err(format!("path_prefix {p:?} must start with /"));
+            }
+        }
+        if let Some(h) = &self.matcher.header {
+            if h.name.is_empty() || !h.name.bytes().all(is_token) {
+                return Err(format!("header name {:?} is not a field name", h.name));
+            }
+            if let Some(re) = &h.regex {
+                if h.value.is_some() {
+                    return Err("a header match has a value or a regex, not both".into());
+                }
+                if re.len() > MAX_REGEX {
+                    return Err(format!("header regex above {MAX_REGEX} characters"));
+                }
+                if let Err(e) = header_regex(re) {
+                    return Err(format!("header regex {re:?}: {e}"));
+                }
+            }
+        }
+        match (self.first, self.every) {
+            (Some(_), Some(_)) => return Err("first and every do not go together".into()),
+            (Some(0), _) => return Err("first must be at least 1".into()),
+            (_, Some(0)) => return Err("every must be at least 1".into()),
+            _ => {}
+        }
+        if let Some(p) = self.exclude.iter().find(|p| !p.starts_with('/')) {
+            return Err(format!("exclude {p:?} must start with /"));
+        }
+        Ok(())
+    }
+
+    /// In TCP mode (`--tcp`) a rule acts on whole connections: it matches no request fields
+    /// and gives no HTTP answer.
+    pub fn validate_tcp(&self) -> Result<(), FaultError> {
+        let bad = |reason: &str| Err(FaultError::Invalid { id: self.id().to_string(), reason: reason.to_string() });
+        if !self.matcher.is_empty() || !self.exclude.is_empty() {
+            return bad("in TCP mode a rule matches connections: no method, path_prefix, header or exclude");
+        }
+        match self.action {
+            Action::Abort { .. } | Action::Concurrency { .. } | Action::RateLimit { .. } => {
+                bad("abort, concurrency and rate_limit answer HTTP; in TCP mode use reset, timeout, hang, delay \
+                 (before connecting upstream) or a stream fault")
+            }
+            _ => Ok(()),
+        }
+    }
+
     /// True when the rule is active `t_s` seconds after the proxy started.
     pub fn active_at(&self, t_s: f64) -> bool {
         self.schedule.is_none_or(|s| t_s >= s.from_s.unwrap_or(0.0) && s.to_s.is_none_or(|to| t_s < to))
     }
 
-    /// True when the request matches; `header` looks a field up by (case-insensitive) name.
-    pub fn matches<'a>(&self, method: &str, path: &str, header: impl Fn(&str) -> Option<&'a [u8]>) -> bool {
+    /// True when the request matches; `header` looks a field up by (case-insensitive) name,
+    /// `regex` is the header match's regex compiled.
+    pub fn matches<'a>(
+        &self,
+        method: &str,
+        path: &str,
+        header: impl Fn(&str) -> Option<&'a [u8]>,
+        regex: Option<&regex::bytes::Regex>,
+    ) -> bool {
         let m = &self.matcher;
         m.method.as_ref().is_none_or(|x| x == method)
             && m.path_prefix.as_ref().is_none_or(|p| path.starts_with(p.as_str()))
+            && !self.exclude.iter().any(|p| path.starts_with(p.as_str()))
             && m.header.as_ref().is_none_or(|h| match header(&h.name) {
                 None => false,
-                Some(v) => h.value.as_ref().is_none_or(|want| v == want.as_bytes()),
+                Some(v) => {
+                    h.value.as_ref().is_none_or(|want| v == want.as_bytes()) && regex.is_none_or(|r| r.is_match(v))
+                }
             })
+    }
+
+    /// Whether the rule acts on the `n`th request it matched (from 1): `first` and `every`.
+    pub fn selects(&self, n: u64) -> bool {
+        self.first.is_none_or(|f| n <= f) && self.every.is_none_or(|e| n.is_multiple_of(e))
     }
 }
 
 fn is_token(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
-}
-
-/// The rules in force, shared by the admin API (writer) and the shards (readers, who look at
-/// `version` once per tick and take a new `Arc` of the list only when it changed).
-#[derive(Debug)]
-pub struct FaultBook {
-    inner: Mutex<Book>,
-    version: std::sync::atomic::AtomicU64,
-    shards: usize,
-}
-
-#[derive(Debug)]
-struct Book {
-    rules: Arc<Vec<Rule>>,
-    next_id: u64,
-}
-
-impl FaultBook {
-    pub fn new(shards: usize) -> Self {
-        FaultBook {
-            inner: Mutex::new(Book { rules: Arc::new(Vec::new()), next_id: 1 }),
-            version: Default::default(),
-            shards,
-        }
-    }
-
-    pub fn version(&self) -> u64 {
-        self.version.load(std::sync::atomic::Ordering::Acquire)
-    }
-
-    pub fn rules(&self) -> Arc<Vec<Rule>> {
-        self.lock().rules.clone()
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Book> {
-        // A panic while holding this lock cannot leave the list half-written (it is replaced
-        // whole), so a poisoned lock is still usable.
-        self.inner.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn publish(&self, book: &mut Book, rules: Vec<Rule>) {
-        book.rules = Arc::new(rules);
-        self.version.fetch_add(1, std::sync::atomic::Ordering::Release);
-    }
-
-    /// Validates and stores a rule, giving it an id when it has none. Returns the stored rule.
-    pub fn add(&self, mut rule: Rule) -> Result<Rule, FaultError> {
-        rule.validate(self.shards)?;
-        let mut book = self.lock();
-        if book.rules.len() >= MAX_RULES {
-            return Err(FaultError::TooMany);
-        }
-        match &rule.id {
-            Some(id) if book.rules.iter().any(|r| r.id.as_ref() == Some(id)) => {
-                return Err(FaultError::DuplicateId(id.clone()))
-            }
-            Some(_) => {}
-            None => loop {
-                let id = format!("fault-{}", book.next_id);
-                book.next_id += 1;
-                if !book.rules.iter().any(|r| r.id.as_deref() == Some(&id)) {
-                    rule.id = Some(id);
-                    break;
-                }
-            },
-        }
-        let mut rules = book.rules.as_ref().clone();
-        rules.push(rule.clone());
-        self.publish(&mut book, rules);
-        Ok(rule)
-    }
-
-    pub fn remove(&self, id: &str) -> Result<(), FaultError> {
-        let mut book = self.lock();
-        let mut rules = book.rules.as_ref().clone();
-        let before = rules.len();
-        rules.retain(|r| r.id.as_deref() != Some(id));
-        if rules.len() == before {
-            return Err(FaultError::NotFound(id.to_string()));
-        }
-        self.publish(&mut book, rules);
-        Ok(())
-    }
-
-    /// Removes every rule.
-    pub fn reset(&self) {
-        let mut book = self.lock();
-        self.publish(&mut book, Vec::new());
-    }
 }
 
 /// The largest faults file: at most [`MAX_RULES`] rules, each a few lines.
@@ -483,110 +482,4 @@ pub fn parse_faults_file(text: &str) -> Result<Vec<Rule>, FaultError> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn rule(json: &str) -> Rule {
-        serde_json::from_str(json).unwrap()
-    }
-
-    #[test]
-    fn the_design_example_parses_and_round_trips() {
-        let r = rule(
-            r#"{ "id": "optional-name",
-              "match": { "method": "GET", "path_prefix": "/api", "header": { "name": "x-test", "value": "1" } },
-              "probability": 0.2, "schedule": { "from_s": 10, "to_s": 70 },
-              "action": { "abort": { "status": 503, "retry_after_s": 1, "body": "overloaded" } } }"#,
-        );
-        assert_eq!(r.validate(2), Ok(()));
-        assert_eq!(rule(&serde_json::to_string(&r).unwrap()), r);
-        assert!(r.active_at(10.0) && !r.active_at(9.9) && !r.active_at(70.0));
-        let hdr = |n: &str| (n.eq_ignore_ascii_case("x-test")).then_some(&b"1"[..]);
-        assert!(r.matches("GET", "/api/x", hdr));
-        assert!(!r.matches("POST", "/api/x", hdr));
-        assert!(!r.matches("GET", "/other", hdr));
-        assert!(!r.matches("GET", "/api", |_| None));
-    }
-
-    #[test]
-    fn every_action_parses() {
-        for a in [
-            r#"{"delay": {"ms": 5, "jitter_ms": 2, "distribution": "exponential"}}"#,
-            r#"{"abort": {}}"#,
-            r#"{"reset": {}}"#,
-            r#"{"throttle": {"bytes_per_s": 1000}}"#,
-            r#"{"hang": {}}"#,
-            r#"{"concurrency": {"limit": 10, "queue": 20, "queue_timeout_ms": 500}}"#,
-            r#"{"rate_limit": {"rps": 100, "burst": 10}}"#,
-        ] {
-            let r = rule(&format!(r#"{{"action": {a}}}"#));
-            assert_eq!(r.validate(2), Ok(()), "{a}");
-        }
-        // Actions whose fields all have defaults may be given by name, in JSON and TOML.
-        for name in ["hang", "reset", "abort"] {
-            let bare = rule(&format!(r#"{{"action": "{name}"}}"#));
-            assert_eq!(bare.action, rule(&format!(r#"{{"action": {{"{name}": {{}}}}}}"#)).action, "{name}");
-        }
-        let toml = parse_faults_file("[[fault]]\naction = \"hang\"\n").unwrap();
-        assert_eq!(toml[0].action, Action::Hang {});
-        assert!(serde_json::from_str::<Rule>(r#"{"action": "delay"}"#).unwrap_err().to_string().contains("ms"));
-        assert!(serde_json::from_str::<Rule>(r#"{"action": "explode"}"#).is_err());
-    }
-
-    #[test]
-    fn bad_rules_are_refused_with_a_reason() {
-        let cases = [
-            (r#"{"action": {"explode": {}}}"#, None),
-            (r#"{"action": {"abort": {}}, "extra": 1}"#, None),
-            (r#"{"probability": 1.5, "action": {"abort": {}}}"#, Some("probability")),
-            (r#"{"action": {"abort": {"status": 99}}}"#, Some("status")),
-            (r#"{"action": {"abort": {"headers": {"X-A": "1\r\nX-Injected: 1"}}}}"#, Some("header")),
-            (r#"{"action": {"concurrency": {"limit": 1}}}"#, Some("--shards 1")),
-            (r#"{"schedule": {"from_s": 5, "to_s": 1}, "action": {"reset": {}}}"#, Some("schedule")),
-            (r#"{"match": {"path_prefix": "api"}, "action": {"reset": {}}}"#, Some("path_prefix")),
-            (r#"{"id": "a b", "action": {"reset": {}}}"#, Some("id")),
-        ];
-        for (json, reason) in cases {
-            match (serde_json::from_str::<Rule>(json), reason) {
-                (Err(_), None) => {}
-                (Ok(r), Some(want)) => {
-                    let err = r.validate(2).unwrap_err().to_string();
-                    assert!(err.contains(want), "{json}: {err}");
-                }
-                (res, _) => panic!("{json}: unexpected {res:?}"),
-            }
-        }
-    }
-
-    #[test]
-    fn the_book_assigns_ids_and_versions() {
-        let book = FaultBook::new(1);
-        let v0 = book.version();
-        let a = book.add(rule(r#"{"action": {"reset": {}}}"#)).unwrap();
-        assert_eq!(a.id.as_deref(), Some("fault-1"));
-        assert!(book.version() > v0);
-        let b = book.add(rule(r#"{"id": "slow", "action": {"delay": {"ms": 1}}}"#)).unwrap();
-        assert_eq!(book.add(b.clone()), Err(FaultError::DuplicateId("slow".into())));
-        assert_eq!(book.rules().len(), 2);
-        book.remove("fault-1").unwrap();
-        assert_eq!(book.remove("fault-1"), Err(FaultError::NotFound("fault-1".into())));
-        book.reset();
-        assert!(book.rules().is_empty());
-    }
-
-    #[test]
-    fn faults_files_hold_the_same_fields() {
-        let rules = parse_faults_file(
-            "[[fault]]\nid = \"slow\"\nprobability = 0.5\naction = { delay = { ms = 5 } }\n\n\
-             [[fault]]\nmatch = { path_prefix = \"/api\" }\n[fault.action.abort]\nstatus = 429\nretry_after_s = 2\n",
-        )
-        .unwrap();
-        assert_eq!(rules.len(), 2);
-        assert_eq!(
-            rules[1].action,
-            Action::Abort { status: 429, retry_after_s: Some(2), body: None, headers: Default::default() }
-        );
-        let err = parse_faults_file("[[fault]]\nactoin = 1\n").unwrap_err().to_string();
-        assert!(err.contains("line"), "{err}");
-    }
-}
+mod tests;

@@ -42,6 +42,10 @@ pub struct ProxyFlags {
     pub upgrade: String,
     pub fault_headers: bool,
     pub forward_expect: bool,
+    /// At most this many requests under a fault at once (0: no cap).
+    pub max_active_faults: u64,
+    /// TCP mode: bytes passed untouched, rules act on connections.
+    pub tcp: bool,
 }
 
 /// Why the options make no proxy: one line naming the option and what is wrong.
@@ -65,6 +69,9 @@ fn failed(what: impl Into<String>, why: impl std::fmt::Display) -> ConfigError {
 impl ProxyFlags {
     /// The proxy's configuration, every option checked.
     pub fn config(&self) -> Result<ProxyConfig, ConfigError> {
+        if self.tcp {
+            self.tcp_only()?;
+        }
         let (upstream, upstream_tls) = self.upstream()?;
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
@@ -110,7 +117,30 @@ impl ProxyFlags {
             upgrades: upgrades(&self.upgrade)?,
             fault_headers: self.fault_headers,
             forward_expect: self.forward_expect,
+            max_active_faults: self.max_active_faults,
+            tcp: self.tcp,
         })
+    }
+
+    /// `--tcp` passes bytes untouched: the options that speak HTTP or TLS do not go with it.
+    fn tcp_only(&self) -> Result<(), ConfigError> {
+        if self.upstream.contains("://") {
+            return Err(invalid(format!(
+                "--tcp passes bytes untouched: give --upstream HOST:PORT, not {} (TLS passes through as it is)",
+                self.upstream
+            )));
+        }
+        for (given, flag) in [
+            (self.tls_cert.is_some() || self.tls_key.is_some(), "--tls-cert/--tls-key"),
+            (self.fault_headers, "--fault-headers"),
+            (self.forward_expect, "--forward-expect"),
+            (!self.routes.is_empty(), "--route"),
+        ] {
+            if given {
+                return Err(invalid(format!("{flag} is for HTTP; --tcp passes bytes untouched")));
+            }
+        }
+        Ok(())
     }
 
     /// The upstream's address and, for https://, the TLS client that verifies it.

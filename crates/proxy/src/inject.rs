@@ -11,7 +11,8 @@ use std::time::{Duration, Instant};
 use engine_util::Rng;
 use glommio::sync::Semaphore;
 
-use crate::faults::{Action, Direction, Distribution, FaultBook, FaultKind, Rule};
+use crate::book::{Active, FaultBook, RuleCounters};
+use crate::faults::{Action, Direction, Distribution, FaultKind, Rule};
 use crate::shape::Shape;
 use engine_http::forward::reason;
 
@@ -29,6 +30,9 @@ pub(crate) struct Decision {
     pub limiter: Option<Rc<Limiter>>,
     /// Answer without forwarding.
     pub end: Option<End>,
+    /// The request's place among the faults active across the proxy (`--max-active-faults`),
+    /// held while the request lasts.
+    pub active: Option<Active>,
 }
 
 impl Decision {
@@ -51,6 +55,8 @@ pub(crate) enum End {
     },
     Reset,
     Hang,
+    /// Hold, then close (zero: hold until the client gives up).
+    Timeout(Duration),
 }
 
 /// One shard's share of a concurrency rule: `limit` slots, `queue` waiters at most.
@@ -129,7 +135,10 @@ pub(crate) struct ShardFaults {
     book: Arc<FaultBook>,
     version: u64,
     rules: Arc<Vec<Rule>>,
+    counters: Arc<Vec<Arc<RuleCounters>>>,
     state: Vec<State>,
+    /// Each rule's header regex, compiled.
+    regexes: Vec<Option<regex::bytes::Regex>>,
     rng: Rng,
     start: Instant,
     shard: usize,
@@ -142,7 +151,9 @@ impl ShardFaults {
             book,
             version: u64::MAX,
             rules: Arc::new(Vec::new()),
+            counters: Arc::new(Vec::new()),
             state: Vec::new(),
+            regexes: Vec::new(),
             rng: Rng::new(0x9e37_79b9_7f4a_7c15 ^ (shard as u64 + 1).wrapping_mul(0xbf58_476d_1ce4_e5b9)),
             start,
             shard,
@@ -159,17 +170,31 @@ impl ShardFaults {
             return;
         }
         self.version = v;
-        let rules = self.book.rules();
+        let current = self.book.current();
         // A rule that survives an edit keeps its slots and tokens: in-flight requests hold
         // permits of the old limiter, and a rebuilt one would admit `limit` more.
-        let state = rules
+        let state = current
+            .rules
             .iter()
             .map(|r| match self.rules.iter().position(|o| o == r) {
                 Some(i) => self.state[i].clone_state(),
                 None => self.build(r),
             })
             .collect();
-        self.rules = rules;
+        // Validated when added: a pattern that does not compile here matches nothing.
+        self.regexes = current
+            .rules
+            .iter()
+            .map(|r| {
+                r.matcher
+                    .header
+                    .as_ref()
+                    .and_then(|h| h.regex.as_deref())
+                    .and_then(|p| crate::faults::header_regex(p).ok())
+            })
+            .collect();
+        self.rules = current.rules;
+        self.counters = current.counters;
         self.state = state;
     }
 
@@ -227,8 +252,13 @@ impl ShardFaults {
         }
         let now = Instant::now();
         let t_s = now.saturating_duration_since(self.start).as_secs_f64();
-        for (rule, state) in self.rules.iter().zip(&self.state) {
-            if !rule.active_at(t_s) || !rule.matches(method, path, header) {
+        for (i, (rule, state)) in self.rules.iter().zip(&self.state).enumerate() {
+            if !rule.active_at(t_s) || !rule.matches(method, path, header, self.regexes[i].as_ref()) {
+                continue;
+            }
+            let counters = &self.counters[i];
+            let n = counters.matched.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            if !rule.selects(n) {
                 continue;
             }
             if let Some(p) = rule.probability {
@@ -237,6 +267,20 @@ impl ShardFaults {
                     continue;
                 }
             }
+            // A rate limit acts only on what it refuses.
+            if let (Action::RateLimit { .. }, State::Bucket(b)) = (&rule.action, state) {
+                if b.take(now) {
+                    continue;
+                }
+            }
+            if d.active.is_none() {
+                match self.book.activate() {
+                    Some(a) => d.active = Some(a),
+                    // `--max-active-faults` are active: this request goes unfaulted.
+                    None => return Decision::default(),
+                }
+            }
+            counters.injected.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if let Some((kind, way, shape)) = Shape::of(&rule.action) {
                 d.stream(kind, way, shape);
                 continue;
@@ -249,7 +293,7 @@ impl ShardFaults {
                 (Action::Concurrency { .. }, State::Limit(l)) if d.limiter.is_none() => {
                     d.limiter = Some(l.clone());
                 }
-                (Action::RateLimit { .. }, State::Bucket(b)) if !b.take(now) => {
+                (Action::RateLimit { .. }, State::Bucket(b)) => {
                     d.end = Some(End::Respond {
                         head: b.refusal.0.clone(),
                         body: b.refusal.1.clone(),
@@ -273,10 +317,19 @@ impl ShardFaults {
                     d.end = Some(End::Hang);
                     return d;
                 }
+                (Action::Timeout { ms }, _) => {
+                    d.end = Some(End::Timeout(Duration::from_millis(*ms)));
+                    return d;
+                }
                 _ => {}
             }
         }
         d
+    }
+
+    /// The version of the rules this shard holds (it changes when they do).
+    pub fn version(&self) -> u64 {
+        self.version
     }
 
     /// Requests holding a concurrency slot, and requests queued for one, on this shard.

@@ -5,11 +5,13 @@
 //! # Layout
 //! - The strict downstream request parser and the heads sent upstream and back are the
 //!   codec's (`engine_http::request`, `engine_http::forward`).
-//! - [`faults`]: fault rules (match, probability, schedule, action) and the shared [`FaultBook`].
+//! - [`faults`]: fault rules (match, probability, schedule, first/every, exclude, action);
+//!   [`book`]: the shared [`FaultBook`] of rules in force, with their counters across shards.
 //! - `inject`: a shard's copy of the rules, its limiters and token buckets, the per-request decision.
 //! - `server`, `shard`, `conn`, `pool`: one executor per CPU (its loops; what it owns), one
 //!   task per client connection, a keep-alive pool to the upstream per shard.
-//! - `tunnel`: an upgraded connection (WebSocket) spliced to its upstream connection, both ways.
+//! - `tunnel`: an upgraded connection (WebSocket) spliced to its upstream connection, both ways;
+//!   `tcp`: TCP mode, where every connection is such a tunnel under connection faults.
 //! - `shape`: stream faults on the bytes going one way (latency, bandwidth, slices, a data
 //!   limit, a held close); `asked`: the faults a request asks for in `x-engine-fault-*` fields.
 //! - [`stats`]: per-shard server-side latency histograms and counters, merged once per tick.
@@ -30,6 +32,7 @@ use glommio::Placement;
 
 mod admin;
 mod asked;
+pub mod book;
 mod conn;
 pub mod faults;
 pub mod flags;
@@ -43,9 +46,11 @@ mod shape;
 mod shard;
 mod slot;
 pub mod stats;
+mod tcp;
 mod tunnel;
 
-pub use faults::{FaultBook, FaultError, Rule};
+pub use book::FaultBook;
+pub use faults::{FaultError, Rule};
 pub use flags::{ConfigError, ProxyFlags};
 pub use stats::StatsReport;
 
@@ -114,6 +119,12 @@ pub struct ProxyConfig {
     /// Pass `Expect: 100-continue` to the upstream and relay its answer, instead of answering
     /// `100 Continue` at once.
     pub forward_expect: bool,
+    /// At most this many requests under a fault at once across the proxy (0: no cap); the
+    /// rest pass unfaulted and are counted (`faults_overflow`).
+    pub max_active_faults: u64,
+    /// TCP mode: each connection is passed byte for byte to a new upstream connection, under
+    /// the rules' connection faults; no HTTP is spoken (TLS passes through untouched).
+    pub tcp: bool,
 }
 
 /// TLS on the proxy's listener: the configuration in force, and the files it came from (a
@@ -167,6 +178,8 @@ impl ProxyConfig {
             upgrades: vec!["websocket".to_string()],
             fault_headers: false,
             forward_expect: false,
+            max_active_faults: 0,
+            tcp: false,
         })
     }
 }
@@ -204,17 +217,24 @@ pub(crate) struct Shared {
     pub forward_expect: bool,
     /// The admin token: a non-loopback client's fault fields count only with it.
     pub admin_token: Option<String>,
+    /// TCP mode (`--tcp`).
+    pub tcp: bool,
 }
 
 impl Shared {
     pub fn report(&self) -> StatsReport {
         let p = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        StatsReport::new(&p, &self.routes, self.start.elapsed())
+        let mut r = StatsReport::new(&p, &self.routes, self.start.elapsed());
+        let (rules, active, overflow) = self.book.counts();
+        r.fault_rules = rules;
+        r.faults_active = active;
+        r.faults_overflow = overflow;
+        r
     }
 
     pub fn metrics(&self) -> String {
         let p = self.published.lock().unwrap_or_else(|e| e.into_inner());
-        self.metrics.render(&p, &self.routes)
+        self.metrics.render(&p, &self.routes, &self.book.counts())
     }
 
     /// Why the proxy is not healthy: shards that died or stopped beating. A shard that
@@ -286,7 +306,7 @@ impl Proxy {
             return Err(ProxyError::Config("at least one shard is needed".into()));
         }
         let shards = cfg.shard_cpus.len();
-        let book = Arc::new(FaultBook::new(shards));
+        let book = Arc::new(FaultBook::new(shards, cfg.max_active_faults, cfg.tcp));
         for rule in cfg.faults {
             book.add(rule)?;
         }
@@ -308,6 +328,7 @@ impl Proxy {
             fault_headers: cfg.fault_headers,
             forward_expect: cfg.forward_expect,
             admin_token: cfg.admin_token.clone(),
+            tcp: cfg.tcp,
         });
         shared.published.lock().unwrap_or_else(|e| e.into_inner()).totals = ShardStats::new(shared.routes.len());
 

@@ -11,6 +11,7 @@ use hdrhistogram::Histogram;
 use metrics::{counter, describe_counter, describe_gauge, describe_histogram, gauge, histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
 
+use crate::book::RuleReport;
 use crate::faults::FaultKind;
 use crate::stats::{route_name, Published, ShardStats, UpstreamError, CLASSES};
 
@@ -58,6 +59,13 @@ impl ProxyMetrics {
                 "Upstream time to the last response byte, from the request fully sent."
             );
             describe_counter!("engine_proxy_faults_injected_total", "Requests a fault rule acted on, by kind.");
+            describe_counter!("engine_proxy_fault_rule_matched_total", "Requests a fault rule matched, by rule id.");
+            describe_counter!("engine_proxy_fault_rule_injected_total", "Requests a fault rule acted on, by rule id.");
+            describe_gauge!("engine_proxy_faults_active", "Requests under a fault now.");
+            describe_counter!(
+                "engine_proxy_faults_overflow_total",
+                "Requests a rule would have faulted, passed unfaulted because --max-active-faults were active."
+            );
             describe_counter!(
                 "engine_proxy_upstream_errors_total",
                 "Failed upstream exchanges by kind (refused, reset, invalid: 502; timeout: 504)."
@@ -101,7 +109,7 @@ impl ProxyMetrics {
     }
 
     /// Brings the recorder up to date with `p` and renders the text format.
-    pub fn render(&self, p: &Published, routes: &[String]) -> String {
+    pub fn render(&self, p: &Published, routes: &[String], rules: &(Vec<RuleReport>, u64, u64)) -> String {
         let mut given = self.given.lock().unwrap_or_else(|e| e.into_inner());
         let t = &p.totals;
         metrics::with_local_recorder(&self.recorder, || {
@@ -112,6 +120,13 @@ impl ProxyMetrics {
             for k in FaultKind::ALL {
                 counter!("engine_proxy_faults_injected_total", "kind" => k.name()).absolute(t.faults[k as usize]);
             }
+            let (rules, active, overflow) = rules;
+            for r in rules {
+                counter!("engine_proxy_fault_rule_matched_total", "rule" => r.id.clone()).absolute(r.matched);
+                counter!("engine_proxy_fault_rule_injected_total", "rule" => r.id.clone()).absolute(r.injected);
+            }
+            gauge!("engine_proxy_faults_active").set(*active as f64);
+            counter!("engine_proxy_faults_overflow_total").absolute(*overflow);
             for e in UpstreamError::ALL {
                 counter!("engine_proxy_upstream_errors_total", "kind" => e.name())
                     .absolute(t.upstream_errors[e as usize]);

@@ -69,6 +69,10 @@ fn admit(shard: &Rc<Shard>, stream: TcpStream, max_conns: u64) {
             // A TLS client cannot read a plain 503: the close is the answer.
             return;
         }
+        if shard.shared.tcp {
+            // TCP mode speaks no HTTP: the close is the answer.
+            return;
+        }
         glommio::spawn_local(async move {
             let mut s = stream;
             let _ = s
@@ -85,6 +89,10 @@ fn admit(shard: &Rc<Shard>, stream: TcpStream, max_conns: u64) {
     glommio::spawn_local(async move {
         let _registered = Registered(&s, id);
         let _ = stream.set_nodelay(true);
+        if s.shared.tcp {
+            crate::tcp::serve(&s, Stream::Tcp(stream), &slot).await;
+            return;
+        }
         let down = match tls {
             None => Stream::Tcp(stream),
             Some(config) => match handshake(&s, stream, &config).await {

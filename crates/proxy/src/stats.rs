@@ -330,6 +330,12 @@ pub struct StatsReport {
     pub server_latency_ms: ServerLatency,
     pub routes: Vec<RouteReport>,
     pub faults_injected: BTreeMap<&'static str, u64>,
+    /// Each rule in force: requests it matched and acted on.
+    pub fault_rules: Vec<crate::book::RuleReport>,
+    /// Requests under a fault now (counted with or without a cap), and those a rule left
+    /// alone because `--max-active-faults` were active.
+    pub faults_active: u64,
+    pub faults_overflow: u64,
     pub upstream_errors: BTreeMap<&'static str, u64>,
     pub rejected: BTreeMap<String, u64>,
     pub connections: ConnectionsReport,
@@ -443,6 +449,9 @@ impl StatsReport {
             },
             routes,
             faults_injected: FaultKind::ALL.iter().map(|k| (k.name(), t.faults[*k as usize])).collect(),
+            fault_rules: Vec::new(),
+            faults_active: 0,
+            faults_overflow: 0,
             upstream_errors: UpstreamError::ALL.iter().map(|k| (k.name(), t.upstream_errors[*k as usize])).collect(),
             rejected: t.rejected.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
             connections: ConnectionsReport {

@@ -15,6 +15,8 @@ use std::time::Duration;
 use engine_runtime::fd::{shutdown, How};
 use engine_tls::{ClientConnection, ServerConnection, Side, Stream};
 
+use crate::book::Active;
+use crate::inject::End;
 use crate::shape::{Shape, Shaper};
 use crate::shard::Shard;
 use crate::slot::{Slot, Wait};
@@ -56,6 +58,12 @@ impl Half {
         let shaper = Shaper::new(shape);
         let hold = shaper.slow_close();
         Half { buf, at: 0, end: 0, eof: false, done: false, moved: 0, shaper, wait: None, hold }
+    }
+
+    /// New stream faults for the bytes still to come (a rule changed).
+    fn reshape(&mut self, shape: Shape) {
+        self.shaper = Shaper::new(shape);
+        self.hold = self.shaper.slow_close();
     }
 
     fn pause(&mut self, d: Duration) {
@@ -131,7 +139,8 @@ impl Half {
 /// The tunnel between `down` (the client) and `up` until both halves close or it ends
 /// otherwise, under the stream faults `shapes` (to the upstream, to the client), reading into
 /// `bufs` (from the client, from the upstream); bytes moved are counted into the shard's
-/// figures as they go.
+/// figures as they go. `recheck` (TCP mode, with the connection's place among active faults):
+/// when the rules change, the connection takes them again for the bytes that follow.
 pub(crate) async fn splice(
     shard: &Shard,
     slot: &Slot,
@@ -139,11 +148,13 @@ pub(crate) async fn splice(
     up: &mut Stream<ClientConnection>,
     shapes: (Shape, Shape),
     bufs: (Vec<u8>, Vec<u8>),
+    recheck: Option<Option<Active>>,
 ) -> (Moved, io::Result<()>) {
     let idle = shard.shared.limits.idle_timeout;
     let _armed = slot.arm(Wait::Tunnel, up.fd(), shard.deadline(idle));
     let (to_up, to_down) = (Half::new(shapes.0, bufs.0), Half::new(shapes.1, bufs.1));
-    let mut s = Splice { shard, slot, idle, down, up, to_up, to_down, counted: Moved::default() };
+    let rules = recheck.map(|active| (shard.faults.borrow().version(), active));
+    let mut s = Splice { shard, slot, idle, down, up, to_up, to_down, counted: Moved::default(), rules };
     let r = (&mut s).await;
     (s.counted, r)
 }
@@ -157,6 +168,32 @@ struct Splice<'a> {
     to_up: Half,
     to_down: Half,
     counted: Moved,
+    /// TCP mode: the rules' version the faults were taken at, and the connection's place among
+    /// active faults since it took them again.
+    rules: Option<(u64, Option<Active>)>,
+}
+
+impl Splice<'_> {
+    /// TCP mode: the rules changed since the connection took them: their stream faults now
+    /// apply to the bytes that follow, and a `reset` resets it. `Err` when it was reset.
+    fn retake(&mut self) -> io::Result<()> {
+        let Some((version, _)) = &self.rules else { return Ok(()) };
+        let now = self.shard.faults.borrow().version();
+        if now == *version {
+            return Ok(());
+        }
+        let d = crate::tcp::decide(self.shard);
+        crate::tcp::count_stream_faults(self.shard, &d);
+        self.to_up.reshape(d.up);
+        self.to_down.reshape(d.down);
+        self.rules = Some((now, d.active));
+        if let Some(End::Reset) = d.end {
+            self.shard.stats.borrow_mut().fault(crate::faults::FaultKind::Reset);
+            crate::conn::reset(self.down.fd());
+            return Err(io::ErrorKind::ConnectionReset.into());
+        }
+        Ok(())
+    }
 }
 
 impl Future for Splice<'_> {
@@ -164,6 +201,9 @@ impl Future for Splice<'_> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
         let s = self.get_mut();
+        if let Err(e) = s.retake() {
+            return Poll::Ready(Err(e));
+        }
         let a = s.to_up.poll(cx, s.down, s.up);
         let b = s.to_down.poll(cx, s.up, s.down);
         let (up, down) = (s.to_up.moved - s.counted.up, s.to_down.moved - s.counted.down);

@@ -222,6 +222,16 @@ impl Conn {
         self.apply(prep, decision).await
     }
 
+    /// Holds the connection unanswered until `until` or the client closes, then closes it.
+    async fn hold(&mut self, until: Instant) -> Next {
+        // Idle as far as a drain is concerned: it closes held connections at once.
+        self.slot.busy.set(false);
+        while matches!(self.read_client(Wait::Idle, until).await, Ok(n) if n > 0) {
+            self.buf.clear();
+        }
+        Next::Close
+    }
+
     /// Acts on the faults' decision, then forwards.
     async fn apply(&mut self, prep: Prepared, decision: Decision) -> Next {
         let has_body = prep.framing != Framing::None;
@@ -239,12 +249,11 @@ impl Conn {
             }
             Some(End::Hang) => {
                 self.shard.stats.borrow_mut().fault(FaultKind::Hang);
-                // Idle as far as a drain is concerned: it closes hanging connections at once.
-                self.slot.busy.set(false);
-                while matches!(self.read_client(Wait::Idle, far_future()).await, Ok(n) if n > 0) {
-                    self.buf.clear();
-                }
-                return Next::Close;
+                return self.hold(far_future()).await;
+            }
+            Some(End::Timeout(d)) => {
+                self.shard.stats.borrow_mut().fault(FaultKind::Timeout);
+                return self.hold(if d.is_zero() { far_future() } else { Instant::now() + d }).await;
             }
             None => {}
         }
@@ -456,7 +465,8 @@ impl Conn {
         let opened = Instant::now();
         // The read buffers become the tunnel's: the connection reads no more HTTP.
         let bufs = (std::mem::replace(&mut self.buf, IoBuf::with_capacity(0)).into_vec(), up.buf.into_vec());
-        let _ = crate::tunnel::splice(&shard, &self.slot, &mut self.down, &mut up.stream, self.shapes, bufs).await;
+        let _ =
+            crate::tunnel::splice(&shard, &self.slot, &mut self.down, &mut up.stream, self.shapes, bufs, None).await;
         // The tunnel held its own close.
         self.shapes.1.slow_close = None;
         shard.stats.borrow_mut().tunnel_closed(opened.elapsed());
@@ -556,7 +566,7 @@ fn far_future() -> Instant {
 }
 
 /// Makes the coming close send a TCP reset: a linger time of zero sends RST, not FIN.
-fn reset(fd: std::os::fd::RawFd) {
+pub(crate) fn reset(fd: std::os::fd::RawFd) {
     let linger = libc::linger { l_onoff: 1, l_linger: 0 };
     // SAFETY: the fd is open (we hold the stream) and `linger` is a valid, sized option value.
     unsafe {
