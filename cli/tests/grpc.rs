@@ -87,10 +87,37 @@ fn calls_to_the_target_count_as_it_does_and_fail_by_code() {
     let served = t.served() - before;
     counted(&s, served, served / 10, "Fail");
     assert!(s["errors"]["grpc"].as_u64().unwrap() > 50, "{}", s["errors"]);
-    // What the plan expects is not an error.
-    let s = blast(&url, "demo.Echo/Fail", &["--expect-grpc-status", "OK,UNAVAILABLE"]);
+    // What the plan expects is not an error; Prometheus has the calls by code (pushed at the
+    // end to a listener standing in for a Pushgateway).
+    let gw = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let push = format!("http://{}/metrics/job/grpc", gw.local_addr().unwrap());
+    let pushed = std::thread::spawn(move || {
+        use std::io::{Read, Write};
+        let (mut c, _) = gw.accept().unwrap();
+        let mut all = String::new();
+        let mut chunk = [0u8; 65536];
+        loop {
+            let n = c.read(&mut chunk).unwrap();
+            assert!(n > 0, "the push ended early: {all}");
+            all.push_str(&String::from_utf8_lossy(&chunk[..n]));
+            let Some((head, body)) = all.split_once("\r\n\r\n") else { continue };
+            let len: usize =
+                head.lines().find_map(|l| l.strip_prefix("Content-Length: ")).unwrap().trim().parse().unwrap();
+            if body.len() >= len {
+                c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n").unwrap();
+                return body.to_string();
+            }
+        }
+    });
+    let s = blast(&url, "demo.Echo/Fail", &["--expect-grpc-status", "OK,UNAVAILABLE", "--push", &push]);
     assert_eq!(s["errors"]["total"], 0, "{}", s["errors"]);
-    assert!(s["grpc"]["codes"]["UNAVAILABLE"].as_u64().unwrap() > 50, "{}", s["grpc"]);
+    let unavailable = s["grpc"]["codes"]["UNAVAILABLE"].as_u64().unwrap();
+    assert!(unavailable > 50, "{}", s["grpc"]);
+    let text = pushed.join().unwrap();
+    let series = |line: &str| text.lines().find_map(|l| l.strip_prefix(line)).map(|v| v.trim().parse::<u64>().unwrap());
+    assert_eq!(series(r#"engine_blast_grpc_calls_total{code="UNAVAILABLE"} "#), Some(unavailable), "{text}");
+    assert_eq!(series(r#"engine_blast_grpc_calls_total{code="OK"} "#), s["grpc"]["codes"]["OK"].as_u64(), "{text}");
+    assert_eq!(series("engine_blast_http2_goaways_total "), Some(0), "{text}");
     t.stop();
 
     // Over TLS (grpcs://), h2 by ALPN without fallback.

@@ -517,14 +517,26 @@ fn tcp_mode_passes_redis_and_its_faults_act_on_connections() {
     assert_eq!(cli(&["SET", "k", "through the proxy"]), "OK");
     assert_eq!(cli(&["GET", "k"]), "through the proxy");
 
-    // A latency rule added while a connection is open applies to its next bytes.
+    // A latency rule added while a connection is open applies to its next bytes; redis-cli's
+    // own round trips (20 PINGs on a new connection) take it too.
     let mut c = TcpStream::connect(p.addr).unwrap();
     let before = ping_rtt(&mut c);
+    let pings = || {
+        let t0 = Instant::now();
+        assert_eq!(cli(&["-r", "20", "PING"]).lines().filter(|l| *l == "PONG").count(), 20);
+        t0.elapsed()
+    };
+    let cli_before = pings();
     assert_eq!(admin_send(&admin, "POST", "/faults", r#"{"id": "lag", "action": {"latency": {"ms": 20}}}"#), 201);
     thread::sleep(Duration::from_millis(300));
     let after = ping_rtt(&mut c);
     let added = after.saturating_sub(before);
     assert!(added >= Duration::from_millis(20) && added <= Duration::from_millis(30), "{before:?} -> {after:?}");
+    let per_ping = pings().saturating_sub(cli_before) / 20;
+    assert!(
+        per_ping >= Duration::from_millis(20) && per_ping <= Duration::from_millis(30),
+        "redis-cli's round trip grew by {per_ping:?}"
+    );
     assert_eq!(admin_send(&admin, "DELETE", "/faults/lag", ""), 204);
     thread::sleep(Duration::from_millis(300));
 

@@ -32,6 +32,9 @@ pub struct BlastMetrics {
     open_model: Option<bool>,
     /// https: the TLS series are published.
     tls: bool,
+    /// HTTP/2 runs: the `engine_blast_http2_*` series; gRPC runs: calls by code.
+    http2: bool,
+    grpc: bool,
 }
 
 impl BlastMetrics {
@@ -52,6 +55,8 @@ impl BlastMetrics {
                 (false, true) => None,
             },
             tls: plan.tls.is_some(),
+            http2: plan.http2.is_some(),
+            grpc: plan.grpc.is_some(),
         };
         metrics::with_local_recorder(&m.recorder, || {
             describe_counter!("engine_blast_requests_total", "Completed responses.");
@@ -77,6 +82,13 @@ impl BlastMetrics {
                 "Share of the last interval each shard's thread was on the CPU; near 1 the generator is the bottleneck."
             );
             describe_counter!("engine_blast_named_requests_total", "Completed responses by request name (scenarios).");
+            describe_counter!("engine_blast_grpc_calls_total", "gRPC calls answered, by grpc-status code name.");
+            describe_counter!("engine_blast_http2_goaways_total", "HTTP/2 GOAWAY frames received.");
+            describe_counter!(
+                "engine_blast_http2_retried_total",
+                "HTTP/2 requests a GOAWAY refused unprocessed, sent again on a new connection."
+            );
+            describe_counter!("engine_blast_http2_reset_streams_total", "HTTP/2 streams the server reset, by code.");
             describe_histogram!(
                 "engine_blast_connect_seconds",
                 Unit::Seconds,
@@ -175,6 +187,22 @@ impl BlastMetrics {
             for (name, c) in self.checks.iter().zip(&t.checks) {
                 counter!("engine_blast_checks_total", "name" => name.clone(), "result" => "pass").increment(c.passed);
                 counter!("engine_blast_checks_total", "name" => name.clone(), "result" => "fail").increment(c.failed);
+            }
+            if self.http2 {
+                let h = t.http2.as_deref().cloned().unwrap_or_default();
+                counter!("engine_blast_http2_goaways_total").increment(h.goaways);
+                counter!("engine_blast_http2_retried_total").increment(h.retried);
+                let codes = engine_results::http2::H2_CODES.iter().copied().chain(["OTHER"]);
+                for (code, n) in codes.zip(h.resets) {
+                    counter!("engine_blast_http2_reset_streams_total", "code" => code).increment(n);
+                }
+            }
+            if self.grpc {
+                let g = t.grpc.as_deref().cloned().unwrap_or_default();
+                let codes = engine_results::grpc::GRPC_CODES.iter().copied().chain(["OTHER"]);
+                for (code, n) in codes.zip(g.codes) {
+                    counter!("engine_blast_grpc_calls_total", "code" => code).increment(n);
+                }
             }
             for (name, n) in self.names.iter().zip(&t.names) {
                 counter!("engine_blast_named_requests_total", "name" => name.clone()).increment(n.counters.requests);
