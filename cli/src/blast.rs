@@ -16,7 +16,7 @@ pub fn main(args: BlastArgs) -> u8 {
     let mut flags = engine_blast::Flags::from(&args);
     let planned = flags.overlay().map_err(anyhow::Error::from).and_then(|notes| {
         let mut input = flags.input()?;
-        input.tls = args.tls.options(&input.url)?;
+        input.tls = args.tls.options();
         let plan = input.build()?;
         let judges = flags.judges().check(&plan)?;
         Ok((plan, judges, notes))

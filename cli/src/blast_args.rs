@@ -201,8 +201,8 @@ pub struct BlastArgs {
     pub grpc_deadline: Option<std::time::Duration>,
     /// gRPC: status codes that are not failures, e.g. OK,NOT_FOUND [default: OK]; any other is
     /// an error of kind grpc, counted by code
-    #[arg(long, value_name = "LIST", value_parser = grpc_codes)]
-    pub expect_grpc_status: Option<String>,
+    #[arg(long, value_name = "LIST", value_parser = engine_blast::plan::parse_grpc_codes)]
+    pub expect_grpc_status: Option<GrpcCodes>,
     /// Serve Prometheus metrics (GET /metrics) on ADDR while the run lasts, e.g. 127.0.0.1:9464
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
@@ -262,17 +262,15 @@ impl From<&BlastArgs> for engine_blast::Flags {
                 data: a.data.clone(),
                 data_bin: a.data_bin.clone(),
                 deadline: a.grpc_deadline,
-                expect: a.expect_grpc_status.as_deref().and_then(|t| engine_blast::plan::parse_grpc_codes(t).ok()),
+                expect: a.expect_grpc_status.clone(),
             },
             ..Default::default()
         }
     }
 }
 
-/// `--expect-grpc-status`: checked here, read again into codes for the plan.
-fn grpc_codes(text: &str) -> Result<String, String> {
-    engine_blast::plan::parse_grpc_codes(text).map(|_| text.to_string())
-}
+/// gRPC codes as one value (clap would read a bare `Vec` as a repeated flag).
+pub type GrpcCodes = Vec<u8>;
 
 /// The stages as one value (clap would read a bare `Vec` as a repeated flag).
 pub type Stages = Vec<engine_blast::schedule::Stage>;

@@ -43,19 +43,9 @@ fn parse_version(text: &str) -> Result<engine_tls::Version, String> {
 }
 
 impl TlsArgs {
-    /// The options for the plan; TLS flags on an http:// URL are a mistake worth saying.
-    pub fn options(&self, url: &str) -> anyhow::Result<engine_tls::ClientOptions> {
-        let given = self.cacert.is_some()
-            || self.insecure
-            || self.servername.is_some()
-            || self.cert.is_some()
-            || self.tls_version.is_some()
-            || self.no_tls_resume;
-        let scheme = url.trim_start().to_ascii_lowercase();
-        if given && !(scheme.starts_with("https://") || scheme.starts_with("grpcs://")) {
-            anyhow::bail!("TLS flags (--cacert, -k, --servername, --cert, --tls-version, --no-tls-resume) apply to https:// and grpcs:// URLs; the target is {url}");
-        }
-        Ok(engine_tls::ClientOptions {
+    /// The options for the plan (which refuses them for a plain target).
+    pub fn options(&self) -> engine_tls::ClientOptions {
+        engine_tls::ClientOptions {
             cacert: self.cacert.clone(),
             insecure: self.insecure,
             servername: self.servername.clone(),
@@ -63,6 +53,6 @@ impl TlsArgs {
             key: self.key.clone(),
             version: self.tls_version,
             resume: !self.no_tls_resume,
-        })
+        }
     }
 }

@@ -18,6 +18,7 @@ mod grpc;
 mod http2;
 mod parts;
 mod scenario;
+mod tls;
 mod when;
 use checks::plan_checks;
 pub use checks::Keep;
@@ -29,6 +30,7 @@ use scenario::{plan_flows, plan_requests};
 pub use scenario::{
     CaptureSource, FlowPlan, FlowSpec, FlowStep, OnFailure, RequestSpec, StepRules, StepSpec, RETRY_AFTER_MAX,
 };
+pub use tls::TlsPlan;
 pub use when::{Test, When};
 
 pub use crate::schedule::MAX_RATE;
@@ -113,6 +115,9 @@ pub struct PlannedRequest {
     /// What of its response to keep for its checks and a flow step's captures (`None`:
     /// nothing, the response is only framed).
     pub keep: Option<Keep>,
+    /// HTTP/2 runs: the request as HTTP/2 sends it, converted once (`None`: an HTTP/1.1 run,
+    /// or a templated request, converted per request).
+    pub h2: Option<crate::h2req::H2Request>,
 }
 
 impl PlanInput {
@@ -247,32 +252,14 @@ impl From<engine_tls::SetupError> for PlanError {
     }
 }
 
-/// TLS to the target.
-#[derive(Debug, Clone)]
-pub struct TlsPlan {
-    pub client: engine_tls::Client,
-    /// What the server's certificate is verified against, for the banner.
-    pub verify: String,
-}
-
-impl TlsPlan {
-    fn new(opts: &engine_tls::ClientOptions, target: &Target) -> Result<TlsPlan, PlanError> {
-        let client = engine_tls::Client::new(opts, &target.host)?;
-        let verify = match (&opts.cacert, opts.insecure) {
-            (_, true) => "NOT VERIFIED (-k)".to_string(),
-            (Some(ca), false) => format!("verified for {} against {}", client.server_name(), ca.display()),
-            (None, false) => format!("verified for {} against the system's roots", client.server_name()),
-        };
-        Ok(TlsPlan { client, verify })
-    }
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
     #[error("invalid URL '{url}': {reason}")]
     Url { url: String, reason: String },
     #[error("TLS: {0}")]
     Tls(engine_tls::SetupError),
+    #[error("TLS flags (--cacert, -k, --servername, --cert, --tls-version, --no-tls-resume) apply to https:// and grpcs:// URLs; the target is {0}")]
+    TlsOnPlain(String),
     #[error("cannot resolve '{host}': {reason}")]
     Resolve { host: String, reason: String },
     #[error("{0}")]
@@ -335,14 +322,7 @@ impl PlanInput {
         }
         let (target, grpc) = self.grpc_target()?;
         let http2 = self.http2.plan(&target)?;
-        let mut tls = target.tls.then(|| TlsPlan::new(&self.tls, &target)).transpose()?;
-        if let (Some(t), Some(h)) = (tls.as_mut(), &http2) {
-            // Prior knowledge offers only h2: a server that picks nothing is spoken h2 to all
-            // the same (no fallback), as curl does.
-            let offer: &[&[u8]] =
-                if h.prior_knowledge { &[engine_tls::ALPN_H2] } else { &[engine_tls::ALPN_H2, engine_tls::ALPN_HTTP1] };
-            t.client = t.client.with_alpn(offer);
-        }
+        let tls = tls::tls_plan(&self.tls, &target, http2.as_ref())?;
         let named = !self.parts.is_empty();
         let inputs = if named { std::mem::take(&mut self.parts) } else { vec![self.only_part()] };
         let shapes = parts::shapes(&inputs, named)?;
@@ -412,7 +392,7 @@ impl PlanInput {
             r.request.resolve_columns(columns).map_err(|e| PlanError::Request { name, reason: e.to_string() })?;
         }
         if http2.is_some() {
-            http2::check_requests(&requests, target.scheme())?;
+            http2::convert_requests(&mut requests, target.scheme())?;
         }
         Ok(Plan {
             target,
@@ -522,6 +502,7 @@ fn single_request(
         expect,
         checks: Vec::new(),
         keep: None,
+        h2: None,
     })
 }
 

@@ -15,7 +15,7 @@ use engine_results::stats::ShardStats;
 use futures_lite::future::poll_fn;
 use glommio::sync::{Permit, Semaphore};
 
-use crate::h2req::{self, H2Request};
+use crate::h2req::H2Request;
 use crate::link::Link;
 use crate::plan::{split, Model, Plan};
 use crate::schedule::{Arrivals, Picker};
@@ -167,8 +167,6 @@ pub(crate) struct Shard {
     streams: usize,
     /// HTTP/2: one per connection, shared by its `streams` slots.
     links: Box<[Link]>,
-    /// HTTP/2: each planned request converted once (`None`: templated, converted per send).
-    h2_requests: Box<[Option<H2Request>]>,
 }
 
 impl Shard {
@@ -176,16 +174,7 @@ impl Shard {
         let shards = plan.shard_cpus.len();
         let named = if plan.named() { plan.requests.len() } else { 0 };
         let scenarios = if plan.scenarios() { plan.parts.len() } else { 0 };
-        let (streams, scheme) = (plan.streams(), plan.target.scheme());
-        let h2_requests = match plan.http2 {
-            None => Vec::new(),
-            // Each converted when the plan was built, so this cannot fail here.
-            Some(_) => plan
-                .requests
-                .iter()
-                .map(|r| (!r.request.is_templated()).then(|| h2req::convert(r.request.bytes(), scheme).ok()).flatten())
-                .collect(),
-        };
+        let streams = plan.streams();
         let mut slots = Vec::new();
         let mut parts = Vec::with_capacity(plan.parts.len());
         for (k, p) in plan.parts.iter().enumerate() {
@@ -235,7 +224,6 @@ impl Shard {
             start: Cell::new(None),
             streams,
             links: links.into_boxed_slice(),
-            h2_requests: h2_requests.into_boxed_slice(),
             plan,
         })
     }
@@ -500,7 +488,7 @@ impl Shard {
 
     /// HTTP/2: planned request `i` ready to send (`None`: it is templated).
     pub fn h2_request(&self, i: usize) -> Option<&H2Request> {
-        self.h2_requests.get(i).and_then(Option::as_ref)
+        self.plan.requests.get(i).and_then(|r| r.h2.as_ref())
     }
 
     /// HTTP/2: the run is over; every connection's driver ends.

@@ -110,12 +110,14 @@ impl Http2Input {
     }
 }
 
-/// Every request that is not templated converts to HTTP/2 now, so one that cannot is an error
-/// before the run (a templated one is converted per request, and counted as an `h2` error).
-pub(super) fn check_requests(requests: &[PlannedRequest], scheme: &str) -> Result<(), PlanError> {
-    for r in requests.iter().filter(|r| !r.request.is_templated()) {
-        h2req::convert(r.request.bytes(), scheme)
+/// Every request that is not templated converts to HTTP/2 now, once for every shard, so one
+/// that cannot is an error before the run (a templated one is converted per request, and
+/// counted as an `h2` error when it cannot be).
+pub(super) fn convert_requests(requests: &mut [PlannedRequest], scheme: &str) -> Result<(), PlanError> {
+    for r in requests.iter_mut().filter(|r| !r.request.is_templated()) {
+        let h2 = h2req::convert(r.request.bytes(), scheme)
             .map_err(|reason| PlanError::Request { name: r.name.clone(), reason: format!("as HTTP/2: {reason}") })?;
+        r.h2 = Some(h2);
     }
     Ok(())
 }

@@ -276,6 +276,7 @@ pub(super) fn plan_requests(
             expect,
             checks: Vec::new(),
             keep: None,
+            h2: None,
         });
     }
     if out.iter().map(|r| u64::from(r.weight)).sum::<u64>() == 0 {
