@@ -59,8 +59,6 @@ pub(crate) struct Link {
     waiters: RefCell<Vec<Waker>>,
     /// The task driving the connection, cancelled at the end of the run.
     driver: RefCell<Option<JoinHandle<()>>>,
-    /// This connection received a GOAWAY (counted once).
-    goaway: Cell<bool>,
     /// The server's stream limit was compared with `--streams` once (a response came).
     limit_seen: Cell<bool>,
     /// Connections in a row that ended without one response (garbage, a GOAWAY at once): the
@@ -75,7 +73,6 @@ impl Link {
             generation: Cell::new(0),
             waiters: RefCell::new(Vec::new()),
             driver: RefCell::new(None),
-            goaway: Cell::new(false),
             limit_seen: Cell::new(false),
             barren: Cell::new(0),
         }
@@ -121,7 +118,6 @@ impl Link {
         self.generation.set(g);
         *self.held.borrow_mut() = Held::H2(conn);
         *self.driver.borrow_mut() = Some(driver);
-        self.goaway.set(false);
         self.limit_seen.set(false);
         self.wake();
     }
@@ -149,12 +145,6 @@ impl Link {
             drop(held);
             self.wake();
         }
-    }
-
-    /// The connection of `generation` (still this link's) was sent a GOAWAY: true the first
-    /// time, to count it once.
-    pub fn goaway(&self, generation: u32) -> bool {
-        generation == self.generation.get() && !self.goaway.replace(true)
     }
 
     /// True the first time after an open: the server's stream limit is known once its

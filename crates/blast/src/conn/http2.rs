@@ -79,17 +79,20 @@ async fn drive(shard: Rc<Shard>, link: usize, conn: Rc<H2Conn>, mut stream: Stre
     impl Drop for Open {
         fn drop(&mut self) {
             // Streams still open (the run ended, cancelling this task) learn it here.
-            self.conn.client.borrow_mut().broke();
-            self.shard.stats().closed();
+            let mut client = self.conn.client.borrow_mut();
+            client.broke();
+            let mut st = self.shard.stats();
+            st.closed();
+            // Each connection's GOAWAY counted once, however the connection ended.
+            if client.went_away() {
+                st.http2().goaways += 1;
+            }
+            drop((client, st));
             self.shard.link_at(self.link).close(Some(self.conn.generation));
         }
     }
     let open = Open { shard, link, conn };
     poll_fn(|cx| turn(&open.shard, &open.conn, &mut stream, cx)).await;
-    let went_away = open.conn.client.borrow().went_away();
-    if went_away && open.shard.link_at(link).goaway(open.conn.generation) {
-        open.shard.stats().http2().goaways += 1;
-    }
 }
 
 /// One turn of the driver: write what the client queued, feed it what arrived.
@@ -238,9 +241,6 @@ async fn exchange(
             Step::Fail(ErrorKind::ResetStream)
         }
         Some(Ended::Refused) => {
-            if link.goaway(conn.generation) {
-                shard.stats().http2().goaways += 1;
-            }
             link.close(Some(conn.generation));
             return Outcome::Refused { sent: true };
         }
