@@ -38,7 +38,8 @@ fn proto() -> String {
 fn blast(url: &str, call: &str, extra: &[&str]) -> serde_json::Value {
     let proto = proto();
     let out = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["blast", url, "--call", call, "--proto", &proto, "--data", r#"{"text":"hello"}"#])
+        .args(["blast", url, "--call", call, "--proto", &proto])
+        .args(if extra.contains(&"--data") { &[][..] } else { &["--data", r#"{"text":"hello"}"#][..] })
         .args(["-c", "4", "--streams", "4", "-d", "1s", "--shards", "1", "--json", "-", "-q"])
         .args(extra)
         .current_dir(scratch())
@@ -154,6 +155,8 @@ mod tonic_echo {
     pub struct Echo {
         pub calls: Arc<AtomicU64>,
         pub fails: Arc<AtomicU64>,
+        /// The texts of the Echo calls, each once.
+        pub texts: Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
     }
 
     impl tonic::server::NamedService for Echo {
@@ -169,6 +172,9 @@ mod tonic_echo {
             let (e, fail) = (self.0.clone(), self.1);
             Box::pin(async move {
                 let n = e.calls.fetch_add(1, Ordering::Relaxed) + 1;
+                if !fail {
+                    e.texts.lock().unwrap().insert(request.get_ref().text.clone());
+                }
                 if fail && n % 10 == 0 {
                     e.fails.fetch_add(1, Ordering::Relaxed);
                     return Err(Status::unavailable("every tenth call fails"));
@@ -210,7 +216,7 @@ mod tonic_echo {
 fn calls_to_a_tonic_server_count_as_it_does() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
     let echo = tonic_echo::Echo::default();
-    let (calls, fails) = (echo.calls.clone(), echo.fails.clone());
+    let (calls, fails, texts) = (echo.calls.clone(), echo.fails.clone(), echo.texts.clone());
     let (tx, rx) = std::sync::mpsc::channel();
     std::thread::spawn(move || {
         let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
@@ -239,5 +245,15 @@ fn calls_to_a_tonic_server_count_as_it_does() {
     let before = calls.load(Ordering::Relaxed);
     let s = blast(&url, "demo.Echo/Fail", &[]);
     counted(&s, calls.load(Ordering::Relaxed) - before, fails.load(Ordering::Relaxed), "tonic Fail");
+
+    // Templated JSON: each call renders and encodes its own message.
+    texts.lock().unwrap().clear();
+    let before = calls.load(Ordering::Relaxed);
+    let s = blast(&url, "demo.Echo/Echo", &["--data", r#"{"text":"user-{{seq}}"}"#]);
+    let served = calls.load(Ordering::Relaxed) - before;
+    counted(&s, served, 0, "tonic templated Echo");
+    let texts = texts.lock().unwrap();
+    assert_eq!(texts.len() as u64, served, "a message of its own for every call");
+    assert!(texts.iter().all(|t| t.starts_with("user-") && t[5..].parse::<u64>().is_ok()), "{:?}", texts.iter().next());
     let _ = Arc::new(AtomicU64::new(0));
 }

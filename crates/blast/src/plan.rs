@@ -348,7 +348,11 @@ impl PlanInput {
             requests.extend(plan_requests(&request_specs, &target, &headers, self.expect_status)?);
             specs.extend(request_specs);
         } else if requests.is_empty() {
-            requests.push(single_request(&self.method, &target, &headers, &self.body, self.expect_status)?);
+            let mut one = single_request(&self.method, &target, &headers, &self.body, self.expect_status)?;
+            if let Some(e) = grpc.as_ref().and_then(|g| g.encoder.clone()) {
+                one.request.set_encoder(e);
+            }
+            requests.push(one);
         }
         let parts = parts::lay_out(&inputs, shapes, &requests, &flows, named)?;
         let conns: u64 = parts.iter().map(|p| p.conns).sum();

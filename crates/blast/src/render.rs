@@ -1,6 +1,7 @@
 //! Requests are rendered to bytes once, when the plan is built; connections share them.
 
 use std::fmt::Write as _;
+use std::sync::Arc;
 
 use engine_http::push_u64;
 
@@ -24,7 +25,27 @@ struct Templated {
     body: Template,
     /// Whether to send Content-Length (computed per request).
     length: bool,
+    /// What the rendered body becomes before it is sent (a gRPC call's JSON, its message).
+    encoder: Option<Encoder>,
 }
+
+/// Turns a rendered body into the bytes sent: a gRPC call's JSON into its framed message.
+pub trait BodyEncoder: std::fmt::Debug + Send + Sync {
+    /// Appends the encoding of `rendered` to `out`; the reason when it does not encode.
+    fn encode(&self, rendered: &[u8], out: &mut Vec<u8>) -> Result<(), String>;
+}
+
+/// A shared [`BodyEncoder`], equal to itself only (requests compare by what they render).
+#[derive(Debug, Clone)]
+pub struct Encoder(pub Arc<dyn BodyEncoder>);
+
+impl PartialEq for Encoder {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
+    }
+}
+
+impl Eq for Encoder {}
 
 impl RenderedRequest {
     /// Renders `method path HTTP/1.1` with `Host`, the caller's headers and the body.
@@ -62,7 +83,7 @@ impl RenderedRequest {
                 // A plain or binary body behind a templated head is sent as it is.
                 None => Template::literal(body),
             };
-            Some(Box::new(Templated { head: Template::parse(&head)?, body: body_template, length }))
+            Some(Box::new(Templated { head: Template::parse(&head)?, body: body_template, length, encoder: None }))
         } else {
             None
         };
@@ -102,22 +123,45 @@ impl RenderedRequest {
         self.closes
     }
 
+    /// Encodes the templated body with `encoder` once rendered (a gRPC call's JSON); a request
+    /// that is not templated was encoded whole when it was planned.
+    pub fn set_encoder(&mut self, encoder: Encoder) {
+        if let Some(t) = self.templated.as_mut() {
+            t.encoder = Some(encoder);
+        }
+    }
+
     /// Whether the request must be rendered per request with [`Self::write_to`].
     pub fn is_templated(&self) -> bool {
         self.templated.is_some()
     }
 
     /// Renders a templated request into `out` (cleared first), using `scratch` for the body;
-    /// both buffers are reused from request to request.
-    pub fn write_to(&self, out: &mut Vec<u8>, scratch: &mut Vec<u8>, values: &mut Values, caps: &[Vec<u8>]) {
+    /// both buffers are reused from request to request. `Err` when the rendered body does not
+    /// encode (the request is not sent).
+    pub fn write_to(
+        &self,
+        out: &mut Vec<u8>,
+        scratch: &mut Vec<u8>,
+        values: &mut Values,
+        caps: &[Vec<u8>],
+    ) -> Result<(), String> {
         out.clear();
         let Some(t) = &self.templated else {
             out.extend_from_slice(&self.bytes);
-            return;
+            return Ok(());
         };
         t.head.render(out, values, caps);
         scratch.clear();
         t.body.render(scratch, values, caps);
+        if let Some(e) = &t.encoder {
+            // Encoded after the head in `out`, then moved behind its Content-Length.
+            let at = out.len();
+            e.0.encode(scratch, out)?;
+            scratch.clear();
+            scratch.extend_from_slice(&out[at..]);
+            out.truncate(at);
+        }
         if t.length {
             out.extend_from_slice(b"Content-Length: ");
             push_u64(out, scratch.len() as u64);
@@ -125,6 +169,7 @@ impl RenderedRequest {
         }
         out.extend_from_slice(b"\r\n");
         out.extend_from_slice(scratch);
+        Ok(())
     }
 
     pub fn bytes(&self) -> &[u8] {
@@ -176,7 +221,7 @@ mod tests {
         assert!(r.is_templated());
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
         let mut v = Values { seq: 12345, rng: Rng::new(7), data: None, row: 0 };
-        r.write_to(&mut out, &mut scratch, &mut v, &[]);
+        r.write_to(&mut out, &mut scratch, &mut v, &[]).unwrap();
         let text = String::from_utf8(out).unwrap();
         assert!(text.starts_with("POST /users/12345 HTTP/1.1\r\n"), "{text}");
         assert!(text.ends_with("Content-Length: 13\r\n\r\n{\"id\": 12345}"), "{text}");

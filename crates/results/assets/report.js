@@ -52,7 +52,7 @@
     const H = S.http2;
     const conns = Object.entries(H.connections).map(([k, n]) => n + " " + k).join(", ") || "none";
     const resets = Object.entries(H.reset_streams).map(([k, n]) => k + " " + n).join(", ");
-    facts.push(["HTTP/2", H.mode + ", " + H.streams + " streams a connection; connections " + conns +
+    facts.push(["HTTP/2", H.mode + ", " + H.streams + (H.streams === 1 ? " stream" : " streams") + " a connection; connections " + conns +
       (H.capped_at ? "; the server capped streams at " + H.capped_at : "") +
       "; GOAWAY " + H.goaways + ", requests sent again " + H.retried + (resets ? "; streams reset: " + resets : "")]);
   }

@@ -135,9 +135,10 @@ impl Http2Summary {
     pub fn line(&self) -> String {
         let conns: Vec<String> = self.connections.iter().map(|(k, n)| format!("{n} {k}")).collect();
         let mut s = format!(
-            "HTTP/2 ({}): {} streams a connection; connections {}",
+            "HTTP/2 ({}): {} stream{} a connection; connections {}",
             self.mode,
             self.streams,
+            if self.streams == 1 { "" } else { "s" },
             if conns.is_empty() { "none".into() } else { conns.join(", ") }
         );
         if let Some(cap) = self.capped_at {

@@ -88,6 +88,9 @@ impl Drop for Guard {
     }
 }
 
+/// gRPC's INTERNAL status code.
+const GRPC_INTERNAL: u32 = 13;
+
 /// A connection's own state between requests.
 struct Conn {
     guard: Guard,
@@ -378,13 +381,20 @@ fn one_request<'a>(
         let turn = c.cursor.turn(shard);
         let which = turn.request;
         let request = &shard.plan().requests[which].request;
+        let mut unbuilt = false;
         let bytes: &[u8] = if request.is_templated() {
-            request.write_to(&mut c.rendered, &mut c.scratch, &mut shard.template_values(), &c.cursor.values);
+            let values = &c.cursor.values;
+            unbuilt = request.write_to(&mut c.rendered, &mut c.scratch, &mut shard.template_values(), values).is_err();
             &c.rendered
         } else {
             request.bytes()
         };
-        let (outcome, kept) = if let Some(stream) = c.stream.as_mut() {
+        let (outcome, kept) = if unbuilt {
+            // A gRPC call whose rendered JSON is not its message is not sent: INTERNAL, as gRPC
+            // clients report a message they cannot marshal.
+            shard.stats().grpc().count(GRPC_INTERNAL);
+            (Step::Fail(ErrorKind::Grpc), turn.capture)
+        } else if let Some(stream) = c.stream.as_mut() {
             let out = Outgoing { bytes, head: request.is_head(), capture: turn.capture };
             let outcome = exchange(shard, c.guard.slot, stream, out, &mut c.framer, &mut c.carry).await;
             (outcome, c.framer.take_capture())

@@ -7,10 +7,13 @@
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use std::sync::Arc;
+
 use prost::Message as _;
-use prost_reflect::{DescriptorPool, DynamicMessage};
+use prost_reflect::{DescriptorPool, DynamicMessage, MessageDescriptor};
 
 use super::PlanError;
+use crate::render::{BodyEncoder, Encoder};
 
 pub use engine_http::grpc::{parse_code, parse_codes};
 
@@ -43,6 +46,37 @@ pub struct GrpcPlan {
     /// Codes that are not failures (a bit per code).
     pub expect: u32,
     pub deadline: Option<Duration>,
+    /// `--data` with templates: `body` is the JSON, rendered and encoded per call by this.
+    pub encoder: Option<Encoder>,
+}
+
+/// A method's input message from JSON, framed as gRPC's length-prefixed message.
+#[derive(Debug)]
+struct JsonMessage(MessageDescriptor);
+
+impl BodyEncoder for JsonMessage {
+    fn encode(&self, rendered: &[u8], out: &mut Vec<u8>) -> Result<(), String> {
+        let json = std::str::from_utf8(rendered).map_err(|e| e.to_string())?;
+        let message = from_json(&self.0, json)?;
+        frame(&message, out);
+        Ok(())
+    }
+}
+
+/// The message `json` describes, encoded.
+fn from_json(input: &MessageDescriptor, json: &str) -> Result<Vec<u8>, String> {
+    let mut de = serde_json::Deserializer::from_str(json);
+    let msg = DynamicMessage::deserialize(input.clone(), &mut de)
+        .map_err(|e| format!("is not a {}: {e}", input.full_name()))?;
+    de.end().map_err(|e| format!("has more after the message: {e}"))?;
+    Ok(msg.encode_to_vec())
+}
+
+/// Appends `message` as gRPC's length-prefixed message (not compressed).
+fn frame(message: &[u8], out: &mut Vec<u8>) {
+    out.push(0);
+    out.extend_from_slice(&(message.len() as u32).to_be_bytes());
+    out.extend_from_slice(message);
 }
 
 impl GrpcPlan {
@@ -90,13 +124,27 @@ impl GrpcInput {
         let Some((service, method)) = call.trim_start_matches('/').split_once('/') else {
             return bad(format!("--call '{call}': expected pkg.Service/Method"));
         };
+        let templated = self.data.as_deref().is_some_and(|d| d.contains("{{"));
+        let mut encoder = None;
         let message = match (&self.proto, &self.data, &self.data_bin) {
             (_, Some(_), Some(_)) => {
                 return bad("--data and --data-bin are two ways to give one message: pick one".into())
             }
             (_, None, Some(file)) => engine_util::files::read_limited(file, MAX_MESSAGE as u64)
                 .map_err(|e| PlanError::Grpc(format!("--data-bin {}: {e}", file.display())))?,
-            (Some(proto), data, None) => encode(proto, service, method, data.as_deref().unwrap_or("{}"))?,
+            (Some(proto), data, None) => {
+                let input = method_input(proto, service, method)?;
+                let json = data.as_deref().unwrap_or("{}");
+                if templated {
+                    // Checked with every template as 0 (in a string or as a number, it leaves the
+                    // JSON whole); each call renders and encodes its own.
+                    from_json(&input, &untemplated(json)).map_err(|e| PlanError::Grpc(format!("--data {e}")))?;
+                    encoder = Some(Encoder(Arc::new(JsonMessage(input))));
+                    json.as_bytes().to_vec()
+                } else {
+                    from_json(&input, json).map_err(|e| PlanError::Grpc(format!("--data {e}")))?
+                }
+            }
             (None, Some(_), None) => {
                 return bad("--data is JSON for the method's input message: give its --proto".into())
             }
@@ -106,18 +154,42 @@ impl GrpcInput {
         if message.len() > MAX_MESSAGE {
             return bad(format!("the message is {} bytes, over gRPC's default limit of {MAX_MESSAGE}", message.len()));
         }
-        let mut body = Vec::with_capacity(5 + message.len());
-        body.push(0); // not compressed
-        body.extend_from_slice(&(message.len() as u32).to_be_bytes());
-        body.extend_from_slice(&message);
+        let body = if encoder.is_some() {
+            message
+        } else {
+            let mut body = Vec::with_capacity(5 + message.len());
+            frame(&message, &mut body);
+            body
+        };
         let expect = self.expect.clone().unwrap_or_else(|| vec![0]).iter().fold(0u32, |m, c| m | 1 << c);
-        Ok(Some(GrpcPlan { call: format!("{service}/{method}"), body, expect, deadline: self.deadline }))
+        Ok(Some(GrpcPlan { call: format!("{service}/{method}"), body, expect, deadline: self.deadline, encoder }))
     }
 }
 
-/// The method's input message from `json`, by the service in `proto` (and what it imports,
-/// from its directory).
-fn encode(proto: &Path, service: &str, method: &str, json: &str) -> Result<Vec<u8>, PlanError> {
+/// `json` with every `{{...}}` as 0.
+fn untemplated(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let mut rest = json;
+    while let Some(open) = rest.find("{{") {
+        out.push_str(&rest[..open]);
+        match rest[open..].find("}}") {
+            Some(close) => {
+                out.push('0');
+                rest = &rest[open + close + 2..];
+            }
+            None => {
+                rest = &rest[open..];
+                break;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+/// The method's input message, by the service in `proto` (and what it imports, from its
+/// directory).
+fn method_input(proto: &Path, service: &str, method: &str) -> Result<MessageDescriptor, PlanError> {
     let bad = |reason: String| PlanError::Grpc(reason);
     let dir = proto.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
     let pool: DescriptorPool = protox::Compiler::new([dir])
@@ -137,19 +209,18 @@ fn encode(proto: &Path, service: &str, method: &str, json: &str) -> Result<Vec<u
     if m.is_client_streaming() || m.is_server_streaming() {
         return Err(bad(format!("--call {service}/{method} streams; the blast makes unary calls")));
     }
-    let mut de = serde_json::Deserializer::from_str(json);
-    let msg = DynamicMessage::deserialize(m.input(), &mut de)
-        .map_err(|e| bad(format!("--data is not a {}: {e}", m.input().full_name())))?;
-    de.end().map_err(|e| bad(format!("--data: {e}")))?;
-    Ok(msg.encode_to_vec())
+    Ok(m.input())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    /// A proto file of its own for each test (they run at once).
     fn proto() -> PathBuf {
-        let dir = std::env::temp_dir().join(format!("engine-grpc-plan-{}", std::process::id()));
+        static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("engine-grpc-plan-{}-{n}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let p = dir.join("echo.proto");
         std::fs::write(
@@ -177,6 +248,27 @@ mod tests {
         assert!(p.expects(0) && p.expects(5) && !p.expects(14));
         assert!(p.headers().contains(&"grpc-timeout: 250m".to_string()));
         assert!(input.plan(false).unwrap_err().to_string().contains("grpc://"));
+    }
+
+    #[test]
+    fn templated_json_is_checked_now_and_encoded_per_call() {
+        let input = |data: &str| GrpcInput {
+            call: Some("demo.Echo/Echo".into()),
+            proto: Some(proto()),
+            data: Some(data.into()),
+            ..Default::default()
+        };
+        let p = input(r#"{"text":"u{{seq}}","times":{{rand_int:1:9}}}"#).plan(true).unwrap().unwrap();
+        assert_eq!(p.body, br#"{"text":"u{{seq}}","times":{{rand_int:1:9}}}"#);
+        let enc = p.encoder.expect("an encoder for the rendered JSON");
+        let mut out = Vec::new();
+        enc.0.encode(br#"{"text":"u7","times":3}"#, &mut out).unwrap();
+        assert_eq!(out, [0, 0, 0, 0, 6, 0x0a, 2, b'u', b'7', 0x10, 3]);
+        assert!(enc.0.encode(br#"{"text":"#, &mut out).is_err());
+        // Every template as 0 must leave the message whole.
+        let e = input(r#"{"text": {{seq}}}"#).plan(true).unwrap_err().to_string();
+        assert!(e.contains("is not a demo.Say"), "{e}");
+        assert_eq!(untemplated(r#"{"a":"x{{seq}}y","b":{{rand_int:1:2}},"c":"{{"}"#), r#"{"a":"x0y","b":0,"c":"{{"}"#);
     }
 
     #[test]
