@@ -126,6 +126,12 @@ pub struct ProxyArgs {
     /// by probability and per direction, changed at run time through the admin API
     #[arg(long)]
     pub tcp: bool,
+    /// What to speak to the upstream. auto: each client's own protocol (HTTP/1.1 as HTTP/1.1;
+    /// HTTP/2 clients, h2c by prior knowledge on a plain listener, as HTTP/2: h2c to an http://
+    /// upstream, h2 by ALPN to an https:// one). h2 / h2c: HTTP/2 to the upstream, and a TLS
+    /// listener offers h2 by ALPN too. h1: HTTP/1.1 only
+    #[arg(long, default_value = "auto", value_name = "auto|h1|h2|h2c")]
+    pub upstream_protocol: String,
 }
 
 pub fn main(args: ProxyArgs) -> u8 {
@@ -270,6 +276,7 @@ impl From<&ProxyArgs> for engine_proxy::ProxyFlags {
             forward_expect: a.forward_expect,
             max_active_faults: a.max_active_faults,
             tcp: a.tcp,
+            upstream_protocol: a.upstream_protocol.clone(),
         }
     }
 }

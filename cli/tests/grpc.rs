@@ -9,8 +9,8 @@
 
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::Ordering;
+use std::sync::Mutex;
 use std::time::Duration;
 
 use engine_target::{GrpcFail, Target, TargetConfig};
@@ -212,39 +212,49 @@ mod tonic_echo {
     }
 }
 
+/// The tonic server, one for the test binary: its address and its service's counters.
+fn tonic() -> &'static (std::net::SocketAddr, tonic_echo::Echo) {
+    static SERVER: std::sync::OnceLock<(std::net::SocketAddr, tonic_echo::Echo)> = std::sync::OnceLock::new();
+    SERVER.get_or_init(|| {
+        let echo = tonic_echo::Echo::default();
+        let served = echo.clone();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            #[allow(clippy::infinite_loop)] // the server serves until the test binary ends
+            rt.block_on(async move {
+                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send(l.local_addr().unwrap()).unwrap();
+                // hyper's HTTP/2 server, as tonic's own transport runs it (without its router).
+                loop {
+                    let Ok((s, _)) = l.accept().await else { continue };
+                    let svc = hyper_util::service::TowerToHyperService::new(served.clone());
+                    tokio::spawn(async move {
+                        let io = hyper_util::rt::TokioIo::new(s);
+                        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+                            .http2_only()
+                            .serve_connection(io, svc)
+                            .await;
+                    });
+                }
+            });
+        });
+        (rx.recv().unwrap(), echo)
+    })
+}
+
 #[test]
 fn calls_to_a_tonic_server_count_as_it_does() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let echo = tonic_echo::Echo::default();
-    let (calls, fails, texts) = (echo.calls.clone(), echo.fails.clone(), echo.texts.clone());
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-        #[allow(clippy::infinite_loop)] // the server serves until the test binary ends
-        rt.block_on(async move {
-            let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-            tx.send(l.local_addr().unwrap()).unwrap();
-            // hyper's HTTP/2 server, as tonic's own transport runs it (without its router).
-            loop {
-                let Ok((s, _)) = l.accept().await else { continue };
-                let svc = hyper_util::service::TowerToHyperService::new(echo.clone());
-                tokio::spawn(async move {
-                    let io = hyper_util::rt::TokioIo::new(s);
-                    let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                        .http2_only()
-                        .serve_connection(io, svc)
-                        .await;
-                });
-            }
-        });
-    });
-    let addr = rx.recv().unwrap();
+    let (addr, echo) = tonic();
+    let (calls, fails, texts) = (&echo.calls, &echo.fails, &echo.texts);
     let url = format!("grpc://{addr}");
-    let s = blast(&url, "demo.Echo/Echo", &[]);
-    counted(&s, calls.load(Ordering::Relaxed), 0, "tonic Echo");
     let before = calls.load(Ordering::Relaxed);
+    let s = blast(&url, "demo.Echo/Echo", &[]);
+    counted(&s, calls.load(Ordering::Relaxed) - before, 0, "tonic Echo");
+    let (before, failed) = (calls.load(Ordering::Relaxed), fails.load(Ordering::Relaxed));
     let s = blast(&url, "demo.Echo/Fail", &[]);
-    counted(&s, calls.load(Ordering::Relaxed) - before, fails.load(Ordering::Relaxed), "tonic Fail");
+    counted(&s, calls.load(Ordering::Relaxed) - before, fails.load(Ordering::Relaxed) - failed, "tonic Fail");
 
     // Templated JSON: each call renders and encodes its own message.
     texts.lock().unwrap().clear();
@@ -255,5 +265,57 @@ fn calls_to_a_tonic_server_count_as_it_does() {
     let texts = texts.lock().unwrap();
     assert_eq!(texts.len() as u64, served, "a message of its own for every call");
     assert!(texts.iter().all(|t| t.starts_with("user-") && t[5..].parse::<u64>().is_ok()), "{:?}", texts.iter().next());
-    let _ = Arc::new(AtomicU64::new(0));
+}
+
+/// The proxy in front of the tonic server, both sides h2c (issue 31, acceptance 1): a rule
+/// aborting 20% of one method's calls with UNAVAILABLE shows exactly those to the client and
+/// in the proxy's counters by code; a 50 ms delay on one method moves its p50 by 45-55 ms and
+/// the other's not at all.
+#[test]
+fn grpc_through_the_proxy_is_faulted_by_method_and_counted_by_code() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (addr, echo) = tonic();
+    let mut cfg = engine_proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), *addr).unwrap();
+    cfg.faults = vec![serde_json::from_str(
+        r#"{"id": "unavailable", "match": {"grpc_method": "/demo.Echo/Echo"}, "probability": 0.2,
+            "action": {"abort": {"grpc_status": "UNAVAILABLE", "grpc_message": "shed by the proxy"}}}"#,
+    )
+    .unwrap()];
+    let proxy = engine_proxy::Proxy::start(cfg).unwrap();
+    let url = format!("grpc://{}", proxy.local_addr());
+    let settle = || std::thread::sleep(Duration::from_millis(300));
+
+    let before = echo.calls.load(Ordering::Relaxed);
+    let s = blast(&url, "demo.Echo/Echo", &[]);
+    settle();
+    let stats = proxy.stats();
+    let rule = &stats.fault_rules[0];
+    let served = echo.calls.load(Ordering::Relaxed) - before;
+    counted(&s, served + rule.injected, rule.injected, "Echo through the proxy");
+    assert_eq!(s["grpc"]["codes"]["UNAVAILABLE"].as_u64(), Some(rule.injected), "{}", s["grpc"]);
+    let share = rule.injected as f64 / rule.matched as f64;
+    assert!((0.17..0.23).contains(&share), "{} of {} calls aborted", rule.injected, rule.matched);
+    assert_eq!(stats.grpc_responses["UNAVAILABLE"], rule.injected, "{:?}", stats.grpc_responses);
+    assert_eq!(stats.grpc_responses["OK"], served, "{:?}", stats.grpc_responses);
+    assert_eq!(stats.protocols["h2"], rule.matched);
+    let metrics = proxy.metrics();
+    let unavailable = format!("engine_proxy_grpc_responses_total{{code=\"UNAVAILABLE\"}} {}", rule.injected);
+    assert!(metrics.lines().any(|l| l == unavailable), "{metrics}");
+
+    // The p50 of each method, before and after a 50 ms delay on Fail.
+    let p50 = |call: &str| blast(&url, call, &[])["latency_ms"]["p50"].as_f64().unwrap();
+    let (echo_before, fail_before) = (p50("demo.Echo/Echo"), p50("demo.Echo/Fail"));
+    proxy
+        .faults()
+        .add(
+            serde_json::from_str(r#"{"match": {"grpc_method": "/demo.Echo/Fail"}, "action": {"delay": {"ms": 50}}}"#)
+                .unwrap(),
+        )
+        .unwrap();
+    settle();
+    let (echo_after, fail_after) = (p50("demo.Echo/Echo"), p50("demo.Echo/Fail"));
+    let moved = fail_after - fail_before;
+    assert!((45.0..=55.0).contains(&moved), "Fail p50 {fail_before} -> {fail_after} ms");
+    assert!((echo_after - echo_before).abs() < 5.0, "Echo p50 {echo_before} -> {echo_after} ms");
+    proxy.drain();
 }

@@ -315,3 +315,105 @@ check = ["status == 200"]
     assert!(passed >= requests && passed <= requests * 3 / 2 + 32, "{passed} checks for {requests} requests");
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+/// `engine proxy` with `args`, listening on its own port: killed when dropped.
+struct Proxy {
+    child: Killed,
+    port: u16,
+    admin: u16,
+}
+
+impl Proxy {
+    fn start(args: &[&str]) -> Proxy {
+        let (port, admin) = (free_port(), free_port());
+        let child = Killed(
+            Command::new(env!("CARGO_BIN_EXE_engine"))
+                .args(["proxy", "--listen", &format!("127.0.0.1:{port}"), "--admin", &format!("127.0.0.1:{admin}")])
+                .args(["--shards", "1"])
+                .args(args)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", admin)).is_err() {
+            assert!(Instant::now() < deadline, "the proxy did not start: {args:?}");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Proxy { child, port, admin }
+    }
+
+    fn stats(&self) -> serde_json::Value {
+        std::thread::sleep(Duration::from_millis(300));
+        let mut s = TcpStream::connect(("127.0.0.1", self.admin)).unwrap();
+        s.write_all(b"GET /stats HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").unwrap();
+        let mut text = String::new();
+        s.read_to_string(&mut text).unwrap();
+        serde_json::from_str(text.split("\r\n\r\n").nth(1).unwrap()).unwrap()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.0.kill();
+    }
+}
+
+fn curl_status(args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_version} %{http_code}"])
+        .args(args)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The proxy in front of nginx's HTTP/2 listeners (issue 31, acceptance 2): h2c through h2c,
+/// and h2 by ALPN on both sides of TLS; the engine's streams and curl's requests counted as
+/// nginx served them, by the proxy too; an HTTP/1.1 client of a proxy told to speak h2 upstream
+/// is told why it is refused.
+#[test]
+fn http2_through_the_proxy_counts_as_nginx_serves() {
+    require!("nginx");
+    require!("curl");
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let n = nginx();
+    let ca = n.cacert.to_str().unwrap();
+
+    let p = Proxy::start(&["--upstream", &format!("127.0.0.1:{}", n.h2c)]);
+    let url = format!("http://127.0.0.1:{}/", p.port);
+    let (s, served) = n.blast(&[&url, "--http2-prior-knowledge", "-c", "8", "--streams", "10", "-d", "2s"]);
+    served_as_counted(&s, served, 80, "h2c through the proxy");
+    assert_eq!(curl_status(&["--http2-prior-knowledge", &url]), "2 200");
+    let stats = p.stats();
+    assert_eq!(stats["protocols"]["h2"].as_u64(), Some(served + 1), "{}", stats["protocols"]);
+    assert_eq!(stats["responses"]["2xx"].as_u64(), Some(served + 1), "{}", stats["responses"]);
+    // The proxy's default (auto) passes HTTP/1.1 clients as HTTP/1.1: to an h2c-only listener
+    // that is nginx's own answer, not the proxy's.
+    drop(p);
+
+    let (cert, key) = (rig_tls().join("cert.pem"), rig_tls().join("key.pem"));
+    let p = Proxy::start(&[
+        "--upstream",
+        &format!("https://127.0.0.1:{}", n.h2),
+        "--upstream-ca",
+        ca,
+        "--upstream-protocol",
+        "h2",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ]);
+    let url = format!("https://127.0.0.1:{}/", p.port);
+    let (s, served) = n.blast(&[&url, "--http2", "--cacert", ca, "-c", "8", "--streams", "10", "-d", "2s"]);
+    served_as_counted(&s, served, 80, "h2 through the proxy over TLS");
+    assert_eq!(s["http2"]["connections"], serde_json::json!({"h2": 8}));
+    assert_eq!(curl_status(&["--http2", "--cacert", ca, &url]), "2 200");
+    let said = curl_status(&["--http1.1", "--cacert", ca, &url]);
+    assert_eq!(said, "1.1 502", "an HTTP/1.1 client of an h2-only proxy");
+    let stats = p.stats();
+    assert_eq!(stats["protocols"]["h2"].as_u64(), Some(served + 1), "{}", stats["protocols"]);
+    assert_eq!(stats["tls"]["upstream"]["handshakes_full"], 1, "one upstream connection: {}", stats["tls"]);
+}

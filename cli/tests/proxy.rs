@@ -82,6 +82,10 @@ fn bad_flags_exit_2_with_one_line() {
         (&["proxy", "--upstream", "127.0.0.1:1", "--max-conns", "99999999"], "lower --max-conns to "),
         (&["proxy", "--upstream", "127.0.0.1:1", "--busy-poll", "2s"], "--busy-poll 2s is over 1s"),
         (&["proxy"], "--upstream"),
+        (&["proxy", "--upstream", "127.0.0.1:1", "--upstream-protocol", "h2"], "h2 is HTTP/2 over TLS"),
+        (&["proxy", "--upstream", "https://127.0.0.1:1", "--upstream-protocol", "h2c"], "give h2"),
+        (&["proxy", "--upstream", "127.0.0.1:1", "--upstream-protocol", "h3"], "give auto, h1, h2"),
+        (&["proxy", "--tcp", "--upstream", "127.0.0.1:1", "--upstream-protocol", "h2c"], "--tcp passes bytes"),
     ];
     for (args, want) in cases {
         let o = engine(args);

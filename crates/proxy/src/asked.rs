@@ -48,7 +48,7 @@ pub(crate) fn apply<'a>(header: impl Fn(&str) -> Option<&'a [u8]>, d: &mut Decis
         if d.end.is_none() {
             let body = format!("engine-proxy: a {status} this request asked for ({ABORT})\n");
             let (head, body) = canned(status, None, std::iter::empty::<(&str, &str)>(), body.as_bytes());
-            d.end = Some(End::Respond { head, body, kind: FaultKind::Abort });
+            d.end = Some(End::Respond { head, body, kind: FaultKind::Abort, grpc: None });
         }
     }
     Ok(())

@@ -48,11 +48,42 @@ pub struct Match {
     /// The header is present (and, with `value`, equal to it).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub header: Option<HeaderMatch>,
+    /// A gRPC call to exactly this method (`/pkg.Service/Method`): the request's path, on a
+    /// request whose `content-type` is `application/grpc*`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grpc_method: Option<String>,
 }
 
 impl Match {
     fn is_empty(&self) -> bool {
-        self.method.is_none() && self.path_prefix.is_none() && self.header.is_none()
+        self.method.is_none() && self.path_prefix.is_none() && self.header.is_none() && self.grpc_method.is_none()
+    }
+}
+
+/// A gRPC status code in a rule: written as its name (`"UNAVAILABLE"`) or number (`14`),
+/// kept and shown as the name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GrpcStatus(pub u8);
+
+impl Serialize for GrpcStatus {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(engine_http::grpc::code_name(u32::from(self.0)))
+    }
+}
+
+impl<'de> Deserialize<'de> for GrpcStatus {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Text {
+            Number(u64),
+            Name(String),
+        }
+        let text = match Text::deserialize(d)? {
+            Text::Number(n) => n.to_string(),
+            Text::Name(name) => name,
+        };
+        engine_http::grpc::parse_code(&text).map(GrpcStatus).map_err(serde::de::Error::custom)
     }
 }
 
@@ -121,9 +152,19 @@ pub enum Action {
         body: Option<String>,
         #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
         headers: BTreeMap<String, String>,
+        /// To a gRPC call: this status instead, as a trailers-only answer with HTTP 200 (what
+        /// gRPC servers send); other requests get `status`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grpc_status: Option<GrpcStatus>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        grpc_message: Option<String>,
     },
-    /// Close the client's connection with a TCP reset.
-    Reset {},
+    /// Close the client's connection with a TCP reset; on HTTP/2, reset the request's stream
+    /// with `h2_code` (default 2, INTERNAL_ERROR) and leave the connection up.
+    Reset {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        h2_code: Option<u32>,
+    },
     /// Send the response at most this fast.
     Throttle { bytes_per_s: u64 },
     /// Never answer; hold the connection until the client gives up.
@@ -316,7 +357,10 @@ impl Rule {
             Action::Delay { ms, jitter_ms, .. } if ms.saturating_add(*jitter_ms) > 3_600_000 => {
                 bad("delay above one hour".into())
             }
-            Action::Abort { status, body, headers, .. } => {
+            Action::Abort { status, body, headers, grpc_message, .. } => {
+                if grpc_message.as_ref().is_some_and(|m| m.len() > 1024 || m.bytes().any(|b| b < b' ' || b == 0x7f)) {
+                    return bad("grpc_message must be at most 1024 printable characters".into());
+                }
                 if !(200..=599).contains(status) {
                     return bad(format!("abort status {status} must be within 200..599"));
                 }
@@ -385,6 +429,11 @@ impl Rule {
                 return Err(format!("path_prefix {p:?} must start with /"));
             }
         }
+        if let Some(m) = &self.matcher.grpc_method {
+            if !m.starts_with('/') || m[1..].split('/').count() != 2 || m.bytes().any(|b| b <= b' ') {
+                return Err(format!("grpc_method {m:?} must be /package.Service/Method"));
+            }
+        }
         if let Some(h) = &self.matcher.header {
             if h.name.is_empty() || !h.name.bytes().all(is_token) {
                 return Err(format!("header name {:?} is not a field name", h.name));
@@ -444,7 +493,9 @@ impl Rule {
         regex: Option<&regex::bytes::Regex>,
     ) -> bool {
         let m = &self.matcher;
-        m.method.as_ref().is_none_or(|x| x == method)
+        let grpc = || header("content-type").is_some_and(|t| t.starts_with(b"application/grpc"));
+        m.grpc_method.as_ref().is_none_or(|g| g == path && grpc())
+            && m.method.as_ref().is_none_or(|x| x == method)
             && m.path_prefix.as_ref().is_none_or(|p| path.starts_with(p.as_str()))
             && !self.exclude.iter().any(|p| path.starts_with(p.as_str()))
             && m.header.as_ref().is_none_or(|h| match header(&h.name) {

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use engine_runtime::executor::MAX_BUSY_POLL;
 
-use crate::{Limits, ProxyConfig, Rule, ServerTls};
+use crate::{Limits, ProxyConfig, Rule, ServerTls, UpstreamProtocol};
 
 /// Client connections at once when no limit is given and the open-files limit allows.
 pub const DEFAULT_MAX_CONNS: u64 = 10_000;
@@ -46,6 +46,8 @@ pub struct ProxyFlags {
     pub max_active_faults: u64,
     /// TCP mode: bytes passed untouched, rules act on connections.
     pub tcp: bool,
+    /// `auto`, `h1`, `h2` (over TLS, by ALPN) or `h2c` (plain, by prior knowledge).
+    pub upstream_protocol: String,
 }
 
 /// Why the options make no proxy: one line naming the option and what is wrong.
@@ -73,6 +75,7 @@ impl ProxyFlags {
             self.tcp_only()?;
         }
         let (upstream, upstream_tls) = self.upstream()?;
+        let upstream_tls_given = upstream_tls.is_some();
         let tls = match (&self.tls_cert, &self.tls_key) {
             (Some(cert), Some(key)) => {
                 Some(ServerTls::from_files(cert.clone(), key.clone()).map_err(|e| failed("--tls-cert/--tls-key", e))?)
@@ -119,7 +122,31 @@ impl ProxyFlags {
             forward_expect: self.forward_expect,
             max_active_faults: self.max_active_faults,
             tcp: self.tcp,
+            upstream_protocol: self.upstream_protocol(upstream_tls_given)?,
         })
+    }
+
+    /// `--upstream-protocol`, checked against the upstream's scheme and `--tcp`.
+    fn upstream_protocol(&self, tls: bool) -> Result<UpstreamProtocol, ConfigError> {
+        let p = self.upstream_protocol.trim().to_ascii_lowercase();
+        if self.tcp && p != "auto" {
+            return Err(invalid("--upstream-protocol is for HTTP; --tcp passes bytes untouched".into()));
+        }
+        match (p.as_str(), tls) {
+            ("auto", _) => Ok(UpstreamProtocol::Auto),
+            ("h1" | "http/1.1", _) => Ok(UpstreamProtocol::Http1),
+            ("h2", true) | ("h2c", false) => Ok(UpstreamProtocol::Http2),
+            ("h2", false) => Err(invalid(format!(
+                "--upstream-protocol h2 is HTTP/2 over TLS (ALPN); --upstream {} is plain: give https://..., \
+                 or h2c for HTTP/2 by prior knowledge",
+                self.upstream
+            ))),
+            ("h2c", true) => Err(invalid(format!(
+                "--upstream-protocol h2c is HTTP/2 without TLS; --upstream {} is https://: give h2",
+                self.upstream
+            ))),
+            (other, _) => Err(invalid(format!("--upstream-protocol {other:?}: give auto, h1, h2 (over TLS) or h2c"))),
+        }
     }
 
     /// `--tcp` passes bytes untouched: the options that speak HTTP or TLS do not go with it.

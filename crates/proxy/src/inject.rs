@@ -52,12 +52,18 @@ pub(crate) enum End {
         head: Rc<[u8]>,
         body: Rc<[u8]>,
         kind: crate::faults::FaultKind,
+        /// To a gRPC call: this status and message instead, trailers-only.
+        grpc: Option<GrpcAnswer>,
     },
-    Reset,
+    /// Reset the connection (HTTP/1.1) or the stream with this code (HTTP/2).
+    Reset(u32),
     Hang,
     /// Hold, then close (zero: hold until the client gives up).
     Timeout(Duration),
 }
+
+/// A gRPC status code and its message, as an abort rule answers a call.
+pub(crate) type GrpcAnswer = Rc<(u8, Box<str>)>;
 
 /// One shard's share of a concurrency rule: `limit` slots, `queue` waiters at most.
 pub(crate) struct Limiter {
@@ -126,7 +132,7 @@ impl Bucket {
 
 enum State {
     Stateless,
-    Abort { head: Rc<[u8]>, body: Rc<[u8]> },
+    Abort { head: Rc<[u8]>, body: Rc<[u8]>, grpc: Option<GrpcAnswer> },
     Limit(Rc<Limiter>),
     Bucket(Rc<Bucket>),
 }
@@ -205,10 +211,12 @@ impl ShardFaults {
 
     fn build(&self, rule: &Rule) -> State {
         match &rule.action {
-            Action::Abort { status, retry_after_s, body, headers } => {
+            Action::Abort { status, retry_after_s, body, headers, grpc_status, grpc_message } => {
                 let body = body.as_deref().unwrap_or_default().as_bytes();
                 let (head, body) = canned(*status, *retry_after_s, headers.iter(), body);
-                State::Abort { head, body }
+                let message = grpc_message.as_deref().unwrap_or("fault injected by engine proxy");
+                let grpc = grpc_status.map(|c| Rc::new((c.0, message.into())));
+                State::Abort { head, body, grpc }
             }
             Action::Concurrency { limit, queue, queue_timeout_ms } => {
                 let retry = queue_timeout_ms.div_ceil(1000).max(1);
@@ -298,19 +306,21 @@ impl ShardFaults {
                         head: b.refusal.0.clone(),
                         body: b.refusal.1.clone(),
                         kind: crate::faults::FaultKind::RateLimit,
+                        grpc: None,
                     });
                     return d;
                 }
-                (Action::Abort { .. }, State::Abort { head, body }) => {
+                (Action::Abort { .. }, State::Abort { head, body, grpc }) => {
                     d.end = Some(End::Respond {
                         head: head.clone(),
                         body: body.clone(),
                         kind: crate::faults::FaultKind::Abort,
+                        grpc: grpc.clone(),
                     });
                     return d;
                 }
-                (Action::Reset {}, _) => {
-                    d.end = Some(End::Reset);
+                (Action::Reset { h2_code }, _) => {
+                    d.end = Some(End::Reset(h2_code.unwrap_or(2)));
                     return d;
                 }
                 (Action::Hang {}, _) => {
@@ -345,7 +355,9 @@ impl State {
     fn clone_state(&self) -> State {
         match self {
             State::Stateless => State::Stateless,
-            State::Abort { head, body } => State::Abort { head: head.clone(), body: body.clone() },
+            State::Abort { head, body, grpc } => {
+                State::Abort { head: head.clone(), body: body.clone(), grpc: grpc.clone() }
+            }
             State::Limit(l) => State::Limit(l.clone()),
             State::Bucket(b) => State::Bucket(b.clone()),
         }

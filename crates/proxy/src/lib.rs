@@ -36,6 +36,7 @@ pub mod book;
 mod conn;
 pub mod faults;
 pub mod flags;
+mod http2;
 mod inject;
 mod iobuf;
 pub mod limits;
@@ -125,6 +126,23 @@ pub struct ProxyConfig {
     /// TCP mode: each connection is passed byte for byte to a new upstream connection, under
     /// the rules' connection faults; no HTTP is spoken (TLS passes through untouched).
     pub tcp: bool,
+    /// What the proxy speaks to the upstream (`--upstream-protocol`).
+    pub upstream_protocol: UpstreamProtocol,
+}
+
+/// The protocol to the upstream. HTTP/2 is h2c on a plain upstream and `h2` by ALPN on an
+/// https:// one.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum UpstreamProtocol {
+    /// Each client's own: HTTP/1.1 requests go up as HTTP/1.1, HTTP/2 clients (h2c by prior
+    /// knowledge on a plain listener) as HTTP/2.
+    #[default]
+    Auto,
+    /// HTTP/1.1 only: clients are not offered HTTP/2.
+    Http1,
+    /// HTTP/2: a TLS listener offers `h2` by ALPN too; HTTP/1.1 clients are refused (502)
+    /// until the proxy translates between the versions.
+    Http2,
 }
 
 /// TLS on the proxy's listener: the configuration in force, and the files it came from (a
@@ -180,6 +198,7 @@ impl ProxyConfig {
             forward_expect: false,
             max_active_faults: 0,
             tcp: false,
+            upstream_protocol: UpstreamProtocol::Auto,
         })
     }
 }
@@ -219,6 +238,7 @@ pub(crate) struct Shared {
     pub admin_token: Option<String>,
     /// TCP mode (`--tcp`).
     pub tcp: bool,
+    pub upstream_protocol: UpstreamProtocol,
 }
 
 impl Shared {
@@ -328,6 +348,7 @@ impl Proxy {
             fault_headers: cfg.fault_headers,
             forward_expect: cfg.forward_expect,
             admin_token: cfg.admin_token.clone(),
+            upstream_protocol: cfg.upstream_protocol,
             tcp: cfg.tcp,
         });
         shared.published.lock().unwrap_or_else(|e| e.into_inner()).totals = ShardStats::new(shared.routes.len());

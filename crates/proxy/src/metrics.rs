@@ -58,6 +58,14 @@ impl ProxyMetrics {
                 Unit::Seconds,
                 "Upstream time to the last response byte, from the request fully sent."
             );
+            describe_counter!(
+                "engine_proxy_requests_by_protocol_total",
+                "Client requests by protocol (http/1.1, h2; gRPC calls are h2)."
+            );
+            describe_counter!(
+                "engine_proxy_grpc_responses_total",
+                "Answers to gRPC calls by grpc-status code name, the proxy's own (aborts) included."
+            );
             describe_counter!("engine_proxy_faults_injected_total", "Requests a fault rule acted on, by kind.");
             describe_counter!("engine_proxy_fault_rule_matched_total", "Requests a fault rule matched, by rule id.");
             describe_counter!("engine_proxy_fault_rule_injected_total", "Requests a fault rule acted on, by rule id.");
@@ -116,6 +124,12 @@ impl ProxyMetrics {
             counter!("engine_proxy_requests_total").absolute(t.requests);
             for (c, n) in CLASSES.iter().zip(t.responses) {
                 counter!("engine_proxy_responses_total", "status_class" => *c).absolute(n);
+            }
+            for (p, n) in crate::stats::PROTOCOLS.iter().zip(t.protocols) {
+                counter!("engine_proxy_requests_by_protocol_total", "protocol" => *p).absolute(n);
+            }
+            for (code, n) in crate::stats::grpc_names().zip(t.grpc) {
+                counter!("engine_proxy_grpc_responses_total", "code" => code).absolute(n);
             }
             for k in FaultKind::ALL {
                 counter!("engine_proxy_faults_injected_total", "kind" => k.name()).absolute(t.faults[k as usize]);

@@ -23,6 +23,8 @@ pub(crate) struct Shard {
     pub stats: RefCell<ShardStats>,
     pub faults: RefCell<ShardFaults>,
     pub pool: Pool,
+    /// The HTTP/2 connection to the upstream, for HTTP/2 clients' streams.
+    pub h2_upstream: crate::http2::upstream::H2Upstream,
     /// The listener's TLS configuration as of the last tick, and its generation.
     tls: RefCell<Option<(u64, Arc<engine_tls::ServerConfig>)>>,
     /// Open client connections: their sockets, waits and whether a request is in progress,
@@ -46,7 +48,12 @@ impl Shard {
                 shared.limits.connect_timeout,
                 shared.limits.idle_timeout,
             ),
-            tls: RefCell::new(shared.tls.as_ref().map(|t| (t.generation(), t.config()))),
+            h2_upstream: crate::http2::upstream::H2Upstream::new(
+                shared.upstream,
+                shared.upstream_tls.as_ref().map(engine_tls::Client::for_shard),
+                shared.limits.connect_timeout,
+            ),
+            tls: RefCell::new(shared.tls.as_ref().map(|t| (t.generation(), listener_config(&shared, t.config())))),
             shared,
             open: RefCell::new(HashMap::new()),
             next_id: Cell::new(0),
@@ -118,7 +125,7 @@ impl Shard {
         };
         let now = shared.generation();
         if now != *generation {
-            *config = shared.config();
+            *config = listener_config(&self.shared, shared.config());
             *generation = now;
         }
     }
@@ -152,5 +159,16 @@ impl Shard {
         p.as_of[self.index] = self.shared.start.elapsed();
         drop(p);
         stats.reset();
+    }
+}
+
+/// The listener's TLS configuration as the shard uses it: offering `h2` by ALPN when the
+/// upstream protocol is HTTP/2 (under `auto` a TLS client is offered HTTP/1.1 only: until the
+/// proxy translates between versions, an h2 client would need an h2 upstream).
+fn listener_config(shared: &crate::Shared, config: Arc<engine_tls::ServerConfig>) -> Arc<engine_tls::ServerConfig> {
+    if shared.upstream_protocol == crate::UpstreamProtocol::Http2 {
+        engine_tls::offering_h2(&config)
+    } else {
+        config
     }
 }

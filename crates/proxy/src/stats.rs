@@ -189,7 +189,15 @@ pub struct ShardStats {
     pub tls_downstream: TlsCounts,
     pub tls_upstream: TlsCounts,
     pub tunnels: TunnelCounts,
+    /// Requests by the client's protocol: `[HTTP/1.1, HTTP/2]`.
+    pub protocols: [u64; 2],
+    /// Answers to gRPC calls by `grpc-status` (the last: a code beyond the known ones), the
+    /// proxy's own included.
+    pub grpc: [u64; GRPC_SLOTS],
 }
+
+/// gRPC's 17 codes and one for any other.
+pub const GRPC_SLOTS: usize = engine_http::grpc::GRPC_CODES.len() + 1;
 
 impl ShardStats {
     pub fn new(routes: usize) -> Self {
@@ -205,7 +213,14 @@ impl ShardStats {
             tls_downstream: TlsCounts::default(),
             tls_upstream: TlsCounts::default(),
             tunnels: TunnelCounts::default(),
+            protocols: [0; 2],
+            grpc: [0; GRPC_SLOTS],
         }
+    }
+
+    /// A gRPC call answered with `code`.
+    pub fn grpc(&mut self, code: u32) {
+        self.grpc[(code as usize).min(GRPC_SLOTS - 1)] += 1;
     }
 
     pub fn tunnel_opened(&mut self) {
@@ -261,6 +276,8 @@ impl ShardStats {
         add_arrays(&mut self.responses, &o.responses);
         add_arrays(&mut self.faults, &o.faults);
         add_arrays(&mut self.upstream_errors, &o.upstream_errors);
+        add_arrays(&mut self.protocols, &o.protocols);
+        add_arrays(&mut self.grpc, &o.grpc);
         for (k, v) in &o.rejected {
             *self.rejected.entry(*k).or_default() += v;
         }
@@ -278,6 +295,8 @@ impl ShardStats {
         self.responses = [0; 5];
         self.faults = [0; FaultKind::ALL.len()];
         self.upstream_errors = [0; UpstreamError::ALL.len()];
+        self.protocols = [0; 2];
+        self.grpc = [0; GRPC_SLOTS];
         self.rejected.clear();
         self.tls_downstream.reset();
         self.tls_upstream.reset();
@@ -325,7 +344,11 @@ pub struct StatsReport {
     /// after its last byte is written, so a reader waits a tick past the moment it stopped.
     pub as_of_s: f64,
     pub requests: u64,
+    /// Requests by the client's protocol (`http/1.1`, `h2`).
+    pub protocols: BTreeMap<&'static str, u64>,
     pub responses: BTreeMap<&'static str, u64>,
+    /// Answers to gRPC calls by `grpc-status` code name (those seen).
+    pub grpc_responses: BTreeMap<&'static str, u64>,
     /// Upstream latency over every route and class.
     pub server_latency_ms: ServerLatency,
     pub routes: Vec<RouteReport>,
@@ -441,6 +464,8 @@ impl StatsReport {
             uptime_s: (uptime.as_secs_f64() * 1000.0).round() / 1000.0,
             as_of_s: (p.as_of.iter().min().copied().unwrap_or_default().as_secs_f64() * 1000.0).round() / 1000.0,
             requests: t.requests,
+            protocols: PROTOCOLS.iter().zip(t.protocols).map(|(p, n)| (*p, n)).collect(),
+            grpc_responses: grpc_names().zip(t.grpc).filter(|(_, n)| *n > 0).collect(),
             responses: CLASSES.iter().zip(t.responses).map(|(c, n)| (*c, n)).collect(),
             server_latency_ms: ServerLatency {
                 count: all_ttfb.len(),
@@ -475,6 +500,14 @@ impl StatsReport {
             },
         }
     }
+}
+
+/// The client protocols requests are counted by.
+pub const PROTOCOLS: [&str; 2] = ["http/1.1", "h2"];
+
+/// The names of the gRPC counters' slots, in order.
+pub fn grpc_names() -> impl Iterator<Item = &'static str> {
+    engine_http::grpc::GRPC_CODES.iter().copied().chain(["OTHER"])
 }
 
 /// The label of route `i`: its prefix, or `other` for the catch-all.

@@ -21,7 +21,7 @@ use crate::stats::UpstreamError;
 pub(crate) async fn serve(shard: &Shard, mut down: Stream<ServerConnection>, slot: &Slot) {
     let decision = decide(shard);
     match decision.end {
-        Some(End::Reset) => {
+        Some(End::Reset(_)) => {
             shard.stats.borrow_mut().fault(FaultKind::Reset);
             crate::conn::reset(down.fd());
             return;

@@ -187,7 +187,7 @@ impl Splice<'_> {
         self.to_up.reshape(d.up);
         self.to_down.reshape(d.down);
         self.rules = Some((now, d.active));
-        if let Some(End::Reset) = d.end {
+        if let Some(End::Reset(_)) = d.end {
             self.shard.stats.borrow_mut().fault(crate::faults::FaultKind::Reset);
             crate::conn::reset(self.down.fd());
             return Err(io::ErrorKind::ConnectionReset.into());

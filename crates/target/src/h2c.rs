@@ -13,19 +13,7 @@ use engine_runtime::compat::TokioIo;
 
 use crate::TargetShard;
 
-/// What every HTTP/2 connection opens with (RFC 9113 §3.4).
-pub(crate) const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-
-/// Whether the bytes read so far open an HTTP/2 connection (`Some(true)`), cannot
-/// (`Some(false)`), or may once more arrive (`None`).
-pub(crate) fn sniff(read: &[u8]) -> Option<bool> {
-    let n = read.len().min(PREFACE.len());
-    match (read[..n] == PREFACE[..n], n == PREFACE.len()) {
-        (false, _) => Some(false),
-        (true, true) => Some(true),
-        (true, false) => None,
-    }
-}
+pub(crate) use engine_http::h2::frame::sniff;
 
 /// Serves one h2c connection; `read`: the bytes already read (the preface, and what came
 /// with it).
@@ -107,19 +95,5 @@ fn answer_grpc(shard: &TargetShard, mut respond: h2::server::SendResponse<Bytes>
     }
     if send.send_trailers(trailers).is_ok() {
         shard.served.set(shard.served.get() + 1);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_preface_is_told_apart_from_http1_as_soon_as_it_can_be() {
-        assert_eq!(sniff(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"), Some(true));
-        assert_eq!(sniff(b"PRI * HTTP/2"), None);
-        assert_eq!(sniff(b"GET / HTTP/1.1\r\n"), Some(false));
-        assert_eq!(sniff(b"P"), None);
-        assert_eq!(sniff(b"PUT /"), Some(false));
     }
 }

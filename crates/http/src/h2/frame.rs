@@ -26,6 +26,17 @@ pub const MAX_HEADER_LIST_SIZE: u16 = 6;
 
 /// The client's connection preface (RFC 9113 §3.4).
 pub const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/// Whether the bytes a server has read so far open an HTTP/2 connection by prior knowledge
+/// (`Some(true)`), cannot (`Some(false)`: HTTP/1.1, say), or may once more arrive (`None`).
+pub fn sniff(read: &[u8]) -> Option<bool> {
+    let n = read.len().min(PREFACE.len());
+    match (read[..n] == PREFACE[..n], n == PREFACE.len()) {
+        (false, _) => Some(false),
+        (true, true) => Some(true),
+        (true, false) => None,
+    }
+}
 /// The frame size every endpoint accepts, and the largest the client accepts.
 pub const DEFAULT_MAX_FRAME: usize = 16_384;
 /// The window every stream and the connection start with.
@@ -98,3 +109,17 @@ pub const FRAME_SIZE_ERROR: u32 = 6;
 pub const CANCEL: u32 = 8;
 pub const COMPRESSION_ERROR: u32 = 9;
 pub const ENHANCE_YOUR_CALM: u32 = 11;
+
+#[cfg(test)]
+mod sniff_tests {
+    use super::sniff;
+
+    #[test]
+    fn the_preface_is_told_apart_from_http1_as_soon_as_it_can_be() {
+        assert_eq!(sniff(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0"), Some(true));
+        assert_eq!(sniff(b"PRI * HTTP/2"), None);
+        assert_eq!(sniff(b"GET / HTTP/1.1\r\n"), Some(false));
+        assert_eq!(sniff(b"P"), None);
+        assert_eq!(sniff(b"PUT /"), Some(false));
+    }
+}

@@ -20,6 +20,7 @@ use crate::shape::{Shape, Shaper};
 use crate::shard::Shard;
 use crate::slot::{Slot, Wait};
 use crate::stats::{route_of, UpstreamError};
+use crate::UpstreamProtocol;
 use engine_http::forward::{allowed_upgrades, downstream_response, reason, upstream_request, UpstreamHead};
 use engine_http::request::{self, Framing};
 
@@ -100,6 +101,22 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
         offer: Vec::new(),
         shapes: Default::default(),
     };
+    match c.protocol().await {
+        Protocol::Closed => return,
+        Protocol::Http2 => {
+            let Conn { shard, down, slot, peer, buf, .. } = c;
+            let peer: Rc<str> = String::from_utf8_lossy(&peer).into();
+            let io = crate::http2::Prefixed::new(down, buf.to_vec());
+            return crate::http2::serve(shard, io, peer, slot).await;
+        }
+        Protocol::Http1 if c.shard.shared.upstream_protocol == UpstreamProtocol::Http2 => {
+            let why = "this proxy speaks HTTP/2 to its upstream (--upstream-protocol h2/h2c) and does not yet \
+                       translate HTTP/1.1 requests; send HTTP/2, or run the proxy with --upstream-protocol auto";
+            c.refuse_because(502, why).await;
+            return;
+        }
+        Protocol::Http1 => {}
+    }
     loop {
         match c.one_request().await {
             Next::KeepAlive => {}
@@ -116,7 +133,41 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
     }
 }
 
+/// What a client connection speaks.
+enum Protocol {
+    Http1,
+    Http2,
+    /// It closed (or stalled) before that was clear.
+    Closed,
+}
+
 impl Conn {
+    /// HTTP/2 by ALPN over TLS, or on a plain connection by its first bytes (the preface:
+    /// h2c by prior knowledge); unless the upstream protocol is HTTP/1.1 only.
+    async fn protocol(&mut self) -> Protocol {
+        if self.shard.shared.upstream_protocol == UpstreamProtocol::Http1 {
+            return Protocol::Http1;
+        }
+        if let Stream::Tls(t) = &self.down {
+            return if t.negotiated().alpn == Some("h2") { Protocol::Http2 } else { Protocol::Http1 };
+        }
+        let limits = &self.shard.shared.limits;
+        let (idle, header) = (self.deadline(limits.idle_timeout), self.deadline(limits.header_timeout));
+        loop {
+            if !self.buf.is_empty() {
+                match engine_http::h2::frame::sniff(&self.buf) {
+                    Some(true) => return Protocol::Http2,
+                    Some(false) => return Protocol::Http1,
+                    None => {}
+                }
+            }
+            let (what, by) = if self.buf.is_empty() { (Wait::Idle, idle) } else { (Wait::Header, header) };
+            if !matches!(self.read_client(what, by).await, Ok(n) if n > 0) {
+                return Protocol::Closed;
+            }
+        }
+    }
+
     fn deadline(&self, timeout: Duration) -> Instant {
         self.shard.deadline(timeout)
     }
@@ -218,7 +269,11 @@ impl Conn {
                 Err(e) => return self.refuse(e.status()).await,
             }
         };
-        self.shard.stats.borrow_mut().requests += 1;
+        {
+            let mut stats = self.shard.stats.borrow_mut();
+            stats.requests += 1;
+            stats.protocols[0] += 1;
+        }
         self.apply(prep, decision).await
     }
 
@@ -238,11 +293,11 @@ impl Conn {
         // A request whose body is not read leaves the connection unusable for another.
         let close_after_answer = has_body || !prep.keep_alive || self.shard.draining();
         match decision.end {
-            Some(End::Respond { head, body, kind }) => {
+            Some(End::Respond { head, body, kind, .. }) => {
                 self.shard.stats.borrow_mut().fault(kind);
                 return self.answer(&head, &body, close_after_answer).await;
             }
-            Some(End::Reset) => {
+            Some(End::Reset(_)) => {
                 self.shard.stats.borrow_mut().fault(FaultKind::Reset);
                 reset(self.down.fd());
                 return Next::Close;

@@ -106,8 +106,38 @@ fn faults_files_hold_the_same_fields() {
     assert_eq!(rules.len(), 2);
     assert_eq!(
         rules[1].action,
-        Action::Abort { status: 429, retry_after_s: Some(2), body: None, headers: Default::default() }
+        Action::Abort {
+            status: 429,
+            retry_after_s: Some(2),
+            body: None,
+            headers: Default::default(),
+            grpc_status: None,
+            grpc_message: None
+        }
     );
     let err = parse_faults_file("[[fault]]\nactoin = 1\n").unwrap_err().to_string();
     assert!(err.contains("line"), "{err}");
+}
+
+#[test]
+fn grpc_fields_parse_by_name_or_number_and_match_only_grpc_calls() {
+    let r = rule(
+        r#"{"match": {"grpc_method": "/demo.Echo/Fail"},
+            "action": {"abort": {"grpc_status": 14, "grpc_message": "down"}}}"#,
+    );
+    assert_eq!(r.validate(1), Ok(()));
+    let Action::Abort { grpc_status, .. } = &r.action else { panic!("an abort") };
+    assert_eq!(*grpc_status, Some(GrpcStatus(14)));
+    assert!(serde_json::to_string(&r).unwrap().contains(r#""grpc_status":"UNAVAILABLE""#));
+    assert_eq!(rule(&serde_json::to_string(&r).unwrap()), r);
+    let grpc = |n: &str| (n == "content-type").then_some(&b"application/grpc+proto"[..]);
+    let json = |n: &str| (n == "content-type").then_some(&b"application/json"[..]);
+    assert!(r.matches("POST", "/demo.Echo/Fail", grpc, None));
+    assert!(!r.matches("POST", "/demo.Echo/Fail", json, None));
+    assert!(!r.matches("POST", "/demo.Echo/Echo", grpc, None));
+    assert!(serde_json::from_str::<Rule>(r#"{"action": {"abort": {"grpc_status": "SLOW"}}}"#).is_err());
+    let bad = rule(r#"{"match": {"grpc_method": "demo.Echo/Fail"}, "action": "abort"}"#);
+    assert!(bad.validate(1).is_err());
+    let reset = rule(r#"{"action": {"reset": {"h2_code": 8}}}"#);
+    assert_eq!(reset.action, Action::Reset { h2_code: Some(8) });
 }

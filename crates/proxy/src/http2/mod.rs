@@ -1,0 +1,138 @@
+//! HTTP/2 through the proxy: clients that speak it (h2c by prior knowledge on a plain
+//! listener, `h2` by ALPN over TLS) are served by `h2` (hyperium's, through the transport's
+//! tokio io traits; no tokio runtime), and each of their streams is one exchange forwarded on
+//! the shard's HTTP/2 connection to the upstream ([`upstream`]), under the same fault rules as
+//! HTTP/1.1 requests. gRPC rides on it: calls are recognised by their `content-type`, matched
+//! by method, answered as gRPC does when a rule aborts them, and counted by `grpc-status`.
+//!
+//! The protocol's own attacks are bounded by `h2`'s limits, set below: streams at once per
+//! connection, header list size (CONTINUATION floods end at it), resets a client may cause
+//! (rapid reset, CVE-2023-44487: past the limit the connection gets GOAWAY
+//! ENHANCE_YOUR_CALM), and bytes buffered for sending.
+
+mod exchange;
+mod pipe;
+pub(crate) mod upstream;
+
+use std::cell::Cell;
+use std::io;
+use std::pin::Pin;
+use std::rc::Rc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+
+use crate::shard::Shard;
+use crate::slot::Slot;
+
+/// Streams a client may have open at once on one connection.
+const MAX_STREAMS: u32 = 256;
+/// The largest header list a client may send (decoded): a CONTINUATION flood ends here.
+const MAX_HEADER_LIST: u32 = 64 * 1024;
+/// Streams the client reset before the proxy accepted them, at once; past it, GOAWAY.
+const MAX_PENDING_RESETS: usize = 64;
+/// Streams the proxy had to reset because of the client's errors, over the connection's life.
+const MAX_ERROR_RESETS: usize = 1024;
+/// Response bytes buffered per stream beyond what the client's window takes.
+const MAX_SEND_BUFFER: usize = 64 * 1024;
+/// How often an open connection looks at the clock (idle timeout, drain).
+const LOOK: Duration = Duration::from_millis(500);
+
+/// Serves one client's HTTP/2 connection until it closes, idles past the idle timeout, or
+/// a drain ends it (GOAWAY, then its streams finish).
+pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, io: T, peer: Rc<str>, slot: Rc<Slot>) {
+    let mut builder = h2::server::Builder::new();
+    builder
+        .max_concurrent_streams(MAX_STREAMS)
+        .max_header_list_size(MAX_HEADER_LIST)
+        .max_pending_accept_reset_streams(MAX_PENDING_RESETS)
+        .max_local_error_reset_streams(Some(MAX_ERROR_RESETS))
+        .max_send_buffer_size(MAX_SEND_BUFFER);
+    let limits = &shard.shared.limits;
+    let late = async {
+        glommio::timer::sleep(limits.header_timeout).await;
+        None
+    };
+    let Some(Ok(mut conn)) = futures_lite::future::or(async { Some(builder.handshake(io).await) }, late).await else {
+        shard.stats.borrow_mut().rejected(408);
+        return;
+    };
+    let active = Rc::new(Cell::new(0usize));
+    let mut idle_since = Instant::now();
+    let mut closing = false;
+    loop {
+        let look = async {
+            glommio::timer::sleep(LOOK).await;
+            None
+        };
+        match futures_lite::future::or(async { Some(conn.accept().await) }, look).await {
+            Some(Some(Ok((request, respond)))) => {
+                active.set(active.get() + 1);
+                slot.busy.set(true);
+                let streams = exchange::Streams { active: active.clone(), slot: slot.clone() };
+                glommio::spawn_local(exchange::exchange(shard.clone(), request, respond, peer.clone(), streams))
+                    .detach();
+            }
+            // The connection ended (cleanly, or by the client's error).
+            Some(_) => break,
+            None => {
+                if active.get() > 0 {
+                    idle_since = Instant::now();
+                } else if !closing && idle_since.elapsed() >= limits.idle_timeout {
+                    closing = true;
+                    conn.graceful_shutdown();
+                }
+                if !closing && shard.draining() {
+                    closing = true;
+                    conn.graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+/// A stream for `h2` that reads `prefix` (what was read to tell HTTP/2 apart) before the
+/// connection's own bytes.
+pub(crate) struct Prefixed<T> {
+    inner: T,
+    prefix: Vec<u8>,
+    at: usize,
+}
+
+impl<T> Prefixed<T> {
+    pub fn new(inner: T, prefix: Vec<u8>) -> Self {
+        Prefixed { inner, prefix, at: 0 }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
+        let this = self.get_mut();
+        if this.at < this.prefix.len() {
+            let n = (this.prefix.len() - this.at).min(buf.remaining());
+            buf.put_slice(&this.prefix[this.at..this.at + n]);
+            this.at += n;
+            if this.at == this.prefix.len() {
+                this.prefix = Vec::new();
+                this.at = 0;
+            }
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut this.inner).poll_read(cx, buf)
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
+    }
+}

@@ -1,0 +1,63 @@
+//! Moving one stream's body from one HTTP/2 connection to another under both flow controls:
+//! a chunk is sent as the receiving side grants window, and only then is the window it took
+//! on the sending side given back, so a slow reader slows its own stream's writer and the
+//! proxy holds at most a window's worth per stream.
+
+use bytes::Bytes;
+use h2::{RecvStream, SendStream};
+use http::HeaderMap;
+
+/// Why a pipe stopped early.
+#[derive(Debug)]
+pub(crate) enum Broken {
+    /// The side sending the body failed (reset, closed, malformed).
+    From,
+    /// The side receiving it went away.
+    To,
+}
+
+/// Moves the body and its trailers; the stream `to` is ended either way it ends. Returns
+/// the trailers' `grpc-status`, if they had one, and the bytes moved.
+pub(crate) async fn pipe(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> Result<(Option<u32>, u64), Broken> {
+    let mut moved = 0u64;
+    while let Some(chunk) = from.data().await {
+        let chunk = chunk.map_err(|_| Broken::From)?;
+        let n = chunk.len();
+        send_all(to, chunk).await?;
+        moved += n as u64;
+        let _ = from.flow_control().release_capacity(n);
+    }
+    match from.trailers().await.map_err(|_| Broken::From)? {
+        Some(trailers) => {
+            let code = grpc_status(&trailers);
+            to.send_trailers(trailers).map_err(|_| Broken::To)?;
+            Ok((code, moved))
+        }
+        None => {
+            to.send_data(Bytes::new(), true).map_err(|_| Broken::To)?;
+            Ok((None, moved))
+        }
+    }
+}
+
+/// Sends `chunk` as window allows.
+async fn send_all(to: &mut SendStream<Bytes>, mut chunk: Bytes) -> Result<(), Broken> {
+    while !chunk.is_empty() {
+        to.reserve_capacity(chunk.len());
+        let granted = match futures_lite::future::poll_fn(|cx| to.poll_capacity(cx)).await {
+            Some(Ok(n)) => n,
+            _ => return Err(Broken::To),
+        };
+        if granted == 0 {
+            continue;
+        }
+        let piece = chunk.split_to(granted.min(chunk.len()));
+        to.send_data(piece, false).map_err(|_| Broken::To)?;
+    }
+    Ok(())
+}
+
+/// A `grpc-status` field's code.
+pub(crate) fn grpc_status(fields: &HeaderMap) -> Option<u32> {
+    fields.get("grpc-status").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse().ok())
+}
