@@ -2,6 +2,9 @@
 //! independent server (tonic, hyperium's gRPC: the service below is what its code generator
 //! writes, by hand), the calls counted equal the server's count, and the calls a method is made
 //! to fail (every tenth, with UNAVAILABLE) are exactly the `grpc` errors, by code.
+//!
+//! gRPC through the proxy (issue 31, acceptance 1): the blast's calls and a real tonic client's
+//! (unary and server streaming), over h2c and over TLS on both sides, faulted by method.
 
 // A test reads as one story from setup to the last assertion; the CLI's 60-line limit
 // (cli/clippy.toml) is for its code.
@@ -20,7 +23,8 @@ static SERIAL: Mutex<()> = Mutex::new(());
 
 const PROTO: &str = "syntax = \"proto3\";\npackage demo;\n\
     message Say { string text = 1; }\n\
-    service Echo { rpc Echo (Say) returns (Say); rpc Fail (Say) returns (Say); }\n";
+    service Echo { rpc Echo (Say) returns (Say); rpc Fail (Say) returns (Say); \
+    rpc Count (Say) returns (stream Say); }\n";
 
 fn scratch() -> PathBuf {
     let d = std::env::temp_dir().join(format!("engine-grpc-{}", std::process::id()));
@@ -184,6 +188,38 @@ mod tonic_echo {
         }
     }
 
+    /// `Count`: `COUNT` messages, `text-0` to `text-19`.
+    struct Counting;
+
+    pub const COUNT: usize = 20;
+
+    impl tonic::server::ServerStreamingService<Say> for Counting {
+        type Response = Say;
+        type ResponseStream = tonic::codegen::BoxStream<Say>;
+        type Future = BoxFuture<Response<Self::ResponseStream>, Status>;
+        fn call(&mut self, request: Request<Say>) -> Self::Future {
+            let text = request.into_inner().text;
+            let says: Vec<Result<Say, Status>> = (0..COUNT).map(|i| Ok(Say { text: format!("{text}-{i}") })).collect();
+            Box::pin(async move {
+                let stream: Self::ResponseStream = Box::pin(tonic::codegen::tokio_stream::iter(says));
+                Ok(Response::new(stream))
+            })
+        }
+    }
+
+    /// hyper's HTTP/2 server on one connection, as tonic's own transport runs it (without its
+    /// router).
+    pub async fn serve<I>(io: I, echo: Echo)
+    where
+        I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
+    {
+        let svc = hyper_util::service::TowerToHyperService::new(echo);
+        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
+            .http2_only()
+            .serve_connection(io, svc)
+            .await;
+    }
+
     impl<B> Service<http::Request<B>> for Echo
     where
         B: Body + Send + 'static,
@@ -199,6 +235,12 @@ mod tonic_echo {
 
         fn call(&mut self, req: http::Request<B>) -> Self::Future {
             let fail = match req.uri().path() {
+                "/demo.Echo/Count" => {
+                    return Box::pin(async move {
+                        let mut grpc = tonic::server::Grpc::new(tonic_prost::ProstCodec::<Say, Say>::default());
+                        Ok(grpc.server_streaming(Counting, req).await)
+                    })
+                }
                 "/demo.Echo/Echo" => false,
                 "/demo.Echo/Fail" => true,
                 _ => return Box::pin(async { Ok(Status::unimplemented("no such method").into_http()) }),
@@ -212,41 +254,63 @@ mod tonic_echo {
     }
 }
 
-/// The tonic server, one for the test binary: its address and its service's counters.
-fn tonic() -> &'static (std::net::SocketAddr, tonic_echo::Echo) {
-    static SERVER: std::sync::OnceLock<(std::net::SocketAddr, tonic_echo::Echo)> = std::sync::OnceLock::new();
+/// The tonic server, one for the test binary: plain and over TLS (h2 by ALPN, its own
+/// self-signed certificate for 127.0.0.1), with its service's counters.
+struct Tonic {
+    addr: std::net::SocketAddr,
+    tls_addr: std::net::SocketAddr,
+    echo: tonic_echo::Echo,
+    /// The certificate (also the clients' CA) and key, as PEM files.
+    cert: PathBuf,
+    key: PathBuf,
+}
+
+fn tonic() -> &'static Tonic {
+    static SERVER: std::sync::OnceLock<Tonic> = std::sync::OnceLock::new();
     SERVER.get_or_init(|| {
+        let made = rcgen::generate_simple_self_signed(vec!["127.0.0.1".to_string()]).unwrap();
+        let (cert, key) = (scratch().join("tonic-cert.pem"), scratch().join("tonic-key.pem"));
+        std::fs::write(&cert, made.cert.pem()).unwrap();
+        std::fs::write(&key, made.key_pair.serialize_pem()).unwrap();
+        let tls = engine_tls::offering_h2(&engine_tls::server_config(&cert, &key).unwrap());
         let echo = tonic_echo::Echo::default();
         let served = echo.clone();
         let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
-            #[allow(clippy::infinite_loop)] // the server serves until the test binary ends
             rt.block_on(async move {
-                let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-                tx.send(l.local_addr().unwrap()).unwrap();
-                // hyper's HTTP/2 server, as tonic's own transport runs it (without its router).
+                let plain = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                let secure = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+                tx.send((plain.local_addr().unwrap(), secure.local_addr().unwrap())).unwrap();
+                let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                let tls_echo = served.clone();
+                tokio::spawn(async move {
+                    loop {
+                        let Ok((s, _)) = secure.accept().await else { continue };
+                        let (acceptor, echo) = (acceptor.clone(), tls_echo.clone());
+                        tokio::spawn(async move {
+                            if let Ok(s) = acceptor.accept(s).await {
+                                tonic_echo::serve(hyper_util::rt::TokioIo::new(s), echo).await;
+                            }
+                        });
+                    }
+                });
+                // The server serves until the test binary ends.
                 loop {
-                    let Ok((s, _)) = l.accept().await else { continue };
-                    let svc = hyper_util::service::TowerToHyperService::new(served.clone());
-                    tokio::spawn(async move {
-                        let io = hyper_util::rt::TokioIo::new(s);
-                        let _ = hyper_util::server::conn::auto::Builder::new(hyper_util::rt::TokioExecutor::new())
-                            .http2_only()
-                            .serve_connection(io, svc)
-                            .await;
-                    });
+                    let Ok((s, _)) = plain.accept().await else { continue };
+                    tokio::spawn(tonic_echo::serve(hyper_util::rt::TokioIo::new(s), served.clone()));
                 }
             });
         });
-        (rx.recv().unwrap(), echo)
+        let (addr, tls_addr) = rx.recv().unwrap();
+        Tonic { addr, tls_addr, echo, cert, key }
     })
 }
 
 #[test]
 fn calls_to_a_tonic_server_count_as_it_does() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (addr, echo) = tonic();
+    let Tonic { addr, echo, .. } = tonic();
     let (calls, fails, texts) = (&echo.calls, &echo.fails, &echo.texts);
     let url = format!("grpc://{addr}");
     let before = calls.load(Ordering::Relaxed);
@@ -274,7 +338,7 @@ fn calls_to_a_tonic_server_count_as_it_does() {
 #[test]
 fn grpc_through_the_proxy_is_faulted_by_method_and_counted_by_code() {
     let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
-    let (addr, echo) = tonic();
+    let Tonic { addr, echo, .. } = tonic();
     let mut cfg = engine_proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), *addr).unwrap();
     cfg.faults = vec![serde_json::from_str(
         r#"{"id": "unavailable", "match": {"grpc_method": "/demo.Echo/Echo"}, "probability": 0.2,
@@ -318,4 +382,165 @@ fn grpc_through_the_proxy_is_faulted_by_method_and_counted_by_code() {
     assert!((45.0..=55.0).contains(&moved), "Fail p50 {fail_before} -> {fail_after} ms");
     assert!((echo_after - echo_before).abs() < 5.0, "Echo p50 {echo_before} -> {echo_after} ms");
     proxy.drain();
+}
+
+/// A real gRPC client: tonic's, over hyper's HTTP/2 client on one connection, plain or TLS.
+mod tonic_client {
+    use std::net::SocketAddr;
+    use std::path::Path;
+    use std::sync::Arc;
+    use std::task::{Context, Poll};
+
+    use rustls::pki_types::pem::PemObject;
+    use tonic::client::Grpc;
+    use tonic::codegen::{http, BoxFuture, Service};
+    use tonic::{Request, Status};
+
+    use super::tonic_echo::Say;
+
+    /// hyper's HTTP/2 connection as the service tonic's client calls.
+    #[derive(Clone)]
+    pub struct H2(hyper::client::conn::http2::SendRequest<tonic::body::Body>);
+
+    impl Service<http::Request<tonic::body::Body>> for H2 {
+        type Response = http::Response<hyper::body::Incoming>;
+        type Error = hyper::Error;
+        type Future = BoxFuture<Self::Response, Self::Error>;
+
+        fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), hyper::Error>> {
+            self.0.poll_ready(cx)
+        }
+
+        fn call(&mut self, request: http::Request<tonic::body::Body>) -> Self::Future {
+            Box::pin(self.0.send_request(request))
+        }
+    }
+
+    /// A client of `addr`; over TLS (ALPN h2) trusting the certificate in `ca`.
+    pub async fn connect(addr: SocketAddr, ca: Option<&Path>) -> Grpc<H2> {
+        let tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let exec = hyper_util::rt::TokioExecutor::new();
+        let send = match ca {
+            None => {
+                let (send, conn) =
+                    hyper::client::conn::http2::handshake(exec, hyper_util::rt::TokioIo::new(tcp)).await.unwrap();
+                tokio::spawn(conn);
+                send
+            }
+            Some(ca) => {
+                let mut roots = rustls::RootCertStore::empty();
+                roots.add(rustls::pki_types::CertificateDer::from_pem_file(ca).unwrap()).unwrap();
+                let provider = Arc::new(rustls::crypto::ring::default_provider());
+                let mut config = rustls::ClientConfig::builder_with_provider(provider)
+                    .with_safe_default_protocol_versions()
+                    .unwrap()
+                    .with_root_certificates(roots)
+                    .with_no_client_auth();
+                config.alpn_protocols = vec![b"h2".to_vec()];
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                let tls = tokio_rustls::TlsConnector::from(Arc::new(config)).connect(name, tcp).await.unwrap();
+                assert_eq!(tls.get_ref().1.alpn_protocol(), Some(&b"h2"[..]), "h2 by ALPN");
+                let (send, conn) =
+                    hyper::client::conn::http2::handshake(exec, hyper_util::rt::TokioIo::new(tls)).await.unwrap();
+                tokio::spawn(conn);
+                send
+            }
+        };
+        let scheme = if ca.is_some() { "https" } else { "http" };
+        Grpc::with_origin(H2(send), format!("{scheme}://127.0.0.1").parse().unwrap())
+    }
+
+    fn codec() -> tonic_prost::ProstCodec<Say, Say> {
+        tonic_prost::ProstCodec::default()
+    }
+
+    /// A unary call to `method` (`/demo.Echo/Echo`): the text it answered.
+    pub async fn unary(g: &mut Grpc<H2>, method: &'static str, text: &str) -> Result<String, Status> {
+        g.ready().await.map_err(|e| Status::unknown(e.to_string()))?;
+        let path = http::uri::PathAndQuery::from_static(method);
+        let said = g.unary(Request::new(Say { text: text.to_string() }), path, codec()).await?;
+        Ok(said.into_inner().text)
+    }
+
+    /// A `Count` call: every message of its stream.
+    pub async fn count(g: &mut Grpc<H2>, text: &str) -> Result<Vec<String>, Status> {
+        g.ready().await.map_err(|e| Status::unknown(e.to_string()))?;
+        let path = http::uri::PathAndQuery::from_static("/demo.Echo/Count");
+        let mut stream =
+            g.server_streaming(Request::new(Say { text: text.to_string() }), path, codec()).await?.into_inner();
+        let mut out = Vec::new();
+        while let Some(m) = stream.message().await? {
+            out.push(m.text);
+        }
+        Ok(out)
+    }
+}
+
+/// What a tonic client gets through the proxy: unary and server-streaming calls intact, the
+/// server's own failure with its status and message, and a proxy rule's answer as a gRPC status.
+async fn calls_pass_intact(g: &mut tonic::client::Grpc<tonic_client::H2>, what: &str) {
+    use tonic_client::{count, unary};
+    let n = tonic_echo::COUNT;
+    assert_eq!(count(g, "n").await.unwrap(), (0..n).map(|i| format!("n-{i}")).collect::<Vec<_>>(), "{what}");
+    assert_eq!(unary(g, "/demo.Echo/Echo", "héllo, wörld").await.unwrap(), "héllo, wörld", "{what}");
+    // The tonic server fails every tenth call it takes: one of ten in a row.
+    let mut failed = Vec::new();
+    for i in 0..10 {
+        match unary(g, "/demo.Echo/Fail", &i.to_string()).await {
+            Ok(text) => assert_eq!(text, i.to_string(), "{what}"),
+            Err(s) => failed.push((s.code(), s.message().to_string())),
+        }
+    }
+    assert_eq!(failed, [(tonic::Code::Unavailable, "every tenth call fails".to_string())], "{what}");
+}
+
+/// Issue 31, acceptance 1 with a real gRPC client: unary and server-streaming calls through
+/// the proxy over h2c on both sides and over TLS on both sides (h2 by ALPN).
+#[test]
+fn grpc_unary_and_server_streaming_pass_the_proxy_over_h2c_and_tls() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t = tonic();
+    let mut cfg = engine_proxy::ProxyConfig::new("127.0.0.1:0".parse().unwrap(), t.addr).unwrap();
+    cfg.faults = vec![serde_json::from_str(
+        r#"{"match": {"grpc_method": "/demo.Echo/Count"}, "first": 1,
+            "action": {"abort": {"grpc_status": "RESOURCE_EXHAUSTED", "grpc_message": "quota: 100% used"}}}"#,
+    )
+    .unwrap()];
+    let proxy = engine_proxy::Proxy::start(cfg).unwrap();
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+    rt.block_on(async {
+        let mut g = tonic_client::connect(proxy.local_addr(), None).await;
+        let e = tonic_client::count(&mut g, "n").await.unwrap_err();
+        assert_eq!((e.code(), e.message()), (tonic::Code::ResourceExhausted, "quota: 100% used"));
+        calls_pass_intact(&mut g, "h2c").await;
+    });
+    std::thread::sleep(Duration::from_millis(300));
+    let stats = proxy.stats();
+    let codes: Vec<(&str, u64)> = stats.grpc_responses.iter().map(|(k, v)| (*k, *v)).collect();
+    assert_eq!(codes, [("OK", 11), ("RESOURCE_EXHAUSTED", 1), ("UNAVAILABLE", 1)]);
+    proxy.drain();
+
+    // TLS on both sides: the engine binary, as a user runs it.
+    let (cert, key) = (t.cert.to_str().unwrap(), t.key.to_str().unwrap());
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["proxy", "--listen", &listen, "--admin", "off", "--shards", "1", "--upstream-protocol", "h2"])
+        .args(["--upstream", &format!("https://{}", t.tls_addr), "--upstream-ca", cert])
+        .args(["--tls-cert", cert, "--tls-key", key])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while std::net::TcpStream::connect(&listen).is_err() {
+        assert!(std::time::Instant::now() < deadline, "the TLS proxy did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    rt.block_on(async {
+        let mut g = tonic_client::connect(listen.parse().unwrap(), Some(&t.cert)).await;
+        calls_pass_intact(&mut g, "TLS both sides").await;
+    });
+    let _ = child.kill();
+    let _ = child.wait();
 }
