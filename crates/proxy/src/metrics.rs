@@ -66,6 +66,10 @@ impl ProxyMetrics {
                 "engine_proxy_grpc_responses_total",
                 "Answers to gRPC calls by grpc-status code name, the proxy's own (aborts) included."
             );
+            describe_counter!(
+                "engine_proxy_h2_abusive_connections_total",
+                "HTTP/2 client connections ended with GOAWAY for resetting too many streams (rapid reset)."
+            );
             describe_counter!("engine_proxy_faults_injected_total", "Requests a fault rule acted on, by kind.");
             describe_counter!("engine_proxy_fault_rule_matched_total", "Requests a fault rule matched, by rule id.");
             describe_counter!("engine_proxy_fault_rule_injected_total", "Requests a fault rule acted on, by rule id.");
@@ -131,6 +135,7 @@ impl ProxyMetrics {
             for (code, n) in crate::stats::grpc_names().zip(t.grpc) {
                 counter!("engine_proxy_grpc_responses_total", "code" => code).absolute(n);
             }
+            counter!("engine_proxy_h2_abusive_connections_total").absolute(t.h2_abusers);
             for k in FaultKind::ALL {
                 counter!("engine_proxy_faults_injected_total", "kind" => k.name()).absolute(t.faults[k as usize]);
             }

@@ -194,6 +194,8 @@ pub struct ShardStats {
     /// Answers to gRPC calls by `grpc-status` (the last: a code beyond the known ones), the
     /// proxy's own included.
     pub grpc: [u64; GRPC_SLOTS],
+    /// HTTP/2 connections ended for resetting too many streams (rapid reset).
+    pub h2_abusers: u64,
 }
 
 /// gRPC's 17 codes and one for any other.
@@ -215,6 +217,7 @@ impl ShardStats {
             tunnels: TunnelCounts::default(),
             protocols: [0; 2],
             grpc: [0; GRPC_SLOTS],
+            h2_abusers: 0,
         }
     }
 
@@ -278,6 +281,7 @@ impl ShardStats {
         add_arrays(&mut self.upstream_errors, &o.upstream_errors);
         add_arrays(&mut self.protocols, &o.protocols);
         add_arrays(&mut self.grpc, &o.grpc);
+        self.h2_abusers += o.h2_abusers;
         for (k, v) in &o.rejected {
             *self.rejected.entry(*k).or_default() += v;
         }
@@ -297,6 +301,7 @@ impl ShardStats {
         self.upstream_errors = [0; UpstreamError::ALL.len()];
         self.protocols = [0; 2];
         self.grpc = [0; GRPC_SLOTS];
+        self.h2_abusers = 0;
         self.rejected.clear();
         self.tls_downstream.reset();
         self.tls_upstream.reset();
@@ -349,6 +354,9 @@ pub struct StatsReport {
     pub responses: BTreeMap<&'static str, u64>,
     /// Answers to gRPC calls by `grpc-status` code name (those seen).
     pub grpc_responses: BTreeMap<&'static str, u64>,
+    /// HTTP/2 connections the proxy ended with GOAWAY ENHANCE_YOUR_CALM for resetting more
+    /// than 200 streams in a second (rapid reset).
+    pub h2_abusive_connections: u64,
     /// Upstream latency over every route and class.
     pub server_latency_ms: ServerLatency,
     pub routes: Vec<RouteReport>,
@@ -465,6 +473,7 @@ impl StatsReport {
             as_of_s: (p.as_of.iter().min().copied().unwrap_or_default().as_secs_f64() * 1000.0).round() / 1000.0,
             requests: t.requests,
             protocols: PROTOCOLS.iter().zip(t.protocols).map(|(p, n)| (*p, n)).collect(),
+            h2_abusive_connections: t.h2_abusers,
             grpc_responses: grpc_names().zip(t.grpc).filter(|(_, n)| *n > 0).collect(),
             responses: CLASSES.iter().zip(t.responses).map(|(c, n)| (*c, n)).collect(),
             server_latency_ms: ServerLatency {

@@ -18,18 +18,33 @@ use crate::shard::Shard;
 use crate::slot::Slot;
 use crate::stats::{route_of, UpstreamError};
 
-/// The connection's count of streams in progress: a drain lets a connection with some
-/// finish, and closes one with none.
-pub(crate) struct Streams {
-    pub active: Rc<Cell<usize>>,
+/// What a client connection's streams share with it.
+pub(crate) struct Client {
+    /// Streams in progress: a drain lets a connection with some finish, and closes one with none.
+    pub active: Cell<usize>,
+    /// Streams the client reset while the proxy was working on them (rapid reset's count).
+    pub resets: Cell<u64>,
     pub slot: Rc<Slot>,
+    pub peer: Rc<str>,
+}
+
+/// One stream's place in its connection's count.
+pub(crate) struct Streams(pub Rc<Client>);
+
+impl Streams {
+    pub fn open(client: &Rc<Client>) -> Streams {
+        client.active.set(client.active.get() + 1);
+        client.slot.busy.set(true);
+        Streams(client.clone())
+    }
 }
 
 impl Drop for Streams {
     fn drop(&mut self) {
-        self.active.set(self.active.get() - 1);
-        if self.active.get() == 0 {
-            self.slot.busy.set(false);
+        let c = &self.0;
+        c.active.set(c.active.get() - 1);
+        if c.active.get() == 0 {
+            c.slot.busy.set(false);
         }
     }
 }
@@ -46,8 +61,7 @@ pub(crate) async fn exchange(
     shard: Rc<Shard>,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    peer: Rc<str>,
-    _streams: Streams,
+    streams: Streams,
 ) {
     let grpc = request.headers().get("content-type").is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
     let header = |name: &str| request.headers().get(name).map(HeaderValue::as_bytes);
@@ -101,7 +115,7 @@ pub(crate) async fn exchange(
             }
         }
     }
-    forward(&shard, request, respond, &peer, grpc).await;
+    forward(&shard, request, respond, &streams.0, grpc).await;
 }
 
 async fn sleep_none<T>(d: Duration) -> Option<T> {
@@ -114,9 +128,10 @@ async fn forward(
     shard: &Shard,
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
-    peer: &str,
+    client: &Client,
     grpc: bool,
 ) {
+    let peer = &*client.peer;
     let route = route_of(&shard.shared.routes, request.uri().path());
     let (sender, handshake) = match shard.h2_upstream.sender().await {
         Ok(s) => s,
@@ -170,15 +185,27 @@ async fn forward(
         std::future::pending::<()>().await;
     };
     let response_side = async {
-        let head = futures_lite::future::or(async { Some(response.await) }, sleep_none(limits.upstream_timeout));
+        // A client that resets the stream meanwhile ends it here: the upstream's stream is
+        // reset with it (dropping its handles), and the client's resets are counted.
+        let reset = futures_lite::future::poll_fn(|cx| respond.poll_reset(cx));
+        let head = futures_lite::future::or(
+            async { Some(Ok(response.await)) },
+            futures_lite::future::or(async { Some(Err(reset.await)) }, sleep_none(limits.upstream_timeout)),
+        );
         let response = match head.await {
+            Some(Err(_)) => {
+                client.resets.set(client.resets.get() + 1);
+                return;
+            }
             None => return fail(shard, &mut respond, UpstreamError::Timeout),
-            Some(Err(e)) if e.is_io() || e.is_go_away() => return fail(shard, &mut respond, UpstreamError::Reset),
-            Some(Err(_)) => return fail(shard, &mut respond, UpstreamError::Reset),
-            Some(Ok(r)) => r,
+            Some(Ok(response)) => response,
+        };
+        let response = match response {
+            Err(_) => return fail(shard, &mut respond, UpstreamError::Reset),
+            Ok(r) => r,
         };
         let ttfb = sent.elapsed();
-        relay(shard, response, &mut respond, route, ttfb, sent, grpc).await;
+        relay(shard, response, &mut respond, client, (route, ttfb, sent), grpc).await;
     };
     futures_lite::future::or(response_side, request_side).await;
 }
@@ -188,9 +215,8 @@ async fn relay(
     shard: &Shard,
     response: Response<RecvStream>,
     respond: &mut SendResponse<Bytes>,
-    route: usize,
-    ttfb: Duration,
-    sent: Instant,
+    client: &Client,
+    (route, ttfb, sent): (usize, Duration, Instant),
     grpc: bool,
 ) {
     let (parts, mut body) = response.into_parts();
@@ -220,7 +246,10 @@ async fn relay(
                 total = None;
                 shard.stats.borrow_mut().upstream_error(UpstreamError::Reset);
             }
-            Err(Broken::To) => total = None,
+            Err(Broken::To) => {
+                total = None;
+                client.resets.set(client.resets.get() + 1);
+            }
         }
     }
     let mut stats = shard.stats.borrow_mut();

@@ -38,6 +38,11 @@ const MAX_ERROR_RESETS: usize = 1024;
 const MAX_SEND_BUFFER: usize = 64 * 1024;
 /// How often an open connection looks at the clock (idle timeout, drain).
 const LOOK: Duration = Duration::from_millis(500);
+/// Streams a client may reset while the proxy works on them, in a second: past it the client
+/// is taken for a rapid-reset attack (CVE-2023-44487; each reset stream cost the upstream a
+/// request) and its connection ends with GOAWAY ENHANCE_YOUR_CALM. Browsers and gRPC clients
+/// cancelling on deadlines stay far below.
+const MAX_RESETS_PER_S: u64 = 200;
 
 /// Serves one client's HTTP/2 connection until it closes, idles past the idle timeout, or
 /// a drain ends it (GOAWAY, then its streams finish).
@@ -58,26 +63,35 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, i
         shard.stats.borrow_mut().rejected(408);
         return;
     };
-    let active = Rc::new(Cell::new(0usize));
+    let client = Rc::new(exchange::Client { active: Cell::new(0), resets: Cell::new(0), slot, peer });
     let mut idle_since = Instant::now();
     let mut closing = false;
+    // Resets counted at the start of the current one-second window.
+    let mut window = (Instant::now(), 0u64);
     loop {
         let look = async {
             glommio::timer::sleep(LOOK).await;
             None
         };
+        if window.0.elapsed() >= Duration::from_secs(1) {
+            window = (Instant::now(), client.resets.get());
+        }
+        if client.resets.get() - window.1 > MAX_RESETS_PER_S {
+            shard.stats.borrow_mut().h2_abusers += 1;
+            conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
+            // What is queued (the GOAWAY) is sent; the streams end with the connection.
+            futures_lite::future::or(async { while conn.accept().await.is_some() {} }, pause(LOOK)).await;
+            break;
+        }
         match futures_lite::future::or(async { Some(conn.accept().await) }, look).await {
             Some(Some(Ok((request, respond)))) => {
-                active.set(active.get() + 1);
-                slot.busy.set(true);
-                let streams = exchange::Streams { active: active.clone(), slot: slot.clone() };
-                glommio::spawn_local(exchange::exchange(shard.clone(), request, respond, peer.clone(), streams))
-                    .detach();
+                let streams = exchange::Streams::open(&client);
+                glommio::spawn_local(exchange::exchange(shard.clone(), request, respond, streams)).detach();
             }
             // The connection ended (cleanly, or by the client's error).
             Some(_) => break,
             None => {
-                if active.get() > 0 {
+                if client.active.get() > 0 {
                     idle_since = Instant::now();
                 } else if !closing && idle_since.elapsed() >= limits.idle_timeout {
                     closing = true;
@@ -90,6 +104,10 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, i
             }
         }
     }
+}
+
+async fn pause(d: Duration) {
+    glommio::timer::sleep(d).await;
 }
 
 /// A stream for `h2` that reads `prefix` (what was read to tell HTTP/2 apart) before the
