@@ -311,6 +311,8 @@ struct ServicePort {
     name: String,
     port: u16,
     target_port: serde_norway::Value,
+    #[serde(default)]
+    app_protocol: Option<String>,
 }
 
 #[derive(Deserialize, Debug)]
@@ -403,7 +405,44 @@ fn the_blast_job_is_an_indexed_job_whose_parts_agree() {
 
 #[test]
 fn the_proxy_sidecar_manifest_is_well_formed() {
-    let objs = objects("proxy-sidecar.yaml", &[]);
+    sidecar_is_well_formed("proxy-sidecar.yaml");
+}
+
+/// The gRPC sidecar: the same shape, HTTP/2 by prior knowledge upstream, a Service that says
+/// h2c, and rules the proxy's own parser takes (matching gRPC methods).
+#[test]
+fn the_grpc_sidecar_manifest_is_well_formed_and_its_rules_parse() {
+    let objs = sidecar_is_well_formed("proxy-sidecar-grpc.yaml");
+    let proxy = objs
+        .iter()
+        .find_map(|o| match o {
+            Object::Deployment { spec, .. } => Some(&spec.template.spec.containers[1]),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(arg(&proxy.args, "--upstream-protocol"), Some("h2c"));
+    let text = objs
+        .iter()
+        .find_map(|o| match o {
+            Object::ConfigMap { data, .. } => data.get("faults.toml"),
+            _ => None,
+        })
+        .expect("the faults file");
+    let rules = engine_proxy::faults::parse_faults_file(text).unwrap();
+    assert!(rules.iter().all(|r| r.validate(2).is_ok() && r.matcher.grpc_method.is_some()), "{rules:?}");
+    let service_port = objs
+        .iter()
+        .find_map(|o| match o {
+            Object::Service { spec, .. } => spec.ports.first(),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(service_port.app_protocol.as_deref(), Some("kubernetes.io/h2c"));
+}
+
+/// What every sidecar manifest promises; its objects.
+fn sidecar_is_well_formed(file: &str) -> Vec<Object> {
+    let objs = objects(file, &[]);
     let (meta, spec) = objs
         .iter()
         .find_map(|o| match o {
@@ -443,6 +482,7 @@ fn the_proxy_sidecar_manifest_is_well_formed() {
         proxy.liveness_probe.as_ref().unwrap().failure_threshold.is_some_and(|n| n >= 2),
         "one slow answer is not death"
     );
+    objs
 }
 
 #[test]
