@@ -128,8 +128,10 @@ pub struct ProxyArgs {
     pub tcp: bool,
     /// What to speak to the upstream. auto: each client's own protocol (HTTP/1.1 as HTTP/1.1;
     /// HTTP/2 clients, h2c by prior knowledge on a plain listener, as HTTP/2: h2c to an http://
-    /// upstream, h2 by ALPN to an https:// one). h2 / h2c: HTTP/2 to the upstream, and a TLS
-    /// listener offers h2 by ALPN too. h1: HTTP/1.1 only
+    /// upstream, h2 by ALPN to an https:// one; a TLS listener offers HTTP/1.1 only). h1:
+    /// HTTP/1.1 to the upstream, HTTP/2 clients translated, a TLS listener offers h2 too.
+    /// h2 / h2c: HTTP/2 to the upstream (HTTP/1.1 clients refused, 502), a TLS listener
+    /// offers h2 too
     #[arg(long, default_value = "auto", value_name = "auto|h1|h2|h2c")]
     pub upstream_protocol: String,
 }

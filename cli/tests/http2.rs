@@ -369,10 +369,10 @@ fn curl_status(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The proxy in front of nginx's HTTP/2 listeners (issue 31, acceptance 2): h2c through h2c,
-/// and h2 by ALPN on both sides of TLS; the engine's streams and curl's requests counted as
-/// nginx served them, by the proxy too; an HTTP/1.1 client of a proxy told to speak h2 upstream
-/// is told why it is refused.
+/// The proxy in front of nginx (issue 31, acceptance 2): h2c through h2c, h2 by ALPN on both
+/// sides of TLS, and HTTP/2 clients translated to nginx's HTTP/1.1 listener; the engine's
+/// streams and curl's requests counted as nginx served them, by the proxy too; an HTTP/1.1
+/// client of a proxy told to speak h2 upstream is told why it is refused.
 #[test]
 fn http2_through_the_proxy_counts_as_nginx_serves() {
     require!("nginx");
@@ -416,4 +416,71 @@ fn http2_through_the_proxy_counts_as_nginx_serves() {
     let stats = p.stats();
     assert_eq!(stats["protocols"]["h2"].as_u64(), Some(served + 1), "{}", stats["protocols"]);
     assert_eq!(stats["tls"]["upstream"]["handshakes_full"], 1, "one upstream connection: {}", stats["tls"]);
+    drop(p);
+
+    // HTTP/2 clients translated to an HTTP/1.1 upstream (nginx's TLS listener without h2).
+    let p = Proxy::start(&[
+        "--upstream",
+        &format!("https://127.0.0.1:{}", n.h1_tls),
+        "--upstream-ca",
+        ca,
+        "--upstream-protocol",
+        "h1",
+    ]);
+    let url = format!("http://127.0.0.1:{}/", p.port);
+    let (s, served) = n.blast(&[&url, "--http2-prior-knowledge", "-c", "8", "--streams", "10", "-d", "2s"]);
+    served_as_counted(&s, served, 80, "h2c through the proxy to HTTP/1.1");
+    assert_eq!(curl_status(&["--http2-prior-knowledge", "-d", "a body", &url]), "2 200");
+    assert_eq!(curl_status(&[&url]), "1.1 200", "HTTP/1.1 clients pass as before");
+    let stats = p.stats();
+    assert_eq!(stats["protocols"]["h2"].as_u64(), Some(served + 1), "{}", stats["protocols"]);
+    assert_eq!(stats["protocols"]["http/1.1"], 1, "{}", stats["protocols"]);
+}
+
+/// What an HTTP/1.1 upstream sees of an HTTP/2 client's request, and what the client gets of
+/// a chunked response (`--upstream-protocol h1`): RFC 9113 §8.2's translation both ways.
+#[test]
+fn an_http1_upstream_gets_http2_requests_translated_and_chunks_come_back_as_data() {
+    require!("curl");
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = upstream.local_addr().unwrap();
+    let seen = std::thread::spawn(move || {
+        let mut heads = Vec::new();
+        for _ in 0..2 {
+            let (mut c, _) = upstream.accept().unwrap();
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 4096];
+            // The head, and a body of the length it says or to its last chunk.
+            while !(got.windows(4).any(|w| w == b"\r\n\r\n")
+                && (got.ends_with(b"0\r\n\r\n") || got.ends_with(b"a body") || got.starts_with(b"GET")))
+            {
+                let n = c.read(&mut chunk).unwrap();
+                assert!(n > 0, "{}", String::from_utf8_lossy(&got));
+                got.extend_from_slice(&chunk[..n]);
+            }
+            c.write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nConnection: close\r\nX-Up: 1\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n").unwrap();
+            heads.push(String::from_utf8_lossy(&got).into_owned());
+        }
+        heads
+    });
+    let p = Proxy::start(&["--upstream", &addr.to_string(), "--upstream-protocol", "h1"]);
+    let url = format!("http://127.0.0.1:{}/path?q=1", p.port);
+    let out = Command::new("curl")
+        .args(["-s", "-i", "--http2-prior-knowledge", "-H", "te: trailers", &url])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.starts_with("HTTP/2 200"), "{text}");
+    assert!(text.contains("x-up: 1") && !text.contains("transfer-encoding"), "{text}");
+    assert!(text.ends_with("hello world"), "{text}");
+    let out = Command::new("curl").args(["-s", "--http2-prior-knowledge", "-d", "a body", &url]).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hello world");
+    let heads = seen.join().unwrap();
+    let get = &heads[0];
+    assert!(get.starts_with("GET /path?q=1 HTTP/1.1\r\nHost: 127.0.0.1:"), "{get}");
+    assert!(get.contains("\r\nVia: 2 engine-proxy\r\n") && get.contains("\r\nX-Forwarded-For: 127.0.0.1\r\n"), "{get}");
+    assert!(!get.to_ascii_lowercase().contains("\r\nte:"), "{get}");
+    let post = &heads[1];
+    assert!(post.starts_with("POST /path?q=1 HTTP/1.1\r\n") && post.ends_with("\r\n\r\na body"), "{post}");
+    assert!(post.to_ascii_lowercase().contains("\r\ncontent-length: 6\r\n"), "{post}");
 }

@@ -78,25 +78,45 @@ impl BodyDecoder {
     /// Advances through body bytes. Returns the bytes consumed and whether the body ended;
     /// bytes past the end are not consumed.
     pub fn feed(&mut self, input: &[u8]) -> Result<(usize, bool), FrameError> {
+        self.feed_payload(input, |_| {})
+    }
+
+    /// [`Self::feed`], handing each piece of the body's data (its framing removed: chunk
+    /// sizes, extensions and trailers) to `data`, for a hop that frames it anew (HTTP/2).
+    pub fn feed_payload(&mut self, input: &[u8], mut data: impl FnMut(&[u8])) -> Result<(usize, bool), FrameError> {
         match self.0 {
             Body::Length(remaining) => {
                 let take = remaining.min(input.len() as u64);
                 let left = remaining - take;
                 self.0 = Body::Length(left);
+                if take > 0 {
+                    data(&input[..take as usize]);
+                }
                 Ok((take as usize, left == 0))
             }
-            Body::Eof => Ok((input.len(), false)),
-            Body::Chunked(chunk) => self.feed_chunked(chunk, input),
+            Body::Eof => {
+                if !input.is_empty() {
+                    data(input);
+                }
+                Ok((input.len(), false))
+            }
+            Body::Chunked(chunk) => self.feed_chunked(chunk, input, &mut data),
         }
     }
 
-    fn feed_chunked(&mut self, mut chunk: Chunk, input: &[u8]) -> Result<(usize, bool), FrameError> {
+    fn feed_chunked(
+        &mut self,
+        mut chunk: Chunk,
+        input: &[u8],
+        data: &mut impl FnMut(&[u8]),
+    ) -> Result<(usize, bool), FrameError> {
         let mut pos = 0;
         while pos < input.len() {
             let b = input[pos];
             chunk = match chunk {
                 Chunk::Data(remaining) => {
                     let take = remaining.min((input.len() - pos) as u64);
+                    data(&input[pos..pos + take as usize]);
                     pos += take as usize;
                     chunk = if take == remaining { Chunk::DataCr } else { Chunk::Data(remaining - take) };
                     continue;
@@ -265,6 +285,25 @@ pub fn last_token(value: &[u8]) -> Option<&[u8]> {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn the_payload_comes_out_without_its_framing_however_the_bytes_are_cut() {
+        let raw = b"5;ext=1\r\nhello\r\n7\r\n, world\r\n0\r\nx-t: 1\r\n\r\nNEXT";
+        for cut in 1..raw.len() {
+            let mut d = BodyDecoder::chunked();
+            let mut payload = Vec::new();
+            let (a, done_a) = d.feed_payload(&raw[..cut], |p| payload.extend_from_slice(p)).unwrap();
+            let (b, done_b) =
+                if done_a { (0, true) } else { d.feed_payload(&raw[a..], |p| payload.extend_from_slice(p)).unwrap() };
+            assert!(done_b && a + b == raw.len() - 4, "cut at {cut}");
+            assert_eq!(payload, b"hello, world", "cut at {cut}");
+        }
+        let mut d = BodyDecoder::length(3);
+        let mut payload = Vec::new();
+        assert_eq!(d.feed_payload(b"abcdef", |p| payload.extend_from_slice(p)).unwrap(), (3, true));
+        assert_eq!(payload, b"abc");
+    }
+
     use super::*;
 
     #[test]

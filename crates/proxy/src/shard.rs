@@ -163,10 +163,10 @@ impl Shard {
 }
 
 /// The listener's TLS configuration as the shard uses it: offering `h2` by ALPN when the
-/// upstream protocol is HTTP/2 (under `auto` a TLS client is offered HTTP/1.1 only: until the
-/// proxy translates between versions, an h2 client would need an h2 upstream).
+/// upstream protocol is given (under `auto` a TLS client is offered HTTP/1.1 only: an h2
+/// client would be passed as HTTP/2 to an upstream that may not speak it).
 fn listener_config(shared: &crate::Shared, config: Arc<engine_tls::ServerConfig>) -> Arc<engine_tls::ServerConfig> {
-    if shared.upstream_protocol == crate::UpstreamProtocol::Http2 {
+    if shared.upstream_protocol != crate::UpstreamProtocol::Auto {
         engine_tls::offering_h2(&config)
     } else {
         config

@@ -143,11 +143,8 @@ enum Protocol {
 
 impl Conn {
     /// HTTP/2 by ALPN over TLS, or on a plain connection by its first bytes (the preface:
-    /// h2c by prior knowledge); unless the upstream protocol is HTTP/1.1 only.
+    /// h2c by prior knowledge).
     async fn protocol(&mut self) -> Protocol {
-        if self.shard.shared.upstream_protocol == UpstreamProtocol::Http1 {
-            return Protocol::Http1;
-        }
         if let Stream::Tls(t) = &self.down {
             return if t.negotiated().alpn == Some("h2") { Protocol::Http2 } else { Protocol::Http1 };
         }

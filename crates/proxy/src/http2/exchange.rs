@@ -51,7 +51,7 @@ impl Drop for Streams {
 
 /// Request fields never forwarded: addressed to the proxy, or connection-specific (RFC 9113
 /// §8.2.2; `h2` refuses most of them from the client already).
-fn dropped(name: &HeaderName) -> bool {
+pub(super) fn dropped(name: &HeaderName) -> bool {
     let n = name.as_str();
     n.starts_with(engine_http::forward::FAULT_FIELD_PREFIX)
         || matches!(n, "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "host")
@@ -114,6 +114,9 @@ pub(crate) async fn exchange(
                 return answer(&shard, &mut respond, &limiter.refusal.0, &limiter.refusal.1, None);
             }
         }
+    }
+    if shard.shared.upstream_protocol == crate::UpstreamProtocol::Http1 {
+        return super::to_h1::forward(&shard, request, respond, &streams.0).await;
     }
     forward(&shard, request, respond, &streams.0, grpc).await;
 }
@@ -261,7 +264,7 @@ async fn relay(
 }
 
 /// The upstream failed before its response head: 502 (504 on a timeout), as for HTTP/1.1.
-fn fail(shard: &Shard, respond: &mut SendResponse<Bytes>, e: UpstreamError) {
+pub(super) fn fail(shard: &Shard, respond: &mut SendResponse<Bytes>, e: UpstreamError) {
     shard.stats.borrow_mut().upstream_error(e);
     let status = e.status();
     let body = format!("engine proxy: upstream {}\n", e.name());
@@ -310,7 +313,7 @@ fn grpc_trailers_only(g: &GrpcAnswer) -> http::response::Builder {
 
 /// A canned HTTP/1.1 head (status line and fields) as an HTTP/2 response head: its status
 /// and its fields but the connection's own.
-fn h2_head(head: &[u8]) -> (u16, http::response::Builder) {
+pub(super) fn h2_head(head: &[u8]) -> (u16, http::response::Builder) {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(502);

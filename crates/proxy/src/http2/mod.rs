@@ -12,6 +12,7 @@
 
 mod exchange;
 mod pipe;
+mod to_h1;
 pub(crate) mod upstream;
 
 use std::cell::Cell;

@@ -41,7 +41,7 @@ pub(crate) async fn pipe(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> R
 }
 
 /// Sends `chunk` as window allows.
-async fn send_all(to: &mut SendStream<Bytes>, mut chunk: Bytes) -> Result<(), Broken> {
+pub(crate) async fn send_all(to: &mut SendStream<Bytes>, mut chunk: Bytes) -> Result<(), Broken> {
     while !chunk.is_empty() {
         to.reserve_capacity(chunk.len());
         let granted = match futures_lite::future::poll_fn(|cx| to.poll_capacity(cx)).await {

@@ -1,0 +1,220 @@
+//! An HTTP/2 client's stream forwarded to an HTTP/1.1 upstream (`--upstream-protocol h1`),
+//! translated as RFC 9113 §8.2 has it: the pseudo-fields become the request line and `Host`,
+//! connection-specific fields are not sent, a body of unknown length goes chunked (its
+//! trailers with it), and the response's head, de-chunked body and end come back as HTTP/2.
+//! The upstream connection comes from the shard's keep-alive pool, as HTTP/1.1 clients' do.
+
+use std::future::Future;
+use std::time::Instant;
+
+use bytes::Bytes;
+use h2::server::SendResponse;
+use h2::RecvStream;
+use http::Request;
+
+use engine_http::forward::{downstream_response, UpstreamHead};
+
+use super::exchange::{dropped, fail, h2_head, Client};
+use super::pipe::send_all;
+use crate::pool::Upstream;
+use crate::shard::Shard;
+use crate::stats::{route_of, UpstreamError};
+
+/// Interim (1xx) answers skipped before the final one; more is an upstream that never answers.
+const MAX_INTERIM: u32 = 32;
+
+/// `fut`, or `None` after the upstream timeout.
+async fn within<T>(shard: &Shard, fut: impl Future<Output = T>) -> Option<T> {
+    let late = async {
+        glommio::timer::sleep(shard.shared.limits.upstream_timeout).await;
+        None
+    };
+    futures_lite::future::or(async { Some(fut.await) }, late).await
+}
+
+/// The request head for the upstream; `chunked` when the body's length is unknown.
+fn request_head(shard: &Shard, parts: &http::request::Parts, peer: &str, chunked: bool) -> Vec<u8> {
+    let mut head = Vec::with_capacity(512);
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    head.extend_from_slice(format!("{} {path} HTTP/1.1\r\n", parts.method).as_bytes());
+    let host = parts.uri.authority().map_or(shard.shared.upstream_host.as_str(), |a| a.as_str());
+    head.extend_from_slice(format!("Host: {host}\r\n").as_bytes());
+    let mut forwarded_for: Option<&[u8]> = None;
+    for (name, value) in &parts.headers {
+        if name == "x-forwarded-for" && forwarded_for.is_none() {
+            forwarded_for = Some(value.as_bytes());
+            continue;
+        }
+        if dropped(name) || name == "te" || name == "content-length" && chunked {
+            continue;
+        }
+        // `h2` has checked names and values: no CR, LF or NUL can reach this head.
+        head.extend_from_slice(name.as_str().as_bytes());
+        head.extend_from_slice(b": ");
+        head.extend_from_slice(value.as_bytes());
+        head.extend_from_slice(b"\r\n");
+    }
+    head.extend_from_slice(b"X-Forwarded-For: ");
+    if let Some(prior) = forwarded_for {
+        head.extend_from_slice(prior);
+        head.extend_from_slice(b", ");
+    }
+    head.extend_from_slice(peer.as_bytes());
+    head.extend_from_slice(b"\r\nVia: 2 engine-proxy\r\n");
+    if chunked {
+        head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+/// Sends the request's body (chunked when `chunked`, with its trailers); `Err` when the client
+/// or the upstream failed.
+async fn send_body(up: &mut Upstream, body: &mut RecvStream, chunked: bool) -> Result<(), UpstreamError> {
+    while let Some(chunk) = body.data().await {
+        let chunk = chunk.map_err(|_| UpstreamError::Reset)?;
+        let n = chunk.len();
+        if chunked {
+            up.stream.write_all(format!("{n:x}\r\n").as_bytes()).await.map_err(|_| UpstreamError::Reset)?;
+        }
+        up.stream.write_all(&chunk).await.map_err(|_| UpstreamError::Reset)?;
+        if chunked {
+            up.stream.write_all(b"\r\n").await.map_err(|_| UpstreamError::Reset)?;
+        }
+        let _ = body.flow_control().release_capacity(n);
+    }
+    if chunked {
+        let mut end = b"0\r\n".to_vec();
+        if let Ok(Some(trailers)) = body.trailers().await {
+            for (name, value) in &trailers {
+                end.extend_from_slice(format!("{name}: ").as_bytes());
+                end.extend_from_slice(value.as_bytes());
+                end.extend_from_slice(b"\r\n");
+            }
+        }
+        end.extend_from_slice(b"\r\n");
+        up.stream.write_all(&end).await.map_err(|_| UpstreamError::Reset)?;
+    }
+    Ok(())
+}
+
+/// Forwards one stream to the HTTP/1.1 upstream and its response back.
+pub(crate) async fn forward(
+    shard: &Shard,
+    request: Request<RecvStream>,
+    mut respond: SendResponse<Bytes>,
+    client: &Client,
+) {
+    let route = route_of(&shard.shared.routes, request.uri().path());
+    let head_request = request.method() == http::Method::HEAD;
+    let (parts, mut body) = request.into_parts();
+    let end = body.is_end_stream();
+    let chunked = !end && !parts.headers.contains_key("content-length");
+    let head = request_head(shard, &parts, &client.peer, chunked);
+    let Some(mut up) = upstream(shard, !end).await else { return fail(shard, &mut respond, UpstreamError::Refused) };
+    let wrote = within(shard, async {
+        up.stream.write_all(&head).await.map_err(|_| UpstreamError::Reset)?;
+        send_body(&mut up, &mut body, chunked).await
+    });
+    match wrote.await {
+        None => return fail(shard, &mut respond, UpstreamError::Timeout),
+        Some(Err(e)) => return fail(shard, &mut respond, e),
+        Some(Ok(())) => {}
+    }
+    let sent = Instant::now();
+    let mut out = Vec::new();
+    let mut interims = 0u32;
+    let (status, len, mut decoder, reusable) = loop {
+        if !up.buf.is_empty() {
+            match downstream_response(&up.buf, head_request, false, 1, None, &mut out) {
+                Ok(Some(UpstreamHead::Final { status, len, body, reusable, .. })) => {
+                    break (status, len, body, reusable)
+                }
+                Ok(Some(UpstreamHead::Interim { len, .. })) if interims < MAX_INTERIM => {
+                    interims += 1;
+                    up.buf.consume(len);
+                    continue;
+                }
+                Ok(None) => {}
+                _ => return fail(shard, &mut respond, UpstreamError::Invalid),
+            }
+        }
+        match within(shard, up.buf.read_from(&mut up.stream)).await {
+            None => return fail(shard, &mut respond, UpstreamError::Timeout),
+            Some(Ok(n)) if n > 0 => {}
+            Some(_) => return fail(shard, &mut respond, UpstreamError::Reset),
+        }
+    };
+    let ttfb = sent.elapsed();
+    let (_, response) = h2_head(&out);
+    let Ok(response) = response.body(()) else { return };
+    let bodiless = head_request || decoder.is_empty();
+    let Ok(mut to_client) = respond.send_response(response, bodiless) else { return };
+    let mut payload = Vec::new();
+    let mut at = len;
+    let mut done = bodiless;
+    let mut clean = true;
+    while !done {
+        if at < up.buf.len() {
+            let Ok((n, end)) = decoder.feed_payload(&up.buf[at..], |p| payload.extend_from_slice(p)) else {
+                clean = false;
+                break;
+            };
+            at += n;
+            done = end;
+            if !payload.is_empty() && send_all(&mut to_client, Bytes::from(std::mem::take(&mut payload))).await.is_err()
+            {
+                client.resets.set(client.resets.get() + 1);
+                return;
+            }
+            continue;
+        }
+        up.buf.clear();
+        at = 0;
+        match within(shard, up.buf.read_from(&mut up.stream)).await {
+            Some(Ok(n)) if n > 0 => {}
+            Some(Ok(_)) if decoder.is_until_eof() => done = true,
+            _ => {
+                clean = false;
+                break;
+            }
+        }
+    }
+    if !clean {
+        to_client.send_reset(h2::Reason::INTERNAL_ERROR);
+        shard.stats.borrow_mut().upstream_error(UpstreamError::Reset);
+        return;
+    }
+    if !bodiless {
+        let _ = to_client.send_data(Bytes::new(), true);
+    }
+    let total = sent.elapsed();
+    {
+        let mut stats = shard.stats.borrow_mut();
+        stats.upstream(route, status, ttfb, Some(total));
+        stats.response(status);
+    }
+    // A connection whose response ended where its framing said may carry another request.
+    if reusable && at == up.buf.len() && !decoder.is_until_eof() {
+        shard.pool.put(up, shard.now());
+    }
+}
+
+/// A pooled or new connection to the upstream (checked for life when the request has a body,
+/// which cannot be sent twice).
+async fn upstream(shard: &Shard, checked: bool) -> Option<Upstream> {
+    let got = shard.pool.get(checked).await;
+    let mut up = match got {
+        Ok(up) => up,
+        Err(e) => {
+            if engine_tls::Failure::of(&e).is_some() {
+                shard.stats.borrow_mut().tls_upstream.failed(&e);
+            }
+            return None;
+        }
+    };
+    if let Some((took, resumed)) = up.handshake.take() {
+        shard.stats.borrow_mut().tls_upstream.handshake(Some(took), resumed);
+    }
+    Some(up)
+}
