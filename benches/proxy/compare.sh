@@ -14,7 +14,9 @@
 #
 # usage: benches/proxy/compare.sh ENGINE_BIN     env: CONNS (64) DURATION (10) RATE (5000) PAIRS (3)
 #        BUSY_POLL (200us; 0 leaves the busy-polling proxy out), THROUGHPUT=0 skips part 1,
-#        LATENCY=0 skips part 2
+#        LATENCY=0 skips part 2, PROTO=h2: the clients speak h2c (STREAMS streams a
+#        connection, 10) to both proxies, which speak HTTP/1.1 to the origin (nginx: an http2
+#        listener with proxy_pass; engine: --upstream-protocol h1); direct is the origin's h2c port
 # Run it from a scratch directory: each blast writes a results/ folder into the cwd.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -23,18 +25,26 @@ engine="$(cd "$(dirname "$1")" && pwd)/$(basename "$1")"
 conns="${CONNS:-64}"; dur="${DURATION:-10}"; rate="${RATE:-5000}"; pairs="${PAIRS:-3}"
 busy_poll="${BUSY_POLL:-200us}"
 prefix=/tmp/bench-nginx-proxy
+proto="${PROTO:-h1}"
+if [[ "$proto" == h2 ]]; then
+    client=(--http2-prior-knowledge --streams "${STREAMS:-10}")
+    engine_flags=(--upstream-protocol h1)
+    nginx_port=18093; direct_port=18082
+else
+    client=(); engine_flags=(); nginx_port=18090; direct_port=18080
+fi
 
 "$bench/target.sh" requests >/dev/null 2>&1 || "$bench/target.sh" start >&2
 mkdir -p "$prefix/logs" "$prefix/tmp"
 taskset -c 1 nginx -p "$prefix/" -c "$here/nginx-proxy.conf" -e "$prefix/logs/error.log"
 taskset -c 1 "$engine" proxy --listen 127.0.0.1:18091 --upstream 127.0.0.1:18080 --admin off --shards 1 \
-    > "$prefix/engine-proxy.log" 2>&1 &
+    "${engine_flags[@]}" > "$prefix/engine-proxy.log" 2>&1 &
 engine_pid=$!
 busy_pid=
 if [[ "$busy_poll" != 0 ]]; then
     # Idle while the others are measured: it polls for BUSY_POLL after its last event, then sleeps.
     taskset -c 1 "$engine" proxy --listen 127.0.0.1:18092 --upstream 127.0.0.1:18080 --admin off --shards 1 \
-        --busy-poll "$busy_poll" > "$prefix/engine-busy.log" 2>&1 &
+        --busy-poll "$busy_poll" "${engine_flags[@]}" > "$prefix/engine-busy.log" 2>&1 &
     busy_pid=$!
 fi
 cleanup() {
@@ -51,7 +61,7 @@ served() { "$bench/target.sh" requests; }
 throughput() { # NAME PORT PID
     local before after t0 t1 cpu
     before="$(served)"; t0="$(cpu_ticks "$3")"
-    taskset -c 0 "$engine" blast "http://127.0.0.1:$2/" -c "$conns" -d "${dur}s" -q --json "$prefix/$1.json" >/dev/null 2>&1
+    taskset -c 0 "$engine" blast "http://127.0.0.1:$2/" "${client[@]}" -c "$conns" -d "${dur}s" -q --json "$prefix/$1.json" >/dev/null 2>&1
     after="$(served)"; t1="$(cpu_ticks "$3")"
     cpu="$(awk -v a="$t0" -v b="$t1" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }')"
     local n=$((after - before - 1))
@@ -62,7 +72,7 @@ throughput() { # NAME PORT PID
 latency() { # NAME PORT [PID]: with PID, also the proxy's CPU per request at this rate
     local t0=0 t1=0
     [[ -n "${3:-}" ]] && t0="$(cpu_ticks "$3")"
-    taskset -c 0 "$engine" blast "http://127.0.0.1:$2/" -c "$conns" -R "$rate" -d "${dur}s" -q --json "$prefix/$1.json" >/dev/null 2>&1
+    taskset -c 0 "$engine" blast "http://127.0.0.1:$2/" "${client[@]}" -c "$conns" -R "$rate" -d "${dur}s" -q --json "$prefix/$1.json" >/dev/null 2>&1
     [[ -n "${3:-}" ]] && t1="$(cpu_ticks "$3")"
     python3 - "$prefix/$1.json" "$1" "$((t1 - t0))" "$(getconf CLK_TCK)" <<'PY'
 import json, sys
@@ -101,24 +111,24 @@ for name in ("direct", "engine-proxy", "engine-busy", "nginx-proxy"):
 PY
 }
 
-echo "# benches/proxy/compare.sh $(date -Is) conns=$conns duration=$dur rate=$rate pairs=$pairs"
+echo "# benches/proxy/compare.sh $(date -Is) proto=$proto conns=$conns duration=$dur rate=$rate pairs=$pairs"
 : > "$prefix/results.txt"
 for p in $(seq "$pairs"); do
     [[ "${THROUGHPUT:-1}" == 0 ]] && break
     if (( p % 2 )); then
         throughput engine-proxy 18091 "$engine_pid"; sleep 2
-        throughput nginx-proxy 18090 "$nginx_worker"; sleep 2
+        throughput nginx-proxy "$nginx_port" "$nginx_worker"; sleep 2
     else
-        throughput nginx-proxy 18090 "$nginx_worker"; sleep 2
+        throughput nginx-proxy "$nginx_port" "$nginx_worker"; sleep 2
         throughput engine-proxy 18091 "$engine_pid"; sleep 2
     fi
 done | tee -a "$prefix/results.txt"
 if [[ "${LATENCY:-1}" != 0 ]]; then
     proxies=("engine-proxy 18091 $engine_pid")
     [[ -n "$busy_pid" ]] && proxies+=("engine-busy 18092 $busy_pid")
-    proxies+=("nginx-proxy 18090 $nginx_worker")
+    proxies+=("nginx-proxy $nginx_port $nginx_worker")
     for p in $(seq "$pairs"); do
-        latency direct 18080; sleep 1
+        latency direct "$direct_port"; sleep 1
         # Rotate the order: each proxy goes first, second, ... in turn.
         n=${#proxies[@]}
         for i in $(seq 0 $((n - 1))); do

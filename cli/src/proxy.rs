@@ -130,8 +130,8 @@ pub struct ProxyArgs {
     /// HTTP/2 clients, h2c by prior knowledge on a plain listener, as HTTP/2: h2c to an http://
     /// upstream, h2 by ALPN to an https:// one; a TLS listener offers HTTP/1.1 only). h1:
     /// HTTP/1.1 to the upstream, HTTP/2 clients translated, a TLS listener offers h2 too.
-    /// h2 / h2c: HTTP/2 to the upstream (HTTP/1.1 clients refused, 502), a TLS listener
-    /// offers h2 too
+    /// h2 / h2c: HTTP/2 to the upstream (HTTP/1.1 clients translated), a TLS listener offers
+    /// h2 too
     #[arg(long, default_value = "auto", value_name = "auto|h1|h2|h2c")]
     pub upstream_protocol: String,
 }

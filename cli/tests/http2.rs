@@ -370,9 +370,9 @@ fn curl_status(args: &[&str]) -> String {
 }
 
 /// The proxy in front of nginx (issue 31, acceptance 2): h2c through h2c, h2 by ALPN on both
-/// sides of TLS, and HTTP/2 clients translated to nginx's HTTP/1.1 listener; the engine's
-/// streams and curl's requests counted as nginx served them, by the proxy too; an HTTP/1.1
-/// client of a proxy told to speak h2 upstream is told why it is refused.
+/// sides of TLS, HTTP/1.1 clients translated to nginx's h2 listener and HTTP/2 clients to its
+/// HTTP/1.1 one; the engine's requests and curl's counted as nginx served them, by the proxy
+/// too.
 #[test]
 fn http2_through_the_proxy_counts_as_nginx_serves() {
     require!("nginx");
@@ -411,10 +411,14 @@ fn http2_through_the_proxy_counts_as_nginx_serves() {
     served_as_counted(&s, served, 80, "h2 through the proxy over TLS");
     assert_eq!(s["http2"]["connections"], serde_json::json!({"h2": 8}));
     assert_eq!(curl_status(&["--http2", "--cacert", ca, &url]), "2 200");
-    let said = curl_status(&["--http1.1", "--cacert", ca, &url]);
-    assert_eq!(said, "1.1 502", "an HTTP/1.1 client of an h2-only proxy");
+    let h2_served = served + 1;
+    // HTTP/1.1 clients through the h2 upstream: translated, on the same upstream connection.
+    let (s, served) = n.blast(&[&url, "--cacert", ca, "-c", "8", "-d", "2s"]);
+    served_as_counted(&s, served, 8, "HTTP/1.1 through the proxy to h2");
+    assert_eq!(curl_status(&["--http1.1", "--cacert", ca, &url]), "1.1 200");
     let stats = p.stats();
-    assert_eq!(stats["protocols"]["h2"].as_u64(), Some(served + 1), "{}", stats["protocols"]);
+    assert_eq!(stats["protocols"]["h2"].as_u64(), Some(h2_served), "{}", stats["protocols"]);
+    assert_eq!(stats["protocols"]["http/1.1"].as_u64(), Some(served + 1), "{}", stats["protocols"]);
     assert_eq!(stats["tls"]["upstream"]["handshakes_full"], 1, "one upstream connection: {}", stats["tls"]);
     drop(p);
 

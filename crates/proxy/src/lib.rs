@@ -141,8 +141,8 @@ pub enum UpstreamProtocol {
     /// HTTP/1.1: HTTP/2 clients' streams are translated (RFC 9113 §8.2), and a TLS listener
     /// offers `h2` by ALPN too.
     Http1,
-    /// HTTP/2: a TLS listener offers `h2` by ALPN too; HTTP/1.1 clients are refused (502)
-    /// until the proxy translates between the versions.
+    /// HTTP/2: HTTP/1.1 clients' requests are translated (RFC 9113 §8.2), and a TLS listener
+    /// offers `h2` by ALPN too.
     Http2,
 }
 

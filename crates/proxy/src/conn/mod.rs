@@ -4,6 +4,7 @@
 //! deadlines the shard's tick enforces.
 
 mod send;
+mod to_h2;
 
 use std::io;
 use std::rc::Rc;
@@ -108,12 +109,6 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
             let peer: Rc<str> = String::from_utf8_lossy(&peer).into();
             let io = crate::http2::Prefixed::new(down, buf.to_vec());
             return crate::http2::serve(shard, io, peer, slot).await;
-        }
-        Protocol::Http1 if c.shard.shared.upstream_protocol == UpstreamProtocol::Http2 => {
-            let why = "this proxy speaks HTTP/2 to its upstream (--upstream-protocol h2/h2c) and does not yet \
-                       translate HTTP/1.1 requests; send HTTP/2, or run the proxy with --upstream-protocol auto";
-            c.refuse_because(502, why).await;
-            return;
         }
         Protocol::Http1 => {}
     }
@@ -332,6 +327,11 @@ impl Conn {
                 .for_each(|k| stats.fault(*k));
         }
         self.shapes = (decision.up, decision.down);
+        if self.shard.shared.upstream_protocol == UpstreamProtocol::Http2 {
+            let next = self.exchange_h2(&prep).await;
+            drop(_permit);
+            return next;
+        }
 
         let mut result = self.exchange(&prep, false).await;
         if let Err(Failed::Upstream { retryable: true, .. }) = result {

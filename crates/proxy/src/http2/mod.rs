@@ -12,6 +12,7 @@
 
 mod exchange;
 mod pipe;
+pub(crate) use pipe::send_all;
 mod to_h1;
 pub(crate) mod upstream;
 
