@@ -6,10 +6,10 @@
 use std::rc::Rc;
 
 use bytes::Bytes;
-use glommio::net::TcpStream;
+use engine_tls::{ServerConnection, Stream};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use engine_runtime::compat::TokioIo;
+use engine_runtime::compat::Prefixed;
 
 use crate::TargetShard;
 
@@ -17,8 +17,8 @@ pub(crate) use engine_http::h2::frame::sniff;
 
 /// Serves one h2c connection; `read`: the bytes already read (the preface, and what came
 /// with it).
-pub(crate) async fn serve_h2c(shard: Rc<TargetShard>, tcp: TcpStream, read: Vec<u8>) {
-    serve(shard, TokioIo::new(tcp.buffered(), read)).await
+pub(crate) async fn serve_h2c(shard: Rc<TargetShard>, stream: Stream<ServerConnection>, read: Vec<u8>) {
+    serve(shard, Prefixed::new(stream, read)).await
 }
 
 /// Serves one HTTP/2 connection until the client or the target's stop closes it.

@@ -320,8 +320,7 @@ async fn connection(shard: Rc<TargetShard>, tcp: TcpStream) {
             }
         };
         if is_h2 {
-            let Stream::Tcp(tcp) = stream else { return };
-            return h2c::serve_h2c(shard.clone(), tcp, buf).await;
+            return h2c::serve_h2c(shard.clone(), stream, buf).await;
         }
         unanswered = true;
     }

@@ -3,6 +3,7 @@
 //! sides keep the connection alive. Every wait is armed in the connection's [`Slot`], whose
 //! deadlines the shard's tick enforces.
 
+mod protocol;
 mod send;
 mod to_h2;
 
@@ -24,6 +25,7 @@ use crate::stats::{route_of, UpstreamError};
 use crate::UpstreamProtocol;
 use engine_http::forward::{allowed_upgrades, downstream_response, reason, upstream_request, UpstreamHead};
 use engine_http::request::{self, Framing};
+use protocol::Protocol;
 
 /// Interim (1xx) answers an upstream may send before its final one: servers send one or two
 /// (100 Continue, 103 Early Hints); one that keeps sending them never answers.
@@ -107,7 +109,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
         Protocol::Http2 => {
             let Conn { shard, down, slot, peer, buf, .. } = c;
             let peer: Rc<str> = String::from_utf8_lossy(&peer).into();
-            let io = crate::http2::Prefixed::new(down, buf.to_vec());
+            let io = engine_runtime::compat::Prefixed::new(down, buf.to_vec());
             return crate::http2::serve(shard, io, peer, slot).await;
         }
         Protocol::Http1 => {}
@@ -128,38 +130,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
     }
 }
 
-/// What a client connection speaks.
-enum Protocol {
-    Http1,
-    Http2,
-    /// It closed (or stalled) before that was clear.
-    Closed,
-}
-
 impl Conn {
-    /// HTTP/2 by ALPN over TLS, or on a plain connection by its first bytes (the preface:
-    /// h2c by prior knowledge).
-    async fn protocol(&mut self) -> Protocol {
-        if let Stream::Tls(t) = &self.down {
-            return if t.negotiated().alpn == Some("h2") { Protocol::Http2 } else { Protocol::Http1 };
-        }
-        let limits = &self.shard.shared.limits;
-        let (idle, header) = (self.deadline(limits.idle_timeout), self.deadline(limits.header_timeout));
-        loop {
-            if !self.buf.is_empty() {
-                match engine_http::h2::frame::sniff(&self.buf) {
-                    Some(true) => return Protocol::Http2,
-                    Some(false) => return Protocol::Http1,
-                    None => {}
-                }
-            }
-            let (what, by) = if self.buf.is_empty() { (Wait::Idle, idle) } else { (Wait::Header, header) };
-            if !matches!(self.read_client(what, by).await, Ok(n) if n > 0) {
-                return Protocol::Closed;
-            }
-        }
-    }
-
     fn deadline(&self, timeout: Duration) -> Instant {
         self.shard.deadline(timeout)
     }
@@ -327,13 +298,12 @@ impl Conn {
                 .for_each(|k| stats.fault(*k));
         }
         self.shapes = (decision.up, decision.down);
-        if self.shard.shared.upstream_protocol == UpstreamProtocol::Http2 {
-            let next = self.exchange_h2(&prep).await;
-            drop(_permit);
-            return next;
-        }
 
-        let mut result = self.exchange(&prep, false).await;
+        let mut result = if self.shard.shared.upstream_protocol == UpstreamProtocol::Http2 {
+            self.exchange_h2(&prep).await
+        } else {
+            self.exchange(&prep, false).await
+        };
         if let Err(Failed::Upstream { retryable: true, .. }) = result {
             // A pooled connection the upstream had closed while idle: once more on a fresh one.
             result = self.exchange(&prep, true).await;

@@ -16,7 +16,7 @@ use engine_http::forward::reason;
 use engine_http::request::{self, Framing};
 use engine_http::{header_slots, BodyDecoder};
 
-use super::{Conn, Next, Prepared};
+use super::{Conn, Failed, Next, Prepared};
 use crate::slot::Wait;
 use crate::stats::UpstreamError;
 
@@ -40,26 +40,12 @@ enum Lost {
 impl Conn {
     /// Forwards the current request (its head rendered in `up_head`) on the upstream's HTTP/2
     /// connection and writes the response to the client.
-    pub(super) async fn exchange_h2(&mut self, prep: &Prepared) -> Next {
+    pub(super) async fn exchange_h2(&mut self, prep: &Prepared) -> Result<Next, Failed> {
         let mut answered = false;
-        match self.forward_h2(prep, &mut answered).await {
-            Ok(next) => next,
-            Err(Lost::Client) => Next::Close,
-            Err(Lost::Upstream(e)) => {
-                self.shard.stats.borrow_mut().upstream_error(e);
-                if answered {
-                    return Next::Close;
-                }
-                let status = e.status();
-                let body = format!("engine-proxy: upstream {}\n", e.name());
-                let head = format!(
-                    "HTTP/1.1 {status} {}\r\nContent-Length: {}\r\nVia: 1.1 engine-proxy\r\n",
-                    reason(status),
-                    body.len()
-                );
-                self.answer(head.as_bytes(), body.as_bytes(), true).await
-            }
-        }
+        self.forward_h2(prep, &mut answered).await.map_err(|lost| match lost {
+            Lost::Client => Failed::Client,
+            Lost::Upstream(error) => Failed::Upstream { error, answered, retryable: false },
+        })
     }
 
     /// The request as an HTTP/2 request, from the head rendered for the upstream.

@@ -17,13 +17,10 @@ mod to_h1;
 pub(crate) mod upstream;
 
 use std::cell::Cell;
-use std::io;
-use std::pin::Pin;
 use std::rc::Rc;
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::io::{AsyncRead, AsyncWrite};
 
 use crate::shard::Shard;
 use crate::slot::Slot;
@@ -110,49 +107,4 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, i
 
 async fn pause(d: Duration) {
     glommio::timer::sleep(d).await;
-}
-
-/// A stream for `h2` that reads `prefix` (what was read to tell HTTP/2 apart) before the
-/// connection's own bytes.
-pub(crate) struct Prefixed<T> {
-    inner: T,
-    prefix: Vec<u8>,
-    at: usize,
-}
-
-impl<T> Prefixed<T> {
-    pub fn new(inner: T, prefix: Vec<u8>) -> Self {
-        Prefixed { inner, prefix, at: 0 }
-    }
-}
-
-impl<T: AsyncRead + Unpin> AsyncRead for Prefixed<T> {
-    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
-        let this = self.get_mut();
-        if this.at < this.prefix.len() {
-            let n = (this.prefix.len() - this.at).min(buf.remaining());
-            buf.put_slice(&this.prefix[this.at..this.at + n]);
-            this.at += n;
-            if this.at == this.prefix.len() {
-                this.prefix = Vec::new();
-                this.at = 0;
-            }
-            return Poll::Ready(Ok(()));
-        }
-        Pin::new(&mut this.inner).poll_read(cx, buf)
-    }
-}
-
-impl<T: AsyncWrite + Unpin> AsyncWrite for Prefixed<T> {
-    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.get_mut().inner).poll_write(cx, buf)
-    }
-
-    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
-        Pin::new(&mut self.get_mut().inner).poll_shutdown(cx)
-    }
 }
