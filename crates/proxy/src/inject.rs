@@ -337,6 +337,12 @@ impl ShardFaults {
         d
     }
 
+    /// The decision for a whole connection in TCP mode: no method, path or fields (TCP rules
+    /// match every connection).
+    pub fn decide_connection(&mut self) -> Decision {
+        self.decide("", "", |_| None)
+    }
+
     /// The version of the rules this shard holds (it changes when they do).
     pub fn version(&self) -> u64 {
         self.version

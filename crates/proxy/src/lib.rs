@@ -9,7 +9,9 @@
 //!   [`book`]: the shared [`FaultBook`] of rules in force, with their counters across shards.
 //! - `inject`: a shard's copy of the rules, its limiters and token buckets, the per-request decision.
 //! - `server`, `shard`, `conn`, `pool`: one executor per CPU (its loops; what it owns), one
-//!   task per client connection, a keep-alive pool to the upstream per shard.
+//!   task per client connection, a keep-alive pool to the upstream per shard (`pool_h2`: its
+//!   HTTP/2 connection to the upstream).
+//! - `http2`: HTTP/2 clients' streams, gRPC, and the translations between the versions.
 //! - `tunnel`: an upgraded connection (WebSocket) spliced to its upstream connection, both ways;
 //!   `tcp`: TCP mode, where every connection is such a tunnel under connection faults.
 //! - `shape`: stream faults on the bytes going one way (latency, bandwidth, slices, a data
@@ -42,6 +44,7 @@ mod iobuf;
 pub mod limits;
 mod metrics;
 mod pool;
+mod pool_h2;
 mod server;
 mod shape;
 mod shard;

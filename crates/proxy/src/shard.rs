@@ -24,7 +24,7 @@ pub(crate) struct Shard {
     pub faults: RefCell<ShardFaults>,
     pub pool: Pool,
     /// The HTTP/2 connection to the upstream, for HTTP/2 clients' streams.
-    pub h2_upstream: crate::http2::upstream::H2Upstream,
+    pub h2_upstream: crate::pool_h2::H2Upstream,
     /// The listener's TLS configuration as of the last tick, and its generation.
     tls: RefCell<Option<(u64, Arc<engine_tls::ServerConfig>)>>,
     /// Open client connections: their sockets, waits and whether a request is in progress,
@@ -48,7 +48,7 @@ impl Shard {
                 shared.limits.connect_timeout,
                 shared.limits.idle_timeout,
             ),
-            h2_upstream: crate::http2::upstream::H2Upstream::new(
+            h2_upstream: crate::pool_h2::H2Upstream::new(
                 shared.upstream,
                 shared.upstream_tls.as_ref().map(engine_tls::Client::for_shard),
                 shared.limits.connect_timeout,

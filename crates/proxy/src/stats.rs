@@ -259,6 +259,14 @@ impl ShardStats {
         self.faults[kind as usize] += 1;
     }
 
+    /// The stream faults a decision applies (bit `FaultKind as usize` of `kinds`), once each.
+    pub fn stream_faults(&mut self, kinds: u32) {
+        if kinds == 0 {
+            return;
+        }
+        FaultKind::ALL.iter().filter(|k| kinds & 1 << **k as u32 != 0).for_each(|k| self.fault(*k));
+    }
+
     pub fn upstream_error(&mut self, e: UpstreamError) {
         self.upstream_errors[e as usize] += 1;
     }

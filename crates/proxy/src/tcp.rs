@@ -12,18 +12,18 @@ use std::time::{Duration, Instant};
 use engine_tls::{ServerConnection, Stream};
 
 use crate::faults::FaultKind;
-use crate::inject::{Decision, End};
+use crate::inject::End;
 use crate::shard::Shard;
 use crate::slot::Slot;
 use crate::stats::UpstreamError;
 
 /// Serves one client connection in TCP mode until either side ends it.
 pub(crate) async fn serve(shard: &Shard, mut down: Stream<ServerConnection>, slot: &Slot) {
-    let decision = decide(shard);
+    let decision = shard.faults.borrow_mut().decide_connection();
     match decision.end {
         Some(End::Reset(_)) => {
             shard.stats.borrow_mut().fault(FaultKind::Reset);
-            crate::conn::reset(down.fd());
+            engine_runtime::fd::reset_on_close(down.fd());
             return;
         }
         Some(End::Hang) => {
@@ -42,7 +42,7 @@ pub(crate) async fn serve(shard: &Shard, mut down: Stream<ServerConnection>, slo
         shard.stats.borrow_mut().fault(FaultKind::Delay);
         glommio::timer::sleep(decision.delay).await;
     }
-    count_stream_faults(shard, &decision);
+    shard.stats.borrow_mut().stream_faults(decision.stream_kinds);
     let mut up = match shard.pool.connect().await {
         Ok(up) => up,
         Err(_) => {
@@ -57,17 +57,6 @@ pub(crate) async fn serve(shard: &Shard, mut down: Stream<ServerConnection>, slo
     let _ =
         crate::tunnel::splice(shard, slot, &mut down, &mut up.stream, shapes, (Vec::new(), Vec::new()), recheck).await;
     shard.stats.borrow_mut().tunnel_closed(opened.elapsed());
-}
-
-/// The rules' decision for a connection (no method, path or fields: TCP rules match all).
-pub(crate) fn decide(shard: &Shard) -> Decision {
-    shard.faults.borrow_mut().decide("", "", |_| None)
-}
-
-/// Counts the stream faults a decision applies.
-pub(crate) fn count_stream_faults(shard: &Shard, d: &Decision) {
-    let mut stats = shard.stats.borrow_mut();
-    FaultKind::ALL.iter().filter(|k| d.stream_kinds & 1 << **k as u32 != 0).for_each(|k| stats.fault(*k));
 }
 
 /// Reads and drops what the client sends until it closes, or `for` has passed; then the

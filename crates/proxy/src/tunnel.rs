@@ -182,14 +182,14 @@ impl Splice<'_> {
         if now == *version {
             return Ok(());
         }
-        let d = crate::tcp::decide(self.shard);
-        crate::tcp::count_stream_faults(self.shard, &d);
+        let d = self.shard.faults.borrow_mut().decide_connection();
+        self.shard.stats.borrow_mut().stream_faults(d.stream_kinds);
         self.to_up.reshape(d.up);
         self.to_down.reshape(d.down);
         self.rules = Some((now, d.active));
         if let Some(End::Reset(_)) = d.end {
             self.shard.stats.borrow_mut().fault(crate::faults::FaultKind::Reset);
-            crate::conn::reset(self.down.fd());
+            engine_runtime::fd::reset_on_close(self.down.fd());
             return Err(io::ErrorKind::ConnectionReset.into());
         }
         Ok(())

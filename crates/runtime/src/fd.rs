@@ -1,5 +1,6 @@
 //! Shutting a socket down from outside the task that owns it: how a server's stop, a drain
-//! or a timeout sweep wakes a read or write that would otherwise wait forever.
+//! or a timeout sweep wakes a read or write that would otherwise wait forever. And making a
+//! socket's close a reset (a fault a proxy injects).
 
 use std::os::fd::RawFd;
 
@@ -27,4 +28,20 @@ pub fn shutdown(fd: RawFd, how: How) {
     // SAFETY: shutdown(2) takes any integer and touches no memory of ours; see above for why
     // `fd` is the caller's own socket.
     unsafe { libc::shutdown(fd, how) };
+}
+
+/// Makes the coming close of `fd` send a TCP reset: a linger time of zero sends RST, not FIN.
+pub fn reset_on_close(fd: RawFd) {
+    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+    // SAFETY: setsockopt(2) reads `size_of::<linger>()` bytes from a valid local; the caller
+    // holds the stream `fd` belongs to (a stale number would only be wrong, as above).
+    unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        );
+    }
 }

@@ -262,7 +262,7 @@ impl Conn {
             }
             Some(End::Reset(_)) => {
                 self.shard.stats.borrow_mut().fault(FaultKind::Reset);
-                reset(self.down.fd());
+                engine_runtime::fd::reset_on_close(self.down.fd());
                 return Next::Close;
             }
             Some(End::Hang) => {
@@ -290,13 +290,7 @@ impl Conn {
             self.shard.stats.borrow_mut().fault(FaultKind::Delay);
             glommio::timer::sleep(decision.delay).await;
         }
-        if decision.stream_kinds != 0 {
-            let mut stats = self.shard.stats.borrow_mut();
-            FaultKind::ALL
-                .iter()
-                .filter(|k| decision.stream_kinds & 1 << **k as u32 != 0)
-                .for_each(|k| stats.fault(*k));
-        }
+        self.shard.stats.borrow_mut().stream_faults(decision.stream_kinds);
         self.shapes = (decision.up, decision.down);
 
         let mut result = if self.shard.shared.upstream_protocol == UpstreamProtocol::Http2 {
@@ -585,21 +579,6 @@ async fn pause(d: Duration) {
 /// A deadline that never comes (a wait only a close or a drain ends).
 fn far_future() -> Instant {
     Instant::now() + Duration::from_secs(100 * 365 * 24 * 3600)
-}
-
-/// Makes the coming close send a TCP reset: a linger time of zero sends RST, not FIN.
-pub(crate) fn reset(fd: std::os::fd::RawFd) {
-    let linger = libc::linger { l_onoff: 1, l_linger: 0 };
-    // SAFETY: the fd is open (we hold the stream) and `linger` is a valid, sized option value.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            libc::SOL_SOCKET,
-            libc::SO_LINGER,
-            (&linger as *const libc::linger).cast(),
-            std::mem::size_of::<libc::linger>() as libc::socklen_t,
-        );
-    }
 }
 
 /// The status code of a head that starts `HTTP/1.1 NNN`.

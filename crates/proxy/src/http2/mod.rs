@@ -14,7 +14,6 @@ mod exchange;
 mod pipe;
 pub(crate) use pipe::send_all;
 mod to_h1;
-pub(crate) mod upstream;
 
 use std::cell::Cell;
 use std::rc::Rc;
