@@ -2,7 +2,7 @@
 //! field that would smuggle a request past an HTTP/1.1 hop, a rapid-reset flood, a
 //! CONTINUATION flood. Nothing malformed reaches the upstream (an HTTP/2 `engine target`
 //! that counts what it served), the attacker's connection ends, the proxy's memory stays
-//! bounded and other clients keep being served.
+//! bounded and other clients keep being served. And a quiet client, closed at the idle timeout.
 
 mod proxy_support;
 
@@ -285,4 +285,24 @@ fn a_continuation_flood_ends_at_the_header_limit() {
     thread::sleep(Duration::from_millis(200));
     assert_eq!(t.served(), 0);
     assert_eq!(p.stats().requests, 0);
+}
+
+/// Not an attack, a client that goes quiet: after the idle timeout its connection gets GOAWAY
+/// (NO_ERROR) and closes, as an HTTP/1.1 connection would close.
+#[test]
+fn an_idle_http2_connection_ends_after_the_idle_timeout() {
+    let _one = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let t = h2_target(Duration::ZERO);
+    let p = proxy(t.local_addr(), 1, |c| c.limits.idle_timeout = Duration::from_secs(1));
+    let mut c = Raw::connect(p.local_addr());
+    let mut out = Vec::new();
+    frame::put_headers(&mut out, 1, &Raw::block(b"GET", &[]), true, 16384);
+    c.0.write_all(&out).unwrap();
+    let start = Instant::now();
+    let frames = c.frames(false);
+    let took = start.elapsed();
+    assert_eq!(outcome(&frames), Ok(()), "the request was answered first");
+    let goaway = frames.iter().find(|(h, _)| h.kind == GOAWAY).map(|(_, f)| code(f, 4));
+    assert_eq!(goaway, Some(0), "{frames:?}");
+    assert!(took >= Duration::from_secs(1) && took < Duration::from_millis(2500), "closed after {took:?}");
 }

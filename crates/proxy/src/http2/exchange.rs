@@ -169,8 +169,9 @@ async fn forward(
     let Ok(up) = up.body(()) else { return fail(shard, &mut respond, UpstreamError::Invalid) };
     let end = body.is_end_stream();
     let limits = &shard.shared.limits;
-    let ready = futures_lite::future::or(async { sender.ready().await.ok() }, sleep_none(limits.upstream_timeout));
-    let Some(mut sender) = ready.await else {
+    // A fresh handle is ready at once (h2 holds streams over the upstream's limit itself), or
+    // fails when the connection has ended.
+    let Ok(mut sender) = sender.ready().await else {
         shard.h2_upstream.forget();
         return fail(shard, &mut respond, UpstreamError::Refused);
     };

@@ -17,7 +17,7 @@ mod to_h1;
 
 use std::cell::Cell;
 use std::rc::Rc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite};
 
@@ -62,17 +62,16 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, i
         return;
     };
     let client = Rc::new(exchange::Client { active: Cell::new(0), resets: Cell::new(0), slot, peer });
-    let mut idle_since = Instant::now();
+    let mut idle_since = shard.now();
     let mut closing = false;
-    // Resets counted at the start of the current one-second window.
-    let mut window = (Instant::now(), 0u64);
+    // Resets counted at the start of the current one-second window (the shard's tick clock:
+    // no clock read per stream).
+    let mut window = (shard.now(), 0u64);
+    // One timer for the connection's life, re-armed when it fires: none made per stream.
+    let mut look = glommio::timer::Timer::new(LOOK);
     loop {
-        let look = async {
-            glommio::timer::sleep(LOOK).await;
-            None
-        };
-        if window.0.elapsed() >= Duration::from_secs(1) {
-            window = (Instant::now(), client.resets.get());
+        if shard.now().saturating_duration_since(window.0) >= Duration::from_secs(1) {
+            window = (shard.now(), client.resets.get());
         }
         if client.resets.get() - window.1 > MAX_RESETS_PER_S {
             shard.stats.borrow_mut().h2_abusers += 1;
@@ -81,7 +80,11 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, i
             futures_lite::future::or(async { while conn.accept().await.is_some() {} }, pause(LOOK)).await;
             break;
         }
-        match futures_lite::future::or(async { Some(conn.accept().await) }, look).await {
+        let looked = async {
+            (&mut look).await;
+            None
+        };
+        match futures_lite::future::or(async { Some(conn.accept().await) }, looked).await {
             Some(Some(Ok((request, respond)))) => {
                 let streams = exchange::Streams::open(&client);
                 glommio::spawn_local(exchange::exchange(shard.clone(), request, respond, streams)).detach();
@@ -89,9 +92,10 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, i
             // The connection ended (cleanly, or by the client's error).
             Some(_) => break,
             None => {
+                look.reset(LOOK);
                 if client.active.get() > 0 {
-                    idle_since = Instant::now();
-                } else if !closing && idle_since.elapsed() >= limits.idle_timeout {
+                    idle_since = shard.now();
+                } else if !closing && shard.now().saturating_duration_since(idle_since) >= limits.idle_timeout {
                     closing = true;
                     conn.graceful_shutdown();
                 }
