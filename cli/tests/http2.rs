@@ -381,7 +381,7 @@ fn http2_through_the_proxy_counts_as_nginx_serves() {
     let n = nginx();
     let ca = n.cacert.to_str().unwrap();
 
-    let p = Proxy::start(&["--upstream", &format!("127.0.0.1:{}", n.h2c)]);
+    let p = Proxy::start(&["--upstream", &format!("127.0.0.1:{}", n.h2c), "--fault-headers"]);
     let url = format!("http://127.0.0.1:{}/", p.port);
     let (s, served) = n.blast(&[&url, "--http2-prior-knowledge", "-c", "8", "--streams", "10", "-d", "2s"]);
     served_as_counted(&s, served, 80, "h2c through the proxy");
@@ -389,8 +389,13 @@ fn http2_through_the_proxy_counts_as_nginx_serves() {
     let stats = p.stats();
     assert_eq!(stats["protocols"]["h2"].as_u64(), Some(served + 1), "{}", stats["protocols"]);
     assert_eq!(stats["responses"]["2xx"].as_u64(), Some(served + 1), "{}", stats["responses"]);
-    // The proxy's default (auto) passes HTTP/1.1 clients as HTTP/1.1: to an h2c-only listener
-    // that is nginx's own answer, not the proxy's.
+    // Faults an HTTP/2 request asks for itself (a loopback client, --fault-headers).
+    let h2c = "--http2-prior-knowledge";
+    assert_eq!(curl_status(&[h2c, "-H", "x-engine-fault-abort-status: 429", &url]), "2 429");
+    assert_eq!(curl_status(&[h2c, "-H", "x-engine-fault-abort-status: 99", &url]), "2 400");
+    let t0 = Instant::now();
+    assert_eq!(curl_status(&[h2c, "-H", "x-engine-fault-delay-ms: 300", &url]), "2 200");
+    assert!(t0.elapsed() >= Duration::from_millis(300), "{:?}", t0.elapsed());
     drop(p);
 
     let (cert, key) = (rig_tls().join("cert.pem"), rig_tls().join("key.pem"));

@@ -107,10 +107,10 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
     match c.protocol().await {
         Protocol::Closed => return,
         Protocol::Http2 => {
-            let Conn { shard, down, slot, peer, buf, .. } = c;
+            let Conn { shard, down, slot, peer, buf, loopback, .. } = c;
             let peer: Rc<str> = String::from_utf8_lossy(&peer).into();
             let io = engine_runtime::compat::Prefixed::new(down, buf.to_vec());
-            return crate::http2::serve(shard, io, peer, slot).await;
+            return crate::http2::serve(shard, io, (peer, loopback), slot).await;
         }
         Protocol::Http1 => {}
     }

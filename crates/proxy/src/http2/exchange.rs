@@ -26,6 +26,8 @@ pub(crate) struct Client {
     pub resets: Cell<u64>,
     pub slot: Rc<Slot>,
     pub peer: Rc<str>,
+    /// The client is on this host: its `x-engine-fault-*` fields count without the token.
+    pub loopback: bool,
 }
 
 /// One stream's place in its connection's count.
@@ -65,11 +67,22 @@ pub(crate) async fn exchange(
 ) {
     let grpc = request.headers().get("content-type").is_some_and(|t| t.as_bytes().starts_with(b"application/grpc"));
     let header = |name: &str| request.headers().get(name).map(HeaderValue::as_bytes);
-    let decision = shard.faults.borrow_mut().decide(request.method().as_str(), request.uri().path(), header);
+    let mut decision = shard.faults.borrow_mut().decide(request.method().as_str(), request.uri().path(), header);
     {
         let mut stats = shard.stats.borrow_mut();
         stats.requests += 1;
         stats.protocols[1] += 1;
+    }
+    // The faults the request asks for itself (`--fault-headers`); the bandwidth one acts on
+    // HTTP/1.1 bodies only, as the other stream faults.
+    let shared = &shard.shared;
+    if shared.fault_headers && crate::asked::trusted(streams.0.loopback, shared.admin_token.as_deref(), header) {
+        if let Err(bad) = crate::asked::apply(header, &mut decision) {
+            shard.stats.borrow_mut().rejected(400);
+            let body = format!("engine-proxy: {bad}\n");
+            let (head, body) = crate::inject::canned(400, None, std::iter::empty::<(&str, &str)>(), body.as_bytes());
+            return answer(&shard, &mut respond, &head, &body, None);
+        }
     }
     // Held while the request lasts: it counts among the faults active (--max-active-faults).
     let _active = decision.active;

@@ -44,7 +44,13 @@ const MAX_RESETS_PER_S: u64 = 200;
 
 /// Serves one client's HTTP/2 connection until it closes, idles past the idle timeout, or
 /// a drain ends it (GOAWAY, then its streams finish).
-pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, io: T, peer: Rc<str>, slot: Rc<Slot>) {
+/// `peer`: the client's address as text, and whether it is on this host.
+pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
+    shard: Rc<Shard>,
+    io: T,
+    (peer, loopback): (Rc<str>, bool),
+    slot: Rc<Slot>,
+) {
     let mut builder = h2::server::Builder::new();
     builder
         .max_concurrent_streams(MAX_STREAMS)
@@ -61,7 +67,7 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<Shard>, i
         shard.stats.borrow_mut().rejected(408);
         return;
     };
-    let client = Rc::new(exchange::Client { active: Cell::new(0), resets: Cell::new(0), slot, peer });
+    let client = Rc::new(exchange::Client { active: Cell::new(0), resets: Cell::new(0), slot, peer, loopback });
     let mut idle_since = shard.now();
     let mut closing = false;
     // Resets counted at the start of the current one-second window (the shard's tick clock:
