@@ -493,3 +493,34 @@ fn an_http1_upstream_gets_http2_requests_translated_and_chunks_come_back_as_data
     assert!(post.starts_with("POST /path?q=1 HTTP/1.1\r\n") && post.ends_with("\r\n\r\na body"), "{post}");
     assert!(post.to_ascii_lowercase().contains("\r\ncontent-length: 6\r\n"), "{post}");
 }
+
+/// An HTTP/1.1 upstream that closes a kept-alive connection while it idles in the proxy's
+/// pool: the next HTTP/2 client's request goes on a fresh connection, not into the closed one
+/// (which would be a 502: the translated path does not retry).
+#[test]
+fn a_pooled_connection_the_upstream_closed_is_not_used_for_an_http2_client() {
+    require!("curl");
+    let upstream = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = upstream.local_addr().unwrap();
+    let accepted = std::thread::spawn(move || {
+        for _ in 0..2 {
+            let (mut c, _) = upstream.accept().unwrap();
+            let mut got = Vec::new();
+            let mut chunk = [0u8; 4096];
+            while !got.windows(4).any(|w| w == b"\r\n\r\n") {
+                let n = c.read(&mut chunk).unwrap();
+                assert!(n > 0);
+                got.extend_from_slice(&chunk[..n]);
+            }
+            // Kept alive, then closed while idle (an upstream's short keep-alive timeout).
+            c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok").unwrap();
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    });
+    let p = Proxy::start(&["--upstream", &addr.to_string(), "--upstream-protocol", "h1"]);
+    let url = format!("http://127.0.0.1:{}/", p.port);
+    assert_eq!(curl_status(&["--http2-prior-knowledge", &url]), "2 200");
+    std::thread::sleep(Duration::from_millis(400));
+    assert_eq!(curl_status(&["--http2-prior-knowledge", &url]), "2 200", "the closed pooled connection was used");
+    accepted.join().unwrap();
+}

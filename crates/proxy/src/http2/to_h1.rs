@@ -111,7 +111,9 @@ pub(crate) async fn forward(
     let end = body.is_end_stream();
     let chunked = !end && !parts.headers.contains_key("content-length");
     let head = request_head(shard, &parts, &client.peer, chunked);
-    let Some(mut up) = upstream(shard, !end).await else { return fail(shard, &mut respond, UpstreamError::Refused) };
+    // Always checked (a non-blocking peek): this path does not retry a request the upstream's
+    // idle close made fail, as the HTTP/1.1 path does for bodiless ones.
+    let Some(mut up) = upstream(shard).await else { return fail(shard, &mut respond, UpstreamError::Refused) };
     let wrote = within(shard, async {
         up.stream.write_all(&head).await.map_err(|_| UpstreamError::Reset)?;
         send_body(&mut up, &mut body, chunked).await
@@ -200,10 +202,9 @@ pub(crate) async fn forward(
     }
 }
 
-/// A pooled or new connection to the upstream (checked for life when the request has a body,
-/// which cannot be sent twice).
-async fn upstream(shard: &Shard, checked: bool) -> Option<Upstream> {
-    let got = shard.pool.get(checked).await;
+/// A pooled connection the upstream has not closed, or a new one.
+async fn upstream(shard: &Shard) -> Option<Upstream> {
+    let got = shard.pool.get(true).await;
     let mut up = match got {
         Ok(up) => up,
         Err(e) => {
