@@ -15,9 +15,18 @@ use crate::request::{Framing, RequestHead, HOP_BY_HOP};
 /// never forwarded, whether or not the proxy honours them.
 pub const FAULT_FIELD_PREFIX: &str = "x-engine-fault-";
 
-fn is_fault_field(name: &str) -> bool {
+pub fn is_fault_field(name: &str) -> bool {
     let p = FAULT_FIELD_PREFIX.as_bytes();
     name.len() > p.len() && name.as_bytes()[..p.len()].eq_ignore_ascii_case(p)
+}
+
+/// Fields of an HTTP/1.1 message that HTTP/2 does not carry (RFC 9113 §8.2.2), and `host`
+/// (HTTP/2's `:authority` carries it): left out when a message crosses between the versions.
+/// `te` is not among them: HTTP/2 keeps `te: trailers` (the caller drops any other value).
+pub fn not_in_h2(name: &str) -> bool {
+    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"]
+        .iter()
+        .any(|f| name.eq_ignore_ascii_case(f))
 }
 
 /// Writes the request for the upstream into `out`. The upstream request uses the client's

@@ -228,6 +228,15 @@ pub fn tick(d: Duration) -> Duration {
     }
 }
 
+/// `fut`'s output, or `None` once `d` has passed first (the future is then dropped).
+pub async fn within<T>(d: Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
+    let late = async {
+        glommio::timer::sleep(d).await;
+        None
+    };
+    futures_lite::future::or(async { Some(fut.await) }, late).await
+}
+
 /// Knobs for tests, read from the environment once. Unset in normal use; a value that does
 /// not parse is ignored.
 mod testing {

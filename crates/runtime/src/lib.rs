@@ -26,4 +26,4 @@ pub mod limits;
 pub mod listen;
 pub mod probe;
 
-pub use executor::{current_executor, tick, Executor, Heartbeat, Pulse, SpawnError, BEAT, LATE_AFTER};
+pub use executor::{current_executor, tick, within, Executor, Heartbeat, Pulse, SpawnError, BEAT, LATE_AFTER};

@@ -23,13 +23,6 @@ use crate::stats::UpstreamError;
 /// The interim answer to `Expect: 100-continue`, given by the proxy on this path.
 const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// Fields of an HTTP/1.1 message that HTTP/2 does not carry (RFC 9113 §8.2.2).
-fn connection_specific(name: &str) -> bool {
-    ["connection", "keep-alive", "proxy-connection", "transfer-encoding", "upgrade", "host"]
-        .iter()
-        .any(|f| name.eq_ignore_ascii_case(f))
-}
-
 /// Why the exchange failed: the upstream's (the client gets 502/504 if it has no head yet), or
 /// the client's.
 enum Lost {
@@ -58,7 +51,7 @@ impl Conn {
         let mut b = Request::builder().method(head.method).uri(uri).version(http::Version::HTTP_2);
         let fields = b.headers_mut()?;
         for h in head.headers {
-            if connection_specific(h.name) || h.name.eq_ignore_ascii_case("te") && h.value != b"trailers" {
+            if engine_http::forward::not_in_h2(h.name) || h.name.eq_ignore_ascii_case("te") && h.value != b"trailers" {
                 continue;
             }
             let (Ok(name), Ok(value)) = (HeaderName::from_bytes(h.name.as_bytes()), HeaderValue::from_bytes(h.value))
@@ -79,8 +72,8 @@ impl Conn {
             shard.stats.borrow_mut().tls_upstream.handshake(Some(took), resumed);
         }
         let timeout = shard.shared.limits.upstream_timeout;
-        let ready = within(timeout, sender.ready()).await;
-        let Some(Ok(mut sender)) = ready else {
+        // A fresh handle is ready at once (h2 holds streams over the upstream's limit itself).
+        let Ok(mut sender) = sender.ready().await else {
             shard.h2_upstream.forget();
             return Err(Lost::Upstream(UpstreamError::Refused));
         };
@@ -96,7 +89,7 @@ impl Conn {
             self.body_to_h2(prep.framing, &mut to_up).await?;
         }
         let sent = Instant::now();
-        let response = match within(timeout, response).await {
+        let response = match engine_runtime::within(timeout, response).await {
             None => return Err(Lost::Upstream(UpstreamError::Timeout)),
             Some(Err(_)) => return Err(Lost::Upstream(UpstreamError::Reset)),
             Some(Ok(r)) => r,
@@ -174,7 +167,7 @@ impl Conn {
     async fn body_from_h2(&mut self, body: &mut RecvStream, chunked: bool) -> Result<(), Lost> {
         let timeout = self.shard.shared.limits.upstream_timeout;
         loop {
-            let chunk = match within(timeout, body.data()).await {
+            let chunk = match engine_runtime::within(timeout, body.data()).await {
                 None => return Err(Lost::Upstream(UpstreamError::Timeout)),
                 Some(None) => break,
                 Some(Some(Err(_))) => return Err(Lost::Upstream(UpstreamError::Reset)),
@@ -192,7 +185,7 @@ impl Conn {
         }
         if chunked {
             let mut end = b"0\r\n".to_vec();
-            if let Some(Ok(Some(trailers))) = within(timeout, body.trailers()).await {
+            if let Some(Ok(Some(trailers))) = engine_runtime::within(timeout, body.trailers()).await {
                 for (name, value) in &trailers {
                     end.extend_from_slice(name.as_str().as_bytes());
                     end.extend_from_slice(b": ");
@@ -205,13 +198,4 @@ impl Conn {
         }
         Ok(())
     }
-}
-
-/// `fut`, or `None` after `d`.
-async fn within<T>(d: std::time::Duration, fut: impl std::future::Future<Output = T>) -> Option<T> {
-    let late = async {
-        glommio::timer::sleep(d).await;
-        None
-    };
-    futures_lite::future::or(async { Some(fut.await) }, late).await
 }

@@ -51,12 +51,9 @@ impl Drop for Streams {
     }
 }
 
-/// Request fields never forwarded: addressed to the proxy, or connection-specific (RFC 9113
-/// §8.2.2; `h2` refuses most of them from the client already).
+/// Fields never forwarded either way: addressed to the proxy, or not carried by HTTP/2.
 pub(super) fn dropped(name: &HeaderName) -> bool {
-    let n = name.as_str();
-    n.starts_with(engine_http::forward::FAULT_FIELD_PREFIX)
-        || matches!(n, "connection" | "keep-alive" | "proxy-connection" | "transfer-encoding" | "upgrade" | "host")
+    engine_http::forward::is_fault_field(name.as_str()) || engine_http::forward::not_in_h2(name.as_str())
 }
 
 pub(crate) async fn exchange(
@@ -107,7 +104,7 @@ pub(crate) async fn exchange(
             let reset = futures_lite::future::poll_fn(|cx| respond.poll_reset(cx));
             if hold.is_zero() {
                 let _ = reset.await;
-            } else if futures_lite::future::or(async { Some(reset.await) }, sleep_none(hold)).await.is_none() {
+            } else if engine_runtime::within(hold, reset).await.is_none() {
                 respond.send_reset(h2::Reason::CANCEL);
             }
             return;
@@ -134,11 +131,6 @@ pub(crate) async fn exchange(
     forward(&shard, request, respond, &streams.0, grpc).await;
 }
 
-async fn sleep_none<T>(d: Duration) -> Option<T> {
-    glommio::timer::sleep(d).await;
-    None
-}
-
 /// Forwards the stream upstream and its response back.
 async fn forward(
     shard: &Shard,
@@ -158,10 +150,18 @@ async fn forward(
     }
     let (parts, mut body) = request.into_parts();
     let mut up = Request::builder().method(parts.method).version(http::Version::HTTP_2);
-    let authority = parts.uri.authority().map_or(shard.shared.upstream_host.as_str(), |a| a.as_str());
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let scheme = if shard.shared.upstream_tls.is_some() { "https" } else { "http" };
-    up = up.uri(format!("{scheme}://{authority}{path}"));
+    // The client's own authority and path (shared bytes, not copied), the upstream's scheme.
+    let mut uri = http::uri::Parts::default();
+    uri.scheme =
+        Some(if shard.shared.upstream_tls.is_some() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP });
+    uri.authority = match parts.uri.authority() {
+        Some(a) => Some(a.clone()),
+        None => shard.shared.upstream_host.parse().ok(),
+    };
+    uri.path_and_query =
+        Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+    let Ok(uri) = http::Uri::from_parts(uri) else { return fail(shard, &mut respond, UpstreamError::Invalid) };
+    up = up.uri(uri);
     let fields = up.headers_mut().expect("a request under construction");
     let mut forwarded_for = None;
     for (name, value) in &parts.headers {
@@ -205,11 +205,8 @@ async fn forward(
         // A client that resets the stream meanwhile ends it here: the upstream's stream is
         // reset with it (dropping its handles), and the client's resets are counted.
         let reset = futures_lite::future::poll_fn(|cx| respond.poll_reset(cx));
-        let head = futures_lite::future::or(
-            async { Some(Ok(response.await)) },
-            futures_lite::future::or(async { Some(Err(reset.await)) }, sleep_none(limits.upstream_timeout)),
-        );
-        let response = match head.await {
+        let head = futures_lite::future::or(async { Ok(response.await) }, async { Err(reset.await) });
+        let response = match engine_runtime::within(limits.upstream_timeout, head).await {
             Some(Err(_)) => {
                 client.resets.set(client.resets.get() + 1);
                 return;

@@ -59,11 +59,7 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
         .max_local_error_reset_streams(Some(MAX_ERROR_RESETS))
         .max_send_buffer_size(MAX_SEND_BUFFER);
     let limits = &shard.shared.limits;
-    let late = async {
-        glommio::timer::sleep(limits.header_timeout).await;
-        None
-    };
-    let Some(Ok(mut conn)) = futures_lite::future::or(async { Some(builder.handshake(io).await) }, late).await else {
+    let Some(Ok(mut conn)) = engine_runtime::within(limits.header_timeout, builder.handshake(io)).await else {
         shard.stats.borrow_mut().rejected(408);
         return;
     };
@@ -83,7 +79,7 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
             shard.stats.borrow_mut().h2_abusers += 1;
             conn.abrupt_shutdown(h2::Reason::ENHANCE_YOUR_CALM);
             // What is queued (the GOAWAY) is sent; the streams end with the connection.
-            futures_lite::future::or(async { while conn.accept().await.is_some() {} }, pause(LOOK)).await;
+            engine_runtime::within(LOOK, async { while conn.accept().await.is_some() {} }).await;
             break;
         }
         let looked = async {
@@ -112,8 +108,4 @@ pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(
             }
         }
     }
-}
-
-async fn pause(d: Duration) {
-    glommio::timer::sleep(d).await;
 }

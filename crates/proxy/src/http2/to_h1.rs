@@ -25,11 +25,7 @@ const MAX_INTERIM: u32 = 32;
 
 /// `fut`, or `None` after the upstream timeout.
 async fn within<T>(shard: &Shard, fut: impl Future<Output = T>) -> Option<T> {
-    let late = async {
-        glommio::timer::sleep(shard.shared.limits.upstream_timeout).await;
-        None
-    };
-    futures_lite::future::or(async { Some(fut.await) }, late).await
+    engine_runtime::within(shard.shared.limits.upstream_timeout, fut).await
 }
 
 /// The request head for the upstream; `chunked` when the body's length is unknown.
