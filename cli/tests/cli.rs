@@ -5,6 +5,7 @@
 #![allow(clippy::too_many_lines)]
 
 #[macro_use]
+mod ports;
 mod require;
 
 use std::process::{Command, Output, Stdio};
@@ -137,7 +138,7 @@ fn a_port_an_engine_server_holds_is_refused_not_shared() {
 /// 60 s: glommio's listeners set SO_REUSEPORT only, and their connections inherited that).
 #[test]
 fn a_server_restarted_on_its_port_starts_despite_its_closed_connections() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = ports::free_port();
     let addr = format!("127.0.0.1:{port}");
     let start = || {
         let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))

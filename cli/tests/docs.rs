@@ -13,10 +13,11 @@
 //! A page's example that is meant to fail says so in shell (`... || test $? -eq 4`).
 
 #[macro_use]
+mod ports;
 mod require;
 
+use ports::free_port;
 use std::collections::BTreeMap;
-use std::net::TcpListener;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -78,10 +79,6 @@ fn parse(text: &str) -> Page {
         }
     }
     Page { script, files, stray }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 /// Loopback ports named in `script`, each mapped to a free one (the same in every text of a

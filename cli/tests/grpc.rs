@@ -10,6 +10,8 @@
 // (cli/clippy.toml) is for its code.
 #![allow(clippy::too_many_lines)]
 
+mod ports;
+
 use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::Ordering;
@@ -522,7 +524,7 @@ fn grpc_unary_and_server_streaming_pass_the_proxy_over_h2c_and_tls() {
 
     // TLS on both sides: the engine binary, as a user runs it.
     let (cert, key) = (t.cert.to_str().unwrap(), t.key.to_str().unwrap());
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let port = ports::free_port();
     let listen = format!("127.0.0.1:{port}");
     let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
         .args(["proxy", "--listen", &listen, "--admin", "off", "--shards", "1", "--upstream-protocol", "h2"])

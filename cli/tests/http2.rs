@@ -9,8 +9,10 @@
 #![allow(clippy::too_many_lines)]
 
 #[macro_use]
+mod ports;
 mod require;
 
+use ports::free_port;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -30,10 +32,6 @@ struct Nginx {
     five: u16,
     status: u16,
     cacert: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn nginx_binary() -> PathBuf {

@@ -6,8 +6,10 @@
 #![allow(clippy::too_many_lines)]
 
 #[macro_use]
+mod ports;
 mod require;
 
+use ports::free_port;
 use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -24,10 +26,6 @@ struct Nginx {
     port: u16,
     status_port: u16,
     prefix: PathBuf,
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 fn nginx_binary() -> PathBuf {

@@ -6,6 +6,7 @@
 // (cli/clippy.toml) is for its code.
 #![allow(clippy::too_many_lines)]
 
+mod ports;
 mod require;
 
 use std::io::{BufRead, BufReader, Read, Write};
@@ -488,7 +489,7 @@ fn ping_rtt(c: &mut TcpStream) -> Duration {
 #[test]
 fn tcp_mode_passes_redis_and_its_faults_act_on_connections() {
     require!("redis-server", "redis-cli");
-    let port = TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port().to_string();
+    let port = ports::free_port().to_string();
     let redis = Command::new("redis-server")
         .args(["--port", &port, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
         .stdout(Stdio::null())

@@ -5,6 +5,7 @@
 //! expired one, and a client CA with its client certificate.
 
 #[macro_use]
+mod ports;
 mod require;
 
 mod tls_support;

@@ -4,6 +4,7 @@
 //! against nginx's own.
 
 #[macro_use]
+mod ports;
 mod require;
 
 mod tls_support;

@@ -4,7 +4,7 @@
 #![allow(dead_code)] // each test file uses its own part
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -67,9 +67,7 @@ pub fn authority(name: &str) -> (rcgen::Certificate, KeyPair) {
     (p.self_signed(&key).unwrap(), key)
 }
 
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
+pub use crate::ports::free_port;
 
 /// nginx with three TLS servers (a good certificate, an expired one, one that requires a
 /// client certificate) and its status page.
