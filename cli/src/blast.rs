@@ -3,6 +3,7 @@
 use std::io::Write;
 
 use anyhow::Context as _;
+use engine_blast::live::{self, Live, LiveFeed, LiveObserver};
 use engine_blast::metrics::BlastMetrics;
 use engine_blast::{Control, RunError};
 use engine_results::folder::{self, RunLog};
@@ -48,6 +49,10 @@ pub fn main(args: BlastArgs) -> u8 {
     }
     let control = Control::new();
     crate::signals::stop_run(&control, "the run");
+    if let Err(e) = outputs.serve_live(&args, &control) {
+        outputs.discard();
+        return crate::fail(exit::USAGE, &e);
+    }
     let summary = match run(&args, &plan, judges, &control, &mut outputs) {
         Ok(s) => s,
         Err(e @ (RunError::Unreachable { .. } | RunError::Handshake { .. })) => {
@@ -94,6 +99,9 @@ fn run(
     if let Some(m) = outputs.metrics.as_mut() {
         run = run.watch(m);
     }
+    if let Some(live) = outputs.live.as_mut() {
+        run = run.watch(live);
+    }
     let run = run.watch(&mut outputs.run_log).start(&pre, control);
     if let Err(e) = &run {
         outputs.run_log.line(&format!("failed: {e}"));
@@ -115,6 +123,9 @@ struct Outputs {
     metrics: Option<BlastMetrics>,
     _metrics_server: Option<engine_blast::metrics::MetricsServer>,
     push: Option<engine_blast::push::Pushgateway>,
+    /// The live page's feed, and the endpoint of the page and the control API.
+    live: Option<LiveObserver>,
+    _live_server: Option<engine_runtime::endpoint::Endpoint>,
 }
 
 /// Where the summary JSON goes.
@@ -153,7 +164,38 @@ impl Outputs {
         let run_log = RunLog::create(&dir)?.with_stages(stage_targets);
         let command = std::env::args().collect::<Vec<_>>().join(" ");
         let started = std::time::SystemTime::now();
-        Ok(Outputs { dir, made_dir, run_log, command, started, json, metrics, _metrics_server: metrics_server, push })
+        Ok(Outputs {
+            dir,
+            made_dir,
+            run_log,
+            command,
+            started,
+            json,
+            metrics,
+            _metrics_server: metrics_server,
+            push,
+            live: None,
+            _live_server: None,
+        })
+    }
+
+    /// The live page and the control API (`--dashboard`, `--control`), steering `control`.
+    fn serve_live(&mut self, args: &BlastArgs, control: &Control) -> anyhow::Result<()> {
+        let token = args.control_token.clone();
+        let Some(addr) = live::address(args.dashboard, args.control, token.as_deref())? else { return Ok(()) };
+        let feed = args.dashboard.is_some().then(LiveFeed::new);
+        let server = live::serve(addr, Live { control: control.clone(), token, feed: feed.clone() })
+            .map_err(|e| anyhow::anyhow!("--{} {addr}: {e}", if feed.is_some() { "dashboard" } else { "control" }))?;
+        let at = server.local_addr();
+        let line = match feed.is_some() {
+            true => format!("dashboard: http://{at}/ (control API: http://{at}/run)"),
+            false => format!("control API: http://{at}/run"),
+        };
+        eprintln!("{line}");
+        self.run_log.line(&line);
+        self.live = feed.map(LiveObserver);
+        self._live_server = Some(server);
+        Ok(())
     }
 
     /// Removes what was made for a run that never started: run.log, and the folder if this

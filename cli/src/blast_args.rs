@@ -209,6 +209,19 @@ pub struct BlastArgs {
     /// Push the final metrics to a Prometheus Pushgateway: http://HOST:PORT[/metrics/job/NAME[/LABEL/VALUE...]]
     #[arg(long, value_name = "URL")]
     pub push: Option<String>,
+    /// A live page while the run lasts, at http://ADDR/ (--dashboard alone: 127.0.0.1:5665):
+    /// figures and charts each second, and buttons for the control API, which it also serves
+    #[arg(long, value_name = "ADDR", num_args = 0..=1, require_equals = true, default_missing_value = "127.0.0.1:5665")]
+    pub dashboard: Option<std::net::SocketAddr>,
+    /// The control API on ADDR without the page: GET /run; POST /run/rate {"rate":N},
+    /// /run/conns {"conns":N}, /run/pause, /run/resume, /run/stop (from the next whole second;
+    /// stop ends the run now, as its planned end would)
+    #[arg(long, value_name = "ADDR")]
+    pub control: Option<std::net::SocketAddr>,
+    /// Bearer token the control API and the page want (Authorization: Bearer TOKEN); required
+    /// for an address other than loopback
+    #[arg(long, value_name = "TOKEN")]
+    pub control_token: Option<String>,
 }
 
 /// The flags as the library takes them: the one place the command line meets the plan.

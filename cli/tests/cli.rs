@@ -4,8 +4,8 @@
 // (cli/clippy.toml) is for its code.
 #![allow(clippy::too_many_lines)]
 
-#[macro_use]
 mod ports;
+#[macro_use]
 mod require;
 
 use std::process::{Command, Output, Stdio};
@@ -503,7 +503,7 @@ fn report_reads_summaries_typed_and_refuses_what_it_cannot_trust() {
     let dir = std::env::temp_dir().join(format!("engine-typed-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let real = real_summary();
-    assert_eq!(real["schema_version"], 5);
+    assert_eq!(real["schema_version"], 6);
     let write = |name: &str, edit: &dyn Fn(&mut serde_json::Value)| {
         let mut v = real.clone();
         edit(&mut v);
@@ -515,7 +515,7 @@ fn report_reads_summaries_typed_and_refuses_what_it_cannot_trust() {
     type Edit<'a> = &'a dyn Fn(&mut serde_json::Value);
     let cases: [(&str, Edit, &str); 4] = [
         ("no-p95.json", &|v| drop(v["latency_ms"].as_object_mut().unwrap().remove("p95")), "missing field `p95`"),
-        ("newer.json", &|v| v["schema_version"] = 99.into(), "schema version 99, newer than this engine reads (5)"),
+        ("newer.json", &|v| v["schema_version"] = 99.into(), "schema version 99, newer than this engine reads (6)"),
         ("older.json", &|v| drop(v.as_object_mut().unwrap().remove("schema_version")), "written by an older engine"),
         ("typo.json", &|v| v["rps"] = "fast".into(), "invalid type"),
     ];

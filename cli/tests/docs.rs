@@ -12,8 +12,8 @@
 //!
 //! A page's example that is meant to fail says so in shell (`... || test $? -eq 4`).
 
-#[macro_use]
 mod ports;
+#[macro_use]
 mod require;
 
 use ports::free_port;

@@ -7,8 +7,8 @@
 // (cli/clippy.toml) is for its code.
 #![allow(clippy::too_many_lines)]
 
-#[macro_use]
 mod ports;
+#[macro_use]
 mod require;
 
 use ports::free_port;

@@ -4,8 +4,8 @@
 //! ends). Certificates are made per test with rcgen: a CA, a server certificate it signed, an
 //! expired one, and a client CA with its client certificate.
 
-#[macro_use]
 mod ports;
+#[macro_use]
 mod require;
 
 mod tls_support;

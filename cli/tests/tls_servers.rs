@@ -3,8 +3,8 @@
 //! https upstream (nginx), its pooled connections resuming their sessions. Counts are checked
 //! against nginx's own.
 
-#[macro_use]
 mod ports;
+#[macro_use]
 mod require;
 
 mod tls_support;

@@ -78,6 +78,7 @@ pub(crate) fn run_ordered(
         }
     }
     let (start, started) = (Instant::now(), SystemTime::now());
+    control.steering.attach(plan, start);
     fleet.start_all(start);
 
     let mut collector = Collector::new(plan, control, start, started);

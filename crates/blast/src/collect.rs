@@ -169,7 +169,7 @@ impl<'p> Collector<'p> {
         let interval_s = self.plan.interval.as_secs_f64();
         // The last interval is cut short by the end of the run.
         let elapsed = (seq as f64 * interval_s).min(self.start.elapsed().as_secs_f64());
-        let target = self.plan.level_at(elapsed);
+        let target = self.control.steering.level_at(elapsed).unwrap_or_else(|| self.plan.level_at(elapsed));
         let mut point = Point::new(elapsed, (elapsed - self.prev_elapsed).max(1e-3), target, &p.totals);
         point.busy = (p.busy.iter().copied().fold(0.0, f64::max) * 1000.0).round() / 1000.0;
         self.totals.add_interval(&p.totals);
@@ -256,7 +256,8 @@ impl<'p> Collector<'p> {
                 summary.iterations = self.totals.iterations.as_deref().map(|it| IterationSummary::new(it, ran_s));
             }
         }
-        if let Some(expected) = plan.expected_requests_until(ran_s) {
+        let steered = self.control.steering.scheduled_until(ran_s);
+        if let Some(expected) = steered.or_else(|| plan.expected_requests_until(ran_s)) {
             let mut schedule = Schedule::new(expected, ran_s, &self.totals, elapsed);
             // Arrival-rate flows schedule iterations, not requests.
             if let Some(it) =
@@ -284,6 +285,7 @@ impl<'p> Collector<'p> {
             ));
         }
         summary.interrupted = self.control.is_interrupted();
+        summary.interventions = self.control.steering.interventions();
         summary.connect_s = (connect_s * 1000.0).round() / 1000.0;
         let unix_s = self.started.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
         summary.start_unix_s = (unix_s * 1000.0).round() / 1000.0;

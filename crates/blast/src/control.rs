@@ -7,6 +7,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::shard;
+use crate::steer::{Change, RunState, SteerError, Steering};
+use engine_results::summary::Intervention;
 
 /// After a stop, how long past its drain a shard may take to send its last snapshot
 /// before it counts as stuck.
@@ -15,11 +17,19 @@ pub(crate) const LAST_WORD: Duration = Duration::from_millis(400);
 pub const STOP_WITHIN: Duration = shard::DRAIN_INTERRUPTED.saturating_add(LAST_WORD);
 
 /// Stops a run from another thread (a Ctrl-C handler, say). Cheap to clone.
-#[derive(Debug, Clone, Default)]
+#[derive(Clone, Default)]
 pub struct Control {
     pub(crate) stop: Arc<AtomicBool>,
     /// The stop was the plan's own (a stress run that found its limit), not an interrupt.
     planned: Arc<AtomicBool>,
+    /// Changes made while it runs (the control API).
+    pub(crate) steering: Arc<Steering>,
+}
+
+impl std::fmt::Debug for Control {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Control").field("stopped", &self.is_stopped()).finish_non_exhaustive()
+    }
 }
 
 impl Control {
@@ -41,6 +51,25 @@ impl Control {
     pub fn finish(&self) {
         self.planned.store(true, Ordering::Relaxed);
         self.stop();
+    }
+
+    /// Changes the running blast (the control API): a rate, connections, a pause, a resume
+    /// from the next whole second, or a stop now (as the planned end would). Recorded in the
+    /// summary's `interventions`.
+    pub fn steer(&self, change: Change) -> Result<Intervention, SteerError> {
+        if self.is_stopped() && change == Change::Stop {
+            return Err(SteerError::Stopped);
+        }
+        let done = self.steering.steer(change)?;
+        if change == Change::Stop {
+            self.finish();
+        }
+        Ok(done)
+    }
+
+    /// Where the run is and what was changed; `None` before the load starts.
+    pub fn run_state(&self) -> Option<RunState> {
+        self.steering.state()
     }
 
     /// Stopped by [`Control::stop`] (Ctrl-C, say) rather than by [`Control::finish`].

@@ -42,8 +42,14 @@ impl Fleet {
         for (index, &cpu) in plan.shard_cpus.iter().enumerate() {
             let (start_tx, start_rx) = mpsc::channel();
             fleet.start_txs.push(start_tx);
-            let cfg =
-                ShardConfig { index, plan: plan_arc.clone(), tx: tx.clone(), start_rx, stop: control.stop.clone() };
+            let cfg = ShardConfig {
+                index,
+                plan: plan_arc.clone(),
+                tx: tx.clone(),
+                start_rx,
+                stop: control.stop.clone(),
+                steering: control.steering.clone(),
+            };
             let heartbeat = Heartbeat::new();
             fleet.heartbeats.push(heartbeat.clone());
             let spawned = Executor::new(format!("blast-{index}"), Placement::Fixed(cpu))

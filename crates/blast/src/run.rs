@@ -205,6 +205,8 @@ impl<'a> Run<'a> {
             judges.push(p);
         }
         if let Some(p) = self.profile.as_mut() {
+            // A profile judges the levels it planned: changing them would judge the wrong ones.
+            control.steering.fixed_levels();
             judges.push(p);
         }
         judges.push(&mut self.thresholds);

@@ -119,6 +119,19 @@ impl Profile {
         from
     }
 
+    /// Its stages as `(begin, end, level at begin, level at end)`, seconds from the start.
+    pub fn segments(&self) -> Vec<(f64, f64, f64, f64)> {
+        let mut segments = Vec::with_capacity(self.stages.len());
+        let (mut begin, mut from) = (0.0, self.start);
+        for st in &self.stages {
+            let end = begin + st.duration.as_secs_f64();
+            segments.push((begin, end, from, st.target));
+            begin = end;
+            from = st.target;
+        }
+        segments
+    }
+
     /// The area under the profile: for a rate, the requests the schedule asks for.
     pub fn integral(&self) -> f64 {
         self.integral_until(f64::INFINITY)
@@ -172,16 +185,19 @@ pub struct Arrivals {
 impl Arrivals {
     /// Shard `index` of `shards`' part of the schedule of `profile` (a rate over time).
     pub fn new(profile: Profile, index: usize, shards: usize) -> Self {
-        let mut segments = Vec::with_capacity(profile.stages.len());
-        let (mut begin, mut from) = (0.0, profile.start);
-        for st in &profile.stages {
-            let end = begin + st.duration.as_secs_f64();
-            segments.push((begin, end, from, st.target));
-            begin = end;
-            from = st.target;
-        }
+        let segments = profile.segments();
         let total = scheduled(profile.integral());
         Self { segments, total, next: index as u64, step: shards.max(1) as u64 }
+    }
+
+    /// The rest of the schedule follows `segments` (a run steered through the control API).
+    /// The arrivals already handed out keep their times; the numbering goes on where it was,
+    /// which is exact when the change lies after every arrival handed out (the control API
+    /// sets changes a whole second ahead) and the segments agree with the old ones before it.
+    pub fn resegment(&mut self, segments: Vec<(f64, f64, f64, f64)>) {
+        let area: f64 = segments.iter().map(|&(b0, b1, r0, r1)| (r0 + r1) / 2.0 * (b1 - b0)).sum();
+        self.total = scheduled(area);
+        self.segments = segments;
     }
 
     /// Every arrival of this shard's part has been handed out.
@@ -206,6 +222,9 @@ impl Arrivals {
         for &(b0, b1, r0, r1) in &self.segments {
             if need <= 0.0 {
                 return t;
+            }
+            if b1 <= b0 {
+                continue;
             }
             let slope = (r1 - r0) / (b1 - b0);
             let area = (r0 + r1) / 2.0 * (b1 - b0);

@@ -13,6 +13,7 @@ use engine_runtime::tick;
 
 use crate::plan::Plan;
 use crate::state::Shard;
+use crate::steer::Steering;
 
 /// How long in-flight requests may still complete after the run's end (capped by
 /// `--timeout`); after that they are abandoned and counted as such.
@@ -62,6 +63,8 @@ pub(crate) struct ShardConfig {
     /// The run's common start, sent by the collector once every shard is ready.
     pub start_rx: mpsc::Receiver<Instant>,
     pub stop: Arc<AtomicBool>,
+    /// Changes made through the control API (read once a control tick).
+    pub steering: Arc<Steering>,
 }
 
 /// Takes snapshots: the interval's figures and how busy the thread was.
@@ -98,7 +101,8 @@ pub(crate) async fn run(cfg: ShardConfig) {
     let conns = cfg.plan.shard_conns(cfg.index) as usize * cfg.plan.streams();
     let shard = Shard::new(cfg.plan.clone(), cfg.index, seed(cfg.index));
     shard.admit(0.0);
-    let ramps = cfg.plan.admission_varies();
+    let mut ramps = cfg.plan.admission_varies();
+    let mut seen = 0;
     let tasks: Vec<_> = (0..conns).map(|i| glommio::spawn_local(crate::conn::run(shard.clone(), i))).collect();
     let sweeper = glommio::spawn_local(sweep(shard.clone()));
 
@@ -116,6 +120,10 @@ pub(crate) async fn run(cfg: ShardConfig) {
         }
         if now >= end {
             break false;
+        }
+        if let Some(course) = cfg.steering.changed(&mut seen) {
+            shard.steer(course);
+            ramps = true;
         }
         if ramps {
             shard.admit((now - start).as_secs_f64());

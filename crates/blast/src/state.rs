@@ -19,6 +19,7 @@ use crate::h2req::H2Request;
 use crate::link::Link;
 use crate::plan::{split, Model, Plan};
 use crate::schedule::{Arrivals, Picker};
+use crate::steer::Course;
 
 /// One read buffer per shard, shared by its connections in turn: large enough for a whole
 /// response head ([`engine_http::MAX_HEAD`]) and for bulk body reads.
@@ -121,6 +122,8 @@ struct ShardPart {
     active: Cell<u64>,
     /// The open model's arrival schedule (seconds after the part's start).
     arrivals: Option<RefCell<Arrivals>>,
+    /// The level the control API set (closed model: connections), instead of the plan's.
+    steered: RefCell<Option<Course>>,
     /// Which of its requests comes next (an index among its own).
     picker: RefCell<Picker>,
     /// Which of its flows a user starts next (an index among its own).
@@ -138,6 +141,8 @@ pub(crate) struct Shard {
     finishing: Cell<bool>,
     /// Due times taken from the schedule whose request has not started yet.
     due_held: Cell<u64>,
+    /// Counts the control API's changes this shard has applied.
+    steered_seq: Cell<u64>,
     /// Users that owe their flow's teardown steps (the drain waits for them).
     owed: Cell<u64>,
     connect_gate: Semaphore,
@@ -193,6 +198,7 @@ impl Shard {
                 conns,
                 active: Cell::new(0),
                 arrivals,
+                steered: RefCell::new(None),
                 picker: RefCell::new(Picker::new(plan.requests[p.requests.clone()].iter().map(|r| r.weight))),
                 flow_picker: RefCell::new(Picker::new(plan.flows[p.flows.clone()].iter().map(|f| f.weight))),
             });
@@ -209,6 +215,7 @@ impl Shard {
             tls: plan.tls.as_ref().map(|t| t.client.for_shard()),
             read_buf: RefCell::new(vec![0u8; READ_BUF].into_boxed_slice()),
             running: Cell::new(true),
+            steered_seq: Cell::new(0),
             finishing: Cell::new(false),
             due_held: Cell::new(0),
             owed: Cell::new(0),
@@ -392,12 +399,51 @@ impl Shard {
     pub fn admit(&self, t: f64) {
         for (k, p) in self.plan.parts.iter().enumerate() {
             let conns = self.parts[k].conns as u64;
+            let steered = self.parts[k].steered.borrow().as_ref().map(|c| c.at(t - p.start.as_secs_f64()));
             let n = match p.model {
-                Model::Closed(_) => split(p.level_at(t).round() as u64, self.shards as usize, self.index as usize),
+                Model::Closed(_) => {
+                    let level = steered.unwrap_or_else(|| p.level_at(t));
+                    split(level.round() as u64, self.shards as usize, self.index as usize)
+                }
                 Model::Open(_) => conns,
             };
             self.set_active(k, n.min(conns));
         }
+    }
+
+    /// The run follows `course` from now on (the control API; one part only): the open
+    /// model's schedule, or the closed model's connections at the next [`Shard::admit`].
+    pub fn steer(&self, course: Course) {
+        let p = &self.parts[0];
+        if let Some(a) = &p.arrivals {
+            a.borrow_mut().resegment(course.segments().to_vec());
+        }
+        *p.steered.borrow_mut() = Some(course);
+        self.steered_seq.set(self.steered_seq.get() + 1);
+        for slot in &self.slots[p.first..p.first + p.conns * self.streams] {
+            if let Some(w) = slot.waker.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Open model, a steered run: connection `slot`'s schedule ran out, so it waits for the
+    /// next change (a resume, a higher rate). False when none can come: the run was not
+    /// steered, or its time is up.
+    pub async fn await_change(&self, slot: usize) -> bool {
+        if self.parts[self.part_of(slot)].steered.borrow().is_none() || !self.running.get() {
+            return false;
+        }
+        let seen = self.steered_seq.get();
+        poll_fn(|cx| {
+            if self.steered_seq.get() != seen || !self.running.get() {
+                Poll::Ready(self.running.get())
+            } else {
+                self.slots[slot].waker.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
     }
 
     /// Sets how many of a part's connections may run, waking the ones a ramp-up admits.

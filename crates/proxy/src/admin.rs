@@ -10,7 +10,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use engine_runtime::endpoint::{Endpoint, Reply, Request};
+use engine_runtime::endpoint::{guard, Endpoint, Reply, Request};
 
 use crate::faults::{FaultError, Rule};
 use crate::{ProxyError, Shared};
@@ -41,41 +41,16 @@ fn error(status: u16, message: impl std::fmt::Display) -> Reply {
     json(status, &serde_json::json!({ "error": message.to_string() }))
 }
 
-/// `localhost` or an IP literal, with or without a port.
-fn host_is_literal(host: &[u8]) -> bool {
-    let Ok(host) = std::str::from_utf8(host) else { return false };
-    let name = if let Some(rest) = host.strip_prefix('[') {
-        match rest.split_once(']') {
-            Some((ip, "")) => ip,
-            Some((ip, port)) if port.starts_with(':') => ip,
-            _ => return false,
-        }
-    } else {
-        host.rsplit_once(':').map_or(host, |(h, _)| h)
-    };
-    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
-}
-
-/// Compares without stopping at the first difference, so timing does not leak the token
-/// (its length is not secret).
-pub(crate) fn same_secret(a: &[u8], b: &[u8]) -> bool {
-    use subtle::ConstantTimeEq as _;
-    a.ct_eq(b).into()
-}
+pub(crate) use engine_runtime::endpoint::same_secret;
 
 /// `ok` while every shard beats; 503 naming the shards that died or stopped beating, so a
 /// liveness probe restarts a proxy that still accepts on a dead shard's port share.
 fn healthz(shared: &Shared) -> Reply {
     let faults = shared.unhealthy();
     if faults.is_empty() {
-        return Reply { status: 200, content_type: "text/plain", body: b"ok\n".to_vec(), extra: "" };
+        return Reply::new(200, "text/plain", "ok\n");
     }
-    Reply {
-        status: 503,
-        content_type: "text/plain",
-        body: format!("unhealthy: {}\n", faults.join("; ")).into_bytes(),
-        extra: "",
-    }
+    Reply::new(503, "text/plain", format!("unhealthy: {}\n", faults.join("; ")))
 }
 
 fn route(shared: &Shared, token: Option<&str>, req: &Request<'_>) -> Reply {
@@ -83,28 +58,10 @@ fn route(shared: &Shared, token: Option<&str>, req: &Request<'_>) -> Reply {
     if path == "/healthz" && req.method == "GET" {
         return healthz(shared);
     }
-    if !req.header("host").is_some_and(host_is_literal) {
-        return error(403, "Host must be an IP address or localhost");
-    }
-    if let Some(token) = token {
-        let given = req.header("authorization").and_then(|v| v.strip_prefix(b"Bearer "));
-        if !given.is_some_and(|g| same_secret(g, token.as_bytes())) {
-            let mut r = error(401, "missing or wrong bearer token");
-            r.extra = "WWW-Authenticate: Bearer\r\n";
-            return r;
-        }
-    }
-    let mutation = req.method != "GET" && req.method != "HEAD";
-    if mutation {
-        if ["origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest"].iter().any(|h| req.header(h).is_some()) {
-            return error(403, "changes are refused from browsers; use curl or a script");
-        }
-        let is_json = req.header("content-type").is_some_and(|v| {
-            v.split(|&b| b == b';').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"application/json"))
-        });
-        if !body.is_empty() && !is_json {
-            return error(415, "send the body as Content-Type: application/json");
-        }
+    if let Err(refused) = guard(req, token, false) {
+        let mut r = error(refused.status, refused.message);
+        r.extra = refused.challenge();
+        return r;
     }
     match (req.method, path) {
         ("GET", "/faults") => json(200, shared.book.rules().as_ref()),
@@ -125,35 +82,8 @@ fn route(shared: &Shared, token: Option<&str>, req: &Request<'_>) -> Reply {
             Err(e) => error(404, e),
         },
         ("GET", "/stats") => json(200, &shared.report()),
-        ("GET", "/metrics") => Reply {
-            status: 200,
-            content_type: "text/plain; version=0.0.4; charset=utf-8",
-            body: shared.metrics().into_bytes(),
-            extra: "",
-        },
+        ("GET", "/metrics") => Reply::new(200, "text/plain; version=0.0.4; charset=utf-8", shared.metrics()),
         (_, "/faults" | "/faults/reset" | "/stats" | "/metrics" | "/healthz") => error(405, "method not allowed"),
         _ => error(404, "no such endpoint; see GET /faults, /stats, /metrics, /healthz"),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn hosts_that_dns_rebinding_cannot_forge() {
-        for ok in ["127.0.0.1:9901", "localhost", "LOCALHOST:1", "[::1]:9901", "10.1.2.3"] {
-            assert!(host_is_literal(ok.as_bytes()), "{ok}");
-        }
-        for bad in ["evil.example:9901", "evil.example", "[::1", ""] {
-            assert!(!host_is_literal(bad.as_bytes()), "{bad}");
-        }
-    }
-
-    #[test]
-    fn secrets_compare_whole() {
-        assert!(same_secret(b"abc", b"abc"));
-        assert!(!same_secret(b"abc", b"abd"));
-        assert!(!same_secret(b"abc", b"abcd"));
     }
 }

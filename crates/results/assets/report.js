@@ -177,6 +177,10 @@
         name, n.method, n.weight, n.requests, n.rps.toFixed(1), ms(n.latency_ms.p50), ms(n.latency_ms.p95), ms(n.latency_ms.p99),
         n.errors.total, Object.entries(n.status).map(([k, v]) => k + ": " + v).join(", ")]))
     : el("p", {}, "One request (no scenario)."));
+  if ((S.interventions || []).length) {
+    section("Interventions", el("div", { id: "interventions" }, table(["at", "what", "from", "to"],
+      S.interventions.map((i) => [i.at_s + " s", i.what, String(i.from), String(i.to)]))));
+  }
   section("Thresholds", (S.thresholds || []).length
     ? el("div", { id: "thresholds" }, table(["expression", "result", "measured"], S.thresholds.map((h) => [h.expr, h.pass ? "PASS" : "FAIL", measured(h.expr, h.value)])))
     : el("p", {}, "No thresholds were set."));

@@ -199,7 +199,8 @@ pub fn read_summary(path: &Path) -> Result<Summary, FolderError> {
 }
 
 /// An older summary in today's shape, with what its version could not have measured: schema
-/// 1 had no TLS, so it had no TLS errors; before 4 no checks; before 5 no HTTP/2 or gRPC.
+/// 1 had no TLS, so it had no TLS errors; before 4 no checks; before 5 no HTTP/2 or gRPC;
+/// before 6 no control API.
 fn upgrade(mut value: serde_json::Value) -> serde_json::Value {
     let version = |v: &serde_json::Value| v.get("schema_version").and_then(serde_json::Value::as_u64);
     if version(&value) == Some(1) {
@@ -217,6 +218,10 @@ fn upgrade(mut value: serde_json::Value) -> serde_json::Value {
     if version(&value) == Some(4) {
         no_errors_of(&mut value, &["reset_stream", "h2", "grpc"]);
         value["schema_version"] = 5.into();
+    }
+    // Schema 6 added only `interventions`, absent when a run was not steered.
+    if version(&value) == Some(5) {
+        value["schema_version"] = 6.into();
     }
     value
 }

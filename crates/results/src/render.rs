@@ -130,6 +130,9 @@ fn verdict_lines(o: &mut String, s: &Summary) {
             measured(&f.expr, f.value)
         );
     }
+    if !s.interventions.is_empty() {
+        let _ = writeln!(o, "  {:<12}{}", "interventions:", interventions(&s.interventions));
+    }
     for w in &s.warnings {
         let _ = writeln!(o, "  warning: {w}");
     }
@@ -183,6 +186,17 @@ fn error_rate(s: &Summary) -> f64 {
 }
 
 /// A measured value in the unit of its expression: `1.230%`, `950.0/s`, `12.50ms`.
+/// Changes made through the control API, in one line: `rate 1000 → 3000 at 3 s, stop at 6.0 s`.
+fn interventions(list: &[crate::summary::Intervention]) -> String {
+    list.iter()
+        .map(|i| match i.what.as_str() {
+            "stop" => format!("stop at {:.1} s", i.at_s),
+            what => format!("{what} {} → {} at {} s", i.from, i.to, i.at_s),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 fn measured(expr: &str, v: f64) -> String {
     let parsed = crate::thresholds::Expr::parse(expr);
     match parsed.as_ref().map(|e| e.metric) {
@@ -367,6 +381,9 @@ pub fn markdown(s: &Summary, command: &str, started: SystemTime) -> String {
     let _ = writeln!(o, "- command: `{command}`");
     if s.interrupted {
         let _ = writeln!(o, "- **interrupted** before the planned end");
+    }
+    if !s.interventions.is_empty() {
+        let _ = writeln!(o, "- **steered** through the control API: {}", interventions(&s.interventions));
     }
     if let Some(f) = &s.stopped_by {
         let _ = writeln!(

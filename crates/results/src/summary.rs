@@ -14,7 +14,7 @@ use crate::stats::{ErrorKind, Totals};
 
 /// The version of the summary's shape. Raise it when a field is added, removed or changes
 /// meaning.
-pub const SCHEMA_VERSION: u32 = 5;
+pub const SCHEMA_VERSION: u32 = 6;
 
 /// One of `count` processes that together run one plan; `index` counts from 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -554,6 +554,19 @@ pub struct ShardLoad {
     pub busy_max: f64,
 }
 
+/// A change made to a running blast (`POST /run/...`): from when, what, from which level to
+/// which (connections in the closed model, requests a second in the open one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Intervention {
+    /// Seconds after the start when it took effect.
+    pub at_s: f64,
+    /// `rate`, `conns`, `pause`, `resume` or `stop`.
+    pub what: String,
+    pub from: f64,
+    pub to: f64,
+}
+
 /// The run's summary; serialises to the summary JSON of the contract.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -631,6 +644,9 @@ pub struct Summary {
     pub abandoned: u64,
     /// The run was stopped by an interrupt before its planned end.
     pub interrupted: bool,
+    /// Changes a person made to the running blast through its control API, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub interventions: Vec<Intervention>,
     pub timeseries: Vec<Point>,
     /// Anything that makes the figures less than complete (a failed shard, say).
     pub warnings: Vec<String>,
@@ -693,6 +709,7 @@ impl Summary {
             stopped_by: None,
             abandoned: c.abandoned,
             interrupted: false,
+            interventions: Vec::new(),
             timeseries: Vec::new(),
             warnings: Vec::new(),
         }

@@ -1,7 +1,9 @@
-//! The one small HTTP server of `engine`'s control surfaces: the blast's `/metrics` and the
-//! proxy's admin API. One request per connection on its own unpinned executor (a slow or
-//! hostile client never delays a shard), parsed by the engine's strict request parser, with
-//! one deadline for the whole request and a bound on its body. The caller routes.
+//! The one small HTTP server of `engine`'s control surfaces: the blast's `/metrics`, control
+//! API and live page, and the proxy's admin API. One request per connection on its own
+//! unpinned executor (a slow or hostile client never delays a shard), parsed by the engine's
+//! strict request parser, with one deadline for the whole request and a bound on its body.
+//! The caller routes; [`guard`] holds the rules of who may ask. A reply may be a stream of
+//! server-sent events ([`Feed`]): the connection then stays open while the feed lasts.
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -44,11 +46,33 @@ pub struct Reply {
     pub content_type: &'static str,
     pub body: Vec<u8>,
     pub extra: &'static str,
+    /// Server-sent events to follow the head (`text/event-stream`), instead of a body.
+    pub stream: Option<Arc<dyn Feed>>,
 }
+
+/// Events for a server-sent event stream, read by each client at its own pace.
+pub trait Feed: Send + Sync {
+    /// The events after mark `seen` (0 at first), as event-stream text, and the new mark;
+    /// `None` once the feed has ended and the client has had everything.
+    fn after(&self, seen: u64) -> Option<(String, u64)>;
+}
+
+/// How often a stream looks for new events.
+const FEED_POLL: Duration = Duration::from_millis(100);
+/// A stream client that takes nothing for this long is dropped (a stalled tab, say); what
+/// it holds meanwhile is one socket buffer, never a queue in the engine.
+const STALLED_AFTER: Duration = Duration::from_secs(15);
+/// An idle stream sends a comment this often, so proxies between keep it open.
+const KEEPALIVE: Duration = Duration::from_secs(15);
 
 impl Reply {
     pub fn new(status: u16, content_type: &'static str, body: impl Into<Vec<u8>>) -> Reply {
-        Reply { status, content_type, body: body.into(), extra: "" }
+        Reply { status, content_type, body: body.into(), extra: "", stream: None }
+    }
+
+    /// A stream of server-sent events from `feed`.
+    pub fn events(feed: Arc<dyn Feed>) -> Reply {
+        Reply { stream: Some(feed), ..Reply::new(200, "text/event-stream", Vec::new()) }
     }
 
     /// A status with no body.
@@ -57,6 +81,13 @@ impl Reply {
     }
 
     fn write(&self) -> Vec<u8> {
+        if self.stream.is_some() {
+            return format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\nCache-Control: no-store\r\n{}Connection: close\r\n\r\n",
+                self.extra
+            )
+            .into_bytes();
+        }
         let mut out = format!(
             "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\nCache-Control: no-store\r\n{}Connection: close\r\n\r\n",
             self.status,
@@ -176,7 +207,106 @@ where
             }
         }
     };
-    let _ = stream.write_all(&reply.write()).await;
+    if stream.set_write_timeout(Some(STALLED_AFTER)).is_err() || stream.write_all(&reply.write()).await.is_err() {
+        return;
+    }
+    if let Some(feed) = reply.stream {
+        follow(&mut stream, feed.as_ref()).await;
+    }
+}
+
+/// Writes `feed`'s events as they come until it ends, the client leaves, or stalls.
+async fn follow(stream: &mut TcpStream, feed: &dyn Feed) {
+    let (mut seen, mut quiet) = (0, Instant::now());
+    loop {
+        let Some((text, mark)) = feed.after(seen) else { return };
+        seen = mark;
+        let text = if text.is_empty() && quiet.elapsed() >= KEEPALIVE { ": keepalive\n\n".to_string() } else { text };
+        if !text.is_empty() {
+            if stream.write_all(text.as_bytes()).await.is_err() {
+                return;
+            }
+            quiet = Instant::now();
+        }
+        glommio::timer::sleep(FEED_POLL).await;
+    }
+}
+
+/// Why [`guard`] refused a request: its status and the reason to give.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Refused {
+    pub status: u16,
+    pub message: &'static str,
+}
+
+impl Refused {
+    /// The header a 401 carries.
+    pub fn challenge(&self) -> &'static str {
+        if self.status == 401 {
+            "WWW-Authenticate: Bearer\r\n"
+        } else {
+            ""
+        }
+    }
+}
+
+/// The rules of a control surface that changes what the engine does: `Host` must be an IP
+/// literal or `localhost` (a web page cannot reach it through DNS rebinding); with a token,
+/// `Authorization: Bearer` must carry it; a change (any method but GET and HEAD) refuses what
+/// a browser sends on another page's behalf (`Origin`, `Sec-Fetch-*`) unless `pages` allows a
+/// page of this same origin (the engine's own live page), and wants `Content-Type:
+/// application/json` when it has a body, which a cross-site form cannot set.
+pub fn guard(req: &Request<'_>, token: Option<&str>, pages: bool) -> Result<(), Refused> {
+    let Some(host) = req.header("host").filter(|h| host_is_literal(h)) else {
+        return Err(Refused { status: 403, message: "Host must be an IP address or localhost" });
+    };
+    if let Some(token) = token {
+        let given = req.header("authorization").and_then(|v| v.strip_prefix(b"Bearer "));
+        if !given.is_some_and(|g| same_secret(g, token.as_bytes())) {
+            return Err(Refused { status: 401, message: "missing or wrong bearer token" });
+        }
+    }
+    if req.method == "GET" || req.method == "HEAD" {
+        return Ok(());
+    }
+    let same_origin = req.header("origin").is_some_and(|o| {
+        o.strip_prefix(b"http://").is_some_and(|rest| rest == host)
+            && req.header("sec-fetch-site").is_none_or(|s| s == b"same-origin")
+    });
+    let from_browser =
+        ["origin", "sec-fetch-site", "sec-fetch-mode", "sec-fetch-dest"].iter().any(|h| req.header(h).is_some());
+    if from_browser && !(pages && same_origin) {
+        return Err(Refused { status: 403, message: "changes are refused from browsers; use curl or a script" });
+    }
+    let is_json = req.header("content-type").is_some_and(|v| {
+        v.split(|&b| b == b';').next().is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"application/json"))
+    });
+    if !req.body.is_empty() && !is_json {
+        return Err(Refused { status: 415, message: "send the body as Content-Type: application/json" });
+    }
+    Ok(())
+}
+
+/// `localhost` or an IP literal, with or without a port.
+fn host_is_literal(host: &[u8]) -> bool {
+    let Ok(host) = std::str::from_utf8(host) else { return false };
+    let name = if let Some(rest) = host.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((ip, "")) => ip,
+            Some((ip, port)) if port.starts_with(':') => ip,
+            _ => return false,
+        }
+    } else {
+        host.rsplit_once(':').map_or(host, |(h, _)| h)
+    };
+    name.eq_ignore_ascii_case("localhost") || name.parse::<std::net::IpAddr>().is_ok()
+}
+
+/// Compares without stopping at the first difference, so timing does not leak the token
+/// (its length is not secret).
+pub fn same_secret(a: &[u8], b: &[u8]) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.ct_eq(b).into()
 }
 
 #[cfg(test)]
@@ -194,6 +324,23 @@ mod tests {
         let mut out = String::new();
         let _ = c.read_to_string(&mut out);
         out
+    }
+
+    #[test]
+    fn hosts_that_dns_rebinding_cannot_forge() {
+        for ok in ["127.0.0.1:9901", "localhost", "LOCALHOST:1", "[::1]:9901", "10.1.2.3"] {
+            assert!(host_is_literal(ok.as_bytes()), "{ok}");
+        }
+        for bad in ["evil.example:9901", "evil.example", "[::1", ""] {
+            assert!(!host_is_literal(bad.as_bytes()), "{bad}");
+        }
+    }
+
+    #[test]
+    fn secrets_compare_whole() {
+        assert!(same_secret(b"abc", b"abc"));
+        assert!(!same_secret(b"abc", b"abd"));
+        assert!(!same_secret(b"abc", b"abcd"));
     }
 
     /// The parser's refusals, the body bound, a request split across reads, the route's reply.

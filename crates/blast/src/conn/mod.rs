@@ -253,7 +253,11 @@ pub(crate) async fn run(shard: Rc<Shard>, slot: usize) {
         // Open model: the next due time of the shard's schedule, waited for if it is ahead.
         // (A block, not a `drop`: a moved-from local still takes room in the task's state.)
         let due = {
-            let Some(held) = shard.next_due(part) else { break };
+            let held = match shard.next_due(part) {
+                Some(held) => held,
+                None if shard.await_change(slot).await => continue,
+                None => break,
+            };
             let due = held.as_ref().map(|(due, _)| *due);
             if let Some(due) = due {
                 if flows && Instant::now() > due + START_SLACK {

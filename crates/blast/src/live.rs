@@ -1,0 +1,293 @@
+//! Watching and steering a running blast (issue 32): the live page (`GET /`), its
+//! server-sent events (`GET /events`, one frame a second), and the control API (`GET /run`,
+//! `POST /run/rate`, `/run/conns`, `/run/pause`, `/run/resume`, `/run/stop`), on one address
+//! of the engine's control endpoint.
+//!
+//! Nothing on the request path changes: [`LiveFeed`] is an observer of the per-second
+//! intervals the other observers get, and keeps the frames a page needs to draw the run so
+//! far (at most [`HISTORY`]); each client reads them at its own pace from its own task on the
+//! endpoint's executor, so a client that stops reading holds one socket buffer and is dropped,
+//! and never slows a shard.
+
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use engine_results::observe::{Flow, Interval, Observer};
+use engine_results::stats::ErrorKind;
+use engine_results::Summary;
+use engine_runtime::endpoint::{guard, Endpoint, Feed, Reply, Request};
+use engine_runtime::listen::ListenError;
+use serde_json::json;
+
+use crate::steer::{Change, SteerError};
+use crate::Control;
+
+/// Frames kept for a page that opens late: an hour of a run at one a second.
+pub const HISTORY: usize = 3600;
+/// Largest control request body (`{"rate": 3000}`).
+const MAX_BODY: usize = 4096;
+/// Percentiles each frame carries (the page shows those `?p=` asks for among them).
+const PERCENTILES: [f64; 7] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99];
+
+const PAGE: &str = include_str!("../assets/live.html");
+const LIVE_JS: &str = include_str!("../assets/live.js");
+const UPLOT_JS: &str = include_str!("../../results/assets/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../../results/assets/uplot/uPlot.min.css");
+
+#[derive(Default)]
+struct Frames {
+    /// Each frame's event name and JSON, newest last; `first` is the mark of the oldest.
+    kept: VecDeque<(&'static str, String)>,
+    first: u64,
+    ended: bool,
+}
+
+/// The frames of the run so far, for the page's event stream.
+#[derive(Default)]
+pub struct LiveFeed {
+    frames: Mutex<Frames>,
+    /// Cumulative counts the frames carry.
+    totals: Mutex<Cumulative>,
+}
+
+#[derive(Default)]
+struct Cumulative {
+    requests: u64,
+    errors: [u64; engine_results::stats::ERROR_KINDS],
+    classes: [u64; 6],
+}
+
+impl LiveFeed {
+    pub fn new() -> Arc<LiveFeed> {
+        Arc::new(LiveFeed::default())
+    }
+
+    fn push(&self, event: &'static str, data: &serde_json::Value) {
+        let mut f = self.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        f.kept.push_back((event, data.to_string()));
+        if f.kept.len() > HISTORY {
+            f.kept.pop_front();
+            f.first += 1;
+        }
+    }
+
+    fn frame(&self, i: &Interval<'_>) -> serde_json::Value {
+        let t = i.totals;
+        let mut c = self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        c.requests += t.counters.requests;
+        for kind in ErrorKind::ALL {
+            c.errors[kind as usize] += t.counters.errors_of(kind);
+        }
+        for (code, n) in t.counters.statuses() {
+            c.classes[(code as usize / 100).min(5)] += n;
+        }
+        let ms = |us: u64| us as f64 / 1000.0;
+        let p: serde_json::Map<String, serde_json::Value> = PERCENTILES
+            .iter()
+            .map(|&q| {
+                (
+                    q.to_string(),
+                    json!(if t.latency.is_empty() { None } else { Some(ms(t.latency.value_at_quantile(q / 100.0))) }),
+                )
+            })
+            .chain([("max".to_string(), json!(if t.latency.is_empty() { None } else { Some(ms(t.latency.max())) }))])
+            .collect();
+        let errors: serde_json::Map<String, serde_json::Value> =
+            ErrorKind::ALL.iter().map(|k| (k.name().to_string(), json!(c.errors[*k as usize]))).collect();
+        let classes: serde_json::Map<String, serde_json::Value> =
+            (1..6).map(|k| (format!("{k}xx"), json!(c.classes[k]))).collect();
+        json!({
+            "t_s": i.elapsed_s,
+            "planned_s": i.planned_s,
+            "stage": i.stage,
+            "rps": i.point.rps,
+            "target": i.point.target,
+            "sent": t.counters.sent,
+            "requests": c.requests,
+            "errors": c.errors.iter().sum::<u64>(),
+            "errors_by_kind": errors,
+            "status": classes,
+            "latency_ms": p,
+            "open": t.open,
+            "in_flight": t.in_flight,
+            "busy": i.point.busy,
+        })
+    }
+}
+
+impl Feed for LiveFeed {
+    fn after(&self, seen: u64) -> Option<(String, u64)> {
+        let f = self.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let end = f.first + f.kept.len() as u64;
+        if seen >= end {
+            return (!f.ended).then(|| (String::new(), seen));
+        }
+        let from = seen.max(f.first);
+        let mut text = String::new();
+        for (event, data) in f.kept.iter().skip((from - f.first) as usize) {
+            let _ = write!(text, "event: {event}\ndata: {data}\n\n");
+        }
+        Some((text, end))
+    }
+}
+
+/// The observer that feeds the page (a clone of the [`Arc`] the endpoint serves).
+pub struct LiveObserver(pub Arc<LiveFeed>);
+
+impl Observer for LiveObserver {
+    fn interval(&mut self, i: &Interval<'_>) -> Flow {
+        let frame = self.0.frame(i);
+        self.0.push("interval", &frame);
+        Flow::Continue
+    }
+
+    fn finish(&mut self, summary: &mut Summary) {
+        let end = json!({
+            "requests": summary.requests,
+            "rps": summary.rps,
+            "errors": summary.errors.total,
+            "interrupted": summary.interrupted,
+            "interventions": summary.interventions,
+        });
+        self.0.push("end", &end);
+        self.0.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner).ended = true;
+    }
+}
+
+/// What the endpoint serves: the control API always, the page when `feed` is given.
+pub struct Live {
+    pub control: Control,
+    pub token: Option<String>,
+    pub feed: Option<Arc<LiveFeed>>,
+}
+
+/// Why the page and the control API cannot be served as asked.
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum LiveFlagError {
+    #[error("--dashboard serves the control API too: give --control only without it, or the same address")]
+    TwoAddresses,
+    #[error("--control-token without --dashboard or --control has nothing to protect")]
+    TokenAlone,
+    #[error("{0} is not a loopback address: anyone who reaches it could steer the run; give --control-token (at least 16 characters)")]
+    NeedsToken(SocketAddr),
+    #[error("--control-token is shorter than 16 characters")]
+    ShortToken,
+}
+
+/// Where the page and the control API are served (`None`: nowhere), from `--dashboard`,
+/// `--control` and `--control-token`; the page is served when `dashboard` is given.
+pub fn address(
+    dashboard: Option<SocketAddr>,
+    control: Option<SocketAddr>,
+    token: Option<&str>,
+) -> Result<Option<SocketAddr>, LiveFlagError> {
+    let addr = match (dashboard, control) {
+        (Some(d), Some(c)) if d != c => return Err(LiveFlagError::TwoAddresses),
+        (Some(a), _) | (None, Some(a)) => a,
+        (None, None) if token.is_some() => return Err(LiveFlagError::TokenAlone),
+        (None, None) => return Ok(None),
+    };
+    match token {
+        Some(t) if t.len() < 16 => Err(LiveFlagError::ShortToken),
+        None if !addr.ip().is_loopback() => Err(LiveFlagError::NeedsToken(addr)),
+        _ => Ok(Some(addr)),
+    }
+}
+
+/// Serves `live` on `addr`.
+pub fn serve(addr: SocketAddr, live: Live) -> Result<Endpoint, ListenError> {
+    let live = Arc::new(live);
+    Endpoint::serve(
+        "blast-control",
+        addr,
+        MAX_BODY,
+        |status, message| error(status, message),
+        move |req| route(&live, req),
+    )
+}
+
+fn json_reply(status: u16, value: &impl serde::Serialize) -> Reply {
+    let mut body = serde_json::to_vec_pretty(value).unwrap_or_default();
+    body.push(b'\n');
+    Reply::new(status, "application/json", body)
+}
+
+fn error(status: u16, message: impl std::fmt::Display) -> Reply {
+    json_reply(status, &json!({ "error": message.to_string() }))
+}
+
+impl LiveFeed {
+    /// The frames so far as one JSON array of `{event, data}`, for the page to draw at once.
+    fn history(&self) -> String {
+        let f = self.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut out = String::from("[");
+        for (i, (event, data)) in f.kept.iter().enumerate() {
+            let _ = write!(out, "{}{{\"event\":\"{event}\",\"data\":{data}}}", if i > 0 { "," } else { "" });
+        }
+        out.push(']');
+        out
+    }
+}
+
+/// The page, with the run so far in it: it draws at once, then follows the events. The JSON
+/// sits in a `<script type="application/json">`, so only `</` needs escaping.
+fn page(feed: &LiveFeed) -> String {
+    PAGE.replace("/*HISTORY*/", &feed.history().replace("</", "<\\/"))
+        .replace("/*UPLOT_CSS*/", UPLOT_CSS)
+        .replace("/*UPLOT_JS*/", UPLOT_JS)
+        .replace("/*LIVE_JS*/", LIVE_JS)
+}
+
+/// The number a change's body gives (`{"rate": 3000}`).
+fn number(body: &[u8], field: &str) -> Result<f64, Reply> {
+    let v: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| error(400, format!("send {{\"{field}\": N}} as JSON: {e}")))?;
+    v.get(field).and_then(serde_json::Value::as_f64).ok_or_else(|| error(400, format!("send {{\"{field}\": N}}")))
+}
+
+fn route(live: &Live, req: &Request<'_>) -> Reply {
+    let pages = live.feed.is_some();
+    if let Err(refused) = guard(req, live.token.as_deref(), pages) {
+        let mut r = error(refused.status, refused.message);
+        r.extra = refused.challenge();
+        return r;
+    }
+    let change = match (req.method, req.path, &live.feed) {
+        ("GET", "/", Some(feed)) => return Reply::new(200, "text/html; charset=utf-8", page(feed)),
+        ("GET", "/events", Some(feed)) => return Reply::events(feed.clone()),
+        ("GET", "/run", _) => {
+            return match live.control.run_state() {
+                Some(state) => json_reply(200, &state),
+                None => error(409, SteerError::NotStarted),
+            };
+        }
+        ("POST", "/run/rate", _) => match number(req.body, "rate") {
+            Ok(r) => Change::Rate(r),
+            Err(reply) => return reply,
+        },
+        ("POST", "/run/conns", _) => match number(req.body, "conns") {
+            Ok(n) if n >= 0.0 && n.fract() == 0.0 => Change::Conns(n as u64),
+            Ok(_) => return error(400, "connections are a whole number, 0 or more"),
+            Err(reply) => return reply,
+        },
+        ("POST", "/run/pause", _) => Change::Pause,
+        ("POST", "/run/resume", _) => Change::Resume,
+        ("POST", "/run/stop", _) => Change::Stop,
+        (_, "/run" | "/run/rate" | "/run/conns" | "/run/pause" | "/run/resume" | "/run/stop", _) => {
+            return error(405, "method not allowed");
+        }
+        _ => {
+            return error(
+                404,
+                "no such endpoint; see GET /run, POST /run/rate, /run/conns, /run/pause, /run/resume, /run/stop",
+            )
+        }
+    };
+    match live.control.steer(change) {
+        Ok(done) => json_reply(200, &done),
+        Err(e @ SteerError::Value(_)) => error(400, e),
+        Err(e) => error(409, e),
+    }
+}
