@@ -301,7 +301,11 @@ fn metric(port: u16, name: &str) -> f64 {
 
 fn rss_kib(pid: u32) -> u64 {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status.lines().find_map(|l| l.strip_prefix("VmRSS:")).and_then(|v| v.split_whitespace().next()?.parse().ok()).unwrap_or(0)
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        .unwrap_or(0)
 }
 
 /// Acceptance 1 and 2: the page, opened three times in real Chromium during a 30 s run at
@@ -319,7 +323,18 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
     let dashboard = format!("--dashboard=127.0.0.1:{port}");
     let metrics = format!("127.0.0.1:{metrics_port}");
     let mut child = blast(&[
-        &url, "-R", "2000", "-c", "32", "-d", "30s", "-q", &dashboard, "--metrics-addr", &metrics, "--out",
+        &url,
+        "-R",
+        "2000",
+        "-c",
+        "32",
+        "-d",
+        "30s",
+        "-q",
+        &dashboard,
+        "--metrics-addr",
+        &metrics,
+        "--out",
         dir.to_str().unwrap(),
     ]);
     wait_running(port, 0.5, &mut child);

@@ -63,45 +63,48 @@ fn serve_glommio(listener: TcpListener, count: usize) -> Duration {
 }
 
 fn serve_epoll(listener: TcpListener, count: usize) -> Duration {
-    std::thread::spawn(move || {
-        pin(1);
-        let (mut s, _) = listener.accept().unwrap();
-        s.set_nodelay(true).unwrap();
-        s.set_nonblocking(true).unwrap();
-        // SAFETY: plain system calls on descriptors this thread owns; `ev` outlives them.
-        let ep = unsafe { libc::epoll_create1(0) };
-        let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
-        // SAFETY: as above.
-        unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
-        let mut buf = [0u8; MSG];
-        let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
-        let mut start = None;
-        let mut done = 0;
-        let mut have = 0;
-        while done < count {
-            match s.read(&mut buf[have..]) {
-                Ok(0) => break,
-                Ok(n) => have += n,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                    // SAFETY: `events` is writable for its length.
-                    unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, -1) };
-                    continue;
+    std::thread::Builder::new()
+        .name("wake-epoll".into())
+        .spawn(move || {
+            pin(1);
+            let (mut s, _) = listener.accept().unwrap();
+            s.set_nodelay(true).unwrap();
+            s.set_nonblocking(true).unwrap();
+            // SAFETY: plain system calls on descriptors this thread owns; `ev` outlives them.
+            let ep = unsafe { libc::epoll_create1(0) };
+            let mut ev = libc::epoll_event { events: libc::EPOLLIN as u32, u64: 0 };
+            // SAFETY: as above.
+            unsafe { libc::epoll_ctl(ep, libc::EPOLL_CTL_ADD, s.as_raw_fd(), &mut ev) };
+            let mut buf = [0u8; MSG];
+            let mut events = [libc::epoll_event { events: 0, u64: 0 }; 8];
+            let mut start = None;
+            let mut done = 0;
+            let mut have = 0;
+            while done < count {
+                match s.read(&mut buf[have..]) {
+                    Ok(0) => break,
+                    Ok(n) => have += n,
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // SAFETY: `events` is writable for its length.
+                        unsafe { libc::epoll_wait(ep, events.as_mut_ptr(), events.len() as i32, -1) };
+                        continue;
+                    }
+                    Err(e) => panic!("{e}"),
                 }
-                Err(e) => panic!("{e}"),
-            }
-            if have == MSG {
-                s.write_all(&buf).unwrap();
-                have = 0;
-                done += 1;
-                if done == 1 {
-                    start = Some(thread_cpu());
+                if have == MSG {
+                    s.write_all(&buf).unwrap();
+                    have = 0;
+                    done += 1;
+                    if done == 1 {
+                        start = Some(thread_cpu());
+                    }
                 }
             }
-        }
-        thread_cpu() - start.unwrap()
-    })
-    .join()
-    .unwrap()
+            thread_cpu() - start.unwrap()
+        })
+        .unwrap()
+        .join()
+        .unwrap()
 }
 
 fn main() {
