@@ -2,12 +2,14 @@
 //! next whole second and that second sends the new rate; connections, pause and resume in the
 //! closed model; `/run/stop` ends the run with exit 0 and a whole results folder; every change
 //! is in the summary's `interventions` and the timeline; the control API wants its token from
-//! an address other than loopback.
+//! an address other than loopback. The live page in Chromium (acceptance 1, 2), and the
+//! proxy's admin page switching a rule off (acceptance 4).
 
 // A test reads as one story from setup to the last assertion; the CLI's 60-line limit
 // (cli/clippy.toml) is for its code.
 #![allow(clippy::too_many_lines)]
 
+mod browser;
 mod ports;
 #[macro_use]
 mod require;
@@ -399,4 +401,84 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
     assert!(rss_late <= rss_early + 4096, "RSS {rss_early} KiB at 3 s, {rss_late} KiB at 19 s");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&profile);
+}
+
+/// One GET through the proxy; the status.
+fn status_of(port: u16, path: &str) -> u16 {
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    write!(c, "GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = c.read_to_string(&mut out);
+    out.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0)
+}
+
+/// Acceptance 4: in real Chromium, the proxy's admin page lists a rule that aborts every
+/// request with 503; a click on its switch turns it off, and the next requests are unfaulted.
+#[test]
+fn the_proxy_page_switches_a_rule_off() {
+    require!("chromium");
+    let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let (listen, admin) = (ports::free_port(), ports::free_port());
+    let mut proxy = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["proxy", "--listen", &format!("127.0.0.1:{listen}"), "--admin", &format!("127.0.0.1:{admin}")])
+        .args(["--upstream", &t.local_addr().to_string(), "--shards", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", admin)).is_err() {
+        assert!(Instant::now() < deadline, "the proxy's admin API never listened");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let rule = r#"{"id": "outage", "match": {"path_prefix": "/api"}, "action": {"abort": {"status": 503}}}"#;
+    assert_eq!(ask(admin, "POST", "/faults", Some(rule)).0, 201);
+    // The shards take new rules on their next tick.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while status_of(listen, "/api/x") != 503 {
+        assert!(Instant::now() < deadline, "the rule never applied");
+    }
+    for _ in 0..4 {
+        assert_eq!(status_of(listen, "/api/x"), 503);
+    }
+    let dir = out_dir("proxy-page");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut page = browser::Browser::open(&format!("http://127.0.0.1:{admin}/"), &dir);
+    let button = r#"document.querySelector('button[data-rule="outage"][data-to="off"]')"#;
+    page.wait_for(&format!("{button} !== null"), Duration::from_secs(10));
+    // The page shows the rule's counts as /stats has them.
+    page.wait_for(
+        r#"JSON.parse(document.getElementById("now").textContent).rules[0].injected === 5"#,
+        Duration::from_secs(10),
+    );
+    page.eval(&format!("{button}.click()"));
+    page.wait_for(
+        r#"document.querySelector('button[data-rule="outage"][data-to="on"]') !== null"#,
+        Duration::from_secs(10),
+    );
+    let (_, faults) = ask(admin, "GET", "/faults", None);
+    assert!(faults.contains(r#""enabled": false"#), "{faults}");
+    // From the shards' next tick on, nothing is faulted.
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while status_of(listen, "/api/x") != 200 {
+        assert!(Instant::now() < deadline, "the rule was never switched off");
+    }
+    for _ in 0..20 {
+        assert_eq!(status_of(listen, "/api/x"), 200, "a rule switched off faults nothing");
+    }
+    // Switched on again from the page, it faults again; its counts were kept.
+    page.eval(r#"document.querySelector('button[data-rule="outage"][data-to="on"]').click()"#);
+    page.wait_for(&format!("{button} !== null"), Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(2);
+    while status_of(listen, "/api/x") != 503 {
+        assert!(Instant::now() < deadline, "the rule was never switched on again");
+    }
+    let (_, stats) = ask(admin, "GET", "/stats", None);
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    assert_eq!(stats["fault_rules"][0]["enabled"], true, "{}", stats["fault_rules"]);
+    drop(page);
+    let _ = proxy.kill();
+    let _ = proxy.wait();
+    let _ = std::fs::remove_dir_all(&dir);
 }

@@ -15,6 +15,16 @@ use engine_runtime::endpoint::{guard, Endpoint, Reply, Request};
 use crate::faults::{FaultError, Rule};
 use crate::{ProxyError, Shared};
 
+const PAGE: &str = include_str!("../assets/admin.html");
+const ADMIN_JS: &str = include_str!("../assets/admin.js");
+const UPLOT_JS: &str = include_str!("../../results/assets/uplot/uPlot.iife.min.js");
+const UPLOT_CSS: &str = include_str!("../../results/assets/uplot/uPlot.min.css");
+
+/// The admin page: `/stats` each second, and the rules with a switch each.
+fn page() -> String {
+    PAGE.replace("/*UPLOT_CSS*/", UPLOT_CSS).replace("/*UPLOT_JS*/", UPLOT_JS).replace("/*ADMIN_JS*/", ADMIN_JS)
+}
+
 /// Largest admin request body (a fault rule is far smaller).
 const MAX_BODY: usize = 256 * 1024;
 
@@ -58,7 +68,8 @@ fn route(shared: &Shared, token: Option<&str>, req: &Request<'_>) -> Reply {
     if path == "/healthz" && req.method == "GET" {
         return healthz(shared);
     }
-    if let Err(refused) = guard(req, token, false) {
+    // The admin page's own buttons are a page of this origin; other pages are refused.
+    if let Err(refused) = guard(req, token, true) {
         let mut r = error(refused.status, refused.message);
         r.extra = refused.challenge();
         return r;
@@ -77,6 +88,17 @@ fn route(shared: &Shared, token: Option<&str>, req: &Request<'_>) -> Reply {
             shared.book.reset();
             Reply::empty(204)
         }
+        ("GET", "/") => Reply::new(200, "text/html; charset=utf-8", page()),
+        ("POST", p) if p.starts_with("/faults/") && (p.ends_with("/on") || p.ends_with("/off")) => {
+            let (id, on) = match p["/faults/".len()..].rsplit_once('/') {
+                Some((id, way)) => (id, way == "on"),
+                None => return error(404, "POST /faults/ID/on or /faults/ID/off"),
+            };
+            match shared.book.switch(id, on) {
+                Ok(rule) => json(200, &rule),
+                Err(e) => error(404, e),
+            }
+        }
         ("DELETE", p) if p.starts_with("/faults/") => match shared.book.remove(&p["/faults/".len()..]) {
             Ok(()) => Reply::empty(204),
             Err(e) => error(404, e),
@@ -84,6 +106,6 @@ fn route(shared: &Shared, token: Option<&str>, req: &Request<'_>) -> Reply {
         ("GET", "/stats") => json(200, &shared.report()),
         ("GET", "/metrics") => Reply::new(200, "text/plain; version=0.0.4; charset=utf-8", shared.metrics()),
         (_, "/faults" | "/faults/reset" | "/stats" | "/metrics" | "/healthz") => error(405, "method not allowed"),
-        _ => error(404, "no such endpoint; see GET /faults, /stats, /metrics, /healthz"),
+        _ => error(404, "no such endpoint; see GET /, /faults, /stats, /metrics, /healthz"),
     }
 }

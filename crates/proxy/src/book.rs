@@ -25,6 +25,7 @@ pub struct RuleCounters {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RuleReport {
     pub id: String,
+    pub enabled: bool,
     pub matched: u64,
     pub injected: u64,
 }
@@ -157,6 +158,20 @@ impl FaultBook {
         Ok(())
     }
 
+    /// Switches rule `id` on or off; it keeps its place and its counters.
+    pub fn switch(&self, id: &str, on: bool) -> Result<Rule, FaultError> {
+        let mut book = self.lock();
+        let mut rules = book.current.rules.as_ref().clone();
+        let rule = rules
+            .iter_mut()
+            .find(|r| r.id.as_deref() == Some(id))
+            .ok_or_else(|| FaultError::NotFound(id.to_string()))?;
+        rule.enabled = on;
+        let stored = rule.clone();
+        self.publish(&mut book, rules);
+        Ok(stored)
+    }
+
     /// Removes every rule.
     pub fn reset(&self) {
         let mut book = self.lock();
@@ -184,6 +199,7 @@ impl FaultBook {
             .zip(current.counters.iter())
             .map(|(r, c)| RuleReport {
                 id: r.id.clone().unwrap_or_default(),
+                enabled: r.enabled,
                 matched: c.matched.load(Ordering::Relaxed),
                 injected: c.injected.load(Ordering::Relaxed),
             })
@@ -227,7 +243,7 @@ mod tests {
         book.current().counters[0].matched.fetch_add(5, Ordering::Relaxed);
         book.add(rule(r#"{"id": "b", "action": "hang"}"#)).unwrap();
         let (rules, _, _) = book.counts();
-        assert_eq!(rules[0], RuleReport { id: "a".into(), matched: 5, injected: 0 });
+        assert_eq!(rules[0], RuleReport { id: "a".into(), enabled: true, matched: 5, injected: 0 });
         assert_eq!(rules[1].matched, 0);
         let (one, two) = (book.activate(), book.activate());
         assert!(one.is_some() && two.is_some());

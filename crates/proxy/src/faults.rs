@@ -35,6 +35,18 @@ pub struct Rule {
     pub exclude: Vec<String>,
     #[serde(deserialize_with = "action_or_name")]
     pub action: Action,
+    /// Off: the rule stays, with its counters, but matches nothing (switched from the admin
+    /// page, or `POST /faults/ID/off`).
+    #[serde(default = "on", skip_serializing_if = "is_on")]
+    pub enabled: bool,
+}
+
+fn on() -> bool {
+    true
+}
+
+fn is_on(enabled: &bool) -> bool {
+    *enabled
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

@@ -177,12 +177,14 @@ impl ShardFaults {
         }
         self.version = v;
         let current = self.book.current();
-        // A rule that survives an edit keeps its slots and tokens: in-flight requests hold
-        // permits of the old limiter, and a rebuilt one would admit `limit` more.
+        // A rule that survives an edit (or is switched off and on) keeps its slots and tokens:
+        // in-flight requests hold permits of the old limiter, and a rebuilt one would admit
+        // `limit` more.
+        let same = |o: &Rule, r: &Rule| o == &Rule { enabled: o.enabled, ..r.clone() };
         let state = current
             .rules
             .iter()
-            .map(|r| match self.rules.iter().position(|o| o == r) {
+            .map(|r| match self.rules.iter().position(|o| same(o, r)) {
                 Some(i) => self.state[i].clone_state(),
                 None => self.build(r),
             })
@@ -261,7 +263,7 @@ impl ShardFaults {
         let now = Instant::now();
         let t_s = now.saturating_duration_since(self.start).as_secs_f64();
         for (i, (rule, state)) in self.rules.iter().zip(&self.state).enumerate() {
-            if !rule.active_at(t_s) || !rule.matches(method, path, header, self.regexes[i].as_ref()) {
+            if !rule.enabled || !rule.active_at(t_s) || !rule.matches(method, path, header, self.regexes[i].as_ref()) {
                 continue;
             }
             let counters = &self.counters[i];
