@@ -49,7 +49,7 @@ pub fn main(args: BlastArgs) -> u8 {
     }
     let control = Control::new();
     crate::signals::stop_run(&control, "the run");
-    if let Err(e) = outputs.serve_live(&args, &control) {
+    if let Err(e) = outputs.serve_live(&args, &plan, &control) {
         outputs.discard();
         return crate::fail(exit::USAGE, &e);
     }
@@ -180,7 +180,7 @@ impl Outputs {
     }
 
     /// The live page and the control API (`--dashboard`, `--control`), steering `control`.
-    fn serve_live(&mut self, args: &BlastArgs, control: &Control) -> anyhow::Result<()> {
+    fn serve_live(&mut self, args: &BlastArgs, plan: &engine_blast::Plan, control: &Control) -> anyhow::Result<()> {
         let token = args.control_token.clone();
         let Some(addr) = live::address(args.dashboard, args.control, token.as_deref())? else { return Ok(()) };
         let feed = args.dashboard.is_some().then(LiveFeed::new);
@@ -193,7 +193,7 @@ impl Outputs {
         };
         eprintln!("{line}");
         self.run_log.line(&line);
-        self.live = feed.map(LiveObserver);
+        self.live = feed.map(|f| LiveObserver::new(f, plan, control));
         self._live_server = Some(server);
         Ok(())
     }

@@ -291,6 +291,17 @@ fn chromium_dump(url: &str, profile: &std::path::Path) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
+/// The titles of the charts a page drew (its script#charts).
+fn chart_titles(dom: &str) -> Vec<String> {
+    let json = dom
+        .split(r#"<script type="application/json" id="charts">"#)
+        .nth(1)
+        .and_then(|r| r.split("</script>").next())
+        .unwrap_or_else(|| panic!("no charts in the page: {dom}"));
+    let charts: serde_json::Value = serde_json::from_str(json).unwrap();
+    charts.as_array().unwrap().iter().map(|c| c["title"].as_str().unwrap().to_string()).collect()
+}
+
 /// A counter or gauge of the blast's /metrics, summed over its series.
 fn metric(port: u16, name: &str) -> f64 {
     let (status, body) = ask(port, "GET", "/metrics", None);
@@ -350,6 +361,7 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
     let mut seen = Vec::new();
     // Chromium takes both CPUs for a second as it starts: those seconds are not the watcher's.
     let mut busy = Vec::new();
+    let mut charts = Vec::new();
     for moment in [5.0, 12.0, 19.0] {
         let from = wait_running(port, moment, &mut child)["elapsed_s"].as_f64().unwrap();
         let before = metric(metrics_port, "engine_blast_requests_total");
@@ -365,14 +377,20 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
         assert!(before <= requests && requests <= after, "page {requests}, /metrics {before} then {after}");
         assert!(now["frames"].as_u64().unwrap() >= moment as u64 - 1, "the page drew the run from its start: {now}");
         seen.push(now);
+        charts = chart_titles(&dom);
         busy.push((from, wait_running(port, 0.0, &mut child)["elapsed_s"].as_f64().unwrap() + 1.0));
     }
     let rss_late = rss_kib(pid);
+    // The live page is report.html's page: the report's charts, drawn from the run so far.
+    assert!(charts.len() >= 4 && charts.contains(&"Throughput and errors".to_string()), "{charts:?}");
     wait_running(port, 25.0, &mut child);
     assert_eq!(metric(metrics_port, "engine_blast_errors_total"), 0.0);
     let (code, _, stderr) = finish(child);
     assert_eq!(code, 0, "{stderr}");
     drop(stalled);
+    // Acceptance 5: the saved report.html is the same page, drawn from the summary.
+    let report = chromium_dump(&format!("file://{}", dir.join("report.html").display()), &profile);
+    assert_eq!(chart_titles(&report), charts, "the live page and report.html draw the same charts");
     let s = summary_of(&dir);
     for now in &seen {
         let p = point(&s, now["t_s"].as_f64().unwrap());

@@ -181,6 +181,7 @@ impl<'p> Collector<'p> {
             stage: 1 + self.stage_ends.iter().filter(|&&end| elapsed > end + 1e-9).count(),
             started: self.started,
             totals: &p.totals,
+            running: &self.totals,
             point: &point,
             busy: &p.busy,
         };

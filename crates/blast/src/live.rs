@@ -21,6 +21,7 @@ use engine_runtime::endpoint::{guard, Endpoint, Feed, Reply, Request};
 use engine_runtime::listen::ListenError;
 use serde_json::json;
 
+use crate::plan::{Model, Plan};
 use crate::steer::{Change, SteerError};
 use crate::Control;
 
@@ -31,10 +32,9 @@ const MAX_BODY: usize = 4096;
 /// Percentiles each frame carries (the page shows those `?p=` asks for among them).
 const PERCENTILES: [f64; 7] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.9, 99.99];
 
-const PAGE: &str = include_str!("../assets/live.html");
+/// What the live page adds above the report: the controls and the last second's figures.
+const TOP: &str = include_str!("../assets/live.html");
 const LIVE_JS: &str = include_str!("../assets/live.js");
-const UPLOT_JS: &str = include_str!("../../results/assets/uplot/uPlot.iife.min.js");
-const UPLOT_CSS: &str = include_str!("../../results/assets/uplot/uPlot.min.css");
 
 #[derive(Default)]
 struct Frames {
@@ -42,6 +42,9 @@ struct Frames {
     kept: VecDeque<(&'static str, String)>,
     first: u64,
     ended: bool,
+    /// The summary so far (without its time series, which the frames carry), after the
+    /// newest frame: sent after any new frames, and embedded in the page.
+    summary: Option<serde_json::Value>,
 }
 
 /// The frames of the run so far, for the page's event stream.
@@ -129,30 +132,55 @@ impl Feed for LiveFeed {
         for (event, data) in f.kept.iter().skip((from - f.first) as usize) {
             let _ = write!(text, "event: {event}\ndata: {data}\n\n");
         }
+        if let Some(summary) = f.summary.as_ref().filter(|_| !f.ended) {
+            let _ = write!(text, "event: summary\ndata: {summary}\n\n");
+        }
         Some((text, end))
     }
 }
 
-/// The observer that feeds the page (a clone of the [`Arc`] the endpoint serves).
-pub struct LiveObserver(pub Arc<LiveFeed>);
+/// The observer that feeds the page: each second's figures, and the summary so far.
+pub struct LiveObserver {
+    feed: Arc<LiveFeed>,
+    target: String,
+    conns: u64,
+    shards: usize,
+    model: engine_results::summary::Model,
+    control: Control,
+}
+
+impl LiveObserver {
+    pub fn new(feed: Arc<LiveFeed>, plan: &Plan, control: &Control) -> LiveObserver {
+        let open = plan.parts.iter().filter(|p| matches!(p.model, Model::Open(_))).count();
+        let model = match open {
+            0 => engine_results::summary::Model::Closed,
+            n if n == plan.parts.len() => engine_results::summary::Model::Open,
+            _ => engine_results::summary::Model::Mixed,
+        };
+        let (target, conns, shards) = (plan.target.url.clone(), plan.conns, plan.shard_cpus.len());
+        LiveObserver { feed, target, conns, shards, model, control: control.clone() }
+    }
+}
 
 impl Observer for LiveObserver {
     fn interval(&mut self, i: &Interval<'_>) -> Flow {
-        let frame = self.0.frame(i);
-        self.0.push("interval", &frame);
+        let mut frame = self.feed.frame(i);
+        frame["point"] = json!(i.point);
+        let mut summary = Summary::new(&self.target, self.conns, self.shards, i.running, i.elapsed_s);
+        summary.model = self.model;
+        summary.interventions = self.control.steering.interventions();
+        let summary = serde_json::to_value(&summary).unwrap_or_default();
+        self.feed.push("interval", &frame);
+        self.feed.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner).summary = Some(summary);
         Flow::Continue
     }
 
     fn finish(&mut self, summary: &mut Summary) {
-        let end = json!({
-            "requests": summary.requests,
-            "rps": summary.rps,
-            "errors": summary.errors.total,
-            "interrupted": summary.interrupted,
-            "interventions": summary.interventions,
-        });
-        self.0.push("end", &end);
-        self.0.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner).ended = true;
+        // Watchers finish after the judges: this is the summary with its verdicts, as the
+        // results folder gets it.
+        let end = serde_json::to_value(&*summary).unwrap_or_default();
+        self.feed.push("end", &end);
+        self.feed.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner).ended = true;
     }
 }
 
@@ -219,25 +247,50 @@ fn error(status: u16, message: impl std::fmt::Display) -> Reply {
 }
 
 impl LiveFeed {
-    /// The frames so far as one JSON array of `{event, data}`, for the page to draw at once.
-    fn history(&self) -> String {
+    /// The frames so far as one JSON array of `{event, data}`, and the summary to open with:
+    /// the final one once the run ended, else the summary so far with the frames' points.
+    fn history(&self) -> (String, String) {
         let f = self.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = String::from("[");
+        let mut points = Vec::with_capacity(f.kept.len());
+        let mut last = None;
         for (i, (event, data)) in f.kept.iter().enumerate() {
             let _ = write!(out, "{}{{\"event\":\"{event}\",\"data\":{data}}}", if i > 0 { "," } else { "" });
+            if *event == "interval" {
+                points.push(data.as_str());
+            } else {
+                last = Some(data.as_str());
+            }
         }
         out.push(']');
-        out
+        let summary = match (last, &f.summary) {
+            (Some(end), _) => end.to_string(),
+            (None, Some(s)) => {
+                let mut s = s.clone();
+                let points: Vec<serde_json::Value> = points
+                    .iter()
+                    .filter_map(|p| serde_json::from_str::<serde_json::Value>(p).ok().map(|v| v["point"].clone()))
+                    .collect();
+                s["timeseries"] = serde_json::Value::Array(points);
+                s["live"] = json!(true);
+                s.to_string()
+            }
+            (None, None) => String::new(),
+        };
+        (out, summary)
     }
 }
 
-/// The page, with the run so far in it: it draws at once, then follows the events. The JSON
-/// sits in a `<script type="application/json">`, so only `</` needs escaping.
+/// The page: report.html's (one page, one code to draw it), with the controls and the last
+/// second's figures on top and the run so far in it, so it draws at once, then follows the
+/// events. JSON sits in `<script type="application/json">`, so only `</` needs escaping.
 fn page(feed: &LiveFeed) -> String {
-    PAGE.replace("/*HISTORY*/", &feed.history().replace("</", "<\\/"))
-        .replace("/*UPLOT_CSS*/", UPLOT_CSS)
-        .replace("/*UPLOT_JS*/", UPLOT_JS)
-        .replace("/*LIVE_JS*/", LIVE_JS)
+    let (history, summary) = feed.history();
+    let scripts = format!(
+        "\n<script type=\"application/json\" id=\"history\">{}</script>\n<script type=\"application/json\" id=\"now\">{{}}</script>\n<script>{LIVE_JS}</script>",
+        history.replace("</", "<\\/")
+    );
+    engine_results::html::page(&summary, TOP, &scripts)
 }
 
 /// The number a change's body gives (`{"rate": 3000}`).

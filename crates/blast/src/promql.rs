@@ -346,6 +346,7 @@ mod tests {
             stage: 1,
             started: std::time::SystemTime::now(),
             totals: &totals,
+            running: &totals,
             point: &point,
             busy: &[],
         };

@@ -1,10 +1,12 @@
-// Renders report.html from the summary JSON embedded in the page. No network: uPlot is
-// inlined next to this script. What each chart shows is also written back into the page as
-// JSON (script#charts), so a test can read it without parsing pixels.
-(function () {
+// Renders a run's page from its summary: report.html from the summary embedded in it, and
+// the live page of `engine blast --dashboard` from the summary so far, each second (one page,
+// one code). No network: uPlot is inlined next to this script. What each chart shows is also
+// written back into the page as JSON (script#charts), so a test can read it without parsing
+// pixels.
+window.EngineReport = function (S) {
   "use strict";
-  const S = JSON.parse(document.getElementById("summary").textContent);
   const main = document.getElementById("main");
+  main.replaceChildren();
   const W = Math.min(1000, window.innerWidth - 40);
   const described = [];
 
@@ -36,7 +38,7 @@
   const E = S.errors;
   const attempts = S.requests + E.total - E.status - (E.check || 0) - (E.grpc || 0);
 
-  document.getElementById("title").textContent = "engine blast " + S.target;
+  document.getElementById("title").textContent = "engine blast " + S.target + (S.live ? " (live)" : "");
   const facts = [
     ["model", S.model + ", " + S.conns + " connections, " + S.shards + " shard(s)"],
     ["requests", S.requests + " in " + S.duration_s + " s (" + S.rps.toFixed(1) + " req/s)"],
@@ -184,8 +186,15 @@
   section("Thresholds", (S.thresholds || []).length
     ? el("div", { id: "thresholds" }, table(["expression", "result", "measured"], S.thresholds.map((h) => [h.expr, h.pass ? "PASS" : "FAIL", measured(h.expr, h.value)])))
     : el("p", {}, "No thresholds were set."));
-  const out = el("script", { type: "application/json", id: "charts" });
+  let out = document.getElementById("charts");
+  if (!out) {
+    out = el("script", { type: "application/json", id: "charts" });
+    document.body.append(out);
+  }
   out.textContent = JSON.stringify(described);
-  document.body.append(out);
   document.body.setAttribute("data-rendered", "ok");
+};
+(function () {
+  const embedded = document.getElementById("summary").textContent.trim();
+  if (embedded) window.EngineReport(JSON.parse(embedded));
 })();

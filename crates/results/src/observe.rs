@@ -26,6 +26,8 @@ pub struct Interval<'a> {
     /// When the load began, on the wall clock.
     pub started: SystemTime,
     pub totals: &'a Totals,
+    /// The run's totals so far, this interval's included.
+    pub running: &'a Totals,
     pub point: &'a Point,
     /// Per shard: the share of the interval its executor's thread spent on the CPU.
     pub busy: &'a [f64],

@@ -340,11 +340,12 @@ mod tests {
     /// another page; the token when there is one; JSON bodies only.
     #[test]
     fn the_guard_lets_scripts_and_the_own_page_change_and_no_other_page() {
-        let ask = |method: &'static str, headers: &[(&'static str, &'static str)], body: &'static [u8], token, pages| {
-            let hs: Vec<httparse::Header<'_>> =
-                headers.iter().map(|(n, v)| httparse::Header { name: n, value: v.as_bytes() }).collect();
-            guard(&Request { method, path: "/run/stop", headers: &hs, body }, token, pages).map_err(|r| r.status)
-        };
+        let ask =
+            |method: &'static str, headers: &[(&'static str, &'static str)], body: &'static [u8], token, pages| {
+                let hs: Vec<httparse::Header<'_>> =
+                    headers.iter().map(|(n, v)| httparse::Header { name: n, value: v.as_bytes() }).collect();
+                guard(&Request { method, path: "/run/stop", headers: &hs, body }, token, pages).map_err(|r| r.status)
+            };
         let host = ("host", "127.0.0.1:5665");
         assert_eq!(ask("POST", &[host], b"", None, false), Ok(()));
         assert_eq!(ask("POST", &[("host", "evil.example:5665")], b"", None, false), Err(403));
@@ -355,7 +356,10 @@ mod tests {
         assert_eq!(ask("POST", &other, b"", None, true), Err(403));
         assert_eq!(ask("POST", &[host, ("sec-fetch-site", "cross-site")], b"", None, true), Err(403));
         assert_eq!(ask("POST", &[host], b"{}", None, false), Err(415));
-        assert_eq!(ask("POST", &[host, ("content-type", "application/json; charset=utf-8")], b"{}", None, false), Ok(()));
+        assert_eq!(
+            ask("POST", &[host, ("content-type", "application/json; charset=utf-8")], b"{}", None, false),
+            Ok(())
+        );
         assert_eq!(ask("GET", &[host], b"", Some("secret-secret-secret"), false), Err(401));
         let bearer = [host, ("authorization", "Bearer secret-secret-secret")];
         assert_eq!(ask("GET", &bearer, b"", Some("secret-secret-secret"), false), Ok(()));
