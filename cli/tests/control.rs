@@ -66,6 +66,17 @@ fn wait_running(port: u16, at_least: f64, child: &mut Child) -> serde_json::Valu
     }
 }
 
+/// The tests that judge latency run alone; the others share the machine among themselves.
+static MACHINE: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    MACHINE.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    MACHINE.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn blast(args: &[&str]) -> Child {
     Command::new(env!("CARGO_BIN_EXE_engine"))
         .arg("blast")
@@ -102,6 +113,7 @@ fn point(s: &serde_json::Value, t_s: f64) -> &serde_json::Value {
 
 #[test]
 fn a_new_rate_holds_from_the_next_whole_second_and_is_recorded() {
+    let _machine = shared();
     let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     let url = format!("http://{}/", t.local_addr());
     let port = ports::free_port();
@@ -164,6 +176,7 @@ fn a_new_rate_holds_from_the_next_whole_second_and_is_recorded() {
 
 #[test]
 fn connections_pause_resume_and_stop_steer_a_closed_run() {
+    let _machine = shared();
     let t = Target::start(TargetConfig::loopback(Duration::from_millis(2)).unwrap()).unwrap();
     let url = format!("http://{}/", t.local_addr());
     let port = ports::free_port();
@@ -242,6 +255,7 @@ fn the_control_flags_refuse_what_would_expose_the_run() {
 /// the machine): every control request without the token is refused 401, with it answered.
 #[test]
 fn control_requests_from_another_host_need_the_token() {
+    let _machine = shared();
     require!("root", "curl");
     let script = format!(
         r#"set -e
@@ -249,6 +263,7 @@ ip link set lo up
 ip addr add 10.9.9.9/32 dev lo
 {engine} target --listen 127.0.0.1:8090 > /dev/null 2>&1 &
 T=$!
+for i in $(seq 100); do (echo > /dev/tcp/127.0.0.1/8090) 2>/dev/null && break; sleep 0.1; done
 {engine} blast http://127.0.0.1:8090/ -R 100 -c 2 -d 20s -q --out /tmp/engine-control-netns-$$ --control 0.0.0.0:5670 --control-token control-token-0123456789 > /dev/null 2>&1 &
 B=$!
 trap 'kill $T $B 2>/dev/null; rm -rf /tmp/engine-control-netns-$$' EXIT
@@ -328,6 +343,7 @@ fn rss_kib(pid: u32) -> u64 {
 /// never reads changes neither the rate nor p99, and the engine's RSS stays flat.
 #[test]
 fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing() {
+    let _machine = alone();
     require!("chromium");
     let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     let url = format!("http://{}/", t.local_addr());
@@ -435,6 +451,7 @@ fn status_of(port: u16, path: &str) -> u16 {
 /// request with 503; a click on its switch turns it off, and the next requests are unfaulted.
 #[test]
 fn the_proxy_page_switches_a_rule_off() {
+    let _machine = shared();
     require!("chromium");
     let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     let (listen, admin) = (ports::free_port(), ports::free_port());
