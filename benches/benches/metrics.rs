@@ -34,6 +34,7 @@ fn publish(c: &mut Criterion) {
         stage: 1,
         started: std::time::SystemTime::now(),
         totals: &totals,
+        running: &totals,
         point: &point,
         busy: &[0.5],
     };

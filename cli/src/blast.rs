@@ -49,7 +49,7 @@ pub fn main(args: BlastArgs) -> u8 {
     }
     let control = Control::new();
     crate::signals::stop_run(&control, "the run");
-    if let Err(e) = outputs.serve_live(&args, &plan, &control) {
+    if let Err(e) = outputs.serve_live(&args, &plan, &control, judges.judges().thresholds.clone()) {
         outputs.discard();
         return crate::fail(exit::USAGE, &e);
     }
@@ -180,7 +180,13 @@ impl Outputs {
     }
 
     /// The live page and the control API (`--dashboard`, `--control`), steering `control`.
-    fn serve_live(&mut self, args: &BlastArgs, plan: &engine_blast::Plan, control: &Control) -> anyhow::Result<()> {
+    fn serve_live(
+        &mut self,
+        args: &BlastArgs,
+        plan: &engine_blast::Plan,
+        control: &Control,
+        thresholds: Vec<engine_results::thresholds::Expr>,
+    ) -> anyhow::Result<()> {
         let token = args.control_token.clone();
         let Some(addr) = live::address(args.dashboard, args.control, token.as_deref())? else { return Ok(()) };
         let feed = args.dashboard.is_some().then(LiveFeed::new);
@@ -193,7 +199,7 @@ impl Outputs {
         };
         eprintln!("{line}");
         self.run_log.line(&line);
-        self.live = feed.map(|f| LiveObserver::new(f, plan, control));
+        self.live = feed.map(|f| LiveObserver::new(f, plan, control, thresholds));
         self._live_server = Some(server);
         Ok(())
     }

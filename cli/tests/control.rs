@@ -351,21 +351,13 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
     let dir = out_dir("page");
     let dashboard = format!("--dashboard=127.0.0.1:{port}");
     let metrics = format!("127.0.0.1:{metrics_port}");
-    let mut child = blast(&[
-        &url,
-        "-R",
-        "2000",
-        "-c",
-        "32",
-        "-d",
-        "30s",
-        "-q",
-        &dashboard,
-        "--metrics-addr",
-        &metrics,
-        "--out",
-        dir.to_str().unwrap(),
-    ]);
+    let out = dir.to_str().unwrap();
+    let mut child = blast(
+        &[&url, "-R", "2000", "-c", "32", "-d", "30s", "-q", &dashboard, "--out", out]
+            .into_iter()
+            .chain(["--metrics-addr", &metrics, "--threshold", "p99 < 10s", "--threshold", "rps > 1000000"])
+            .collect::<Vec<_>>(),
+    );
     wait_running(port, 0.5, &mut child);
     // The stalled watcher: asks for the events and never reads them.
     let mut stalled = TcpStream::connect(("127.0.0.1", port)).unwrap();
@@ -392,6 +384,10 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
         let requests = now["requests"].as_f64().unwrap();
         assert!(before <= requests && requests <= after, "page {requests}, /metrics {before} then {after}");
         assert!(now["frames"].as_u64().unwrap() >= moment as u64 - 1, "the page drew the run from its start: {now}");
+        // Thresholds are judged on the run so far: one passes, one fails, live.
+        let table = dom.split(r#"id="thresholds""#).nth(1).unwrap_or_else(|| panic!("no thresholds: {dom}"));
+        let table = table.split("</table>").next().unwrap();
+        assert!(table.contains("PASS") && table.contains("FAIL"), "{table}");
         seen.push(now);
         charts = chart_titles(&dom);
         busy.push((from, wait_running(port, 0.0, &mut child)["elapsed_s"].as_f64().unwrap() + 1.0));
@@ -402,7 +398,7 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
     wait_running(port, 25.0, &mut child);
     assert_eq!(metric(metrics_port, "engine_blast_errors_total"), 0.0);
     let (code, _, stderr) = finish(child);
-    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(code, 4, "the threshold that cannot hold fails the run: {stderr}");
     drop(stalled);
     // Acceptance 5: the saved report.html is the same page, drawn from the summary.
     let report = chromium_dump(&format!("file://{}", dir.join("report.html").display()), &profile);

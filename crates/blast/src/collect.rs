@@ -203,27 +203,7 @@ impl<'p> Collector<'p> {
     pub fn summarize(self, connect_s: f64, mut warnings: Vec<String>) -> Summary {
         let plan = self.plan;
         let elapsed = self.start.elapsed().as_secs_f64();
-        let mut summary = Summary::new(&plan.target.url, plan.conns, plan.shard_cpus.len(), &self.totals, elapsed);
-        let model = |p: &plan::Part| match p.model {
-            plan::Model::Open(_) => Model::Open,
-            plan::Model::Closed(_) => Model::Closed,
-        };
-        summary.model = match plan.parts.iter().map(model).reduce(|a, b| if a == b { a } else { Model::Mixed }) {
-            Some(m) => m,
-            None => Model::Closed,
-        };
-        summary.checks = ChecksSummary::new(&plan.check_names, &self.totals.checks);
-        if let Some(g) = &plan.grpc {
-            let counts = self.totals.grpc.as_deref().cloned().unwrap_or_default();
-            summary.grpc = Some(engine_results::grpc::GrpcSummary::new(&g.call, &counts));
-        }
-        if let Some(h) = &plan.http2 {
-            let counts = self.totals.http2.as_deref().cloned().unwrap_or_default();
-            summary.http2 = Some(Http2Summary::new(h.mode(plan.target.tls), u64::from(h.streams), &counts));
-        }
-        for (r, n) in plan.requests.iter().zip(&self.totals.names) {
-            summary.requests_by_name.insert(r.name.clone(), NamedSummary::new(&r.method, r.weight, n, elapsed));
-        }
+        let mut summary = so_far(plan, &self.totals, elapsed);
         // A run that ended early is judged on the part of the schedule it ran.
         let ran_s = self.stopped_at.unwrap_or(f64::INFINITY).min(plan.duration.as_secs_f64());
         let arrival_parts = plan.parts.iter().filter(|p| p.arrival_flows()).count();
@@ -234,7 +214,7 @@ impl<'p> Collector<'p> {
                     let _ = latency.add(&n.latency);
                 }
                 let planned = Planned {
-                    model: model(p),
+                    model: model_of(p),
                     start_s: p.start.as_secs_f64(),
                     planned_s: (p.end() - p.start).as_secs_f64(),
                     conns: p.conns,
@@ -296,6 +276,35 @@ impl<'p> Collector<'p> {
         summary.warnings = warnings;
         summary
     }
+}
+
+fn model_of(p: &plan::Part) -> Model {
+    match p.model {
+        plan::Model::Open(_) => Model::Open,
+        plan::Model::Closed(_) => Model::Closed,
+    }
+}
+
+/// What a summary says of `totals` after `elapsed` seconds of `plan`, before the end's
+/// judgements (the schedule, the scenarios, the generator, the verdicts): the live page's
+/// summary each second, and the start of the final one.
+pub(crate) fn so_far(plan: &Plan, totals: &engine_results::stats::Totals, elapsed: f64) -> Summary {
+    let mut summary = Summary::new(&plan.target.url, plan.conns, plan.shard_cpus.len(), totals, elapsed);
+    summary.model =
+        plan.parts.iter().map(model_of).reduce(|a, b| if a == b { a } else { Model::Mixed }).unwrap_or(Model::Closed);
+    summary.checks = ChecksSummary::new(&plan.check_names, &totals.checks);
+    if let Some(g) = &plan.grpc {
+        let counts = totals.grpc.as_deref().cloned().unwrap_or_default();
+        summary.grpc = Some(engine_results::grpc::GrpcSummary::new(&g.call, &counts));
+    }
+    if let Some(h) = &plan.http2 {
+        let counts = totals.http2.as_deref().cloned().unwrap_or_default();
+        summary.http2 = Some(Http2Summary::new(h.mode(plan.target.tls), u64::from(h.streams), &counts));
+    }
+    for (r, n) in plan.requests.iter().zip(&totals.names) {
+        summary.requests_by_name.insert(r.name.clone(), NamedSummary::new(&r.method, r.weight, n, elapsed));
+    }
+    summary
 }
 
 /// Each shard's time on the CPU over the run, and whether any was saturated.

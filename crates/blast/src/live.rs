@@ -16,12 +16,13 @@ use std::sync::{Arc, Mutex};
 
 use engine_results::observe::{Flow, Interval, Observer};
 use engine_results::stats::ErrorKind;
+use engine_results::thresholds::Expr;
 use engine_results::Summary;
 use engine_runtime::endpoint::{guard, Endpoint, Feed, Reply, Request};
 use engine_runtime::listen::ListenError;
 use serde_json::json;
 
-use crate::plan::{Model, Plan};
+use crate::plan::Plan;
 use crate::steer::{Change, SteerError};
 use crate::Control;
 
@@ -142,23 +143,16 @@ impl Feed for LiveFeed {
 /// The observer that feeds the page: each second's figures, and the summary so far.
 pub struct LiveObserver {
     feed: Arc<LiveFeed>,
-    target: String,
-    conns: u64,
-    shards: usize,
-    model: engine_results::summary::Model,
+    plan: Arc<Plan>,
     control: Control,
+    /// Judged on the summary so far each second, so a page shows them pass or fail live (the
+    /// verdict is still the one at the end).
+    thresholds: Vec<Expr>,
 }
 
 impl LiveObserver {
-    pub fn new(feed: Arc<LiveFeed>, plan: &Plan, control: &Control) -> LiveObserver {
-        let open = plan.parts.iter().filter(|p| matches!(p.model, Model::Open(_))).count();
-        let model = match open {
-            0 => engine_results::summary::Model::Closed,
-            n if n == plan.parts.len() => engine_results::summary::Model::Open,
-            _ => engine_results::summary::Model::Mixed,
-        };
-        let (target, conns, shards) = (plan.target.url.clone(), plan.conns, plan.shard_cpus.len());
-        LiveObserver { feed, target, conns, shards, model, control: control.clone() }
+    pub fn new(feed: Arc<LiveFeed>, plan: &Plan, control: &Control, thresholds: Vec<Expr>) -> LiveObserver {
+        LiveObserver { feed, plan: Arc::new(plan.clone()), control: control.clone(), thresholds }
     }
 }
 
@@ -166,9 +160,9 @@ impl Observer for LiveObserver {
     fn interval(&mut self, i: &Interval<'_>) -> Flow {
         let mut frame = self.feed.frame(i);
         frame["point"] = json!(i.point);
-        let mut summary = Summary::new(&self.target, self.conns, self.shards, i.running, i.elapsed_s);
-        summary.model = self.model;
+        let mut summary = crate::collect::so_far(&self.plan, i.running, i.elapsed_s);
         summary.interventions = self.control.steering.interventions();
+        summary.thresholds = engine_results::thresholds::judge(&self.thresholds, &summary);
         let summary = serde_json::to_value(&summary).unwrap_or_default();
         self.feed.push("interval", &frame);
         self.feed.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner).summary = Some(summary);
