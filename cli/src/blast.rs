@@ -93,7 +93,7 @@ fn run(
         outputs.run_log.line(&line);
     }
     let mut progress = Progress::new(args.quiet, plan);
-    let names = if plan.requests.len() > 1 { plan.requests.iter().map(|r| r.name.clone()).collect() } else { vec![] };
+    let names = plan.latency_names();
     let mut hlog = HlogObserver::new(hlog::Writer::new(outputs.dir.join("latency.hlog"), names));
     let mut run = engine_blast::Run::new(plan, judges).watch(&mut progress).watch(&mut hlog);
     if let Some(m) = outputs.metrics.as_mut() {

@@ -5,6 +5,7 @@ mod blast;
 mod blast_args;
 mod demo;
 mod fatal;
+mod live;
 mod merge;
 mod output;
 mod proxy;

@@ -20,6 +20,7 @@ enum ReportCommand {
     Compare(CompareArgs),
     Html(HtmlArgs),
     Merge(crate::merge::MergeArgs),
+    Live(crate::live::LiveArgs),
     Windows(crate::windows::WindowsArgs),
 }
 
@@ -78,6 +79,7 @@ fn parse_share(text: &str) -> Result<f64, String> {
 pub fn main(args: ReportArgs) -> u8 {
     match args.command {
         ReportCommand::Merge(m) => crate::merge::main(m),
+        ReportCommand::Live(l) => crate::live::main(l),
         ReportCommand::Windows(w) => match crate::windows::print(&w, &mut std::io::stdout().lock()) {
             Ok(()) => exit::OK,
             Err(e) => crate::fail(exit::USAGE, &e),

@@ -2,8 +2,9 @@
 //! next whole second and that second sends the new rate; connections, pause and resume in the
 //! closed model; `/run/stop` ends the run with exit 0 and a whole results folder; every change
 //! is in the summary's `interventions` and the timeline; the control API wants its token from
-//! an address other than loopback. The live page in Chromium (acceptance 1, 2), and the
-//! proxy's admin page switching a rule off (acceptance 4).
+//! an address other than loopback. The live page in Chromium (acceptance 1, 2, 5), the
+//! proxy's admin page switching a rule off (acceptance 4), and `engine report live` on two
+//! blasts (acceptance 6).
 
 // A test reads as one story from setup to the last assertion; the CLI's 60-line limit
 // (cli/clippy.toml) is for its code.
@@ -512,4 +513,75 @@ fn the_proxy_page_switches_a_rule_off() {
     let _ = proxy.kill();
     let _ = proxy.wait();
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// Acceptance 6: `engine report live` follows two blasts (workers of one plan) as one run and
+/// ends with the merged figures `engine report merge` makes of their results folders.
+#[test]
+fn report_live_on_two_blasts_ends_as_report_merge_does() {
+    let _machine = shared();
+    let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
+    let url = format!("http://{}/", t.local_addr());
+    let at = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() + 3;
+    let at = at.to_string();
+    let (dirs, mut blasts, mut pages) = (vec![out_dir("w0"), out_dir("w1")], Vec::new(), Vec::new());
+    for (i, dir) in dirs.iter().enumerate() {
+        let port = ports::free_port();
+        let (index, dashboard) = (i.to_string(), format!("--dashboard=127.0.0.1:{port}"));
+        blasts.push(blast(&[
+            &url,
+            "-R",
+            "2000",
+            "-c",
+            "16",
+            "-d",
+            "5s",
+            "-q",
+            &dashboard,
+            "--out",
+            dir.to_str().unwrap(),
+            "--worker-index",
+            &index,
+            "--worker-count",
+            "2",
+            "--start-at",
+            &at,
+        ]));
+        pages.push(format!("http://127.0.0.1:{port}"));
+    }
+    let (live_dir, merged_dir) = (out_dir("live"), out_dir("merged"));
+    let live = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["report", "live", &pages[0], &pages[1], "--out", live_dir.to_str().unwrap()])
+        .output()
+        .unwrap();
+    let progress = String::from_utf8_lossy(&live.stderr).to_string();
+    assert_eq!(live.status.code(), Some(0), "{progress}");
+    for b in blasts {
+        let (code, _, stderr) = finish(b);
+        assert_eq!(code, 0, "{stderr}");
+    }
+    // While the run lasted: the merged rate each second (both workers together).
+    assert!(progress.lines().filter(|l| l.contains("req/s") && l.contains("2 blasts")).count() >= 3, "{progress}");
+    let merge = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args([
+            "report",
+            "merge",
+            dirs[0].to_str().unwrap(),
+            dirs[1].to_str().unwrap(),
+            "--out",
+            merged_dir.to_str().unwrap(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(merge.status.code(), Some(0), "{}", String::from_utf8_lossy(&merge.stderr));
+    let (l, m) = (summary_of(&live_dir), summary_of(&merged_dir));
+    assert_eq!(l["requests"], m["requests"]);
+    // The plan's 2,000 req/s for 5 s, shared by the two workers.
+    assert_eq!(m["requests"].as_u64(), Some(10_000));
+    assert_eq!(l["rps"], m["rps"]);
+    assert_eq!(l["latency_ms"], m["latency_ms"], "the latency merged exactly, every percentile");
+    assert_eq!(l["timeseries"], m["timeseries"]);
+    for d in dirs.iter().chain([&live_dir, &merged_dir]) {
+        let _ = std::fs::remove_dir_all(d);
+    }
 }

@@ -268,9 +268,7 @@ impl<'p> Collector<'p> {
         summary.interrupted = self.control.is_interrupted();
         summary.interventions = self.control.steering.interventions();
         summary.connect_s = (connect_s * 1000.0).round() / 1000.0;
-        let unix_s = self.started.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
-        summary.start_unix_s = (unix_s * 1000.0).round() / 1000.0;
-        summary.worker = plan.worker;
+        summary.start_unix_s = unix_s(self.started);
         summary.timeseries = self.timeseries;
         warnings.extend(summary.answer_warnings());
         summary.warnings = warnings;
@@ -304,7 +302,15 @@ pub(crate) fn so_far(plan: &Plan, totals: &engine_results::stats::Totals, elapse
     for (r, n) in plan.requests.iter().zip(&totals.names) {
         summary.requests_by_name.insert(r.name.clone(), NamedSummary::new(&r.method, r.weight, n, elapsed));
     }
+    summary.worker = plan.worker;
     summary
+}
+
+/// When the load began, in seconds since the Unix epoch (to the millisecond), as summaries
+/// say it.
+pub(crate) fn unix_s(started: SystemTime) -> f64 {
+    let s = started.duration_since(SystemTime::UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    (s * 1000.0).round() / 1000.0
 }
 
 /// Each shard's time on the CPU over the run, and whether any was saturated.

@@ -35,6 +35,7 @@ mod control;
 pub mod describe;
 pub mod flags;
 mod fleet;
+pub mod follow;
 mod h2req;
 mod link;
 pub mod live;

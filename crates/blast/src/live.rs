@@ -14,6 +14,7 @@ use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
+use engine_results::hlog;
 use engine_results::observe::{Flow, Interval, Observer};
 use engine_results::stats::ErrorKind;
 use engine_results::thresholds::Expr;
@@ -143,6 +144,10 @@ impl Feed for LiveFeed {
 /// The observer that feeds the page: each second's figures, and the summary so far.
 pub struct LiveObserver {
     feed: Arc<LiveFeed>,
+    /// The run's latency log, as latency.hlog has it: each frame carries its interval's lines
+    /// (`engine report live` merges blasts exactly from them).
+    hlog: hlog::Writer,
+    lines: Arc<Mutex<Vec<u8>>>,
     plan: Arc<Plan>,
     control: Control,
     /// Judged on the summary so far each second, so a page shows them pass or fail live (the
@@ -152,7 +157,9 @@ pub struct LiveObserver {
 
 impl LiveObserver {
     pub fn new(feed: Arc<LiveFeed>, plan: &Plan, control: &Control, thresholds: Vec<Expr>) -> LiveObserver {
-        LiveObserver { feed, plan: Arc::new(plan.clone()), control: control.clone(), thresholds }
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let hlog = hlog::Writer::into_sink(Box::new(Lines(lines.clone())), plan.latency_names());
+        LiveObserver { feed, hlog, lines, plan: Arc::new(plan.clone()), control: control.clone(), thresholds }
     }
 }
 
@@ -160,7 +167,13 @@ impl Observer for LiveObserver {
     fn interval(&mut self, i: &Interval<'_>) -> Flow {
         let mut frame = self.feed.frame(i);
         frame["point"] = json!(i.point);
+        let began = if i.seq == 1 { self.hlog.begin(i.started) } else { Ok(()) };
+        // Into memory: it cannot fail but for a log begun twice, which would be a bug here.
+        let _ = began.and_then(|()| self.hlog.write(i.from_s, i.elapsed_s, i.totals));
+        let lines = std::mem::take(&mut *self.lines.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+        frame["hlog"] = json!(String::from_utf8_lossy(&lines));
         let mut summary = crate::collect::so_far(&self.plan, i.running, i.elapsed_s);
+        summary.start_unix_s = crate::collect::unix_s(i.started);
         summary.interventions = self.control.steering.interventions();
         summary.thresholds = engine_results::thresholds::judge(&self.thresholds, &summary);
         let summary = serde_json::to_value(&summary).unwrap_or_default();
@@ -175,6 +188,20 @@ impl Observer for LiveObserver {
         let end = serde_json::to_value(&*summary).unwrap_or_default();
         self.feed.push("end", &end);
         self.feed.frames.lock().unwrap_or_else(std::sync::PoisonError::into_inner).ended = true;
+    }
+}
+
+/// The latency log's lines of the interval being written.
+struct Lines(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Lines {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap_or_else(std::sync::PoisonError::into_inner).extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
     }
 }
 

@@ -592,6 +592,15 @@ impl Plan {
         self.requests.len() > 1 || self.scenarios()
     }
 
+    /// The request names the latency log tags histograms with (none for a single request).
+    pub fn latency_names(&self) -> Vec<String> {
+        if self.requests.len() > 1 {
+            self.requests.iter().map(|r| r.name.clone()).collect()
+        } else {
+            Vec::new()
+        }
+    }
+
     /// The plan has `[[scenario]]`s: figures are also counted per scenario.
     pub fn scenarios(&self) -> bool {
         self.parts.iter().any(|p| !p.name.is_empty())

@@ -80,11 +80,16 @@ impl Log {
 pub fn read(path: &Path) -> Result<Log, HlogError> {
     let bytes = engine_util::files::read_limited(path, MAX_HLOG)
         .map_err(|source| HlogError::Read { path: path.to_path_buf(), source })?;
+    parse(&bytes, path)
+}
+
+/// Reads a log's text (`path` names it in errors): what [`read`] does after reading the file.
+pub fn parse(bytes: &[u8], path: &Path) -> Result<Log, HlogError> {
     let mut base = 0.0;
     // The histograms of one interval come as several lines with one start time.
     let mut open: BTreeMap<u64, Interval> = BTreeMap::new();
     let mut de = Deserializer::new();
-    for (n, entry) in IntervalLogIterator::new(&bytes).enumerate() {
+    for (n, entry) in IntervalLogIterator::new(bytes).enumerate() {
         let bad = |reason: String| HlogError::Entry { path: path.to_path_buf(), entry: n + 1, reason };
         match entry.map_err(|e| bad(format!("not an interval log ({e:?})")))? {
             LogEntry::StartTime(t) | LogEntry::BaseTime(t) => base = t.as_secs_f64(),
@@ -141,8 +146,9 @@ fn class_index(tag: &str) -> Option<usize> {
 /// Writes a log. The file is created with the first interval, so a run that never started
 /// leaves none.
 pub struct Writer {
-    path: PathBuf,
-    out: Option<BufWriter<File>>,
+    /// Where the log goes once it begins: a file to create, or a sink given.
+    to: Destination,
+    out: Option<Box<dyn Write + Send>>,
     serializer: V2DeflateSerializer,
     /// Request names by the plan's index (empty for a single request).
     names: Vec<String>,
@@ -150,10 +156,24 @@ pub struct Writer {
     text: String,
 }
 
+enum Destination {
+    File(PathBuf),
+    Sink(Option<Box<dyn Write + Send>>),
+}
+
 impl Writer {
     pub fn new(path: PathBuf, names: Vec<String>) -> Self {
+        Writer::to(Destination::File(path), names)
+    }
+
+    /// A log written to `sink` (the live page's frames carry it), unbuffered.
+    pub fn into_sink(sink: Box<dyn Write + Send>, names: Vec<String>) -> Self {
+        Writer::to(Destination::Sink(Some(sink)), names)
+    }
+
+    fn to(to: Destination, names: Vec<String>) -> Self {
         Writer {
-            path,
+            to,
             out: None,
             serializer: V2DeflateSerializer::new(),
             names,
@@ -164,7 +184,10 @@ impl Writer {
 
     /// Creates the file and writes its header: times in the log count from `start`.
     pub fn begin(&mut self, start: SystemTime) -> io::Result<()> {
-        let mut out = BufWriter::new(File::create(&self.path)?);
+        let mut out: Box<dyn Write + Send> = match &mut self.to {
+            Destination::File(path) => Box::new(BufWriter::new(File::create(path)?)),
+            Destination::Sink(sink) => sink.take().ok_or_else(|| io::Error::other("the log began twice"))?,
+        };
         let mut serializer = V2DeflateSerializer::new();
         IntervalLogWriterBuilder::new()
             .add_comment(

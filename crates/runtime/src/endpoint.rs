@@ -62,6 +62,8 @@ const FEED_POLL: Duration = Duration::from_millis(100);
 /// A stream client that takes nothing for this long is dropped (a stalled tab, say); what
 /// it holds meanwhile is one socket buffer, never a queue in the engine.
 const STALLED_AFTER: Duration = Duration::from_secs(15);
+/// When the endpoint stops, how long its streams may still take to send what their feeds hold.
+const LINGER: Duration = Duration::from_secs(1);
 /// An idle stream sends a comment this often, so proxies between keep it open.
 const KEEPALIVE: Duration = Duration::from_secs(15);
 
@@ -133,14 +135,27 @@ impl Endpoint {
             Executor::new(name, Placement::Unbound),
             Bind::Own(addr),
             move |listener| async move {
+                let open = std::rc::Rc::new(std::cell::Cell::new(0u32));
                 listen::accept_until(
                     &listener,
                     || flag.load(Ordering::Relaxed),
                     |s| {
-                        glommio::spawn_local(answer(s, max_body, refuse, route.clone())).detach();
+                        let (open, route) = (open.clone(), route.clone());
+                        open.set(open.get() + 1);
+                        glommio::spawn_local(async move {
+                            answer(s, max_body, refuse, route).await;
+                            open.set(open.get() - 1);
+                        })
+                        .detach();
                     },
                 )
                 .await;
+                // Streams send what their feeds still hold (a run's last frames) before the
+                // endpoint goes, for at most LINGER (a client that stopped reading).
+                let deadline = Instant::now() + LINGER;
+                while open.get() > 0 && Instant::now() < deadline {
+                    glommio::timer::sleep(Duration::from_millis(10)).await;
+                }
             },
         )?;
         Ok(Endpoint { addr: bound, stop, handle: Some(handle) })
