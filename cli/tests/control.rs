@@ -115,6 +115,7 @@ fn point(s: &serde_json::Value, t_s: f64) -> &serde_json::Value {
 #[test]
 fn a_new_rate_holds_from_the_next_whole_second_and_is_recorded() {
     let _machine = shared();
+    require!("chromium");
     let t = Target::start(TargetConfig::loopback(Duration::ZERO).unwrap()).unwrap();
     let url = format!("http://{}/", t.local_addr());
     let port = ports::free_port();
@@ -170,8 +171,12 @@ fn a_new_rate_holds_from_the_next_whole_second_and_is_recorded() {
     let want = (1000.0 * at + 3000.0 * (7.0 - at)) as u64;
     assert_eq!(s["schedule"]["expected"].as_u64(), Some(want), "{}", s["schedule"]);
     assert!(stdout.contains("interventions:") && stdout.contains("rate 1000 → 3000"), "{stdout}");
-    let report = std::fs::read_to_string(dir.join("report.html")).unwrap();
-    assert!(report.contains("\"interventions\""), "the report's summary has them");
+    // The report shows it (drawn in Chromium).
+    let report =
+        chromium_dump(&format!("file://{}", dir.join("report.html").display()), &dir.with_extension("chromium"));
+    let table = report.split(r#"id="interventions""#).nth(1).unwrap_or_else(|| panic!("no interventions: {report}"));
+    assert!(table.split("</table>").next().unwrap().contains("<td>rate</td><td>1000</td><td>3000</td>"), "{table}");
+    let _ = std::fs::remove_dir_all(dir.with_extension("chromium"));
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -376,6 +381,7 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
         let before = metric(metrics_port, "engine_blast_requests_total");
         let dom = chromium_dump(&format!("http://127.0.0.1:{port}/"), &profile);
         let after = metric(metrics_port, "engine_blast_requests_total");
+        let rate = metric(metrics_port, "engine_blast_achieved_rate");
         let now = dom
             .split(r#"<script type="application/json" id="now">"#)
             .nth(1)
@@ -384,6 +390,8 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
         let now: serde_json::Value = serde_json::from_str(now).unwrap();
         let requests = now["requests"].as_f64().unwrap();
         assert!(before <= requests && requests <= after, "page {requests}, /metrics {before} then {after}");
+        let shown = now["rps"].as_f64().unwrap();
+        assert!((shown - rate).abs() <= rate * 0.01, "page {shown} req/s, /metrics {rate}");
         assert!(now["frames"].as_u64().unwrap() >= moment as u64 - 1, "the page drew the run from its start: {now}");
         // Thresholds are judged on the run so far: one passes, one fails, live.
         let table = dom.split(r#"id="thresholds""#).nth(1).unwrap_or_else(|| panic!("no thresholds: {dom}"));

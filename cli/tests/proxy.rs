@@ -576,3 +576,82 @@ fn tcp_mode_passes_redis_and_its_faults_act_on_connections() {
     assert!(stats["tunnels"]["opened"].as_u64().unwrap() >= 4, "{}", stats["tunnels"]);
     assert!(stats["faults_injected"]["reset"].as_u64().unwrap() >= 2, "{}", stats["faults_injected"]);
 }
+
+/// Stream faults on HTTP/2 bodies (issue 31: "delays and stream faults per message stream"):
+/// with curl over h2c through the proxy to an h2c `engine target`, a downstream bandwidth rule
+/// paces a 40 KB body to its rate, a data limit resets the stream after it (curl fails, having
+/// got no more than the limit), an upstream latency rule holds a request body's DATA, and the
+/// faults are counted as for HTTP/1.1.
+#[test]
+fn stream_faults_act_on_http2_bodies() {
+    require!("curl");
+    let port = ports::free_port();
+    let mut target = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["target", "--listen", &format!("127.0.0.1:{port}"), "--http2", "--body-size", "40000"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "the target never listened");
+        thread::sleep(Duration::from_millis(50));
+    }
+    let p = start(&["--upstream", &format!("127.0.0.1:{port}")]);
+    let admin = p.line.split("admin http://").nth(1).and_then(|s| s.split(['/', ' ', ';']).next()).unwrap().to_string();
+    let url = |path: &str| format!("http://{}{path}", p.addr);
+    // (status or curl's failure, bytes received, seconds)
+    let curl = |path: &str, extra: &[&str]| -> (String, u64, f64) {
+        let o = Command::new("curl")
+            .args([
+                "-s",
+                "--http2-prior-knowledge",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code} %{size_download} %{time_total}",
+            ])
+            .args(extra)
+            .arg(url(path))
+            .output()
+            .unwrap();
+        let out = String::from_utf8_lossy(&o.stdout).to_string();
+        let w: Vec<&str> = out.split_whitespace().collect();
+        let code = if o.status.success() { w[0].to_string() } else { format!("curl exit {:?}", o.status.code()) };
+        (code, w[1].parse().unwrap(), w[2].parse().unwrap())
+    };
+    let (code, size, fast) = curl("/plain", &[]);
+    assert_eq!((code.as_str(), size), ("200", 40_000));
+    let rules = [
+        r#"{"id": "slow", "match": {"path_prefix": "/slow"}, "action": {"bandwidth": {"bytes_per_s": 20000, "direction": "downstream"}}}"#,
+        r#"{"id": "cut", "match": {"path_prefix": "/cut"}, "action": {"limit_data": {"bytes": 10000, "direction": "downstream"}}}"#,
+        r#"{"id": "held", "match": {"path_prefix": "/held"}, "action": {"latency": {"ms": 400, "direction": "upstream"}}}"#,
+    ];
+    for r in rules {
+        assert_eq!(admin_send(&admin, "POST", "/faults", r), 201);
+    }
+    thread::sleep(Duration::from_millis(300));
+    // 40 KB at 20 KB/s: about two seconds, where it took a few milliseconds unfaulted.
+    let (code, size, slow) = curl("/slow", &[]);
+    assert_eq!((code.as_str(), size), ("200", 40_000));
+    assert!((1.6..4.0).contains(&slow), "{slow} s (unfaulted {fast} s)");
+    // The data limit: the stream is reset once 10 KB passed.
+    let (code, size, _) = curl("/cut", &[]);
+    assert!(code.starts_with("curl exit"), "{code}");
+    assert!(size <= 10_000, "{size} bytes passed a 10,000-byte limit");
+    // Upstream latency acts on the request body's DATA frames on their way up.
+    let (code, _, held) = curl("/held", &["--data-binary", "0123456789"]);
+    assert_eq!(code, "200");
+    assert!(held >= 0.4, "{held} s");
+    let stats = admin_get(&admin, "/stats");
+    let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
+    let f = &stats["faults_injected"];
+    assert_eq!(
+        (f["bandwidth"].as_u64(), f["limit_data"].as_u64(), f["latency"].as_u64()),
+        (Some(1), Some(1), Some(1)),
+        "{f}"
+    );
+    drop(p);
+    let _ = target.kill();
+    let _ = target.wait();
+}

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use super::pipe::{grpc_status, pipe, Broken};
 use crate::faults::FaultKind;
 use crate::inject::{End, GrpcAnswer};
+use crate::shape::{Shape, Shaper};
 use crate::shard::Shard;
 use crate::slot::Slot;
 use crate::stats::{route_of, UpstreamError};
@@ -70,8 +71,7 @@ pub(crate) async fn exchange(
         stats.requests += 1;
         stats.protocols[1] += 1;
     }
-    // The faults the request asks for itself (`--fault-headers`); the bandwidth one acts on
-    // HTTP/1.1 bodies only, as the other stream faults.
+    // The faults the request asks for itself (`--fault-headers`).
     let shared = &shard.shared;
     if shared.fault_headers && crate::asked::trusted(streams.0.loopback, shared.admin_token.as_deref(), header) {
         if let Err(bad) = crate::asked::apply(header, &mut decision) {
@@ -128,7 +128,9 @@ pub(crate) async fn exchange(
     if shard.shared.upstream_protocol == crate::UpstreamProtocol::Http1 {
         return super::to_h1::forward(&shard, request, respond, &streams.0).await;
     }
-    forward(&shard, request, respond, &streams.0, grpc).await;
+    // Stream faults act on the bodies (gRPC: the message streams) both ways.
+    shard.stats.borrow_mut().stream_faults(decision.stream_kinds);
+    forward(&shard, request, respond, &streams.0, (grpc, decision.up, decision.down)).await;
 }
 
 /// Forwards the stream upstream and its response back.
@@ -137,7 +139,7 @@ async fn forward(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     client: &Client,
-    grpc: bool,
+    (grpc, up_shape, down_shape): (bool, Shape, Shape),
 ) {
     let peer = &*client.peer;
     let route = route_of(&shard.shared.routes, request.uri().path());
@@ -195,9 +197,17 @@ async fn forward(
     let sent = Instant::now();
     // The request's body goes up while the response comes back (gRPC streams both ways); it
     // stops when the response is done.
+    let (mut up_shaper, limited) = (Shaper::new(up_shape), Cell::new(false));
     let request_side = async {
-        if !end && pipe(&mut body, &mut to_up).await.is_err() {
-            to_up.send_reset(h2::Reason::CANCEL);
+        if !end {
+            if let Err(e) = pipe(&mut body, &mut to_up, &mut up_shaper).await {
+                to_up.send_reset(h2::Reason::CANCEL);
+                // A data limit cuts the stream both ways (the client's below).
+                if matches!(e, Broken::Limit) {
+                    limited.set(true);
+                    return;
+                }
+            }
         }
         std::future::pending::<()>().await;
     };
@@ -219,9 +229,12 @@ async fn forward(
             Ok(r) => r,
         };
         let ttfb = sent.elapsed();
-        relay(shard, response, &mut respond, client, (route, ttfb, sent), grpc).await;
+        relay(shard, response, &mut respond, client, (route, ttfb, sent), (grpc, down_shape)).await;
     };
     futures_lite::future::or(response_side, request_side).await;
+    if limited.get() {
+        respond.send_reset(h2::Reason::CANCEL);
+    }
 }
 
 /// The upstream's response to the client: head, body, trailers; recorded when it ends.
@@ -231,7 +244,7 @@ async fn relay(
     respond: &mut SendResponse<Bytes>,
     client: &Client,
     (route, ttfb, sent): (usize, Duration, Instant),
-    grpc: bool,
+    (grpc, shape): (bool, Shape),
 ) {
     let (parts, mut body) = response.into_parts();
     let status = parts.status.as_u16();
@@ -250,7 +263,7 @@ async fn relay(
     let Ok(mut to_client) = respond.send_response(down, end) else { return };
     let mut total = Some(sent.elapsed());
     if !end {
-        match pipe(&mut body, &mut to_client).await {
+        match pipe(&mut body, &mut to_client, &mut Shaper::new(shape)).await {
             Ok((trailer_code, _)) => {
                 code = code.or(trailer_code.filter(|_| grpc));
                 total = Some(sent.elapsed());
@@ -263,6 +276,11 @@ async fn relay(
             Err(Broken::To) => {
                 total = None;
                 client.resets.set(client.resets.get() + 1);
+            }
+            // A data limit: the client's stream is cut (the upstream's with the body dropped).
+            Err(Broken::Limit) => {
+                to_client.send_reset(h2::Reason::CANCEL);
+                total = None;
             }
         }
     }

@@ -1,9 +1,12 @@
 //! Moving one stream's body from one HTTP/2 connection to another under both flow controls:
 //! a chunk is sent as the receiving side grants window, and only then is the window it took
 //! on the sending side given back, so a slow reader slows its own stream's writer and the
-//! proxy holds at most a window's worth per stream.
+//! proxy holds at most a window's worth per stream. The stream faults of its direction
+//! (latency per DATA frame, bandwidth, slices, a data limit, a held end) act on the way.
 
 use bytes::Bytes;
+
+use crate::shape::Shaper;
 use h2::{RecvStream, SendStream};
 use http::HeaderMap;
 
@@ -14,18 +17,31 @@ pub(crate) enum Broken {
     From,
     /// The side receiving it went away.
     To,
+    /// A `limit_data` fault: the stream is to be reset both ways.
+    Limit,
 }
 
 /// Moves the body and its trailers; the stream `to` is ended either way it ends. Returns
 /// the trailers' `grpc-status`, if they had one, and the bytes moved.
-pub(crate) async fn pipe(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> Result<(Option<u32>, u64), Broken> {
+pub(crate) async fn pipe(
+    from: &mut RecvStream,
+    to: &mut SendStream<Bytes>,
+    shaper: &mut Shaper,
+) -> Result<(Option<u32>, u64), Broken> {
     let mut moved = 0u64;
     while let Some(chunk) = from.data().await {
         let chunk = chunk.map_err(|_| Broken::From)?;
         let n = chunk.len();
-        send_all(to, chunk).await?;
+        if shaper.active() {
+            shaped(to, chunk, shaper).await?;
+        } else {
+            send_all(to, chunk).await?;
+        }
         moved += n as u64;
         let _ = from.flow_control().release_capacity(n);
+    }
+    if let Some(hold) = shaper.slow_close() {
+        glommio::timer::sleep(hold).await;
     }
     match from.trailers().await.map_err(|_| Broken::From)? {
         Some(trailers) => {
@@ -38,6 +54,24 @@ pub(crate) async fn pipe(from: &mut RecvStream, to: &mut SendStream<Bytes>) -> R
             Ok((None, moved))
         }
     }
+}
+
+/// Sends `chunk` as its stream faults allow: after the latency of a chunk, in the pieces and
+/// at the pace they set, up to the data limit.
+async fn shaped(to: &mut SendStream<Bytes>, mut chunk: Bytes, shaper: &mut Shaper) -> Result<(), Broken> {
+    let wait = shaper.before_chunk();
+    if !wait.is_zero() {
+        glommio::timer::sleep(wait).await;
+    }
+    while !chunk.is_empty() {
+        let n = shaper.piece(chunk.len()).map_err(|_| Broken::Limit)?;
+        send_all(to, chunk.split_to(n)).await?;
+        let gap = shaper.wrote(n);
+        if !gap.is_zero() {
+            glommio::timer::sleep(gap).await;
+        }
+    }
+    Ok(())
 }
 
 /// Sends `chunk` as window allows.
