@@ -292,7 +292,7 @@ fn every_flag_the_pages_name_exists() {
     for sub in [&["blast"][..], &["proxy"], &["target"], &["demo"], &["report", "compare"], &["report", "html"]] {
         known.push_str(&help(sub));
     }
-    for sub in [&["report", "merge"][..], &["report", "windows"]] {
+    for sub in [&["report", "merge"][..], &["report", "windows"], &["report", "live"]] {
         known.push_str(&help(sub));
     }
     let flags_in = |text: &str| -> Vec<String> {
