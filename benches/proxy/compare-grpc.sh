@@ -104,25 +104,22 @@ measure() { # NAME PORT PID MODE
 
 echo "# benches/proxy/compare-grpc.sh $(date -Is) conns=$conns streams=$streams duration=$dur rate=$rate pairs=$pairs"
 : > "$prefix/results.txt"
+pair() { # P KIND PAUSE: both proxies once, the engine first in odd pairs (interleaved)
+    local order=(engine nginx)
+    (( $1 % 2 )) || order=(nginx engine)
+    for who in "${order[@]}"; do
+        if [[ $who == engine ]]; then measure engine-proxy 18097 "$engine_pid" "$2"
+        else measure nginx-grpc 18096 "$nginx_worker" "$2"; fi
+        sleep "$3"
+    done
+}
 for p in $(seq "$pairs"); do
     [[ "${THROUGHPUT:-1}" == 0 ]] && break
-    if (( p % 2 )); then
-        measure engine-proxy 18097 "$engine_pid" throughput; sleep 2
-        measure nginx-grpc 18096 "$nginx_worker" throughput; sleep 2
-    else
-        measure nginx-grpc 18096 "$nginx_worker" throughput; sleep 2
-        measure engine-proxy 18097 "$engine_pid" throughput; sleep 2
-    fi
+    pair "$p" throughput 2
 done | tee -a "$prefix/results.txt"
 for p in $(seq "$pairs"); do
     measure direct 18085 "" latency; sleep 1
-    if (( p % 2 )); then
-        measure engine-proxy 18097 "$engine_pid" latency; sleep 1
-        measure nginx-grpc 18096 "$nginx_worker" latency; sleep 1
-    else
-        measure nginx-grpc 18096 "$nginx_worker" latency; sleep 1
-        measure engine-proxy 18097 "$engine_pid" latency; sleep 1
-    fi
+    pair "$p" latency 1
 done | tee -a "$prefix/results.txt"
 python3 - "$prefix/results.txt" <<'PY'
 import statistics, sys

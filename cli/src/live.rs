@@ -58,12 +58,10 @@ pub fn main(args: LiveArgs) -> u8 {
 }
 
 fn run(args: &LiveArgs) -> anyhow::Result<u8> {
-    if let Some(a) = args.dashboard.filter(|a| !a.ip().is_loopback()) {
-        anyhow::bail!("--dashboard {a}: the merged page is served on loopback only (an SSH tunnel reaches it)");
-    }
+    let page = args.dashboard.map(engine_blast::follow::page_address).transpose()?;
     let follower = Follower::start(&args.urls, args.token.as_deref())?;
     let shown = Arc::new(Mutex::new(String::new()));
-    let _server = match args.dashboard {
+    let _server = match page {
         Some(addr) => Some(serve(addr, shown.clone())?),
         None => None,
     };

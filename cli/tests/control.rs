@@ -472,11 +472,7 @@ fn the_proxy_page_switches_a_rule_off() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", admin)).is_err() {
-        assert!(Instant::now() < deadline, "the proxy's admin API never listened");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    ports::wait_listening(admin, "the proxy's admin API");
     let rule = r#"{"id": "outage", "match": {"path_prefix": "/api"}, "action": {"abort": {"status": 503}}}"#;
     assert_eq!(ask(admin, "POST", "/faults", Some(rule)).0, 201);
     // The shards take new rules on their next tick.

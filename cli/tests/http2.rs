@@ -334,11 +334,7 @@ impl Proxy {
                 .spawn()
                 .unwrap(),
         );
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", admin)).is_err() {
-            assert!(Instant::now() < deadline, "the proxy did not start: {args:?}");
-            std::thread::sleep(Duration::from_millis(20));
-        }
+        ports::wait_listening(admin, &format!("the proxy ({args:?})"));
         Proxy { child, port, admin }
     }
 

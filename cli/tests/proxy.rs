@@ -592,11 +592,7 @@ fn stream_faults_act_on_http2_bodies() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "the target never listened");
-        thread::sleep(Duration::from_millis(50));
-    }
+    ports::wait_listening(port, "the target");
     let p = start(&["--upstream", &format!("127.0.0.1:{port}")]);
     let admin = p.line.split("admin http://").nth(1).and_then(|s| s.split(['/', ' ', ';']).next()).unwrap().to_string();
     let url = |path: &str| format!("http://{}{path}", p.addr);

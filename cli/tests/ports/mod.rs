@@ -7,6 +7,7 @@
 //! already in use", seen in CI). Ports below that range are never handed to a connection, so
 //! the only race left is with another test choosing the same port, which the bind check and a
 //! per-process starting point make rare.
+#![allow(dead_code)] // each test file uses its own part
 
 use std::net::TcpListener;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -38,4 +39,14 @@ pub fn free_port() -> u16 {
         }
     }
     panic!("no free loopback port in {LOW}..{high}");
+}
+
+/// Waits until something accepts on loopback `port` (a server a test started), for at most
+/// 10 s; `what` names it in the failure.
+pub fn wait_listening(port: u16, what: &str) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(std::time::Instant::now() < deadline, "{what} never listened on port {port}");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }

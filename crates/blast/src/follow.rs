@@ -28,6 +28,17 @@ pub enum FollowError {
     Url(String),
     #[error("'{url}': {reason}")]
     Resolve { url: String, reason: String },
+    #[error("--dashboard {0}: the merged page is served on loopback only (an SSH tunnel reaches it)")]
+    PageNotLoopback(SocketAddr),
+}
+
+/// Where the merged page may be served: loopback only, as it has no token of its own.
+pub fn page_address(addr: SocketAddr) -> Result<SocketAddr, FollowError> {
+    if addr.ip().is_loopback() {
+        Ok(addr)
+    } else {
+        Err(FollowError::PageNotLoopback(addr))
+    }
 }
 
 /// What one blast has sent so far.

@@ -53,15 +53,6 @@ struct Frames {
 #[derive(Default)]
 pub struct LiveFeed {
     frames: Mutex<Frames>,
-    /// Cumulative counts the frames carry.
-    totals: Mutex<Cumulative>,
-}
-
-#[derive(Default)]
-struct Cumulative {
-    requests: u64,
-    errors: [u64; engine_results::stats::ERROR_KINDS],
-    classes: [u64; 6],
 }
 
 impl LiveFeed {
@@ -77,49 +68,47 @@ impl LiveFeed {
             f.first += 1;
         }
     }
+}
 
-    fn frame(&self, i: &Interval<'_>) -> serde_json::Value {
-        let t = i.totals;
-        let mut c = self.totals.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        c.requests += t.counters.requests;
-        for kind in ErrorKind::ALL {
-            c.errors[kind as usize] += t.counters.errors_of(kind);
-        }
-        for (code, n) in t.counters.statuses() {
-            c.classes[(code as usize / 100).min(5)] += n;
-        }
-        let ms = |us: u64| us as f64 / 1000.0;
-        let p: serde_json::Map<String, serde_json::Value> = PERCENTILES
-            .iter()
-            .map(|&q| {
-                (
-                    q.to_string(),
-                    json!(if t.latency.is_empty() { None } else { Some(ms(t.latency.value_at_quantile(q / 100.0))) }),
-                )
-            })
-            .chain([("max".to_string(), json!(if t.latency.is_empty() { None } else { Some(ms(t.latency.max())) }))])
-            .collect();
-        let errors: serde_json::Map<String, serde_json::Value> =
-            ErrorKind::ALL.iter().map(|k| (k.name().to_string(), json!(c.errors[*k as usize]))).collect();
-        let classes: serde_json::Map<String, serde_json::Value> =
-            (1..6).map(|k| (format!("{k}xx"), json!(c.classes[k]))).collect();
-        json!({
-            "t_s": i.elapsed_s,
-            "planned_s": i.planned_s,
-            "stage": i.stage,
-            "rps": i.point.rps,
-            "target": i.point.target,
-            "sent": t.counters.sent,
-            "requests": c.requests,
-            "errors": c.errors.iter().sum::<u64>(),
-            "errors_by_kind": errors,
-            "status": classes,
-            "latency_ms": p,
-            "open": t.open,
-            "in_flight": t.in_flight,
-            "busy": i.point.busy,
-        })
+/// One second's figures for the page: this interval's rate and latency, the run's counts so
+/// far (its running totals).
+fn frame(i: &Interval<'_>) -> serde_json::Value {
+    let (t, c) = (i.totals, &i.running.counters);
+    let mut classes = [0u64; 6];
+    for (code, n) in c.statuses() {
+        classes[(code as usize / 100).min(5)] += n;
     }
+    let ms = |us: u64| us as f64 / 1000.0;
+    let p: serde_json::Map<String, serde_json::Value> = PERCENTILES
+        .iter()
+        .map(|&q| {
+            (
+                q.to_string(),
+                json!(if t.latency.is_empty() { None } else { Some(ms(t.latency.value_at_quantile(q / 100.0))) }),
+            )
+        })
+        .chain([("max".to_string(), json!(if t.latency.is_empty() { None } else { Some(ms(t.latency.max())) }))])
+        .collect();
+    let errors: serde_json::Map<String, serde_json::Value> =
+        ErrorKind::ALL.iter().map(|k| (k.name().to_string(), json!(c.errors_of(*k)))).collect();
+    let classes: serde_json::Map<String, serde_json::Value> =
+        (1..6).map(|k| (format!("{k}xx"), json!(classes[k]))).collect();
+    json!({
+        "t_s": i.elapsed_s,
+        "planned_s": i.planned_s,
+        "stage": i.stage,
+        "rps": i.point.rps,
+        "target": i.point.target,
+        "sent": t.counters.sent,
+        "requests": c.requests,
+        "errors": c.errors_total(),
+        "errors_by_kind": errors,
+        "status": classes,
+        "latency_ms": p,
+        "open": t.open,
+        "in_flight": t.in_flight,
+        "busy": i.point.busy,
+    })
 }
 
 impl Feed for LiveFeed {
@@ -165,7 +154,7 @@ impl LiveObserver {
 
 impl Observer for LiveObserver {
     fn interval(&mut self, i: &Interval<'_>) -> Flow {
-        let mut frame = self.feed.frame(i);
+        let mut frame = frame(i);
         frame["point"] = json!(i.point);
         let began = if i.seq == 1 { self.hlog.begin(i.started) } else { Ok(()) };
         // Into memory: it cannot fail but for a log begun twice, which would be a bug here.

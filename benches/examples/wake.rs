@@ -4,9 +4,9 @@
 //! fixed rate, so the server sleeps between messages as a proxy does at light load.
 //!
 //! ```sh
-//! cargo build --release -p engine-benches --bin wake
-//! target/release/wake glommio 2000 8    # server kind, messages a second, seconds
-//! target/release/wake epoll 2000 8
+//! cargo build --release -p engine-benches --example wake
+//! target/release/examples/wake glommio 2000 8    # server kind, messages a second, seconds
+//! target/release/examples/wake epoll 2000 8
 //! ```
 //!
 //! Prints the round trip's p50 and p99 and the server thread's CPU (user + system, from
