@@ -109,8 +109,7 @@ pub fn main(args: DemoArgs) -> u8 {
     // In-flight requests finish their 5 ms; the drain publishes the proxy's last figures.
     let server = proxy.drain();
     std::thread::sleep(Duration::from_millis(50));
-    let served = target.served();
-    target.stop();
+    let served = target.stop();
     print!("{}", engine_results::render::text(&summary));
     println!("\n{}", side_by_side(&summary.latency_ms, &server.server_latency_ms.total));
     let aborted = server.faults_injected.get("abort").copied().unwrap_or(0);

@@ -95,8 +95,7 @@ pub fn main(args: TargetArgs) -> u8 {
     while !stop.load(Ordering::Relaxed) {
         std::thread::sleep(Duration::from_millis(50));
     }
-    let served = target.served();
-    target.stop();
+    let served = target.stop();
     println!("engine target stopped after {served} responses");
     crate::fatal::or_panic(exit::OK)
 }

@@ -136,9 +136,12 @@ impl Target {
         self.served.load(Ordering::Relaxed)
     }
 
-    /// Stops accepting, closes connections and waits for the shards.
-    pub fn stop(mut self) {
+    /// Stops accepting, closes connections and waits for the shards; returns every response
+    /// written, the last tick's included (which [`Target::served`] read before the stop would
+    /// miss: the shards publish their counts once a tick, and the rest as they end).
+    pub fn stop(mut self) -> u64 {
         self.shutdown();
+        self.served()
     }
 
     /// Blocks until the target is stopped by `stop_flag` (a signal handler, say).
