@@ -593,20 +593,27 @@ fn stream_faults_act_on_http2_bodies() {
         .spawn()
         .unwrap();
     ports::wait_listening(port, "the target");
-    let p = start(&["--upstream", &format!("127.0.0.1:{port}")]);
+    // HTTP/2 both sides, then the two translations: h2c clients to an HTTP/1.1 upstream, and
+    // HTTP/1.1 clients to an h2c upstream.
+    for (upstream_protocol, client) in
+        [("auto", "--http2-prior-knowledge"), ("h1", "--http2-prior-knowledge"), ("h2c", "--http1.1")]
+    {
+        stream_faults_through(port, upstream_protocol, client);
+    }
+    let _ = target.kill();
+    let _ = target.wait();
+}
+
+/// The stream faults on one path through the proxy to the HTTP/2-capable target on `port`.
+fn stream_faults_through(port: u16, upstream_protocol: &str, client: &str) {
+    let path = format!("{client} through --upstream-protocol {upstream_protocol}");
+    let p = start(&["--upstream", &format!("127.0.0.1:{port}"), "--upstream-protocol", upstream_protocol]);
     let admin = p.line.split("admin http://").nth(1).and_then(|s| s.split(['/', ' ', ';']).next()).unwrap().to_string();
     let url = |path: &str| format!("http://{}{path}", p.addr);
     // (status or curl's failure, bytes received, seconds)
     let curl = |path: &str, extra: &[&str]| -> (String, u64, f64) {
         let o = Command::new("curl")
-            .args([
-                "-s",
-                "--http2-prior-knowledge",
-                "-o",
-                "/dev/null",
-                "-w",
-                "%{http_code} %{size_download} %{time_total}",
-            ])
+            .args(["-s", client, "-o", "/dev/null", "-w", "%{http_code} %{size_download} %{time_total}"])
             .args(extra)
             .arg(url(path))
             .output()
@@ -617,11 +624,12 @@ fn stream_faults_act_on_http2_bodies() {
         (code, w[1].parse().unwrap(), w[2].parse().unwrap())
     };
     let (code, size, fast) = curl("/plain", &[]);
-    assert_eq!((code.as_str(), size), ("200", 40_000));
+    assert_eq!((code.as_str(), size), ("200", 40_000), "{path}");
     let rules = [
         r#"{"id": "slow", "match": {"path_prefix": "/slow"}, "action": {"bandwidth": {"bytes_per_s": 20000, "direction": "downstream"}}}"#,
         r#"{"id": "cut", "match": {"path_prefix": "/cut"}, "action": {"limit_data": {"bytes": 10000, "direction": "downstream"}}}"#,
         r#"{"id": "held", "match": {"path_prefix": "/held"}, "action": {"latency": {"ms": 400, "direction": "upstream"}}}"#,
+        r#"{"id": "capped", "match": {"path_prefix": "/capped"}, "action": {"limit_data": {"bytes": 1000, "direction": "upstream"}}}"#,
     ];
     for r in rules {
         assert_eq!(admin_send(&admin, "POST", "/faults", r), 201);
@@ -629,25 +637,31 @@ fn stream_faults_act_on_http2_bodies() {
     thread::sleep(Duration::from_millis(300));
     // 40 KB at 20 KB/s: about two seconds, where it took a few milliseconds unfaulted.
     let (code, size, slow) = curl("/slow", &[]);
-    assert_eq!((code.as_str(), size), ("200", 40_000));
-    assert!((1.6..4.0).contains(&slow), "{slow} s (unfaulted {fast} s)");
-    // The data limit: the stream is reset once 10 KB passed.
+    assert_eq!((code.as_str(), size), ("200", 40_000), "{path}");
+    assert!((1.6..4.0).contains(&slow), "{path}: {slow} s (unfaulted {fast} s)");
+    // The data limit: the response is cut once 10 KB passed.
     let (code, size, _) = curl("/cut", &[]);
-    assert!(code.starts_with("curl exit"), "{code}");
-    assert!(size <= 10_000, "{size} bytes passed a 10,000-byte limit");
-    // Upstream latency acts on the request body's DATA frames on their way up.
+    assert!(code.starts_with("curl exit"), "{path}: {code}");
+    assert!(size <= 10_000, "{path}: {size} bytes passed a 10,000-byte limit");
+    // Upstream latency acts on the request body on its way up.
     let (code, _, held) = curl("/held", &["--data-binary", "0123456789"]);
-    assert_eq!(code, "200");
-    assert!(held >= 0.4, "{held} s");
+    assert_eq!(code, "200", "{path}");
+    assert!(held >= 0.4, "{path}: {held} s");
+    // An upstream data limit: a 5,000-byte body is cut at 1,000 and the client gets no answer.
+    let body = "x".repeat(5000);
+    let (code, _, _) = curl("/capped", &["--data-binary", &body]);
+    assert!(code.starts_with("curl exit"), "{path}: {code}");
+    // The proxy still serves after the cuts.
+    let (code, size, _) = curl("/plain", &[]);
+    assert_eq!((code.as_str(), size), ("200", 40_000), "{path}");
+    // The shards publish their counts each tick.
+    thread::sleep(Duration::from_millis(300));
     let stats = admin_get(&admin, "/stats");
     let stats: serde_json::Value = serde_json::from_str(&stats).unwrap();
     let f = &stats["faults_injected"];
     assert_eq!(
         (f["bandwidth"].as_u64(), f["limit_data"].as_u64(), f["latency"].as_u64()),
-        (Some(1), Some(1), Some(1)),
-        "{f}"
+        (Some(1), Some(2), Some(1)),
+        "{path}: {f}"
     );
-    drop(p);
-    let _ = target.kill();
-    let _ = target.wait();
 }

@@ -3,8 +3,9 @@
 //! X-Forwarded-For, Via, framing restated) becomes the pseudo-fields and fields of a stream on
 //! the shard's HTTP/2 connection, its body is de-chunked into DATA under flow control, and the
 //! response comes back with a Content-Length when it had one, else chunked (its trailers in
-//! the last chunk), or close-delimited to an HTTP/1.0 client. Stream faults (`latency`,
-//! `bandwidth`, ...) do not act on this path.
+//! the last chunk), or close-delimited to an HTTP/1.0 client. Stream faults act as on the
+//! HTTP/1.1 path: upstream ones on the DATA sent up (a data limit resets the upstream's stream
+//! and cuts the client), downstream ones on the bytes written to the client.
 
 use std::time::Instant;
 
@@ -17,6 +18,8 @@ use engine_http::request::{self, Framing};
 use engine_http::{header_slots, BodyDecoder};
 
 use super::{Conn, Failed, Next, Prepared};
+use crate::http2::{send_shaped, Broken};
+use crate::shape::Shaper;
 use crate::slot::Wait;
 use crate::stats::UpstreamError;
 
@@ -86,7 +89,7 @@ impl Conn {
             if prep.expect_continue {
                 self.write_client(CONTINUE).await.map_err(|_| Lost::Client)?;
             }
-            self.body_to_h2(prep.framing, &mut to_up).await?;
+            self.body_to_h2(prep.framing, &mut to_up, &mut Shaper::new(self.shapes.0)).await?;
         }
         let sent = Instant::now();
         let response = match engine_runtime::within(timeout, response).await {
@@ -122,12 +125,13 @@ impl Conn {
             out.extend_from_slice(b"Connection: close\r\n");
         }
         out.extend_from_slice(b"Via: 2 engine-proxy\r\n\r\n");
-        let wrote = self.write_client(&out).await;
+        let mut to_down = Shaper::new(self.shapes.1);
+        let wrote = self.write_shaped(&out, &mut to_down).await;
         self.out = out;
         wrote.map_err(|_| Lost::Client)?;
         *answered = true;
         if !bodiless {
-            self.body_from_h2(&mut body, chunked).await?;
+            self.body_from_h2(&mut body, chunked, &mut to_down).await?;
         }
         let mut stats = shard.stats.borrow_mut();
         stats.upstream(prep.route, status, ttfb, Some(sent.elapsed()));
@@ -135,8 +139,14 @@ impl Conn {
         Ok(if close { Next::Close } else { Next::KeepAlive })
     }
 
-    /// The client's body, de-chunked, to the upstream's stream as DATA.
-    async fn body_to_h2(&mut self, framing: Framing, to_up: &mut h2::SendStream<Bytes>) -> Result<(), Lost> {
+    /// The client's body, de-chunked, to the upstream's stream as DATA under the upstream
+    /// stream faults.
+    async fn body_to_h2(
+        &mut self,
+        framing: Framing,
+        to_up: &mut h2::SendStream<Bytes>,
+        shaper: &mut Shaper,
+    ) -> Result<(), Lost> {
         let mut decoder = match framing {
             Framing::Length(n) => BodyDecoder::length(n),
             _ => BodyDecoder::chunked(),
@@ -150,9 +160,20 @@ impl Conn {
                 self.buf.consume(n);
                 if !payload.is_empty() {
                     let data = Bytes::from(std::mem::take(&mut payload));
-                    crate::http2::send_all(to_up, data).await.map_err(|_| Lost::Upstream(UpstreamError::Reset))?;
+                    match send_shaped(to_up, data, shaper).await {
+                        Ok(()) => {}
+                        // A data limit: the upstream's stream is reset and the client cut.
+                        Err(Broken::Limit) => {
+                            to_up.send_reset(h2::Reason::CANCEL);
+                            return Err(Lost::Client);
+                        }
+                        Err(_) => return Err(Lost::Upstream(UpstreamError::Reset)),
+                    }
                 }
                 if done {
+                    if let Some(hold) = shaper.slow_close() {
+                        glommio::timer::sleep(hold).await;
+                    }
                     return to_up.send_data(Bytes::new(), true).map_err(|_| Lost::Upstream(UpstreamError::Reset));
                 }
             }
@@ -163,9 +184,12 @@ impl Conn {
         }
     }
 
-    /// The upstream's body and trailers to the client, chunked when `chunked`.
-    async fn body_from_h2(&mut self, body: &mut RecvStream, chunked: bool) -> Result<(), Lost> {
+    /// The upstream's body and trailers to the client, chunked when `chunked`, under the
+    /// downstream stream faults (a data limit cuts the client; dropping `body` resets the
+    /// upstream's stream).
+    async fn body_from_h2(&mut self, body: &mut RecvStream, chunked: bool, shaper: &mut Shaper) -> Result<(), Lost> {
         let timeout = self.shard.shared.limits.upstream_timeout;
+        let mut framed = Vec::new();
         loop {
             let chunk = match engine_runtime::within(timeout, body.data()).await {
                 None => return Err(Lost::Upstream(UpstreamError::Timeout)),
@@ -175,11 +199,13 @@ impl Conn {
             };
             let n = chunk.len();
             if chunked && n > 0 {
-                self.write_client(format!("{n:x}\r\n").as_bytes()).await.map_err(|_| Lost::Client)?;
-            }
-            self.write_client(&chunk).await.map_err(|_| Lost::Client)?;
-            if chunked && n > 0 {
-                self.write_client(b"\r\n").await.map_err(|_| Lost::Client)?;
+                framed.clear();
+                framed.extend_from_slice(format!("{n:x}\r\n").as_bytes());
+                framed.extend_from_slice(&chunk);
+                framed.extend_from_slice(b"\r\n");
+                self.write_shaped(&framed, shaper).await.map_err(|_| Lost::Client)?;
+            } else {
+                self.write_shaped(&chunk, shaper).await.map_err(|_| Lost::Client)?;
             }
             let _ = body.flow_control().release_capacity(n);
         }

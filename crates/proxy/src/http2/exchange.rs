@@ -125,11 +125,11 @@ pub(crate) async fn exchange(
             }
         }
     }
-    if shard.shared.upstream_protocol == crate::UpstreamProtocol::Http1 {
-        return super::to_h1::forward(&shard, request, respond, &streams.0).await;
-    }
     // Stream faults act on the bodies (gRPC: the message streams) both ways.
     shard.stats.borrow_mut().stream_faults(decision.stream_kinds);
+    if shard.shared.upstream_protocol == crate::UpstreamProtocol::Http1 {
+        return super::to_h1::forward(&shard, request, respond, &streams.0, (decision.up, decision.down)).await;
+    }
     forward(&shard, request, respond, &streams.0, (grpc, decision.up, decision.down)).await;
 }
 

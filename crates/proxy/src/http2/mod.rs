@@ -12,7 +12,7 @@
 
 mod exchange;
 mod pipe;
-pub(crate) use pipe::send_all;
+pub(crate) use pipe::{send_shaped, Broken};
 mod to_h1;
 
 use std::cell::Cell;

@@ -32,11 +32,7 @@ pub(crate) async fn pipe(
     while let Some(chunk) = from.data().await {
         let chunk = chunk.map_err(|_| Broken::From)?;
         let n = chunk.len();
-        if shaper.active() {
-            shaped(to, chunk, shaper).await?;
-        } else {
-            send_all(to, chunk).await?;
-        }
+        send_shaped(to, chunk, shaper).await?;
         moved += n as u64;
         let _ = from.flow_control().release_capacity(n);
     }
@@ -53,6 +49,15 @@ pub(crate) async fn pipe(
             to.send_data(Bytes::new(), true).map_err(|_| Broken::To)?;
             Ok((None, moved))
         }
+    }
+}
+
+/// Sends `chunk` as window and the direction's stream faults allow.
+pub(crate) async fn send_shaped(to: &mut SendStream<Bytes>, chunk: Bytes, shaper: &mut Shaper) -> Result<(), Broken> {
+    if shaper.active() {
+        shaped(to, chunk, shaper).await
+    } else {
+        send_all(to, chunk).await
     }
 }
 

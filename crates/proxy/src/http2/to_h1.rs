@@ -3,20 +3,25 @@
 //! connection-specific fields are not sent, a body of unknown length goes chunked (its
 //! trailers with it), and the response's head, de-chunked body and end come back as HTTP/2.
 //! The upstream connection comes from the shard's keep-alive pool, as HTTP/1.1 clients' do.
+//! Stream faults act as on the other paths: upstream ones on the request body's bytes,
+//! downstream ones on the response's DATA; a data limit resets the client's stream and the
+//! upstream connection is not kept.
 
 use std::future::Future;
 use std::time::Instant;
 
 use bytes::Bytes;
 use h2::server::SendResponse;
-use h2::RecvStream;
+use h2::{RecvStream, SendStream};
 use http::Request;
 
 use engine_http::forward::{downstream_response, UpstreamHead};
+use engine_http::BodyDecoder;
 
 use super::exchange::{dropped, fail, h2_head, Client};
-use super::pipe::send_all;
+use super::pipe::{send_shaped, Broken};
 use crate::pool::Upstream;
+use crate::shape::{Shape, Shaper};
 use crate::shard::Shard;
 use crate::stats::{route_of, UpstreamError};
 
@@ -64,20 +69,58 @@ fn request_head(shard: &Shard, parts: &http::request::Parts, peer: &str, chunked
     head
 }
 
-/// Sends the request's body (chunked when `chunked`, with its trailers); `Err` when the client
-/// or the upstream failed.
-async fn send_body(up: &mut Upstream, body: &mut RecvStream, chunked: bool) -> Result<(), UpstreamError> {
+/// How sending the request upstream ended early.
+enum Cut {
+    Upstream(UpstreamError),
+    /// The client's stream failed.
+    Client,
+    /// An upstream `limit_data` fault: the stream is reset.
+    Limit,
+}
+
+/// Writes `bytes` upstream within the upstream timeout.
+async fn write_up(shard: &Shard, up: &mut Upstream, bytes: &[u8]) -> Result<(), Cut> {
+    match within(shard, up.stream.write_all(bytes)).await {
+        Some(Ok(())) => Ok(()),
+        Some(Err(_)) => Err(Cut::Upstream(UpstreamError::Reset)),
+        None => Err(Cut::Upstream(UpstreamError::Timeout)),
+    }
+}
+
+/// Sends the request's body (chunked when `chunked`, with its trailers) under the upstream
+/// stream faults: after each chunk's latency, in the pieces and at the pace they set (a piece
+/// is a chunk of its own when chunked), up to the data limit.
+async fn send_body(
+    shard: &Shard,
+    up: &mut Upstream,
+    body: &mut RecvStream,
+    chunked: bool,
+    shaper: &mut Shaper,
+) -> Result<(), Cut> {
+    let mut framed = Vec::new();
     while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|_| UpstreamError::Reset)?;
+        let chunk = chunk.map_err(|_| Cut::Client)?;
         let n = chunk.len();
-        if chunked {
-            up.stream.write_all(format!("{n:x}\r\n").as_bytes()).await.map_err(|_| UpstreamError::Reset)?;
-        }
-        up.stream.write_all(&chunk).await.map_err(|_| UpstreamError::Reset)?;
-        if chunked {
-            up.stream.write_all(b"\r\n").await.map_err(|_| UpstreamError::Reset)?;
+        pause(shaper.before_chunk()).await;
+        let mut rest = &chunk[..];
+        while !rest.is_empty() {
+            let k = if shaper.active() { shaper.piece(rest.len()).map_err(|_| Cut::Limit)? } else { rest.len() };
+            if chunked {
+                framed.clear();
+                framed.extend_from_slice(format!("{k:x}\r\n").as_bytes());
+                framed.extend_from_slice(&rest[..k]);
+                framed.extend_from_slice(b"\r\n");
+                write_up(shard, up, &framed).await?;
+            } else {
+                write_up(shard, up, &rest[..k]).await?;
+            }
+            rest = &rest[k..];
+            pause(shaper.wrote(k)).await;
         }
         let _ = body.flow_control().release_capacity(n);
+    }
+    if let Some(hold) = shaper.slow_close() {
+        glommio::timer::sleep(hold).await;
     }
     if chunked {
         let mut end = b"0\r\n".to_vec();
@@ -89,9 +132,16 @@ async fn send_body(up: &mut Upstream, body: &mut RecvStream, chunked: bool) -> R
             }
         }
         end.extend_from_slice(b"\r\n");
-        up.stream.write_all(&end).await.map_err(|_| UpstreamError::Reset)?;
+        write_up(shard, up, &end).await?;
     }
     Ok(())
+}
+
+/// Waits `d` (nothing at all when it is zero: the unfaulted case).
+async fn pause(d: std::time::Duration) {
+    if !d.is_zero() {
+        glommio::timer::sleep(d).await;
+    }
 }
 
 /// Forwards one stream to the HTTP/1.1 upstream and its response back.
@@ -100,6 +150,7 @@ pub(crate) async fn forward(
     request: Request<RecvStream>,
     mut respond: SendResponse<Bytes>,
     client: &Client,
+    (up_shape, down_shape): (Shape, Shape),
 ) {
     let route = route_of(&shard.shared.routes, request.uri().path());
     let head_request = request.method() == http::Method::HEAD;
@@ -110,14 +161,16 @@ pub(crate) async fn forward(
     // Always checked (a non-blocking peek): this path does not retry a request the upstream's
     // idle close made fail, as the HTTP/1.1 path does for bodiless ones.
     let Some(mut up) = upstream(shard).await else { return fail(shard, &mut respond, UpstreamError::Refused) };
-    let wrote = within(shard, async {
-        up.stream.write_all(&head).await.map_err(|_| UpstreamError::Reset)?;
-        send_body(&mut up, &mut body, chunked).await
-    });
-    match wrote.await {
-        None => return fail(shard, &mut respond, UpstreamError::Timeout),
-        Some(Err(e)) => return fail(shard, &mut respond, e),
-        Some(Ok(())) => {}
+    let mut wrote = write_up(shard, &mut up, &head).await;
+    if wrote.is_ok() && !end {
+        wrote = send_body(shard, &mut up, &mut body, chunked, &mut Shaper::new(up_shape)).await;
+    }
+    match wrote {
+        Ok(()) => {}
+        Err(Cut::Upstream(e)) => return fail(shard, &mut respond, e),
+        Err(Cut::Client) => return fail(shard, &mut respond, UpstreamError::Reset),
+        // The stream is cut both ways: the client's reset, the upstream's connection dropped.
+        Err(Cut::Limit) => return respond.send_reset(h2::Reason::CANCEL),
     }
     let sent = Instant::now();
     let mut out = Vec::new();
@@ -148,42 +201,22 @@ pub(crate) async fn forward(
     let Ok(response) = response.body(()) else { return };
     let bodiless = head_request || decoder.is_empty();
     let Ok(mut to_client) = respond.send_response(response, bodiless) else { return };
-    let mut payload = Vec::new();
+    let mut shaper = Shaper::new(down_shape);
     let mut at = len;
-    let mut done = bodiless;
-    let mut clean = true;
-    while !done {
-        if at < up.buf.len() {
-            let Ok((n, end)) = decoder.feed_payload(&up.buf[at..], |p| payload.extend_from_slice(p)) else {
-                clean = false;
-                break;
-            };
-            at += n;
-            done = end;
-            if !payload.is_empty() && send_all(&mut to_client, Bytes::from(std::mem::take(&mut payload))).await.is_err()
-            {
-                client.resets.set(client.resets.get() + 1);
-                return;
-            }
-            continue;
-        }
-        up.buf.clear();
-        at = 0;
-        match within(shard, up.buf.read_from(&mut up.stream)).await {
-            Some(Ok(n)) if n > 0 => {}
-            Some(Ok(_)) if decoder.is_until_eof() => done = true,
-            _ => {
-                clean = false;
-                break;
-            }
-        }
-    }
-    if !clean {
-        to_client.send_reset(h2::Reason::INTERNAL_ERROR);
-        shard.stats.borrow_mut().upstream_error(UpstreamError::Reset);
-        return;
-    }
     if !bodiless {
+        match body_down(shard, &mut up, &mut at, &mut decoder, &mut to_client, &mut shaper).await {
+            Ok(()) => {}
+            Err(Stop::Upstream) => {
+                to_client.send_reset(h2::Reason::INTERNAL_ERROR);
+                return shard.stats.borrow_mut().upstream_error(UpstreamError::Reset);
+            }
+            // A data limit: the client's stream is reset, the upstream connection dropped.
+            Err(Stop::Limit) => return to_client.send_reset(h2::Reason::CANCEL),
+            Err(Stop::Client) => return client.resets.set(client.resets.get() + 1),
+        }
+        if let Some(hold) = shaper.slow_close() {
+            glommio::timer::sleep(hold).await;
+        }
         let _ = to_client.send_data(Bytes::new(), true);
     }
     let total = sent.elapsed();
@@ -195,6 +228,54 @@ pub(crate) async fn forward(
     // A connection whose response ended where its framing said may carry another request.
     if reusable && at == up.buf.len() && !decoder.is_until_eof() {
         shard.pool.put(up, shard.now());
+    }
+}
+
+/// Why the response body stopped before its end.
+enum Stop {
+    /// The upstream broke its framing, closed early or timed out.
+    Upstream,
+    /// A downstream `limit_data` fault.
+    Limit,
+    /// The client's stream went away.
+    Client,
+}
+
+/// The response body from `up.buf[*at..]` on, de-chunked, to the client as DATA under the
+/// downstream stream faults; `*at` ends where the body did.
+async fn body_down(
+    shard: &Shard,
+    up: &mut Upstream,
+    at: &mut usize,
+    decoder: &mut BodyDecoder,
+    to_client: &mut SendStream<Bytes>,
+    shaper: &mut Shaper,
+) -> Result<(), Stop> {
+    let mut payload = Vec::new();
+    loop {
+        if *at < up.buf.len() {
+            let (n, end) =
+                decoder.feed_payload(&up.buf[*at..], |p| payload.extend_from_slice(p)).map_err(|_| Stop::Upstream)?;
+            *at += n;
+            if !payload.is_empty() {
+                match send_shaped(to_client, Bytes::from(std::mem::take(&mut payload)), shaper).await {
+                    Ok(()) => {}
+                    Err(Broken::Limit) => return Err(Stop::Limit),
+                    Err(_) => return Err(Stop::Client),
+                }
+            }
+            if end {
+                return Ok(());
+            }
+            continue;
+        }
+        up.buf.clear();
+        *at = 0;
+        match within(shard, up.buf.read_from(&mut up.stream)).await {
+            Some(Ok(n)) if n > 0 => {}
+            Some(Ok(_)) if decoder.is_until_eof() => return Ok(()),
+            _ => return Err(Stop::Upstream),
+        }
     }
 }
 
