@@ -132,6 +132,7 @@ fn start_servers(cpu: usize, tls: Option<&DemoTls>) -> anyhow::Result<(Target, P
         tls: tls.map(|t| t.server.clone()),
         http2: false,
         grpc: None,
+        max_streams: None,
     };
     let target = Target::start(cfg)?;
     let proxy = start_proxy(target.local_addr(), cpu, tls)?;

@@ -53,6 +53,11 @@ pub struct TargetArgs {
     /// e.g. demo.Echo/Echo:UNAVAILABLE:10 for exactly 10% of its calls
     #[arg(long, value_name = "METHOD:CODE:EVERY", value_parser = engine_target::GrpcFail::parse)]
     pub grpc_fail: Vec<engine_target::GrpcFail>,
+    /// HTTP/2: at most N streams at once per connection, as the target's SETTINGS tell clients
+    /// (SETTINGS_MAX_CONCURRENT_STREAMS; implies --http2); to see how a client or a proxy
+    /// spreads its streams over connections. Default: no limit
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_streams: Option<u32>,
 }
 
 pub fn main(args: TargetArgs) -> u8 {
@@ -117,8 +122,9 @@ fn config(args: &TargetArgs, shard_cpus: Vec<usize>) -> anyhow::Result<TargetCon
         body_size: args.body_size,
         delay: args.delay,
         shard_cpus,
-        http2: args.http2,
+        http2: args.http2 || args.max_streams.is_some(),
         grpc: (args.grpc || !args.grpc_fail.is_empty()).then(|| args.grpc_fail.clone()),
+        max_streams: args.max_streams,
     })
 }
 

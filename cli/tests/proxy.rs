@@ -665,3 +665,70 @@ fn stream_faults_through(port: u16, upstream_protocol: &str, client: &str) {
         "{path}: {f}"
     );
 }
+
+/// Established connections whose far end is `port` on this host (the clients' side of them).
+fn connections_to(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
+    let far = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[2].ends_with(&far) && f[3] == "01"
+        })
+        .count()
+}
+
+/// An HTTP/2 upstream that allows one stream at a time per connection: the proxy opens more
+/// connections rather than queueing every stream on one, up to its cap (16 a shard). 40
+/// clients, each request held 100 ms upstream: one connection would serve about 20 a second,
+/// no cap 400, the pool of 16 about 160.
+#[test]
+fn an_h2_upstream_with_full_connections_gets_more_up_to_the_cap() {
+    let port = ports::free_port();
+    let mut target = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["target", "--listen", &format!("127.0.0.1:{port}"), "--max-streams", "1", "--delay", "100ms"])
+        .args(["--shards", "1"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    ports::wait_listening(port, "the target");
+    // HTTP/1.1 clients translated to the h2c upstream, and h2c clients (40 streams on 4
+    // connections) passed as HTTP/2.
+    let clients: [(&str, &[&str]); 2] =
+        [("h2c", &["-c", "40"]), ("auto", &["--http2-prior-knowledge", "-c", "4", "--streams", "10"])];
+    for (upstream_protocol, client) in clients {
+        let p = start(&["--upstream", &format!("127.0.0.1:{port}"), "--upstream-protocol", upstream_protocol]);
+        let url = format!("http://{}/", p.addr);
+        let blast = Command::new(env!("CARGO_BIN_EXE_engine"))
+            .args(["blast", &url, "-d", "3s", "--shards", "1", "--json", "-", "-q"])
+            .args(client)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut most = 0;
+        let until = Instant::now() + Duration::from_millis(2500);
+        while Instant::now() < until {
+            thread::sleep(Duration::from_millis(100));
+            most = most.max(connections_to(port));
+        }
+        let out = blast.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let s: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        let (requests, errors) = (s["requests"].as_u64().unwrap(), s["errors"]["total"].as_u64().unwrap());
+        // Streams the upstream refused before its SETTINGS arrived were sent again.
+        assert_eq!(errors, 0, "{client:?}: {}", s["errors"]);
+        assert!((2..=16).contains(&most), "{client:?}: {most} connections to the upstream");
+        // 16 streams at once for 3 s at 100 ms each: 480, and the 40 in flight at the end
+        // finish too (uncapped, 40 at once would make 1,200; one connection 30 + 40).
+        assert!((240..=540).contains(&requests), "{client:?}: {requests} requests over {most} connections");
+        drop(p);
+        // The proxy's connections close with it.
+        thread::sleep(Duration::from_millis(300));
+    }
+    let _ = target.kill();
+    let _ = target.wait();
+}

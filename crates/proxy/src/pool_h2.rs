@@ -1,6 +1,8 @@
-//! A shard's HTTP/2 connection to the upstream: one, shared by every stream the shard
-//! forwards (HTTP/2 multiplexes; the upstream's `SETTINGS_MAX_CONCURRENT_STREAMS` makes
-//! further streams wait their turn in `h2`), opened on first use and again after it ends.
+//! A shard's HTTP/2 connections to the upstream: a small pool of multiplexed connections. A
+//! stream goes on the first connection with room under the upstream's
+//! `SETTINGS_MAX_CONCURRENT_STREAMS`; when every one is full, another is opened, up to
+//! [`MAX_CONNS`]; past that, streams wait their turn on the least busy one (in `h2`). A
+//! connection that ends is replaced on the next stream.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -12,29 +14,79 @@ use bytes::Bytes;
 use engine_tls::{ClientConnection, Stream};
 use glommio::net::TcpStream;
 use glommio::sync::Semaphore;
-use h2::client::SendRequest;
+use h2::client::{ResponseFuture, SendRequest};
+use h2::SendStream;
+use http::Request;
+
+use crate::stats::UpstreamError;
 
 /// What the upstream may send before the proxy reads it, per stream and per connection: a
 /// slow client holds at most this much per stream (flow control does the rest).
 const STREAM_WINDOW: u32 = 256 * 1024;
 const CONN_WINDOW: u32 = 4 * 1024 * 1024;
+/// Connections to the upstream per shard, at most: with the common limits of 100–250 streams
+/// each, thousands of streams at once before any waits.
+pub(crate) const MAX_CONNS: usize = 16;
 
 pub(crate) struct H2Upstream {
     addr: SocketAddr,
     /// With TLS: this shard's client, offering only `h2` by ALPN.
     tls: Option<engine_tls::Client>,
     connect_timeout: Duration,
-    current: RefCell<Option<Open>>,
+    conns: RefCell<Vec<Conn>>,
     /// One connect at a time: streams arriving meanwhile wait for it rather than each
     /// opening a connection of its own.
     connecting: Semaphore,
 }
 
-/// The connection in use, and whether its task has ended.
-type Open = (SendRequest<Bytes>, Rc<Cell<bool>>);
+/// One open connection: its handle, its streams in progress, whether its task has ended.
+struct Conn {
+    send: SendRequest<Bytes>,
+    active: Rc<Cell<usize>>,
+    ended: Rc<Cell<bool>>,
+}
+
+/// A stream's place on its connection, held while the stream lasts.
+pub(crate) struct Lease {
+    active: Rc<Cell<usize>>,
+    ended: Rc<Cell<bool>>,
+}
+
+impl Lease {
+    /// The connection failed to take a stream: the next stream does not use it (streams on
+    /// it finish on it).
+    pub fn forget(&self) {
+        self.ended.set(true);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        self.active.set(self.active.get() - 1);
+    }
+}
 
 /// A new upstream connection's TLS handshake, for the shard's figures: how long, and resumed.
 pub(crate) type Handshake = Option<(Duration, bool)>;
+
+/// A stream opened on the pool.
+pub(crate) struct Opened {
+    pub response: ResponseFuture,
+    pub body: SendStream<Bytes>,
+    pub lease: Lease,
+    pub handshake: Handshake,
+}
+
+/// Times a stream the upstream refused is sent again: REFUSED_STREAM says the upstream did
+/// nothing with it (RFC 9113 §8.7), and a burst on a new connection, before its SETTINGS
+/// said how many streams it takes, can be refused; each refusal settles one connection's
+/// limit, so this many rounds see every connection of a full pool settled.
+pub(crate) const REFUSED_RETRIES: u32 = MAX_CONNS as u32 + 2;
+
+/// The upstream refused the stream without acting on it.
+pub(crate) fn refused(e: &h2::Error) -> bool {
+    e.reason() == Some(h2::Reason::REFUSED_STREAM)
+}
 
 impl H2Upstream {
     pub fn new(addr: SocketAddr, tls: Option<engine_tls::Client>, connect_timeout: Duration) -> Self {
@@ -42,20 +94,24 @@ impl H2Upstream {
             addr,
             tls: tls.map(|c| c.with_alpn(&[engine_tls::ALPN_H2])),
             connect_timeout,
-            current: RefCell::new(None),
+            conns: RefCell::new(Vec::new()),
             connecting: Semaphore::new(1),
         }
     }
 
-    /// The connection's handle for a new stream: the open connection's, or a new one's (and
-    /// then its TLS handshake, if any).
-    pub async fn sender(&self) -> io::Result<(SendRequest<Bytes>, Handshake)> {
-        if let Some(s) = self.live() {
-            return Ok((s, None));
+    /// A handle for a new stream and its lease: on a connection with room, or a new one (and
+    /// then its TLS handshake, if any), or the least busy when the pool is full.
+    async fn sender(&self) -> io::Result<(SendRequest<Bytes>, Lease, Handshake)> {
+        if let Some(s) = self.with_room(false) {
+            return Ok((s.0, s.1, None));
         }
         let _one = self.connecting.acquire_permit(1).await.map_err(|_| io::Error::other("shard stopping"))?;
-        if let Some(s) = self.live() {
-            return Ok((s, None));
+        if let Some(s) = self.with_room(false) {
+            return Ok((s.0, s.1, None));
+        }
+        if self.conns.borrow().len() >= MAX_CONNS {
+            let s = self.with_room(true).ok_or_else(|| io::Error::other("no upstream connection"))?;
+            return Ok((s.0, s.1, None));
         }
         let (stream, handshake) = self.connect().await?;
         let mut builder = h2::client::Builder::new();
@@ -73,26 +129,41 @@ impl H2Upstream {
             flag.set(true);
         })
         .detach();
-        *self.current.borrow_mut() = Some((send.clone(), ended));
-        Ok((send, handshake))
+        let c = Conn { send, active: Rc::new(Cell::new(0)), ended };
+        let taken = lease(&c);
+        self.conns.borrow_mut().push(c);
+        Ok((taken.0, taken.1, handshake))
     }
 
-    /// The open connection's handle, unless it has ended.
-    fn live(&self) -> Option<SendRequest<Bytes>> {
-        let mut current = self.current.borrow_mut();
-        match &*current {
-            Some((s, ended)) if !ended.get() => Some(s.clone()),
-            _ => {
-                *current = None;
-                None
-            }
-        }
+    /// Opens a stream for `request` (`end`: it has no body) on a connection of the pool: the
+    /// response to await, the body's sender, the stream's lease, and a new connection's TLS
+    /// handshake.
+    pub async fn open(&self, request: Request<()>, end: bool) -> Result<Opened, UpstreamError> {
+        let (sender, lease, handshake) = self.sender().await.map_err(|_| UpstreamError::Refused)?;
+        // A fresh handle is ready at once (h2 holds streams over the upstream's limit itself),
+        // or fails when its connection has ended.
+        let Ok(mut sender) = sender.ready().await else {
+            lease.forget();
+            return Err(UpstreamError::Refused);
+        };
+        let Ok((response, body)) = sender.send_request(request, end) else {
+            lease.forget();
+            return Err(UpstreamError::Reset);
+        };
+        Ok(Opened { response, body, lease, handshake })
     }
 
-    /// Forgets the connection (a stream could not be opened on it): the next stream opens
-    /// another; streams on this one finish on it.
-    pub fn forget(&self) {
-        self.current.borrow_mut().take();
+    /// The first live connection with room for a stream under the upstream's limit (with
+    /// `any`, the least busy live one); ended connections are dropped on the way.
+    fn with_room(&self, any: bool) -> Option<(SendRequest<Bytes>, Lease)> {
+        let mut conns = self.conns.borrow_mut();
+        conns.retain(|c| !c.ended.get());
+        let c = if any {
+            conns.iter().min_by_key(|c| c.active.get())
+        } else {
+            conns.iter().find(|c| c.active.get() < c.send.current_max_send_streams())
+        };
+        c.map(lease)
     }
 
     async fn connect(&self) -> io::Result<(Stream<ClientConnection>, Handshake)> {
@@ -111,6 +182,12 @@ impl H2Upstream {
         let resumed = tls.negotiated().resumed;
         Ok((Stream::Tls(Box::new(tls)), Some((t0.elapsed(), resumed))))
     }
+}
+
+/// A new stream's handle and lease on `c`.
+fn lease(c: &Conn) -> (SendRequest<Bytes>, Lease) {
+    c.active.set(c.active.get() + 1);
+    (c.send.clone(), Lease { active: c.active.clone(), ended: c.ended.clone() })
 }
 
 /// An `h2` error as I/O: its own I/O error when it has one.

@@ -23,7 +23,11 @@ pub(crate) async fn serve_h2c(shard: Rc<TargetShard>, stream: Stream<ServerConne
 
 /// Serves one HTTP/2 connection until the client or the target's stop closes it.
 pub(crate) async fn serve<T: AsyncRead + AsyncWrite + Unpin>(shard: Rc<TargetShard>, io: T) {
-    let Ok(mut conn) = h2::server::handshake(io).await else { return };
+    let mut builder = h2::server::Builder::new();
+    if let Some(n) = shard.max_streams {
+        builder.max_concurrent_streams(n);
+    }
+    let Ok(mut conn) = builder.handshake(io).await else { return };
     let body = Bytes::copy_from_slice(shard.response.body());
     // The connection makes progress only while polled: accepting the next stream does that,
     // so answers spawned for earlier streams are written as they are ready.

@@ -55,6 +55,9 @@ pub struct TargetConfig {
     pub http2: bool,
     /// Answer gRPC calls over HTTP/2 (an echo), failing these calls (`None`: no gRPC).
     pub grpc: Option<Vec<GrpcFail>>,
+    /// HTTP/2: streams a client may have open at once on a connection (the
+    /// `SETTINGS_MAX_CONCURRENT_STREAMS` it is sent; `None`: `h2`'s default, no limit).
+    pub max_streams: Option<u32>,
 }
 
 impl TargetConfig {
@@ -70,6 +73,7 @@ impl TargetConfig {
             tls: None,
             http2: false,
             grpc: None,
+            max_streams: None,
         })
     }
 }
@@ -105,7 +109,7 @@ impl Target {
             // Over TLS, HTTP/2 is what ALPN agrees on.
             let http2 = cfg.http2 || cfg.grpc.is_some();
             let tls = cfg.tls.as_ref().map(|c| if http2 { engine_tls::offering_h2(c) } else { c.clone() });
-            let how = Serving { delay: cfg.delay, tls, http2, grpc: cfg.grpc.clone() };
+            let how = Serving { delay: cfg.delay, tls, http2, grpc: cfg.grpc.clone(), max_streams: cfg.max_streams };
             let bind = if i == 0 { listen::Bind::Own(addr) } else { listen::Bind::Join(addr) };
             let started =
                 listen::spawn_bound(Executor::new(format!("target-{i}"), Placement::Fixed(cpu)), bind, move |l| {
@@ -210,6 +214,7 @@ struct Serving {
     tls: Option<Arc<ServerConfig>>,
     http2: bool,
     grpc: Option<Vec<GrpcFail>>,
+    max_streams: Option<u32>,
 }
 
 /// Per-shard state of the target.
@@ -218,6 +223,7 @@ struct TargetShard {
     delay: Duration,
     tls: Option<Arc<ServerConfig>>,
     http2: bool,
+    max_streams: Option<u32>,
     /// gRPC: the calls per method, and the failures asked for.
     grpc: Option<grpc::Calls>,
     /// Responses written since the last publication to the shared counter.
@@ -239,6 +245,7 @@ async fn serve(
         delay: how.delay,
         tls: how.tls,
         http2: how.http2,
+        max_streams: how.max_streams,
         grpc: how.grpc.map(grpc::Calls::new),
         served: Cell::new(0),
         open: RefCell::new(HashMap::new()),

@@ -19,6 +19,7 @@ use engine_http::{header_slots, BodyDecoder};
 
 use super::{Conn, Failed, Next, Prepared};
 use crate::http2::{send_shaped, Broken};
+use crate::pool_h2::{refused, REFUSED_RETRIES};
 use crate::shape::Shaper;
 use crate::slot::Wait;
 use crate::stats::UpstreamError;
@@ -69,33 +70,31 @@ impl Conn {
     async fn forward_h2(&mut self, prep: &Prepared, answered: &mut bool) -> Result<Next, Lost> {
         let shard = self.shard.clone();
         let request = self.h2_request().ok_or(Lost::Upstream(UpstreamError::Invalid))?;
-        let (sender, handshake) =
-            shard.h2_upstream.sender().await.map_err(|_| Lost::Upstream(UpstreamError::Refused))?;
-        if let Some((took, resumed)) = handshake {
-            shard.stats.borrow_mut().tls_upstream.handshake(Some(took), resumed);
-        }
-        let timeout = shard.shared.limits.upstream_timeout;
-        // A fresh handle is ready at once (h2 holds streams over the upstream's limit itself).
-        let Ok(mut sender) = sender.ready().await else {
-            shard.h2_upstream.forget();
-            return Err(Lost::Upstream(UpstreamError::Refused));
-        };
         let end = prep.framing == Framing::None;
-        let Ok((response, mut to_up)) = sender.send_request(request, end) else {
-            shard.h2_upstream.forget();
-            return Err(Lost::Upstream(UpstreamError::Reset));
-        };
+        let mut opened = shard.h2_upstream.open(request, end).await.map_err(Lost::Upstream)?;
+        crate::http2::handshaken(&shard, opened.handshake.take());
+        let timeout = shard.shared.limits.upstream_timeout;
         if !end {
             if prep.expect_continue {
                 self.write_client(CONTINUE).await.map_err(|_| Lost::Client)?;
             }
-            self.body_to_h2(prep.framing, &mut to_up, &mut Shaper::new(self.shapes.0)).await?;
+            self.body_to_h2(prep.framing, &mut opened.body, &mut Shaper::new(self.shapes.0)).await?;
         }
         let sent = Instant::now();
-        let response = match engine_runtime::within(timeout, response).await {
-            None => return Err(Lost::Upstream(UpstreamError::Timeout)),
-            Some(Err(_)) => return Err(Lost::Upstream(UpstreamError::Reset)),
-            Some(Ok(r)) => r,
+        let mut tries = 0;
+        let response = loop {
+            match engine_runtime::within(timeout, opened.response).await {
+                None => return Err(Lost::Upstream(UpstreamError::Timeout)),
+                Some(Ok(r)) => break r,
+                // A stream refused unread is sent again when it had no body to replay.
+                Some(Err(e)) if end && refused(&e) && tries < REFUSED_RETRIES => {
+                    tries += 1;
+                    let request = self.h2_request().ok_or(Lost::Upstream(UpstreamError::Invalid))?;
+                    opened = shard.h2_upstream.open(request, true).await.map_err(Lost::Upstream)?;
+                    crate::http2::handshaken(&shard, opened.handshake.take());
+                }
+                Some(Err(_)) => return Err(Lost::Upstream(UpstreamError::Reset)),
+            }
         };
         let ttfb = sent.elapsed();
         let (parts, mut body) = response.into_parts();

@@ -14,6 +14,7 @@ use http::{HeaderMap, HeaderName, HeaderValue, Request, Response};
 use super::pipe::{grpc_status, pipe, Broken};
 use crate::faults::FaultKind;
 use crate::inject::{End, GrpcAnswer};
+use crate::pool_h2::{refused, Handshake, Opened, REFUSED_RETRIES};
 use crate::shape::{Shape, Shaper};
 use crate::shard::Shard;
 use crate::slot::Slot;
@@ -143,13 +144,6 @@ async fn forward(
 ) {
     let peer = &*client.peer;
     let route = route_of(&shard.shared.routes, request.uri().path());
-    let (sender, handshake) = match shard.h2_upstream.sender().await {
-        Ok(s) => s,
-        Err(_) => return fail(shard, &mut respond, UpstreamError::Refused),
-    };
-    if let Some((took, resumed)) = handshake {
-        shard.stats.borrow_mut().tls_upstream.handshake(Some(took), resumed);
-    }
     let (parts, mut body) = request.into_parts();
     let mut up = Request::builder().method(parts.method).version(http::Version::HTTP_2);
     // The client's own authority and path (shared bytes, not copied), the upstream's scheme.
@@ -184,16 +178,13 @@ async fn forward(
     let Ok(up) = up.body(()) else { return fail(shard, &mut respond, UpstreamError::Invalid) };
     let end = body.is_end_stream();
     let limits = &shard.shared.limits;
-    // A fresh handle is ready at once (h2 holds streams over the upstream's limit itself), or
-    // fails when the connection has ended.
-    let Ok(mut sender) = sender.ready().await else {
-        shard.h2_upstream.forget();
-        return fail(shard, &mut respond, UpstreamError::Refused);
+    // A request without a body can be sent again if the upstream refuses its stream.
+    let again = end.then(|| copy(&up));
+    let Opened { response, body: mut to_up, lease, handshake } = match shard.h2_upstream.open(up, end).await {
+        Ok(o) => o,
+        Err(e) => return fail(shard, &mut respond, e),
     };
-    let Ok((response, mut to_up)) = sender.send_request(up, end) else {
-        shard.h2_upstream.forget();
-        return fail(shard, &mut respond, UpstreamError::Reset);
-    };
+    handshaken(shard, handshake);
     let sent = Instant::now();
     // The request's body goes up while the response comes back (gRPC streams both ways); it
     // stops when the response is done.
@@ -212,21 +203,33 @@ async fn forward(
         std::future::pending::<()>().await;
     };
     let response_side = async {
-        // A client that resets the stream meanwhile ends it here: the upstream's stream is
-        // reset with it (dropping its handles), and the client's resets are counted.
-        let reset = futures_lite::future::poll_fn(|cx| respond.poll_reset(cx));
-        let head = futures_lite::future::or(async { Ok(response.await) }, async { Err(reset.await) });
-        let response = match engine_runtime::within(limits.upstream_timeout, head).await {
-            Some(Err(_)) => {
-                client.resets.set(client.resets.get() + 1);
-                return;
+        let (mut response, mut _lease, mut tries) = (response, lease, 0);
+        let response = loop {
+            // A client that resets the stream meanwhile ends it here: the upstream's stream is
+            // reset with it (dropping its handles), and the client's resets are counted.
+            let reset = futures_lite::future::poll_fn(|cx| respond.poll_reset(cx));
+            let head = futures_lite::future::or(async { Ok(response.await) }, async { Err(reset.await) });
+            match engine_runtime::within(limits.upstream_timeout, head).await {
+                Some(Err(_)) => {
+                    client.resets.set(client.resets.get() + 1);
+                    return;
+                }
+                None => return fail(shard, &mut respond, UpstreamError::Timeout),
+                Some(Ok(Ok(r))) => break r,
+                Some(Ok(Err(e))) => match &again {
+                    Some(request) if refused(&e) && tries < REFUSED_RETRIES => {
+                        tries += 1;
+                        match shard.h2_upstream.open(copy(request), true).await {
+                            Ok(o) => {
+                                handshaken(shard, o.handshake);
+                                (response, _lease) = (o.response, o.lease);
+                            }
+                            Err(e) => return fail(shard, &mut respond, e),
+                        }
+                    }
+                    _ => return fail(shard, &mut respond, UpstreamError::Reset),
+                },
             }
-            None => return fail(shard, &mut respond, UpstreamError::Timeout),
-            Some(Ok(response)) => response,
-        };
-        let response = match response {
-            Err(_) => return fail(shard, &mut respond, UpstreamError::Reset),
-            Ok(r) => r,
         };
         let ttfb = sent.elapsed();
         relay(shard, response, &mut respond, client, (route, ttfb, sent), (grpc, down_shape)).await;
@@ -234,6 +237,22 @@ async fn forward(
     futures_lite::future::or(response_side, request_side).await;
     if limited.get() {
         respond.send_reset(h2::Reason::CANCEL);
+    }
+}
+
+/// A request head again, for a stream sent again.
+fn copy(r: &Request<()>) -> Request<()> {
+    let mut b = Request::builder().method(r.method().clone()).uri(r.uri().clone()).version(r.version());
+    if let Some(fields) = b.headers_mut() {
+        *fields = r.headers().clone();
+    }
+    b.body(()).expect("a copy of a valid request")
+}
+
+/// A new upstream connection's TLS handshake, in the shard's figures.
+pub(crate) fn handshaken(shard: &Shard, handshake: Handshake) {
+    if let Some((took, resumed)) = handshake {
+        shard.stats.borrow_mut().tls_upstream.handshake(Some(took), resumed);
     }
 }
 

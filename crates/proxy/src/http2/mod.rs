@@ -11,6 +11,7 @@
 //! ENHANCE_YOUR_CALM), and bytes buffered for sending.
 
 mod exchange;
+pub(crate) use exchange::handshaken;
 mod pipe;
 pub(crate) use pipe::{send_shaped, Broken};
 mod to_h1;
