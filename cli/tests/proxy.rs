@@ -35,6 +35,30 @@ impl Drop for Running {
     }
 }
 
+/// A server the test started, stopped when the test ends, by its end or a failed assertion.
+struct Killed(Child);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `engine target` with `args`, on the free port `port`, once it listens.
+fn target(port: u16, args: &[&str]) -> Killed {
+    let child = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["target", "--listen", &format!("127.0.0.1:{port}")])
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let t = Killed(child);
+    ports::wait_listening(port, "the target");
+    t
+}
+
 fn start(args: &[&str]) -> Running {
     let mut child = Command::new(env!("CARGO_BIN_EXE_engine"))
         .args(["proxy", "--listen", "127.0.0.1:0", "--admin", "127.0.0.1:0"])
@@ -495,13 +519,6 @@ fn tcp_mode_passes_redis_and_its_faults_act_on_connections() {
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
-    struct Killed(Child);
-    impl Drop for Killed {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
-    }
     let _redis = Killed(redis);
     let deadline = Instant::now() + Duration::from_secs(10);
     while TcpStream::connect(format!("127.0.0.1:{port}")).is_err() {
@@ -586,13 +603,7 @@ fn tcp_mode_passes_redis_and_its_faults_act_on_connections() {
 fn stream_faults_act_on_http2_bodies() {
     require!("curl");
     let port = ports::free_port();
-    let mut target = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["target", "--listen", &format!("127.0.0.1:{port}"), "--http2", "--body-size", "40000"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    ports::wait_listening(port, "the target");
+    let _target = target(port, &["--http2", "--body-size", "40000"]);
     // HTTP/2 both sides, then the two translations: h2c clients to an HTTP/1.1 upstream, and
     // HTTP/1.1 clients to an h2c upstream.
     for (upstream_protocol, client) in
@@ -600,8 +611,6 @@ fn stream_faults_act_on_http2_bodies() {
     {
         stream_faults_through(port, upstream_protocol, client);
     }
-    let _ = target.kill();
-    let _ = target.wait();
 }
 
 /// The stream faults on one path through the proxy to the HTTP/2-capable target on `port`.
@@ -687,14 +696,7 @@ fn connections_to(port: u16) -> usize {
 #[test]
 fn an_h2_upstream_with_full_connections_gets_more_up_to_the_cap() {
     let port = ports::free_port();
-    let mut target = Command::new(env!("CARGO_BIN_EXE_engine"))
-        .args(["target", "--listen", &format!("127.0.0.1:{port}"), "--max-streams", "1", "--delay", "100ms"])
-        .args(["--shards", "1"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    ports::wait_listening(port, "the target");
+    let _target = target(port, &["--max-streams", "1", "--delay", "100ms", "--shards", "1"]);
     // HTTP/1.1 clients translated to the h2c upstream, and h2c clients (40 streams on 4
     // connections) passed as HTTP/2.
     let clients: [(&str, &[&str]); 2] =
@@ -729,6 +731,4 @@ fn an_h2_upstream_with_full_connections_gets_more_up_to_the_cap() {
         // The proxy's connections close with it.
         thread::sleep(Duration::from_millis(300));
     }
-    let _ = target.kill();
-    let _ = target.wait();
 }
