@@ -732,3 +732,68 @@ fn an_h2_upstream_with_full_connections_gets_more_up_to_the_cap() {
         thread::sleep(Duration::from_millis(300));
     }
 }
+
+/// An upstream that answers one request per connection with a keep-alive response, then
+/// closes the connection 50 ms later (an idle close the proxy only sees on its next use).
+fn closing_upstream() -> (SocketAddr, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let conns = std::sync::Arc::new(std::sync::atomic::AtomicU64::new(0));
+    let counted = conns.clone();
+    thread::spawn(move || {
+        for mut c in listener.incoming().flatten() {
+            counted.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            thread::spawn(move || {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match c.read(&mut chunk) {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let _ = c.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+                thread::sleep(Duration::from_millis(50));
+            });
+        }
+    });
+    (addr, conns)
+}
+
+/// A bodiless request that meets a pooled connection the upstream closed while idle is sent
+/// again on a new connection, from HTTP/1.1 clients and from HTTP/2 clients translated to
+/// HTTP/1.1 alike: the client sees 200 each time, never 502.
+#[test]
+fn a_pooled_connection_closed_while_idle_is_retried_for_bodiless_requests() {
+    require!("curl");
+    let (upstream, conns) = closing_upstream();
+    let p = start(&["--upstream", &upstream.to_string(), "--upstream-protocol", "h1"]);
+    // HTTP/1.1: two requests 300 ms apart on one client connection.
+    let mut c = TcpStream::connect(p.addr).unwrap();
+    c.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    for _ in 0..2 {
+        c.write_all(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+        let mut got = Vec::new();
+        let mut chunk = [0u8; 4096];
+        while !got.ends_with(b"ok") {
+            let n = c.read(&mut chunk).unwrap();
+            assert!(n > 0, "the proxy closed: {}", String::from_utf8_lossy(&got));
+            got.extend_from_slice(&chunk[..n]);
+        }
+        assert!(got.starts_with(b"HTTP/1.1 200"), "{}", String::from_utf8_lossy(&got));
+        thread::sleep(Duration::from_millis(300));
+    }
+    // HTTP/2: five streams 200 ms apart on one h2c connection.
+    let o = Command::new(env!("CARGO_BIN_EXE_engine"))
+        .args(["blast", &format!("http://{}/", p.addr), "--http2-prior-knowledge", "-c", "1", "--streams", "1"])
+        .args(["-R", "5", "-d", "1s", "--shards", "1", "--json", "-", "-q"])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let s: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let requests = s["requests"].as_u64().unwrap();
+    assert_eq!((requests, s["errors"]["total"].as_u64()), (5, Some(0)), "{}", s["errors"]);
+    assert_eq!(s["status"]["200"].as_u64(), Some(5), "{}", s["status"]);
+    // Each request after the first found its pooled connection closed and opened another.
+    assert_eq!(conns.load(std::sync::atomic::Ordering::Relaxed), 2 + requests);
+}

@@ -276,6 +276,34 @@ pub fn downstream_response(
     Ok(Some(UpstreamHead::Final { status, len, body, reusable: framing.keep_alive, close }))
 }
 
+/// Parses a response head at the start of `input` for an HTTP/2 client: a final head's status,
+/// length and framing, with each end-to-end field given to `field` (hop-by-hop ones and those
+/// HTTP/2 does not carry left out); an interim (1xx) head's length. `Ok(None)`: more bytes
+/// needed. A `101` is an error: an HTTP/2 stream cannot switch protocols.
+pub fn h2_response(
+    input: &[u8],
+    head_request: bool,
+    mut field: impl FnMut(&str, &[u8]),
+) -> Result<Option<UpstreamHead>, FrameError> {
+    let mut slots = header_slots();
+    let Some((len, parsed)) = parse_response_head(input, &mut slots)? else { return Ok(None) };
+    let status = parsed.code.unwrap_or(0);
+    if status == 101 {
+        return Err(FrameError::Upgrade);
+    }
+    if (100..200).contains(&status) {
+        return Ok(Some(UpstreamHead::Interim { len, relay: false }));
+    }
+    let headers = &*parsed.headers;
+    let framing = framing(status, parsed.version.unwrap_or(1), headers, head_request)?;
+    let hop = HopByHop::of(headers, &RESPONSE_HOP_BY_HOP);
+    for h in headers.iter().filter(|h| !hop.contains(h.name) && !not_in_h2(h.name)) {
+        field(h.name, h.value);
+    }
+    let close = framing.body.is_until_eof();
+    Ok(Some(UpstreamHead::Final { status, len, body: framing.body, reusable: framing.keep_alive, close }))
+}
+
 /// The reason phrase of the statuses the proxy itself sends or is likely to relay.
 pub fn reason(status: u16) -> &'static str {
     match status {
@@ -493,5 +521,25 @@ mod tests {
         {
             assert_eq!(downstream_response(r, false, false, 1, offered, &mut out), Err(FrameError::Upgrade));
         }
+    }
+
+    #[test]
+    fn an_h2_response_gets_the_end_to_end_fields_only() {
+        let input = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: x-hop, keep-alive\r\nX-Hop: 1\r\n\
+            Keep-Alive: timeout=5\r\nVia: 1.1 origin\r\nX-Kept: yes\r\n\r\nok";
+        let mut fields = Vec::new();
+        let head = h2_response(input, false, |n, v| fields.push((n.to_string(), v.to_vec()))).unwrap().unwrap();
+        let UpstreamHead::Final { status, len, body, reusable, close } = head else { panic!("{head:?}") };
+        assert_eq!((status, len, body.is_empty(), reusable, close), (200, input.len() - 2, false, true, false));
+        let names: Vec<&str> = fields.iter().map(|(n, _)| n.as_str()).collect();
+        assert_eq!(names, ["Content-Length", "Via", "X-Kept"]);
+        let early = b"HTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\n";
+        assert!(
+            matches!(h2_response(early, false, |_, _| {}), Ok(Some(UpstreamHead::Interim { len, .. })) if len == early.len())
+        );
+        assert!(
+            h2_response(b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n", false, |_, _| {}).is_err()
+        );
+        assert!(matches!(h2_response(b"HTTP/1.1 200 OK\r\nContent-", false, |_, _| {}), Ok(None)));
     }
 }

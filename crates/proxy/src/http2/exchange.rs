@@ -361,7 +361,7 @@ fn grpc_trailers_only(g: &GrpcAnswer) -> http::response::Builder {
 
 /// A canned HTTP/1.1 head (status line and fields) as an HTTP/2 response head: its status
 /// and its fields but the connection's own.
-pub(super) fn h2_head(head: &[u8]) -> (u16, http::response::Builder) {
+fn h2_head(head: &[u8]) -> (u16, http::response::Builder) {
     let text = String::from_utf8_lossy(head);
     let mut lines = text.split("\r\n");
     let status = lines.next().and_then(|l| l.split(' ').nth(1)).and_then(|s| s.parse().ok()).unwrap_or(502);

@@ -13,12 +13,12 @@ use std::time::Instant;
 use bytes::Bytes;
 use h2::server::SendResponse;
 use h2::{RecvStream, SendStream};
-use http::Request;
+use http::{HeaderName, HeaderValue, Request, Response};
 
-use engine_http::forward::{downstream_response, UpstreamHead};
+use engine_http::forward::{h2_response, UpstreamHead};
 use engine_http::BodyDecoder;
 
-use super::exchange::{dropped, fail, h2_head, Client};
+use super::exchange::{dropped, fail, Client};
 use super::pipe::{send_shaped, Broken};
 use crate::pool::Upstream;
 use crate::shape::{Shape, Shaper};
@@ -158,47 +158,43 @@ pub(crate) async fn forward(
     let end = body.is_end_stream();
     let chunked = !end && !parts.headers.contains_key("content-length");
     let head = request_head(shard, &parts, &client.peer, chunked);
-    // Always checked (a non-blocking peek): this path does not retry a request the upstream's
-    // idle close made fail, as the HTTP/1.1 path does for bodiless ones.
-    let Some(mut up) = upstream(shard).await else { return fail(shard, &mut respond, UpstreamError::Refused) };
-    let mut wrote = write_up(shard, &mut up, &head).await;
-    if wrote.is_ok() && !end {
-        wrote = send_body(shard, &mut up, &mut body, chunked, &mut Shaper::new(up_shape)).await;
-    }
-    match wrote {
-        Ok(()) => {}
-        Err(Cut::Upstream(e)) => return fail(shard, &mut respond, e),
-        Err(Cut::Client) => return fail(shard, &mut respond, UpstreamError::Reset),
-        // The stream is cut both ways: the client's reset, the upstream's connection dropped.
-        Err(Cut::Limit) => return respond.send_reset(h2::Reason::CANCEL),
-    }
-    let sent = Instant::now();
-    let mut out = Vec::new();
-    let mut interims = 0u32;
-    let (status, len, mut decoder, reusable) = loop {
-        if !up.buf.is_empty() {
-            match downstream_response(&up.buf, head_request, false, 1, None, &mut out) {
-                Ok(Some(UpstreamHead::Final { status, len, body, reusable, .. })) => {
-                    break (status, len, body, reusable)
-                }
-                Ok(Some(UpstreamHead::Interim { len, .. })) if interims < MAX_INTERIM => {
-                    interims += 1;
-                    up.buf.consume(len);
-                    continue;
-                }
-                Ok(None) => {}
-                _ => return fail(shard, &mut respond, UpstreamError::Invalid),
-            }
+    // A bodiless request is sent on a pooled connection unchecked and, if that connection
+    // turns out closed (the upstream's idle close) before any answer, once more on a new one,
+    // as on the HTTP/1.1 path; one with a body gets a checked connection (a non-blocking peek).
+    let mut up = match upstream(shard, !end, false).await {
+        Some(up) => up,
+        None => return fail(shard, &mut respond, UpstreamError::Refused),
+    };
+    let mut sent;
+    let head = loop {
+        let mut wrote = write_up(shard, &mut up, &head).await;
+        if wrote.is_ok() && !end {
+            wrote = send_body(shard, &mut up, &mut body, chunked, &mut Shaper::new(up_shape)).await;
         }
-        match within(shard, up.buf.read_from(&mut up.stream)).await {
-            None => return fail(shard, &mut respond, UpstreamError::Timeout),
-            Some(Ok(n)) if n > 0 => {}
-            Some(_) => return fail(shard, &mut respond, UpstreamError::Reset),
+        sent = Instant::now();
+        let read = match wrote {
+            Ok(()) => read_head(shard, &mut up, head_request).await,
+            Err(Cut::Upstream(e)) => Err((e, false)),
+            Err(Cut::Client) => return fail(shard, &mut respond, UpstreamError::Reset),
+            // The stream is cut both ways: the client's reset, the upstream's connection dropped.
+            Err(Cut::Limit) => return respond.send_reset(h2::Reason::CANCEL),
+        };
+        match read {
+            Ok(head) => break head,
+            Err((UpstreamError::Reset, false)) if end && up.reused => {
+                up = match upstream(shard, false, true).await {
+                    Some(up) => up,
+                    None => return fail(shard, &mut respond, UpstreamError::Refused),
+                };
+            }
+            Err((e, _)) => return fail(shard, &mut respond, e),
         }
     };
+    let Head { status, len, mut decoder, reusable, response } = head;
     let ttfb = sent.elapsed();
-    let (_, response) = h2_head(&out);
-    let Ok(response) = response.body(()) else { return };
+    let Ok(response) = response.header("via", "2 engine-proxy").body(()) else {
+        return fail(shard, &mut respond, UpstreamError::Invalid);
+    };
     let bodiless = head_request || decoder.is_empty();
     let Ok(mut to_client) = respond.send_response(response, bodiless) else { return };
     let mut shaper = Shaper::new(down_shape);
@@ -279,9 +275,58 @@ async fn body_down(
     }
 }
 
-/// A pooled connection the upstream has not closed, or a new one.
-async fn upstream(shard: &Shard) -> Option<Upstream> {
-    let got = shard.pool.get(true).await;
+/// The upstream's final response head, as the HTTP/2 response under construction.
+struct Head {
+    status: u16,
+    /// The head's bytes at the start of the connection's buffer.
+    len: usize,
+    decoder: BodyDecoder,
+    reusable: bool,
+    response: http::response::Builder,
+}
+
+/// Reads the upstream's response head (skipping interim ones) into an HTTP/2 response head:
+/// no HTTP/1.1 head is written. The error says whether anything had come from the upstream.
+async fn read_head(shard: &Shard, up: &mut Upstream, head_request: bool) -> Result<Head, (UpstreamError, bool)> {
+    let mut interims = 0u32;
+    loop {
+        if !up.buf.is_empty() {
+            let mut b = Response::builder();
+            let head = h2_response(&up.buf, head_request, |name, value| {
+                let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
+                else {
+                    return;
+                };
+                if let Some(fields) = b.headers_mut().filter(|_| !dropped(&name)) {
+                    fields.append(name, value);
+                }
+            });
+            match head {
+                Ok(Some(UpstreamHead::Final { status, len, body, reusable, .. })) => {
+                    return Ok(Head { status, len, decoder: body, reusable, response: b.status(status) })
+                }
+                Ok(Some(UpstreamHead::Interim { len, .. })) if interims < MAX_INTERIM => {
+                    interims += 1;
+                    up.buf.consume(len);
+                    continue;
+                }
+                Ok(None) => {}
+                _ => return Err((UpstreamError::Invalid, true)),
+            }
+        }
+        let answered = interims > 0 || !up.buf.is_empty();
+        match within(shard, up.buf.read_from(&mut up.stream)).await {
+            None => return Err((UpstreamError::Timeout, answered)),
+            Some(Ok(n)) if n > 0 => {}
+            Some(_) => return Err((UpstreamError::Reset, answered)),
+        }
+    }
+}
+
+/// A pooled connection (`checked`: one the upstream has not closed, by a non-blocking peek),
+/// or a new one (`fresh`, or none idle).
+async fn upstream(shard: &Shard, checked: bool, fresh: bool) -> Option<Upstream> {
+    let got = if fresh { shard.pool.connect().await } else { shard.pool.get(checked).await };
     let mut up = match got {
         Ok(up) => up,
         Err(e) => {
