@@ -52,7 +52,10 @@ pub(crate) async fn run(index: usize, shared: Arc<Shared>, listener: TcpListener
             }
         }
     };
-    futures_lite::future::or(accept, tick).await;
+    // Requests and connections arriving keep the CPU's tick running: each wake-up then skips
+    // the tick's restart (engine_runtime::idle).
+    let keep = engine_runtime::keep_tick(|| shard.work());
+    futures_lite::future::or(accept, futures_lite::future::or(tick, keep)).await;
     drop(listener);
     drain(&shard).await;
     shard.publish();

@@ -34,6 +34,9 @@ pub(crate) struct Shard {
     now: Cell<Instant>,
     next_id: Cell<u64>,
     draining: Cell<bool>,
+    /// Requests and connections the shard has published so far (its `stats` start again at
+    /// each publication).
+    published_work: Cell<u64>,
 }
 
 impl Shard {
@@ -59,7 +62,14 @@ impl Shard {
             next_id: Cell::new(0),
             draining: Cell::new(false),
             now: Cell::new(Instant::now()),
+            published_work: Cell::new(0),
         })
+    }
+
+    /// Requests and connections arrived since the shard started: a count that only grows.
+    pub fn work(&self) -> u64 {
+        let stats = self.stats.borrow();
+        self.published_work.get() + stats.requests + stats.conns_accepted
     }
 
     pub fn draining(&self) -> bool {
@@ -158,6 +168,7 @@ impl Shard {
         p.gauges[self.index] = gauges;
         p.as_of[self.index] = self.shared.start.elapsed();
         drop(p);
+        self.published_work.set(self.published_work.get() + stats.requests + stats.conns_accepted);
         stats.reset();
     }
 }

@@ -7,6 +7,7 @@
 //!   and the test-only knobs (`ENGINE_TEST_TICK_DIVISOR`, `ENGINE_TEST_FAULT`).
 //! - [`affinity`]: the CPUs this process may run on, CPU lists.
 //! - [`fd`]: shutting a socket down from outside the task that owns it.
+//! - [`idle`]: keeping the kernel's tick alive on a busy shard's CPU ([`keep_tick`]).
 //! - [`listen`]: servers on their own executor, and the accept loop with a stop flag.
 //! - [`endpoint`]: the one small HTTP server of the control surfaces (the blast's `/metrics`,
 //!   the proxy's admin API).
@@ -22,8 +23,10 @@ pub mod compat;
 pub mod endpoint;
 pub mod executor;
 pub mod fd;
+pub mod idle;
 pub mod limits;
 pub mod listen;
 pub mod probe;
 
 pub use executor::{current_executor, tick, within, Executor, Heartbeat, Pulse, SpawnError, BEAT, LATE_AFTER};
+pub use idle::keep_tick;
