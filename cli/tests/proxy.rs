@@ -690,9 +690,10 @@ fn connections_to(port: u16) -> usize {
 }
 
 /// An HTTP/2 upstream that allows one stream at a time per connection: the proxy opens more
-/// connections rather than queueing every stream on one, up to its cap (16 a shard). 40
-/// clients, each request held 100 ms upstream: one connection would serve about 20 a second,
-/// no cap 400, the pool of 16 about 160.
+/// connections rather than queueing every stream on one, up to its cap (16 a shard), and
+/// closes them once unused for the idle timeout. 40 clients, each request held 100 ms
+/// upstream: one connection would serve about 20 a second, no cap 400, the pool of 16 about
+/// 160.
 #[test]
 fn an_h2_upstream_with_full_connections_gets_more_up_to_the_cap() {
     let port = ports::free_port();
@@ -702,7 +703,8 @@ fn an_h2_upstream_with_full_connections_gets_more_up_to_the_cap() {
     let clients: [(&str, &[&str]); 2] =
         [("h2c", &["-c", "40"]), ("auto", &["--http2-prior-knowledge", "-c", "4", "--streams", "10"])];
     for (upstream_protocol, client) in clients {
-        let p = start(&["--upstream", &format!("127.0.0.1:{port}"), "--upstream-protocol", upstream_protocol]);
+        let upstream = format!("127.0.0.1:{port}");
+        let p = start(&["--upstream", &upstream, "--upstream-protocol", upstream_protocol, "--idle-timeout", "1s"]);
         let url = format!("http://{}/", p.addr);
         let blast = Command::new(env!("CARGO_BIN_EXE_engine"))
             .args(["blast", &url, "-d", "3s", "--shards", "1", "--json", "-", "-q"])
@@ -727,9 +729,10 @@ fn an_h2_upstream_with_full_connections_gets_more_up_to_the_cap() {
         // 16 streams at once for 3 s at 100 ms each: 480, and the 40 in flight at the end
         // finish too (uncapped, 40 at once would make 1,200; one connection 30 + 40).
         assert!((240..=540).contains(&requests), "{client:?}: {requests} requests over {most} connections");
+        // Unused for the idle timeout (1 s, seen at the shard's 100 ms tick), they close.
+        thread::sleep(Duration::from_millis(1600));
+        assert_eq!(connections_to(port), 0, "{client:?}: upstream connections left open after the idle timeout");
         drop(p);
-        // The proxy's connections close with it.
-        thread::sleep(Duration::from_millis(300));
     }
 }
 

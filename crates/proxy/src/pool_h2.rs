@@ -2,7 +2,8 @@
 //! stream goes on the first connection with room under the upstream's
 //! `SETTINGS_MAX_CONCURRENT_STREAMS`; when every one is full, another is opened, up to
 //! [`MAX_CONNS`]; past that, streams wait their turn on the least busy one (in `h2`). A
-//! connection that ends is replaced on the next stream.
+//! connection that ends is replaced on the next stream; one without streams for the idle
+//! timeout is closed, as the HTTP/1.1 pool's are.
 
 use std::cell::{Cell, RefCell};
 use std::io;
@@ -39,30 +40,39 @@ pub(crate) struct H2Upstream {
     connecting: Semaphore,
 }
 
-/// One open connection: its handle, its streams in progress, whether its task has ended.
+/// One open connection: its handle, its state, and since when the tick has seen it unused.
 struct Conn {
     send: SendRequest<Bytes>,
-    active: Rc<Cell<usize>>,
-    ended: Rc<Cell<bool>>,
+    state: Rc<State>,
+    idle_since: Cell<Option<Instant>>,
+}
+
+/// What a connection's streams and its task tell the pool.
+#[derive(Default)]
+struct State {
+    /// Streams in progress.
+    active: Cell<usize>,
+    /// Its task ended, or a stream could not be opened on it: no new streams.
+    ended: Cell<bool>,
+    /// A stream ended since the last tick (no clock read per stream).
+    used: Cell<bool>,
 }
 
 /// A stream's place on its connection, held while the stream lasts.
-pub(crate) struct Lease {
-    active: Rc<Cell<usize>>,
-    ended: Rc<Cell<bool>>,
-}
+pub(crate) struct Lease(Rc<State>);
 
 impl Lease {
     /// The connection failed to take a stream: the next stream does not use it (streams on
     /// it finish on it).
     pub fn forget(&self) {
-        self.ended.set(true);
+        self.0.ended.set(true);
     }
 }
 
 impl Drop for Lease {
     fn drop(&mut self) {
-        self.active.set(self.active.get() - 1);
+        self.0.active.set(self.0.active.get() - 1);
+        self.0.used.set(true);
     }
 }
 
@@ -122,14 +132,14 @@ impl H2Upstream {
         };
         let opened = async { builder.handshake::<_, Bytes>(stream).await.map_err(to_io) };
         let (send, conn) = futures_lite::future::or(opened, late).await?;
-        let ended = Rc::new(Cell::new(false));
-        let flag = ended.clone();
+        let state = Rc::new(State::default());
+        let flag = state.clone();
         glommio::spawn_local(async move {
             let _ = conn.await;
-            flag.set(true);
+            flag.ended.set(true);
         })
         .detach();
-        let c = Conn { send, active: Rc::new(Cell::new(0)), ended };
+        let c = Conn { send, state, idle_since: Cell::new(None) };
         let taken = lease(&c);
         self.conns.borrow_mut().push(c);
         Ok((taken.0, taken.1, handshake))
@@ -157,13 +167,32 @@ impl H2Upstream {
     /// `any`, the least busy live one); ended connections are dropped on the way.
     fn with_room(&self, any: bool) -> Option<(SendRequest<Bytes>, Lease)> {
         let mut conns = self.conns.borrow_mut();
-        conns.retain(|c| !c.ended.get());
+        conns.retain(|c| !c.state.ended.get());
         let c = if any {
-            conns.iter().min_by_key(|c| c.active.get())
+            conns.iter().min_by_key(|c| c.state.active.get())
         } else {
-            conns.iter().find(|c| c.active.get() < c.send.current_max_send_streams())
+            conns.iter().find(|c| c.state.active.get() < c.send.current_max_send_streams())
         };
         c.map(lease)
+    }
+
+    /// Closes the connections no stream has used for `idle` (`now`: the shard's tick clock;
+    /// `idle` zero: every unused one, as a drain does). Dropping the pool's handle ends a
+    /// connection once its last stream has: `h2` then sends GOAWAY and closes it.
+    pub fn expire(&self, now: Instant, idle: Duration) {
+        self.conns.borrow_mut().retain(|c| {
+            let s = &c.state;
+            if s.ended.get() {
+                return false;
+            }
+            if s.active.get() > 0 || s.used.replace(false) {
+                c.idle_since.set(None);
+                return s.active.get() > 0 || !idle.is_zero();
+            }
+            let since = c.idle_since.get().unwrap_or(now);
+            c.idle_since.set(Some(since));
+            now.saturating_duration_since(since) < idle
+        });
     }
 
     async fn connect(&self) -> io::Result<(Stream<ClientConnection>, Handshake)> {
@@ -186,8 +215,8 @@ impl H2Upstream {
 
 /// A new stream's handle and lease on `c`.
 fn lease(c: &Conn) -> (SendRequest<Bytes>, Lease) {
-    c.active.set(c.active.get() + 1);
-    (c.send.clone(), Lease { active: c.active.clone(), ended: c.ended.clone() })
+    c.state.active.set(c.state.active.get() + 1);
+    (c.send.clone(), Lease(c.state.clone()))
 }
 
 /// An `h2` error as I/O: its own I/O error when it has one.

@@ -107,6 +107,7 @@ impl Shard {
     pub fn start_draining(&self) {
         self.draining.set(true);
         self.pool.clear();
+        self.h2_upstream.expire(self.now.get(), Duration::ZERO);
     }
 
     /// Shuts down the connections that wait for a request (`busy_too`: all of them), so their
@@ -120,10 +121,12 @@ impl Shard {
         }
     }
 
-    /// One tick: time out waits, close upstream connections idle too long, take fault changes.
+    /// One tick: time out waits, close upstream connections idle too long (both pools), take
+    /// fault changes.
     pub fn tick(&self) {
         self.sweep();
         self.pool.expire(self.now.get());
+        self.h2_upstream.expire(self.now.get(), self.shared.limits.idle_timeout);
         self.faults.borrow_mut().refresh();
         self.refresh_tls();
     }
