@@ -165,19 +165,23 @@ pub(crate) async fn forward(
         Some(up) => up,
         None => return fail(shard, &mut respond, UpstreamError::Refused),
     };
-    let mut sent;
+    let mut sent = Instant::now();
     let head = loop {
-        let mut wrote = write_up(shard, &mut up, &head).await;
-        if wrote.is_ok() && !end {
-            wrote = send_body(shard, &mut up, &mut body, chunked, &mut Shaper::new(up_shape)).await;
-        }
-        sent = Instant::now();
-        let read = match wrote {
-            Ok(()) => read_head(shard, &mut up, head_request).await,
-            Err(Cut::Upstream(e)) => Err((e, false)),
-            Err(Cut::Client) => return fail(shard, &mut respond, UpstreamError::Reset),
-            // The stream is cut both ways: the client's reset, the upstream's connection dropped.
-            Err(Cut::Limit) => return respond.send_reset(h2::Reason::CANCEL),
+        let read = if end {
+            ask(shard, &mut up, &head, head_request, &mut sent).await
+        } else {
+            let mut wrote = write_up(shard, &mut up, &head).await;
+            if wrote.is_ok() {
+                wrote = send_body(shard, &mut up, &mut body, chunked, &mut Shaper::new(up_shape)).await;
+            }
+            sent = Instant::now();
+            match wrote {
+                Ok(()) => read_head(shard, &mut up, head_request, true).await,
+                Err(Cut::Upstream(e)) => Err((e, false)),
+                Err(Cut::Client) => return fail(shard, &mut respond, UpstreamError::Reset),
+                // The stream is cut both ways: the client's reset, the upstream's connection dropped.
+                Err(Cut::Limit) => return respond.send_reset(h2::Reason::CANCEL),
+            }
         };
         match read {
             Ok(head) => break head,
@@ -285,9 +289,32 @@ struct Head {
     response: http::response::Builder,
 }
 
+/// Sends a bodiless request's head and reads the response head, within one upstream timeout
+/// (one timer a request: each timer costs glommio's timer tree an insertion and a removal).
+async fn ask(
+    shard: &Shard,
+    up: &mut Upstream,
+    head: &[u8],
+    head_request: bool,
+    sent: &mut Instant,
+) -> Result<Head, (UpstreamError, bool)> {
+    let exchange = async {
+        up.stream.write_all(head).await.map_err(|_| (UpstreamError::Reset, false))?;
+        *sent = Instant::now();
+        read_head(shard, up, head_request, false).await
+    };
+    within(shard, exchange).await.unwrap_or(Err((UpstreamError::Timeout, true)))
+}
+
 /// Reads the upstream's response head (skipping interim ones) into an HTTP/2 response head:
-/// no HTTP/1.1 head is written. The error says whether anything had come from the upstream.
-async fn read_head(shard: &Shard, up: &mut Upstream, head_request: bool) -> Result<Head, (UpstreamError, bool)> {
+/// no HTTP/1.1 head is written; each read within the upstream timeout when `timed`. The error
+/// says whether anything had come from the upstream.
+async fn read_head(
+    shard: &Shard,
+    up: &mut Upstream,
+    head_request: bool,
+    timed: bool,
+) -> Result<Head, (UpstreamError, bool)> {
     let mut interims = 0u32;
     loop {
         if !up.buf.is_empty() {
@@ -315,7 +342,12 @@ async fn read_head(shard: &Shard, up: &mut Upstream, head_request: bool) -> Resu
             }
         }
         let answered = interims > 0 || !up.buf.is_empty();
-        match within(shard, up.buf.read_from(&mut up.stream)).await {
+        let read = if timed {
+            within(shard, up.buf.read_from(&mut up.stream)).await
+        } else {
+            Some(up.buf.read_from(&mut up.stream).await)
+        };
+        match read {
             None => return Err((UpstreamError::Timeout, answered)),
             Some(Ok(n)) if n > 0 => {}
             Some(_) => return Err((UpstreamError::Reset, answered)),
