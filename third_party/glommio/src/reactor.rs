@@ -112,8 +112,18 @@ impl Timers {
     }
 
     fn insert(&mut self, id: u64, when: Instant, waker: Waker) {
-        if let Some(when) = self.timers_by_id.get_mut(&id) {
-            self.timers.remove(&(*when, id));
+        if let Some(old) = self.timers_by_id.get_mut(&id) {
+            // Patch (engine): a timer polled again (every poll registers it) keeps its place
+            // in the tree when its deadline is the same; only the waker may change.
+            if *old == when {
+                if let Some(w) = self.timers.get_mut(&(when, id)) {
+                    if !w.will_wake(&waker) {
+                        *w = waker;
+                    }
+                    return;
+                }
+            }
+            self.timers.remove(&(*old, id));
         }
         self.timers_by_id.insert(id, when);
         self.timers.insert((when, id), waker);
@@ -124,12 +134,17 @@ impl Timers {
     fn process_timers(&mut self) -> (Option<Duration>, usize) {
         let now = Instant::now();
 
-        // Split timers into ready and pending timers.
-        let pending = self.timers.split_off(&(now, 0));
-        let ready = mem::replace(&mut self.timers, pending);
-        let woke = ready.len();
-        for (_, waker) in ready {
+        // Patch (engine): the due timers are taken from the front one by one. `split_off`
+        // built a new tree on every turn of the loop, nearly always to find nothing due, and
+        // allocated and freed its nodes each time.
+        let mut woke = 0;
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().0 >= now {
+                break;
+            }
+            let (_, waker) = entry.remove_entry();
             wake!(waker);
+            woke += 1;
         }
 
         // Calculate the duration until the next event.
