@@ -77,6 +77,14 @@ impl Shape {
     }
 }
 
+/// Waits `d`: a stream fault's latency, gap or pace (nothing at all when it is zero, the
+/// unfaulted case: no timer).
+pub(crate) async fn pause(d: Duration) {
+    if !d.is_zero() {
+        glommio::timer::sleep(d).await;
+    }
+}
+
 /// The data limit was reached: the connection is to be cut.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct LimitReached;

@@ -18,7 +18,7 @@ use crate::faults::FaultKind;
 use crate::inject::{Decision, End};
 use crate::iobuf::IoBuf;
 use crate::pool::Upstream;
-use crate::shape::{Shape, Shaper};
+use crate::shape::{pause, Shape, Shaper};
 use crate::shard::Shard;
 use crate::slot::{Slot, Wait};
 use crate::stats::{route_of, UpstreamError};
@@ -567,13 +567,6 @@ async fn upstream(shard: &Shard, fresh: bool, has_body: bool) -> Result<Upstream
         shard.stats.borrow_mut().tls_upstream.handshake(Some(took), resumed);
     }
     Ok(up)
-}
-
-/// Waits `d` (nothing at all when it is zero: the common, unfaulted case).
-async fn pause(d: Duration) {
-    if !d.is_zero() {
-        glommio::timer::sleep(d).await;
-    }
 }
 
 /// A deadline that never comes (a wait only a close or a drain ends).

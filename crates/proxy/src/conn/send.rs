@@ -8,9 +8,9 @@ use engine_http::request::Framing;
 use engine_http::response::parse_response_head;
 use engine_http::{header_slots, BodyDecoder};
 
-use super::{pause, Conn, Failed, Prepared};
+use super::{Conn, Failed, Prepared};
 use crate::pool::Upstream;
-use crate::shape::Shaper;
+use crate::shape::{pause, Shaper};
 use crate::slot::Wait;
 use crate::stats::UpstreamError;
 

@@ -145,41 +145,11 @@ async fn forward(
     let peer = &*client.peer;
     let route = route_of(&shard.shared.routes, request.uri().path());
     let (parts, mut body) = request.into_parts();
-    let mut up = Request::builder().method(parts.method).version(http::Version::HTTP_2);
-    // The client's own authority and path (shared bytes, not copied), the upstream's scheme.
-    let mut uri = http::uri::Parts::default();
-    uri.scheme =
-        Some(if shard.shared.upstream_tls.is_some() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP });
-    uri.authority = match parts.uri.authority() {
-        Some(a) => Some(a.clone()),
-        None => shard.shared.upstream_host.parse().ok(),
+    let Some(up) = upstream_request(shard, &parts, peer) else {
+        return fail(shard, &mut respond, UpstreamError::Invalid);
     };
-    uri.path_and_query =
-        Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
-    let Ok(uri) = http::Uri::from_parts(uri) else { return fail(shard, &mut respond, UpstreamError::Invalid) };
-    up = up.uri(uri);
-    let fields = up.headers_mut().expect("a request under construction");
-    let mut forwarded_for = None;
-    for (name, value) in &parts.headers {
-        if name == "x-forwarded-for" && forwarded_for.is_none() {
-            forwarded_for = Some(value.as_bytes());
-        } else if !(dropped(name) || name == "te" && value != "trailers") {
-            fields.append(name, value.clone());
-        }
-    }
-    let xff = match forwarded_for {
-        Some(prior) => [prior, b", ", peer.as_bytes()].concat(),
-        None => peer.as_bytes().to_vec(),
-    };
-    if let Ok(v) = HeaderValue::from_bytes(&xff) {
-        fields.insert("x-forwarded-for", v);
-    }
-    fields.append("via", HeaderValue::from_static("2 engine-proxy"));
-    let Ok(up) = up.body(()) else { return fail(shard, &mut respond, UpstreamError::Invalid) };
     let end = body.is_end_stream();
     let limits = &shard.shared.limits;
-    // A request without a body can be sent again if the upstream refuses its stream.
-    let again = end.then(|| copy(&up));
     let Opened { response, body: mut to_up, lease, handshake } = match shard.h2_upstream.open(up, end).await {
         Ok(o) => o,
         Err(e) => return fail(shard, &mut respond, e),
@@ -216,19 +186,22 @@ async fn forward(
                 }
                 None => return fail(shard, &mut respond, UpstreamError::Timeout),
                 Some(Ok(Ok(r))) => break r,
-                Some(Ok(Err(e))) => match &again {
-                    Some(request) if refused(&e) && tries < REFUSED_RETRIES => {
-                        tries += 1;
-                        match shard.h2_upstream.open(copy(request), true).await {
-                            Ok(o) => {
-                                handshaken(shard, o.handshake);
-                                (response, _lease) = (o.response, o.lease);
-                            }
-                            Err(e) => return fail(shard, &mut respond, e),
+                // A request without a body is sent again if the upstream refused its stream
+                // unread (built again from the client's head: no copy kept per request).
+                Some(Ok(Err(e))) if end && refused(&e) && tries < REFUSED_RETRIES => {
+                    tries += 1;
+                    let Some(request) = upstream_request(shard, &parts, peer) else {
+                        return fail(shard, &mut respond, UpstreamError::Invalid);
+                    };
+                    match shard.h2_upstream.open(request, true).await {
+                        Ok(o) => {
+                            handshaken(shard, o.handshake);
+                            (response, _lease) = (o.response, o.lease);
                         }
+                        Err(e) => return fail(shard, &mut respond, e),
                     }
-                    _ => return fail(shard, &mut respond, UpstreamError::Reset),
-                },
+                }
+                Some(Ok(Err(_))) => return fail(shard, &mut respond, UpstreamError::Reset),
             }
         };
         let ttfb = sent.elapsed();
@@ -240,13 +213,39 @@ async fn forward(
     }
 }
 
-/// A request head again, for a stream sent again.
-fn copy(r: &Request<()>) -> Request<()> {
-    let mut b = Request::builder().method(r.method().clone()).uri(r.uri().clone()).version(r.version());
-    if let Some(fields) = b.headers_mut() {
-        *fields = r.headers().clone();
+/// The request for the upstream from the client's head: the client's authority and path
+/// (shared bytes, not copied) with the upstream's scheme, its fields but those addressed to
+/// the proxy or not carried by HTTP/2, `x-forwarded-for` extended with `peer`, and `via`.
+fn upstream_request(shard: &Shard, parts: &http::request::Parts, peer: &str) -> Option<Request<()>> {
+    let mut up = Request::builder().method(parts.method.clone()).version(http::Version::HTTP_2);
+    let mut uri = http::uri::Parts::default();
+    uri.scheme =
+        Some(if shard.shared.upstream_tls.is_some() { http::uri::Scheme::HTTPS } else { http::uri::Scheme::HTTP });
+    uri.authority = match parts.uri.authority() {
+        Some(a) => Some(a.clone()),
+        None => shard.shared.upstream_host.parse().ok(),
+    };
+    uri.path_and_query =
+        Some(parts.uri.path_and_query().cloned().unwrap_or_else(|| http::uri::PathAndQuery::from_static("/")));
+    up = up.uri(http::Uri::from_parts(uri).ok()?);
+    let fields = up.headers_mut()?;
+    let mut forwarded_for = None;
+    for (name, value) in &parts.headers {
+        if name == "x-forwarded-for" && forwarded_for.is_none() {
+            forwarded_for = Some(value.as_bytes());
+        } else if !(dropped(name) || name == "te" && value != "trailers") {
+            fields.append(name, value.clone());
+        }
     }
-    b.body(()).expect("a copy of a valid request")
+    let xff = match forwarded_for {
+        Some(prior) => [prior, b", ", peer.as_bytes()].concat(),
+        None => peer.as_bytes().to_vec(),
+    };
+    if let Ok(v) = HeaderValue::from_bytes(&xff) {
+        fields.insert("x-forwarded-for", v);
+    }
+    fields.append("via", HeaderValue::from_static("2 engine-proxy"));
+    up.body(()).ok()
 }
 
 /// A new upstream connection's TLS handshake, in the shard's figures.

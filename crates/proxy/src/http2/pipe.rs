@@ -6,7 +6,7 @@
 
 use bytes::Bytes;
 
-use crate::shape::Shaper;
+use crate::shape::{pause, Shaper};
 use h2::{RecvStream, SendStream};
 use http::HeaderMap;
 
@@ -64,17 +64,11 @@ pub(crate) async fn send_shaped(to: &mut SendStream<Bytes>, chunk: Bytes, shaper
 /// Sends `chunk` as its stream faults allow: after the latency of a chunk, in the pieces and
 /// at the pace they set, up to the data limit.
 async fn shaped(to: &mut SendStream<Bytes>, mut chunk: Bytes, shaper: &mut Shaper) -> Result<(), Broken> {
-    let wait = shaper.before_chunk();
-    if !wait.is_zero() {
-        glommio::timer::sleep(wait).await;
-    }
+    pause(shaper.before_chunk()).await;
     while !chunk.is_empty() {
         let n = shaper.piece(chunk.len()).map_err(|_| Broken::Limit)?;
         send_all(to, chunk.split_to(n)).await?;
-        let gap = shaper.wrote(n);
-        if !gap.is_zero() {
-            glommio::timer::sleep(gap).await;
-        }
+        pause(shaper.wrote(n)).await;
     }
     Ok(())
 }

@@ -21,7 +21,7 @@ use engine_http::BodyDecoder;
 use super::exchange::{dropped, fail, Client};
 use super::pipe::{send_shaped, Broken};
 use crate::pool::Upstream;
-use crate::shape::{Shape, Shaper};
+use crate::shape::{pause, Shape, Shaper};
 use crate::shard::Shard;
 use crate::stats::{route_of, UpstreamError};
 
@@ -135,13 +135,6 @@ async fn send_body(
         write_up(shard, up, &end).await?;
     }
     Ok(())
-}
-
-/// Waits `d` (nothing at all when it is zero: the unfaulted case).
-async fn pause(d: std::time::Duration) {
-    if !d.is_zero() {
-        glommio::timer::sleep(d).await;
-    }
 }
 
 /// Forwards one stream to the HTTP/1.1 upstream and its response back.
