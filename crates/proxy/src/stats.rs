@@ -47,9 +47,7 @@ impl TlsCounts {
         self.full += o.full;
         self.resumed += o.resumed;
         add_arrays(&mut self.errors, &o.errors);
-        if let Some(t) = &o.handshake {
-            let _ = self.handshake.get_or_insert_with(|| Box::new(new_histogram())).add(t.as_ref());
-        }
+        add_histogram(&mut self.handshake, &o.handshake);
     }
 
     fn reset(&mut self) {
@@ -57,7 +55,7 @@ impl TlsCounts {
         self.resumed = 0;
         self.errors = [0; Reason::ALL.len()];
         if let Some(h) = &mut self.handshake {
-            h.reset();
+            clear(h);
         }
     }
 }
@@ -122,14 +120,12 @@ impl TunnelCounts {
         self.closed += o.closed;
         self.bytes_up += o.bytes_up;
         self.bytes_down += o.bytes_down;
-        if let Some(d) = &o.duration {
-            let _ = self.duration.get_or_insert_with(|| Box::new(new_histogram())).add(d.as_ref());
-        }
+        add_histogram(&mut self.duration, &o.duration);
     }
 
     fn reset(&mut self) {
         let duration = self.duration.take().map(|mut h| {
-            h.reset();
+            clear(&mut h);
             h
         });
         *self = TunnelCounts { duration, ..Default::default() };
@@ -155,17 +151,13 @@ pub struct Cell {
 impl Cell {
     fn add(&mut self, other: &Cell) {
         self.count += other.count;
-        for (mine, theirs) in [(&mut self.ttfb, &other.ttfb), (&mut self.total, &other.total)] {
-            if let Some(t) = theirs {
-                // Same bounds on both sides, so adding cannot fail.
-                let _ = mine.get_or_insert_with(|| Box::new(new_histogram())).add(t.as_ref());
-            }
-        }
+        add_histogram(&mut self.ttfb, &other.ttfb);
+        add_histogram(&mut self.total, &other.total);
     }
 
     fn reset(&mut self) {
         self.count = 0;
-        self.ttfb.iter_mut().chain(self.total.iter_mut()).for_each(|h| h.reset());
+        self.ttfb.iter_mut().chain(self.total.iter_mut()).for_each(|h| clear(h));
     }
 }
 
@@ -314,6 +306,22 @@ impl ShardStats {
         self.tls_downstream.reset();
         self.tls_upstream.reset();
         self.tunnels.reset();
+    }
+}
+
+/// Adds `theirs` into `mine`. An empty histogram is skipped: adding one walks all its
+/// counts, and a shard publishes every tick, busy or not.
+fn add_histogram(mine: &mut Option<Box<Histogram<u64>>>, theirs: &Option<Box<Histogram<u64>>>) {
+    if let Some(t) = theirs.as_deref().filter(|t| !t.is_empty()) {
+        // Same bounds on both sides, so adding cannot fail.
+        let _ = mine.get_or_insert_with(|| Box::new(new_histogram())).add(t);
+    }
+}
+
+/// Zeroes a histogram that holds anything (a reset writes all its counts).
+fn clear(h: &mut Histogram<u64>) {
+    if !h.is_empty() {
+        h.reset();
     }
 }
 
