@@ -9,7 +9,7 @@
 //!   smuggling-safe framing, hop-by-hop headers.
 //! - [`forward`]: the proxy's rewriting of heads: the request sent upstream, the response
 //!   head sent back.
-//! - [`h2`]: the blast's HTTP/2 client: frames, HPACK, a connection's state machine.
+//! - [`h2`]: HTTP/2 frames and HPACK, the blast's client connection and a server connection.
 //! - [`grpc`]: gRPC's status codes.
 
 pub mod body;

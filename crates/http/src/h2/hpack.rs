@@ -83,10 +83,12 @@ pub enum HpackError {
     Truncated,
     #[error("an HPACK integer overflows")]
     Overflow,
-    #[error("index {0} is not in the static table (the dynamic table is 0 bytes)")]
+    #[error("index {0} is in neither the static nor the dynamic table")]
     Index(usize),
-    #[error("a dynamic table size update to {0} bytes (0 was advertised)")]
+    #[error("a dynamic table size update to {0} bytes, over the size advertised")]
     TableSize(usize),
+    #[error("a dynamic table size update after a field")]
+    LateSizeUpdate,
     #[error(transparent)]
     Huffman(#[from] HuffmanError),
 }
@@ -170,7 +172,7 @@ impl Field<'_> {
 }
 
 /// Reads an HPACK integer with an `n`-bit prefix from `block` at `*at`.
-fn integer(block: &[u8], at: &mut usize, n: u8) -> Result<usize, HpackError> {
+pub(super) fn integer(block: &[u8], at: &mut usize, n: u8) -> Result<usize, HpackError> {
     let mask = (1usize << n) - 1;
     let first = *block.get(*at).ok_or(HpackError::Truncated)? as usize & mask;
     *at += 1;
@@ -194,7 +196,7 @@ fn integer(block: &[u8], at: &mut usize, n: u8) -> Result<usize, HpackError> {
     }
 }
 
-fn string<'a>(block: &'a [u8], at: &mut usize) -> Result<Text<'a>, HpackError> {
+pub(super) fn string<'a>(block: &'a [u8], at: &mut usize) -> Result<Text<'a>, HpackError> {
     let huffman = block.get(*at).ok_or(HpackError::Truncated)? & 0x80 != 0;
     let len = integer(block, at, 7)?;
     let end = at.checked_add(len).filter(|&e| e <= block.len()).ok_or(HpackError::Truncated)?;
@@ -261,11 +263,72 @@ fn put_string(out: &mut Vec<u8>, s: &[u8]) {
     out.extend_from_slice(s);
 }
 
+/// The HPACK index of the first static entry named `name` (lower-case): a match the compiler
+/// turns into a length switch, where a scan of the table compared every name (a response
+/// head's fields are looked up once each).
+fn static_name(name: &[u8]) -> Option<usize> {
+    Some(match name {
+        b":authority" => 1,
+        b":method" => 2,
+        b":path" => 4,
+        b":scheme" => 6,
+        b":status" => 8,
+        b"accept-charset" => 15,
+        b"accept-encoding" => 16,
+        b"accept-language" => 17,
+        b"accept-ranges" => 18,
+        b"accept" => 19,
+        b"access-control-allow-origin" => 20,
+        b"age" => 21,
+        b"allow" => 22,
+        b"authorization" => 23,
+        b"cache-control" => 24,
+        b"content-disposition" => 25,
+        b"content-encoding" => 26,
+        b"content-language" => 27,
+        b"content-length" => 28,
+        b"content-location" => 29,
+        b"content-range" => 30,
+        b"content-type" => 31,
+        b"cookie" => 32,
+        b"date" => 33,
+        b"etag" => 34,
+        b"expect" => 35,
+        b"expires" => 36,
+        b"from" => 37,
+        b"host" => 38,
+        b"if-match" => 39,
+        b"if-modified-since" => 40,
+        b"if-none-match" => 41,
+        b"if-range" => 42,
+        b"if-unmodified-since" => 43,
+        b"last-modified" => 44,
+        b"link" => 45,
+        b"location" => 46,
+        b"max-forwards" => 47,
+        b"proxy-authenticate" => 48,
+        b"proxy-authorization" => 49,
+        b"range" => 50,
+        b"referer" => 51,
+        b"refresh" => 52,
+        b"retry-after" => 53,
+        b"server" => 54,
+        b"set-cookie" => 55,
+        b"strict-transport-security" => 56,
+        b"transfer-encoding" => 57,
+        b"user-agent" => 58,
+        b"vary" => 59,
+        b"via" => 60,
+        b"www-authenticate" => 61,
+        _ => return None,
+    })
+}
+
 /// Appends a field as a literal without indexing, naming a static entry when one has the
 /// name (`name` lower-case).
 pub fn encode_field(out: &mut Vec<u8>, name: &[u8], value: &[u8]) {
-    match STATIC.iter().position(|(n, _)| n.as_bytes() == name) {
-        Some(i) => put_integer(out, 0, 4, i + 1),
+    match static_name(name) {
+        Some(i) => put_integer(out, 0, 4, i),
         None => {
             out.push(0);
             put_string(out, name);
@@ -353,6 +416,16 @@ mod tests {
         assert_eq!(fields(&[0x20, 0x88]).unwrap().len(), 1);
         assert_eq!(fields(&[0x00, 0x05, b'a']), Err(HpackError::Truncated));
         assert_eq!(fields(&[0x7f, 0xff, 0xff, 0xff, 0xff, 0xff]), Err(HpackError::Overflow));
+    }
+
+    #[test]
+    fn static_names_are_found_as_the_table_has_them() {
+        for (i, (name, _)) in STATIC.iter().enumerate() {
+            let first = STATIC.iter().position(|(n, _)| n == name).unwrap() + 1;
+            assert_eq!(static_name(name.as_bytes()), Some(first), "{name} at {i}");
+        }
+        assert_eq!(static_name(b"x-id"), None);
+        assert_eq!(static_name(b"Content-Type"), None);
     }
 
     #[test]
