@@ -104,6 +104,7 @@ pub fn put_headers(out: &mut Vec<u8>, stream: u32, block: &[u8], end_stream: boo
 
 /// Error codes (RFC 9113 §7) the client and the server send; the summary names them (engine_results::http2).
 pub const PROTOCOL_ERROR: u32 = 1;
+pub const INTERNAL_ERROR: u32 = 2;
 pub const FLOW_CONTROL_ERROR: u32 = 3;
 pub const STREAM_CLOSED: u32 = 5;
 pub const FRAME_SIZE_ERROR: u32 = 6;

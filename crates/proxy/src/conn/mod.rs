@@ -109,8 +109,7 @@ pub(crate) async fn serve(shard: Rc<Shard>, down: Stream<ServerConnection>, peer
         Protocol::Http2 => {
             let Conn { shard, down, slot, peer, buf, loopback, .. } = c;
             let peer: Rc<str> = String::from_utf8_lossy(&peer).into();
-            let io = engine_runtime::compat::Prefixed::new(down, buf.to_vec());
-            return crate::http2::serve(shard, io, (peer, loopback), slot).await;
+            return crate::http2::serve(shard, down, buf.to_vec(), (peer, loopback), slot).await;
         }
         Protocol::Http1 => {}
     }

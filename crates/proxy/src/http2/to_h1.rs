@@ -11,14 +11,13 @@ use std::future::Future;
 use std::time::Instant;
 
 use bytes::Bytes;
-use h2::server::SendResponse;
-use h2::{RecvStream, SendStream};
-use http::{HeaderName, HeaderValue, Request, Response};
-
 use engine_http::forward::{h2_response, UpstreamHead};
+use engine_http::h2::frame::{CANCEL, INTERNAL_ERROR};
+use engine_http::h2::server::{Fields, RequestHead};
 use engine_http::BodyDecoder;
 
-use super::exchange::{dropped, fail, Client};
+use super::down::{Down, VIA};
+use super::exchange::{dropped, fail, path_of, Client};
 use super::pipe::{send_shaped, Broken};
 use crate::pool::Upstream;
 use crate::shape::{pause, Shape, Shaper};
@@ -34,39 +33,41 @@ async fn within<T>(shard: &Shard, fut: impl Future<Output = T>) -> Option<T> {
 }
 
 /// The request head for the upstream; `chunked` when the body's length is unknown.
-fn request_head(shard: &Shard, parts: &http::request::Parts, peer: &str, chunked: bool) -> Vec<u8> {
-    let mut head = Vec::with_capacity(512);
-    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    head.extend_from_slice(format!("{} {path} HTTP/1.1\r\n", parts.method).as_bytes());
-    let host = parts.uri.authority().map_or(shard.shared.upstream_host.as_str(), |a| a.as_str());
-    head.extend_from_slice(format!("Host: {host}\r\n").as_bytes());
+fn request_head(shard: &Shard, head: &RequestHead, peer: &str, chunked: bool) -> Vec<u8> {
+    let mut out = Vec::with_capacity(512);
+    out.extend_from_slice(head.method());
+    out.push(b' ');
+    out.extend_from_slice(head.path().unwrap_or(b"/"));
+    out.extend_from_slice(b" HTTP/1.1\r\nHost: ");
+    out.extend_from_slice(head.authority().unwrap_or(shard.shared.upstream_host.as_bytes()));
+    out.extend_from_slice(b"\r\n");
     let mut forwarded_for: Option<&[u8]> = None;
-    for (name, value) in &parts.headers {
-        if name == "x-forwarded-for" && forwarded_for.is_none() {
-            forwarded_for = Some(value.as_bytes());
+    for (name, value) in head.fields.iter() {
+        if name == b"x-forwarded-for" && forwarded_for.is_none() {
+            forwarded_for = Some(value);
             continue;
         }
-        if dropped(name) || name == "te" || name == "content-length" && chunked {
+        if dropped(name) || name == b"te" || name == b"content-length" && chunked {
             continue;
         }
-        // `h2` has checked names and values: no CR, LF or NUL can reach this head.
-        head.extend_from_slice(name.as_str().as_bytes());
-        head.extend_from_slice(b": ");
-        head.extend_from_slice(value.as_bytes());
-        head.extend_from_slice(b"\r\n");
+        // The codec has judged names and values: no CR, LF or NUL can reach this head.
+        out.extend_from_slice(name);
+        out.extend_from_slice(b": ");
+        out.extend_from_slice(value);
+        out.extend_from_slice(b"\r\n");
     }
-    head.extend_from_slice(b"X-Forwarded-For: ");
+    out.extend_from_slice(b"X-Forwarded-For: ");
     if let Some(prior) = forwarded_for {
-        head.extend_from_slice(prior);
-        head.extend_from_slice(b", ");
+        out.extend_from_slice(prior);
+        out.extend_from_slice(b", ");
     }
-    head.extend_from_slice(peer.as_bytes());
-    head.extend_from_slice(b"\r\nVia: 2 engine-proxy\r\n");
+    out.extend_from_slice(peer.as_bytes());
+    out.extend_from_slice(b"\r\nVia: 2 engine-proxy\r\n");
     if chunked {
-        head.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
+        out.extend_from_slice(b"Transfer-Encoding: chunked\r\n");
     }
-    head.extend_from_slice(b"\r\n");
-    head
+    out.extend_from_slice(b"\r\n");
+    out
 }
 
 /// How sending the request upstream ended early.
@@ -93,14 +94,12 @@ async fn write_up(shard: &Shard, up: &mut Upstream, bytes: &[u8]) -> Result<(), 
 async fn send_body(
     shard: &Shard,
     up: &mut Upstream,
-    body: &mut RecvStream,
+    body: &Down,
     chunked: bool,
     shaper: &mut Shaper,
 ) -> Result<(), Cut> {
     let mut framed = Vec::new();
-    while let Some(chunk) = body.data().await {
-        let chunk = chunk.map_err(|_| Cut::Client)?;
-        let n = chunk.len();
+    while let Some(chunk) = body.data().await.map_err(|_| Cut::Client)? {
         pause(shaper.before_chunk()).await;
         let mut rest = &chunk[..];
         while !rest.is_empty() {
@@ -117,17 +116,17 @@ async fn send_body(
             rest = &rest[k..];
             pause(shaper.wrote(k)).await;
         }
-        let _ = body.flow_control().release_capacity(n);
     }
     if let Some(hold) = shaper.slow_close() {
         glommio::timer::sleep(hold).await;
     }
     if chunked {
         let mut end = b"0\r\n".to_vec();
-        if let Ok(Some(trailers)) = body.trailers().await {
-            for (name, value) in &trailers {
-                end.extend_from_slice(format!("{name}: ").as_bytes());
-                end.extend_from_slice(value.as_bytes());
+        if let Some(trailers) = body.trailers() {
+            for (name, value) in trailers.iter() {
+                end.extend_from_slice(name);
+                end.extend_from_slice(b": ");
+                end.extend_from_slice(value);
                 end.extend_from_slice(b"\r\n");
             }
         }
@@ -140,23 +139,22 @@ async fn send_body(
 /// Forwards one stream to the HTTP/1.1 upstream and its response back.
 pub(crate) async fn forward(
     shard: &Shard,
-    request: Request<RecvStream>,
-    mut respond: SendResponse<Bytes>,
+    request: &RequestHead,
+    end: bool,
+    down: &Down,
     client: &Client,
     (up_shape, down_shape): (Shape, Shape),
 ) {
-    let route = route_of(&shard.shared.routes, request.uri().path());
-    let head_request = request.method() == http::Method::HEAD;
-    let (parts, mut body) = request.into_parts();
-    let end = body.is_end_stream();
-    let chunked = !end && !parts.headers.contains_key("content-length");
-    let head = request_head(shard, &parts, &client.peer, chunked);
+    let route = route_of(&shard.shared.routes, path_of(request));
+    let head_request = request.method() == b"HEAD";
+    let chunked = !end && request.content_length.is_none();
+    let head = request_head(shard, request, &client.peer, chunked);
     // A bodiless request is sent on a pooled connection unchecked and, if that connection
     // turns out closed (the upstream's idle close) before any answer, once more on a new one,
     // as on the HTTP/1.1 path; one with a body gets a checked connection (a non-blocking peek).
     let mut up = match upstream(shard, !end, false).await {
         Some(up) => up,
-        None => return fail(shard, &mut respond, UpstreamError::Refused),
+        None => return fail(shard, down, UpstreamError::Refused).await,
     };
     let mut sent = Instant::now();
     let head = loop {
@@ -165,15 +163,15 @@ pub(crate) async fn forward(
         } else {
             let mut wrote = write_up(shard, &mut up, &head).await;
             if wrote.is_ok() {
-                wrote = send_body(shard, &mut up, &mut body, chunked, &mut Shaper::new(up_shape)).await;
+                wrote = send_body(shard, &mut up, down, chunked, &mut Shaper::new(up_shape)).await;
             }
             sent = Instant::now();
             match wrote {
                 Ok(()) => read_head(shard, &mut up, head_request, true).await,
                 Err(Cut::Upstream(e)) => Err((e, false)),
-                Err(Cut::Client) => return fail(shard, &mut respond, UpstreamError::Reset),
+                Err(Cut::Client) => return fail(shard, down, UpstreamError::Reset).await,
                 // The stream is cut both ways: the client's reset, the upstream's connection dropped.
-                Err(Cut::Limit) => return respond.send_reset(h2::Reason::CANCEL),
+                Err(Cut::Limit) => return down.reset(CANCEL),
             }
         };
         match read {
@@ -181,36 +179,35 @@ pub(crate) async fn forward(
             Err((UpstreamError::Reset, false)) if end && up.reused => {
                 up = match upstream(shard, false, true).await {
                     Some(up) => up,
-                    None => return fail(shard, &mut respond, UpstreamError::Refused),
+                    None => return fail(shard, down, UpstreamError::Refused).await,
                 };
             }
-            Err((e, _)) => return fail(shard, &mut respond, e),
+            Err((e, _)) => return fail(shard, down, e).await,
         }
     };
-    let Head { status, len, mut decoder, reusable, response } = head;
+    let Head { status, len, mut decoder, reusable, fields } = head;
     let ttfb = sent.elapsed();
-    let Ok(response) = response.header("via", "2 engine-proxy").body(()) else {
-        return fail(shard, &mut respond, UpstreamError::Invalid);
-    };
     let bodiless = head_request || decoder.is_empty();
-    let Ok(mut to_client) = respond.send_response(response, bodiless) else { return };
+    if down.send_head(status, fields.iter().chain([VIA]), bodiless).is_err() {
+        return;
+    }
     let mut shaper = Shaper::new(down_shape);
     let mut at = len;
     if !bodiless {
-        match body_down(shard, &mut up, &mut at, &mut decoder, &mut to_client, &mut shaper).await {
+        match body_down(shard, &mut up, &mut at, &mut decoder, down, &mut shaper).await {
             Ok(()) => {}
             Err(Stop::Upstream) => {
-                to_client.send_reset(h2::Reason::INTERNAL_ERROR);
+                down.reset(INTERNAL_ERROR);
                 return shard.stats.borrow_mut().upstream_error(UpstreamError::Reset);
             }
             // A data limit: the client's stream is reset, the upstream connection dropped.
-            Err(Stop::Limit) => return to_client.send_reset(h2::Reason::CANCEL),
+            Err(Stop::Limit) => return down.reset(CANCEL),
             Err(Stop::Client) => return client.resets.set(client.resets.get() + 1),
         }
         if let Some(hold) = shaper.slow_close() {
             glommio::timer::sleep(hold).await;
         }
-        let _ = to_client.send_data(Bytes::new(), true);
+        let _ = down.send(&[], true).await;
     }
     let total = sent.elapsed();
     {
@@ -241,7 +238,7 @@ async fn body_down(
     up: &mut Upstream,
     at: &mut usize,
     decoder: &mut BodyDecoder,
-    to_client: &mut SendStream<Bytes>,
+    mut to_client: &Down,
     shaper: &mut Shaper,
 ) -> Result<(), Stop> {
     let mut payload = Vec::new();
@@ -251,7 +248,7 @@ async fn body_down(
                 decoder.feed_payload(&up.buf[*at..], |p| payload.extend_from_slice(p)).map_err(|_| Stop::Upstream)?;
             *at += n;
             if !payload.is_empty() {
-                match send_shaped(to_client, Bytes::from(std::mem::take(&mut payload)), shaper).await {
+                match send_shaped(&mut to_client, Bytes::from(std::mem::take(&mut payload)), shaper).await {
                     Ok(()) => {}
                     Err(Broken::Limit) => return Err(Stop::Limit),
                     Err(_) => return Err(Stop::Client),
@@ -272,14 +269,14 @@ async fn body_down(
     }
 }
 
-/// The upstream's final response head, as the HTTP/2 response under construction.
+/// The upstream's final response head, its fields as the HTTP/2 head will carry them.
 struct Head {
     status: u16,
     /// The head's bytes at the start of the connection's buffer.
     len: usize,
     decoder: BodyDecoder,
     reusable: bool,
-    response: http::response::Builder,
+    fields: Fields,
 }
 
 /// Sends a bodiless request's head and reads the response head, within one upstream timeout
@@ -311,19 +308,18 @@ async fn read_head(
     let mut interims = 0u32;
     loop {
         if !up.buf.is_empty() {
-            let mut b = Response::builder();
+            let mut fields = Fields::new();
             let head = h2_response(&up.buf, head_request, |name, value| {
-                let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_bytes(value))
-                else {
-                    return;
-                };
-                if let Some(fields) = b.headers_mut().filter(|_| !dropped(&name)) {
-                    fields.append(name, value);
+                // A value HTTP/2 cannot carry (a control character) is left out, as `http`'s
+                // header values refuse it.
+                let sendable = value.iter().all(|&b| b >= 0x20 && b != 0x7f || b == b'\t');
+                if sendable && !dropped(name.as_bytes()) {
+                    fields.push(name.as_bytes(), value);
                 }
             });
             match head {
                 Ok(Some(UpstreamHead::Final { status, len, body, reusable, .. })) => {
-                    return Ok(Head { status, len, decoder: body, reusable, response: b.status(status) })
+                    return Ok(Head { status, len, decoder: body, reusable, fields })
                 }
                 Ok(Some(UpstreamHead::Interim { len, .. })) if interims < MAX_INTERIM => {
                     interims += 1;

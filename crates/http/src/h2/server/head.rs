@@ -14,7 +14,13 @@ pub struct Fields {
 }
 
 impl Fields {
-    fn push(&mut self, name: &[u8], value: &[u8]) {
+    /// Empty, with room for a usual head.
+    pub fn new() -> Self {
+        Fields { buf: Vec::with_capacity(256), at: Vec::with_capacity(8) }
+    }
+
+    /// Appends a field (taken as it is: judging it is the caller's).
+    pub fn push(&mut self, name: &[u8], value: &[u8]) {
         let start = self.buf.len() as u32;
         self.buf.extend_from_slice(name);
         let mid = self.buf.len() as u32;
@@ -27,9 +33,9 @@ impl Fields {
         self.at.iter().map(|&(s, m, e)| (&self.buf[s as usize..m as usize], &self.buf[m as usize..e as usize]))
     }
 
-    /// The first field named `name` (lower-case).
+    /// The first field named `name` (in any case: the fields' own are lower-case).
     pub fn get(&self, name: &str) -> Option<&[u8]> {
-        self.iter().find(|(n, _)| *n == name.as_bytes()).map(|(_, v)| v)
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes())).map(|(_, v)| v)
     }
 
     pub fn len(&self) -> usize {

@@ -279,6 +279,11 @@ impl Server {
         None
     }
 
+    /// The client's preface and first SETTINGS have arrived.
+    pub fn started(&self) -> bool {
+        self.settings_seen
+    }
+
     /// Streams open (taken or not) and not yet released.
     pub fn active(&self) -> usize {
         self.streams.iter().filter(|s| !s.released).count()
