@@ -194,8 +194,8 @@ pub(crate) async fn forward(
     let mut shaper = Shaper::new(down_shape);
     let mut at = len;
     if !bodiless {
-        match body_down(shard, &mut up, &mut at, &mut decoder, down, &mut shaper).await {
-            Ok(()) => {}
+        let ended = match body_down(shard, &mut up, &mut at, &mut decoder, down, &mut shaper).await {
+            Ok(ended) => ended,
             Err(Stop::Upstream) => {
                 down.reset(INTERNAL_ERROR);
                 return shard.stats.borrow_mut().upstream_error(UpstreamError::Reset);
@@ -203,11 +203,13 @@ pub(crate) async fn forward(
             // A data limit: the client's stream is reset, the upstream connection dropped.
             Err(Stop::Limit) => return down.reset(CANCEL),
             Err(Stop::Client) => return client.resets.set(client.resets.get() + 1),
+        };
+        if !ended {
+            if let Some(hold) = shaper.slow_close() {
+                glommio::timer::sleep(hold).await;
+            }
+            let _ = down.send(&[], true).await;
         }
-        if let Some(hold) = shaper.slow_close() {
-            glommio::timer::sleep(hold).await;
-        }
-        let _ = down.send(&[], true).await;
     }
     let total = sent.elapsed();
     {
@@ -232,7 +234,9 @@ enum Stop {
 }
 
 /// The response body from `up.buf[*at..]` on, de-chunked, to the client as DATA under the
-/// downstream stream faults; `*at` ends where the body did.
+/// downstream stream faults; `*at` ends where the body did. `Ok(true)`: the stream is ended
+/// too (with no stream fault to apply, the last DATA frame carries END_STREAM, as nginx's
+/// do, rather than an empty frame after it).
 async fn body_down(
     shard: &Shard,
     up: &mut Upstream,
@@ -240,14 +244,20 @@ async fn body_down(
     decoder: &mut BodyDecoder,
     mut to_client: &Down,
     shaper: &mut Shaper,
-) -> Result<(), Stop> {
+) -> Result<bool, Stop> {
     let mut payload = Vec::new();
+    let plain = !shaper.active();
     loop {
         if *at < up.buf.len() {
             let (n, end) =
                 decoder.feed_payload(&up.buf[*at..], |p| payload.extend_from_slice(p)).map_err(|_| Stop::Upstream)?;
             *at += n;
-            if !payload.is_empty() {
+            if plain {
+                if !payload.is_empty() || end {
+                    to_client.send(&payload, end).await.map_err(|_| Stop::Client)?;
+                    payload.clear();
+                }
+            } else if !payload.is_empty() {
                 match send_shaped(&mut to_client, Bytes::from(std::mem::take(&mut payload)), shaper).await {
                     Ok(()) => {}
                     Err(Broken::Limit) => return Err(Stop::Limit),
@@ -255,7 +265,7 @@ async fn body_down(
                 }
             }
             if end {
-                return Ok(());
+                return Ok(plain);
             }
             continue;
         }
@@ -263,7 +273,7 @@ async fn body_down(
         *at = 0;
         match within(shard, up.buf.read_from(&mut up.stream)).await {
             Some(Ok(n)) if n > 0 => {}
-            Some(Ok(_)) if decoder.is_until_eof() => return Ok(()),
+            Some(Ok(_)) if decoder.is_until_eof() => return Ok(false),
             _ => return Err(Stop::Upstream),
         }
     }
