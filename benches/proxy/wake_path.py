@@ -1,4 +1,5 @@
-"""Splits each request of a trace-wakes.sh trace into its parts (medians, microseconds).
+"""Splits each request of a trace-wakes.sh trace into its parts (medians, means of the middle
+90% for a finer grain than the trace's microsecond stamps, and 90th percentiles; microseconds).
 
 usage: wake_path.py OUT/NAME PROXY_PID PROXY_TID ORIGIN_WORKER_PID
 A request is followed from the blast's sendto, through the proxy's wake-up, its read of the
@@ -61,10 +62,14 @@ for (t, comm, pid, tid, e, fd, ret) in ev:
         elif kind == 'client' and cyc and 't7' in cyc and 't8' not in cyc: cyc['t8'] = t
 def med(a, b, lo=None):
     xs = [c[b] - c[a] for c in res if c.get(a) and c.get(b) and (lo is None or c[a] >= c[lo])]
-    return (st.median(xs), len(xs)) if xs else (float('nan'), 0)
+    if not xs:
+        return (float('nan'), float('nan'), float('nan'), 0)
+    xs.sort()
+    mid = xs[len(xs) // 20: len(xs) - len(xs) // 20] or xs
+    return (st.median(xs), st.mean(mid), xs[len(xs) * 9 // 10], len(xs))
 print(base, 'requests followed:', len(res))
 for lab, a, b, lo in [('request: sender syscall -> wakeup of proxy', 't0', 'w1', 't0'), ('request: wakeup -> proxy on CPU', 'w1', 's1', 't0'), ('request: on CPU -> wait returns', 's1', 't1', 't0'),
                   ('request: processing', 't1', 't3', None), ('origin', 't3', 't5', None),
                   ('response: origin syscall -> wakeup', 't5', 'w6', 't5'), ('response: wakeup -> on CPU', 'w6', 's6', 't5'), ('response: on CPU -> wait returns', 's6', 't6', 't5'),
                   ('response: processing', 't6', 't8', None), ('to the blast', 't8', 't9', None), ('total', 't0', 't9', None)]:
-    m, n = med(a, b, lo); print(f'  {lab:45s} {m:7.1f} us (n={n})')
+    m, avg, p90, n = med(a, b, lo); print(f'  {lab:45s} {m:7.1f} us  mean {avg:6.2f}  p90 {p90:6.1f} (n={n})')

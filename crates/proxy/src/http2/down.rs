@@ -8,15 +8,10 @@
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
-use std::task::{Context, Poll, Waker};
 
 use engine_http::h2::server::{Fields, Gone, Recv, Server};
-use engine_tls::{ServerConnection, Stream};
 
 pub(crate) type Conn = Rc<RefCell<Server>>;
-/// The client's socket: the connection's driver reads it and writes what the codec queues;
-/// a stream whose response has ended writes it at once.
-pub(crate) type Io = Rc<RefCell<Stream<ServerConnection>>>;
 
 /// `via` as the proxy adds it to every HTTP/2 head it sends.
 pub(crate) const VIA: (&[u8], &[u8]) = (b"via", b"2 engine-proxy");
@@ -24,7 +19,6 @@ pub(crate) const VIA: (&[u8], &[u8]) = (b"via", b"2 engine-proxy");
 /// One stream of a client's connection.
 pub(crate) struct Down {
     conn: Conn,
-    io: Io,
     id: u32,
     /// A buffer for the codec to swap a stream's received bytes into.
     buf: Cell<Vec<u8>>,
@@ -32,8 +26,8 @@ pub(crate) struct Down {
 }
 
 impl Down {
-    pub fn new(conn: Conn, io: Io, id: u32) -> Self {
-        Down { conn, io, id, buf: Cell::new(Vec::new()), trailers: Cell::new(None) }
+    pub fn new(conn: Conn, id: u32) -> Self {
+        Down { conn, id, buf: Cell::new(Vec::new()), trailers: Cell::new(None) }
     }
 
     /// The next piece of the request body (`Ok(Some)`), its end (`Ok(None)`, trailers kept
@@ -71,11 +65,7 @@ impl Down {
         fields: impl IntoIterator<Item = (&'f [u8], &'f [u8])>,
         end: bool,
     ) -> Result<(), Gone> {
-        self.conn.borrow_mut().send_head(self.id, status, fields, end)?;
-        if end {
-            self.flush_now();
-        }
-        Ok(())
+        self.conn.borrow_mut().send_head(self.id, status, fields, end)
     }
 
     /// Sends `data` as the stream's limit of unsent bytes allows (`end`: the body's last).
@@ -86,9 +76,6 @@ impl Down {
             let last = n == data.len();
             self.conn.borrow_mut().send_data(self.id, &data[..n], end && last)?;
             if last {
-                if end {
-                    self.flush_now();
-                }
                 return Ok(());
             }
             data = &data[n..];
@@ -96,29 +83,12 @@ impl Down {
     }
 
     pub fn send_trailers<'f>(&self, fields: impl IntoIterator<Item = (&'f [u8], &'f [u8])>) -> Result<(), Gone> {
-        self.conn.borrow_mut().send_trailers(self.id, fields)?;
-        self.flush_now();
-        Ok(())
+        self.conn.borrow_mut().send_trailers(self.id, fields)
     }
 
     /// Resets the stream (RST_STREAM `code`).
     pub fn reset(&self, code: u32) {
         self.conn.borrow_mut().reset(self.id, code);
-    }
-
-    /// Writes what the codec has queued now, as far as the socket takes it without waiting:
-    /// the response's last bytes leave with this task rather than after a turn of the
-    /// driver's (woken all the same; it finishes what is left, and sees the errors).
-    fn flush_now(&self) {
-        let (Ok(mut io), Ok(mut c)) = (self.io.try_borrow_mut(), self.conn.try_borrow_mut()) else { return };
-        let mut cx = Context::from_waker(Waker::noop());
-        while !c.output().is_empty() {
-            match io.poll_write(&mut cx, c.output()) {
-                Poll::Ready(Ok(n)) if n > 0 => c.wrote(n),
-                _ => return,
-            }
-        }
-        let _ = io.poll_flush(&mut cx);
     }
 }
 

@@ -67,7 +67,7 @@ enum Turn {
 /// `peer`: the client's address as text, and whether it is on this host.
 pub(crate) async fn serve(
     shard: Rc<Shard>,
-    io: Stream<ServerConnection>,
+    mut io: Stream<ServerConnection>,
     read: Vec<u8>,
     (peer, loopback): (Rc<str>, bool),
     slot: Rc<Slot>,
@@ -81,7 +81,6 @@ pub(crate) async fn serve(
         ..Config::default()
     };
     let conn = Rc::new(RefCell::new(Server::new(cfg)));
-    let io = Rc::new(RefCell::new(io));
     let client = Rc::new(exchange::Client { active: Cell::new(0), resets: Cell::new(0), slot, peer, loopback });
     let limits = &shard.shared.limits;
     let started = shard.now();
@@ -94,7 +93,7 @@ pub(crate) async fn serve(
     let mut look = glommio::timer::Timer::new(LOOK);
     let mut buf = vec![0u8; 16 << 10];
     if conn.borrow_mut().feed(&read).is_ok() {
-        take_streams(&shard, (&conn, &io), &client);
+        take_streams(&shard, &conn, &client);
     }
     loop {
         if shard.now().saturating_duration_since(window.0) >= Duration::from_secs(1) {
@@ -107,11 +106,11 @@ pub(crate) async fn serve(
         if conn.borrow().finished() {
             break;
         }
-        match next_turn(&conn, &io, &mut buf, &mut look).await {
+        match next_turn(&conn, &mut io, &mut buf, &mut look).await {
             Turn::Read(Ok(0) | Err(_)) | Turn::WriteFailed => break,
             Turn::Read(Ok(n)) => {
                 let fed = conn.borrow_mut().feed(&buf[..n]);
-                take_streams(&shard, (&conn, &io), &client);
+                take_streams(&shard, &conn, &client);
                 if fed.is_err() {
                     break;
                 }
@@ -136,25 +135,29 @@ pub(crate) async fn serve(
         }
     }
     // What is queued (a GOAWAY, the last answers) goes out before the connection closes.
-    let _ = engine_runtime::within(LOOK, flush(&conn, &io)).await;
+    let _ = engine_runtime::within(LOOK, flush(&conn, &mut io)).await;
     conn.borrow_mut().broke();
 }
 
 /// Takes the streams the client opened and starts an exchange for each.
-fn take_streams(shard: &Rc<Shard>, (conn, io): (&down::Conn, &down::Io), client: &Rc<exchange::Client>) {
+fn take_streams(shard: &Rc<Shard>, conn: &down::Conn, client: &Rc<exchange::Client>) {
     loop {
         let Some((id, head, end)) = conn.borrow_mut().accept() else { return };
         let streams = exchange::Streams::open(client);
-        let down = down::Down::new(conn.clone(), io.clone(), id);
+        let down = down::Down::new(conn.clone(), id);
         glommio::spawn_local(exchange::exchange(shard.clone(), down, head, end, streams)).detach();
     }
 }
 
 /// Writes what the codec has queued and waits for the next thing to do: bytes from the
 /// client, more output, or the look timer.
-async fn next_turn(conn: &down::Conn, io: &down::Io, buf: &mut [u8], look: &mut glommio::timer::Timer) -> Turn {
+async fn next_turn(
+    conn: &down::Conn,
+    io: &mut Stream<ServerConnection>,
+    buf: &mut [u8],
+    look: &mut glommio::timer::Timer,
+) -> Turn {
     poll_fn(|cx| loop {
-        let mut io = io.borrow_mut();
         let mut c = conn.borrow_mut();
         let mut wrote = false;
         while !c.output().is_empty() {
@@ -188,11 +191,10 @@ async fn next_turn(conn: &down::Conn, io: &down::Io, buf: &mut [u8], look: &mut 
     .await
 }
 
-/// Writes all the codec has queued (borrowing the socket only while it is polled: a stream's
-/// task may still try to write).
-async fn flush(conn: &down::Conn, io: &down::Io) {
+/// Writes all the codec has queued.
+async fn flush(conn: &down::Conn, io: &mut Stream<ServerConnection>) {
     poll_fn(|cx| loop {
-        let (mut io, mut c) = (io.borrow_mut(), conn.borrow_mut());
+        let mut c = conn.borrow_mut();
         if c.output().is_empty() {
             return io.poll_flush(cx).map(|_| ());
         }
