@@ -28,8 +28,9 @@ impl Server {
             }
             self.carry = carry;
         }
-        if self.out.len() - self.out_at > OUT_LIMIT {
-            // Answers the client does not read (PING and SETTINGS acks, resets).
+        if self.unwritten() > OUT_LIMIT {
+            // Answers the client does not read (PING and SETTINGS acks, resets): bodies stop
+            // at OUT_BUDGET, so only these take the output past this.
             return Err(self.fail(frame::ENHANCE_YOUR_CALM));
         }
         Ok(())

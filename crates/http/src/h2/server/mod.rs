@@ -85,6 +85,9 @@ pub enum Recv {
 /// Pending output past which control frames are not answered: a client that floods SETTINGS
 /// or PINGs and never reads ends its connection rather than filling the server's memory.
 const OUT_LIMIT: usize = 256 << 10;
+/// Pending output past which streams may hand over no more body: a client that opens wide
+/// windows and does not read holds this much of its responses here, not all of them.
+const OUT_BUDGET: usize = 128 << 10;
 /// Frames in a row that move nothing forward (empty DATA, PRIORITY, PING, SETTINGS, unknown
 /// types, WINDOW_UPDATEs for streams gone) before the connection is taken for a flood.
 const IDLE_FRAMES: u32 = 10_000;
@@ -171,6 +174,8 @@ pub struct Server {
     early_resets: u32,
     error_resets: u32,
     idle_frames: u32,
+    /// A stream found the output at its budget (and waits for it to drain).
+    out_full: bool,
     carry: Vec<u8>,
     block: Option<Block>,
     block_buf: Vec<u8>,
@@ -226,6 +231,7 @@ impl Server {
             early_resets: 0,
             error_resets: 0,
             idle_frames: 0,
+            out_full: false,
             carry: Vec::new(),
             block: None,
             block_buf: Vec::new(),
@@ -244,6 +250,13 @@ impl Server {
     /// `n` bytes of [`Self::output`] were written.
     pub fn wrote(&mut self, n: usize) {
         self.out_at += n;
+        if self.out_full && self.unwritten() < OUT_BUDGET {
+            // Streams waiting for room in the output may go on, and what they hold goes out
+            // as far as the windows let it.
+            self.out_full = false;
+            self.streams.iter_mut().for_each(Stream::wake);
+            self.flush_all();
+        }
         if self.out_at >= self.out.len() {
             self.out.clear();
             self.out_at = 0;
@@ -251,6 +264,11 @@ impl Server {
                 self.out = Vec::with_capacity(256);
             }
         }
+    }
+
+    /// Bytes queued and not yet written.
+    fn unwritten(&self) -> usize {
+        self.out.len() - self.out_at
     }
 
     /// The task that writes [`Self::output`]: woken when there is more.

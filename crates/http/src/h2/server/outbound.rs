@@ -69,15 +69,20 @@ impl Server {
     }
 
     /// How much more of a body stream `id` may be handed now (`Pending` while its held bytes
-    /// are at `max_send_buffer`).
+    /// are at `max_send_buffer`, or the connection's unwritten output is at its budget).
     pub fn poll_capacity(&mut self, id: u32, cx: &mut Context<'_>) -> Poll<Result<usize, Gone>> {
         let max = self.cfg.max_send_buffer;
+        let out_room = OUT_BUDGET.saturating_sub(self.unwritten());
+        if out_room == 0 {
+            self.out_full = true;
+        }
         let s = match self.open_to_send(id) {
             Ok(s) => s,
             Err(g) => return Poll::Ready(Err(g)),
         };
-        if s.pending.len() < max {
-            return Poll::Ready(Ok(max - s.pending.len()));
+        let room = max.saturating_sub(s.pending.len()).min(out_room);
+        if room > 0 {
+            return Poll::Ready(Ok(room));
         }
         s.waker = Some(cx.waker().clone());
         Poll::Pending
@@ -185,6 +190,11 @@ impl Server {
             self.streams.iter().filter(|s| !s.pending.is_empty() || s.pending_end.is_some()).map(|s| s.id).collect();
         for id in ids {
             if self.send_window <= 0 {
+                break;
+            }
+            if self.unwritten() >= OUT_BUDGET {
+                // The rest when the output drains ([`Server::wrote`]).
+                self.out_full = true;
                 break;
             }
             self.flush_stream(id);

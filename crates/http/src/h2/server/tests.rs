@@ -466,3 +466,47 @@ fn any_bytes_after_the_preface_end_in_an_answer_or_an_error_never_a_panic() {
         let _ = frames(&mut s);
     }
 }
+
+#[test]
+fn a_client_that_does_not_read_holds_a_budget_of_output_not_every_response() {
+    // Wide windows (as h2load opens them), many streams, and output never written.
+    let mut s = ready(Config::default(), &[(frame::INITIAL_WINDOW_SIZE, frame::MAX_WINDOW)]);
+    let mut out = Vec::new();
+    frame::put_u32(&mut out, frame::WINDOW_UPDATE, 0, frame::MAX_WINDOW - frame::DEFAULT_WINDOW);
+    for id in (1..=39).step_by(2) {
+        headers(&mut out, id, &request("GET", "/big", &[]), true);
+    }
+    s.feed(&out).unwrap();
+    let _ = s.output().len();
+    let mut ids = Vec::new();
+    while let Some((id, _, _)) = s.accept() {
+        s.send_head(id, 200, [], false).unwrap();
+        ids.push(id);
+    }
+    let chunk = vec![b'x'; 16 << 10];
+    let mut handed = 0usize;
+    'fill: for _ in 0..100 {
+        for &id in &ids {
+            match s.poll_capacity(id, &mut cx()) {
+                Poll::Ready(Ok(room)) => {
+                    let n = room.min(chunk.len());
+                    s.send_data(id, &chunk[..n], false).unwrap();
+                    handed += n;
+                }
+                Poll::Ready(Err(_)) => panic!("stream {id} gone"),
+                Poll::Pending => break 'fill,
+            }
+        }
+    }
+    let held = s.output().len();
+    assert!(held <= (128 << 10) + (16 << 10), "{held} bytes of output held");
+    assert!(handed < 200 << 10, "{handed} bytes handed over");
+    // Written, the streams may go on.
+    s.wrote(held);
+    assert!(matches!(s.poll_capacity(ids[0], &mut cx()), Poll::Ready(Ok(n)) if n > 0));
+    // A slow reader is not taken for a flood: its WINDOW_UPDATEs and PINGs are answered.
+    let mut more = Vec::new();
+    frame::put_head(&mut more, 8, frame::PING, 0, 0);
+    more.extend_from_slice(b"87654321");
+    s.feed(&more).unwrap();
+}
