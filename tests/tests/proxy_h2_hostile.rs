@@ -137,6 +137,7 @@ fn smuggling_fields_are_refused_and_never_reach_the_upstream() {
         ("LF in a value", Raw::block(b"GET", &[(b"x-a", b"1\nx: y")])),
         ("NUL in a value", Raw::block(b"GET", &[(b"x-a", b"1\0")])),
         ("a space in a name", Raw::block(b"GET", &[(b"x a", b"1")])),
+        ("a space in the method", Raw::block(b"GET /admin", &[])),
     ];
     for (what, block) in &cases {
         let mut c = Raw::connect(p.local_addr());

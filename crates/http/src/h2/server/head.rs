@@ -95,7 +95,12 @@ pub enum Malformed {
 
 /// A name a field may have: lower-case token characters (RFC 9110 §5.6.2).
 fn valid_name(n: &[u8]) -> bool {
-    !n.is_empty() && n.iter().all(|&b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'))
+    valid_token(n) && !n.iter().any(u8::is_ascii_uppercase)
+}
+
+/// A token (RFC 9110 §5.6.2): a method, a scheme, a field's name.
+fn valid_token(n: &[u8]) -> bool {
+    !n.is_empty() && n.iter().all(|&b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
 }
 
 /// A value without NUL, CR, LF or other control characters (horizontal tab allowed).
@@ -189,19 +194,26 @@ impl Builder {
         Ok(())
     }
 
-    /// The head, once the block is whole: a request needs `:method`, and `:scheme` and a
-    /// non-empty `:path` unless it is a CONNECT (which has `:authority` and neither).
+    /// The head, once the block is whole: a request needs `:method` (a token), and `:scheme`
+    /// and a `:path` (`/...`, or `*`) unless it is a CONNECT (which has `:authority` and
+    /// neither); no pseudo-field holds a space, so none can split the request line an
+    /// HTTP/1.1 upstream is sent.
     pub(super) fn head(self) -> Result<RequestHead, Malformed> {
         if let Some(m) = self.bad {
             return Err(m);
         }
         let h = self.head;
         let connect = h.method() == b"CONNECT";
-        let ok = if connect {
-            h.authority.is_some() && h.scheme.is_none() && h.path.is_none()
-        } else {
-            !h.method.is_empty() && h.scheme.is_some() && h.path.as_ref().is_some_and(|p| !p.is_empty())
-        };
+        let path_ok = |p: &[u8]| (p.first() == Some(&b'/') || p == b"*") && !p.contains(&b' ');
+        let ok = valid_token(h.method())
+            && h.authority()
+                .is_none_or(|a| !a.is_empty() && !a.iter().any(|&b| matches!(b, b' ' | b'/' | b'?' | b'#' | b'@')))
+            && h.scheme().is_none_or(valid_token)
+            && if connect {
+                h.authority.is_some() && h.scheme.is_none() && h.path.is_none()
+            } else {
+                h.scheme.is_some() && h.path().is_some_and(path_ok)
+            };
         if ok {
             Ok(h)
         } else {
@@ -294,6 +306,25 @@ mod tests {
         let mut t = Builder::new(true, 1024);
         t.field(b":status", b"200");
         assert_eq!(t.trailers(), Err(Malformed::Pseudo));
+    }
+
+    #[test]
+    fn pseudo_fields_that_would_split_an_http1_request_line_are_malformed() {
+        for (name, value) in [
+            (":method", "GET /admin"),
+            (":method", "G(T"),
+            (":path", "/a b"),
+            (":path", "a"),
+            (":authority", "a b"),
+            (":authority", "a/b"),
+            (":authority", "user@a"),
+            (":scheme", "ht tp"),
+        ] {
+            let fields: Vec<_> = BASE.iter().map(|&(n, v)| if n == name { (n, value) } else { (n, v) }).collect();
+            assert_eq!(build(&fields), Err(Malformed::Pseudo), "{name}: {value}");
+        }
+        let options: Vec<_> = BASE.iter().map(|&(n, v)| if n == ":path" { (n, "*") } else { (n, v) }).collect();
+        assert!(build(&options).is_ok());
     }
 
     #[test]
