@@ -51,9 +51,18 @@ const LOOK: Duration = Duration::from_millis(500);
 /// cancelling on deadlines stay far below.
 const MAX_RESETS_PER_S: u64 = 200;
 
+thread_local! {
+    /// Where a driver's read lands: the shard's, not the connection's. A read fills it
+    /// synchronously (glommio's `poll_read` receives at once or waits for readiness, never
+    /// into a buffer left behind), and the driver feeds it to its codec before it awaits
+    /// again, so one buffer serves every connection of the shard: an idle HTTP/2 connection
+    /// holds no read buffer, as an idle HTTP/1.1 one holds none.
+    static READ: RefCell<Box<[u8]>> = RefCell::new(vec![0u8; 16 << 10].into_boxed_slice());
+}
+
 /// What woke a connection's driver.
 enum Turn {
-    /// Bytes from the client (0: it closed), or a read error.
+    /// Bytes from the client in [`READ`] (0: it closed), or a read error.
     Read(std::io::Result<usize>),
     /// Output could not be written (the client is gone).
     WriteFailed,
@@ -91,7 +100,6 @@ pub(crate) async fn serve(
     let mut window = (started, 0u64);
     // One timer for the connection's life, re-armed when it fires: none made per stream.
     let mut look = glommio::timer::Timer::new(LOOK);
-    let mut buf = vec![0u8; 16 << 10];
     if conn.borrow_mut().feed(&read).is_ok() {
         take_streams(&shard, &conn, &client);
     }
@@ -106,10 +114,10 @@ pub(crate) async fn serve(
         if conn.borrow().finished() {
             break;
         }
-        match next_turn(&conn, &mut io, &mut buf, &mut look).await {
+        match next_turn(&conn, &mut io, &mut look).await {
             Turn::Read(Ok(0) | Err(_)) | Turn::WriteFailed => break,
             Turn::Read(Ok(n)) => {
-                let fed = conn.borrow_mut().feed(&buf[..n]);
+                let fed = READ.with_borrow(|buf| conn.borrow_mut().feed(&buf[..n]));
                 take_streams(&shard, &conn, &client);
                 if fed.is_err() {
                     break;
@@ -151,12 +159,7 @@ fn take_streams(shard: &Rc<Shard>, conn: &down::Conn, client: &Rc<exchange::Clie
 
 /// Writes what the codec has queued and waits for the next thing to do: bytes from the
 /// client, more output, or the look timer.
-async fn next_turn(
-    conn: &down::Conn,
-    io: &mut Stream<ServerConnection>,
-    buf: &mut [u8],
-    look: &mut glommio::timer::Timer,
-) -> Turn {
+async fn next_turn(conn: &down::Conn, io: &mut Stream<ServerConnection>, look: &mut glommio::timer::Timer) -> Turn {
     poll_fn(|cx| loop {
         let mut c = conn.borrow_mut();
         let mut wrote = false;
@@ -178,7 +181,7 @@ async fn next_turn(
         // Streams' tasks that queue output wake this one.
         c.set_driver(cx.waker());
         drop(c);
-        if let Poll::Ready(r) = io.poll_read(cx, buf) {
+        if let Poll::Ready(r) = READ.with_borrow_mut(|buf| io.poll_read(cx, buf)) {
             return Poll::Ready(Turn::Read(r));
         }
         if std::pin::Pin::new(&mut *look).poll(cx).is_ready() {
